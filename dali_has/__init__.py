@@ -1,0 +1,4 @@
+"""Hide-and-Seek (Singh et al., arXiv 1811.02545) as NVIDIA DALI operators, with numpy references."""
+from dali_has.spec import HaSConfig
+
+__all__ = ["HaSConfig"]

@@ -1,0 +1,84 @@
+"""Plain numpy Hide-and-Seek: the oracle that the DALI operators are tested against.
+
+Drawing the randomness (`draw_cells`) is kept apart from applying it (`apply_mask`), so the apply step can be
+compared pixel for pixel and the sampler checked statistically.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from dali_has.spec import HaSConfig
+
+
+def grid_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """Cells of a top-left-anchored size×size grid: ceil(H/S) × ceil(W/S), edge cells clipped."""
+    if size <= 0:
+        return (0, 0)
+    return (math.ceil(height / size), math.ceil(width / size))
+
+
+def draw_cells(rng: np.random.Generator, height: int, width: int, cfg: HaSConfig) -> tuple[int, np.ndarray]:
+    """Draw one sample's patch size and its per-cell hide decisions (True = hidden)."""
+    size = int(rng.choice(cfg.patch_sizes))
+    gh, gw = grid_shape(height, width, size)
+    return size, rng.random((gh, gw)) < cfg.p_hide
+
+
+def cells_to_mask(cells: np.ndarray, size: int, height: int, width: int) -> np.ndarray:
+    """Expand a cell grid to a [H, W] boolean pixel mask (True = hidden); size 0 hides nothing."""
+    if size == 0:
+        return np.zeros((height, width), dtype=bool)
+    expected = grid_shape(height, width, size)
+    if cells.shape != expected:
+        raise ValueError(f"cells has shape {cells.shape}, a {size}-pixel grid on {height}x{width} needs {expected}")
+    return np.repeat(np.repeat(cells, size, axis=0), size, axis=1)[:height, :width]
+
+
+def apply_mask(image: np.ndarray, mask: np.ndarray, fill: float | Sequence[float], layout: str = "HWC") -> np.ndarray:
+    """Give hidden pixels the fill on every channel; the result keeps the image's dtype.
+
+    Integer images get the fill rounded to the nearest value of their dtype.
+    """
+    if layout not in ("HWC", "CHW"):
+        raise ValueError(f"layout={layout!r}; expected 'HWC' or 'CHW'")
+    channels = image.shape[2] if layout == "HWC" else image.shape[0]
+    fill_c = np.asarray(HaSConfig(fill=fill).fill_for(channels), dtype=np.float64)
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        fill_c = np.clip(np.rint(fill_c), info.min, info.max)
+    fill_c = fill_c.astype(image.dtype)
+    out = image.copy()
+    if layout == "HWC":
+        out[mask] = fill_c
+    else:
+        out[:, mask] = fill_c[:, None]
+    return out
+
+
+def hide_and_seek(image: np.ndarray, rng: np.random.Generator, cfg: HaSConfig, layout: str = "HWC") -> np.ndarray:
+    """Hide-and-Seek on one image: draw, then apply."""
+    h, w = (image.shape[0], image.shape[1]) if layout == "HWC" else (image.shape[1], image.shape[2])
+    size, cells = draw_cells(rng, h, w, cfg)
+    return apply_mask(image, cells_to_mask(cells, size, h, w), cfg.fill, layout)
+
+
+def infer_cells(mask: np.ndarray, patch_sizes: Sequence[int]) -> tuple[int, np.ndarray]:
+    """Recover (size, cells) from a pixel mask that some size in `patch_sizes` produced.
+
+    Raises ValueError when no allowed grid explains the mask exactly: the check that an operator's output
+    is a union of top-left-anchored grid cells. An all-clear mask is explained by the smallest size
+    (0 where allowed).
+    """
+    h, w = mask.shape
+    for size in sorted(set(patch_sizes)):
+        if size == 0:
+            if not mask.any():
+                return 0, np.zeros((0, 0), dtype=bool)
+            continue
+        cells = mask[::size, ::size]  # each cell's top-left pixel decides the cell
+        if np.array_equal(cells_to_mask(cells, size, h, w), mask):
+            return size, cells
+    raise ValueError(f"mask is not a union of grid cells for any size in {list(patch_sizes)}")

@@ -1,0 +1,93 @@
+"""Hide-and-Seek settings: one validated, immutable value shared by every implementation.
+
+The rule (Singh et al., arXiv 1811.02545, §3.1): per sample draw a patch size S from `patch_sizes`
+(S = 0: hide nothing), lay an S×S grid anchored at the top-left corner (edge cells clipped), hide each
+cell independently iff u < p_hide with u ~ U[0, 1), and give hidden pixels the fill value on every channel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Real
+from typing import Sequence, Union
+
+Fill = Union[float, Sequence[float]]
+
+PAPER_PATCH_SIZES = (0, 16, 32, 44, 56)  # paper's HaS-Mixed set for 224-pixel crops
+PAPER_P_HIDE = 0.5
+
+
+@dataclass(frozen=True)
+class HaSConfig:
+    """Validated Hide-and-Seek parameters.
+
+    patch_sizes: non-empty set of grid cell sizes in pixels of the tensor being masked; 0 means "no hiding".
+    p_hide: probability that one cell is hidden, in [0, 1].
+    fill: value of hidden pixels, a scalar or one value per channel (0.0 = the dataset mean after
+        normalizing with that mean).
+    """
+
+    patch_sizes: tuple[int, ...] = PAPER_PATCH_SIZES
+    p_hide: float = PAPER_P_HIDE
+    fill: tuple[float, ...] = (0.0,)
+
+    def __init__(self, patch_sizes: Sequence[int] | int = PAPER_PATCH_SIZES,
+                 p_hide: float = PAPER_P_HIDE, fill: Fill = 0.0):
+        object.__setattr__(self, "patch_sizes", _check_patch_sizes(patch_sizes))
+        object.__setattr__(self, "p_hide", _check_p_hide(p_hide))
+        object.__setattr__(self, "fill", _check_fill(fill))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HaSConfig":
+        """Build from a mapping (e.g. a JSON config); unknown keys are errors."""
+        unknown = set(d) - {"patch_sizes", "p_hide", "fill"}
+        if unknown:
+            raise ValueError(f"unknown Hide-and-Seek setting(s) {sorted(unknown)}; "
+                             "expected patch_sizes, p_hide, fill")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return {"patch_sizes": list(self.patch_sizes), "p_hide": self.p_hide, "fill": list(self.fill)}
+
+    @property
+    def hiding_share(self) -> float:
+        """Expected fraction of hidden pixels: p_hide times the share of non-zero sizes."""
+        return self.p_hide * sum(s > 0 for s in self.patch_sizes) / len(self.patch_sizes)
+
+    def fill_for(self, channels: int) -> tuple[float, ...]:
+        """The fill as one value per channel; a scalar fill is repeated."""
+        if len(self.fill) == 1:
+            return self.fill * channels
+        if len(self.fill) != channels:
+            raise ValueError(f"fill has {len(self.fill)} values but the images have {channels} channels; "
+                             "give a scalar or one value per channel")
+        return self.fill
+
+    def __repr__(self) -> str:
+        fill = self.fill[0] if len(self.fill) == 1 else list(self.fill)
+        return f"HaSConfig(patch_sizes={list(self.patch_sizes)}, p_hide={self.p_hide}, fill={fill})"
+
+
+def _check_patch_sizes(patch_sizes) -> tuple[int, ...]:
+    sizes = (patch_sizes,) if isinstance(patch_sizes, (int, Real)) else tuple(patch_sizes)
+    if not sizes:
+        raise ValueError("patch_sizes is empty; give at least one size, e.g. (0, 16, 32, 44, 56)")
+    out = []
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, (int, Real)) or int(s) != s or s < 0:
+            raise ValueError(f"patch_sizes contains {s!r}; sizes must be whole numbers of pixels >= 0 "
+                             "(0 means no hiding)")
+        out.append(int(s))
+    return tuple(out)
+
+
+def _check_p_hide(p_hide) -> float:
+    if isinstance(p_hide, bool) or not isinstance(p_hide, Real) or not 0.0 <= float(p_hide) <= 1.0:
+        raise ValueError(f"p_hide={p_hide!r} must be a probability in [0, 1]")
+    return float(p_hide)
+
+
+def _check_fill(fill) -> tuple[float, ...]:
+    values = (fill,) if isinstance(fill, Real) else tuple(fill)
+    if not values or any(isinstance(v, bool) or not isinstance(v, Real) or v != v for v in values):
+        raise ValueError(f"fill={fill!r} must be a number or a non-empty sequence of numbers (one per channel)")
+    return tuple(float(v) for v in values)

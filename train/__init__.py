@@ -1,0 +1,1 @@
+"""Training, evaluation, models, WSOL metrics and the `dali-has` command line."""

@@ -1,0 +1,1 @@
+"""dali-has subcommands, one module each; `train.cli` registers them."""
