@@ -1,0 +1,22 @@
+# Quickstart: `make demo` runs the main job, `make test` the tests. Both create or reuse .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test install
+
+install: $(STAMP)
+
+# torch/torchvision pinned to the builds this project is tested with (taken from the local wheel cache when present).
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/dali-has demo --out demo_out
+
+test: $(STAMP)
+	$(PY) -m pytest -q

@@ -1,0 +1,40 @@
+import pytest
+
+from dali_has import HaSConfig
+
+
+def test_defaults_are_the_papers_mixed_setting():
+    cfg = HaSConfig()
+    assert cfg.patch_sizes == (0, 16, 32, 44, 56) and cfg.p_hide == 0.5 and cfg.fill == (0.0,)
+    assert cfg.hiding_share == pytest.approx(0.5 * 4 / 5)
+    assert repr(cfg) == "HaSConfig(patch_sizes=[0, 16, 32, 44, 56], p_hide=0.5, fill=0.0)"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(patch_sizes=[16, 2.5]), "2.5"),
+    (dict(patch_sizes=[True]), "True"),
+    (dict(patch_sizes="16"), "patch_sizes"),
+    (dict(p_hide=-0.1), "p_hide=-0.1"),
+    (dict(p_hide="0.5"), "p_hide"),
+    (dict(fill=float("nan")), "fill"),
+    (dict(fill=["a"]), "fill"),
+])
+def test_invalid_values_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HaSConfig(**kwargs)
+
+
+def test_single_size_and_per_channel_fill():
+    cfg = HaSConfig(patch_sizes=56, fill=(0.1, 0.2, 0.3))
+    assert cfg.patch_sizes == (56,)
+    assert cfg.fill_for(3) == (0.1, 0.2, 0.3)
+    assert HaSConfig(fill=7).fill_for(3) == (7.0, 7.0, 7.0)
+    with pytest.raises(ValueError, match="3 values but the images have 4 channels"):
+        cfg.fill_for(4)
+
+
+def test_dict_round_trip_and_unknown_keys():
+    cfg = HaSConfig(patch_sizes=(0, 8), p_hide=0.25, fill=(1, 2, 3))
+    assert HaSConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="p_hid"):
+        HaSConfig.from_dict({"p_hid": 0.5})
