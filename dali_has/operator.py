@@ -1,0 +1,52 @@
+"""`hide_and_seek`: the public Hide-and-Seek operator for DALI pipeline definitions.
+
+It uses the fused C++/CUDA plugin when it can be built and loaded, else the composition of DALI built-ins
+(same rule, same oracle tests), saying so once.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+from dali_has import composed, fused
+from dali_has.spec import PAPER_P_HIDE, PAPER_PATCH_SIZES, Fill, HaSConfig
+
+IMPLEMENTATIONS = ("auto", "fused", "composed")
+_warned = False
+
+
+def hide_and_seek(images, *, patch_sizes: Sequence[int] | int = PAPER_PATCH_SIZES, p_hide: float = PAPER_P_HIDE,
+                  fill: Fill = 0.0, impl: str = "auto"):
+    """Hide random grid cells of every image in a DALI batch (training only; never call it at evaluation).
+
+    images: a DALI node of HWC or CHW images (uint8, float16 or float32; the layout is read at run time),
+        on the CPU or the GPU.
+    patch_sizes: cell sizes in pixels of `images`, one drawn per sample and iteration; 0 = leave the sample whole.
+    p_hide: probability that a cell is hidden.
+    fill: value of hidden pixels, a scalar or one per channel. 0 is the dataset mean once images are normalized
+        with that mean; integer images get it rounded.
+    impl: "auto" (fused plugin if available, else the composition), "fused" or "composed".
+
+    Returns a node of the same shape, dtype and layout. Masks are new every iteration and reproducible for a
+    fixed pipeline seed.
+    """
+    cfg = HaSConfig(patch_sizes, p_hide, fill)
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"impl={impl!r}; expected one of {IMPLEMENTATIONS}")
+    if impl == "composed":
+        return composed.hide_and_seek_composed(images, cfg)
+    if fused.load() and (images.device != "gpu" or fused.gpu_available()):
+        return fused.hide_and_seek_fused(images, cfg)
+    reason = fused.unavailable_reason() or fused.gpu_unavailable_reason()
+    if impl == "fused":
+        raise RuntimeError(f"the fused Hide-and-Seek plugin is not available: {reason}")
+    _warn_fallback(reason)
+    return composed.hide_and_seek_composed(images, cfg)
+
+
+def _warn_fallback(reason: str | None) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(f"dali_has: fused plugin unavailable ({reason}); "
+                      "using the composition of DALI built-ins", RuntimeWarning, stacklevel=3)

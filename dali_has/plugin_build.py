@@ -1,0 +1,197 @@
+"""Compile the C++/CUDA Hide-and-Seek DALI plugin on first use, into a per-user cache.
+
+Why at first use rather than at install: the plugin must match the installed DALI's headers and ABI, and
+building it inside pip's isolated build environment would mean downloading DALI (~400 MB) a second time.
+The cache key hashes the sources, this file (it holds the flags), the DALI version and the compilers'
+versions, so any change rebuilds. A file lock serializes concurrent builders (pytest-xdist workers,
+torchrun ranks) and the library appears by an atomic rename, so no process ever loads a half-written file.
+
+The CPU kernel is always built. The CUDA kernel is added when nvcc is found and compiles it; otherwise the
+library is CPU-only and `BuildResult.gpu_reason` says why.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+CSRC = Path(__file__).parent / "csrc"
+LIB_NAME = "libdali_has_ops.so"
+
+
+class PluginBuildError(RuntimeError):
+    """The plugin cannot be built here; the message is one line for a warning."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    gpu: bool                # the CUDA kernel is in the library
+    gpu_reason: str | None   # why not, when it is not
+    build_seconds: float     # how long the build that produced the cached library took
+
+
+def cache_root() -> Path:
+    """$DALI_HAS_CACHE, else $XDG_CACHE_HOME/dali_has, else ~/.cache/dali_has."""
+    if os.environ.get("DALI_HAS_CACHE"):
+        return Path(os.environ["DALI_HAS_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dali_has"
+
+
+def build() -> BuildResult:
+    """Return the cached plugin, building it first if needed. Raises PluginBuildError."""
+    tools = _Toolchain.find()
+    key_dir = cache_root() / tools.cache_key()
+    lib, meta = key_dir / LIB_NAME, key_dir / "build.json"
+    failed = key_dir / "FAILED"
+    key_dir.mkdir(parents=True, exist_ok=True)
+    with open(key_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not lib.exists() and not failed.exists():
+            _build_into(key_dir, tools)
+    if failed.exists():
+        raise PluginBuildError(failed.read_text().strip())
+    info = json.loads(meta.read_text())
+    return BuildResult(lib, info["gpu"], info["gpu_reason"], info["build_seconds"])
+
+
+@dataclass(frozen=True)
+class _Toolchain:
+    cxx: str
+    nvcc: str | None
+    cuda_include: Path
+    dali_version: str
+    compile_flags: tuple[str, ...]
+    link_flags: tuple[str, ...]
+    dali_lib_dir: str
+
+    @classmethod
+    def find(cls) -> "_Toolchain":
+        import nvidia.dali as dali
+        from nvidia.dali import sysconfig
+
+        cxx = shutil.which(os.environ.get("CXX", "g++"))
+        if cxx is None:
+            raise PluginBuildError(f"no C++ compiler found ({os.environ.get('CXX', 'g++')!r}); "
+                                   "install g++ or set CXX")
+        nvcc = _find_nvcc()
+        include = _find_cuda_include(nvcc)
+        if include is None:
+            raise PluginBuildError("cuda_runtime.h not found (DALI's headers need it even for CPU "
+                                   "operators); install the CUDA toolkit or the nvidia-cuda-runtime wheel")
+        return cls(cxx, nvcc, include, dali.__version__, tuple(sysconfig.get_compile_flags()),
+                   tuple(sysconfig.get_link_flags()), sysconfig.get_lib_dir())
+
+    def cache_key(self) -> str:
+        h = hashlib.sha256()
+        for src in sorted(p for p in CSRC.iterdir() if p.suffix in (".h", ".cc", ".cu")):
+            h.update(src.name.encode() + src.read_bytes())
+        h.update(Path(__file__).read_bytes())
+        h.update(repr((self.cxx, self.nvcc, self.dali_version, self.compile_flags, self.link_flags,
+                       str(self.cuda_include))).encode())
+        for tool in (self.cxx, self.nvcc):
+            h.update(_version(tool).encode() if tool else b"none")
+        return h.hexdigest()[:16]
+
+
+def _find_nvcc() -> str | None:
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home and (Path(home) / "bin" / "nvcc").is_file():
+            return str(Path(home) / "bin" / "nvcc")
+    return shutil.which("nvcc")
+
+
+def _find_cuda_include(nvcc: str | None) -> Path | None:
+    candidates = [Path(nvcc).resolve().parent.parent / "include"] if nvcc else []
+    candidates.append(Path("/usr/local/cuda/include"))
+    try:  # pip's CUDA runtime wheels (torch depends on them)
+        import nvidia
+
+        for root in nvidia.__path__:
+            candidates += [Path(root) / "cu13" / "include", Path(root) / "cuda_runtime" / "include"]
+    except ImportError:
+        pass
+    return next((c for c in candidates if (c / "cuda_runtime.h").is_file()), None)
+
+
+def _version(tool: str) -> str:
+    try:
+        return subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _build_into(key_dir: Path, tools: _Toolchain) -> None:
+    """Compile in a temporary directory; publish build.json, then the library, by rename."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=key_dir) as tmp:
+        tmp = Path(tmp)
+        cxx = [tools.cxx, "-std=c++20", "-O3", "-fPIC", *tools.compile_flags, f"-I{tools.cuda_include}",
+               f"-I{CSRC}", "-c"]
+        jobs = {"cpu": cxx + [str(CSRC / "hide_and_seek_cpu.cc"), "-o", str(tmp / "cpu.o")]}
+        if tools.nvcc:
+            jobs["gpu_op"] = cxx + [str(CSRC / "hide_and_seek_gpu.cc"), "-o", str(tmp / "gpu_op.o")]
+            # all-major: SASS for each major architecture nvcc supports (minor versions run it) plus
+            # PTX of the newest for future GPUs; one small kernel, a few seconds.
+            jobs["gpu_kernel"] = [tools.nvcc, "-std=c++17", "-O3", "-arch=all-major", "-ccbin", tools.cxx,
+                                  "-Xcompiler", "-fPIC", f"-I{CSRC}", "-c",
+                                  str(CSRC / "hide_and_seek_gpu.cu"), "-o", str(tmp / "gpu_kernel.o")]
+        with ThreadPoolExecutor(len(jobs)) as pool:  # the compilers run in parallel
+            results = dict(zip(jobs, pool.map(_run, jobs.values())))
+
+        log = "\n\n".join(f"$ {' '.join(jobs[k])}\n{out}" for k, (_, out) in results.items())
+        (key_dir / "build.log").write_text(log)
+        if not results["cpu"][0]:
+            _fail(key_dir, "compiling the CPU operator failed")
+
+        link = [tools.cxx, "-shared", "-o", str(tmp / LIB_NAME), str(tmp / "cpu.o"), *tools.link_flags,
+                "-ldali_core", f"-Wl,-rpath,{tools.dali_lib_dir}", "-Wl,--no-undefined"]
+        gpu_reason = None
+        if tools.nvcc is None:
+            gpu_reason = "nvcc not found (set CUDA_HOME); the GPU kernel was not built"
+        elif not (results["gpu_op"][0] and results["gpu_kernel"][0]):
+            gpu_reason = f"compiling the GPU kernel failed, see {key_dir / 'build.log'}"
+        else:
+            # cudart is linked statically: the library then needs only a driver new enough for nvcc's
+            # CUDA version, not a matching libcudart on the library path.
+            gpu_link = link + [str(tmp / "gpu_op.o"), str(tmp / "gpu_kernel.o"),
+                               f"-L{Path(tools.nvcc).resolve().parent.parent / 'lib64'}",
+                               "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
+            ok, out = _run(gpu_link)
+            if not ok:
+                gpu_reason = f"linking the GPU kernel failed, see {key_dir / 'build.log'}"
+                (key_dir / "build.log").write_text(f"{log}\n\n$ {' '.join(gpu_link)}\n{out}")
+        if gpu_reason is not None:
+            ok, out = _run(link)
+            if not ok:
+                (key_dir / "build.log").write_text(f"{log}\n\n$ {' '.join(link)}\n{out}")
+                _fail(key_dir, "linking the CPU operator failed")
+
+        info = {"gpu": gpu_reason is None, "gpu_reason": gpu_reason,
+                "build_seconds": round(time.perf_counter() - start, 2)}
+        (tmp / "build.json").write_text(json.dumps(info))
+        os.replace(tmp / "build.json", key_dir / "build.json")
+        os.replace(tmp / LIB_NAME, key_dir / LIB_NAME)  # last: the library's presence means "built"
+
+
+def _run(cmd: list[str]) -> tuple[bool, str]:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as e:
+        return False, str(e)
+    return p.returncode == 0, p.stdout + p.stderr
+
+
+def _fail(key_dir: Path, what: str) -> None:
+    """Remember the failure, so other processes do not rebuild the same sources with the same tools."""
+    reason = (f"{what}, see {key_dir / 'build.log'} (delete {key_dir} to retry)")
+    (key_dir / "FAILED").write_text(reason)
+    raise PluginBuildError(reason)

@@ -1,0 +1,48 @@
+"""Hide-and-Seek as a torchvision-style transform on one [C, H, W] tensor (for torch DataLoader pipelines).
+
+Same rule as the DALI operators; used as the baseline in `dali-has bench` and by people who keep their
+torchvision pipeline. `make_params` draws the randomness, `transform` applies it, as in torchvision v2.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from dali_has.spec import HaSConfig
+
+
+class HideAndSeek(torch.nn.Module):
+    def __init__(self, patch_sizes=HaSConfig().patch_sizes, p_hide: float = HaSConfig().p_hide, fill=0.0):
+        super().__init__()
+        self.cfg = HaSConfig(patch_sizes, p_hide, fill)
+
+    def make_params(self, height: int, width: int, generator: torch.Generator | None = None) -> dict:
+        """Draw the patch size and a [ceil(H/S), ceil(W/S)] grid of hide decisions (True = hidden)."""
+        sizes = self.cfg.patch_sizes
+        size = sizes[int(torch.randint(len(sizes), (1,), generator=generator))]
+        if size == 0:
+            return {"size": 0, "cells": torch.zeros(0, 0, dtype=torch.bool)}
+        grid = (math.ceil(height / size), math.ceil(width / size))
+        return {"size": size, "cells": torch.rand(grid, generator=generator) < self.cfg.p_hide}
+
+    def transform(self, image: torch.Tensor, params: dict) -> torch.Tensor:
+        size, cells = params["size"], params["cells"]
+        if size == 0 or not cells.any():
+            return image
+        h, w = image.shape[-2:]
+        mask = cells.repeat_interleave(size, 0).repeat_interleave(size, 1)[:h, :w]
+        fill = torch.tensor(self.cfg.fill_for(image.shape[-3]), dtype=torch.float32)
+        if not image.is_floating_point():
+            fill = fill.round().clamp(torch.iinfo(image.dtype).min, torch.iinfo(image.dtype).max)
+        out = image.clone()
+        out[..., mask] = fill.to(image.dtype)[:, None]
+        return out
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if image.ndim != 3:
+            raise ValueError(f"HideAndSeek expects one [C, H, W] image, got shape {tuple(image.shape)}")
+        return self.transform(image, self.make_params(*image.shape[-2:]))
+
+    def extra_repr(self) -> str:
+        return repr(self.cfg)[len("HaSConfig("):-1]

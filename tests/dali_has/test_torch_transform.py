@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+import torch
+
+from dali_has import HaSConfig, reference
+from dali_has.torch_transform import HideAndSeek
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_transform_matches_the_numpy_oracle(dtype):
+    t = HideAndSeek(patch_sizes=(13,), p_hide=0.5, fill=(1.6, 2.0, 300.0))
+    image = torch.randint(10, 240, (3, 50, 70)).to(dtype)
+    params = t.make_params(50, 70, generator=torch.Generator().manual_seed(0))
+    out = t.transform(image, params)
+    mask = reference.cells_to_mask(params["cells"].numpy(), 13, 50, 70)
+    assert 0 < mask.mean() < 1
+    expected = reference.apply_mask(image.numpy(), mask, t.cfg.fill, "CHW")
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_hidden_share_and_repr():
+    torch.manual_seed(0)
+    t = HideAndSeek(patch_sizes=(0, 8, 16), p_hide=0.5, fill=-1.0)
+    shares = [(t(torch.zeros(3, 64, 48)) == -1).all(0).float().mean().item() for _ in range(1000)]
+    assert abs(np.mean(shares) - HaSConfig((0, 8, 16), 0.5).hiding_share) < 0.03
+    assert repr(t) == "HideAndSeek(patch_sizes=[0, 8, 16], p_hide=0.5, fill=-1.0)"
+    with pytest.raises(ValueError, match="one \\[C, H, W\\] image"):
+        t(torch.zeros(2, 3, 8, 8))
