@@ -1,0 +1,288 @@
+"""make_loader: exact-once epochs per shard, len(), restarts, reproducibility, lifecycle, errors, validation.
+
+The data set is a small ImageNet-style tree of JPEGs (varied sizes, non-square, one grayscale) plus file lists
+over it in which every file has its own label, so the labels of an epoch identify its samples exactly.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines import UnreadableImageError, make_loader
+from pipelines.options import default_num_threads
+
+N_IMAGES = 11
+DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
+CROP = 16
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory) -> Path:
+    """DIR/<class>/*.jpg with 11 images in 3 classes; list_<n>.txt = the first n files, file i labelled i."""
+    root = tmp_path_factory.mktemp("jpegs")
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(N_IMAGES):
+        height, width = 20 + 3 * i, 40 - 2 * i  # non-square both ways, one square-ish
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels).convert("L" if i == 4 else "RGB")  # one grayscale JPEG
+        path = root / f"class{i % 3}" / f"img{i:02d}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        image.save(path, quality=90)
+        lines.append(f"{path.relative_to(root)} {i}")
+    for n in (7, N_IMAGES):
+        (root / f"list_{n}.txt").write_text("\n".join(lines[:n]) + "\n")
+    return root
+
+
+def epoch(loader) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    images, labels = [], []
+    for x, y in loader:
+        images.append(x)
+        labels.append(y)
+    return images, labels
+
+
+def small_loader(data, **kwargs):
+    kwargs = {"train": True, "batch_size": 3, "crop": CROP, "num_threads": 1, **kwargs}
+    return make_loader(data, **kwargs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("n", [7, N_IMAGES])
+@pytest.mark.parametrize("num_shards,batch_size", [(1, 2), (1, 4), (2, 2), (2, 4), (3, 3), (3, 2)])
+def test_every_sample_once_per_epoch_and_shards_cover_the_data_set(dataset, device, train, n, num_shards,
+                                                                   batch_size):
+    seen_by_shards = []
+    for shard_id in range(num_shards):
+        loader = small_loader(dataset / f"list_{n}.txt", train=train, batch_size=batch_size, device=device,
+                              shard_id=shard_id, num_shards=num_shards, seed=0)
+        assert loader.dataset_size == n
+        assert loader.batch_size == batch_size
+        assert len(loader) == -(-loader.num_samples // batch_size)
+        shard_labels = None
+        for _ in range(3):  # epochs stay exact after the first (shuffle buffer, padding, auto-reset)
+            labels = epoch(loader)[1]
+            assert len(labels) == len(loader)
+            assert [len(y) for y in labels[:-1]] == [batch_size] * (len(labels) - 1)  # only the last is partial
+            epoch_labels = torch.cat(labels).cpu().tolist()
+            assert len(epoch_labels) == loader.num_samples
+            assert len(set(epoch_labels)) == loader.num_samples  # no duplicates, no padding
+            shard_labels = shard_labels or set(epoch_labels)
+            assert set(epoch_labels) == shard_labels  # a shard keeps its samples
+        seen_by_shards.append(shard_labels)
+    assert sorted(label for shard in seen_by_shards for label in shard) == list(range(n))
+
+
+def test_folder_tree_labels_are_sorted_class_folders(dataset):
+    _, labels = epoch(small_loader(dataset, train=False))
+    expected = sorted(i % 3 for i in range(N_IMAGES))  # in order: class0's files, then class1's, ...
+    assert torch.cat(labels).tolist() == expected
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batches_have_the_promised_shape_dtype_and_device(dataset, device):
+    # The decoder hints only matter to the GPU's hardware decoder; on the CPU they must be harmless.
+    loader = small_loader(dataset, batch_size=4, device=device, hw_decoder_load=0.9, preallocate_hint=(64, 64))
+    images, labels = epoch(loader)
+    for x, y in zip(images, labels):
+        assert x.shape == (len(y), 3, CROP, CROP) and x.dtype == torch.float32
+        assert y.dtype == torch.int64 and y.ndim == 1
+        assert x.device.type == y.device.type == ("cuda" if device == "gpu" else "cpu")
+    assert [len(y) for y in labels] == [4, 4, 3]
+
+
+def test_each_epoch_draws_new_crops_and_a_fixed_seed_repeats_them(dataset):
+    def two_epochs(seed):
+        loader = small_loader(dataset / "list_11.txt", seed=seed)
+        return [_by_label(*epoch(loader)) for _ in range(2)]
+
+    first, second = two_epochs(5), two_epochs(5)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    assert not torch.equal(first[0], first[1])  # epoch 2 is augmented anew
+    assert not torch.equal(first[0], two_epochs(6)[0])
+
+
+def test_break_mid_epoch_then_a_new_for_is_a_fresh_full_epoch(dataset):
+    loader = small_loader(dataset / "list_11.txt", batch_size=2, seed=1)
+    abandoned = iter(loader)
+    next(abandoned)
+    first_pipeline = weakref.ref(loader.pipeline)
+    images, labels = epoch(loader)
+    assert sorted(torch.cat(labels).tolist()) == list(range(N_IMAGES))
+    assert len(labels) == len(loader)
+    gc.collect()
+    assert first_pipeline() is None  # the unfinished pipeline was rebuilt, not kept
+    with pytest.raises(RuntimeError, match="newer `for`"):
+        next(abandoned)
+    # And the rebuilt pipelines are seeded reproducibly.
+    again = small_loader(dataset / "list_11.txt", batch_size=2, seed=1)
+    next(iter(again))
+    assert torch.equal(_by_label(*epoch(again)), _by_label(images, labels))
+
+
+def test_iter_without_drawing_a_batch_loses_nothing(dataset):
+    loader = small_loader(dataset / "list_11.txt")
+    iter(loader)
+    pipeline = loader.pipeline
+    _, labels = epoch(loader)
+    assert loader.pipeline is pipeline  # nothing drawn, so no rebuild was needed
+    assert sorted(torch.cat(labels).tolist()) == list(range(N_IMAGES))
+
+
+def test_default_threads_share_the_cores_among_the_processes_of_a_node(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert default_num_threads() == max(1, cores // 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(4 * cores))
+    assert default_num_threads() == 1
+
+
+def test_plain_torch_training_loop(dataset):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    for images, labels in small_loader(dataset, has={"patch_sizes": [0, 4], "p_hide": 0.5}):
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.isfinite(loss)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_close_and_del_release_the_pipeline(dataset):
+    loader = small_loader(dataset)
+    batches = iter(loader)
+    next(batches)  # mid-epoch, prefetching
+    pipeline = weakref.ref(loader.pipeline)
+    del loader, batches
+    gc.collect()
+    assert pipeline() is None
+
+    with small_loader(dataset) as loader:
+        pipeline = weakref.ref(loader.pipeline)
+    gc.collect()
+    assert pipeline() is None and loader.pipeline is None
+    with pytest.raises(RuntimeError, match="closed"):
+        iter(loader)
+
+
+def test_interpreter_exits_cleanly_mid_epoch(dataset):
+    # Half an epoch drawn, loader and its epoch iterator left alive as globals: exit must not hang.
+    script = textwrap.dedent(f"""
+        from pipelines import make_loader
+        loader = make_loader({str(dataset)!r}, train=True, batch_size=2, crop=8, num_threads=2)
+        batches = iter(loader)
+        for _ in range(len(loader) // 2):
+            next(batches)
+        print("half an epoch done", flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr
+    assert "half an epoch done" in done.stdout
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("source", ["folder", "list"])
+def test_a_corrupt_jpeg_is_named_with_the_scan_hint(tmp_path, dataset, train, source):
+    good = sorted(dataset.glob("class*/*.jpg"))
+    for path in good:
+        (tmp_path / path.parent.name).mkdir(exist_ok=True)
+        (tmp_path / path.parent.name / path.name).write_bytes(path.read_bytes())
+    bad = tmp_path / "class1" / "truncated.jpg"
+    bad.write_bytes(good[0].read_bytes()[:300])  # header intact, image data cut off
+    files = sorted(tmp_path.glob("class*/*.jpg"))
+    (tmp_path / "list.txt").write_text("".join(f"{p.relative_to(tmp_path)} {i}\n" for i, p in enumerate(files)))
+    data = tmp_path if source == "folder" else tmp_path / "list.txt"
+    with pytest.raises(UnreadableImageError) as error:
+        epoch(small_loader(data, train=train, seed=0))
+    assert error.value.paths == [str(bad)]
+    assert str(bad) in str(error.value) and "dali-has scan" in str(error.value)
+    assert "corrupt or truncated" in str(error.value)
+
+
+def test_only_the_shard_holding_a_corrupt_jpeg_fails_and_names_it(tmp_path, dataset):
+    good = sorted(dataset.glob("class*/*.jpg"))
+    bad = tmp_path / "truncated.jpg"
+    bad.write_bytes(good[0].read_bytes()[:300])
+    (tmp_path / "list.txt").write_text("".join(f"{p} {i}\n" for i, p in enumerate([*good, bad])))
+    failures = []
+    for shard_id in range(3):
+        try:
+            epoch(small_loader(tmp_path / "list.txt", shard_id=shard_id, num_shards=3, seed=0))
+        except UnreadableImageError as error:
+            failures.append(error.paths)
+    assert failures == [[str(bad)]]
+
+
+def test_a_zero_byte_file_is_named(tmp_path, dataset):
+    good = sorted(dataset.glob("class*/*.jpg"))[:4]
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    (tmp_path / "list.txt").write_text("".join(f"{p} 0\n" for p in [*good, empty]))
+    with pytest.raises(UnreadableImageError, match="empty.jpg") as error:
+        epoch(small_loader(tmp_path / "list.txt"))
+    assert error.value.paths == [str(empty)]
+
+
+@pytest.mark.parametrize("kwargs,named", [
+    ({"batch_size": 0}, "batch_size=0"),
+    ({"crop": 0}, "crop=0"),
+    ({"crop": 2.5}, "crop=2.5"),
+    ({"device": "tpu"}, "device='tpu'"),
+    ({"dtype": torch.int8}, "dtype=torch.int8"),
+    ({"layout": "CHW"}, "layout='CHW'"),
+    ({"hw_decoder_load": 1.5}, "hw_decoder_load=1.5"),
+    ({"shard_id": 2, "num_shards": 2}, "shard_id=2"),
+    ({"shard_id": -1}, "shard_id=-1"),
+    ({"num_shards": 0}, "num_shards=0"),
+    ({"num_threads": 0}, "num_threads=0"),
+    ({"seed": -3}, "seed=-3"),
+    ({"mean": (1.0, 2.0)}, "mean="),
+    ({"std": (0.0, 1.0, 1.0)}, "std="),
+    ({"std": (0.229, 0.224, 0.225)}, "0..255"),
+    ({"random_area": (0.5, 0.2)}, "random_area="),
+    ({"random_aspect_ratio": (0, 1)}, "random_aspect_ratio="),
+    ({"initial_fill": 0}, "initial_fill=0"),
+    ({"has": {"patch_size": 8}}, "patch_size"),
+    ({"has": {"p_hide": 2}}, "p_hide=2"),
+    ({"has": "yes"}, "has='yes'"),
+    ({"train": False, "has": {"bogus": 1}}, "bogus"),  # ignored at evaluation, but still checked
+    ({"train": "yes"}, "train='yes'"),
+    ({"ten_crop": True}, "ten_crop"),
+    ({"train": False, "resize": 8}, "resize=8"),
+    ({"num_shards": 12, "shard_id": 0}, "num_shards=12 is more than the data set's samples"),
+])
+def test_bad_settings_are_named(dataset, kwargs, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
+        small_loader(dataset / "list_11.txt", **kwargs)
+
+
+def test_bad_data_paths_are_explained(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        small_loader(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no images in"):
+        small_loader(tmp_path)
+
+
+def _by_label(images: list[torch.Tensor], labels: list[torch.Tensor]) -> torch.Tensor:
+    """An epoch's images sorted by label, to compare epochs whose order was shuffled."""
+    images, labels = torch.cat(images), torch.cat(labels)
+    return images[labels.argsort()].cpu()

@@ -1,0 +1,96 @@
+"""The validation pipeline: shorter-side resize + centre crop, the paper's 10 crops, determinism, no HaS.
+
+The images are lossless PNG noise whose shorter side equals the resize target, so resizing is the identity and
+every crop can be compared pixel for pixel with numpy slicing (a window off by one pixel would not match).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines import make_loader
+from pipelines.val_pipeline import default_resize
+
+DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
+HEIGHTS_WIDTHS = [(40, 60), (64, 40), (40, 40)]  # landscape, portrait, square; shorter side 40
+RESIZE, CROP = 40, 24
+RAW = dict(mean=(0, 0, 0), std=(1, 1, 1))  # normalization off: outputs are the pixel values
+
+
+@pytest.fixture(scope="module")
+def noise(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
+    root = tmp_path_factory.mktemp("noise")
+    rng = np.random.default_rng(1)
+    pixels = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in HEIGHTS_WIDTHS]
+    gray = rng.integers(0, 256, (40, 50), dtype=np.uint8)
+    for i, p in enumerate(pixels):
+        Image.fromarray(p).save(root / f"{i}.png")
+    Image.fromarray(gray).save(root / "gray.png")
+    pixels.append(np.repeat(gray[..., None], 3, axis=2))  # decoded to RGB
+    (root / "list.txt").write_text("".join(f"{i}.png {i}\n" for i in range(3)) + "gray.png 3\n")
+    return root / "list.txt", pixels
+
+
+def crop_of(pixels: np.ndarray, y: int, x: int) -> torch.Tensor:
+    return torch.from_numpy(pixels[y:y + CROP, x:x + CROP].astype(np.float32)).permute(2, 0, 1)
+
+
+def centre(pixels: np.ndarray) -> torch.Tensor:
+    h, w, _ = pixels.shape
+    return crop_of(pixels, round((h - CROP) / 2), round((w - CROP) / 2))
+
+
+def val_batches(data, **kwargs):
+    kwargs = {"train": False, "batch_size": 3, "crop": CROP, "resize": RESIZE, "num_threads": 1, **RAW, **kwargs}
+    images, labels = zip(*make_loader(data, **kwargs))
+    return torch.cat(images).cpu(), torch.cat(labels).cpu()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_centre_crop_of_the_resized_image_in_file_order(noise, device):
+    data, pixels = noise
+    images, labels = val_batches(data, device=device)
+    assert labels.tolist() == [0, 1, 2, 3]
+    for image, p in zip(images, pixels):
+        assert torch.equal(image, centre(p))
+
+
+def test_validation_is_deterministic_across_epochs_and_loaders(noise):
+    data, _ = noise
+    loader = make_loader(data, train=False, batch_size=3, crop=CROP, num_threads=1)  # default resize
+    first = torch.cat([x for x, _ in loader])
+    assert torch.equal(first, torch.cat([x for x, _ in loader]))
+    again = make_loader(data, train=False, batch_size=3, crop=CROP, num_threads=2, seed=7)
+    assert torch.equal(first, torch.cat([x for x, _ in again]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_ten_crops_are_corners_and_centre_then_their_mirror_images(noise, device, layout):
+    data, pixels = noise
+    images, _ = val_batches(data, ten_crop=True, device=device, layout=layout)
+    assert images.shape == ((4, 10, 3, CROP, CROP) if layout == "NCHW" else (4, 10, CROP, CROP, 3))
+    if layout == "NHWC":
+        images = images.permute(0, 1, 4, 2, 3)
+    for crops, p in zip(images, pixels):
+        h, w, _ = p.shape
+        corners = [(0, 0), (0, w - CROP), (h - CROP, 0), (h - CROP, w - CROP)]  # TL, TR, BL, BR as (y, x)
+        expected = torch.stack([crop_of(p, y, x) for y, x in corners] + [centre(p)])
+        assert torch.equal(crops[:5], expected)
+        assert torch.equal(crops[5:], expected.flip(-1))
+
+
+def test_hide_and_seek_never_runs_at_evaluation(noise):
+    data, _ = noise
+    with_has, _ = val_batches(data, has={"patch_sizes": [8], "p_hide": 1.0, "fill": -1.0})
+    without, _ = val_batches(data)
+    assert torch.equal(with_has, without)
+
+
+def test_default_resize_keeps_the_usual_ratio():
+    assert default_resize(224) == 256
+    assert default_resize(64) == 73
