@@ -25,7 +25,9 @@ from pipelines.reader import READER_NAME
 _CODEC_STATUS = {3: "corrupt or truncated image data", 4: "not an image format the decoder supports"}
 _MAPPING_FAILED = re.compile(r"File mapping failed: (.+)")
 _CODEC_FAILURE = re.compile(r"nvImageCodec failure: '#(\d+)'")
-_CHUNK = 256  # files decoded per check pipeline before bisecting
+# Files decoded per check pipeline before bisecting. Small because DALI 2.4's CPU decoder can crash the process
+# on a batch of ~32+ files that holds a file of an unknown format (seen with text and GIF named .jpg).
+_CHUNK = 16
 
 
 class UnreadableImageError(RuntimeError):

@@ -3,13 +3,10 @@ from __future__ import annotations
 
 from nvidia.dali import fn, types
 
+from pipelines.files import IMAGE_FILTERS
 from pipelines.options import PipelineOptions
 
 READER_NAME = "Reader"  # the iterator finds epoch and shard sizes through this name
-
-# DALI's default filters minus its audio formats: a stray .wav in a class folder must not become a sample.
-IMAGE_FILTERS = ["*.jpg", "*.jpeg", "*.png", "*.bmp", "*.tif", "*.tiff", "*.webp", "*.jp2",
-                 "*.pnm", "*.ppm", "*.pgm", "*.pbm"]
 
 
 def reader_kwargs(options: PipelineOptions, *, shuffle: bool, initial_fill: int = 1024) -> dict:
@@ -20,7 +17,7 @@ def reader_kwargs(options: PipelineOptions, *, shuffle: bool, initial_fill: int 
     off again by the loader) instead of wrapping into the next epoch.
     """
     source = (dict(file_list=options.data) if options.is_file_list
-              else dict(file_root=options.data, file_filters=IMAGE_FILTERS))
+              else dict(file_root=options.data, file_filters=list(IMAGE_FILTERS)))
     return dict(source, name=READER_NAME, shard_id=options.shard_id, num_shards=options.num_shards,
                 stick_to_shard=True, pad_last_batch=True, random_shuffle=shuffle, initial_fill=initial_fill)
 

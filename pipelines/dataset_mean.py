@@ -1,0 +1,110 @@
+"""`dali-has mean`: per-channel mean and std of a dataset's pixels, decoded by DALI as training decodes them.
+
+Every image is read once (the reader's epoch with `pad_last_batch=True`; the padded repeats of the
+last sample are dropped), decoded to RGB (`cpu`, or `mixed` on a GPU), and reduced inside the pipeline
+to per-channel sums of x and x² in uint64. Totals are kept as Python integers, so the result is exact
+and pixel-weighted: a large image counts in proportion to its pixels, not as one mean among many.
+The std is the population std over all pixels of the dataset (ddof 0).
+
+A file DALI cannot decode stops the run with an error naming it. On data not yet checked, run
+`dali-has scan` first: DALI 2.4's CPU decoder was seen to crash the process (SIGSEGV) rather than
+raise when a batch of 32 or more holds a file of a format it does not know (text, GIF).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from pipelines.files import Dataset, load_dataset
+from pipelines.scan import ERROR, default_threads, positive_int, scan_dataset
+
+DEVICES = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per-channel (R, G, B) statistics on the 0..255 scale; `scaled(255)` gives the 0..1 scale."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    images: int
+    pixels: int
+
+    def scaled(self, divisor: float) -> ChannelStats:
+        return ChannelStats(tuple(m / divisor for m in self.mean), tuple(s / divisor for s in self.std),
+                            self.images, self.pixels)
+
+
+def stats_from_sums(sums, squares, pixels: int, images: int) -> ChannelStats:
+    """Mean and population std from exact integer per-channel sums of x and x² over `pixels` pixels."""
+    mean = tuple(s / pixels for s in sums)
+    # n·Σx² − (Σx)² in integers: no cancellation error, however many pixels.
+    std = tuple(math.sqrt((pixels * q - s * s) / pixels**2) for s, q in zip(sums, squares))
+    return ChannelStats(mean, std, images, pixels)
+
+
+def _pipeline(dataset: Dataset, batch_size: int, num_threads: int, device: str):
+    from nvidia.dali import fn, pipeline_def, types
+
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=0 if device == "gpu" else None)
+    def sums():
+        encoded, _ = fn.readers.file(
+            files=[name for name, _ in dataset.samples], file_root=str(dataset.root),
+            pad_last_batch=True, name="reader",
+        )
+        images = fn.decoders.image(encoded, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
+        # x² through a 256-entry table into uint16 (255² < 2**16, exact): on CPU this costs about half of
+        # what widening to int32 and multiplying does. Sums accumulate in uint64 inside DALI.
+        values = [float(v * v) for v in range(256)]
+        squares = fn.lookup_table(images, keys=list(range(256)), values=values, dtype=types.UINT16)
+        total = fn.reductions.sum(images, axes=[0, 1], dtype=types.UINT64)
+        squares = fn.reductions.sum(squares, axes=[0, 1], dtype=types.UINT64)
+        return total, squares, images.shape()
+
+    pipe = sums()
+    pipe.build()
+    return pipe
+
+
+def dataset_mean(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num_threads: int | None = None,
+                 device: str = "cpu", progress: bool = True) -> ChannelStats:
+    """Exact per-channel mean/std over every image of a folder tree or file list (each image once)."""
+    batch_size = positive_int("batch_size", batch_size)
+    num_threads = positive_int("num_threads", default_threads() if num_threads is None else num_threads)
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+
+    pipe = _pipeline(dataset, batch_size, num_threads, device)
+    size = pipe.epoch_size("reader")
+    sums, squares, pixels = [0, 0, 0], [0, 0, 0], 0
+    with tqdm(total=size, unit="image", desc="mean", disable=not progress) as bar:
+        for start in range(0, size, batch_size):
+            try:
+                outputs = pipe.run()
+            except RuntimeError as error:
+                raise _decode_error(dataset, start, batch_size, source=data) from error
+            total, square, shape = (np.asarray((out.as_cpu() if device == "gpu" else out).as_array())
+                                    for out in outputs)
+            valid = min(batch_size, size - start)  # the rest of the last batch repeats the last sample
+            # uint64 column sums of one batch cannot overflow (< 2**64 up to ~65000 images of 65500²);
+            # across batches Python integers take over.
+            sums = [a + int(b) for a, b in zip(sums, total[:valid].sum(axis=0))]
+            squares = [a + int(b) for a, b in zip(squares, square[:valid].sum(axis=0))]
+            pixels += int((shape[:valid, 0] * shape[:valid, 1]).sum())
+            bar.update(valid)
+    return stats_from_sums(sums, squares, pixels, size)
+
+
+def _decode_error(dataset: Dataset, start: int, batch_size: int, source) -> RuntimeError:
+    """Name the files of the failed batch that DALI cannot decode (the reader reads in dataset order)."""
+    batch = Dataset(dataset.root, dataset.samples[start:start + batch_size])
+    bad = scan_dataset(batch, batch_size=batch_size, progress=False).problems
+    named = "; ".join(f"{p.path}: {p.message}" for p in bad if p.severity == ERROR)
+    where = named or f"an image among samples {start}..{start + len(batch) - 1}"
+    data = dataset.root if isinstance(source, Dataset) else source
+    return RuntimeError(f"cannot decode {where}. Run `dali-has scan {data} --write-list FILE` and use FILE instead.")

@@ -1,0 +1,161 @@
+"""Which files a dataset holds, listed exactly as DALI's `fn.readers.file` lists them.
+
+Two sources, one result (`Dataset`: a root folder and `(relative path, label)` samples in reader order):
+
+* an ImageNet-style tree `DIR/<class>/<file>`, enumerated like `fn.readers.file(file_root=DIR, file_filters=...)`;
+* a DALI `file_list` text file (`path label` per line), read and written the way DALI 2.4 parses it.
+
+Mirrors DALI 2.4 `dali/operators/reader/loader/filesystem.cc` and `file_label_loader.h`:
+class folders are every sub-directory of the root (symlinks followed, hidden ones included, empty ones
+still take a label), sorted bytewise (`std::sort` on the names); labels are indices in that order; each
+class folder is listed one level deep (regular files and symlinks), filtered case-insensitively with
+`fnmatch` by the filters (`IMAGE_FILTERS` unless told otherwise), sorted bytewise. In a file list,
+each line is parsed from its end: trailing whitespace, a decimal label, whitespace, then the name
+(which may contain spaces); empty lines are skipped; names are relative to the list's folder unless
+absolute.
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+# The default `file_filters` of `fn.readers.file` in DALI 2.4 (a test compares it with DALI's schema).
+DALI_FILE_FILTERS = (
+    "*.jpg", "*.jpeg", "*.png", "*.bmp", "*.tif", "*.tiff", "*.pnm", "*.ppm", "*.pgm", "*.pbm",
+    "*.jp2", "*.webp", "*.flac", "*.ogg", "*.wav",
+)
+# What this project reads from a folder tree (the loader passes the same `file_filters`): DALI's
+# defaults without its audio patterns, so a stray .wav in a class folder is not a sample.
+IMAGE_FILTERS = DALI_FILE_FILTERS[:-3]
+
+# `path label` as DALI parses it: anything, then whitespace, then decimal digits, then optional whitespace.
+_LIST_LINE = re.compile(r"(?P<name>.*\S)\s+(?P<label>[0-9]+)\s*", re.ASCII)  # ASCII: C isspace
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Samples in DALI reader order: paths relative to `root` (absolute ones stay absolute), labels."""
+
+    root: Path
+    samples: tuple[tuple[str, int], ...]
+    # Class folder names (index = label) when listed from a tree; None for a file list.
+    classes: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def paths(self) -> list[Path]:
+        return [self.root / name for name, _ in self.samples]
+
+
+def _bytewise(name: str) -> bytes:
+    # DALI sorts std::string names by their bytes; fsencode gives back the bytes the OS returned.
+    return os.fsencode(name)
+
+
+def _accepted(name: str, file_filters: tuple[str, ...]) -> bool:
+    # fnmatch with FNM_CASEFOLD (DALI's default case_sensitive_filter=False); `*` matches a leading dot.
+    lowered = name.lower()
+    return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in file_filters)
+
+
+def list_folder(root: str | os.PathLike, file_filters: tuple[str, ...] = IMAGE_FILTERS) -> Dataset:
+    """List `root/<class>/<file>` as `fn.readers.file(file_root=root, file_filters=file_filters)` does.
+
+    Labels are indices of the sorted class folder names.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {str(root)!r} does not exist or is not a folder")
+    classes = []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                # DALI stats every entry of the root and fails on one it cannot access.
+                raise FileNotFoundError(f"broken symlink {entry.path!r} in dataset folder: DALI's reader fails on it")
+            if entry.is_dir():
+                classes.append(entry.name)
+    if not classes:
+        raise ValueError(
+            f"dataset folder {str(root)!r} has no class folders: expected the layout DIR/<class>/<image>, "
+            "with one sub-folder per class"
+        )
+    classes.sort(key=_bytewise)
+    samples = []
+    for label, name in enumerate(classes):
+        with os.scandir(root / name) as entries:
+            # DALI keeps regular files and symlinks (readdir d_type REG/LNK), never sub-folders.
+            files = [e.name for e in entries
+                     if (e.is_symlink() or e.is_file(follow_symlinks=False)) and _accepted(e.name, file_filters)]
+        files.sort(key=_bytewise)
+        samples.extend((f"{name}/{f}", label) for f in files)
+    if not samples:
+        raise ValueError(
+            f"dataset folder {str(root)!r} has {len(classes)} class folder(s) but no image files in them "
+            f"(files matching {', '.join(file_filters)}, any letter case)"
+        )
+    return Dataset(root=root, samples=tuple(samples), classes=tuple(classes))
+
+
+def read_file_list(list_path: str | os.PathLike) -> Dataset:
+    """Read a DALI `file_list`; checks every line's format and that every listed file exists."""
+    list_path = Path(list_path)
+    if not list_path.is_file():
+        raise FileNotFoundError(f"file list {str(list_path)!r} does not exist or is not a file")
+    samples = []
+    with open(list_path, encoding="utf-8", errors="surrogateescape", newline="\n") as lines:
+        for number, line in enumerate(lines, start=1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue  # DALI skips blank lines
+            match = _LIST_LINE.fullmatch(line)
+            if match is None:
+                raise ValueError(
+                    f"{str(list_path)!r} line {number}: expected 'path label' (a file name, whitespace, "
+                    f"a non-negative integer label), got {line!r}"
+                )
+            samples.append((match["name"], int(match["label"])))
+    if not samples:
+        raise ValueError(f"file list {str(list_path)!r} lists no files")
+    root = list_path.parent
+    for number, (name, _) in enumerate(samples, start=1):
+        if not (root / name).is_file():
+            raise FileNotFoundError(
+                f"{str(list_path)!r}: listed file {name!r} (entry {number}) not found at {str(root / name)!r}; "
+                "paths in a file list are relative to the list's folder"
+            )
+    return Dataset(root=root, samples=tuple(samples))
+
+
+def load_dataset(data: str | os.PathLike) -> Dataset:
+    """A folder tree or a file list, whichever `data` is."""
+    return list_folder(data) if Path(data).is_dir() else read_file_list(data)
+
+
+def write_file_list(list_path: str | os.PathLike, samples: Iterable[tuple[str | os.PathLike, int]]) -> int:
+    """Write `(file, label)` pairs as a DALI `file_list` at `list_path`; returns the number of lines.
+
+    Files inside the list's folder are written relative to it (DALI resolves them against that folder,
+    so list and data move together); files elsewhere are written as absolute paths, which DALI takes
+    as they are (a `..` path would resolve differently when the list's folder is a symlink).
+    """
+    list_path = Path(list_path)
+    folder = Path(os.path.abspath(list_path.parent))
+    lines = []
+    for file, label in samples:
+        if isinstance(label, bool) or not isinstance(label, int) or label < 0:
+            raise ValueError(f"label {label!r} of {str(file)!r}: DALI file lists need a non-negative integer")
+        name = os.fspath(file)
+        if "\n" in name or "\r" in name or name != name.rstrip() or not name:
+            raise ValueError(f"file name {name!r} cannot be written to a DALI file list (newline or trailing space)")
+        absolute = Path(os.path.abspath(name))
+        name = os.fspath(absolute.relative_to(folder)) if absolute.is_relative_to(folder) else os.fspath(absolute)
+        lines.append(f"{name} {label}\n")
+    list_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(list_path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as out:
+        out.writelines(lines)
+    return len(lines)

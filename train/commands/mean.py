@@ -1,0 +1,44 @@
+"""`dali-has mean DATA`: per-channel mean and std of a dataset, the fill value Hide-and-Seek needs."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pipelines.dataset_mean import DEVICES, dataset_mean
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "mean", help="per-channel mean and std of a dataset's pixels (decoded by DALI)",
+        description="Decode every image of DATA once with DALI and print the exact, pixel-weighted per-channel "
+                    "(RGB) mean and population std, on the 0..255 and the 0..1 scale. Normalizing with this mean "
+                    "makes Hide-and-Seek's fill exactly 0. Run `dali-has scan` on unchecked data first.")
+    p.add_argument("data", metavar="DATA", help="dataset folder DIR/<class>/<image>, or a DALI file list")
+    p.add_argument("--batch-size", type=int, default=64, help="images per DALI batch (default %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="DALI threads (default: all cores)")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="decode on the CPU, or on the GPU with nvJPEG (default %(default)s)")
+    p.add_argument("--json", metavar="FILE", help="also write the statistics as JSON")
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        stats = dataset_mean(args.data, batch_size=args.batch_size, num_threads=args.threads,
+                             device=args.device, progress=not args.no_progress)
+    except (ValueError, OSError, RuntimeError) as e:  # RuntimeError: an image DALI cannot decode, named
+        print(f"dali-has mean: error: {e}", file=sys.stderr)
+        return 2
+    unit = stats.scaled(255)
+    print(f"{stats.images} images, {stats.pixels} pixels")
+    print("mean (0..255): " + " ".join(f"{v:.4f}" for v in stats.mean))
+    print("std  (0..255): " + " ".join(f"{v:.4f}" for v in stats.std))
+    print("mean (0..1):   " + " ".join(f"{v:.6f}" for v in unit.mean))
+    print("std  (0..1):   " + " ".join(f"{v:.6f}" for v in unit.std))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"images": stats.images, "pixels": stats.pixels, "mean": stats.mean, "std": stats.std,
+                       "mean_01": unit.mean, "std_01": unit.std}, out, indent=1)
+    return 0

@@ -1,0 +1,49 @@
+"""`dali-has scan DATA`: name every file the pipeline cannot use and why; list the usable ones."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pipelines.files import write_file_list
+from pipelines.scan import NOTE, scan_dataset
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "scan", help="check every image of a dataset; write a file list of the usable ones",
+        description="Read and decode every file of DATA with DALI's CPU decoder and report the unusable ones "
+                    "(empty, truncated, not an image, unsupported format, absurd header size) as errors, odd but "
+                    "usable ones (PNG named .jpg, CMYK) as warnings, and grayscale, progressive and EXIF-rotated "
+                    "JPEGs as notes. Exits 1 if any file is unusable, 2 if DATA cannot be listed.")
+    p.add_argument("data", metavar="DATA", help="dataset folder DIR/<class>/<image>, or a DALI file list")
+    p.add_argument("--write-list", metavar="FILE",
+                   help="write a DALI file list ('path label' lines) of the usable files, for the loader")
+    p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    p.add_argument("--batch-size", type=int, default=64, help="files decoded per DALI batch (default %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="reader and decoder threads (default: all cores)")
+    p.add_argument("--verbose", action="store_true", help="list every note, not only their count")
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report = scan_dataset(args.data, batch_size=args.batch_size, num_threads=args.threads,
+                              progress=not args.no_progress)
+    except (ValueError, OSError) as e:
+        print(f"dali-has scan: error: {e}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        if problem.severity != NOTE or args.verbose:
+            print(f"{problem.severity.upper():<7} {problem.path}: {problem.message}. {problem.advice}.")
+    if args.write_list:
+        count = write_file_list(args.write_list, report.usable_samples())
+        print(f"wrote {count} usable files to {args.write_list}")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(report.to_dict(), out, indent=1)
+    notes = sum(p.severity == NOTE for p in report.problems)
+    hint = f" (--verbose lists the {notes} notes)" if notes and not args.verbose else ""
+    print(f"scan: {report.summary()}{hint}")
+    return 1 if report.unusable else 0
