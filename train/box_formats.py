@@ -1,0 +1,225 @@
+"""Readers for true-box annotations: ILSVRC XML, CUB-200-2011 and the synthetic set's boxes.json.
+
+Each returns the same mapping: relative image path -> `Annotation(label, boxes)`, with label the class index
+(or None where the format does not give one) and boxes a list of (x0, y0, x1, y1) in pixels of the original
+image, as the files give them. Malformed input raises `BoxFormatError` naming the file and line (or, for
+XML, the object), so a user can fix it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Iterable, NamedTuple, Sequence
+
+from train.synth import BOXES_FORMAT
+
+Box = tuple[float, float, float, float]
+
+
+class Annotation(NamedTuple):
+    label: int | None
+    boxes: list[Box]
+
+
+BoxTable = dict[str, Annotation]
+
+
+class BoxFormatError(ValueError):
+    """A box file that cannot be read as its format; the message names the file and the place."""
+
+
+def _check_box(box: Sequence[float], where: str) -> Box:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x0 < 0 or y0 < 0 or x1 < x0 or y1 < y0:
+        raise BoxFormatError(f"{where}: box {[x0, y0, x1, y1]} is not 0 <= x0 <= x1, 0 <= y0 <= y1")
+    return (x0, y0, x1, y1)
+
+
+# ---------------------------------------------------------------------------------------------- ILSVRC XML
+
+def read_ilsvrc_xml(files: str | Path | Iterable[str | Path], class_names: Sequence[str] | None = None,
+                    by_class: bool = False) -> BoxTable:
+    """ILSVRC2012 validation boxes: a folder of `ILSVRC2012_val_*.xml` (Pascal-VOC-like) or a list of files.
+
+    The key is `<filename>.JPEG`, or `<synset>/<filename>.JPEG` with by_class (the per-class folders made
+    by the usual val preparation script). class_names: the synsets in label order (sorted training folder
+    names, e.g. n01440764 ...); without it labels are None. Coordinates are used as written, as
+    wsolevaluation's ILSVRC metadata does.
+    """
+    if isinstance(files, (str, Path)):
+        if not Path(files).is_dir():
+            raise FileNotFoundError(f"{files}: not a folder of ILSVRC2012_val_*.xml files")
+        paths = sorted(Path(files).glob("*.xml"))
+    else:
+        paths = [Path(f) for f in files]
+    if not paths:
+        raise BoxFormatError(f"{files}: no .xml annotation files")
+    index = {name: i for i, name in enumerate(class_names)} if class_names is not None else None
+    table: BoxTable = {}
+    for path in paths:
+        synset, key, ann = _read_one_xml(path, index)
+        key = f"{synset}/{key}" if by_class else key
+        if key in table:
+            raise BoxFormatError(f"{path}: image {key} is annotated twice")
+        table[key] = ann
+    return table
+
+
+def _read_one_xml(path: Path, index: dict[str, int] | None) -> tuple[str, str, Annotation]:
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise BoxFormatError(f"{path}:{e.position[0]}: not valid XML ({e})") from None
+    filename = (root.findtext("filename") or "").strip()
+    if not filename:
+        raise BoxFormatError(f"{path}: no <filename>")
+    objects = root.findall("object")
+    if not objects:
+        raise BoxFormatError(f"{path}: no <object>")
+    synsets, boxes = set(), []
+    for n, obj in enumerate(objects, start=1):
+        where = f"{path}: object {n}"
+        name = (obj.findtext("name") or "").strip()
+        if not name:
+            raise BoxFormatError(f"{where}: no <name>")
+        synsets.add(name)
+        values = []
+        for tag in ("xmin", "ymin", "xmax", "ymax"):
+            text = obj.findtext(f"bndbox/{tag}")
+            try:
+                values.append(float(text))
+            except (TypeError, ValueError):
+                raise BoxFormatError(f"{where}: <bndbox><{tag}> is {text!r}, expected a number") from None
+        boxes.append(_check_box(values, where))
+    if len(synsets) > 1:
+        raise BoxFormatError(f"{path}: objects of several classes {sorted(synsets)}; expected one per image")
+    (synset,) = synsets
+    label = None
+    if index is not None:
+        if synset not in index:
+            raise BoxFormatError(f"{path}: class {synset!r} is not among the {len(index)} class names given")
+        label = index[synset]
+    key = filename if filename.lower().endswith((".jpeg", ".jpg")) else f"{filename}.JPEG"
+    return synset, key, Annotation(label, boxes)
+
+
+# ------------------------------------------------------------------------------------------- CUB-200-2011
+
+def read_cub(root: str | Path, split: str = "test") -> BoxTable:
+    """CUB-200-2011 boxes from its `images.txt`, `bounding_boxes.txt` (x y w h), `image_class_labels.txt`
+    (1-based) and `train_test_split.txt` (1 = train). Keys are the paths of images.txt (relative to
+    `root/images`); labels are 0-based; boxes are (x, y, x + w, y + h). split: "train", "test" or "all"."""
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split={split!r}; expected 'train', 'test' or 'all'")
+    root = Path(root)
+    paths = _read_id_table(root / "images.txt", 1, str)
+    raw_boxes = _read_id_table(root / "bounding_boxes.txt", 4, float, multi=True)
+    labels = _read_id_table(root / "image_class_labels.txt", 1, int)
+    is_train = _read_id_table(root / "train_test_split.txt", 1, int)
+    for name, table in (("bounding_boxes.txt", raw_boxes), ("image_class_labels.txt", labels),
+                        ("train_test_split.txt", is_train)):
+        for image_id, entry in table.items():
+            if image_id not in paths:
+                line = entry[0][0] if isinstance(entry, list) else entry[0]  # box lines come as a list
+                raise BoxFormatError(f"{root / name}:{line}: image id {image_id} is not in images.txt")
+    out: BoxTable = {}
+    for image_id, (line, (path,)) in paths.items():
+        for name, table in (("image_class_labels.txt", labels), ("train_test_split.txt", is_train)):
+            if image_id not in table:
+                raise BoxFormatError(f"{root / 'images.txt'}:{line}: image id {image_id} has no line in {name}")
+        split_line, (flag,) = is_train[image_id]
+        if flag not in (0, 1):
+            raise BoxFormatError(f"{root / 'train_test_split.txt'}:{split_line}: is_training is {flag}, "
+                                 "expected 0 or 1")
+        if split != "all" and flag != (split == "train"):
+            continue
+        label_line, (label,) = labels[image_id]
+        if label < 1:
+            raise BoxFormatError(f"{root / 'image_class_labels.txt'}:{label_line}: class {label}; "
+                                 "CUB classes are numbered from 1")
+        boxes = [_check_box((x, y, x + w, y + h), f"{root / 'bounding_boxes.txt'}:{box_line}")
+                 for box_line, (x, y, w, h) in raw_boxes.get(image_id, [])]
+        if not boxes:
+            raise BoxFormatError(f"{root / 'images.txt'}:{line}: image id {image_id} has no line in "
+                                 "bounding_boxes.txt")
+        out[path] = Annotation(label - 1, boxes)
+    return out
+
+
+def _read_id_table(path: Path, width: int, kind: type, multi: bool = False) -> dict:
+    """Lines `<id> <width values>` -> {id: (line number, values)} (a list of them with multi)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; expected the CUB-200-2011 file of that name")
+    table: dict = {}
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != width + 1:
+                raise BoxFormatError(f"{path}:{line_no}: {len(parts)} fields, expected an image id and {width}")
+            try:
+                image_id = int(parts[0])
+                values = tuple(kind(p) for p in parts[1:])
+            except ValueError:
+                raise BoxFormatError(f"{path}:{line_no}: cannot read {line.strip()!r} as an image id and "
+                                     f"{width} {kind.__name__} value(s)") from None
+            if multi:
+                table.setdefault(image_id, []).append((line_no, values))
+            elif image_id in table:
+                raise BoxFormatError(f"{path}:{line_no}: image id {image_id} repeats line {table[image_id][0]}")
+            else:
+                table[image_id] = (line_no, values)
+    return table
+
+
+# ------------------------------------------------------------------------------------------ synthetic set
+
+def read_synth(path: str | Path, split: str = "all") -> BoxTable:
+    """The boxes.json that `dali-has synth` writes (see train.synth). split "all": keys relative to the
+    dataset folder (`test/c03/00012.jpg`); "train" or "test": that split only, keys relative to its folder
+    (`c03/00012.jpg`), as a loader reading DIR/test sees them."""
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split={split!r}; expected 'train', 'test' or 'all'")
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise BoxFormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(doc, dict) or doc.get("format") != BOXES_FORMAT or not isinstance(doc.get("images"), dict):
+        raise BoxFormatError(f"{path}: not a {BOXES_FORMAT} boxes file (expected 'format' and 'images' keys)")
+    out: BoxTable = {}
+    prefix = "" if split == "all" else f"{split}/"
+    for key, entry in doc["images"].items():
+        if not key.startswith(prefix):
+            continue
+        where = f"{path}: image {key!r}"
+        label = entry.get("label") if isinstance(entry, dict) else None
+        if not isinstance(label, int) or isinstance(label, bool) or label < 0:
+            raise BoxFormatError(f"{where}: 'label' is {label!r}, expected a class index >= 0")
+        boxes = entry.get("boxes")
+        if not isinstance(boxes, list) or not boxes or not all(
+                isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b) for b in boxes):
+            raise BoxFormatError(f"{where}: 'boxes' is {boxes!r}, expected a non-empty list of [x0, y0, x1, y1]")
+        out[key[len(prefix):]] = Annotation(label, [_check_box(b, where) for b in boxes])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- detection
+
+def read_boxes(path: str | Path, *, split: str = "test", class_names: Sequence[str] | None = None,
+               by_class: bool = False) -> BoxTable:
+    """Read any supported format, told apart by what `path` is: a CUB-200-2011 folder (has images.txt),
+    a JSON file (the synthetic set), or an XML file or a folder of them (ILSVRC). `split` selects CUB's and
+    the synthetic set's images; ILSVRC XML holds one split."""
+    path = Path(path)
+    if path.is_dir() and (path / "images.txt").is_file():
+        return read_cub(path, split)
+    if path.is_file() and path.suffix.lower() == ".json":
+        return read_synth(path, split)
+    if (path.is_dir() and any(path.glob("*.xml"))) or (path.is_file() and path.suffix.lower() == ".xml"):
+        return read_ilsvrc_xml(path if path.is_dir() else [path], class_names, by_class)
+    raise BoxFormatError(f"{path}: not a box annotation source; expected a CUB-200-2011 folder (with "
+                         "images.txt), a dali-has-synth boxes.json, or ILSVRC XML file(s)")
