@@ -7,6 +7,13 @@ import sys
 
 # Each module defines `register(subparsers)`, adding one subparser whose `func(args) -> int` runs it.
 COMMANDS = (
+    "demo",
+    "train",
+    "eval",
+    "show",
+    "synth",
+    "scan",
+    "mean",
 )
 
 
@@ -17,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"train.commands.{name}").register(sub)
+    for command in sub.choices.values():
+        command.allow_abbrev = False  # a misspelt option must be an error, not a silent prefix match
     return parser
 
 

@@ -1,0 +1,86 @@
+"""The training loop: config validation, CLI errors, exact resume, and a 2-process torchrun run on the CPU."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from train.cli import main
+from train.config import TrainConfig
+from train.trainer import CHECKPOINT, fit
+
+SMALL = {"stem": "small", "width": 0.125, "batch_norm": True}
+
+
+def tiny_config(data, out, **kw) -> TrainConfig:
+    return TrainConfig(**{**dict(data=str(data / "train"), out=str(out), epochs=2, batch_size=8, lr=0.4, crop=64,
+                                 has_patch_sizes=(0, 8, 16), num_threads=1, model=dict(SMALL), seed=3), **kw})
+
+
+def test_config_defaults_follow_the_arch_and_bad_values_are_named():
+    cfg = TrainConfig(data="d", out="o", arch="resnet50")
+    assert (cfg.epochs, cfg.lr, cfg.lr_milestones) == (90, 0.1, (30, 60))
+    assert TrainConfig(data="d", out="o").lr_milestones == (25, 50)
+    for bad, match in [(dict(arch="vgg"), "arch='vgg'"), (dict(batch_size=0), "batch_size=0"),
+                       (dict(lr=-1.0), "lr=-1.0"), (dict(device="tpu"), "device='tpu'"),
+                       (dict(has_p_hide=2.0), "p_hide=2.0"), (dict(mean=(1, 2)), "mean")]:
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(data="d", out="o", **bad)
+    with pytest.raises(ValueError, match="unknown training option.*'epoch'"):
+        TrainConfig.from_dict({"data": "d", "out": "o", "epoch": 3})
+
+
+def test_cli_rejects_unknown_and_invalid_options(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", "d", "--out", "o", "--epoch", "3"])
+    assert e.value.code == 2
+    assert main(["train", "--data", "d", "--out", "o", "--lr", "-1"]) == 2
+    assert "lr=-1.0 must be > 0" in capsys.readouterr().err
+    assert main(["train", "--data", "d", "--out", "o", "--model-opt", "depth=3"]) == 2
+    assert "unknown option(s) ['depth']" in capsys.readouterr().err
+    tiny_config(tmp_path, tmp_path / "run").save(tmp_path / "config.json")
+    assert main(["train", "--resume", str(tmp_path), "--lr", "0.1"]) == 2
+    assert "only --epochs may be given" in capsys.readouterr().err
+
+
+def test_run_folder_and_exact_resume(tiny_synth, tmp_path):
+    straight = fit(tiny_config(tiny_synth, tmp_path / "a"))
+    assert straight["samples"] == 37 and straight["epoch"] == 2
+    run_a = tmp_path / "a"
+    assert json.loads((run_a / "config.json").read_text())["epochs"] == 2
+    assert [json.loads(line)["epoch"] for line in (run_a / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+    fit(tiny_config(tiny_synth, tmp_path / "b", epochs=1))
+    assert main(["train", "--resume", str(tmp_path / "b"), "--epochs", "2"]) == 0
+    a = torch.load(run_a / CHECKPOINT, weights_only=False)
+    b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
+    # Not trivially equal: the run did change the weights.
+    fresh = fit(tiny_config(tiny_synth, tmp_path / "c", epochs=1))
+    c = torch.load(tmp_path / "c" / CHECKPOINT, weights_only=False)
+    assert fresh["epoch"] == 1
+    assert any(not torch.equal(c["model"][k], v) for k, v in a["model"].items() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_on_cpu(tiny_synth, tmp_path):
+    # 37 samples over 2 ranks -> shards of 19 and 18 -> 4 and 3 batches of 6: DDP must cope with uneven inputs.
+    cfg = tiny_config(tiny_synth, tmp_path / "ddp", epochs=1, batch_size=6)
+    cfg.save(tmp_path / "cfg.json")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    worker = Path(__file__).with_name("ddp_worker.py")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(worker), str(tmp_path / "cfg.json"), str(tmp_path / "report.json")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert sorted(report["rank_samples"]) == [18, 19]  # both ranks stepped, disjoint shards covering all 37
+    assert report["samples"] == 37
+    assert report["weights_equal_across_ranks"] is True
+    assert report["weights_changed"] is True
+    assert (tmp_path / "ddp" / CHECKPOINT).is_file()

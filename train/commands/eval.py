@@ -1,0 +1,51 @@
+"""`dali-has eval`: classification and CAM localization metrics of one or two trained runs."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="CAM localization metrics (GT-known Loc, Top-1 Loc, MaxBoxAccV2) of runs",
+                       description="Evaluate trained runs on a held-out folder with true boxes. Two runs "
+                                   "(e.g. baseline and HaS) are compared side by side in the PNG.")
+    p.add_argument("--data", required=True, help="held-out folder DIR/<class>/*.jpg or a file list")
+    p.add_argument("--boxes", required=True, help="ILSVRC XML file/folder, CUB-200-2011 folder or synth boxes.json")
+    p.add_argument("--checkpoint", required=True, nargs="+", metavar="RUN_DIR", help="one or more run folders")
+    p.add_argument("--split", default="test", help="CUB / synth split the data folder holds (default test)")
+    p.add_argument("--ten-crop", action="store_true", help="class scores averaged over the paper's 10 crops")
+    p.add_argument("--cam-threshold", type=float, help="fraction of the CAM max for the box (default per arch)")
+    p.add_argument("--resize", type=int, help="shorter side before the centre crop (default crop / 0.875)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--num-threads", type=int)
+    p.add_argument("--png", help="write CAM overlays with boxes here (default RUN_DIR/cams.png)")
+    p.add_argument("--examples", type=int, default=8, help="images in the PNG")
+    p.add_argument("--json", help="write the metrics here")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from train.evaluate import evaluate, format_table
+    from train.visualize import cam_comparison
+
+    results = {}
+    try:
+        for run_dir in args.checkpoint:
+            name = Path(run_dir).name
+            results[name] = evaluate(run_dir, args.data, args.boxes, ten_crop=args.ten_crop,
+                                     cam_threshold=args.cam_threshold, batch_size=args.batch_size,
+                                     device=args.device, num_threads=args.num_threads, resize=args.resize,
+                                     split=args.split, examples=args.examples)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"dali-has eval: error: {e}", file=sys.stderr)
+        return 2
+    metrics = {name: r.metrics for name, r in results.items()}
+    print(format_table(metrics))
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+    if args.examples:
+        png = args.png or str(Path(args.checkpoint[0]) / "cams.png")
+        print(f"CAM overlays: {cam_comparison({n: r.examples for n, r in results.items()}, png)}")
+    return 0

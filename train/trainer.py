@@ -1,0 +1,160 @@
+"""The training loop: DALI loader -> model -> SGD, one process per rank under torchrun.
+
+Each epoch builds its loader with seed `base + rank + EPOCH_SEED_STRIDE * epoch`: rank 0 of epoch 0 uses the
+base seed, every (rank, epoch) gets its own crops and masks, and a resumed run sees exactly the data it would
+have seen, without serializing DALI's internal state. The checkpoint's `loader` entry records that rule.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.distributed.algorithms.join import Join
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from pipelines import make_loader
+from pipelines.files import load_dataset
+from train import distributed
+from train.config import TrainConfig
+from train.models import build_model
+
+EPOCH_SEED_STRIDE = 10_007
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+def epoch_seed(base: int, rank: int, epoch: int) -> int:
+    return base + rank + EPOCH_SEED_STRIDE * epoch
+
+
+def num_classes_of(data: str) -> int:
+    """Classes of a training set: its class folders, or the largest label of a file list plus one."""
+    dataset = load_dataset(data)
+    if dataset.classes is not None:
+        return len(dataset.classes)
+    return max(label for _, label in dataset.samples) + 1
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig):
+    # No weight decay on biases and norm parameters (1-D tensors), as in the usual ImageNet recipes.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}],
+                          lr=cfg.scaled_lr, momentum=cfg.momentum, nesterov=False)
+
+    def factor(epoch: int) -> float:
+        warm = min(1.0, (epoch + 1) / cfg.warmup_epochs) if cfg.warmup_epochs else 1.0
+        return warm * cfg.lr_gamma ** sum(epoch >= m for m in cfg.lr_milestones)
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def fit(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train (or continue) the run described by `cfg`; returns the last epoch's metrics on every rank."""
+    env = distributed.init(cfg.device)
+    try:
+        return run_training(cfg, env, resume)[0]
+    finally:
+        distributed.cleanup()
+
+
+def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = False) -> tuple[dict, torch.nn.Module]:
+    """The loop inside an initialized process group (or a single process): (last epoch's metrics, model)."""
+    out = Path(cfg.out)
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.json")
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    num_classes = num_classes_of(cfg.data)
+    model = build_model(cfg.arch, num_classes, **cfg.model).to(env.device)
+    on_gpu = env.device.type == "cuda"
+    if cfg.channels_last and on_gpu:
+        model = model.to(memory_format=torch.channels_last)
+    opt, sched = build_optimizer(model, cfg)
+    start_epoch = 0
+    if resume:
+        state = torch.load(out / CHECKPOINT, map_location=env.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch = state["epoch"]
+    net = DistributedDataParallel(model) if env.world_size > 1 else model
+    last = {}
+    for epoch in range(start_epoch, cfg.epochs):
+        last = _train_epoch(cfg, env, net, opt, epoch, on_gpu)
+        last["lr"] = sched.get_last_lr()[0]
+        sched.step()
+        if env.is_main:
+            _save_checkpoint(out, model, opt, sched, epoch + 1, cfg, num_classes)
+            with open(out / METRICS, "a") as f:
+                f.write(json.dumps(last) + "\n")
+    return last, model
+
+
+def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> dict:
+    loader = make_loader(cfg.data, train=True, batch_size=cfg.batch_size, crop=cfg.crop, device=cfg.device,
+                         has=cfg.has_config(), seed=epoch_seed(cfg.seed, env.rank, epoch),
+                         shard_id=env.rank, num_shards=env.world_size, num_threads=cfg.num_threads,
+                         dtype=getattr(torch, cfg.dtype), mean=cfg.mean, std=cfg.std, random_area=cfg.random_area)
+    net.train()
+    steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+    loss_sum, correct, seen = 0.0, 0, 0
+    # Shards may differ by a batch; Join lets DDP ranks that run out early shadow the others' all-reduces.
+    start = time.perf_counter()
+    with Join([net]) if env.world_size > 1 else contextlib.nullcontext():
+        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not env.is_main,
+                   leave=False, dynamic_ncols=True)
+        for step, (images, labels) in enumerate(bar):
+            if step >= steps:
+                break
+            images, labels = images.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
+            if cfg.channels_last and on_gpu:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu and cfg.amp):
+                logits = net(images)
+                loss = F.cross_entropy(logits.float(), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n = labels.numel()
+            loss_sum += loss.item() * n
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += n
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+    if on_gpu:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    local_seen = seen
+    loss_sum, correct, seen, rate = distributed.all_reduce_sum(
+        [loss_sum, correct, seen, seen / seconds], env.device)
+    del loader
+    return {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_top1": 100.0 * correct / seen,
+            "samples": int(seen), "rank_samples": local_seen, "img_s": rate, "seconds": seconds}
+
+
+def _save_checkpoint(out: Path, model, opt, sched, epoch: int, cfg: TrainConfig, num_classes: int) -> None:
+    state = {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "epoch": epoch, "torch_rng": torch.get_rng_state(), "config": cfg.to_dict(),
+             "loader": {"seed_rule": "base + rank + %d * epoch" % EPOCH_SEED_STRIDE, "next_epoch": epoch}}
+    tmp = out / (CHECKPOINT + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, out / CHECKPOINT)  # atomic: a crash never leaves a half-written checkpoint
+
+
+def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu"):
+    """The model of a run folder with its last checkpoint's weights, in eval mode, and the run's config."""
+    run_dir = Path(run_dir)
+    cfg = TrainConfig.load(run_dir / "config.json")
+    state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
+    model = build_model(cfg.arch, state["num_classes"], **cfg.model)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), cfg
+

@@ -1,0 +1,72 @@
+"""PNG pictures people would rather look at than numbers: sample grids and CAM overlays with boxes."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+GREEN, RED = (40, 220, 40), (235, 40, 40)
+
+
+def to_uint8_images(batch, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Undo normalization of a [N, 3, H, W] batch (torch or numpy) -> uint8 [N, H, W, 3]."""
+    x = np.asarray(batch.float().cpu() if hasattr(batch, "float") else batch, dtype=np.float32)
+    x = x * np.asarray(std, np.float32)[None, :, None, None] + np.asarray(mean, np.float32)[None, :, None, None]
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def heatmap(cam: np.ndarray) -> np.ndarray:
+    """A [H, W] map in [0, 1] -> uint8 RGB with a blue-cyan-yellow-red ramp (no plotting library needed)."""
+    stops = np.array([[0, 0, 128], [0, 128, 255], [0, 230, 230], [255, 230, 0], [230, 0, 0]], np.float32)
+    pos = np.clip(cam, 0, 1) * (len(stops) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(stops) - 2)
+    frac = (pos - lo)[..., None]
+    return (stops[lo] * (1 - frac) + stops[lo + 1] * frac).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    return (image.astype(np.float32) * (1 - alpha) + heatmap(cam).astype(np.float32) * alpha).astype(np.uint8)
+
+
+def grid(tiles: Sequence[np.ndarray], columns: int, scale: int = 1, pad: int = 2) -> Image.Image:
+    """Tile equally sized uint8 [H, W, 3] images into one picture, each enlarged `scale` times."""
+    h, w = tiles[0].shape[:2]
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * (w * scale + pad) + pad, rows * (h * scale + pad) + pad), (255, 255, 255))
+    for i, tile in enumerate(tiles):
+        img = Image.fromarray(tile).resize((w * scale, h * scale), Image.NEAREST)
+        sheet.paste(img, (pad + (i % columns) * (w * scale + pad), pad + (i // columns) * (h * scale + pad)))
+    return sheet
+
+
+def draw_boxes(tile: np.ndarray, boxes_and_colors, scale: int) -> np.ndarray:
+    """Enlarge a tile and draw [x0, y0, x1, y1] boxes (in tile pixels) on it."""
+    h, w = tile.shape[:2]
+    img = Image.fromarray(tile).resize((w * scale, h * scale), Image.NEAREST)
+    draw = ImageDraw.Draw(img)
+    for box, color in boxes_and_colors:
+        x0, y0, x1, y1 = (float(v) * scale for v in box)
+        draw.rectangle([x0, y0, x1 + scale - 1, y1 + scale - 1], outline=color, width=max(1, scale // 2))
+    return np.asarray(img)
+
+
+def save_png(image: Image.Image, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def cam_comparison(examples_by_run: dict[str, list], path: str | Path, scale: int = 4) -> Path:
+    """One row per image: the input, then for each run its CAM overlay with the predicted box (red) and the
+    true boxes (green). Runs must hold examples of the same images in the same order."""
+    runs = list(examples_by_run.values())
+    tiles = []
+    for row in zip(*runs):
+        tiles.append(draw_boxes(row[0].image, [(b, GREEN) for b in row[0].true_boxes], scale))
+        for ex in row:
+            boxes = [(b, GREEN) for b in ex.true_boxes] + [(ex.predicted_box, RED)]
+            tiles.append(draw_boxes(overlay(ex.image, ex.cam), boxes, scale))
+    return save_png(grid(tiles, columns=1 + len(runs)), path)
