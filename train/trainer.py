@@ -67,12 +67,12 @@ def fit(cfg: TrainConfig, resume: bool = False) -> dict:
 
 def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = False) -> tuple[dict, torch.nn.Module]:
     """The loop inside an initialized process group (or a single process): (last epoch's metrics, model)."""
+    num_classes = num_classes_of(cfg.data)  # a bad --data fails here, before the run folder is made
     out = Path(cfg.out)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    num_classes = num_classes_of(cfg.data)
     model = build_model(cfg.arch, num_classes, **cfg.model).to(env.device)
     on_gpu = env.device.type == "cuda"
     if cfg.channels_last and on_gpu:
