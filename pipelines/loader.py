@@ -46,8 +46,9 @@ def _close_open_loaders():
 
 
 def make_loader(data, *, train: bool, batch_size: int, crop: int = 224, device: str = "cpu",
-                has: Union[None, HaSConfig, dict] = None, seed: Optional[int] = None, shard_id: int = 0,
-                num_shards: int = 1, num_threads: Optional[int] = None, dtype=torch.float32, layout: str = "NCHW",
+                has: Union[None, HaSConfig, dict] = None, has_impl: str = "auto", seed: Optional[int] = None,
+                shard_id: int = 0, num_shards: int = 1, num_threads: Optional[int] = None, dtype=torch.float32,
+                layout: str = "NCHW",
                 mean=IMAGENET_MEAN, std=IMAGENET_STD, ten_crop: bool = False, resize: Optional[int] = None,
                 random_area=RANDOM_AREA, random_aspect_ratio=RANDOM_ASPECT_RATIO, initial_fill: int = INITIAL_FILL,
                 device_id: Optional[int] = None, hw_decoder_load: float = 0.65,
@@ -62,6 +63,7 @@ def make_loader(data, *, train: bool, batch_size: int, crop: int = 224, device: 
     labels: int64 [B], on the images' device.
     has: Hide-and-Seek settings (HaSConfig or dict, `fill` in normalized units, see `pipelines.has_fill`);
         None = none. Ignored when train=False: HaS never runs at evaluation.
+    has_impl: "auto", "fused" or "composed" Hide-and-Seek operator (`train_pipeline`).
     seed, shard_id, num_shards, num_threads, dtype, layout, device_id, hw_decoder_load, preallocate_hint:
         see `PipelineOptions`.
     Training only (ignored when train=False): random_area, random_aspect_ratio, initial_fill (`train_pipeline`).
@@ -75,7 +77,7 @@ def make_loader(data, *, train: bool, batch_size: int, crop: int = 224, device: 
                               num_shards=num_shards, num_threads=num_threads, seed=seed,
                               hw_decoder_load=hw_decoder_load, preallocate_hint=preallocate_hint)
     # Checked in both modes, so a typo in a shared settings dict shows up whichever loader is built first.
-    train_settings = check_train_settings(has, random_area, random_aspect_ratio, initial_fill)
+    train_settings = check_train_settings(has, has_impl, random_area, random_aspect_ratio, initial_fill)
     if train:
         if ten_crop:
             raise ValueError("ten_crop=True is an evaluation setting; use it with train=False")

@@ -14,6 +14,7 @@ COMMANDS = (
     "synth",
     "scan",
     "mean",
+    "bench",
 )
 
 

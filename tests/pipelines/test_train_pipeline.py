@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dali_has import fused
 from pipelines import IMAGENET_MEAN, IMAGENET_STD, PipelineOptions, has_fill, make_loader, train_pipeline
 
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
@@ -105,3 +106,15 @@ def test_train_pipeline_is_a_dali_pipeline_with_chw_images_and_scalar_int64_labe
     images, labels = pipe.run()
     assert images.layout() == "CHW" and images.as_tensor().shape() == [2, 3, 8, 8]
     assert np.array(labels.as_tensor()).dtype == np.int64 and labels.as_tensor().shape() == [2]
+
+
+@pytest.mark.parametrize("impl, fused_in_graph", [("composed", False), ("fused", True)])
+def test_has_impl_picks_the_hide_and_seek_operator(constant, impl, fused_in_graph):
+    if impl == "fused" and not fused.load():
+        pytest.skip(f"fused plugin cannot be built here: {fused.unavailable_reason()}")
+    has = {"patch_sizes": [4], "p_hide": 1.0, "fill": 0.5}
+    loader = make_loader(constant, train=True, batch_size=4, crop=8, num_threads=1, seed=0, has=has, has_impl=impl)
+    assert (b"dali_has__HideAndSeek" in loader.pipeline.serialize()) == fused_in_graph
+    assert torch.all(torch.cat([x for x, _ in loader]) == 0.5)
+    with pytest.raises(ValueError, match="has_impl='fast'"):
+        make_loader(constant, train=True, batch_size=4, has=has, has_impl="fast")

@@ -1,0 +1,172 @@
+"""`dali-has bench`: the timing structure (with a fake clock), the verdict, the settings, the generated JPEG set
+and the JSON of a tiny real CPU run. No wall-clock time is asserted anywhere."""
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+import torch
+from PIL import Image
+
+from train.bench import BenchSettings, overhead_pct, verdict
+from train.bench_data import CLASSES, bench_jpegs
+from train.bench_timing import batches_consumed, measure
+from train.cli import build_parser, main
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeBatches:
+    """Batches of `images` images; batch i takes seconds[i] (the last value repeats) on the fake clock."""
+
+    def __init__(self, clock: FakeClock, seconds: list[float], images: int = 8, log: list | None = None,
+                 name: str = ""):
+        self.clock, self.seconds, self.images, self.consumed = clock, seconds, images, 0
+        self.log, self.name = log if log is not None else [], name
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> int:
+        self.clock.now += self.seconds[min(self.consumed, len(self.seconds) - 1)]
+        self.consumed += 1
+        self.log.append(self.name)
+        return self.images
+
+
+def test_warmup_batches_are_consumed_but_not_timed():
+    clock = FakeClock()
+    batches = FakeBatches(clock, [100.0] * 3 + [0.5])  # a slow start (queue filling, kernels compiling)
+    m = measure({"a": batches}, warmup=3, iters=4, runs=2, clock=clock)["a"]
+    assert batches.consumed == 3 + 2 * 4 == batches_consumed(1, warmup=3, iters=4, runs=2)
+    assert m.runs == (8 * 4 / (4 * 0.5),) * 2  # images / seconds of the timed batches only
+    assert (m.warmup, m.iters) == (3, 4)
+
+
+def test_the_median_of_the_runs_is_reported_and_runs_follow_each_other():
+    clock = FakeClock()
+    # run 1: 2 batches of 1 s, run 2: 2 of 4 s, run 3: 2 of 2 s; no warm-up.
+    m = measure({"a": FakeBatches(clock, [1.0, 1.0, 4.0, 4.0, 2.0])}, warmup=0, iters=2, runs=3, clock=clock)["a"]
+    assert m.runs == (8.0, 2.0, 4.0)
+    assert m.median == 4.0
+    assert m.to_dict() == {"img_s": 4.0, "runs": [8.0, 2.0, 4.0], "warmup_batches": 0, "timed_batches_per_run": 2}
+
+
+def test_variants_alternate_run_by_run_and_rewarm_after_waiting():
+    clock, log = FakeClock(), []
+    streams = {name: FakeBatches(clock, [seconds], log=log, name=name)
+               for name, seconds in (("none", 1.0), ("composed", 2.0), ("fused", 4.0))}
+    timed = measure(streams, warmup=1, iters=2, runs=2, clock=clock)
+    assert "".join(name[0] for name in log) == "nnncccfffnnncccfff"  # 1 warm-up + 2 timed, each run of each
+    assert all(s.consumed == batches_consumed(3, warmup=1, iters=2, runs=2) for s in streams.values())
+    assert {name: m.runs for name, m in timed.items()} == {"none": (8.0, 8.0), "composed": (4.0, 4.0),
+                                                          "fused": (2.0, 2.0)}
+
+
+def test_each_run_waits_for_the_device_before_the_clock_stops():
+    clock, waits = FakeClock(), []
+
+    def sync():  # the device still had 3 s of queued work
+        waits.append(clock.now)
+        clock.now += 3.0
+
+    m = measure({"a": FakeBatches(clock, [1.0])}, warmup=2, iters=5, runs=2, sync=sync, clock=clock)["a"]
+    assert len(waits) == 1 + 2  # after warm-up (not timed), then at the end of each run (timed)
+    assert m.runs == (8 * 5 / (5 * 1.0 + 3.0),) * 2
+
+
+def test_verdict_names_the_slower_side_and_the_ratio():
+    assert verdict(300.0, 1200.0) == "input-bound: the loader delivers 25.0 % of what the model can consume"
+    assert verdict(1000.0, 7.5) == "compute-bound: the model consumes 0.8 % of what the loader delivers"
+    assert verdict(500.0, 500.0).startswith("compute-bound: the model consumes 100.0 %")
+
+
+def test_has_overhead_is_the_lost_share_of_the_pipeline_rate():
+    assert overhead_pct(400.0, 300.0) == 25.0
+    assert overhead_pct(400.0, 440.0) == -10.0
+    assert overhead_pct(400.0, None) is None
+
+
+def test_settings_take_device_defaults_and_name_bad_values(tmp_path):
+    cpu = BenchSettings(threads=(2,))
+    assert (cpu.batch_size, cpu.dtype, cpu.hw_decoder_load) == (16, "float32", ())
+    assert cpu.combinations() == [(2, None)]
+    assert BenchSettings(threads=[1, 2], warmup=0).warmup == 0
+    for kwargs, name in [({"hw_decoder_load": (0.5,)}, "hw_decoder_load"), ({"threads": (0,)}, "threads=0"),
+                         ({"batch_size": 0}, "batch_size=0"), ({"dtype": "int8"}, "dtype='int8'"),
+                         ({"arch": "vgg"}, "arch='vgg'"), ({"device": "tpu"}, "device='tpu'"),
+                         ({"model": {"depth": 3}}, "depth"), ({"data": str(tmp_path / "x.txt")}, "x.txt")]:
+        with pytest.raises(ValueError, match=name):
+            BenchSettings(**kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_gpu_settings_without_cuda_are_an_error():
+    with pytest.raises(ValueError, match="no CUDA device"):
+        BenchSettings(device="gpu")
+
+
+def test_generated_jpegs_are_imagenet_sized_deterministic_and_cached(tmp_path):
+    first, second = bench_jpegs(16, tmp_path / "a"), bench_jpegs(16, tmp_path / "b")
+    files = sorted(p.relative_to(first) for p in first.rglob("*.jpg"))
+    assert len(files) == 16 and len({f.parent for f in files}) == CLASSES
+    assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
+    with Image.open(first / files[0]) as image:
+        assert 400 <= image.width <= 500 and image.format == "JPEG"
+    (first / files[0]).unlink()  # a cached set is reused as it is, not regenerated
+    assert bench_jpegs(16, tmp_path / "a") == first and not (first / files[0]).exists()
+    with pytest.raises(ValueError, match="images=3"):
+        bench_jpegs(3, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A real CPU bench on 16 generated JPEGs: batch 4, 32-pixel crops, a narrow AlexNet-GAP, 2 threads swept."""
+    tmp = tmp_path_factory.mktemp("bench")
+    data = bench_jpegs(16, tmp / "cache")
+    out = tmp / "bench.json"
+    argv = ["bench", "--data", str(data), "--device", "cpu", "--batch-size", "4", "--threads", "1", "2",
+            "--crop", "32", "--model-opt", "stem=small", "--model-opt", "width=0.125", "--iters", "2",
+            "--model-iters", "2", "--warmup", "3", "--runs", "1", "--no-progress", "--json", str(out)]
+    assert main(argv) == 0
+    return json.loads(out.read_text())
+
+
+def test_bench_json_holds_every_figure_the_sweep_and_the_machine(tiny_run):
+    r = tiny_run
+    assert r["device"] == "cpu" and r["gpu_name"] is None and r["batch_size"] == 4
+    assert r["threads"] in (1, 2) and r["cpu_count"] >= 1 and r["versions"]["torch"] == torch.__version__
+    assert set(r["pipeline_img_s"]) == {"none", "composed", "fused"}
+    assert set(r["torchvision_img_s"]) == {"none", "has"}
+    figures = [*r["pipeline_img_s"].values(), *r["torchvision_img_s"].values(), r["model_step_img_s"],
+               r["end_to_end_img_s"]]
+    assert all(v is None or v > 0 for v in figures)  # fused is None only where the plugin cannot be built
+    assert r["verdict"].startswith(("input-bound: the loader delivers", "compute-bound: the model consumes"))
+    assert set(r["has_overhead_pct"]) == {"composed", "fused"} and set(r["dali_vs_torchvision"]) == {"none", "has"}
+    assert [(row["threads"], row["hw_decoder_load"]) for row in r["sweep"]] == [(1, None), (2, None)]
+    best = max(r["sweep"], key=lambda row: max(row["img_s"]["composed"], row["img_s"]["fused"] or 0))
+    assert r["threads"] == best["threads"] and r["pipeline_img_s"] == best["img_s"]
+
+
+def test_bench_times_runs_times_iters_batches_after_a_warmup_that_drains_the_queue(tiny_run):
+    runs = tiny_run["runs"]
+    loader_figures = [*runs["pipeline"].values(), *runs["torchvision"].values(), runs["end_to_end"]]
+    for m in filter(None, loader_figures):
+        assert len(m["runs"]) == 1 and m["img_s"] == m["runs"][0] and m["timed_batches_per_run"] == 2
+        assert m["warmup_batches"] >= 3 * 2  # DALI's prefetch queue (2) or 1-2 workers × prefetch_factor 2
+    assert runs["model_step"]["warmup_batches"] == 3 and runs["model_step"]["timed_batches_per_run"] == 2
+
+
+def test_bench_json_command_repeats_the_run(tiny_run):
+    words = shlex.split(tiny_run["command"])
+    assert words[:2] == ["dali-has", "bench"]
+    args = build_parser().parse_args(words[1:])
+    assert (args.batch_size, args.threads, args.crop, args.model_opt) == (4, [1, 2], 32, ["stem=small", "width=0.125"])
+    assert args.json.endswith("bench.json") and args.runs == 1

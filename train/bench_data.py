@@ -1,0 +1,70 @@
+"""An ImageNet-like JPEG set for `dali-has bench`, generated once and cached.
+
+What matters for input-pipeline speed is the decoder's work, so the files look like ImageNet's to a JPEG
+decoder: 400-500 pixels wide, aspect ratios from 3:4 to 16:10, smooth shapes plus fine texture, quality 90,
+40-150 KB each, ~80 KB on average (ImageNet's training JPEGs average ~110 KB at ~400×350). `train.synth`'s 64-pixel
+images are far too cheap to decode to stand in for them. The content is meaningless: nothing is trained on it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+VERSION = 1  # bump when the generator changes, so caches of older sets are not reused
+CLASSES = 8
+# 512 = a multiple of every power-of-two batch up to 512, so no epoch ends in a padded, partly wasted batch.
+DEFAULT_IMAGES = 512
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dali-has"
+
+
+def bench_jpegs(images: int = DEFAULT_IMAGES, cache_dir: os.PathLike | str | None = None) -> Path:
+    """The folder `<cache>/bench-jpegs-v<VERSION>-<images>/<class>/<nnnnn>.jpg`, generated if missing.
+
+    Deterministic: image i is drawn from seed i. The set is written into a temporary folder and renamed into
+    place when complete, so an interrupted run never leaves a partial set that later runs would trust.
+    """
+    if isinstance(images, bool) or not isinstance(images, int) or images < CLASSES:
+        raise ValueError(f"images={images!r} must be a whole number >= {CLASSES} (one per class folder)")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = cache / f"bench-jpegs-v{VERSION}-{images}"
+    if target.is_dir():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=cache))
+    try:
+        for i in range(images):
+            folder = staging / f"class_{i % CLASSES}"
+            folder.mkdir(exist_ok=True)
+            imagenet_like_image(np.random.default_rng(i)).save(folder / f"{i:05d}.jpg", quality=90)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not target.is_dir():  # else another process finished the same set first: use theirs
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def imagenet_like_image(rng: np.random.Generator) -> Image.Image:
+    """Smooth colour shapes (a few random colours, bicubically enlarged), mid-scale blotches and grain."""
+    width = int(rng.integers(400, 501))
+    height = int(round(width / rng.uniform(0.75, 1.6)))
+    coarse = rng.integers(0, 256, (int(rng.integers(3, 7)), int(rng.integers(3, 7)), 3), dtype=np.uint8)
+    middle = rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+    pixels = (0.7 * _enlarge(coarse, width, height, Image.BICUBIC)
+              + 0.3 * _enlarge(middle, width, height, Image.BILINEAR)
+              + rng.normal(0.0, rng.uniform(7.0, 14.0), (height, width, 1)))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _enlarge(pixels: np.ndarray, width: int, height: int, resample) -> np.ndarray:
+    return np.asarray(Image.fromarray(pixels).resize((width, height), resample), dtype=np.float32)

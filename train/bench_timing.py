@@ -1,0 +1,77 @@
+"""How `dali-has bench` times a stage: warm-up batches untimed, then several timed runs, the median reported.
+
+A stream is an iterator that does one batch of work per `next()` and yields how many images it handled. It is
+never restarted between warm-up and runs, so a loader's prefetch queue, drained during warm-up, cannot refill
+behind the clock's back: every timed batch is produced while the clock runs. Variants compared with each other
+(no HaS / composed / fused) are timed in alternation, run 1 of each, then run 2 of each, so a machine whose
+load drifts during the bench shifts all of them alike instead of biasing the one measured last.
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """img/s of each timed run of `iters` batches; `warmup` untimed batches came before the first run and
+    before every run that followed another stream's (its queue refilled while it waited)."""
+
+    runs: tuple[float, ...]
+    warmup: int
+    iters: int
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    def to_dict(self) -> dict:
+        return {"img_s": self.median, "runs": list(self.runs), "warmup_batches": self.warmup,
+                "timed_batches_per_run": self.iters}
+
+
+def measure(streams: dict[str, Iterator[int]], *, warmup: int, iters: int, runs: int,
+            sync: Callable[[], None] = lambda: None,
+            clock: Callable[[], float] = time.perf_counter) -> dict[str, Measurement]:
+    """Time each stream `runs` times, `iters` batches per run, the streams in alternation; see the module doc.
+
+    streams: name -> iterator yielding the number of images of each batch it has processed.
+    sync: waits for queued device work (torch.cuda.synchronize on the GPU); called before each clock read, so
+        a run's time includes the kernels its batches launched and not those of the batch before.
+    """
+    rates: dict[str, list[float]] = {name: [] for name in streams}
+    previous = None
+    for run in range(runs):
+        for name, batches in streams.items():
+            if name != previous:
+                for _ in range(warmup):
+                    next(batches)
+                sync()
+                previous = name
+            with nvtx_range(f"{name} timed run {run + 1}/{runs}"):
+                images = 0
+                start = clock()
+                for _ in range(iters):
+                    images += next(batches)
+                sync()
+                rates[name].append(images / (clock() - start))
+    return {name: Measurement(tuple(r), warmup, iters) for name, r in rates.items()}
+
+
+def batches_consumed(streams: int, *, warmup: int, iters: int, runs: int) -> int:
+    """Batches `measure` takes from each of `streams` alternating streams (one stream warms up once)."""
+    return (warmup * (runs if streams > 1 else 1)) + runs * iters
+
+
+def nvtx_range(name: str):
+    """An NVTX range (visible in Nsight Systems) when CUDA is there, else nothing."""
+    return torch.cuda.nvtx.range(name) if torch.cuda.is_available() else contextlib.nullcontext()
+
+
+def device_sync(device: str) -> Callable[[], None]:
+    return torch.cuda.synchronize if device == "gpu" else (lambda: None)
