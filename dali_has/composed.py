@@ -51,7 +51,7 @@ def hide_and_seek_composed(images, cfg: HaSConfig):
 
     # CPU arithmetic rejects float16, so the CPU path blends in float32; the GPU path in the image's dtype.
     x = images if on_gpu else fn.cast(images, dtype=types.FLOAT)
-    fill = _fill_node(cfg, layout)
+    fill = fill_node(cfg, layout)
     if on_gpu:
         fill = fn.cast_like(fill.gpu(), images)
         mask = fn.cast_like(mask, images)
@@ -60,7 +60,7 @@ def hide_and_seek_composed(images, cfg: HaSConfig):
     return fn.cast_like(x * (1 - mask) + fill * mask, images)
 
 
-def _fill_node(cfg: HaSConfig, layout):
+def fill_node(cfg: HaSConfig, layout):
     """The fill as a float32 node broadcastable against the image: a scalar, or C values on the channel axis."""
     if len(cfg.fill) == 1:
         return types.Constant(np.float32(cfg.fill[0]), device="cpu")

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from dali_has.spec import HaSConfig
+from dali_has.temporal_spec import TemporalHaSConfig
 
 
 def grid_shape(height: int, width: int, size: int) -> tuple[int, int]:
@@ -82,3 +83,59 @@ def infer_cells(mask: np.ndarray, patch_sizes: Sequence[int]) -> tuple[int, np.n
         if np.array_equal(cells_to_mask(cells, size, h, w), mask):
             return size, cells
     raise ValueError(f"mask is not a union of grid cells for any size in {list(patch_sizes)}")
+
+
+# Temporal Hide-and-Seek (paper §3.2): the image grid rule in one dimension, along the leading frame axis.
+
+def draw_segments(rng: np.random.Generator, frames: int, cfg: TemporalHaSConfig) -> np.ndarray:
+    """Draw one sequence's per-segment hide decisions (True = hidden): ceil(F / segment) segments."""
+    count, _ = grid_shape(frames, 1, cfg.segment)
+    return rng.random(count) < cfg.p_hide
+
+
+def segments_to_frame_mask(hidden: np.ndarray, segment: int, frames: int) -> np.ndarray:
+    """Expand per-segment decisions to a [F] frame mask (True = hidden); the last segment is clipped."""
+    return cells_to_mask(np.asarray(hidden, dtype=bool)[:, None], segment, frames, 1)[:, 0]
+
+
+def apply_frame_mask(sequence: np.ndarray, frame_mask: np.ndarray, fill: float | Sequence[float],
+                     layout: str = "FC") -> np.ndarray:
+    """Give every value of the hidden frames the fill; the result keeps the sequence's dtype.
+
+    layout: one letter per axis, the frame axis first (e.g. "FC", "TC", "FHWC", "FCHW"); a per-channel fill
+    runs along its `C` axis. Integer sequences get the fill rounded as `apply_mask` rounds it.
+    """
+    if len(layout) != sequence.ndim or layout[0] not in "FT":
+        raise ValueError(f"layout={layout!r} must name the {sequence.ndim} axes of the sequence, "
+                         "frames first ('F' or 'T')")
+    if frame_mask.shape != sequence.shape[:1]:
+        raise ValueError(f"frame_mask has shape {frame_mask.shape}, the sequence has {sequence.shape[0]} frames")
+    fill = np.atleast_1d(np.asarray(fill, dtype=np.float64))
+    if fill.size > 1 and "C" not in layout:
+        raise ValueError(f"a fill with {fill.size} values needs a 'C' axis in layout={layout!r}")
+    # Channels last, everything else flattened: [F, values per channel, C] is an HWC image whose rows are frames.
+    channels_last = np.moveaxis(sequence, layout.index("C"), -1) if "C" in layout else sequence[..., None]
+    rows = channels_last.reshape(len(frame_mask), -1, channels_last.shape[-1])
+    pixel_mask = np.repeat(frame_mask[:, None], rows.shape[1], axis=1)
+    out = apply_mask(rows, pixel_mask, tuple(fill), "HWC").reshape(channels_last.shape)
+    return np.moveaxis(out, -1, layout.index("C")) if "C" in layout else out[..., 0]
+
+
+def hide_and_seek_temporal(sequence: np.ndarray, rng: np.random.Generator, cfg: TemporalHaSConfig,
+                           layout: str = "FC") -> np.ndarray:
+    """Temporal Hide-and-Seek on one sequence: draw, then apply."""
+    hidden = draw_segments(rng, sequence.shape[0], cfg)
+    return apply_frame_mask(sequence, segments_to_frame_mask(hidden, cfg.segment, sequence.shape[0]),
+                            cfg.fill, layout)
+
+
+def infer_segments(frame_mask: np.ndarray, segment: int) -> np.ndarray:
+    """Recover the per-segment decisions from a [F] frame mask.
+
+    Raises ValueError when the mask is not a union of `segment`-frame segments anchored at frame 0.
+    """
+    try:
+        _, cells = infer_cells(np.asarray(frame_mask, dtype=bool)[:, None], [segment])
+    except ValueError:
+        raise ValueError(f"frame mask is not a union of {segment}-frame segments anchored at frame 0") from None
+    return cells[:, 0]

@@ -15,6 +15,8 @@ COMMANDS = (
     "scan",
     "mean",
     "bench",
+    "synth_actions",
+    "action_demo",
 )
 
 

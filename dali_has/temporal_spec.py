@@ -1,0 +1,42 @@
+"""Temporal Hide-and-Seek settings (paper §3.2, Video-HaS): one validated, immutable value.
+
+The rule: cut a sequence of F frames (or features) into segments of `segment` frames anchored at frame 0
+(ceil(F / segment) segments, the last one clipped), hide each segment independently iff u < p_hide with
+u ~ U[0, 1), and give every value of a hidden frame the fill (the dataset-mean frame/feature).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Integral
+
+from dali_has.spec import PAPER_P_HIDE, Fill, _check_fill, _check_p_hide
+
+
+@dataclass(frozen=True)
+class TemporalHaSConfig:
+    """Validated temporal Hide-and-Seek parameters.
+
+    segment: frames per segment (F_segment), a whole number >= 1.
+    p_hide: probability that one segment is hidden, in [0, 1].
+    fill: value of hidden frames, a scalar or one value per channel / feature (the layout's `C` axis);
+        the dataset mean, or 0.0 for sequences normalized with that mean.
+    """
+
+    segment: int
+    p_hide: float = PAPER_P_HIDE
+    fill: tuple[float, ...] = (0.0,)
+
+    def __init__(self, segment: int, p_hide: float = PAPER_P_HIDE, fill: Fill = 0.0):
+        object.__setattr__(self, "segment", _check_segment(segment))
+        object.__setattr__(self, "p_hide", _check_p_hide(p_hide))
+        object.__setattr__(self, "fill", _check_fill(fill))
+
+    def __repr__(self) -> str:
+        fill = self.fill[0] if len(self.fill) == 1 else list(self.fill)
+        return f"TemporalHaSConfig(segment={self.segment}, p_hide={self.p_hide}, fill={fill})"
+
+
+def _check_segment(segment) -> int:
+    if isinstance(segment, bool) or not isinstance(segment, Integral) or segment < 1:
+        raise ValueError(f"segment={segment!r} must be a whole number of frames >= 1")
+    return int(segment)

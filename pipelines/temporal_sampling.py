@@ -1,0 +1,36 @@
+"""Uniform temporal sampling: F_total frames (or features) from a sequence of any length (paper §3.2).
+
+Sampled position j stands for the stretch [j, j + 1) * T / F_total of the original sequence and takes its
+middle frame, floor((j + 0.5) * T / F_total) = ((2j + 1) * T) // (2 * F_total) in exact integer arithmetic.
+Shorter sequences repeat frames, longer ones skip frames.
+"""
+from __future__ import annotations
+
+import numpy as np
+import nvidia.dali.fn as fn
+import nvidia.dali.types as types
+
+
+def uniform_frame_indices(length: int, count: int) -> np.ndarray:
+    """Indices of the `count` frames sampled from a sequence of `length` frames (the numpy rule)."""
+    _check_count(count)
+    if length < 1:
+        raise ValueError(f"length={length!r}; a sequence needs at least one frame")
+    return (2 * np.arange(count, dtype=np.int64) + 1) * length // (2 * count)
+
+
+def sample_uniformly(sequences, count: int):
+    """Resample every sequence of a DALI batch to `count` frames along its leading axis.
+
+    sequences: samples with the frame axis first and a layout starting with `F` (or none), e.g. FC or FHWC.
+    """
+    _check_count(count)
+    length = sequences.shape()[0]  # int64: (2 * count) * length cannot overflow
+    odd = types.Constant(2 * np.arange(count, dtype=np.int64) + 1, device="cpu")
+    indices = fn.cast(odd * length // (2 * count), dtype=types.INT32)
+    return fn.sequence_rearrange(sequences, new_order=indices)
+
+
+def _check_count(count) -> None:
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"count={count!r} must be a whole number of frames >= 1")

@@ -1,0 +1,137 @@
+"""Temporal Hide-and-Seek (DALI) against the numpy oracle and statistically (CPU; GPU under `gpu`)."""
+import numpy as np
+import pytest
+from nvidia.dali import fn, pipeline_def
+
+from dali_has import TemporalHaSConfig, hide_and_seek_temporal, reference
+
+DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
+
+
+def run_temporal(sequences, *, layout, seed=1, iterations=1, device="cpu", **has):
+    """Feed the same batch `iterations` times; returns per iteration a list of numpy outputs."""
+
+    @pipeline_def(batch_size=len(sequences), num_threads=1, device_id=0 if device == "gpu" else None, seed=seed,
+                  prefetch_queue_depth=1)
+    def pipe():
+        x = fn.external_source(source=lambda: sequences, batch=True, layout=layout)
+        return hide_and_seek_temporal(x.gpu() if device == "gpu" else x, **has)
+
+    p = pipe()
+    p.build()
+    out = []
+    for _ in range(iterations):
+        (batch,) = p.run()
+        assert batch.layout() == layout
+        out.append([np.array(t) for t in (batch.as_cpu() if device == "gpu" else batch)])
+    return out
+
+
+def hidden_frames(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Frames with any changed value (inputs are built so that no value already equals the fill)."""
+    return (before != after).reshape(len(before), -1).any(axis=1)
+
+
+def random_sequences(rng, shapes, dtype, low=10, high=240):
+    return [rng.uniform(low, high, size=s).astype(dtype) for s in shapes]
+
+
+CASES = [  # layout, per-sample shapes (frames first), dtype, fill
+    ("FC", [(23, 6), (7, 6), (1, 6), (40, 6)], np.float32, (-1.5, 0.25, 2.0, 3.0, 4.0, 5.0)),  # per-feature fill
+    ("TC", [(23, 6), (9, 6), (16, 6)], np.float16, 0.5),
+    ("FHWC", [(13, 4, 5, 3), (6, 3, 2, 3), (20, 2, 2, 3)], np.uint8, (0.0, 127.3, 255.0)),
+    ("FCHW", [(13, 3, 4, 5), (6, 3, 2, 2)], np.float32, (1.0, -2.0, 0.125)),
+    ("FC", [(11, 4), (12, 4)], np.float64, 0.0),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout, shapes, dtype, fill", CASES)
+def test_output_equals_oracle_for_the_segments_it_drew(device, layout, shapes, dtype, fill):
+    sequences = random_sequences(np.random.default_rng(0), shapes, dtype)
+    cfg = TemporalHaSConfig(segment=4, p_hide=0.5, fill=fill)
+    for batch in run_temporal(sequences, layout=layout, device=device, iterations=3,
+                              segment=cfg.segment, p_hide=cfg.p_hide, fill=cfg.fill):
+        for x, y in zip(sequences, batch):
+            assert y.dtype == x.dtype and y.shape == x.shape
+            frames = hidden_frames(x, y)
+            reference.infer_segments(frames, cfg.segment)  # whole segments from frame 0, last one clipped
+            np.testing.assert_array_equal(y, reference.apply_frame_mask(x, frames, cfg.fill, layout))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_p_zero_is_identity_and_p_one_hides_every_frame(device):
+    sequences = random_sequences(np.random.default_rng(1), [(10, 3), (5, 3)], np.float32)
+    (same,) = run_temporal(sequences, layout="FC", device=device, segment=3, p_hide=0.0, fill=-1.0)
+    for x, y in zip(sequences, same):
+        np.testing.assert_array_equal(x, y)
+    (gone,) = run_temporal(sequences, layout="FC", device=device, segment=3, p_hide=1.0, fill=-1.0)
+    for y in gone:
+        assert (y == -1.0).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_segments_are_aligned_clipped_hidden_at_rate_p_and_independent(device):
+    # 10 frames in segments of 4: [0, 4), [4, 8) and the clipped [8, 10).
+    cfg = TemporalHaSConfig(segment=4, p_hide=0.3)
+    sequences = random_sequences(np.random.default_rng(2), [(10, 2)] * 64, np.float32)
+    outs = run_temporal(sequences, layout="FC", device=device, iterations=8, segment=4, p_hide=0.3, fill=0.0)
+    decisions = np.array([[reference.infer_segments(hidden_frames(x, y), 4) for x, y in zip(sequences, batch)]
+                          for batch in outs], dtype=float)  # [iteration, sample, segment]
+    assert decisions.shape == (8, 64, 3)
+    n = 8 * 64
+    rates = decisions.reshape(n, 3).mean(axis=0)
+    # Binomial(512, 0.3): std 0.02; 4 sigma.
+    assert np.all(np.abs(rates - cfg.p_hide) < 0.081), rates
+    # Independence across segments, samples of a batch, and iterations: correlations near 0 (std ~ 1/sqrt(n)).
+    flat = decisions.reshape(n, 3)
+    for a, b in [(0, 1), (1, 2), (0, 2)]:
+        assert abs(np.corrcoef(flat[:, a], flat[:, b])[0, 1]) < 4 / np.sqrt(n)
+    neighbours = np.corrcoef(decisions[:, :-1].ravel(), decisions[:, 1:].ravel())[0, 1]
+    assert abs(neighbours) < 4 / np.sqrt(n)
+    iterations = np.corrcoef(decisions[:-1].ravel(), decisions[1:].ravel())[0, 1]
+    assert abs(iterations) < 4 / np.sqrt(n)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_masks_differ_per_sample_and_iteration_and_follow_the_seed(device):
+    sequences = random_sequences(np.random.default_rng(4), [(64, 3)] * 6, np.float32)
+    kw = dict(layout="FC", device=device, segment=4, p_hide=0.5, fill=0.0, iterations=2)
+    a = run_temporal(sequences, seed=7, **kw)
+    b = run_temporal(sequences, seed=7, **kw)
+    c = run_temporal(sequences, seed=8, **kw)
+    masks = [[hidden_frames(x, y) for x, y in zip(sequences, batch)] for batch in a]
+    assert len({m.tobytes() for m in masks[0]}) == len(sequences)  # per sample (16 segments: 2^-16 collisions)
+    assert not any(np.array_equal(m0, m1) for m0, m1 in zip(*masks))  # per iteration
+    for ya, yb in zip(sum(a, []), sum(b, [])):
+        np.testing.assert_array_equal(ya, yb)  # same seed, same masks
+    assert any(not np.array_equal(ya, yc) for ya, yc in zip(sum(a, []), sum(c, [])))
+
+
+def test_vector_fill_needs_a_channel_axis():
+    sequences = random_sequences(np.random.default_rng(5), [(8, 3)], np.float32)
+    with pytest.raises(RuntimeError, match="fn.reshape"):  # the fill cannot be laid along a `C` axis
+        run_temporal(sequences, layout="FX", segment=2, p_hide=1.0, fill=(1.0, 2.0, 3.0))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(segment=0), "segment=0"), (dict(segment=2.5), "segment=2.5"), (dict(segment=True), "segment=True"),
+    (dict(segment=4, p_hide=1.5), "p_hide=1.5"), (dict(segment=4, fill="mean"), "fill='mean'"),
+])
+def test_settings_are_validated(bad, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        TemporalHaSConfig(**bad)
+
+
+def test_settings_repr():
+    assert repr(TemporalHaSConfig(100, 0.5, (1, 2))) == "TemporalHaSConfig(segment=100, p_hide=0.5, fill=[1.0, 2.0])"
+    assert repr(TemporalHaSConfig(8)) == "TemporalHaSConfig(segment=8, p_hide=0.5, fill=0.0)"
+
+
+def test_reference_segments_are_clipped_and_inferred_back():
+    assert reference.segments_to_frame_mask(np.array([0, 1, 1]), 4, 10).tolist() == [0] * 4 + [1] * 6
+    assert reference.infer_segments(np.array([1, 1, 1, 0, 0, 0, 1, 1], dtype=bool), 3).tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="3-frame segments"):
+        reference.infer_segments(np.array([0, 1, 1, 1, 0, 0], dtype=bool), 3)
+    hidden = reference.draw_segments(np.random.default_rng(0), 10, TemporalHaSConfig(4, p_hide=1.0))
+    assert hidden.tolist() == [True, True, True]

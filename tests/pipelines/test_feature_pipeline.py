@@ -1,0 +1,100 @@
+"""Feature-sequence pipeline: index checks, uniform sampling, HaS in training only, exactly-once epochs."""
+import json
+
+import numpy as np
+import pytest
+
+from dali_has import TemporalHaSConfig, reference
+from pipelines.feature_pipeline import FeatureIndex, feature_pipeline, mean_feature
+from pipelines.sequence_loader import SequenceLoader
+from pipelines.temporal_sampling import uniform_frame_indices
+
+DIM = 3
+
+
+def write_index(tmp_path, lengths, dtype=np.float32):
+    """Video i has features [t, i, label] at step t, so a batch tells which steps of which video it holds."""
+    videos = []
+    for i, length in enumerate(lengths):
+        label = i % 3
+        features = np.stack([np.arange(length), np.full(length, i), np.full(length, label)], axis=1)
+        np.save(tmp_path / f"v{i}.npy", features.astype(dtype))
+        videos.append({"features": f"v{i}.npy", "label": label, "frames": length, "segments": [[0, length]]})
+    path = tmp_path / "index.json"
+    path.write_text(json.dumps({"classes": ["a", "b", "c"], "videos": videos}))
+    return FeatureIndex.load(str(path))
+
+
+def loader(index, **kw):
+    kw = dict(dict(frames=8, batch_size=3, train=False), **kw)
+    return SequenceLoader(feature_pipeline(index, **kw), index.labels)
+
+
+def test_every_video_exactly_once_per_epoch_with_a_partial_last_batch(tmp_path):
+    index = write_index(tmp_path, [5, 9, 12, 3, 20, 7, 8])
+    data = loader(index, train=True, seed=3)
+    assert len(data) == 3 and data.num_samples == 7
+    orders = []
+    for _ in range(3):
+        batches = list(data)
+        assert [len(b.rows) for b in batches] == [3, 3, 1]
+        rows = [r for b in batches for r in b.rows.tolist()]
+        assert sorted(rows) == list(range(7))
+        for b in batches:
+            assert b.sequences.shape[1:] == (8, DIM) and str(b.sequences.dtype) == "torch.float32"
+            np.testing.assert_array_equal(b.sequences[:, 0, 1].numpy(), b.rows.numpy())  # features of that row
+            np.testing.assert_array_equal(b.labels.numpy(), index.labels[b.rows.numpy()])
+        orders.append(rows)
+    assert len({tuple(o) for o in orders}) > 1  # reshuffled between epochs
+
+
+def test_shards_split_the_videos_exactly(tmp_path):
+    index = write_index(tmp_path, [4] * 7)
+    seen = [r for shard in range(2)
+            for b in loader(index, shard_id=shard, num_shards=2) for r in b.rows.tolist()]
+    assert sorted(seen) == list(range(7))
+
+
+def test_an_epoch_must_end_before_the_next_starts(tmp_path):
+    data = loader(write_index(tmp_path, [4] * 7))
+    next(iter(data))
+    with pytest.raises(RuntimeError, match="not run to its end"):
+        next(iter(data))
+
+
+def test_uniform_sampling_takes_the_middle_step_of_each_stretch(tmp_path):
+    lengths = [5, 8, 13, 40]
+    index = write_index(tmp_path, lengths, dtype=np.float16)  # float16 files are read too
+    (batch,) = list(loader(index, frames=8, batch_size=4))
+    for row, steps in zip(batch.rows.tolist(), batch.sequences[:, :, 0].numpy()):
+        np.testing.assert_array_equal(steps, uniform_frame_indices(lengths[row], 8))
+    assert uniform_frame_indices(40, 8).tolist() == [2, 7, 12, 17, 22, 27, 32, 37]
+    assert uniform_frame_indices(5, 8).tolist() == [0, 0, 1, 2, 2, 3, 4, 4]  # floor((j + 0.5) * 5 / 8)
+
+
+def test_hide_and_seek_in_training_only_with_a_per_feature_fill(tmp_path):
+    index = write_index(tmp_path, [30] * 6)
+    has = TemporalHaSConfig(segment=3, p_hide=0.5, fill=(-1.0, -2.0, -3.0))
+    hidden_any = False
+    for batch in loader(index, frames=10, batch_size=6, train=True, has=has, seed=1):
+        for x in batch.sequences.numpy():
+            frames = (x == [-1.0, -2.0, -3.0]).all(axis=1)
+            reference.infer_segments(frames, 3)  # 4 segments: 3 of 3 frames and the clipped last one
+            hidden_any |= frames.any()
+    assert hidden_any
+    for batch in loader(index, frames=10, batch_size=6, train=False, has=has):
+        assert (batch.sequences.numpy() >= 0).all()  # never hidden at evaluation
+
+
+def test_mean_feature_and_index_checks(tmp_path):
+    index = write_index(tmp_path, [2, 4])
+    np.testing.assert_allclose(mean_feature(index), [(1 + 6) / 6, 4 / 6, 4 / 6])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"classes": ["a"], "videos": [
+        {"features": "v0.npy", "label": 1, "frames": 2, "segments": []}]}))
+    with pytest.raises(ValueError, match="label=1"):
+        FeatureIndex.load(str(bad))
+    bad.write_text(json.dumps({"classes": ["a"], "videos": [
+        {"features": "v0.npy", "label": 0, "frames": 2, "segments": [[1, 3]]}]}))
+    with pytest.raises(ValueError, match="segments"):
+        FeatureIndex.load(str(bad))

@@ -1,0 +1,39 @@
+"""`dali-has synth-actions`: write the generated action-localization feature set (see `train.synth_actions`)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from train.synth_actions import SynthActionsConfig, generate
+
+
+def register(subparsers) -> None:
+    defaults = SynthActionsConfig()
+    p = subparsers.add_parser(
+        "synth-actions", help="generate the synthetic temporal action localization feature set",
+        description="Generate per-video feature sequences [T, D] with one action each: a long extent with a weak "
+                    "class cue and a short, fully reliable burst inside it (see train/synth_actions.py). Writes "
+                    "OUT/features/*.npy, OUT/train.json, OUT/test.json and OUT/synth_config.json.")
+    p.add_argument("--out", required=True, help="output folder; must be absent or empty")
+    p.add_argument("--train-videos", type=int, default=defaults.train_videos, help="default %(default)s")
+    p.add_argument("--test-videos", type=int, default=defaults.test_videos, help="default %(default)s")
+    p.add_argument("--classes", type=int, default=defaults.classes, help="default %(default)s")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if os.path.exists(args.out) and os.listdir(args.out):
+            raise ValueError(f"--out {args.out} is not empty; give a new or empty folder")
+        cfg = SynthActionsConfig(classes=args.classes, train_videos=args.train_videos,
+                                 test_videos=args.test_videos, seed=args.seed)
+        paths = generate(args.out, cfg, progress=not args.no_progress)
+    except ValueError as e:
+        print(f"dali-has synth-actions: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {cfg.train_videos} train + {cfg.test_videos} test videos of {cfg.classes} classes: "
+          f"{paths['train']}, {paths['test']}")
+    return 0
