@@ -55,16 +55,16 @@ def apply_frame_mask(sequences, frame_mask, cfg: TemporalHaSConfig):
     shape = sequences.shape(dtype=types.INT32)
     # [F, 1, ..., 1]: as many axes as the sequence, so the mask broadcasts over everything but frames.
     mask = fn.reshape(frame_mask, shape=fn.cat(shape[0:1], shape[1:] * 0 + 1))
-    fill_node = fill_node(cfg, sequences.property("layout"))  # a CPU node, also for GPU sequences
+    fill = fill_node(cfg, sequences.property("layout"))  # a CPU node, also for GPU sequences
     if on_gpu:
-        fill_node = fn.cast_like(fill_node.gpu(), sequences)
+        fill = fn.cast_like(fill.gpu(), sequences)
         mask = fn.cast_like(mask.gpu(), sequences)
-        return sequences * (1 - mask) + fill_node * mask
+        return sequences * (1 - mask) + fill * mask
     # CPU arithmetic rejects float16, so the CPU path blends in float64: exact for every dtype that video and
     # feature sequences come in (float32 would round float64 and large int32 values).
     x = fn.cast(sequences, dtype=types.FLOAT64)
     mask = fn.cast(mask, dtype=types.FLOAT64)
-    return fn.cast_like(x * (1 - mask) + fill_node * mask, sequences)
+    return fn.cast_like(x * (1 - mask) + fill * mask, sequences)
 
 
 def _int32(values) -> types.Constant:

@@ -50,6 +50,10 @@ class TrainConfig:
     seed: int = 0
     num_threads: int | None = None
     model: dict = field(default_factory=dict)  # architecture options, passed to build_model
+    # Feature-map HaS (paper Table 5) after a named layer, e.g. "body.2" (AlexNet-GAP's conv1 ReLU); None = off.
+    feature_has_after: str | None = None
+    feature_has_patch_sizes: tuple[int, ...] = (5, 11)
+    feature_has_p_hide: float = 0.5
     max_steps_per_epoch: int | None = None  # for smoke runs and benchmarks
 
     def __post_init__(self):
@@ -79,6 +83,8 @@ class TrainConfig:
         if self.warmup_epochs < 0 or self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ValueError("warmup_epochs must be >= 0 and max_steps_per_epoch >= 1")
         self.has_config()  # validates the Hide-and-Seek settings
+        self.feature_has_patch_sizes = tuple(int(s) for s in self.feature_has_patch_sizes)
+        HaSConfig(self.feature_has_patch_sizes, self.feature_has_p_hide)
         unknown = sorted(set(self.model) - set(model_options(self.arch)))
         if unknown:  # option values are checked when the model is built
             raise ValueError(f"unknown option(s) {unknown} for arch {self.arch!r}; "

@@ -18,6 +18,7 @@ from torch.distributed.algorithms.join import Join
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from dali_has import FeatureHideAndSeek, insert_after
 from pipelines import make_loader
 from pipelines.files import load_dataset
 from train import distributed
@@ -39,6 +40,15 @@ def num_classes_of(data: str) -> int:
     if dataset.classes is not None:
         return len(dataset.classes)
     return max(label for _, label in dataset.samples) + 1
+
+
+def build_cfg_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
+    """The configured architecture, with feature-map Hide-and-Seek inserted when asked for."""
+    model = build_model(cfg.arch, num_classes, **cfg.model)
+    if cfg.feature_has_after:
+        insert_after(model, cfg.feature_has_after,
+                     FeatureHideAndSeek(cfg.feature_has_patch_sizes, cfg.feature_has_p_hide, fill="mean"))
+    return model
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig):
@@ -73,7 +83,7 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = build_model(cfg.arch, num_classes, **cfg.model).to(env.device)
+    model = build_cfg_model(cfg, num_classes).to(env.device)
     on_gpu = env.device.type == "cuda"
     if cfg.channels_last and on_gpu:
         model = model.to(memory_format=torch.channels_last)
@@ -154,7 +164,7 @@ def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu"):
     run_dir = Path(run_dir)
     cfg = TrainConfig.load(run_dir / "config.json")
     state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
-    model = build_model(cfg.arch, state["num_classes"], **cfg.model)
+    model = build_cfg_model(cfg, state["num_classes"])
     model.load_state_dict(state["model"])
     return model.to(device).eval(), cfg
 

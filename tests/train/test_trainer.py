@@ -84,3 +84,16 @@ def test_two_process_torchrun_on_cpu(tiny_synth, tmp_path):
     assert report["weights_equal_across_ranks"] is True
     assert report["weights_changed"] is True
     assert (tmp_path / "ddp" / CHECKPOINT).is_file()
+
+
+def test_feature_map_hide_and_seek_is_inserted_trained_and_reloaded(tiny_synth, tmp_path):
+    from dali_has import FeatureHideAndSeek
+    from train.trainer import load_trained_model
+
+    fit(tiny_config(tiny_synth, tmp_path / "f", epochs=1, feature_has_after="body.2", feature_has_patch_sizes=(3,)))
+    model, cfg = load_trained_model(tmp_path / "f")
+    inserted = [m for m in model.modules() if isinstance(m, FeatureHideAndSeek)]
+    assert len(inserted) == 1 and cfg.feature_has_after == "body.2"
+    assert inserted[0].running_mean.abs().sum() > 0  # the fill statistics were learned and saved
+    with pytest.raises(ValueError, match="no layer named 'body.99'"):
+        fit(tiny_config(tiny_synth, tmp_path / "g", epochs=1, feature_has_after="body.99"))

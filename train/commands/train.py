@@ -36,6 +36,10 @@ def register(sub) -> None:
     p.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalization std, 0..255")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--feature-has-after", metavar="LAYER",
+                   help="feature-map Hide-and-Seek after this layer (paper Table 5), e.g. body.2 = conv1 of AlexNet-GAP")
+    p.add_argument("--feature-has-patch-sizes", type=int, nargs="+", metavar="S", help="cells on the map (default 5 11)")
+    p.add_argument("--feature-has-p-hide", type=float)
     p.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="architecture option, e.g. pool=gmp or batch_norm=true (repeatable)")
     p.set_defaults(func=run)
