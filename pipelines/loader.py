@@ -32,7 +32,7 @@ from dali_has import HaSConfig
 from pipelines.bad_files import explain
 from pipelines.options import IMAGENET_MEAN, IMAGENET_STD, PipelineOptions
 from pipelines.reader import IMAGE_FILTERS, READER_NAME, reader_kwargs
-from pipelines.train_pipeline import (INITIAL_FILL, RANDOM_AREA, RANDOM_ASPECT_RATIO, check_train_settings,
+from pipelines.train_pipeline import (FLIP_PROBABILITY, INITIAL_FILL, RANDOM_AREA, RANDOM_ASPECT_RATIO, check_train_settings,
                                       train_pipeline)
 from pipelines.val_pipeline import val_pipeline
 
@@ -51,6 +51,7 @@ def make_loader(data, *, train: bool, batch_size: int, crop: int = 224, device: 
                 layout: str = "NCHW",
                 mean=IMAGENET_MEAN, std=IMAGENET_STD, ten_crop: bool = False, resize: Optional[int] = None,
                 random_area=RANDOM_AREA, random_aspect_ratio=RANDOM_ASPECT_RATIO, initial_fill: int = INITIAL_FILL,
+                flip_probability: float = FLIP_PROBABILITY,
                 device_id: Optional[int] = None, hw_decoder_load: float = 0.65,
                 preallocate_hint: Optional[tuple[int, int]] = None) -> "DaliLoader":
     """An iterable of (images, labels) batches over `data`, one epoch per `for`.
@@ -66,7 +67,8 @@ def make_loader(data, *, train: bool, batch_size: int, crop: int = 224, device: 
     has_impl: "auto", "fused" or "composed" Hide-and-Seek operator (`train_pipeline`).
     seed, shard_id, num_shards, num_threads, dtype, layout, device_id, hw_decoder_load, preallocate_hint:
         see `PipelineOptions`.
-    Training only (ignored when train=False): random_area, random_aspect_ratio, initial_fill (`train_pipeline`).
+    Training only (ignored when train=False): random_area, random_aspect_ratio, initial_fill, flip_probability
+        (`train_pipeline`).
     Evaluation only: resize (shorter side, default crop / 0.875) is ignored when train=True; ten_crop=True with
         train=True is an error, since it changes the output shape.
     """
@@ -77,7 +79,8 @@ def make_loader(data, *, train: bool, batch_size: int, crop: int = 224, device: 
                               num_shards=num_shards, num_threads=num_threads, seed=seed,
                               hw_decoder_load=hw_decoder_load, preallocate_hint=preallocate_hint)
     # Checked in both modes, so a typo in a shared settings dict shows up whichever loader is built first.
-    train_settings = check_train_settings(has, has_impl, random_area, random_aspect_ratio, initial_fill)
+    train_settings = check_train_settings(has, has_impl, random_area, random_aspect_ratio, initial_fill,
+                                          flip_probability)
     if train:
         if ten_crop:
             raise ValueError("ten_crop=True is an evaluation setting; use it with train=False")

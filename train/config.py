@@ -37,6 +37,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     crop: int = 224
     random_area: tuple[float, float] = (0.08, 1.0)  # random-resized-crop area range
+    flip_probability: float = 0.5
     device: str = "cpu"
     dtype: str = "float32"  # loader output; GPU training runs under bf16 autocast regardless
     channels_last: bool = True

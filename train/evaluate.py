@@ -125,14 +125,14 @@ def _examples(model, features, logits, labels, images, true_boxes, threshold, cf
     return out
 
 
-def format_table(rows: dict[str, dict]) -> str:
-    """A fixed-width table of the headline metrics, one row per run."""
+def format_table(rows: dict[str, dict], extra: tuple[tuple[str, str], ...] = ()) -> str:
+    """A fixed-width table of the headline metrics (plus `extra` (key, title) columns), one row per run."""
     cols = [("top1", "top-1"), ("gt_known_loc", "GT-known Loc"), ("top1_loc", "Top-1 Loc"),
-            ("maxboxacc_v2", "MaxBoxAccV2")]
+            ("maxboxacc_v2", "MaxBoxAccV2"), *extra]
     width = max(8, *(len(name) for name in rows))
-    lines = [f"{'run':<{width}} " + " ".join(f"{title:>13}" for _, title in cols)]
+    lines = [f"{'run':<{width}} " + " ".join(f"{title:>{max(13, len(title))}}" for _, title in cols)]
     for name, m in rows.items():
         lines.append(f"{name:<{width}} " + " ".join(
-            f"{m[key]:>13.1f}" if isinstance(m.get(key), (int, float)) and not math.isnan(m[key]) else f"{'-':>13}"
-            for key, _ in cols))
+            f"{m[key]:>{max(13, len(title))}.1f}" if isinstance(m.get(key), (int, float)) and not math.isnan(m[key])
+            else f"{'-':>{max(13, len(title))}}" for key, title in cols))
     return "\n".join(lines)

@@ -113,7 +113,8 @@ def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> d
     loader = make_loader(cfg.data, train=True, batch_size=cfg.batch_size, crop=cfg.crop, device=cfg.device,
                          has=cfg.has_config(), seed=epoch_seed(cfg.seed, env.rank, epoch),
                          shard_id=env.rank, num_shards=env.world_size, num_threads=cfg.num_threads,
-                         dtype=getattr(torch, cfg.dtype), mean=cfg.mean, std=cfg.std, random_area=cfg.random_area)
+                         dtype=getattr(torch, cfg.dtype), mean=cfg.mean, std=cfg.std, random_area=cfg.random_area,
+                         flip_probability=cfg.flip_probability)
     net.train()
     steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
     loss_sum, correct, seen = 0.0, 0, 0

@@ -118,3 +118,23 @@ def test_has_impl_picks_the_hide_and_seek_operator(constant, impl, fused_in_grap
     assert torch.all(torch.cat([x for x, _ in loader]) == 0.5)
     with pytest.raises(ValueError, match="has_impl='fast'"):
         make_loader(constant, train=True, batch_size=4, has=has, has_impl="fast")
+
+
+def test_flip_probability_zero_never_mirrors_and_bad_values_are_named(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from pipelines import make_loader
+
+    (tmp_path / "a").mkdir()
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[:, :16] = 255  # left half white: a mirror puts it on the right
+    for i in range(6):
+        Image.fromarray(img).save(tmp_path / "a" / f"{i}.png")
+    loader = make_loader(str(tmp_path), train=True, batch_size=6, crop=32, random_area=(1.0, 1.0),
+                         random_aspect_ratio=(1.0, 1.0), flip_probability=0.0, mean=(0, 0, 0), std=(1, 1, 1))
+    for _ in range(3):
+        images, _ = next(iter(loader))
+        assert (images[:, :, :, :8] > 200).all() and (images[:, :, :, 24:] < 50).all()
+    with pytest.raises(ValueError, match="flip_probability=1.5"):
+        make_loader(str(tmp_path), train=True, batch_size=2, flip_probability=1.5)

@@ -8,13 +8,14 @@ def test_demo_writes_the_promised_results(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--n-train", "40", "--n-test", "10", "--epochs", "1"]) == 0
     results = json.loads((out / "results.json").read_text())
     for run in ("baseline", "has"):
-        assert set(results[run]) == {"top1", "gt_known_loc", "top1_loc", "maxboxacc_v2", "seed"}
-        assert all(0 <= results[run][k] <= 100 for k in ("top1", "gt_known_loc", "top1_loc", "maxboxacc_v2"))
+        metrics = ("top1", "gt_known_loc", "top1_loc", "maxboxacc_v2", "part_hidden_top1")
+        assert set(results[run]) == {*metrics, "seed", "maxboxacc_by_iou"}
+        assert all(0 <= results[run][k] <= 100 for k in metrics)
     assert results["wall_s"] > 0 and results["device"].startswith("cpu")
     assert (out / "cams.png").stat().st_size > 0
     assert json.loads((out / "runs" / "has" / "config.json").read_text())["has"] is True
     assert json.loads((out / "runs" / "baseline" / "config.json").read_text())["has"] is False
-    assert "GT-known Loc" in capsys.readouterr().out
+    assert "GT-known Loc" in (printed := capsys.readouterr().out) and "top-1, head hidden" in printed
     # A second run reuses the generated set.
     stamp = (out / "data" / "dataset.json").stat().st_mtime_ns
     assert main(["demo", "--out", str(out), "--n-train", "40", "--n-test", "10", "--epochs", "1"]) == 0

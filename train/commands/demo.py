@@ -9,7 +9,7 @@ def register(sub) -> None:
                                    "OUT/results.json and OUT/cams.png.")
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--seed", type=int, default=0, help="training seed (the dataset is fixed)")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--n-train", type=int, default=4000)
     p.add_argument("--n-test", type=int, default=1000)
     p.add_argument("--device", choices=("cpu", "gpu"), help="default: gpu when CUDA is available")

@@ -29,6 +29,7 @@ def register(sub) -> None:
         p.add_argument(f"--{name}", type=kind)
     p.add_argument("--random-area", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="random-resized-crop area range (default 0.08 1)")
+    p.add_argument("--flip-probability", type=float, help="horizontal flips (default 0.5)")
     p.add_argument("--lr-milestones", type=int, nargs="+", metavar="EPOCH")
     p.add_argument("--device", choices=("cpu", "gpu"))
     p.add_argument("--dtype", choices=("float32", "float16"))
