@@ -46,11 +46,12 @@ IMPLS = ("none", "composed", "fused")
 NUM_CLASSES = 1000  # ImageNet's classifier head, so a step costs what an ImageNet step costs
 WARMUP_QUEUES = 3  # loader stages warm up for at least this many times their prefetch queue depth
 SEED = 0
-# A 224-pixel AlexNet-GAP step takes seconds on a CPU: fewer, smaller model batches keep the CPU bench within
-# minutes, while the loader stages still time hundreds of images per run. CPU warm-up 3: oneDNN builds its
+# A 224-pixel AlexNet-GAP step on 64 images takes about 2 s on 2 CPU cores: few model batches keep the CPU bench
+# within 3 minutes, while the loader stages time 2,560 images per run. Batch 16 was tried first: DALI's per-batch
+# overhead then dominates and runs of ~1 s scattered by ±20 % on a quiet machine. CPU warm-up 3: oneDNN builds its
 # convolution kernels during the first steps, which take several times longer.
 DEVICE_DEFAULTS = {
-    "cpu": dict(batch_size=16, iters=40, model_iters=6, runs=3, warmup=3, dtype="float32", hw_decoder_load=()),
+    "cpu": dict(batch_size=64, iters=40, model_iters=2, runs=5, warmup=3, dtype="float32", hw_decoder_load=()),
     "gpu": dict(batch_size=256, iters=50, model_iters=50, runs=3, warmup=10, dtype="float16",
                 hw_decoder_load=(0.65, 0.9)),
 }
