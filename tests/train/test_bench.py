@@ -96,7 +96,7 @@ def test_has_overhead_is_the_lost_share_of_the_pipeline_rate():
 
 def test_settings_take_device_defaults_and_name_bad_values(tmp_path):
     cpu = BenchSettings(threads=(2,))
-    assert (cpu.batch_size, cpu.dtype, cpu.hw_decoder_load) == (16, "float32", ())
+    assert (cpu.batch_size, cpu.dtype, cpu.hw_decoder_load) == (64, "float32", ())
     assert cpu.combinations() == [(2, None)]
     assert BenchSettings(threads=[1, 2], warmup=0).warmup == 0
     for kwargs, name in [({"hw_decoder_load": (0.5,)}, "hw_decoder_load"), ({"threads": (0,)}, "threads=0"),
