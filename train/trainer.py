@@ -117,7 +117,10 @@ def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> d
                          flip_probability=cfg.flip_probability)
     net.train()
     steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
-    loss_sum, correct, seen = 0.0, 0, 0
+    # Sums stay on the device: a .item() per step would stall the GPU every batch.
+    loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
+    correct = torch.zeros((), dtype=torch.int64, device=env.device)
+    seen = 0
     # Shards may differ by a batch; Join lets DDP ranks that run out early shadow the others' all-reduces.
     start = time.perf_counter()
     with Join([net]) if env.world_size > 1 else contextlib.nullcontext():
@@ -136,16 +139,17 @@ def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> d
             loss.backward()
             opt.step()
             n = labels.numel()
-            loss_sum += loss.item() * n
-            correct += (logits.argmax(1) == labels).sum().item()
+            loss_sum += loss.detach() * n
+            correct += (logits.argmax(1) == labels).sum()
             seen += n
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
     if on_gpu:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     local_seen = seen
     loss_sum, correct, seen, rate = distributed.all_reduce_sum(
-        [loss_sum, correct, seen, seen / seconds], env.device)
+        [loss_sum.item(), correct.item(), seen, seen / seconds], env.device)
     del loader
     return {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_top1": 100.0 * correct / seen,
             "samples": int(seen), "rank_samples": local_seen, "img_s": rate, "seconds": seconds}

@@ -16,6 +16,8 @@ def register(sub) -> None:
     p.add_argument("--scale", type=int, default=1, help="enlarge each tile this many times")
     p.add_argument("--patch-sizes", type=int, nargs="+", default=[0, 16, 32, 44, 56])
     p.add_argument("--p-hide", type=float, default=0.5)
+    p.add_argument("--random-area", type=float, nargs=2, default=[0.08, 1.0], metavar=("MIN", "MAX"),
+                   help="random-resized-crop area range (default 0.08 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
                    help="dataset mean RGB, 0..255 (from `dali-has mean`); hidden pixels show it")
@@ -31,7 +33,7 @@ def run(args) -> int:
     try:
         has = HaSConfig(args.patch_sizes, args.p_hide, 0.0)  # fill 0 = the normalization mean
         loader = make_loader(args.data, train=True, batch_size=args.count, crop=args.crop, has=has,
-                             seed=args.seed, mean=mean, std=IMAGENET_STD)
+                             seed=args.seed, mean=mean, std=IMAGENET_STD, random_area=tuple(args.random_area))
     except (ValueError, FileNotFoundError) as e:
         print(f"dali-has show: error: {e}", file=sys.stderr)
         return 2
