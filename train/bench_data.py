@@ -15,14 +15,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dali_has.plugin_build import cache_root
+
 VERSION = 1  # bump when the generator changes, so caches of older sets are not reused
 CLASSES = 8
 # 512 = a multiple of every power-of-two batch up to 512, so no epoch ends in a padded, partly wasted batch.
 DEFAULT_IMAGES = 512
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dali-has"
 
 
 def bench_jpegs(images: int = DEFAULT_IMAGES, cache_dir: os.PathLike | str | None = None) -> Path:
@@ -33,7 +31,7 @@ def bench_jpegs(images: int = DEFAULT_IMAGES, cache_dir: os.PathLike | str | Non
     """
     if isinstance(images, bool) or not isinstance(images, int) or images < CLASSES:
         raise ValueError(f"images={images!r} must be a whole number >= {CLASSES} (one per class folder)")
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else cache_root()  # beside the compiled plugin
     target = cache / f"bench-jpegs-v{VERSION}-{images}"
     if target.is_dir():
         return target
