@@ -20,7 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from pipelines.files import Dataset, load_dataset
-from pipelines.scan import ERROR, default_threads, positive_int, scan_dataset
+from pipelines.options import default_num_threads, positive_int
+from pipelines.scan import ERROR, scan_dataset
 
 DEVICES = ("cpu", "gpu")
 
@@ -74,7 +75,7 @@ def dataset_mean(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num
                  device: str = "cpu", progress: bool = True) -> ChannelStats:
     """Exact per-channel mean/std over every image of a folder tree or file list (each image once)."""
     batch_size = positive_int("batch_size", batch_size)
-    num_threads = positive_int("num_threads", default_threads() if num_threads is None else num_threads)
+    num_threads = positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     dataset = data if isinstance(data, Dataset) else load_dataset(data)

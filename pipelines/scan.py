@@ -29,6 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pipelines.files import Dataset, load_dataset
+from pipelines.options import default_num_threads, positive_int
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
@@ -302,23 +303,11 @@ class _Decoder:
         return [self.failures([blob])[0] for blob in blobs]
 
 
-def default_threads() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def positive_int(name: str, value) -> int:
-    """`value` if it is an int >= 1, else a ValueError naming `name` and the value."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def scan_dataset(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num_threads: int | None = None,
                  progress: bool = True) -> ScanReport:
     """Probe and DALI-decode every file of a folder tree or file list; problems in dataset order."""
     batch_size = positive_int("batch_size", batch_size)
-    num_threads = positive_int("num_threads", default_threads() if num_threads is None else num_threads)
+    num_threads = positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
     decoder = _Decoder(batch_size, num_threads)
     problems: list[Problem] = []
