@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"dali-has train: error: {e}", file=sys.stderr)
         return 2
-    if last:
+    if last and os.environ.get("RANK", "0") == "0":  # one summary line per torchrun job, not per rank
         print(f"epoch {last['epoch']}: loss {last['train_loss']:.4f}, top-1 {last['train_top1']:.2f} %, "
               f"{last['img_s']:.0f} img/s -> {cfg.out}")
     return 0
