@@ -1,12 +1,14 @@
 """Hide-and-Seek composed of DALI built-in operators: the portable fallback for the fused plugin.
 
 DALI 2.4 data nodes carry no static layout or dtype, so everything that depends on them is computed in the
-graph at run time: the layout comes from `fn.get_property(..., key="layout")`, and tensors that must broadcast
-against the image borrow its layout from a 1x1x1 slice of it (arithmetic keeps the layout of its operands).
+graph at run time: the layout comes from `images.property("layout")` (a CPU node, also for GPU images), and
+tensors that must broadcast against the image borrow its layout from a 1x1x1 slice of it (arithmetic keeps the
+layout of its operands).
 
 Per sample: patch size S from `fn.random.choice` -> a ceil(H/S) x ceil(W/S) grid of coin flips (channel axis 1)
 -> nearest-neighbour upsampling with an ROI of H/S x W/S cells, which maps pixel y to cell floor((y + 0.5) / S)
-= y // S exactly, edge cells clipped -> blend `x * (1 - m) + fill * m` (exact: 0 * x + fill == fill).
+= y // S exactly, edge cells clipped -> `dali_has.blend`: `x * (1 - m) + fill * m` in the image's dtype
+(exact: 0 * x + fill == fill).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 import nvidia.dali.fn as fn
 import nvidia.dali.types as types
 
+from dali_has.blend import blend
 from dali_has.spec import HaSConfig
 
 _C = ord("C")
@@ -23,13 +26,13 @@ _NO_HIDE_CELL = 1 << 24
 
 def hide_and_seek_composed(images, cfg: HaSConfig):
     """Apply Hide-and-Seek to a batch of HWC or CHW images with DALI built-ins; returns a same-shaped node."""
-    on_gpu = images.device == "gpu"
     size = fn.random.choice(types.Constant(np.array(cfg.patch_sizes, dtype=np.int32), device="cpu"))
     cell = size + (size == 0) * _NO_HIDE_CELL
     p_hide = fn.cast((size > 0) * cfg.p_hide, dtype=types.FLOAT)
 
+    # CPU nodes, also for GPU images: they feed shape arguments, which must live on the CPU.
     shape = images.shape(dtype=types.INT32)
-    layout = fn.get_property(images, key="layout")
+    layout = images.property("layout")
     spatial = fn.cast(layout != _C, dtype=types.INT32)  # 1 on H and W, 0 on C
     grid_shape = ((shape + cell - 1) // cell) * spatial + (1 - spatial)
     coins = fn.random.coin_flip(probability=p_hide, shape=grid_shape, dtype=types.UINT8)
@@ -43,28 +46,9 @@ def hide_and_seek_composed(images, cfg: HaSConfig):
     # A zero with the image's layout makes the coin grid a layout-carrying image that resize understands.
     corner = fn.slice(images, start=[0, 0, 0], shape=[1, 1, 1], axis_names="HWC")
     carrier = fn.cast(corner, dtype=types.UINT8) * 0  # cast first: CPU arithmetic rejects float16
-    if on_gpu:
+    if images.device == "gpu":
         coins = coins.gpu()
     grid = fn.cast(coins + carrier, dtype=types.UINT8)
     mask = fn.resize(grid, size=out_size, roi_start=[0.0, 0.0], roi_end=roi_end,
                      roi_relative=False, interp_type=types.INTERP_NN, antialias=False)
-
-    # CPU arithmetic rejects float16, so the CPU path blends in float32; the GPU path in the image's dtype.
-    x = images if on_gpu else fn.cast(images, dtype=types.FLOAT)
-    fill = fill_node(cfg, layout)
-    if on_gpu:
-        fill = fn.cast_like(fill.gpu(), images)
-        mask = fn.cast_like(mask, images)
-        return x * (1 - mask) + fill * mask
-    mask = fn.cast(mask, dtype=types.FLOAT)
-    return fn.cast_like(x * (1 - mask) + fill * mask, images)
-
-
-def fill_node(cfg: HaSConfig, layout):
-    """The fill as a float32 node broadcastable against the image: a scalar, or C values on the channel axis."""
-    if len(cfg.fill) == 1:
-        return types.Constant(np.float32(cfg.fill[0]), device="cpu")
-    values = types.Constant(np.array(cfg.fill, dtype=np.float32), device="cpu")
-    # [1, 1, C] for HWC, [C, 1, 1] for CHW: C on the channel axis, 1 elsewhere.
-    fill_shape = fn.cast(layout == _C, dtype=types.INT32) * (len(cfg.fill) - 1) + 1
-    return fn.reshape(values, shape=fill_shape)
+    return blend(images, mask, cfg.fill, layout)

@@ -16,7 +16,7 @@ import numpy as np
 import nvidia.dali.fn as fn
 import nvidia.dali.types as types
 
-from dali_has.composed import fill_node
+from dali_has.blend import blend
 from dali_has.spec import PAPER_P_HIDE, Fill
 from dali_has.temporal_spec import TemporalHaSConfig
 
@@ -30,7 +30,7 @@ def hide_and_seek_temporal(sequences, *, segment: int, p_hide: float = PAPER_P_H
     p_hide: probability that a segment is hidden.
     fill: value of hidden frames, a scalar or one per entry of the layout's `C` axis (channels of video,
         features of FC / TC sequences): the dataset-mean frame / feature, applied at float32 precision.
-        Integer sequences get it rounded (halves away from zero, as DALI casts).
+        Integer sequences get it rounded half-to-even, as the numpy oracle rounds it.
 
     Returns a node of the same shape, dtype and layout. Masks are new every iteration and reproducible for
     a fixed pipeline seed.
@@ -51,20 +51,12 @@ def draw_frame_mask(sequences, cfg: TemporalHaSConfig):
 
 def apply_frame_mask(sequences, frame_mask, cfg: TemporalHaSConfig):
     """Give every value of the frames where `frame_mask` (uint8 [F], 1 = hidden) is set `cfg.fill`."""
-    on_gpu = sequences.device == "gpu"
     shape = sequences.shape(dtype=types.INT32)
     # [F, 1, ..., 1]: as many axes as the sequence, so the mask broadcasts over everything but frames.
     mask = fn.reshape(frame_mask, shape=fn.cat(shape[0:1], shape[1:] * 0 + 1))
-    fill = fill_node(cfg, sequences.property("layout"))  # a CPU node, also for GPU sequences
-    if on_gpu:
-        fill = fn.cast_like(fill.gpu(), sequences)
-        mask = fn.cast_like(mask.gpu(), sequences)
-        return sequences * (1 - mask) + fill * mask
-    # CPU arithmetic rejects float16, so the CPU path blends in float64: exact for every dtype that video and
-    # feature sequences come in (float32 would round float64 and large int32 values).
-    x = fn.cast(sequences, dtype=types.FLOAT64)
-    mask = fn.cast(mask, dtype=types.FLOAT64)
-    return fn.cast_like(x * (1 - mask) + fill * mask, sequences)
+    # float64 on the CPU: exact for every dtype that video and feature sequences come in (float32 would round
+    # float64 and large int32 values).
+    return blend(sequences, mask, cfg.fill, sequences.property("layout"), cpu_dtype=types.FLOAT64)
 
 
 def _int32(values) -> types.Constant:

@@ -82,6 +82,21 @@ def test_masks_differ_per_sample_and_iteration_and_follow_the_seed(impl):
     assert any(not np.array_equal(ya, yc) for ya, yc in zip(a[0], c[0]))
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float32])
+def test_fills_ending_in_a_half_round_to_even_on_integer_images_and_stay_exact_on_float(impl, device, dtype):
+    # DALI's casts round halves away from zero on the CPU and to even on the GPU; the oracle rounds to even.
+    images = random_images(np.random.default_rng(6), [(20, 30, 3)] * 2, dtype, "HWC")
+    fill = (2.5, 3.5, -0.5)
+    (batch,) = run_has(images, impl=impl, device=device, patch_sizes=(8,), p_hide=1.0, fill=fill)
+    for x, y in zip(images, batch):
+        assert y.dtype == x.dtype
+        expected = (2, 4, 0) if dtype == np.uint8 else fill
+        np.testing.assert_array_equal(y, np.broadcast_to(np.array(expected, dtype), x.shape))
+        np.testing.assert_array_equal(y, reference.apply_mask(x, np.ones(x.shape[:2], bool), fill, "HWC"))
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(p_hide=1.5), "p_hide"),
     (dict(patch_sizes=(16, -1)), "patch_sizes"),
@@ -103,6 +118,7 @@ def test_gpu_output_equals_oracle(impl, layout, dtype):
     cfg = HaSConfig(patch_sizes=(0, 8, 13), p_hide=0.5, fill=(3.0, 4.0, 5.0))
     for batch in run_has(images, layout=layout, impl=impl, device="gpu", iterations=3, **cfg.to_dict()):
         for x, y in zip(images, batch):
+            assert y.dtype == x.dtype and y.shape == x.shape
             mask = hidden_mask(x, y, layout)
             reference.infer_cells(mask, cfg.patch_sizes)
             np.testing.assert_array_equal(y, reference.apply_mask(x, mask, cfg.fill, layout))

@@ -60,6 +60,20 @@ def test_output_equals_oracle_for_the_segments_it_drew(device, layout, shapes, d
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32])
+def test_fills_ending_in_a_half_round_to_even_on_integer_sequences(device, dtype):
+    # DALI's casts round halves away from zero on the CPU and to even on the GPU; the oracle rounds to even.
+    sequences = random_sequences(np.random.default_rng(6), [(6, 2, 2, 3)], dtype)
+    fill = (2.5, 3.5, -0.5) if dtype != np.uint8 else (2.5, 3.5, 0.5)
+    (batch,) = run_temporal(sequences, layout="FHWC", device=device, segment=2, p_hide=1.0, fill=fill)
+    (x,), (y,) = sequences, batch
+    assert y.dtype == x.dtype
+    expected = fill if dtype == np.float32 else np.rint(fill)
+    np.testing.assert_array_equal(y, np.broadcast_to(np.array(expected, dtype), x.shape))
+    np.testing.assert_array_equal(y, reference.apply_frame_mask(x, np.ones(6, bool), fill, "FHWC"))
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_p_zero_is_identity_and_p_one_hides_every_frame(device):
     sequences = random_sequences(np.random.default_rng(1), [(10, 3), (5, 3)], np.float32)
     (same,) = run_temporal(sequences, layout="FC", device=device, segment=3, p_hide=0.0, fill=-1.0)

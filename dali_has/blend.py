@@ -1,0 +1,66 @@
+"""Write a fill into the masked values of a DALI batch: `x * (1 - m) + fill * m`, in x's dtype, on x's device.
+
+Shared by the image composition (`composed`) and temporal Hide-and-Seek (`temporal`). Three things make this
+more than one line:
+
+* Placement. Shapes and layouts are read through CPU nodes (`node.shape()`, `node.property("layout")`) even for
+  GPU data: shape arguments such as `fn.random.coin_flip(shape=...)` must live on the CPU.
+* Types. Arithmetic promotes uint8 with the int32 literal `1` to int32, so the result is cast back to x's type.
+  DALI's CPU arithmetic has no float16, so the CPU path blends in a wider float type (`cpu_dtype`).
+* Rounding. Integer data gets the fill rounded half-to-even, as the numpy oracle (`np.rint`) and the fused
+  operator (`std::nearbyint`) round it. DALI's casts round halves away from zero on the CPU and to even on the
+  GPU, so the fill is never left to a cast: it is rounded on the host, and the graph picks the rounded or the
+  exact fill at run time by whether x's type is an integer type (DALI 2.4 nodes carry no static dtype), probed
+  as "does 0.5 survive a cast to x's type?".
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import nvidia.dali.fn as fn
+import nvidia.dali.types as types
+
+_C = ord("C")
+
+
+def fill_node(values: Sequence[float], layout):
+    """The fill as a float32 CPU node broadcastable against the data: a scalar, or one value per entry of the
+    layout's `C` axis (`layout` is the data's layout as a CPU node of character codes)."""
+    if len(values) == 1:
+        return types.Constant(np.float32(values[0]), device="cpu")
+    constant = types.Constant(np.array(values, dtype=np.float32), device="cpu")
+    # C values on the channel axis, 1 on every other axis: [1, 1, C] for HWC, [C, 1, 1] for CHW, [1, C] for FC.
+    shape = fn.cast(layout == _C, dtype=types.INT32) * (len(values) - 1) + 1
+    return fn.reshape(constant, shape=shape)
+
+
+def blend(x, mask, fill: Sequence[float], layout, *, cpu_dtype=types.FLOAT):
+    """x where `mask` is 0 and the fill where it is 1, with x's shape, dtype and layout, on x's device.
+
+    mask: a 0/1 node broadcastable against x, on the CPU or on x's device.
+    fill: a scalar or one value per channel (the `C` axis of `layout`, a CPU node of x's layout).
+    cpu_dtype: the type the CPU path computes in; it must hold x's values and the fill exactly
+        (float32 for uint8 / float16 / float32 images, float64 for int32 / float64 sequences).
+    """
+    on_gpu = x.device == "gpu"
+    fill = _fill_for(x, fill, layout, on_gpu)
+    if on_gpu:
+        mask = fn.cast_like(mask if mask.device == "gpu" else mask.gpu(), x)
+        return fn.cast_like(x * (1 - mask) + fn.cast_like(fill, x) * mask, x)
+    mask = fn.cast(mask, dtype=cpu_dtype)
+    return fn.cast_like(fn.cast(x, dtype=cpu_dtype) * (1 - mask) + fill * mask, x)
+
+
+def _fill_for(x, values: Sequence[float], layout, on_gpu: bool):
+    """The fill x's type should get: rounded half-to-even for integer types, exact otherwise (see module doc)."""
+    exact = fill_node(values, layout)
+    rounded_values = np.rint(np.asarray(values, dtype=np.float64))
+    if np.array_equal(rounded_values, values):  # e.g. fill 0: nothing to round, no run-time choice needed
+        return exact.gpu() if on_gpu else exact
+    rounded = fill_node(rounded_values.tolist(), layout)
+    half = types.Constant(np.float32(0.5), device="cpu")
+    if on_gpu:
+        exact, rounded, half = exact.gpu(), rounded.gpu(), half.gpu()
+    is_integer = fn.cast(fn.cast(fn.cast_like(half, x), dtype=types.FLOAT) != 0.5, dtype=types.FLOAT)
+    return exact * (1 - is_integer) + rounded * is_integer

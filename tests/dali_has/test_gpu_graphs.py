@@ -1,0 +1,40 @@
+"""Every Hide-and-Seek graph on GPU data, *defined* on the CPU machine (never built, so no GPU is needed).
+
+Defining a DALI graph checks operator placement and arguments, e.g. that shape arguments live on the CPU: the
+errors a user with a GPU would otherwise meet first. Running them is what the `gpu`-marked tests do.
+"""
+import pytest
+from nvidia.dali import fn, pipeline_def, types
+
+from dali_has import hide_and_seek, hide_and_seek_temporal
+
+DTYPES = [types.UINT8, types.FLOAT16, types.FLOAT]
+
+
+def define(graph, ndim, layout, dtype):
+    @pipeline_def(batch_size=4, num_threads=1, device_id=0)
+    def pipe():
+        data = fn.external_source(name="data", dtype=dtype, ndim=ndim, layout=layout)
+        return graph(data.gpu())
+
+    return pipe()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+@pytest.mark.parametrize("fill", [0.0, 2.5, (1.0, 2.5, -3.0)])  # fills with halves add a run-time rounding choice
+def test_composed_hide_and_seek_on_gpu_data(dtype, layout, fill):
+    define(lambda x: hide_and_seek(x, impl="composed", fill=fill), 3, layout, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+def test_fused_hide_and_seek_on_gpu_data(dtype, layout, fused_on_gpu_definable):
+    define(lambda x: hide_and_seek(x, impl="fused", fill=(1.0, 2.5, -3.0)), 3, layout, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES + [types.INT32, types.FLOAT64])
+@pytest.mark.parametrize("layout, ndim, fill", [("FC", 2, (0.5, 1.0)), ("TC", 2, 0.0), ("FHWC", 4, (1.0, 2.5, 3.0)),
+                                                 ("FCHW", 4, 2.5)])
+def test_temporal_hide_and_seek_on_gpu_data(dtype, layout, ndim, fill):
+    define(lambda x: hide_and_seek_temporal(x, segment=3, fill=fill), ndim, layout, dtype)
