@@ -3,15 +3,21 @@
 `load()` builds the plugin on first use (see `plugin_build`) and registers it with DALI, after which the
 operator is `fn.dali_has.hide_and_seek`. When it cannot be built, `load()` is False and
 `unavailable_reason()` says why in one line, for the caller's warning.
+
+The GPU kernel is usable when it was built *and* this machine's NVIDIA driver can run it: the plugin links the
+CUDA runtime of the nvcc that built it statically, which needs a driver for that CUDA major version (CUDA 13:
+driver 580 or newer). An older driver would accept the library and fail at the kernel's first launch, so the
+driver is checked here, once, and GPU pipelines fall back to the composition with a warning that says why.
 """
 from __future__ import annotations
 
+import ctypes
 import threading
 
 from dali_has.spec import HaSConfig
 
 _lock = threading.Lock()
-_state: dict = {}  # filled once by load(): ok, reason, gpu, gpu_reason, path
+_state: dict = {}  # filled once by load(): ok, reason, gpu, gpu_reason
 
 
 def load() -> bool:
@@ -29,12 +35,12 @@ def unavailable_reason() -> str | None:
 
 
 def gpu_available() -> bool:
-    """True when the loaded plugin includes the CUDA kernel (so the op accepts GPU inputs)."""
+    """True when the loaded plugin includes the CUDA kernel and the NVIDIA driver can run it."""
     return load() and _state["gpu"]
 
 
 def gpu_unavailable_reason() -> str | None:
-    """Why the CUDA kernel is missing (one line), or None when it is there."""
+    """Why the CUDA kernel cannot be used (one line), or None when it can."""
     return _state["gpu_reason"] if load() else unavailable_reason()
 
 
@@ -47,13 +53,42 @@ def hide_and_seek_fused(images, cfg: HaSConfig, *, seed: int | None = None):
     """
     if not load():
         raise RuntimeError(f"the fused Hide-and-Seek operator is unavailable: {unavailable_reason()}")
-    if getattr(images, "device", "cpu") == "gpu" and not _state["gpu"]:
-        raise RuntimeError(f"the fused Hide-and-Seek operator has no GPU kernel: {_state['gpu_reason']}")
+    if getattr(images, "device", "cpu") == "gpu" and not gpu_available():
+        raise RuntimeError(f"the fused Hide-and-Seek operator cannot run on the GPU: {gpu_unavailable_reason()}")
     from nvidia.dali import fn
 
     kwargs = {} if seed is None else {"seed": seed}
     return fn.dali_has.hide_and_seek(images, patch_sizes=list(cfg.patch_sizes), p_hide=cfg.p_hide,
                                      fill=list(cfg.fill), **kwargs)
+
+
+def driver_cuda_version() -> int | None:
+    """The CUDA version the installed NVIDIA driver supports (13000 = 13.0), None without a driver."""
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    version = ctypes.c_int(0)
+    if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        return None
+    return version.value
+
+
+def driver_problem(kernel_cuda_version: int | None, driver_version: int | None) -> str | None:
+    """Why a driver reporting `driver_version` cannot run a kernel built with CUDA `kernel_cuda_version`
+    (None: nvcc's version was not readable, so only the driver's presence is checked)."""
+    if driver_version is None:
+        return "no NVIDIA driver found (libcuda.so.1 cannot be loaded)"
+    # Within a major version CUDA is minor-version compatible: a 13.x runtime runs on any 13.y driver.
+    if kernel_cuda_version is not None and driver_version // 1000 < kernel_cuda_version // 1000:
+        return (f"the NVIDIA driver supports CUDA {_dotted(driver_version)}, the GPU kernel was built with CUDA "
+                f"{_dotted(kernel_cuda_version)}: update the driver (CUDA 13 needs driver 580 or newer) or build "
+                "the plugin with an older nvcc (set CUDA_HOME)")
+    return None
+
+
+def _dotted(version: int) -> str:
+    return f"{version // 1000}.{version % 1000 // 10}"
 
 
 def _load_once() -> dict:
@@ -66,5 +101,8 @@ def _load_once() -> dict:
         plugin_manager.load_library(str(built.path))
     except (plugin_build.PluginBuildError, RuntimeError, OSError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return {"ok": False, "reason": reason, "gpu": False, "gpu_reason": reason, "path": None}
-    return {"ok": True, "reason": None, "gpu": built.gpu, "gpu_reason": built.gpu_reason, "path": built.path}
+        return {"ok": False, "reason": reason, "gpu": False, "gpu_reason": reason}
+    gpu_reason = built.gpu_reason
+    if built.gpu:
+        gpu_reason = driver_problem(built.cuda_version, driver_cuda_version())
+    return {"ok": True, "reason": None, "gpu": gpu_reason is None, "gpu_reason": gpu_reason}

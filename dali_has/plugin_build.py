@@ -7,7 +7,8 @@ versions, so any change rebuilds. A file lock serializes concurrent builders (py
 torchrun ranks) and the library appears by an atomic rename, so no process ever loads a half-written file.
 
 The CPU kernel is always built. The CUDA kernel is added when nvcc is found and compiles it; otherwise the
-library is CPU-only and `BuildResult.gpu_reason` says why.
+library is CPU-only and `BuildResult.gpu_reason` says why. The CUDA runtime is linked statically, so the kernel
+runs on any driver new enough for nvcc's CUDA version (`BuildResult.cuda_version`; `fused` checks it at load).
 """
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ class BuildResult:
     path: Path
     gpu: bool                # the CUDA kernel is in the library
     gpu_reason: str | None   # why not, when it is not
-    build_seconds: float     # how long the build that produced the cached library took
+    cuda_version: int | None  # CUDA version of the kernel's runtime, as the driver API writes it (13000 = 13.0)
 
 
 def cache_root() -> Path:
@@ -60,7 +61,7 @@ def build() -> BuildResult:
     if failed.exists():
         raise PluginBuildError(failed.read_text().strip())
     info = json.loads(meta.read_text())
-    return BuildResult(lib, info["gpu"], info["gpu_reason"], info["build_seconds"])
+    return BuildResult(lib, info["gpu"], info["gpu_reason"], info["cuda_version"])
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,12 @@ def _find_cuda_include(nvcc: str | None) -> Path | None:
     return next((c for c in candidates if (c / "cuda_runtime.h").is_file()), None)
 
 
+def cuda_version_of(nvcc_version: str) -> int | None:
+    """13000 for nvcc's "release 13.0, V13.0.88": the number the CUDA driver API uses for versions."""
+    match = re.search(r"release (\d+)\.(\d+)", nvcc_version)
+    return int(match[1]) * 1000 + int(match[2]) * 10 if match else None
+
+
 def _version(tool: str) -> str:
     try:
         return subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=60).stdout
@@ -131,7 +138,6 @@ def _version(tool: str) -> str:
 
 def _build_into(key_dir: Path, tools: _Toolchain) -> None:
     """Compile in a temporary directory; publish build.json, then the library, by rename."""
-    start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=key_dir) as tmp:
         tmp = Path(tmp)
         cxx = [tools.cxx, "-std=c++20", "-O3", "-fPIC", *tools.compile_flags, f"-I{tools.cuda_include}",
@@ -176,7 +182,7 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
                 _fail(key_dir, "linking the CPU operator failed")
 
         info = {"gpu": gpu_reason is None, "gpu_reason": gpu_reason,
-                "build_seconds": round(time.perf_counter() - start, 2)}
+                "cuda_version": cuda_version_of(_version(tools.nvcc)) if gpu_reason is None else None}
         (tmp / "build.json").write_text(json.dumps(info))
         os.replace(tmp / "build.json", key_dir / "build.json")
         os.replace(tmp / LIB_NAME, key_dir / LIB_NAME)  # last: the library's presence means "built"

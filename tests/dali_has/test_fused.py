@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nvidia.dali import fn, pipeline_def
+from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused, plugin_build, reference
 
@@ -129,14 +129,81 @@ def test_bad_arguments_and_inputs_are_rejected_by_name(kwargs, layout, image, me
 @pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float32])
 def test_gpu_kernel_equals_cpu_kernel(dtype, layout, plugin):
     if not fused.gpu_available():
-        pytest.skip(f"no GPU kernel in the plugin: {fused.gpu_unavailable_reason()}")
+        pytest.skip(f"the plugin's GPU kernel cannot run here: {fused.gpu_unavailable_reason()}")
     images = images_for(SHAPES * 4, dtype, layout)
     cfg = HaSConfig(patch_sizes=(0, 1, 7, 16, 56), p_hide=0.4, fill=FILL)
     cpu = run(images, cfg, layout=layout, iterations=3, seed=11)
     gpu = run(images, cfg, layout=layout, iterations=3, seed=11, device="gpu")
     for cpu_batch, gpu_batch in zip(cpu, gpu):
         for x, y in zip(cpu_batch, gpu_batch):
+            assert y.dtype == x.dtype == dtype
             np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shapes, channels, layout", [
+    ([(2000, 1500), (1500, 2000)], 3, "HWC"),  # 3 M pixels: the kernel's grid-stride loop wraps many times
+    ([(2000, 1500)], 3, "CHW"),
+    ([(12, 9), (7, 13)] * 550, 3, "HWC"),  # 1,100 samples: one block per sample, blockIdx.y up to 1,099
+    ([(40, 30), (17, 61)] * 2, 1, "HWC"),
+    ([(40, 30), (17, 61)] * 2, 4, "CHW"),
+])
+def test_gpu_kernel_equals_cpu_kernel_at_the_extremes(shapes, channels, layout, plugin):
+    if not fused.gpu_available():
+        pytest.skip(f"the plugin's GPU kernel cannot run here: {fused.gpu_unavailable_reason()}")
+    images = images_for(shapes, np.uint8, layout, channels=channels)
+    cfg = HaSConfig(patch_sizes=(0, 1, 5, 56, 300), p_hide=0.5, fill=2.5)
+    cpu = run(images, cfg, layout=layout, iterations=2, seed=12)
+    gpu = run(images, cfg, layout=layout, iterations=2, seed=12, device="gpu")
+    hidden = 0
+    for cpu_batch, gpu_batch in zip(cpu, gpu):
+        for x, y, image in zip(cpu_batch, gpu_batch, images):
+            assert y.dtype == x.dtype == np.uint8 and y.shape == image.shape
+            np.testing.assert_array_equal(x, y)
+            hidden += int((y == 2).all(axis=2 if layout == "HWC" else 0).any())  # fill 2.5 -> 2 (half to even)
+    assert hidden > 0
+
+
+@pytest.mark.parametrize("kernel, driver, problem", [
+    (13000, None, "no NVIDIA driver"),
+    (13000, 12080, "driver supports CUDA 12.8, the GPU kernel was built with CUDA 13.0"),
+    (13000, 13000, None),
+    (13000, 13020, None),  # minor-version compatible
+    (12080, 13000, None),
+    (None, 12080, None),
+])
+def test_driver_problem_names_both_versions(kernel, driver, problem):
+    found = fused.driver_problem(kernel, driver)
+    assert found is None if problem is None else problem in found
+
+
+def test_gpu_kernel_is_used_only_when_the_driver_can_run_it(plugin, monkeypatch):
+    built = plugin_build.build()
+    if not built.gpu:
+        pytest.skip(f"plugin built without its CUDA kernel: {built.gpu_reason}")
+    assert built.cuda_version is not None and built.cuda_version >= 1000
+    for driver, usable in ((None, False), (built.cuda_version - 1000, False), (built.cuda_version, True)):
+        monkeypatch.setattr(fused, "driver_cuda_version", lambda: driver)
+        monkeypatch.setattr(fused, "_state", {})
+        assert fused.load()  # the CPU kernel is usable whatever the driver
+        assert fused.gpu_available() is usable
+        assert (fused.gpu_unavailable_reason() is None) is usable
+
+
+def test_gpu_input_falls_back_to_the_composition_saying_why(plugin, monkeypatch):
+    from dali_has import operator
+
+    monkeypatch.setattr(fused, "driver_cuda_version", lambda: None)
+    monkeypatch.setattr(fused, "_state", {})
+    monkeypatch.setattr(operator, "_warned", False)
+
+    @pipeline_def(batch_size=2, num_threads=1, device_id=0)  # defined, never built: no GPU needed
+    def pipe():
+        images = fn.external_source(name="x", dtype=types.UINT8, ndim=3, layout="HWC")
+        return operator.hide_and_seek(images.gpu(), patch_sizes=(8,))
+
+    with pytest.warns(RuntimeWarning, match="no NVIDIA driver found.*using the composition"):
+        pipe()
 
 
 @pytest.mark.slow
