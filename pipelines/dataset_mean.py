@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipelines.files import Dataset, load_dataset
-from pipelines.options import default_num_threads, positive_int
+from pipelines.options import dali_device_id, default_num_threads, positive_int
 from pipelines.scan import ERROR, scan_dataset
 
 DEVICES = ("cpu", "gpu")
@@ -48,10 +48,12 @@ def stats_from_sums(sums, squares, pixels: int, images: int) -> ChannelStats:
     return ChannelStats(mean, std, images, pixels)
 
 
-def _pipeline(dataset: Dataset, batch_size: int, num_threads: int, device: str):
+def mean_pipeline(dataset: Dataset, batch_size: int, num_threads: int, device: str,
+                  device_id: int | None = None):
+    """The (unbuilt) DALI pipeline whose outputs are per-image channel sums of x and x² and the image shapes."""
     from nvidia.dali import fn, pipeline_def, types
 
-    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=0 if device == "gpu" else None)
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=dali_device_id(device, device_id))
     def sums():
         encoded, _ = fn.readers.file(
             files=[name for name, _ in dataset.samples], file_root=str(dataset.root),
@@ -66,13 +68,11 @@ def _pipeline(dataset: Dataset, batch_size: int, num_threads: int, device: str):
         squares = fn.reductions.sum(squares, axes=[0, 1], dtype=types.UINT64)
         return total, squares, images.shape()
 
-    pipe = sums()
-    pipe.build()
-    return pipe
+    return sums()
 
 
 def dataset_mean(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num_threads: int | None = None,
-                 device: str = "cpu", progress: bool = True) -> ChannelStats:
+                 device: str = "cpu", device_id: int | None = None, progress: bool = True) -> ChannelStats:
     """Exact per-channel mean/std over every image of a folder tree or file list (each image once)."""
     batch_size = positive_int("batch_size", batch_size)
     num_threads = positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
@@ -80,7 +80,8 @@ def dataset_mean(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
 
-    pipe = _pipeline(dataset, batch_size, num_threads, device)
+    pipe = mean_pipeline(dataset, batch_size, num_threads, device, device_id)
+    pipe.build()
     size = pipe.epoch_size("reader")
     sums, squares, pixels = [0, 0, 0], [0, 0, 0], 0
     with tqdm(total=size, unit="image", desc="mean", disable=not progress) as bar:

@@ -23,6 +23,7 @@ import nvidia.dali.types as types
 from nvidia.dali import Pipeline, pipeline_def
 
 from dali_has import TemporalHaSConfig, hide_and_seek_temporal
+from pipelines.options import dali_device_id
 from pipelines.sequence_reader import read_rows
 from pipelines.temporal_sampling import sample_uniformly
 
@@ -74,7 +75,7 @@ def feature_pipeline(index: FeatureIndex, *, frames: int, batch_size: int, train
         raise ValueError(f"device={device!r}; expected 'cpu' or 'gpu'")
     return _graph(index, frames, train, has if train else None, shard_id, num_shards, device,
                   batch_size=batch_size, num_threads=num_threads, seed=seed,
-                  device_id=None if device == "cpu" else (device_id or 0))
+                  device_id=dali_device_id(device, device_id))
 
 
 @pipeline_def

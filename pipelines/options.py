@@ -118,13 +118,19 @@ class PipelineOptions:
         )
 
     def _resolved_device_id(self) -> Optional[int]:
-        if self.device == "cpu":
-            return None  # DALI runs without CUDA
-        if self.device_id is not None:
-            return self.device_id
-        if not torch.cuda.is_available():
-            raise ValueError("device='gpu' but no CUDA device is visible; use device='cpu'")
-        return torch.cuda.current_device()
+        return dali_device_id(self.device, self.device_id)
+
+
+def dali_device_id(device: str, device_id: Optional[int] = None) -> Optional[int]:
+    """The `device_id` of a DALI pipeline: None on the CPU (DALI runs without CUDA); on the GPU the given id, else
+    torch's current device, which torchrun scripts set per rank (never a fixed GPU 0)."""
+    if device == "cpu":
+        return None
+    if device_id is not None:
+        return device_id
+    if not torch.cuda.is_available():
+        raise ValueError("device='gpu' but no CUDA device is visible; use device='cpu'")
+    return torch.cuda.current_device()
 
 
 def default_num_threads() -> int:

@@ -13,6 +13,7 @@ import nvidia.dali.fn as fn
 from nvidia.dali import Pipeline, pipeline_def
 
 from dali_has import TemporalHaSConfig, hide_and_seek_temporal
+from pipelines.options import dali_device_id
 from pipelines.sequence_reader import read_rows
 from pipelines.temporal_sampling import sample_uniformly
 
@@ -33,7 +34,7 @@ def video_pipeline(paths: Sequence[str], *, frames: int, batch_size: int, train:
         raise ValueError("paths is empty; give at least one video file")
     return _graph(list(paths), frames, train, has if train else None, shard_id, num_shards, device,
                   batch_size=batch_size, num_threads=num_threads, seed=seed,
-                  device_id=None if device == "cpu" else (device_id or 0))
+                  device_id=dali_device_id(device, device_id))
 
 
 @pipeline_def

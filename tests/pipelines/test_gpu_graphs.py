@@ -1,0 +1,93 @@
+"""Every GPU pipeline the project builds, *defined* on the CPU machine (never built, so no GPU is needed).
+
+Defining a DALI graph checks operator placement and arguments: the errors a user with a GPU would otherwise meet
+first. The `gpu`-marked tests run the same pipelines on a GPU.
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dali_has import HaSConfig, TemporalHaSConfig
+from pipelines import PipelineOptions, train_pipeline, val_pipeline
+from pipelines.bad_files import _decode_graph
+from pipelines.dataset_mean import mean_pipeline
+from pipelines.feature_pipeline import FeatureIndex, feature_pipeline
+from pipelines.files import load_dataset
+from pipelines.video_pipeline import video_pipeline
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    (root / "a").mkdir()
+    Image.new("RGB", (40, 30), (90, 120, 200)).save(root / "a" / "0.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def feature_index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("features")
+    np.save(root / "v.npy", np.zeros((10, 4), np.float32))
+    (root / "index.json").write_text(json.dumps(
+        {"classes": ["a"], "videos": [{"features": "v.npy", "label": 0, "frames": 10, "segments": [[0, 5]]}]}))
+    return FeatureIndex.load(str(root / "index.json"))
+
+
+def gpu_options(folder, **kwargs):
+    return PipelineOptions(data=str(folder), batch_size=4, crop=16, device="gpu", device_id=0, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("has_impl", [None, "composed", "fused"])
+def test_train_pipeline(folder, dtype, layout, has_impl, request):
+    if has_impl == "fused":
+        request.getfixturevalue("fused_on_gpu_definable")
+    has = None if has_impl is None else HaSConfig(fill=(0.5, -1.0, 2.0))
+    train_pipeline(gpu_options(folder, dtype=dtype, layout=layout), has=has, has_impl=has_impl or "auto")
+
+
+@pytest.mark.parametrize("ten_crop", [False, True])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_val_pipeline(folder, ten_crop, layout):
+    val_pipeline(gpu_options(folder, layout=layout), ten_crop=ten_crop)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_feature_pipeline(feature_index, train):
+    feature_pipeline(feature_index, frames=6, batch_size=2, train=train, device="gpu", device_id=0,
+                     has=TemporalHaSConfig(segment=2, fill=(0.5, 1.0, 2.0, 3.0)))
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_video_pipeline(tmp_path, train):
+    video_pipeline([str(tmp_path / "v.mjpeg")], frames=6, batch_size=2, train=train, device="gpu", device_id=0,
+                   has=TemporalHaSConfig(segment=2, fill=(1.0, 2.5, 3.0)))
+
+
+def test_dataset_mean_pipeline(folder):
+    mean_pipeline(load_dataset(folder), batch_size=4, num_threads=1, device="gpu", device_id=0)
+
+
+def test_bad_file_locator_decodes_with_the_gpu_decoder(folder):
+    options = gpu_options(folder)
+    _decode_graph([str(folder / "a" / "0.jpg")], options, **options.pipeline_kwargs(seed=None))
+
+
+def test_every_gpu_pipeline_uses_the_current_cuda_device_of_its_rank(folder, feature_index, tmp_path, monkeypatch):
+    # torchrun scripts call torch.cuda.set_device(local_rank); without an explicit device_id, rank 3 must decode
+    # on GPU 3, not on GPU 0.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    options = PipelineOptions(data=str(folder), batch_size=4, crop=16, device="gpu")
+    pipes = [
+        train_pipeline(options),
+        val_pipeline(options),
+        feature_pipeline(feature_index, frames=6, batch_size=2, train=True, device="gpu"),
+        video_pipeline([str(tmp_path / "v.mjpeg")], frames=6, batch_size=2, train=True, device="gpu"),
+        mean_pipeline(load_dataset(folder), batch_size=4, num_threads=1, device="gpu"),
+    ]
+    assert [p.device_id for p in pipes] == [3] * len(pipes)
