@@ -5,10 +5,15 @@ from nvidia.dali import fn, types
 
 from pipelines.options import PipelineOptions
 
-# nvJPEG buffer paddings from DALI's ResNet-50 example: large enough for ImageNet's biggest images, so the
-# decoder does not reallocate (and stall) when it meets one mid-epoch.
-DEVICE_MEMORY_PADDING = 211_025_920
-HOST_MEMORY_PADDING = 140_544_512
+# nvJPEG's scratch buffers, preallocated PER DECODER THREAD: one device buffer of DEVICE_MEMORY_PADDING and two
+# pinned host buffers of HOST_MEMORY_PADDING (double-buffered). DALI's ResNet-50 example sizes them for ImageNet's
+# largest image (211 MB device, 140 MB host), which at 16 threads pins 4.5 GB of host memory and takes 3.4 GB of
+# GPU memory per pipeline before the first batch. Most ImageNet JPEGs are at most 500 px a side (~0.2 MP, 4:2:0):
+# about 3 bytes/pixel of DCT coefficients on the host and 7.5 on the device (coefficients, YCbCr planes, RGB out),
+# i.e. under 2 MB. By that estimate DALI's defaults below cover images up to ~2 MP with no reallocation; a larger
+# image grows the thread's buffer once, and it stays grown. `make gpu-check` measures what a pipeline holds per thread count.
+DEVICE_MEMORY_PADDING = 16 << 20
+HOST_MEMORY_PADDING = 8 << 20
 
 
 def decoder_kwargs(options: PipelineOptions) -> dict:

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
+import nvidia.dali.backend
 import torch
 from nvidia.dali import Pipeline
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
@@ -203,6 +204,9 @@ class DaliLoader:
         # Our references are the only ones: dropping them frees DALI's threads and (GPU) memory.
         self._iterator = None
         self._pipeline = None
+        if self._options.device == "gpu":
+            # DALI keeps freed device and pinned memory in its pools; hand it back so torch can use it.
+            nvidia.dali.backend.ReleaseUnusedMemory()
 
     def _no_files_message(self) -> str:
         o = self._options

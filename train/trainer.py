@@ -115,6 +115,11 @@ def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> d
                          shard_id=env.rank, num_shards=env.world_size, num_threads=cfg.num_threads,
                          dtype=getattr(torch, cfg.dtype), mean=cfg.mean, std=cfg.std, random_area=cfg.random_area,
                          flip_probability=cfg.flip_probability)
+    with loader:  # closed at the end of the epoch: the next epoch builds its own
+        return _run_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
+
+
+def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader) -> dict:
     net.train()
     steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
     # Sums stay on the device: a .item() per step would stall the GPU every batch.
@@ -132,7 +137,10 @@ def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> d
             images, labels = images.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
             if cfg.channels_last and on_gpu:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu and cfg.amp):
+            autocast = on_gpu and cfg.amp
+            if not autocast:  # a float16 loader halves the host-to-device copy; the fp32 model needs fp32 input
+                images = images.float()
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
                 logits = net(images)
                 loss = F.cross_entropy(logits.float(), labels)
             opt.zero_grad(set_to_none=True)
@@ -150,7 +158,6 @@ def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> d
     local_seen = seen
     loss_sum, correct, seen, rate = distributed.all_reduce_sum(
         [loss_sum.item(), correct.item(), seen, seen / seconds], env.device)
-    del loader
     return {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_top1": 100.0 * correct / seen,
             "samples": int(seen), "rank_samples": local_seen, "img_s": rate, "seconds": seconds}
 

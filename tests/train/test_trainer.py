@@ -46,6 +46,13 @@ def test_cli_rejects_unknown_and_invalid_options(tmp_path, capsys):
     assert "only --epochs may be given" in capsys.readouterr().err
 
 
+def test_a_float16_loader_trains_a_float32_model_without_autocast(tiny_synth, tmp_path):
+    # On the CPU (and on a GPU with amp=False) nothing casts the images to the model's float32.
+    last = fit(tiny_config(tiny_synth, tmp_path / "run", epochs=1, dtype="float16", amp=False,
+                           max_steps_per_epoch=2))
+    assert last["samples"] == 16 and last["train_loss"] == last["train_loss"]  # ran, and the loss is not NaN
+
+
 def test_run_folder_and_exact_resume(tiny_synth, tmp_path):
     straight = fit(tiny_config(tiny_synth, tmp_path / "a"))
     assert straight["samples"] == 37 and straight["epoch"] == 2
@@ -97,3 +104,10 @@ def test_feature_map_hide_and_seek_is_inserted_trained_and_reloaded(tiny_synth, 
     assert inserted[0].running_mean.abs().sum() > 0  # the fill statistics were learned and saved
     with pytest.raises(ValueError, match="no layer named 'body.99'"):
         fit(tiny_config(tiny_synth, tmp_path / "g", epochs=1, feature_has_after="body.99"))
+
+
+def test_every_epoch_closes_its_loader(tiny_synth, tmp_path):
+    from pipelines.loader import _OPEN_LOADERS
+
+    fit(tiny_config(tiny_synth, tmp_path / "run", epochs=2, max_steps_per_epoch=1))
+    assert not list(_OPEN_LOADERS)
