@@ -1,12 +1,17 @@
 """Video files through DALI's decoder, uniform frame sampling and temporal Hide-and-Seek (CPU; GPU under `gpu`).
 
-The test videos are raw MJPEG streams (JPEG frames back to back, written with Pillow): DALI 2.4 decodes MJPEG
-on the CPU and the GPU, and no encoder package is needed.
+CPU tests use raw MJPEG streams (JPEG frames back to back, written with Pillow), which DALI 2.4's CPU decoder
+reads with no encoder package needed. The GPU (NVDEC) test uses data/grey16_128x96_h264.mp4: 16 frames, 128x96,
+H.264 baseline, frame i flat grey 10 * i + 20, made with ffmpeg (one PNG per frame, then
+`ffmpeg -framerate 8 -i f%02d.png -c:v libx264 -pix_fmt yuv420p -profile:v baseline -g 16 -bf 0`). H.264 is a
+codec every NVDEC decodes and 128x96 is above its minimum frame size; DALI's CPU decoder cannot read H.264.
 """
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dali_has import TemporalHaSConfig, reference
@@ -14,8 +19,8 @@ from pipelines.sequence_loader import SequenceLoader
 from pipelines.temporal_sampling import uniform_frame_indices
 from pipelines.video_pipeline import video_pipeline
 
-DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
 FILL = (1, 2, 3)
+H264 = Path(__file__).parent / "data" / "grey16_128x96_h264.mp4"
 
 
 def write_mjpeg(path, frames, height=24, width=32):
@@ -27,8 +32,7 @@ def write_mjpeg(path, frames, height=24, width=32):
             f.write(buf.getvalue())
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_video_frames_are_sampled_uniformly_and_hidden_by_segment(tmp_path, device):
+def test_video_frames_are_sampled_uniformly_and_hidden_by_segment(tmp_path):
     lengths = [9, 17, 12]
     paths = []
     for i, length in enumerate(lengths):
@@ -36,11 +40,11 @@ def test_video_frames_are_sampled_uniformly_and_hidden_by_segment(tmp_path, devi
         write_mjpeg(paths[-1], length)
     has = TemporalHaSConfig(segment=2, p_hide=0.5, fill=FILL)
     hidden_seen = 0
-    loader = SequenceLoader(video_pipeline(paths, frames=6, batch_size=3, train=True, has=has, seed=2,
-                                           device=device), labels=np.arange(3))
+    loader = SequenceLoader(video_pipeline(paths, frames=6, batch_size=3, train=True, has=has, seed=2),
+                            labels=np.arange(3))
     for _ in range(3):
         for batch in loader:
-            assert batch.sequences.shape[1:] == (6, 24, 32, 3)
+            assert batch.sequences.shape[1:] == (6, 24, 32, 3) and batch.sequences.dtype == torch.uint8
             for row, video in zip(batch.rows.tolist(), batch.sequences.cpu().numpy()):
                 hidden = (video == FILL).all(axis=(1, 2, 3))
                 reference.infer_segments(hidden, 2)
@@ -59,3 +63,22 @@ def test_evaluation_never_hides(tmp_path):
     (batch,) = list(loader)
     np.testing.assert_allclose(batch.sequences[0].float().mean(dim=(1, 2, 3)).numpy(),
                                10 * np.arange(10) + 20, atol=3)
+
+
+@pytest.mark.gpu
+def test_nvdec_decodes_h264_and_temporal_hide_and_seek_keeps_uint8():
+    loader = SequenceLoader(video_pipeline([str(H264)], frames=8, batch_size=1, train=True, seed=3, device="gpu",
+                                           has=TemporalHaSConfig(segment=2, p_hide=0.5, fill=(1.5, 2.5, 3.0))),
+                            labels=[0])
+    hidden_seen = 0
+    for _ in range(4):
+        (batch,) = list(loader)
+        video = batch.sequences
+        assert video.is_cuda and video.dtype == torch.uint8 and video.shape == (1, 8, 96, 128, 3)
+        video = video[0].cpu().numpy()
+        hidden = (video == (2, 2, 3)).all(axis=(1, 2, 3))  # the fill rounded half-to-even
+        reference.infer_segments(hidden, 2)
+        hidden_seen += hidden.sum()
+        grey = video[~hidden].mean(axis=(1, 2, 3))
+        np.testing.assert_allclose(grey, 10 * uniform_frame_indices(16, 8)[~hidden] + 20, atol=3)
+    assert 0 < hidden_seen < 4 * 8
