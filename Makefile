@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install
+.PHONY: demo test install gpu-check
 
 install: $(STAMP)
 
@@ -20,3 +20,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# On a machine with an NVIDIA GPU: every GPU test, bench and a short training, one JSON summary in $(OUT).
+# Uses .venv when `make install` made one, else the python3 on PATH (e.g. a machine without a package registry
+# that has the dependencies already, with this checkout on PYTHONPATH).
+OUT ?= gpu_check_out
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),python3) -m train.cli gpu-check --out $(OUT)

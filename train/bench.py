@@ -382,10 +382,17 @@ def _fused_unavailable_reason(device: str) -> Optional[str]:
 
 
 def _versions() -> dict:
-    return {"python": platform.python_version(), "dali_has": metadata.version("dali-has"),
+    return {"python": platform.python_version(), "dali_has": _installed_version("dali-has"),
             "nvidia_dali": nvidia.dali.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "numpy": np.__version__, "pillow": PIL.__version__, "tqdm": tqdm_version, "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None}
+
+
+def _installed_version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:  # run from a source checkout on PYTHONPATH
+        return "not installed (source checkout)"
 
 
 def _cpu_model() -> Optional[str]:

@@ -17,6 +17,7 @@ COMMANDS = (
     "bench",
     "synth_actions",
     "action_demo",
+    "gpu_check",
 )
 
 

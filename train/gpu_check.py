@@ -1,0 +1,230 @@
+"""`dali-has gpu-check`: everything that needs a GPU, verified in one call, summarized in one JSON file.
+
+Steps, each in its own subprocess with a time limit taken from one overall budget (so one hung or crashing step
+cannot take the others down, and the whole check fits one call of a lent machine):
+
+  environment  card, driver, CUDA/torch/DALI versions; builds and loads the fused plugin and says whether its
+               CUDA kernel can run on this driver;
+  gpu tests    `pytest -m gpu` (junit XML parsed into pass/fail/skip counts and the failing test names);
+  memory       device and host memory one GPU training pipeline holds, per DALI thread count;
+  bench        `dali-has bench --device gpu` for AlexNet-GAP and for ResNet-50 (shortened runs);
+  train        a short GPU training of each architecture with the DALI loader and HaS.
+
+Every step's output goes to OUT/<step>.log; OUT/gpu_check.json holds the summary and every figure. Without a
+CUDA device it stops at once with a message saying so.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SUMMARY = "gpu_check.json"
+DEFAULT_BUDGET_S = 450  # fits one 8-minute call with room for starting Python and copying results back
+MEMORY_THREADS = (1, 4, 8, 16)
+
+
+class NoGPUError(RuntimeError):
+    """There is no CUDA device to check."""
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    argv: list[str]
+    limit_s: int  # at most this long, and never past the overall budget
+    json_out: str | None = None  # file in OUT the step writes its figures to
+
+
+def plan(out: Path, data: Path) -> list[Step]:
+    """The steps, in order; `data` is an image folder DIR/<class>/<image> for the short trainings."""
+    cli = [sys.executable, "-m", "train.cli"]
+    steps = [
+        Step("environment", [sys.executable, "-m", "train.gpu_check", "environment", str(out / "environment.json")],
+             60, "environment.json"),
+        Step("gpu_tests", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+                           f"--junitxml={out / 'gpu_tests.xml'}", str(REPO / "tests")], 180),
+        Step("memory", [sys.executable, "-m", "train.gpu_check", "memory", str(out / "memory.json"), str(data)], 60,
+             "memory.json"),
+    ]
+    for arch in ("alexnet_gap", "resnet50"):
+        steps.append(Step(f"bench_{arch}", cli + ["bench", "--device", "gpu", "--arch", arch, "--iters", "20",
+                                                  "--model-iters", "20", "--runs", "3", "--no-progress",
+                                                  "--json", str(out / f"bench_{arch}.json")], 100,
+                          f"bench_{arch}.json"))
+    for arch in ("alexnet_gap", "resnet50"):
+        steps.append(Step(f"train_{arch}", cli + ["train", "--data", str(data), "--out", str(out / f"run_{arch}"),
+                                                  "--arch", arch, "--device", "gpu", "--epochs", "2",
+                                                  "--batch-size", "128", "--max-steps-per-epoch", "20"], 60))
+    return steps
+
+
+def run_check(out: str | os.PathLike, budget_s: float = DEFAULT_BUDGET_S) -> dict:
+    """Run every step within `budget_s` seconds; write and return the summary. Raises NoGPUError without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise NoGPUError("gpu-check needs a CUDA GPU, and none is visible here (torch.cuda.is_available() is "
+                         "False); run it on a machine with an NVIDIA GPU and driver")
+    from train.bench_data import bench_jpegs
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    data = bench_jpegs()
+    results = {}
+    for step in plan(out, data):
+        left = budget_s - (time.monotonic() - start)
+        results[step.name] = _run_step(step, out, min(step.limit_s, left)) if left > 5 else {"status": "skipped",
+                                                                                             "why": "budget spent"}
+        print(f"gpu-check: {step.name}: {results[step.name]['status']}", flush=True)
+    summary = summarize(out, results, time.monotonic() - start, budget_s)
+    (out / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _run_step(step: Step, out: Path, limit_s: float) -> dict:
+    started = time.monotonic()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    with open(out / f"{step.name}.log", "w") as log:
+        try:
+            code = subprocess.run(step.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+                                  timeout=limit_s).returncode
+            status = "ok" if code == 0 else "failed"
+        except subprocess.TimeoutExpired:
+            code, status = None, "timeout"
+    result = {"status": status, "returncode": code, "seconds": round(time.monotonic() - started, 1),
+              "limit_s": round(limit_s), "log": f"{step.name}.log", "command": step.argv}
+    if step.json_out and (out / step.json_out).is_file():
+        result["json"] = step.json_out
+    return result
+
+
+def summarize(out: Path, results: dict, wall_s: float, budget_s: float) -> dict:
+    """Collect every step's figures into one JSON-ready dict."""
+    def load(name):
+        path = out / name
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    summary = {"wall_s": round(wall_s, 1), "budget_s": budget_s, "steps": results,
+               "environment": load("environment.json"), "gpu_tests": junit_counts(out / "gpu_tests.xml"),
+               "memory": load("memory.json"), "bench": {}, "train": {}}
+    for arch in ("alexnet_gap", "resnet50"):
+        bench = load(f"bench_{arch}.json")
+        if bench is not None:
+            summary["bench"][arch] = {key: bench[key] for key in (
+                "gpu_name", "batch_size", "threads", "hw_decoder_load", "pipeline_img_s", "torchvision_img_s",
+                "model_step_img_s", "end_to_end_img_s", "end_to_end_pct_of_bound", "verdict", "has_overhead_pct",
+                "dali_vs_torchvision", "fused", "sweep")}
+        metrics = out / f"run_{arch}" / "metrics.jsonl"
+        if metrics.is_file():
+            summary["train"][arch] = [json.loads(line) for line in metrics.read_text().splitlines()]
+    summary["passed"] = all(r["status"] == "ok" for r in results.values())
+    return summary
+
+
+def junit_counts(path: Path) -> dict | None:
+    """Counts and failing test ids from pytest's junit XML, None if the file is missing or unreadable."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    cases = root.iter("testcase")
+    counts = {"passed": 0, "failed": 0, "skipped": 0, "failures": []}
+    for case in cases:
+        outcome = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), None)
+        if outcome is None:
+            counts["passed"] += 1
+        elif outcome == "skipped":
+            counts["skipped"] += 1
+        else:
+            counts["failed"] += 1
+            counts["failures"].append(f"{case.get('classname')}::{case.get('name')}")
+    return counts
+
+
+def environment() -> dict:
+    """Card, driver, versions and whether the fused plugin's CUDA kernel can run here."""
+    import nvidia.dali
+    import torch
+    import torchvision
+
+    from dali_has import fused
+
+    try:
+        card = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                               "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+    except OSError as e:
+        card = f"nvidia-smi unavailable: {e}"
+    started = time.monotonic()
+    loaded = fused.load()
+    return {"nvidia_smi": card, "torch_device": torch.cuda.get_device_name(0),
+            "driver_cuda_version": fused.driver_cuda_version(), "torch": torch.__version__,
+            "torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "torchvision": torchvision.__version__, "nvidia_dali": nvidia.dali.__version__,
+            "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "fused_plugin": {"loaded": loaded, "reason": fused.unavailable_reason(),
+                             "gpu_kernel_usable": fused.gpu_available(),
+                             "gpu_reason": fused.gpu_unavailable_reason(),
+                             "load_s": round(time.monotonic() - started, 1)}}
+
+
+def pipeline_memory(data: str, threads: tuple[int, ...] = MEMORY_THREADS, batch_size: int = 256) -> list[dict]:
+    """What one GPU training pipeline (decode, crop, normalize, HaS) holds, per DALI thread count, after 3 batches.
+
+    device_mb: drop in free device memory (cudaMemGetInfo), which includes torch's cached output tensors;
+    host_rss_mb: growth of this process's resident memory (pinned buffers included); both back near zero after
+    the loader is closed (`released_*`).
+    """
+    import torch
+
+    from dali_has import HaSConfig
+    from pipelines import make_loader
+
+    rows = []
+    for count in threads:
+        if count > (os.cpu_count() or 1):
+            continue
+        torch.cuda.synchronize()
+        free0, rss0 = torch.cuda.mem_get_info()[0], _rss()
+        loader = make_loader(data, train=True, batch_size=batch_size, device="gpu", has=HaSConfig(),
+                             num_threads=count, dtype=torch.float16, seed=0)
+        batches = iter(loader)
+        for _ in range(3):
+            next(batches)
+        torch.cuda.synchronize()
+        free1, rss1 = torch.cuda.mem_get_info()[0], _rss()
+        del batches
+        loader.close()
+        torch.cuda.empty_cache()
+        free2, rss2 = torch.cuda.mem_get_info()[0], _rss()
+        rows.append({"threads": count, "device_mb": (free0 - free1) / 2**20, "host_rss_mb": (rss1 - rss0) / 2**20,
+                     "released_device_mb": (free2 - free1) / 2**20, "released_host_mb": (rss1 - rss2) / 2**20})
+    return rows
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _step_main(argv: list[str]) -> None:
+    """`python -m train.gpu_check environment OUT.json` / `memory OUT.json DATA`: one step, figures to a file."""
+    what, path = argv[0], Path(argv[1])
+    result = environment() if what == "environment" else pipeline_memory(argv[2])
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    _step_main(sys.argv[1:])
