@@ -22,10 +22,10 @@ from pipelines import make_loader
 from pipelines.dataset_mean import dataset_mean
 from pipelines.files import load_dataset
 from train.config import TrainConfig
-from train.evaluate import evaluate, format_table
-from train.synth import SynthConfig, generate
+from train.wsol.evaluate import evaluate, format_table
+from train.wsol.synth import SynthConfig, generate
 from train.trainer import fit, load_trained_model
-from train.visualize import cam_comparison
+from train.wsol.visualize import cam_comparison
 
 DEMO_HAS_SIZES = (0, 8, 16, 32)  # the paper's mixed set, scaled from 224 to 64-pixel images
 DEMO_MODEL = {"stem": "small", "width": 0.125, "batch_norm": True}

@@ -1,6 +1,6 @@
 import pytest
 
-from train.synth import SynthConfig, generate
+from train.wsol.synth import SynthConfig, generate
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import torch
 
 from dali_has import TemporalHaSConfig
 from pipelines.feature_pipeline import FeatureIndex, mean_feature
-from train.action_training import ActionTrainConfig, evaluate_localization, train_action_model
+from train.actions.training import ActionTrainConfig, evaluate_localization, train_action_model
 
 VARIANTS = ("baseline", "temporal HaS")
 

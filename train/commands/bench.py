@@ -44,7 +44,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from train.bench import BenchSettings, format_report, run_bench  # heavy imports only when benchmarking
+    from train.bench.run import BenchSettings, format_report, run_bench  # heavy imports only when benchmarking
     from train.commands.train import parse_model_opts
 
     try:

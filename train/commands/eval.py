@@ -27,8 +27,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from train.evaluate import evaluate, format_table
-    from train.visualize import cam_comparison
+    from train.wsol.evaluate import evaluate, format_table
+    from train.wsol.visualize import cam_comparison
 
     results = {}
     try:

@@ -6,7 +6,7 @@ import sys
 
 
 def register(subparsers) -> None:
-    from train.gpu_check import DEFAULT_BUDGET_S, SUMMARY
+    from train.bench.gpu_check import DEFAULT_BUDGET_S, SUMMARY
 
     p = subparsers.add_parser(
         "gpu-check", help="verify every GPU path on this machine and write one JSON summary",
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from train.gpu_check import SUMMARY, NoGPUError, run_check
+    from train.bench.gpu_check import SUMMARY, NoGPUError, run_check
 
     try:
         summary = run_check(args.out, args.budget)

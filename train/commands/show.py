@@ -27,7 +27,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from dali_has import HaSConfig
     from pipelines import IMAGENET_MEAN, IMAGENET_STD, make_loader
-    from train.visualize import grid, save_png, to_uint8_images
+    from train.wsol.visualize import grid, save_png, to_uint8_images
 
     mean = tuple(args.mean) if args.mean else IMAGENET_MEAN
     try:

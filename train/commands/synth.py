@@ -1,10 +1,10 @@
-"""`dali-has synth`: write the generated weakly-supervised localization dataset (see `train.synth`)."""
+"""`dali-has synth`: write the generated weakly-supervised localization dataset (see `train.wsol.synth`)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from train.synth import SynthConfig, generate
+from train.wsol.synth import SynthConfig, generate
 
 
 def register(subparsers) -> None:
@@ -12,7 +12,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "synth", help="generate the synthetic WSOL dataset (JPEGs + true boxes)",
         description="Generate a weakly-supervised localization dataset: objects with a small, fully reliable "
-                    "part and a larger, less reliable body on cluttered backgrounds (see train/synth.py). "
+                    "part and a larger, less reliable body on cluttered backgrounds (see train/wsol/synth.py). "
                     "Writes OUT/train/<class>/*.jpg, OUT/test/<class>/*.jpg, OUT/boxes.json, OUT/dataset.json "
                     "and OUT/README.txt.")
     p.add_argument("--out", required=True, help="output folder; must be absent or empty")

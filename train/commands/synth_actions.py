@@ -1,11 +1,11 @@
-"""`dali-has synth-actions`: write the generated action-localization feature set (see `train.synth_actions`)."""
+"""`dali-has synth-actions`: write the generated action-localization feature set (see `train.actions.synth`)."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 
-from train.synth_actions import SynthActionsConfig, generate
+from train.actions.synth import SynthActionsConfig, generate
 
 
 def register(subparsers) -> None:
@@ -13,7 +13,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "synth-actions", help="generate the synthetic temporal action localization feature set",
         description="Generate per-video feature sequences [T, D] with one action each: a long extent with a weak "
-                    "class cue and a short, fully reliable burst inside it (see train/synth_actions.py). Writes "
+                    "class cue and a short, fully reliable burst inside it (see train/actions/synth.py). Writes "
                     "OUT/features/*.npy, OUT/train.json, OUT/test.json and OUT/synth_config.json.")
     p.add_argument("--out", required=True, help="output folder; must be absent or empty")
     p.add_argument("--train-videos", type=int, default=defaults.train_videos, help="default %(default)s")

@@ -1,7 +1,7 @@
 """Classifiers with a class-activation-map (CAM) interface, and `build_model`, the factory the CLI uses.
 
 Every model is a `CAMNet`: `forward(x) -> logits`, `features_and_logits(x) -> (features, logits)` and
-`classifier_weight` ([classes, channels]), so `train.cam` works on any of them.
+`classifier_weight` ([classes, channels]), so `train.wsol.cam` works on any of them.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The generated WSOL dataset (train.synth): determinism, boxes, the part/body design, layout."""
+"""The generated WSOL dataset (train.wsol.synth): determinism, boxes, the part/body design, layout."""
 import json
 from collections import Counter
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train.box_formats import read_synth
-from train.synth import SynthConfig, generate, render, sample_rng, split_labels
+from train.wsol.box_formats import read_synth
+from train.wsol.synth import SynthConfig, generate, render, sample_rng, split_labels
 
 TINY = SynthConfig(n_train=30, n_test=10, classes=5, seed=3)
 

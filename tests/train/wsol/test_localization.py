@@ -1,10 +1,10 @@
-"""Boxes from CAMs, IoU and the WSOL metrics (train.localization), on hand-computed cases."""
+"""Boxes from CAMs, IoU and the WSOL metrics (train.wsol.localization), on hand-computed cases."""
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage
 
-from train.localization import (LocalizationMeter, best_iou_per_threshold, box_iou, boxes_from_cam,
+from train.wsol.localization import (LocalizationMeter, best_iou_per_threshold, box_iou, boxes_from_cam,
                                 scale_boxes)
 
 

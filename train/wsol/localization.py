@@ -3,7 +3,7 @@
 Conventions follow clovaai/wsolevaluation (Choe et al., CVPR 2020), `evaluation.py`, so MaxBoxAccV2 here is
 their number:
 
-* A CAM is an [H, W] map normalized to [0, 1] (`train.cam`). It is quantized as `uint8(cam * 255)` and the
+* A CAM is an [H, W] map normalized to [0, 1] (`train.wsol.cam`). It is quantized as `uint8(cam * 255)` and the
   foreground at threshold t is `cam_u8 > int(t * max(cam_u8))` (their `scoremap2bbox`: cv2.threshold,
   THRESH_BINARY, which is strict).
 * Components are 8-connected (what cv2.findContours traces); we label them with scipy.ndimage.label
@@ -72,7 +72,7 @@ def quantize_cam(cam) -> np.ndarray:
     if cam.ndim != 2:
         raise ValueError(f"CAM has shape {cam.shape}; expected [H, W]")
     if not np.isfinite(cam).all() or cam.min() < 0 or cam.max() > 1:
-        raise ValueError("CAM values must be finite and in [0, 1]; normalize with train.cam.normalize_cams")
+        raise ValueError("CAM values must be finite and in [0, 1]; normalize with train.wsol.cam.normalize_cams")
     return (cam * 255).astype(np.uint8)
 
 

@@ -47,11 +47,11 @@ def plan(out: Path, data: Path) -> list[Step]:
     """The steps, in order; `data` is an image folder DIR/<class>/<image> for the short trainings."""
     cli = [sys.executable, "-m", "train.cli"]
     steps = [
-        Step("environment", [sys.executable, "-m", "train.gpu_check", "environment", str(out / "environment.json")],
+        Step("environment", [sys.executable, "-m", "train.bench.gpu_check", "environment", str(out / "environment.json")],
              60, "environment.json"),
         Step("gpu_tests", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
                            f"--junitxml={out / 'gpu_tests.xml'}", str(REPO / "tests")], 180),
-        Step("memory", [sys.executable, "-m", "train.gpu_check", "memory", str(out / "memory.json"), str(data)], 60,
+        Step("memory", [sys.executable, "-m", "train.bench.gpu_check", "memory", str(out / "memory.json"), str(data)], 60,
              "memory.json"),
     ]
     for arch in ("alexnet_gap", "resnet50"):
@@ -73,7 +73,7 @@ def run_check(out: str | os.PathLike, budget_s: float = DEFAULT_BUDGET_S) -> dic
     if not torch.cuda.is_available():
         raise NoGPUError("gpu-check needs a CUDA GPU, and none is visible here (torch.cuda.is_available() is "
                          "False); run it on a machine with an NVIDIA GPU and driver")
-    from train.bench_data import bench_jpegs
+    from train.bench.data import bench_jpegs
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -219,7 +219,7 @@ def _rss() -> int:
 
 
 def _step_main(argv: list[str]) -> None:
-    """`python -m train.gpu_check environment OUT.json` / `memory OUT.json DATA`: one step, figures to a file."""
+    """`python -m train.bench.gpu_check environment OUT.json` / `memory OUT.json DATA`: one step, figures to a file."""
     what, path = argv[0], Path(argv[1])
     result = environment() if what == "environment" else pipeline_memory(argv[2])
     path.write_text(json.dumps(result, indent=1) + "\n")

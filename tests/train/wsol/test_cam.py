@@ -1,9 +1,9 @@
-"""CAM(c) = Σ_k W[c, k] F_k, upsampled and min-max normalized (train.cam)."""
+"""CAM(c) = Σ_k W[c, k] F_k, upsampled and min-max normalized (train.wsol.cam)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from train.cam import class_activation_maps, normalize_cams
+from train.wsol.cam import class_activation_maps, normalize_cams
 from train.models import build_model
 
 

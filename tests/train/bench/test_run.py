@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from train.bench import BenchSettings, overhead_pct, verdict
-from train.bench_data import CLASSES, bench_jpegs
-from train.bench_timing import batches_consumed, measure
+from train.bench.run import BenchSettings, overhead_pct, verdict
+from train.bench.data import CLASSES, bench_jpegs
+from train.bench.timing import batches_consumed, measure
 from train.cli import build_parser, main
 
 

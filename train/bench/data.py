@@ -2,7 +2,7 @@
 
 What matters for input-pipeline speed is the decoder's work, so the files look like ImageNet's to a JPEG
 decoder: 400-500 pixels wide, aspect ratios from 3:4 to 16:10, smooth shapes plus fine texture, quality 90,
-40-150 KB each, ~80 KB on average (ImageNet's training JPEGs average ~110 KB at ~400×350). `train.synth`'s 64-pixel
+40-150 KB each, ~80 KB on average (ImageNet's training JPEGs average ~110 KB at ~400×350). `train.wsol.synth`'s 64-pixel
 images are far too cheap to decode to stand in for them. The content is meaningless: nothing is trained on it.
 """
 from __future__ import annotations

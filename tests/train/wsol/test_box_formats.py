@@ -1,9 +1,9 @@
-"""Box annotation readers (train.box_formats) on small fixture files, well-formed and malformed."""
+"""Box annotation readers (train.wsol.box_formats) on small fixture files, well-formed and malformed."""
 import json
 
 import pytest
 
-from train.box_formats import Annotation, BoxFormatError, read_boxes, read_cub, read_ilsvrc_xml, read_synth
+from train.wsol.box_formats import Annotation, BoxFormatError, read_boxes, read_cub, read_ilsvrc_xml, read_synth
 
 XML = """<annotation>
   <folder>val</folder>

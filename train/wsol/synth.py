@@ -325,5 +325,5 @@ def _readme(info: dict) -> str:
         "class  stripe angle  head RGB",
     ]
     lines += [f"{c['name']:<6} {c['stripe_angle_deg']:>10.1f}°  {c['head_rgb']}" for c in info["classes"]]
-    lines += ["", "All parameters: dataset.json, 'config' (train.synth.SynthConfig)."]
+    lines += ["", "All parameters: dataset.json, 'config' (train.wsol.synth.SynthConfig)."]
     return "\n".join(lines) + "\n"

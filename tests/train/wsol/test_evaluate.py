@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from train.box_formats import Annotation
+from train.wsol.box_formats import Annotation
 from train.cli import main
-from train.evaluate import boxes_in_crop, crop_geometry, evaluate, match_annotations
+from train.wsol.evaluate import boxes_in_crop, crop_geometry, evaluate, match_annotations
 from train.trainer import fit
 from tests.train.test_trainer import tiny_config
 

@@ -6,7 +6,7 @@ import pytest
 
 from pipelines.feature_pipeline import FeatureIndex
 from train.cli import main
-from train.synth_actions import SynthActionsConfig, generate
+from train.actions.synth import SynthActionsConfig, generate
 
 
 def test_videos_hold_one_action_whose_extent_carries_the_class_cue(tmp_path):

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from train.action_localization import (Segment, average_precision, cam_segments, mean_average_precision,
+from train.actions.localization import (Segment, average_precision, cam_segments, mean_average_precision,
                                        predict_segments, temporal_iou)
-from train.action_model import ActionClassifier
+from train.actions.model import ActionClassifier
 
 
 def test_cam_segments_are_runs_above_half_the_maximum():

@@ -13,9 +13,9 @@ from tqdm import tqdm
 from dali_has import TemporalHaSConfig
 from pipelines.feature_pipeline import FeatureIndex, feature_pipeline
 from pipelines.sequence_loader import SequenceLoader
-from train.action_localization import (PAPER_CAM_THRESHOLD, THUMOS_IOU_THRESHOLDS, Segment,
+from train.actions.localization import (PAPER_CAM_THRESHOLD, THUMOS_IOU_THRESHOLDS, Segment,
                                        mean_average_precision, predict_segments)
-from train.action_model import ActionClassifier
+from train.actions.model import ActionClassifier
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from train import gpu_check
+from train.bench import gpu_check
 from train.cli import build_parser, main
 
 

@@ -19,9 +19,9 @@ from tqdm import tqdm
 from pipelines import make_loader
 from pipelines.files import load_dataset
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, default_resize
-from train.box_formats import BoxTable, read_boxes
-from train.cam import class_activation_maps
-from train.localization import LocalizationMeter, boxes_from_cam
+from train.wsol.box_formats import BoxTable, read_boxes
+from train.wsol.cam import class_activation_maps
+from train.wsol.localization import LocalizationMeter, boxes_from_cam
 from train.trainer import load_trained_model
 
 CENTER_CROP = TEN_CROP_POSITIONS.index((0.5, 0.5))
@@ -112,7 +112,7 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, ten_crop: bool = Fal
 
 
 def _examples(model, features, logits, labels, images, true_boxes, threshold, cfg, count) -> list[Example]:
-    from train.visualize import to_uint8_images
+    from train.wsol.visualize import to_uint8_images
 
     predicted = logits.argmax(1)
     cams = class_activation_maps(features, model.classifier_weight, predicted, size=images.shape[-2:])

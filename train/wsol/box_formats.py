@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
-from train.synth import BOXES_FORMAT
+from train.wsol.synth import BOXES_FORMAT
 
 Box = tuple[float, float, float, float]
 
@@ -178,7 +178,7 @@ def _read_id_table(path: Path, width: int, kind: type, multi: bool = False) -> d
 # ------------------------------------------------------------------------------------------ synthetic set
 
 def read_synth(path: str | Path, split: str = "all") -> BoxTable:
-    """The boxes.json that `dali-has synth` writes (see train.synth). split "all": keys relative to the
+    """The boxes.json that `dali-has synth` writes (see train.wsol.synth). split "all": keys relative to the
     dataset folder (`test/c03/00012.jpg`); "train" or "test": that split only, keys relative to its folder
     (`c03/00012.jpg`), as a loader reading DIR/test sees them."""
     if split not in ("train", "test", "all"):

@@ -1,6 +1,6 @@
 """`dali-has bench`: is training input-bound? Loader and model speeds measured in one run, on one machine.
 
-Figures (img/s, median of `runs` timed runs, see `train.bench_timing`):
+Figures (img/s, median of `runs` timed runs, see `train.bench.timing`):
   pipeline     the DALI training pipeline alone (no HaS, HaS composed of DALI built-ins, the fused HaS op),
                for every threads × hw_decoder_load combination (the sweep); the best combination is reported;
   torchvision  the usual DataLoader (ImageFolder, RandomResizedCrop, flip, ToTensor, Normalize; + per-image
@@ -36,8 +36,8 @@ from dali_has import HaSConfig, fused
 from dali_has.torch_transform import HideAndSeek
 from pipelines import IMAGENET_MEAN, IMAGENET_STD, make_loader
 from pipelines.options import default_num_threads, positive_int
-from train.bench_data import bench_jpegs
-from train.bench_timing import Measurement, batches_consumed, device_sync, measure, nvtx_range
+from train.bench.data import bench_jpegs
+from train.bench.timing import Measurement, batches_consumed, device_sync, measure, nvtx_range
 from train.config import ARCHS, TrainConfig
 from train.models import build_model
 from train.trainer import build_optimizer
@@ -62,7 +62,7 @@ class BenchSettings:
     """What to measure. None / () = the device's default (DEVICE_DEFAULTS; threads: the usable cores).
 
     data: folder DIR/<class>/<image> (the torchvision baseline reads it with ImageFolder); None = a generated,
-        cached ImageNet-like JPEG set (`train.bench_data`).
+        cached ImageNet-like JPEG set (`train.bench.data`).
     threads, hw_decoder_load: swept, every combination gives a pipeline row; hw_decoder_load is GPU-only.
     iters: timed batches per run of the loader stages; model_iters: of the model step and end-to-end.
     warmup: untimed batches before the runs; loader stages use at least WARMUP_QUEUES × their queue depth.
