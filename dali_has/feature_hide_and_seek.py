@@ -13,6 +13,7 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
+from dali_has import validate
 from dali_has.reference import grid_shape
 from dali_has.spec import PAPER_P_HIDE, HaSConfig
 
@@ -35,12 +36,10 @@ class FeatureHideAndSeek(nn.Module):
                  fill: Union[str, float] = "mean", momentum: float = 0.1):
         super().__init__()
         self.cfg = HaSConfig(patch_sizes, p_hide)
-        if not (fill in FEATURE_FILLS or (isinstance(fill, Real) and not isinstance(fill, bool) and fill == fill)):
+        if fill not in FEATURE_FILLS and (isinstance(fill, str) or not isinstance(fill, Real)):
             raise ValueError(f"fill={fill!r}; expected 'mean' or a number")
-        if isinstance(momentum, bool) or not isinstance(momentum, Real) or not 0.0 < momentum <= 1.0:
-            raise ValueError(f"momentum={momentum!r} must be a number in (0, 1]")
-        self.fill = fill if fill == "mean" else float(fill)
-        self.momentum = float(momentum)
+        self.fill = fill if fill == "mean" else validate.number("fill", fill)
+        self.momentum = validate.number("momentum", momentum, low=0.0, high=1.0, low_open=True)
         # Sized on the first training batch: the module is built before the channel count is known.
         self.register_buffer("running_mean", torch.zeros(0))
 

@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from dali_has.cache import cache_root
+
 CSRC = Path(__file__).parent / "csrc"
 LIB_NAME = "libdali_has_ops.so"
 
@@ -38,13 +40,6 @@ class BuildResult:
     gpu: bool                # the CUDA kernel is in the library
     gpu_reason: str | None   # why not, when it is not
     cuda_version: int | None  # CUDA version of the kernel's runtime, as the driver API writes it (13000 = 13.0)
-
-
-def cache_root() -> Path:
-    """$DALI_HAS_CACHE, else $XDG_CACHE_HOME/dali_has, else ~/.cache/dali_has."""
-    if os.environ.get("DALI_HAS_CACHE"):
-        return Path(os.environ["DALI_HAS_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dali_has"
 
 
 def build() -> BuildResult:

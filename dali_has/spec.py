@@ -6,9 +6,12 @@ cell independently iff u < p_hide with u ~ U[0, 1), and give hidden pixels the f
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from numbers import Real
 from typing import Sequence, Union
+
+from dali_has import validate
 
 Fill = Union[float, Sequence[float]]
 
@@ -33,17 +36,13 @@ class HaSConfig:
     def __init__(self, patch_sizes: Sequence[int] | int = PAPER_PATCH_SIZES,
                  p_hide: float = PAPER_P_HIDE, fill: Fill = 0.0):
         object.__setattr__(self, "patch_sizes", _check_patch_sizes(patch_sizes))
-        object.__setattr__(self, "p_hide", _check_p_hide(p_hide))
-        object.__setattr__(self, "fill", _check_fill(fill))
+        object.__setattr__(self, "p_hide", validate.probability("p_hide", p_hide))
+        object.__setattr__(self, "fill", validate.numbers("fill", fill))
 
     @classmethod
     def from_dict(cls, d: dict) -> "HaSConfig":
         """Build from a mapping (e.g. a JSON config); unknown keys are errors."""
-        unknown = set(d) - {"patch_sizes", "p_hide", "fill"}
-        if unknown:
-            raise ValueError(f"unknown Hide-and-Seek setting(s) {sorted(unknown)}; "
-                             "expected patch_sizes, p_hide, fill")
-        return cls(**d)
+        return cls(**validate.known_fields("Hide-and-Seek", d, cls))
 
     def to_dict(self) -> dict:
         return {"patch_sizes": list(self.patch_sizes), "p_hide": self.p_hide, "fill": list(self.fill)}
@@ -68,26 +67,13 @@ class HaSConfig:
 
 
 def _check_patch_sizes(patch_sizes) -> tuple[int, ...]:
-    sizes = (patch_sizes,) if isinstance(patch_sizes, (int, Real)) else tuple(patch_sizes)
+    # Sizes may come as 16.0 from a JSON config or numpy: any whole number of pixels is accepted.
+    sizes = (patch_sizes,) if isinstance(patch_sizes, Real) else tuple(patch_sizes) \
+        if isinstance(patch_sizes, Sequence) and not isinstance(patch_sizes, str) else None
     if not sizes:
-        raise ValueError("patch_sizes is empty; give at least one size, e.g. (0, 16, 32, 44, 56)")
-    out = []
+        raise ValueError(f"patch_sizes={patch_sizes!r}; give at least one size, e.g. (0, 16, 32, 44, 56)")
     for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, (int, Real)) or int(s) != s or s < 0:
+        if isinstance(s, bool) or not isinstance(s, Real) or not math.isfinite(s) or int(s) != s or s < 0:
             raise ValueError(f"patch_sizes contains {s!r}; sizes must be whole numbers of pixels >= 0 "
                              "(0 means no hiding)")
-        out.append(int(s))
-    return tuple(out)
-
-
-def _check_p_hide(p_hide) -> float:
-    if isinstance(p_hide, bool) or not isinstance(p_hide, Real) or not 0.0 <= float(p_hide) <= 1.0:
-        raise ValueError(f"p_hide={p_hide!r} must be a probability in [0, 1]")
-    return float(p_hide)
-
-
-def _check_fill(fill) -> tuple[float, ...]:
-    values = (fill,) if isinstance(fill, Real) else tuple(fill)
-    if not values or any(isinstance(v, bool) or not isinstance(v, Real) or v != v for v in values):
-        raise ValueError(f"fill={fill!r} must be a number or a non-empty sequence of numbers (one per channel)")
-    return tuple(float(v) for v in values)
+    return tuple(int(s) for s in sizes)

@@ -7,9 +7,9 @@ u ~ U[0, 1), and give every value of a hidden frame the fill (the dataset-mean f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral
 
-from dali_has.spec import PAPER_P_HIDE, Fill, _check_fill, _check_p_hide
+from dali_has import validate
+from dali_has.spec import PAPER_P_HIDE, Fill
 
 
 @dataclass(frozen=True)
@@ -27,16 +27,11 @@ class TemporalHaSConfig:
     fill: tuple[float, ...] = (0.0,)
 
     def __init__(self, segment: int, p_hide: float = PAPER_P_HIDE, fill: Fill = 0.0):
-        object.__setattr__(self, "segment", _check_segment(segment))
-        object.__setattr__(self, "p_hide", _check_p_hide(p_hide))
-        object.__setattr__(self, "fill", _check_fill(fill))
+        object.__setattr__(self, "segment", validate.positive_int("segment", segment))
+        object.__setattr__(self, "p_hide", validate.probability("p_hide", p_hide))
+        object.__setattr__(self, "fill", validate.numbers("fill", fill))
 
     def __repr__(self) -> str:
         fill = self.fill[0] if len(self.fill) == 1 else list(self.fill)
         return f"TemporalHaSConfig(segment={self.segment}, p_hide={self.p_hide}, fill={fill})"
 
-
-def _check_segment(segment) -> int:
-    if isinstance(segment, bool) or not isinstance(segment, Integral) or segment < 1:
-        raise ValueError(f"segment={segment!r} must be a whole number of frames >= 1")
-    return int(segment)

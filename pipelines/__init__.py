@@ -1,10 +1,12 @@
-"""DALI input pipelines (train / val) and the PyTorch-facing loader."""
+"""DALI input pipelines (train / val / features / video) and the PyTorch-facing loaders."""
 from pipelines.bad_files import UnreadableImageError
-from pipelines.loader import DaliLoader, make_loader
+from pipelines.loader import DaliLoader, EpochLoader, make_loader
 from pipelines.normalize import has_fill
-from pipelines.options import IMAGENET_MEAN, IMAGENET_STD, PipelineOptions
+from pipelines.sequence_loader import SequenceBatch, SequenceLoader
+from pipelines.settings import IMAGENET_MEAN, IMAGENET_STD, ImageOptions, PipelineOptions, TrainAugment
 from pipelines.train_pipeline import train_pipeline
 from pipelines.val_pipeline import val_pipeline
 
-__all__ = ["make_loader", "DaliLoader", "UnreadableImageError", "has_fill", "IMAGENET_MEAN", "IMAGENET_STD",
-           "PipelineOptions", "train_pipeline", "val_pipeline"]
+__all__ = ["make_loader", "DaliLoader", "EpochLoader", "SequenceLoader", "SequenceBatch", "UnreadableImageError",
+           "has_fill", "IMAGENET_MEAN", "IMAGENET_STD", "PipelineOptions", "ImageOptions", "TrainAugment",
+           "train_pipeline", "val_pipeline"]

@@ -18,7 +18,7 @@ from nvidia.dali import Pipeline, fn, pipeline_def
 from tqdm import tqdm
 
 from pipelines.decoder import decoder_kwargs
-from pipelines.options import PipelineOptions
+from pipelines.settings import ImageOptions, PipelineOptions
 from pipelines.reader import READER_NAME
 
 # nvimgcodecStatus_t values (nvimgcodec.h) that DALI's decoders report as "nvImageCodec failure: '#N'".
@@ -38,27 +38,28 @@ class UnreadableImageError(RuntimeError):
         self.paths = paths
 
 
-def explain(error: RuntimeError, options: PipelineOptions, reader_kwargs: dict) -> Optional[UnreadableImageError]:
+def explain(error: RuntimeError, options: PipelineOptions, image: ImageOptions,
+            reader_kwargs: dict) -> Optional[UnreadableImageError]:
     """The UnreadableImageError behind a DALI pipeline error, or None when the error is not about a file
     (or no file of the shard fails on its own)."""
     message = str(error)
     named = _MAPPING_FAILED.search(message)
     if named:
         path = named.group(1).strip()
-        return _error([(path, "missing, empty or unreadable file")], options)
+        return _error([(path, "missing, empty or unreadable file")], options, image)
     if "decoders." not in message:  # not a decoder failure (e.g. out of memory): nothing to locate
         return None
-    bad = find_undecodable(shard_files(options, reader_kwargs), options)
-    return _error(bad, options) if bad else None
+    bad = find_undecodable(shard_files(options, image, reader_kwargs), options, image)
+    return _error(bad, options, image) if bad else None
 
 
-def shard_files(options: PipelineOptions, reader_kwargs: dict) -> list[str]:
+def shard_files(options: PipelineOptions, image: ImageOptions, reader_kwargs: dict) -> list[str]:
     """Paths of the shard's files, as the pipeline's reader sees them (reading only, no decoding)."""
-    pipe = _listing_graph(reader_kwargs, **options.pipeline_kwargs(seed=None))
+    pipe = _listing_graph(reader_kwargs, **options.pipeline_kwargs())
     pipe.build()
     shard_padded = pipe.reader_meta(READER_NAME)["epoch_size_padded"] // options.num_shards  # equal for all shards
     batches = math.ceil(shard_padded / options.batch_size)
-    base = os.path.dirname(options.data) if options.is_file_list else options.data  # source_info is relative
+    base = os.path.dirname(image.data) if image.is_file_list else image.data  # source_info is relative
     files: dict[str, None] = {}  # ordered set: the shard's padding repeats its last file
     for _ in range(batches):
         (sources,) = pipe.run()
@@ -67,28 +68,28 @@ def shard_files(options: PipelineOptions, reader_kwargs: dict) -> list[str]:
     return list(files)
 
 
-def find_undecodable(paths: list[str], options: PipelineOptions) -> list[tuple[str, str]]:
+def find_undecodable(paths: list[str], options: PipelineOptions, image: ImageOptions) -> list[tuple[str, str]]:
     """(path, reason) for each file the pipeline's decoder cannot decode."""
     bad = []
     chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
     for chunk in tqdm(chunks, desc="DALI failed to decode a file; locating it", unit="chunk", leave=False):
-        bad += _bisect(chunk, options)
+        bad += _bisect(chunk, options, image)
     return bad
 
 
-def _bisect(paths: list[str], options: PipelineOptions) -> list[tuple[str, str]]:
-    reason = _decode_error(paths, options)
+def _bisect(paths: list[str], options: PipelineOptions, image: ImageOptions) -> list[tuple[str, str]]:
+    reason = _decode_error(paths, options, image)
     if reason is None:
         return []
     if len(paths) == 1:
         return [(paths[0], reason)]
     half = len(paths) // 2
-    return _bisect(paths[:half], options) + _bisect(paths[half:], options)
+    return _bisect(paths[:half], options, image) + _bisect(paths[half:], options, image)
 
 
-def _decode_error(paths: list[str], options: PipelineOptions) -> Optional[str]:
+def _decode_error(paths: list[str], options: PipelineOptions, image: ImageOptions) -> Optional[str]:
     """None if every file decodes, else DALI's reason in words."""
-    pipe: Pipeline = _decode_graph(paths, options, **dict(options.pipeline_kwargs(seed=None), batch_size=len(paths)))
+    pipe: Pipeline = _decode_graph(paths, options, image, **dict(options.pipeline_kwargs(), batch_size=len(paths)))
     try:
         pipe.build()
         pipe.run()
@@ -106,9 +107,9 @@ def _listing_graph(reader_kwargs: dict):
 
 
 @pipeline_def
-def _decode_graph(paths: list[str], options: PipelineOptions):
+def _decode_graph(paths: list[str], options: PipelineOptions, image: ImageOptions):
     encoded, _ = fn.readers.file(files=paths)
-    return fn.decoders.image(encoded, **decoder_kwargs(options))
+    return fn.decoders.image(encoded, **decoder_kwargs(options.device, image))
 
 
 def _reason(message: str) -> str:
@@ -120,8 +121,8 @@ def _reason(message: str) -> str:
     return detail.splitlines()[0] if detail else "decoding failed"
 
 
-def _error(bad: list[tuple[str, str]], options: PipelineOptions) -> UnreadableImageError:
-    folder = os.path.dirname(options.data) if options.is_file_list else options.data
+def _error(bad: list[tuple[str, str]], options: PipelineOptions, image: ImageOptions) -> UnreadableImageError:
+    folder = os.path.dirname(image.data) if image.is_file_list else image.data
     listed = "\n".join(f"  {path}: {reason}" for path, reason in bad[:20])
     more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
     return UnreadableImageError(

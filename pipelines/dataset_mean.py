@@ -20,10 +20,10 @@ import numpy as np
 from tqdm import tqdm
 
 from pipelines.files import Dataset, load_dataset
-from pipelines.options import dali_device_id, default_num_threads, positive_int
+from pipelines.bad_files import UnreadableImageError
+from pipelines.decoder import decode
+from pipelines.settings import PipelineOptions
 from pipelines.scan import ERROR, scan_dataset
-
-DEVICES = ("cpu", "gpu")
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,17 @@ def stats_from_sums(sums, squares, pixels: int, images: int) -> ChannelStats:
     return ChannelStats(mean, std, images, pixels)
 
 
-def mean_pipeline(dataset: Dataset, batch_size: int, num_threads: int, device: str,
-                  device_id: int | None = None):
+def mean_pipeline(dataset: Dataset, options: PipelineOptions):
     """The (unbuilt) DALI pipeline whose outputs are per-image channel sums of x and x² and the image shapes."""
     from nvidia.dali import fn, pipeline_def, types
 
-    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=dali_device_id(device, device_id))
+    @pipeline_def(**options.pipeline_kwargs())
     def sums():
         encoded, _ = fn.readers.file(
             files=[name for name, _ in dataset.samples], file_root=str(dataset.root),
             pad_last_batch=True, name="reader",
         )
-        images = fn.decoders.image(encoded, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
+        images = decode(encoded, options.device)
         # x² through a 256-entry table into uint16 (255² < 2**16, exact): on CPU this costs about half of
         # what widening to int32 and multiplying does. Sums accumulate in uint64 inside DALI.
         values = [float(v * v) for v in range(256)]
@@ -74,13 +73,10 @@ def mean_pipeline(dataset: Dataset, batch_size: int, num_threads: int, device: s
 def dataset_mean(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num_threads: int | None = None,
                  device: str = "cpu", device_id: int | None = None, progress: bool = True) -> ChannelStats:
     """Exact per-channel mean/std over every image of a folder tree or file list (each image once)."""
-    batch_size = positive_int("batch_size", batch_size)
-    num_threads = positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    options = PipelineOptions(batch_size=batch_size, num_threads=num_threads, device=device, device_id=device_id)
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
 
-    pipe = mean_pipeline(dataset, batch_size, num_threads, device, device_id)
+    pipe = mean_pipeline(dataset, options)
     pipe.build()
     size = pipe.epoch_size("reader")
     sums, squares, pixels = [0, 0, 0], [0, 0, 0], 0
@@ -102,11 +98,12 @@ def dataset_mean(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num
     return stats_from_sums(sums, squares, pixels, size)
 
 
-def _decode_error(dataset: Dataset, start: int, batch_size: int, source) -> RuntimeError:
+def _decode_error(dataset: Dataset, start: int, batch_size: int, source) -> UnreadableImageError:
     """Name the files of the failed batch that DALI cannot decode (the reader reads in dataset order)."""
     batch = Dataset(dataset.root, dataset.samples[start:start + batch_size])
-    bad = scan_dataset(batch, batch_size=batch_size, progress=False).problems
-    named = "; ".join(f"{p.path}: {p.message}" for p in bad if p.severity == ERROR)
+    bad = [p for p in scan_dataset(batch, batch_size=batch_size, progress=False).problems if p.severity == ERROR]
+    named = "; ".join(f"{p.path}: {p.message}" for p in bad)
     where = named or f"an image among samples {start}..{start + len(batch) - 1}"
     data = dataset.root if isinstance(source, Dataset) else source
-    return RuntimeError(f"cannot decode {where}. Run `dali-has scan {data} --write-list FILE` and use FILE instead.")
+    return UnreadableImageError(f"cannot decode {where}. Run `dali-has scan --data {data} --write-list FILE` and "
+                                "use FILE instead.", [str(dataset.root / p.path) for p in bad])

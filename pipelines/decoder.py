@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from nvidia.dali import fn, types
 
-from pipelines.options import PipelineOptions
+from pipelines.settings import ImageOptions
 
 # nvJPEG's scratch buffers, preallocated PER DECODER THREAD: one device buffer of DEVICE_MEMORY_PADDING and two
 # pinned host buffers of HOST_MEMORY_PADDING (double-buffered). DALI's ResNet-50 example sizes them for ImageNet's
@@ -16,26 +16,29 @@ DEVICE_MEMORY_PADDING = 16 << 20
 HOST_MEMORY_PADDING = 8 << 20
 
 
-def decoder_kwargs(options: PipelineOptions) -> dict:
-    """Decoder device and memory settings; every image comes out RGB (grayscale and CMYK are converted)."""
-    if options.device == "cpu":
+def decoder_kwargs(device: str, image: ImageOptions | None = None) -> dict:
+    """Decoder device and memory settings (`image` gives the GPU decoder's options; None = defaults); every
+    image comes out RGB (grayscale and CMYK are converted)."""
+    if device == "cpu":
         return dict(device="cpu", output_type=types.RGB)
-    kwargs = dict(device="mixed", output_type=types.RGB, hw_decoder_load=options.hw_decoder_load,
-                  device_memory_padding=DEVICE_MEMORY_PADDING, host_memory_padding=HOST_MEMORY_PADDING)
-    if options.preallocate_hint is not None:
-        kwargs.update(preallocate_height_hint=options.preallocate_hint[0],
-                      preallocate_width_hint=options.preallocate_hint[1])
+    kwargs = dict(device="mixed", output_type=types.RGB, device_memory_padding=DEVICE_MEMORY_PADDING,
+                  host_memory_padding=HOST_MEMORY_PADDING)
+    if image is not None:
+        kwargs.update(hw_decoder_load=image.hw_decoder_load)
+        if image.preallocate_hint is not None:
+            kwargs.update(preallocate_height_hint=image.preallocate_hint[0],
+                          preallocate_width_hint=image.preallocate_hint[1])
     return kwargs
 
 
-def decode_random_crop(encoded, options: PipelineOptions, *, random_area, random_aspect_ratio):
+def decode_random_crop(encoded, device: str, image: ImageOptions, *, random_area, random_aspect_ratio):
     """Decode only a random window (area share and width/height ratio drawn per sample): the crop of
     random-resized-crop happens at decode time, so the discarded pixels are never decoded."""
     return fn.decoders.image_random_crop(encoded, random_area=list(random_area),
                                          random_aspect_ratio=list(random_aspect_ratio), num_attempts=100,
-                                         **decoder_kwargs(options))
+                                         **decoder_kwargs(device, image))
 
 
-def decode(encoded, options: PipelineOptions):
+def decode(encoded, device: str, image: ImageOptions | None = None):
     """Decode whole images."""
-    return fn.decoders.image(encoded, **decoder_kwargs(options))
+    return fn.decoders.image(encoded, **decoder_kwargs(device, image))

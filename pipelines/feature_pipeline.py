@@ -23,8 +23,8 @@ import nvidia.dali.types as types
 from nvidia.dali import Pipeline, pipeline_def
 
 from dali_has import TemporalHaSConfig, hide_and_seek_temporal
-from pipelines.options import dali_device_id
 from pipelines.sequence_reader import read_rows
+from pipelines.settings import PipelineOptions
 from pipelines.temporal_sampling import sample_uniformly
 
 
@@ -61,32 +61,26 @@ class FeatureIndex:
         return np.array([v.label for v in self.videos], dtype=np.int64)
 
 
-def feature_pipeline(index: FeatureIndex, *, frames: int, batch_size: int, train: bool,
-                     has: Optional[TemporalHaSConfig] = None, seed: Optional[int] = None, shard_id: int = 0,
-                     num_shards: int = 1, num_threads: int = 1, device: str = "cpu",
-                     device_id: Optional[int] = None) -> Pipeline:
-    """A DALI pipeline with outputs (features float32 [frames, D] "FC", row of the video in the index);
-    `pipelines.SequenceLoader(pipeline, index.labels)` makes it a PyTorch iterable.
+def feature_pipeline(index: FeatureIndex, options: PipelineOptions, *, frames: int, train: bool,
+                     has: Optional[TemporalHaSConfig] = None) -> Pipeline:
+    """A DALI pipeline (not built yet) with outputs (features float32 [frames, D] "FC", row of the video in the
+    index); `pipelines.SequenceLoader(define, options, index.labels)` makes it a PyTorch iterable.
 
     train=True shuffles and applies `has` (None = no hiding; its fill in feature units, e.g. `mean_feature`);
     train=False reads in index order and never hides.
     """
-    if device not in ("cpu", "gpu"):
-        raise ValueError(f"device={device!r}; expected 'cpu' or 'gpu'")
-    return _graph(index, frames, train, has if train else None, shard_id, num_shards, device,
-                  batch_size=batch_size, num_threads=num_threads, seed=seed,
-                  device_id=dali_device_id(device, device_id))
+    return _graph(index, options, frames, has if train else None, train,
+                  **options.pipeline_kwargs(options.pipeline_seed))
 
 
 @pipeline_def
-def _graph(index: FeatureIndex, frames: int, train: bool, has: Optional[TemporalHaSConfig], shard_id: int,
-           num_shards: int, device: str):
-    encoded, rows = read_rows([v.features for v in index.videos], shuffle=train, shard_id=shard_id,
-                              num_shards=num_shards)
+def _graph(index: FeatureIndex, options: PipelineOptions, frames: int, has: Optional[TemporalHaSConfig],
+           train: bool):
+    encoded, rows = read_rows([v.features for v in index.videos], options, shuffle=train)
     # float32 for the model, and because DALI's CPU arithmetic has no float16 (features are often stored so).
     features = fn.cast(fn.decoders.numpy(encoded), dtype=types.FLOAT)
     features = fn.reshape(features, layout="FC")
-    if device == "gpu":
+    if options.device == "gpu":
         features = features.gpu()
     features = sample_uniformly(features, frames)
     if has is not None:

@@ -1,4 +1,5 @@
-"""`make_loader`: a DALI pipeline wrapped as a plain PyTorch iterable of (images, labels) batches.
+"""DALI pipelines as plain PyTorch iterables: `EpochLoader`, the core every loader of this package shares, and
+`make_loader` / `DaliLoader` for images.
 
 Epochs. Each `for batch in loader` is one epoch of this shard: every sample exactly once, the last batch
 partial (never padded with repeated samples). DALI readers cannot restart mid-epoch, so when a `for` stops early
@@ -21,7 +22,7 @@ import atexit
 import math
 import weakref
 from dataclasses import replace
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import nvidia.dali.backend
@@ -29,15 +30,15 @@ import torch
 from nvidia.dali import Pipeline
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
-from dali_has import HaSConfig
-from pipelines.bad_files import explain
-from pipelines.options import IMAGENET_MEAN, IMAGENET_STD, PipelineOptions
-from pipelines.reader import IMAGE_FILTERS, READER_NAME, reader_kwargs
-from pipelines.train_pipeline import (FLIP_PROBABILITY, INITIAL_FILL, RANDOM_AREA, RANDOM_ASPECT_RATIO, check_train_settings,
-                                      train_pipeline)
-from pipelines.val_pipeline import val_pipeline
+from dali_has import HaSConfig, validate
+from pipelines.bad_files import UnreadableImageError, explain
+from pipelines.files import IMAGE_FILTERS
+from pipelines.reader import READER_NAME, reader_kwargs
+from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment, split_options
+from pipelines.train_pipeline import train_pipeline
+from pipelines.val_pipeline import eval_resize, val_pipeline
 
-_OPEN_LOADERS: "weakref.WeakSet[DaliLoader]" = weakref.WeakSet()
+_OPEN_LOADERS: "weakref.WeakSet[EpochLoader]" = weakref.WeakSet()
 
 
 @atexit.register
@@ -46,59 +47,12 @@ def _close_open_loaders():
         loader.close()
 
 
-def make_loader(data, *, train: bool, batch_size: int, crop: int = 224, device: str = "cpu",
-                has: Union[None, HaSConfig, dict] = None, has_impl: str = "auto", seed: Optional[int] = None,
-                shard_id: int = 0, num_shards: int = 1, num_threads: Optional[int] = None, dtype=torch.float32,
-                layout: str = "NCHW",
-                mean=IMAGENET_MEAN, std=IMAGENET_STD, ten_crop: bool = False, resize: Optional[int] = None,
-                random_area=RANDOM_AREA, random_aspect_ratio=RANDOM_ASPECT_RATIO, initial_fill: int = INITIAL_FILL,
-                flip_probability: float = FLIP_PROBABILITY,
-                device_id: Optional[int] = None, hw_decoder_load: float = 0.65,
-                preallocate_hint: Optional[tuple[int, int]] = None) -> "DaliLoader":
-    """An iterable of (images, labels) batches over `data`, one epoch per `for`.
+class EpochLoader:
+    """One DALI pipeline as an iterable of batches, one epoch per `for` (see the module docstring for epochs,
+    randomness and shutdown). Subclasses say how a batch of named DALI outputs becomes what they yield.
 
-    data: a folder `DIR/<class>/<image>` (label = index of the class folder in sorted order) or a DALI file
-        list (`path label` per line, paths relative to the list; `dali-has scan DIR --write-list FILE`).
-    train: True = shuffled, random-resized-crop + flip (+ Hide-and-Seek); False = in order, centre crop.
-    images: [B, 3, crop, crop] (NCHW) or [B, crop, crop, 3] (NHWC), `dtype`, normalized with mean/std
-        (0..255 scale); on the CPU for device="cpu", on the GPU for device="gpu". With ten_crop=True: [B, 10, ...].
-    labels: int64 [B], on the images' device.
-    has: Hide-and-Seek settings (HaSConfig or dict, `fill` in normalized units, see `pipelines.has_fill`);
-        None = none. Ignored when train=False: HaS never runs at evaluation.
-    has_impl: "auto", "fused" or "composed" Hide-and-Seek operator (`train_pipeline`).
-    seed, shard_id, num_shards, num_threads, dtype, layout, device_id, hw_decoder_load, preallocate_hint:
-        see `PipelineOptions`.
-    Training only (ignored when train=False): random_area, random_aspect_ratio, initial_fill, flip_probability
-        (`train_pipeline`).
-    Evaluation only: resize (shorter side, default crop / 0.875) is ignored when train=True; ten_crop=True with
-        train=True is an error, since it changes the output shape.
-    """
-    if not isinstance(train, bool):
-        raise ValueError(f"train={train!r} must be True or False")
-    options = PipelineOptions(data=data, batch_size=batch_size, crop=crop, device=device, device_id=device_id,
-                              dtype=dtype, layout=layout, mean=mean, std=std, shard_id=shard_id,
-                              num_shards=num_shards, num_threads=num_threads, seed=seed,
-                              hw_decoder_load=hw_decoder_load, preallocate_hint=preallocate_hint)
-    # Checked in both modes, so a typo in a shared settings dict shows up whichever loader is built first.
-    train_settings = check_train_settings(has, has_impl, random_area, random_aspect_ratio, initial_fill,
-                                          flip_probability)
-    if train:
-        if ten_crop:
-            raise ValueError("ten_crop=True is an evaluation setting; use it with train=False")
-
-        def build(rebuilds: int) -> Pipeline:
-            reseeded = replace(options, seed=_rebuild_seed(options.seed, rebuilds))
-            return train_pipeline(reseeded, **train_settings)
-    else:
-        def build(rebuilds: int) -> Pipeline:  # deterministic: a rebuild needs no new seed
-            return val_pipeline(options, resize=resize, ten_crop=ten_crop)
-
-    return DaliLoader(build, options, reader_kwargs(options, shuffle=train, initial_fill=initial_fill), train=train)
-
-
-class DaliLoader:
-    """Iterable of (images, labels) torch batches from a DALI pipeline; see the module docstring for epochs,
-    randomness and shutdown. Build it with `make_loader`.
+    define: builds the (unbuilt) pipeline for given options; called again, with a derived seed, on a rebuild.
+    outputs: names of the pipeline's outputs; reader_name: the name of its reader (epoch and shard sizes).
 
     batch_size: samples per batch (the last batch of an epoch may be smaller).
     num_samples: samples of this shard, i.e. per epoch of this loader.
@@ -107,12 +61,12 @@ class DaliLoader:
         their batch counts differ by at most one.
     """
 
-    def __init__(self, build: Callable[[int], Pipeline], options: PipelineOptions, reader_kwargs: dict, *,
-                 train: bool):
-        self._build = build
+    def __init__(self, define: Callable[[PipelineOptions], Pipeline], options: PipelineOptions,
+                 outputs: Sequence[str], reader_name: str):
+        self._define = define
         self._options = options
-        self._reader_kwargs = reader_kwargs
-        self._train = train
+        self._outputs = list(outputs)
+        self._reader_name = reader_name
         self._rebuilds = 0
         self._epoch = 0  # id of the newest `for`; older ones stop
         self._mid_epoch = False  # a batch of the current epoch was drawn and the epoch has not ended
@@ -120,14 +74,13 @@ class DaliLoader:
         self._iterator: Optional[DALIGenericIterator] = None
         self._open()
         self.batch_size = options.batch_size
-        self.dataset_size = self._dataset_size
-        self.num_samples = _shard_size(self.dataset_size, options.shard_id, options.num_shards)
+        self.num_samples = shard_size(self.dataset_size, options.shard_id, options.num_shards)
         _OPEN_LOADERS.add(self)
 
     def __len__(self) -> int:
         return math.ceil(self.num_samples / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator:
         if self._iterator is None:
             raise RuntimeError("this loader is closed")
         if self._mid_epoch:  # the previous `for` stopped early: start the next epoch from a fresh pipeline
@@ -137,7 +90,34 @@ class DaliLoader:
         self._epoch += 1
         return self._batches(self._epoch)
 
-    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    @property
+    def pipeline(self) -> Optional[Pipeline]:
+        """The DALI pipeline now in use (a new one after a rebuild); None once closed."""
+        return self._pipeline
+
+    def close(self) -> None:
+        """Release the DALI pipeline now; the loader cannot be iterated afterwards."""
+        self._close_pipeline()
+        _OPEN_LOADERS.discard(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _convert(self, batch: dict):
+        """What one batch of named outputs (torch tensors) becomes for the caller."""
+        raise NotImplementedError
+
+    def _explain(self, error: RuntimeError) -> Optional[Exception]:
+        """A clearer error for a failure while iterating, or None to re-raise DALI's."""
+        return None
+
+    def _no_files_message(self) -> str:
+        return "the pipeline's reader found no files"
+
+    def _batches(self, epoch: int) -> Iterator:
         while True:
             if epoch != self._epoch:
                 raise RuntimeError("a newer `for` over this loader started a new epoch; this one has ended")
@@ -150,46 +130,24 @@ class DaliLoader:
                 self._mid_epoch = False
                 return
             except RuntimeError as error:
-                explained = explain(error, self._options, self._reader_kwargs)
+                explained = self._explain(error)
                 if explained is None:
                     raise
                 raise explained from error
-            images, labels = batch["images"], batch["labels"]
             # A shard one sample smaller than the largest can end in a batch of padding only; DALI trims the
             # padding (LastBatchPolicy.PARTIAL), which leaves it empty.
-            if len(labels) == 0:
+            if len(batch[self._outputs[-1]]) == 0:
                 continue
-            yield images, labels
-
-    @property
-    def pipeline(self) -> Optional[Pipeline]:
-        """The DALI pipeline now in use (a new one after a rebuild); None once closed."""
-        return self._pipeline
-
-    def close(self) -> None:
-        """Release the DALI pipeline now; the loader cannot be iterated afterwards."""
-        self._close_pipeline()
-        _OPEN_LOADERS.discard(self)
-
-    def __enter__(self) -> "DaliLoader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        o = self._options
-        return (f"DaliLoader(data={o.data!r}, train={self._train}, batch_size={self.batch_size}, crop={o.crop}, "
-                f"device={o.device!r}, shard={o.shard_id}/{o.num_shards}, num_samples={self.num_samples}, "
-                f"batches={len(self)})")
+            yield self._convert(batch)
 
     def _open(self) -> None:
+        options = replace(self._options, seed=rebuild_seed(self._options.seed, self._rebuilds))
         try:
-            self._pipeline = self._build(self._rebuilds)
+            self._pipeline = self._define(options)
             self._pipeline.build()
-            self._dataset_size = self._pipeline.reader_meta(READER_NAME)["epoch_size"]  # all shards together
+            self.dataset_size = self._pipeline.reader_meta(self._reader_name)["epoch_size"]  # all shards
             self._iterator = DALIGenericIterator(
-                self._pipeline, ["images", "labels"], reader_name=READER_NAME, auto_reset=True,
+                self._pipeline, self._outputs, reader_name=self._reader_name, auto_reset=True,
                 last_batch_policy=LastBatchPolicy.PARTIAL, prepare_first_batch=False)
         except RuntimeError as error:
             if "No files found" in str(error):
@@ -208,21 +166,98 @@ class DaliLoader:
             # DALI keeps freed device and pinned memory in its pools; hand it back so torch can use it.
             nvidia.dali.backend.ReleaseUnusedMemory()
 
+
+def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfig, dict] = None,
+                augment: Union[None, TrainAugment, dict] = None, ten_crop: bool = False,
+                resize: Optional[int] = None, **options) -> DaliLoader:
+    """An iterable of (images, labels) batches over `data`, one epoch per `for`.
+
+    Args:
+        data: a folder `DIR/<class>/<image>` (label = index of the class folder in sorted order) or a DALI file
+            list (`path label` per line, paths relative to the list; `dali-has scan --write-list` writes one).
+        train: True = shuffled, random-resized-crop + flip (+ Hide-and-Seek); False = in order, centre crop.
+        batch_size: samples per batch; the last batch of an epoch may be smaller.
+        has: Hide-and-Seek settings (a HaSConfig or a dict of its settings, `fill` in normalized units, see
+            `pipelines.has_fill`); None = none. The common case of `augment`; give one or the other.
+        augment: all training augmentation settings (`TrainAugment` or a dict of them): HaS and its
+            implementation, random-resized-crop ranges, flip probability, shuffle buffer. Ignored when
+            train=False (Hide-and-Seek never runs at evaluation) but still checked.
+        ten_crop, resize: evaluation only (`val_pipeline`); ten_crop=True with train=True is an error.
+        **options: fields of `PipelineOptions` (device, device_id, seed, shard_id, num_shards, num_threads) and
+            of `ImageOptions` (crop, dtype, layout, mean, std, hw_decoder_load, preallocate_hint).
+
+    Returns:
+        A `DaliLoader`. Its images are [B, 3, crop, crop] (NCHW) or [B, crop, crop, 3] (NHWC) in `dtype`,
+        normalized with mean/std (0..255 scale), on the CPU for device="cpu" and on the GPU for device="gpu";
+        with ten_crop=True [B, 10, ...]. Labels are int64 [B] on the images' device.
+
+    Raises:
+        ValueError: a setting is invalid (the message names it), the data holds no images, or there are more
+            shards than samples. TypeError: an unknown option.
+        UnreadableImageError (while iterating): DALI could not read or decode a file; it names the file(s).
+    """
+    validate.boolean("train", train)
+    run, image = split_options(options)
+    run = PipelineOptions(batch_size=batch_size, **run)
+    image = ImageOptions(data=data, **image)
+    if has is not None and augment is not None:
+        raise ValueError("give Hide-and-Seek settings either as has=... or inside augment=..., not both")
+    if augment is None:
+        augment = TrainAugment(has=has)
+    elif isinstance(augment, dict):
+        augment = TrainAugment.from_dict(augment)
+    elif not isinstance(augment, TrainAugment):
+        raise ValueError(f"augment={augment!r}; expected a pipelines.TrainAugment or a dict of its settings")
+    if train:
+        if ten_crop:
+            raise ValueError("ten_crop=True is an evaluation setting; use it with train=False")
+        define = lambda o: train_pipeline(o, image, augment)  # noqa: E731
+    else:
+        resize = eval_resize(image.crop, resize)
+        validate.boolean("ten_crop", ten_crop)
+        define = lambda o: val_pipeline(o, image, resize=resize, ten_crop=ten_crop)  # noqa: E731
+    return DaliLoader(define, run, image, reader_kwargs(run, image, shuffle=train,
+                                                        shuffle_buffer=augment.shuffle_buffer), train=train)
+
+
+class DaliLoader(EpochLoader):
+    """(images, labels) torch batches from an image pipeline; build it with `make_loader`. A file DALI cannot
+    read or decode raises `UnreadableImageError` naming it."""
+
+    def __init__(self, define: Callable[[PipelineOptions], Pipeline], options: PipelineOptions,
+                 image: ImageOptions, reader_kwargs: dict, *, train: bool):
+        self._image = image
+        self._reader_kwargs = reader_kwargs
+        self._train = train
+        super().__init__(define, options, ["images", "labels"], READER_NAME)
+
+    def _convert(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch["images"], batch["labels"]
+
+    def _explain(self, error: RuntimeError) -> Optional[UnreadableImageError]:
+        return explain(error, self._options, self._image, self._reader_kwargs)
+
     def _no_files_message(self) -> str:
-        o = self._options
-        if o.is_file_list:
-            return f"the file list {o.data} names no files"
-        return (f"no images in {o.data}: expected class folders DIR/<class>/<image> with files matching "
+        if self._image.is_file_list:
+            return f"the file list {self._image.data} names no files"
+        return (f"no images in {self._image.data}: expected class folders DIR/<class>/<image> with files matching "
                 f"{', '.join(IMAGE_FILTERS)}")
 
+    def __repr__(self) -> str:
+        o = self._options
+        return (f"DaliLoader(data={self._image.data!r}, train={self._train}, batch_size={self.batch_size}, "
+                f"crop={self._image.crop}, device={o.device!r}, shard={o.shard_id}/{o.num_shards}, "
+                f"num_samples={self.num_samples}, batches={len(self)})")
 
-def _shard_size(dataset_size: int, shard_id: int, num_shards: int) -> int:
+
+def shard_size(dataset_size: int, shard_id: int, num_shards: int) -> int:
     """DALI's split: shard i holds samples [floor(i*N/S), floor((i+1)*N/S))."""
     return (shard_id + 1) * dataset_size // num_shards - shard_id * dataset_size // num_shards
 
 
-def _rebuild_seed(seed: Optional[int], rebuilds: int) -> Optional[int]:
+def rebuild_seed(seed: Optional[int], rebuilds: int) -> Optional[int]:
     """The base seed for the n-th rebuild: unchanged at first, then a reproducible fresh one."""
     if seed is None or rebuilds == 0:
         return seed
     return int(np.random.SeedSequence([seed, rebuilds]).generate_state(1)[0] >> 2)  # < 2**30: room for + shard_id
+

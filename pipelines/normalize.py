@@ -5,7 +5,7 @@ from typing import Sequence
 
 from nvidia.dali import fn
 
-from pipelines.options import IMAGENET_MEAN, IMAGENET_STD, PipelineOptions, check_channels
+from pipelines.settings import IMAGENET_MEAN, IMAGENET_STD, ImageOptions, rgb
 
 
 def has_fill(data_mean: Sequence[float], mean: Sequence[float] = IMAGENET_MEAN,
@@ -16,23 +16,21 @@ def has_fill(data_mean: Sequence[float], mean: Sequence[float] = IMAGENET_MEAN,
     normalization, where that colour becomes (data_mean - mean) / std: 0 when you normalize with the data set's
     own mean (`dali-has mean DIR`), something else with e.g. ImageNet statistics. All values on the 0..255 scale.
     """
-    data_mean = check_channels("data_mean", data_mean, positive=False)
-    mean = check_channels("mean", mean, positive=False)
-    std = check_channels("std", std, positive=True)
+    data_mean, mean, std = rgb("data_mean", data_mean), rgb("mean", mean), rgb("std", std, positive=True)
     return tuple((d - m) / s for d, m, s in zip(data_mean, mean, std))
 
 
-def crop_mirror_normalize(images, options: PipelineOptions, *, mirror=0, crop_pos=(0.5, 0.5)):
+def crop_mirror_normalize(images, image: ImageOptions, *, mirror=0, crop_pos=(0.5, 0.5)):
     """crop×crop window at `crop_pos` (0..1 of the free space, (0.5, 0.5) = centre), optional horizontal flip,
     (x - mean) / std, cast to the output dtype, HWC -> CHW when the layout asks for it."""
     return fn.crop_mirror_normalize(
         images,
-        crop=(options.crop, options.crop),
+        crop=(image.crop, image.crop),
         crop_pos_x=crop_pos[0],
         crop_pos_y=crop_pos[1],
         mirror=mirror,
-        mean=list(options.mean),
-        std=list(options.std),
-        dtype=options.dali_dtype,
-        output_layout=options.layout[1:],  # per-sample layout: "CHW" or "HWC"
+        mean=list(image.mean),
+        std=list(image.std),
+        dtype=image.dali_dtype,
+        output_layout=image.layout[1:],  # per-sample layout: "CHW" or "HWC"
     )

@@ -28,8 +28,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from dali_has import validate
 from pipelines.files import Dataset, load_dataset
-from pipelines.options import default_num_threads, positive_int
+from pipelines.settings import default_num_threads
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
@@ -306,8 +307,8 @@ class _Decoder:
 def scan_dataset(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num_threads: int | None = None,
                  progress: bool = True) -> ScanReport:
     """Probe and DALI-decode every file of a folder tree or file list; problems in dataset order."""
-    batch_size = positive_int("batch_size", batch_size)
-    num_threads = positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
+    batch_size = validate.positive_int("batch_size", batch_size)
+    num_threads = validate.positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
     decoder = _Decoder(batch_size, num_threads)
     problems: list[Problem] = []

@@ -9,16 +9,19 @@ from typing import Sequence
 
 from nvidia.dali import fn, types
 
+from pipelines.settings import PipelineOptions
+
 READER_NAME = "SequenceReader"  # the loader finds epoch and shard sizes through this name
 
 
-def read_rows(paths: Sequence[str], *, shuffle: bool, shard_id: int = 0, num_shards: int = 1):
+def read_rows(paths: Sequence[str], options: PipelineOptions, *, shuffle: bool):
     """(file bytes, int64 row of the file in `paths`) nodes.
 
     stick_to_shard keeps every epoch on the same shard; pad_last_batch ends each epoch at the shard boundary
     (the loader drops the padding) instead of wrapping into the next epoch.
     """
     encoded, rows = fn.readers.file(files=list(paths), labels=list(range(len(paths))), name=READER_NAME,
-                                    random_shuffle=shuffle, shard_id=shard_id, num_shards=num_shards,
+                                    random_shuffle=shuffle, shard_id=options.shard_id,
+                                    num_shards=options.num_shards,
                                     stick_to_shard=True, pad_last_batch=True)
     return encoded, fn.cast(fn.squeeze(rows, axes=[0]), dtype=types.INT64)

@@ -10,6 +10,8 @@ import numpy as np
 import nvidia.dali.fn as fn
 import nvidia.dali.types as types
 
+from dali_has import validate
+
 
 def uniform_frame_indices(length: int, count: int) -> np.ndarray:
     """Indices of the `count` frames sampled from a sequence of `length` frames (the numpy rule)."""
@@ -32,5 +34,4 @@ def sample_uniformly(sequences, count: int):
 
 
 def _check_count(count) -> None:
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise ValueError(f"count={count!r} must be a whole number of frames >= 1")
+    validate.positive_int("count", count)

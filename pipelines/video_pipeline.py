@@ -13,35 +13,29 @@ import nvidia.dali.fn as fn
 from nvidia.dali import Pipeline, pipeline_def
 
 from dali_has import TemporalHaSConfig, hide_and_seek_temporal
-from pipelines.options import dali_device_id
 from pipelines.sequence_reader import read_rows
+from pipelines.settings import PipelineOptions
 from pipelines.temporal_sampling import sample_uniformly
 
 
-def video_pipeline(paths: Sequence[str], *, frames: int, batch_size: int, train: bool,
-                   has: Optional[TemporalHaSConfig] = None, seed: Optional[int] = None, shard_id: int = 0,
-                   num_shards: int = 1, num_threads: int = 1, device: str = "cpu",
-                   device_id: Optional[int] = None) -> Pipeline:
-    """A DALI pipeline with outputs (uint8 video [frames, H, W, 3] "FHWC", row of the file in `paths`);
-    `pipelines.SequenceLoader(pipeline, labels)` makes it a PyTorch iterable.
+def video_pipeline(paths: Sequence[str], options: PipelineOptions, *, frames: int, train: bool,
+                   has: Optional[TemporalHaSConfig] = None) -> Pipeline:
+    """A DALI pipeline (not built yet) with outputs (uint8 video [frames, H, W, 3] "FHWC", row of the file in
+    `paths`); `pipelines.SequenceLoader(define, options, labels)` makes it a PyTorch iterable.
 
     has: temporal HaS settings with the fill on the 0..255 pixel scale (e.g. the data set's mean RGB);
-        applied when train=True, never when train=False. device="gpu" decodes with NVDEC.
+        applied when train=True, never when train=False. options.device="gpu" decodes with NVDEC.
     """
-    if device not in ("cpu", "gpu"):
-        raise ValueError(f"device={device!r}; expected 'cpu' or 'gpu'")
     if not paths:
         raise ValueError("paths is empty; give at least one video file")
-    return _graph(list(paths), frames, train, has if train else None, shard_id, num_shards, device,
-                  batch_size=batch_size, num_threads=num_threads, seed=seed,
-                  device_id=dali_device_id(device, device_id))
+    return _graph(list(paths), options, frames, has if train else None, train,
+                  **options.pipeline_kwargs(options.pipeline_seed))
 
 
 @pipeline_def
-def _graph(paths: list, frames: int, train: bool, has: Optional[TemporalHaSConfig], shard_id: int,
-           num_shards: int, device: str):
-    encoded, rows = read_rows(paths, shuffle=train, shard_id=shard_id, num_shards=num_shards)
-    video = fn.decoders.video(encoded, device="mixed" if device == "gpu" else "cpu")
+def _graph(paths: list, options: PipelineOptions, frames: int, has: Optional[TemporalHaSConfig], train: bool):
+    encoded, rows = read_rows(paths, options, shuffle=train)
+    video = fn.decoders.video(encoded, device="mixed" if options.device == "gpu" else "cpu")
     video = sample_uniformly(video, frames)
     if has is not None:
         video = hide_and_seek_temporal(video, segment=has.segment, p_hide=has.p_hide, fill=has.fill)

@@ -34,8 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a user error (bad option value, bad or missing file) is one line on stderr and exit 2."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as error:  # OSError: missing, unreadable or already existing files
+        return _user_error(args.command, error)
+    except RuntimeError as error:
+        from pipelines.bad_files import UnreadableImageError  # DALI is imported only when a command needs it
+
+        if isinstance(error, UnreadableImageError):
+            return _user_error(args.command, error)
+        raise
+
+
+def _user_error(command: str, error: Exception) -> int:
+    print(f"dali-has {command}: error: {error}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

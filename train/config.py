@@ -1,4 +1,9 @@
-"""One training configuration: validated, with the paper-style defaults per architecture, saved with each run."""
+"""One training configuration: validated, with the paper-style defaults per architecture, saved with each run.
+
+The input settings are the pipelines' own types, nested rather than copied: `augment` is a
+`pipelines.TrainAugment` (Hide-and-Seek, random-resized-crop, flip, shuffling), and the normalization defaults
+come from `pipelines.settings`.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -6,12 +11,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dali_has import HaSConfig
-from train.models import model_options
-
-ARCHS = ("alexnet_gap", "resnet50")
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+from dali_has import HaSConfig, validate
+from pipelines.settings import CROP, DEVICES, DTYPE_NAMES, IMAGENET_MEAN, IMAGENET_STD, TrainAugment, rgb
+from train.models import ARCHS, model_options
 
 # Paper-style SGD schedules (lr for batch 256, scaled linearly with the batch): ResNet-50 as in the standard
 # ImageNet recipe (90 epochs, /10 at 30 and 60); AlexNet-GAP as trained from scratch in the HaS paper's code
@@ -20,6 +22,23 @@ ARCH_DEFAULTS = {
     "resnet50": dict(epochs=90, lr=0.1, weight_decay=1e-4, lr_milestones=(30, 60)),
     "alexnet_gap": dict(epochs=55, lr=0.01, weight_decay=5e-4, lr_milestones=(25, 50)),
 }
+
+
+@dataclass(frozen=True)
+class FeatureHaS:
+    """Feature-map Hide-and-Seek (paper Table 5) right after the layer named `after` (a name from the model's
+    `named_modules()`, e.g. "body.2" = AlexNet-GAP's conv1 ReLU); cells in feature-map pixels."""
+
+    after: str
+    patch_sizes: tuple[int, ...] = (5, 11)  # the paper's sizes on AlexNet's 55x55 conv1 map
+    p_hide: float = 0.5
+
+    def __post_init__(self):
+        if not isinstance(self.after, str) or not self.after:
+            raise ValueError(f"feature_has after={self.after!r}; expected a layer name such as 'body.2'")
+        has = HaSConfig(self.patch_sizes, self.p_hide)
+        object.__setattr__(self, "patch_sizes", has.patch_sizes)
+        object.__setattr__(self, "p_hide", has.p_hide)
 
 
 @dataclass
@@ -35,90 +54,78 @@ class TrainConfig:
     lr_milestones: tuple[int, ...] | None = None
     lr_gamma: float = 0.1
     warmup_epochs: int = 0
-    crop: int = 224
-    random_area: tuple[float, float] = (0.08, 1.0)  # random-resized-crop area range
-    flip_probability: float = 0.5
+    crop: int = CROP
+    # Hide-and-Seek with the paper's settings is on unless `augment.has` is None.
+    augment: TrainAugment = field(default_factory=lambda: TrainAugment(has=HaSConfig()))
     device: str = "cpu"
     dtype: str = "float32"  # loader output; GPU training runs under bf16 autocast regardless
     channels_last: bool = True
     amp: bool = True  # bf16 autocast on the GPU; ignored on the CPU
-    has: bool = True
-    has_patch_sizes: tuple[int, ...] = (0, 16, 32, 44, 56)
-    has_p_hide: float = 0.5
-    has_fill: tuple[float, ...] = (0.0,)
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     seed: int = 0
     num_threads: int | None = None
     model: dict = field(default_factory=dict)  # architecture options, passed to build_model
-    # Feature-map HaS (paper Table 5) after a named layer, e.g. "body.2" (AlexNet-GAP's conv1 ReLU); None = off.
-    feature_has_after: str | None = None
-    feature_has_patch_sizes: tuple[int, ...] = (5, 11)
-    feature_has_p_hide: float = 0.5
+    feature_has: FeatureHaS | None = None
     max_steps_per_epoch: int | None = None  # for smoke runs and benchmarks
 
     def __post_init__(self):
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch={self.arch!r}; expected one of {ARCHS}")
+        validate.one_of("arch", self.arch, tuple(ARCHS))
         for key, value in ARCH_DEFAULTS[self.arch].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
-        self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
-        self.has_patch_sizes = tuple(int(s) for s in self.has_patch_sizes)
-        self.has_fill = tuple(float(f) for f in self.has_fill)
-        self.random_area = tuple(float(a) for a in self.random_area)
-        self.mean, self.std = tuple(map(float, self.mean)), tuple(map(float, self.std))
-        _positive("epochs", self.epochs)
-        _positive("batch_size", self.batch_size)
-        _positive("crop", self.crop)
-        if self.lr <= 0:
-            raise ValueError(f"lr={self.lr} must be > 0")
-        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ValueError(f"weight_decay={self.weight_decay} must be >= 0 and momentum={self.momentum} in [0, 1)")
-        if self.device not in ("cpu", "gpu"):
-            raise ValueError(f"device={self.device!r}; expected 'cpu' or 'gpu'")
-        if self.dtype not in ("float32", "float16"):
-            raise ValueError(f"dtype={self.dtype!r}; expected 'float32' or 'float16'")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"mean={self.mean} and std={self.std} need 3 values each, std > 0")
-        if self.warmup_epochs < 0 or self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ValueError("warmup_epochs must be >= 0 and max_steps_per_epoch >= 1")
-        self.has_config()  # validates the Hide-and-Seek settings
-        self.feature_has_patch_sizes = tuple(int(s) for s in self.feature_has_patch_sizes)
-        HaSConfig(self.feature_has_patch_sizes, self.feature_has_p_hide)
+        self.epochs = validate.positive_int("epochs", self.epochs)
+        self.batch_size = validate.positive_int("batch_size", self.batch_size)
+        self.crop = validate.positive_int("crop", self.crop)
+        self.lr = validate.number("lr", self.lr, low=0.0, low_open=True)
+        self.momentum = validate.number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        self.weight_decay = validate.number("weight_decay", self.weight_decay, low=0.0)
+        self.lr_milestones = tuple(validate.whole_number("lr_milestones", m) for m in self.lr_milestones)
+        self.lr_gamma = validate.number("lr_gamma", self.lr_gamma, low=0.0, low_open=True)
+        self.warmup_epochs = validate.whole_number("warmup_epochs", self.warmup_epochs)
+        if isinstance(self.augment, dict):
+            self.augment = TrainAugment.from_dict(self.augment)
+        elif not isinstance(self.augment, TrainAugment):
+            raise ValueError(f"augment={self.augment!r}; expected a pipelines.TrainAugment or a dict of its settings")
+        validate.one_of("device", self.device, DEVICES)
+        validate.one_of("dtype", self.dtype, tuple(DTYPE_NAMES))
+        validate.boolean("channels_last", self.channels_last)
+        validate.boolean("amp", self.amp)
+        self.mean, self.std = rgb("mean", self.mean), rgb("std", self.std, positive=True)
+        self.seed = validate.whole_number("seed", self.seed, maximum=2**62)
+        if self.num_threads is not None:
+            self.num_threads = validate.positive_int("num_threads", self.num_threads)
+        if isinstance(self.feature_has, dict):
+            self.feature_has = FeatureHaS(**validate.known_fields("feature_has", self.feature_has, FeatureHaS))
+        if self.max_steps_per_epoch is not None:
+            self.max_steps_per_epoch = validate.positive_int("max_steps_per_epoch", self.max_steps_per_epoch)
+        if not isinstance(self.model, dict):
+            raise ValueError(f"model={self.model!r}; expected a mapping of architecture options")
         unknown = sorted(set(self.model) - set(model_options(self.arch)))
         if unknown:  # option values are checked when the model is built
             raise ValueError(f"unknown option(s) {unknown} for arch {self.arch!r}; "
                              f"expected some of {sorted(model_options(self.arch))}")
-
-    def has_config(self) -> HaSConfig | None:
-        if not self.has:
-            return None
-        return HaSConfig(self.has_patch_sizes, self.has_p_hide, self.has_fill)
 
     @property
     def scaled_lr(self) -> float:
         return self.lr * self.batch_size / 256
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}")
-        return cls(**d)
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Build from a mapping (config.json); unknown keys are errors, and so are values of the wrong type."""
+        try:
+            return cls(**validate.known_fields("training", d, cls))
+        except TypeError as e:  # e.g. a missing key, or a string where a number belongs
+            raise ValueError(f"training config: {e}") from None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["augment"] = self.augment.to_dict()
+        return d
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "TrainConfig":
+    def load(cls, path: Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
-
-
-def _positive(name: str, value) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a whole number >= 1")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from pipelines import make_loader
+from dali_has import HaSConfig
+from pipelines import TrainAugment, make_loader
 from pipelines.dataset_mean import dataset_mean
 from pipelines.files import load_dataset
 from train.config import TrainConfig
@@ -33,14 +34,14 @@ METRICS = ("top1", "gt_known_loc", "top1_loc", "maxboxacc_v2")
 
 
 def demo_configs(data: Path, runs: Path, *, seed: int, epochs: int, device: str, mean, std) -> dict[str, TrainConfig]:
+    # A mirror image turns stripe angle θ into -θ, another class's cue: no flips here.
+    augment = TrainAugment(has=HaSConfig(DEMO_HAS_SIZES, 0.5, 0.0), random_area=(0.85, 1.0), flip_probability=0.0)
     base = TrainConfig(data=str(data / "train"), out="", arch="alexnet_gap", epochs=epochs, batch_size=64,
                        lr=0.4, weight_decay=5e-4, lr_milestones=(int(epochs * 0.6), int(epochs * 0.85)),
-                       warmup_epochs=1, crop=64, random_area=(0.85, 1.0), device=device, seed=seed,
-                       # A mirror image turns stripe angle θ into -θ, another class's cue: no flips here.
-                       flip_probability=0.0,
-                       has_patch_sizes=DEMO_HAS_SIZES, has_p_hide=0.5, has_fill=(0.0,), mean=mean, std=std,
+                       warmup_epochs=1, crop=64, augment=augment, device=device, seed=seed, mean=mean, std=std,
                        model=dict(DEMO_MODEL))
-    return {name: replace(base, out=str(runs / name), has=(name == "has")) for name in ("baseline", "has")}
+    return {"baseline": replace(base, out=str(runs / "baseline"), augment=replace(augment, has=None)),
+            "has": replace(base, out=str(runs / "has"))}
 
 
 def run_demo(out: str | Path, *, seed: int = 0, epochs: int = 24, n_train: int = 4000, n_test: int = 1000,
@@ -59,7 +60,7 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int = 24, n_train: int =
     examples = {}
     for name, cfg in demo_configs(data, out / "runs", seed=seed, epochs=epochs, device=device,
                                   mean=stats.mean, std=stats.std).items():
-        print(f"training {name} ({'Hide-and-Seek ' + str(list(DEMO_HAS_SIZES)) if cfg.has else 'no hiding'}, "
+        print(f"training {name} ({'Hide-and-Seek ' + str(list(DEMO_HAS_SIZES)) if cfg.augment.has else 'no hiding'}, "
               f"{epochs} epochs, {device})", flush=True)
         fit(cfg)
         # resize=crop: the whole 64-pixel test image is the network input, as in wsolevaluation's protocol.

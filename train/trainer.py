@@ -45,9 +45,9 @@ def num_classes_of(data: str) -> int:
 def build_cfg_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
     """The configured architecture, with feature-map Hide-and-Seek inserted when asked for."""
     model = build_model(cfg.arch, num_classes, **cfg.model)
-    if cfg.feature_has_after:
-        insert_after(model, cfg.feature_has_after,
-                     FeatureHideAndSeek(cfg.feature_has_patch_sizes, cfg.feature_has_p_hide, fill="mean"))
+    if cfg.feature_has is not None:
+        insert_after(model, cfg.feature_has.after,
+                     FeatureHideAndSeek(cfg.feature_has.patch_sizes, cfg.feature_has.p_hide, fill="mean"))
     return model
 
 
@@ -110,11 +110,10 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
 
 
 def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> dict:
-    loader = make_loader(cfg.data, train=True, batch_size=cfg.batch_size, crop=cfg.crop, device=cfg.device,
-                         has=cfg.has_config(), seed=epoch_seed(cfg.seed, env.rank, epoch),
-                         shard_id=env.rank, num_shards=env.world_size, num_threads=cfg.num_threads,
-                         dtype=getattr(torch, cfg.dtype), mean=cfg.mean, std=cfg.std, random_area=cfg.random_area,
-                         flip_probability=cfg.flip_probability)
+    loader = make_loader(cfg.data, train=True, batch_size=cfg.batch_size, augment=cfg.augment, crop=cfg.crop,
+                         device=cfg.device, seed=epoch_seed(cfg.seed, env.rank, epoch), shard_id=env.rank,
+                         num_shards=env.world_size, num_threads=cfg.num_threads, dtype=cfg.dtype, mean=cfg.mean,
+                         std=cfg.std)
     with loader:  # closed at the end of the epoch: the next epoch builds its own
         return _run_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
 

@@ -88,7 +88,7 @@ def test_bad_image_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    ({"device": "tpu"}, "device must be one of"), ({"batch_size": 0}, "batch_size"),
+    ({"device": "tpu"}, "device='tpu'"), ({"batch_size": 0}, "batch_size"),
     ({"num_threads": -1}, "num_threads"),
 ])
 def test_validates_parameters(png_tree, args, message):

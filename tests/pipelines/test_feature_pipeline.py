@@ -7,6 +7,7 @@ import pytest
 from dali_has import TemporalHaSConfig, reference
 from pipelines.feature_pipeline import FeatureIndex, feature_pipeline, mean_feature
 from pipelines.sequence_loader import SequenceLoader
+from pipelines.settings import PipelineOptions
 from pipelines.temporal_sampling import uniform_frame_indices
 
 DIM = 3
@@ -25,9 +26,10 @@ def write_index(tmp_path, lengths, dtype=np.float32):
     return FeatureIndex.load(str(path))
 
 
-def loader(index, **kw):
-    kw = dict(dict(frames=8, batch_size=3, train=False), **kw)
-    return SequenceLoader(feature_pipeline(index, **kw), index.labels)
+def loader(index, *, frames=8, train=False, has=None, **options):
+    options = PipelineOptions(**{"batch_size": 3, **options})
+    return SequenceLoader(lambda o: feature_pipeline(index, o, frames=frames, train=train, has=has), options,
+                          index.labels)
 
 
 def test_every_video_exactly_once_per_epoch_with_a_partial_last_batch(tmp_path):
@@ -55,11 +57,14 @@ def test_shards_split_the_videos_exactly(tmp_path):
     assert sorted(seen) == list(range(7))
 
 
-def test_an_epoch_must_end_before_the_next_starts(tmp_path):
-    data = loader(write_index(tmp_path, [4] * 7))
-    next(iter(data))
-    with pytest.raises(RuntimeError, match="not run to its end"):
-        next(iter(data))
+def test_a_for_that_stops_early_is_followed_by_a_fresh_full_epoch(tmp_path):
+    # The image loader's rule: the abandoned epoch's pipeline is rebuilt, nothing is resumed half-way.
+    data = loader(write_index(tmp_path, [4] * 7), train=True, seed=1)
+    abandoned = iter(data)
+    next(abandoned)
+    assert sorted(r for batch in data for r in batch.rows.tolist()) == list(range(7))
+    with pytest.raises(RuntimeError, match="newer `for`"):
+        next(abandoned)
 
 
 def test_uniform_sampling_takes_the_middle_step_of_each_stretch(tmp_path):

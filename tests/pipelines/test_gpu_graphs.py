@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from dali_has import HaSConfig, TemporalHaSConfig
-from pipelines import PipelineOptions, train_pipeline, val_pipeline
+from pipelines import ImageOptions, PipelineOptions, TrainAugment, train_pipeline, val_pipeline
 from pipelines.bad_files import _decode_graph
 from pipelines.dataset_mean import mean_pipeline
 from pipelines.feature_pipeline import FeatureIndex, feature_pipeline
@@ -36,8 +36,11 @@ def feature_index(tmp_path_factory):
     return FeatureIndex.load(str(root / "index.json"))
 
 
-def gpu_options(folder, **kwargs):
-    return PipelineOptions(data=str(folder), batch_size=4, crop=16, device="gpu", device_id=0, **kwargs)
+GPU = PipelineOptions(batch_size=4, device="gpu", device_id=0)
+
+
+def image_options(folder, **kwargs):
+    return ImageOptions(data=str(folder), crop=16, **kwargs)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -47,34 +50,34 @@ def test_train_pipeline(folder, dtype, layout, has_impl, request):
     if has_impl == "fused":
         request.getfixturevalue("fused_on_gpu_definable")
     has = None if has_impl is None else HaSConfig(fill=(0.5, -1.0, 2.0))
-    train_pipeline(gpu_options(folder, dtype=dtype, layout=layout), has=has, has_impl=has_impl or "auto")
+    train_pipeline(GPU, image_options(folder, dtype=dtype, layout=layout),
+                   TrainAugment(has=has, has_impl=has_impl or "auto"))
 
 
 @pytest.mark.parametrize("ten_crop", [False, True])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_val_pipeline(folder, ten_crop, layout):
-    val_pipeline(gpu_options(folder, layout=layout), ten_crop=ten_crop)
+    val_pipeline(GPU, image_options(folder, layout=layout), ten_crop=ten_crop)
 
 
 @pytest.mark.parametrize("train", [False, True])
 def test_feature_pipeline(feature_index, train):
-    feature_pipeline(feature_index, frames=6, batch_size=2, train=train, device="gpu", device_id=0,
+    feature_pipeline(feature_index, GPU, frames=6, train=train,
                      has=TemporalHaSConfig(segment=2, fill=(0.5, 1.0, 2.0, 3.0)))
 
 
 @pytest.mark.parametrize("train", [False, True])
 def test_video_pipeline(tmp_path, train):
-    video_pipeline([str(tmp_path / "v.mjpeg")], frames=6, batch_size=2, train=train, device="gpu", device_id=0,
+    video_pipeline([str(tmp_path / "v.mjpeg")], GPU, frames=6, train=train,
                    has=TemporalHaSConfig(segment=2, fill=(1.0, 2.5, 3.0)))
 
 
 def test_dataset_mean_pipeline(folder):
-    mean_pipeline(load_dataset(folder), batch_size=4, num_threads=1, device="gpu", device_id=0)
+    mean_pipeline(load_dataset(folder), GPU)
 
 
 def test_bad_file_locator_decodes_with_the_gpu_decoder(folder):
-    options = gpu_options(folder)
-    _decode_graph([str(folder / "a" / "0.jpg")], options, **options.pipeline_kwargs(seed=None))
+    _decode_graph([str(folder / "a" / "0.jpg")], GPU, image_options(folder), **GPU.pipeline_kwargs())
 
 
 def test_every_gpu_pipeline_uses_the_current_cuda_device_of_its_rank(folder, feature_index, tmp_path, monkeypatch):
@@ -82,12 +85,12 @@ def test_every_gpu_pipeline_uses_the_current_cuda_device_of_its_rank(folder, fea
     # on GPU 3, not on GPU 0.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
-    options = PipelineOptions(data=str(folder), batch_size=4, crop=16, device="gpu")
+    options = PipelineOptions(batch_size=4, device="gpu")
     pipes = [
-        train_pipeline(options),
-        val_pipeline(options),
-        feature_pipeline(feature_index, frames=6, batch_size=2, train=True, device="gpu"),
-        video_pipeline([str(tmp_path / "v.mjpeg")], frames=6, batch_size=2, train=True, device="gpu"),
-        mean_pipeline(load_dataset(folder), batch_size=4, num_threads=1, device="gpu"),
+        train_pipeline(options, image_options(folder)),
+        val_pipeline(options, image_options(folder)),
+        feature_pipeline(feature_index, options, frames=6, train=True),
+        video_pipeline([str(tmp_path / "v.mjpeg")], options, frames=6, train=True),
+        mean_pipeline(load_dataset(folder), options),
     ]
     assert [p.device_id for p in pipes] == [3] * len(pipes)

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from pipelines import UnreadableImageError, make_loader
-from pipelines.options import default_num_threads
+from pipelines.settings import default_num_threads
 
 N_IMAGES = 11
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
@@ -258,9 +258,9 @@ def test_a_zero_byte_file_is_named(tmp_path, dataset):
     ({"mean": (1.0, 2.0)}, "mean="),
     ({"std": (0.0, 1.0, 1.0)}, "std="),
     ({"std": (0.229, 0.224, 0.225)}, "0..255"),
-    ({"random_area": (0.5, 0.2)}, "random_area="),
-    ({"random_aspect_ratio": (0, 1)}, "random_aspect_ratio="),
-    ({"initial_fill": 0}, "initial_fill=0"),
+    ({"augment": {"random_area": (0.5, 0.2)}}, "random_area="),
+    ({"augment": {"random_aspect_ratio": (0, 1)}}, "random_aspect_ratio="),
+    ({"augment": {"shuffle_buffer": 0}}, "shuffle_buffer=0"),
     ({"has": {"patch_size": 8}}, "patch_size"),
     ({"has": {"p_hide": 2}}, "p_hide=2"),
     ({"has": "yes"}, "has='yes'"),

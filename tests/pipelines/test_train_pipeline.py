@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from dali_has import fused
-from pipelines import IMAGENET_MEAN, IMAGENET_STD, PipelineOptions, has_fill, make_loader, train_pipeline
+from pipelines import (IMAGENET_MEAN, IMAGENET_STD, ImageOptions, PipelineOptions, TrainAugment, has_fill, make_loader,
+                       train_pipeline)
 
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
 COLOUR = (200, 100, 50)
@@ -60,8 +61,8 @@ def test_constant_colour_normalizes_to_the_expected_value_in_every_dtype_and_lay
 
 def test_flip_happens_about_half_the_time(half_black_half_white):
     # The crop covers the whole image, so a sample is the image or its mirror image, nothing in between.
-    loader = make_loader(half_black_half_white, train=True, batch_size=8, crop=32, random_area=(1.0, 1.0),
-                         random_aspect_ratio=(1.0, 1.0), mean=(0, 0, 0), std=(255, 255, 255), seed=0,
+    loader = make_loader(half_black_half_white, train=True, batch_size=8, crop=32,
+                         augment=TrainAugment(random_area=(1.0, 1.0), random_aspect_ratio=(1.0, 1.0)), mean=(0, 0, 0), std=(255, 255, 255), seed=0,
                          num_threads=1)
     images = torch.cat([x for _ in range(2) for x, _ in loader])  # 48 samples over two epochs
     left, right = images[..., :16], images[..., 16:]
@@ -101,7 +102,7 @@ def test_has_fill_is_the_data_mean_in_normalized_units():
 
 
 def test_train_pipeline_is_a_dali_pipeline_with_chw_images_and_scalar_int64_labels(constant):
-    pipe = train_pipeline(PipelineOptions(data=constant, batch_size=2, crop=8, num_threads=1, seed=0))
+    pipe = train_pipeline(PipelineOptions(batch_size=2, num_threads=1, seed=0), ImageOptions(data=constant, crop=8))
     pipe.build()
     images, labels = pipe.run()
     assert images.layout() == "CHW" and images.as_tensor().shape() == [2, 3, 8, 8]
@@ -113,11 +114,12 @@ def test_has_impl_picks_the_hide_and_seek_operator(constant, impl, fused_in_grap
     if impl == "fused" and not fused.load():
         pytest.skip(f"fused plugin cannot be built here: {fused.unavailable_reason()}")
     has = {"patch_sizes": [4], "p_hide": 1.0, "fill": 0.5}
-    loader = make_loader(constant, train=True, batch_size=4, crop=8, num_threads=1, seed=0, has=has, has_impl=impl)
+    loader = make_loader(constant, train=True, batch_size=4, crop=8, num_threads=1, seed=0,
+                         augment=TrainAugment(has=has, has_impl=impl))
     assert (b"dali_has__HideAndSeek" in loader.pipeline.serialize()) == fused_in_graph
     assert torch.all(torch.cat([x for x, _ in loader]) == 0.5)
     with pytest.raises(ValueError, match="has_impl='fast'"):
-        make_loader(constant, train=True, batch_size=4, has=has, has_impl="fast")
+        make_loader(constant, train=True, batch_size=4, augment={"has": has, "has_impl": "fast"})
 
 
 def test_flip_probability_zero_never_mirrors_and_bad_values_are_named(tmp_path):
@@ -131,10 +133,11 @@ def test_flip_probability_zero_never_mirrors_and_bad_values_are_named(tmp_path):
     img[:, :16] = 255  # left half white: a mirror puts it on the right
     for i in range(6):
         Image.fromarray(img).save(tmp_path / "a" / f"{i}.png")
-    loader = make_loader(str(tmp_path), train=True, batch_size=6, crop=32, random_area=(1.0, 1.0),
-                         random_aspect_ratio=(1.0, 1.0), flip_probability=0.0, mean=(0, 0, 0), std=(1, 1, 1))
+    loader = make_loader(str(tmp_path), train=True, batch_size=6, crop=32, mean=(0, 0, 0), std=(1, 1, 1),
+                         augment=TrainAugment(random_area=(1.0, 1.0), random_aspect_ratio=(1.0, 1.0),
+                                              flip_probability=0.0))
     for _ in range(3):
         images, _ = next(iter(loader))
         assert (images[:, :, :, :8] > 200).all() and (images[:, :, :, 24:] < 50).all()
     with pytest.raises(ValueError, match="flip_probability=1.5"):
-        make_loader(str(tmp_path), train=True, batch_size=2, flip_probability=1.5)
+        make_loader(str(tmp_path), train=True, batch_size=2, augment={"flip_probability": 1.5})

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from pipelines import make_loader
-from pipelines.val_pipeline import default_resize
+from pipelines.val_pipeline import eval_resize
 
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
 HEIGHTS_WIDTHS = [(40, 60), (64, 40), (40, 40)]  # landscape, portrait, square; shorter side 40
@@ -92,5 +92,5 @@ def test_hide_and_seek_never_runs_at_evaluation(noise):
 
 
 def test_default_resize_keeps_the_usual_ratio():
-    assert default_resize(224) == 256
-    assert default_resize(64) == 73
+    assert eval_resize(224) == 256
+    assert eval_resize(64) == 73

@@ -16,6 +16,7 @@ from PIL import Image
 
 from dali_has import TemporalHaSConfig, reference
 from pipelines.sequence_loader import SequenceLoader
+from pipelines.settings import PipelineOptions
 from pipelines.temporal_sampling import uniform_frame_indices
 from pipelines.video_pipeline import video_pipeline
 
@@ -40,8 +41,8 @@ def test_video_frames_are_sampled_uniformly_and_hidden_by_segment(tmp_path):
         write_mjpeg(paths[-1], length)
     has = TemporalHaSConfig(segment=2, p_hide=0.5, fill=FILL)
     hidden_seen = 0
-    loader = SequenceLoader(video_pipeline(paths, frames=6, batch_size=3, train=True, has=has, seed=2),
-                            labels=np.arange(3))
+    loader = SequenceLoader(lambda o: video_pipeline(paths, o, frames=6, train=True, has=has),
+                            PipelineOptions(batch_size=3, seed=2), labels=np.arange(3))
     for _ in range(3):
         for batch in loader:
             assert batch.sequences.shape[1:] == (6, 24, 32, 3) and batch.sequences.dtype == torch.uint8
@@ -58,8 +59,9 @@ def test_video_frames_are_sampled_uniformly_and_hidden_by_segment(tmp_path):
 def test_evaluation_never_hides(tmp_path):
     path = str(tmp_path / "v.mjpeg")
     write_mjpeg(path, 10)
-    loader = SequenceLoader(video_pipeline([path], frames=10, batch_size=1, train=False,
-                                           has=TemporalHaSConfig(1, p_hide=1.0, fill=FILL)), labels=[0])
+    has = TemporalHaSConfig(1, p_hide=1.0, fill=FILL)
+    loader = SequenceLoader(lambda o: video_pipeline([path], o, frames=10, train=False, has=has),
+                            PipelineOptions(batch_size=1), labels=[0])
     (batch,) = list(loader)
     np.testing.assert_allclose(batch.sequences[0].float().mean(dim=(1, 2, 3)).numpy(),
                                10 * np.arange(10) + 20, atol=3)
@@ -67,9 +69,9 @@ def test_evaluation_never_hides(tmp_path):
 
 @pytest.mark.gpu
 def test_nvdec_decodes_h264_and_temporal_hide_and_seek_keeps_uint8():
-    loader = SequenceLoader(video_pipeline([str(H264)], frames=8, batch_size=1, train=True, seed=3, device="gpu",
-                                           has=TemporalHaSConfig(segment=2, p_hide=0.5, fill=(1.5, 2.5, 3.0))),
-                            labels=[0])
+    has = TemporalHaSConfig(segment=2, p_hide=0.5, fill=(1.5, 2.5, 3.0))
+    loader = SequenceLoader(lambda o: video_pipeline([str(H264)], o, frames=8, train=True, has=has),
+                            PipelineOptions(batch_size=1, seed=3, device="gpu"), labels=[0])
     hidden_seen = 0
     for _ in range(4):
         (batch,) = list(loader)

@@ -13,8 +13,8 @@ def test_demo_writes_the_promised_results(tmp_path, capsys):
         assert all(0 <= results[run][k] <= 100 for k in metrics)
     assert results["wall_s"] > 0 and results["device"].startswith("cpu")
     assert (out / "cams.png").stat().st_size > 0
-    assert json.loads((out / "runs" / "has" / "config.json").read_text())["has"] is True
-    assert json.loads((out / "runs" / "baseline" / "config.json").read_text())["has"] is False
+    assert json.loads((out / "runs" / "has" / "config.json").read_text())["augment"]["has"] is not None
+    assert json.loads((out / "runs" / "baseline" / "config.json").read_text())["augment"]["has"] is None
     assert "GT-known Loc" in (printed := capsys.readouterr().out) and "top-1, head hidden" in printed
     # A second run reuses the generated set.
     stamp = (out / "data" / "dataset.json").stat().st_mtime_ns

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from train.cli import main
-from train.config import TrainConfig
+from dali_has import HaSConfig
+from pipelines import TrainAugment
+from train.config import FeatureHaS, TrainConfig
 from train.trainer import CHECKPOINT, fit
 
 SMALL = {"stem": "small", "width": 0.125, "batch_norm": True}
@@ -17,7 +19,8 @@ SMALL = {"stem": "small", "width": 0.125, "batch_norm": True}
 
 def tiny_config(data, out, **kw) -> TrainConfig:
     return TrainConfig(**{**dict(data=str(data / "train"), out=str(out), epochs=2, batch_size=8, lr=0.4, crop=64,
-                                 has_patch_sizes=(0, 8, 16), num_threads=1, model=dict(SMALL), seed=3), **kw})
+                                 augment=TrainAugment(has=HaSConfig((0, 8, 16))), num_threads=1, model=dict(SMALL),
+                                 seed=3), **kw})
 
 
 def test_config_defaults_follow_the_arch_and_bad_values_are_named():
@@ -26,7 +29,7 @@ def test_config_defaults_follow_the_arch_and_bad_values_are_named():
     assert TrainConfig(data="d", out="o").lr_milestones == (25, 50)
     for bad, match in [(dict(arch="vgg"), "arch='vgg'"), (dict(batch_size=0), "batch_size=0"),
                        (dict(lr=-1.0), "lr=-1.0"), (dict(device="tpu"), "device='tpu'"),
-                       (dict(has_p_hide=2.0), "p_hide=2.0"), (dict(mean=(1, 2)), "mean")]:
+                       (dict(augment={"has": {"p_hide": 2.0}}), "p_hide=2.0"), (dict(mean=(1, 2)), "mean")]:
         with pytest.raises(ValueError, match=match):
             TrainConfig(data="d", out="o", **bad)
     with pytest.raises(ValueError, match="unknown training option.*'epoch'"):
@@ -97,13 +100,13 @@ def test_feature_map_hide_and_seek_is_inserted_trained_and_reloaded(tiny_synth, 
     from dali_has import FeatureHideAndSeek
     from train.trainer import load_trained_model
 
-    fit(tiny_config(tiny_synth, tmp_path / "f", epochs=1, feature_has_after="body.2", feature_has_patch_sizes=(3,)))
+    fit(tiny_config(tiny_synth, tmp_path / "f", epochs=1, feature_has=FeatureHaS("body.2", patch_sizes=(3,))))
     model, cfg = load_trained_model(tmp_path / "f")
     inserted = [m for m in model.modules() if isinstance(m, FeatureHideAndSeek)]
-    assert len(inserted) == 1 and cfg.feature_has_after == "body.2"
+    assert len(inserted) == 1 and cfg.feature_has.after == "body.2"
     assert inserted[0].running_mean.abs().sum() > 0  # the fill statistics were learned and saved
     with pytest.raises(ValueError, match="no layer named 'body.99'"):
-        fit(tiny_config(tiny_synth, tmp_path / "g", epochs=1, feature_has_after="body.99"))
+        fit(tiny_config(tiny_synth, tmp_path / "g", epochs=1, feature_has=FeatureHaS("body.99")))
 
 
 def test_every_epoch_closes_its_loader(tiny_synth, tmp_path):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dali_has import validate
+
 PAPER_WIDTH = 500
 
 
@@ -16,8 +18,7 @@ class ActionClassifier(nn.Module):
     def __init__(self, feature_dim: int, num_classes: int, width: int = PAPER_WIDTH):
         super().__init__()
         for name, value in (("feature_dim", feature_dim), ("num_classes", num_classes), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a whole number >= 1")
+            validate.positive_int(name, value)
         self.features = nn.Sequential(nn.Conv1d(feature_dim, width, 1), nn.ReLU(inplace=True),
                                       nn.Conv1d(width, width, 1), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(width, num_classes)

@@ -17,6 +17,8 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from dali_has import validate
+
 SPLITS = ("train", "test")
 
 
@@ -49,9 +51,7 @@ class SynthActionsConfig:
 
     def __post_init__(self):
         for name in ("classes", "dim", "train_videos", "test_videos", "smoothing"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a whole number >= 1")
+            validate.positive_int(name, getattr(self, name))
         if self.classes < 2 or self.dim < 2 * self.classes:
             raise ValueError(f"classes={self.classes}, dim={self.dim}: need classes >= 2 and dim >= 2 * classes "
                              "(one weak and one burst direction per class)")
@@ -62,10 +62,8 @@ class SynthActionsConfig:
             raise ValueError(f"burst={self.burst} must be shorter than the shortest extent "
                              f"({self.extent[0]} * {self.frames[0]} features)")
         for name in ("weak_amplitude", "burst_amplitude"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
-        if not 0.0 <= self.weak_reliability <= 1.0:
-            raise ValueError(f"weak_reliability={self.weak_reliability!r} must be in [0, 1]")
+            validate.number(name, getattr(self, name), low=0.0, low_open=True)
+        validate.probability("weak_reliability", self.weak_reliability)
 
 
 def generate(out_dir: str, cfg: SynthActionsConfig | None = None, *, progress: bool = True) -> dict[str, str]:

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dali_has import TemporalHaSConfig
+from dali_has import TemporalHaSConfig, validate
 from pipelines.feature_pipeline import FeatureIndex, feature_pipeline
 from pipelines.sequence_loader import SequenceLoader
+from pipelines.settings import PipelineOptions
 from train.actions.localization import (PAPER_CAM_THRESHOLD, THUMOS_IOU_THRESHOLDS, Segment,
                                        mean_average_precision, predict_segments)
 from train.actions.model import ActionClassifier
@@ -32,13 +33,10 @@ class ActionTrainConfig:
 
     def __post_init__(self):
         for name in ("frames", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a whole number >= 1")
-        if not self.lr > 0 or not self.weight_decay >= 0:
-            raise ValueError(f"lr={self.lr!r} must be > 0 and weight_decay={self.weight_decay!r} >= 0")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed={self.seed!r} must be a whole number >= 0")
+            validate.positive_int(name, getattr(self, name))
+        validate.number("lr", self.lr, low=0.0, low_open=True)
+        validate.number("weight_decay", self.weight_decay, low=0.0)
+        validate.whole_number("seed", self.seed)
 
 
 def train_action_model(index: FeatureIndex, cfg: ActionTrainConfig, *, progress: bool = True) -> ActionClassifier:
@@ -47,8 +45,8 @@ def train_action_model(index: FeatureIndex, cfg: ActionTrainConfig, *, progress:
     dim = int(np.load(index.videos[0].features, mmap_mode="r").shape[1])
     model = ActionClassifier(dim, len(index.classes))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loader = SequenceLoader(feature_pipeline(index, frames=cfg.frames, batch_size=cfg.batch_size, train=True,
-                                             has=cfg.has, seed=cfg.seed), index.labels)
+    loader = SequenceLoader(lambda o: feature_pipeline(index, o, frames=cfg.frames, train=True, has=cfg.has),
+                            PipelineOptions(batch_size=cfg.batch_size, seed=cfg.seed), index.labels)
     name = "HaS" if cfg.has else "baseline"
     model.train()
     for _ in tqdm(range(cfg.epochs), desc=f"{name} seed {cfg.seed}", unit="epoch", disable=not progress,
@@ -68,8 +66,9 @@ def evaluate_localization(model: ActionClassifier, index: FeatureIndex, *, frame
     """Top-1 accuracy and mAP at each temporal IoU threshold on `index` (never hidden)."""
     model.eval()
     predictions, correct = [], 0
-    for batch in SequenceLoader(feature_pipeline(index, frames=frames, batch_size=batch_size, train=False),
-                                index.labels):
+    loader = SequenceLoader(lambda o: feature_pipeline(index, o, frames=frames, train=False),
+                            PipelineOptions(batch_size=batch_size), index.labels)
+    for batch in loader:
         probabilities = F.softmax(model(batch.sequences), dim=1).numpy()
         cams = model.cam(batch.sequences).numpy()
         correct += int((probabilities.argmax(axis=1) == batch.labels.numpy()).sum())

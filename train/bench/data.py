@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dali_has.plugin_build import cache_root
+from dali_has import validate
+from dali_has.cache import cache_root
 
 VERSION = 1  # bump when the generator changes, so caches of older sets are not reused
 CLASSES = 8
@@ -29,8 +30,7 @@ def bench_jpegs(images: int = DEFAULT_IMAGES, cache_dir: os.PathLike | str | Non
     Deterministic: image i is drawn from seed i. The set is written into a temporary folder and renamed into
     place when complete, so an interrupted run never leaves a partial set that later runs would trust.
     """
-    if isinstance(images, bool) or not isinstance(images, int) or images < CLASSES:
-        raise ValueError(f"images={images!r} must be a whole number >= {CLASSES} (one per class folder)")
+    validate.whole_number("images", images, minimum=CLASSES)  # one per class folder at least
     cache = Path(cache_dir) if cache_dir is not None else cache_root()  # beside the compiled plugin
     target = cache / f"bench-jpegs-v{VERSION}-{images}"
     if target.is_dir():

@@ -32,14 +32,14 @@ from torchvision import datasets, transforms
 from tqdm import __version__ as tqdm_version
 from tqdm import tqdm
 
-from dali_has import HaSConfig, fused
+from dali_has import HaSConfig, fused, validate
 from dali_has.torch_transform import HideAndSeek
 from pipelines import IMAGENET_MEAN, IMAGENET_STD, make_loader
-from pipelines.options import default_num_threads, positive_int
+from pipelines.settings import DEVICES, DTYPE_NAMES, TrainAugment, default_num_threads
 from train.bench.data import bench_jpegs
 from train.bench.timing import Measurement, batches_consumed, device_sync, measure, nvtx_range
-from train.config import ARCHS, TrainConfig
-from train.models import build_model
+from train.config import TrainConfig
+from train.models import ARCHS, build_model
 from train.trainer import build_optimizer
 
 IMPLS = ("none", "composed", "fused")
@@ -85,8 +85,7 @@ class BenchSettings:
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
-        if self.device not in DEVICE_DEFAULTS:
-            raise ValueError(f"device={self.device!r}; expected one of {tuple(DEVICE_DEFAULTS)}")
+        validate.one_of("device", self.device, DEVICES)
         if self.device == "gpu" and not torch.cuda.is_available():
             raise ValueError("device='gpu' but no CUDA device is visible; use device='cpu'")
         if self.device == "cpu" and self.hw_decoder_load:
@@ -95,22 +94,16 @@ class BenchSettings:
         if self.data is not None and not os.path.isdir(self.data):
             raise ValueError(f"data={self.data!r} is not a folder DIR/<class>/<image> (the torchvision "
                              "baseline reads it with ImageFolder)")
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch={self.arch!r}; expected one of {ARCHS}")
+        validate.one_of("arch", self.arch, tuple(ARCHS))
         for name, default in DEVICE_DEFAULTS[self.device].items():
             if getattr(self, name) in (None, ()):
                 set_(name, default)
-        if self.dtype not in ("float32", "float16"):
-            raise ValueError(f"dtype={self.dtype!r}; expected 'float32' or 'float16'")
+        validate.one_of("dtype", self.dtype, tuple(DTYPE_NAMES))
         for name in ("batch_size", "crop", "iters", "model_iters", "runs"):
-            set_(name, positive_int(name, getattr(self, name)))
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"warmup={self.warmup!r} must be a whole number >= 0")
-        set_("threads", tuple(positive_int("threads", t) for t in self.threads) or (default_num_threads(),))
-        set_("hw_decoder_load", tuple(self.hw_decoder_load))
-        for load in self.hw_decoder_load:
-            if isinstance(load, bool) or not isinstance(load, (int, float)) or not 0 <= load <= 1:
-                raise ValueError(f"hw_decoder_load={load!r} must be a number in [0, 1]")
+            set_(name, validate.positive_int(name, getattr(self, name)))
+        set_("warmup", validate.whole_number("warmup", self.warmup))
+        set_("threads", tuple(validate.positive_int("threads", t) for t in self.threads) or (default_num_threads(),))
+        set_("hw_decoder_load", tuple(validate.probability("hw_decoder_load", load) for load in self.hw_decoder_load))
         build_model(self.arch, NUM_CLASSES, **self.model)  # unknown model options fail here, not mid-bench
 
     def combinations(self) -> list[tuple[int, Optional[float]]]:
@@ -120,7 +113,8 @@ class BenchSettings:
     def command(self, json_path: Optional[str] = None) -> str:
         """The `dali-has bench` command line that repeats this measurement, defaults spelled out."""
         words = ["dali-has", "bench"] + (["--data", self.data] if self.data else [])
-        words += ["--device", self.device, "--batch-size", str(self.batch_size), "--threads", *map(str, self.threads)]
+        words += ["--device", self.device, "--batch-size", str(self.batch_size), "--num-threads",
+                  *map(str, self.threads)]
         if self.hw_decoder_load:
             words += ["--hw-decoder-load", *map(str, self.hw_decoder_load)]
         words += ["--arch", self.arch]
@@ -295,10 +289,9 @@ class _Timer:
     def _dali_loader(self, data: str, threads: int, hw: Optional[float], impl: str):
         s = self.s
         hw_kwargs = {} if hw is None else {"hw_decoder_load": hw}
-        return make_loader(data, train=True, batch_size=s.batch_size, crop=s.crop, device=s.device,
-                           has=None if impl == "none" else HaSConfig(),
-                           has_impl="auto" if impl == "none" else impl, seed=SEED, num_threads=threads,
-                           dtype=getattr(torch, s.dtype), **hw_kwargs)
+        augment = TrainAugment() if impl == "none" else TrainAugment(has=HaSConfig(), has_impl=impl)
+        return make_loader(data, train=True, batch_size=s.batch_size, augment=augment, crop=s.crop, device=s.device,
+                           seed=SEED, num_threads=threads, dtype=s.dtype, **hw_kwargs)
 
     def _loader_warmup(self, queue_depth: int) -> int:
         return max(self.s.warmup, WARMUP_QUEUES * queue_depth)

@@ -1,6 +1,8 @@
 """`dali-has demo`: baseline vs Hide-and-Seek AlexNet-GAP on the embedded synthetic WSOL set."""
 from __future__ import annotations
 
+from train.commands.arguments import add_device
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="generate the synthetic WSOL set, train baseline and HaS, compare localization",
@@ -12,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--n-train", type=int, default=4000)
     p.add_argument("--n-test", type=int, default=1000)
-    p.add_argument("--device", choices=("cpu", "gpu"), help="default: gpu when CUDA is available")
+    add_device(p)
     p.set_defaults(func=run)
 
 

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+
+from train.commands.arguments import add_data, add_device, add_num_threads
 
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="CAM localization metrics (GT-known Loc, Top-1 Loc, MaxBoxAccV2) of runs",
                        description="Evaluate trained runs on a held-out folder with true boxes. Two runs "
                                    "(e.g. baseline and HaS) are compared side by side in the PNG.")
-    p.add_argument("--data", required=True, help="held-out folder DIR/<class>/*.jpg or a file list")
+    add_data(p, "held-out folder DIR/<class>/*.jpg or a file list")
     p.add_argument("--boxes", required=True, help="ILSVRC XML file/folder, CUB-200-2011 folder or synth boxes.json")
     p.add_argument("--checkpoint", required=True, nargs="+", metavar="RUN_DIR", help="one or more run folders")
     p.add_argument("--split", default="test", help="CUB / synth split the data folder holds (default test)")
@@ -18,8 +19,8 @@ def register(sub) -> None:
     p.add_argument("--cam-threshold", type=float, help="fraction of the CAM max for the box (default per arch)")
     p.add_argument("--resize", type=int, help="shorter side before the centre crop (default crop / 0.875)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    p.add_argument("--num-threads", type=int)
+    add_device(p, default="cpu")
+    add_num_threads(p)
     p.add_argument("--png", help="write CAM overlays with boxes here (default RUN_DIR/cams.png)")
     p.add_argument("--examples", type=int, default=8, help="images in the PNG")
     p.add_argument("--json", help="write the metrics here")
@@ -31,16 +32,11 @@ def run(args) -> int:
     from train.wsol.visualize import cam_comparison
 
     results = {}
-    try:
-        for run_dir in args.checkpoint:
-            name = Path(run_dir).name
-            results[name] = evaluate(run_dir, args.data, args.boxes, ten_crop=args.ten_crop,
-                                     cam_threshold=args.cam_threshold, batch_size=args.batch_size,
-                                     device=args.device, num_threads=args.num_threads, resize=args.resize,
-                                     split=args.split, examples=args.examples)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"dali-has eval: error: {e}", file=sys.stderr)
-        return 2
+    for run_dir in args.checkpoint:
+        results[Path(run_dir).name] = evaluate(run_dir, args.data, args.boxes, ten_crop=args.ten_crop,
+                                               cam_threshold=args.cam_threshold, batch_size=args.batch_size,
+                                               device=args.device, num_threads=args.num_threads,
+                                               resize=args.resize, split=args.split, examples=args.examples)
     metrics = {name: r.metrics for name, r in results.items()}
     print(format_table(metrics))
     if args.json:

@@ -1,11 +1,10 @@
-"""`dali-has mean DATA`: per-channel mean and std of a dataset, the fill value Hide-and-Seek needs."""
+"""`dali-has mean --data DATA`: per-channel mean and std of a dataset, the fill value Hide-and-Seek needs."""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from pipelines.dataset_mean import DEVICES, dataset_mean
+from train.commands.arguments import add_data, add_device, add_no_progress, add_num_threads
 
 
 def register(subparsers) -> None:
@@ -14,23 +13,20 @@ def register(subparsers) -> None:
         description="Decode every image of DATA once with DALI and print the exact, pixel-weighted per-channel "
                     "(RGB) mean and population std, on the 0..255 and the 0..1 scale. Normalizing with this mean "
                     "makes Hide-and-Seek's fill exactly 0. Run `dali-has scan` on unchecked data first.")
-    p.add_argument("data", metavar="DATA", help="dataset folder DIR/<class>/<image>, or a DALI file list")
+    add_data(p)
     p.add_argument("--batch-size", type=int, default=64, help="images per DALI batch (default %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="DALI threads (default: all cores)")
-    p.add_argument("--device", choices=DEVICES, default="cpu",
-                   help="decode on the CPU, or on the GPU with nvJPEG (default %(default)s)")
+    add_num_threads(p)
+    add_device(p, default="cpu")
     p.add_argument("--json", metavar="FILE", help="also write the statistics as JSON")
-    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        stats = dataset_mean(args.data, batch_size=args.batch_size, num_threads=args.threads,
-                             device=args.device, progress=not args.no_progress)
-    except (ValueError, OSError, RuntimeError) as e:  # RuntimeError: an image DALI cannot decode, named
-        print(f"dali-has mean: error: {e}", file=sys.stderr)
-        return 2
+    from pipelines.dataset_mean import dataset_mean
+
+    stats = dataset_mean(args.data, batch_size=args.batch_size, num_threads=args.num_threads, device=args.device,
+                         progress=not args.no_progress)
     unit = stats.scaled(255)
     print(f"{stats.images} images, {stats.pixels} pixels")
     print("mean (0..255): " + " ".join(f"{v:.4f}" for v in stats.mean))

@@ -1,12 +1,10 @@
-"""`dali-has scan DATA`: name every file the pipeline cannot use and why; list the usable ones."""
+"""`dali-has scan --data DATA`: name every file the pipeline cannot use and why; list the usable ones."""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from pipelines.files import write_file_list
-from pipelines.scan import NOTE, scan_dataset
+from train.commands.arguments import add_data, add_no_progress, add_num_threads
 
 
 def register(subparsers) -> None:
@@ -16,24 +14,23 @@ def register(subparsers) -> None:
                     "(empty, truncated, not an image, unsupported format, absurd header size) as errors, odd but "
                     "usable ones (PNG named .jpg, CMYK) as warnings, and grayscale, progressive and EXIF-rotated "
                     "JPEGs as notes. Exits 1 if any file is unusable, 2 if DATA cannot be listed.")
-    p.add_argument("data", metavar="DATA", help="dataset folder DIR/<class>/<image>, or a DALI file list")
+    add_data(p)
     p.add_argument("--write-list", metavar="FILE",
                    help="write a DALI file list ('path label' lines) of the usable files, for the loader")
     p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     p.add_argument("--batch-size", type=int, default=64, help="files decoded per DALI batch (default %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="reader and decoder threads (default: all cores)")
+    add_num_threads(p)
     p.add_argument("--verbose", action="store_true", help="list every note, not only their count")
-    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        report = scan_dataset(args.data, batch_size=args.batch_size, num_threads=args.threads,
-                              progress=not args.no_progress)
-    except (ValueError, OSError) as e:
-        print(f"dali-has scan: error: {e}", file=sys.stderr)
-        return 2
+    from pipelines.files import write_file_list
+    from pipelines.scan import NOTE, scan_dataset
+
+    report = scan_dataset(args.data, batch_size=args.batch_size, num_threads=args.num_threads,
+                          progress=not args.no_progress)
     for problem in report.problems:
         if problem.severity != NOTE or args.verbose:
             print(f"{problem.severity.upper():<7} {problem.path}: {problem.message}. {problem.advice}.")

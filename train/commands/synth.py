@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from train.commands.arguments import add_no_progress
 from train.wsol.synth import SynthConfig, generate
 
 
@@ -21,18 +21,13 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=int, default=defaults.size, help="image side in pixels (default %(default)s)")
     p.add_argument("--classes", type=int, default=defaults.classes, help="number of classes (default %(default)s)")
     p.add_argument("--seed", type=int, default=defaults.seed, help="base seed (default %(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = SynthConfig(size=args.size, classes=args.classes, n_train=args.n_train, n_test=args.n_test,
-                          seed=args.seed)
-        info = generate(args.out, cfg, progress=not args.no_progress)
-    except (ValueError, FileExistsError) as e:
-        print(f"dali-has synth: error: {e}", file=sys.stderr)
-        return 2
+    cfg = SynthConfig(size=args.size, classes=args.classes, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+    info = generate(args.out, cfg, progress=not args.no_progress)
     counts = info["counts"]
     print(f"wrote {counts['train']} train + {counts['test']} test images of {cfg.classes} classes to {args.out}; "
           f"training-set mean RGB {info['mean_rgb']}")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from train.actions.synth import SynthActionsConfig, generate
+from train.commands.arguments import add_no_progress
 
 
 def register(subparsers) -> None:
@@ -20,20 +20,16 @@ def register(subparsers) -> None:
     p.add_argument("--test-videos", type=int, default=defaults.test_videos, help="default %(default)s")
     p.add_argument("--classes", type=int, default=defaults.classes, help="default %(default)s")
     p.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
-    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if os.path.exists(args.out) and os.listdir(args.out):
-            raise ValueError(f"--out {args.out} is not empty; give a new or empty folder")
-        cfg = SynthActionsConfig(classes=args.classes, train_videos=args.train_videos,
-                                 test_videos=args.test_videos, seed=args.seed)
-        paths = generate(args.out, cfg, progress=not args.no_progress)
-    except ValueError as e:
-        print(f"dali-has synth-actions: error: {e}", file=sys.stderr)
-        return 2
+    if os.path.exists(args.out) and os.listdir(args.out):
+        raise ValueError(f"--out {args.out} is not empty; give a new or empty folder")
+    cfg = SynthActionsConfig(classes=args.classes, train_videos=args.train_videos, test_videos=args.test_videos,
+                             seed=args.seed)
+    paths = generate(args.out, cfg, progress=not args.no_progress)
     print(f"wrote {cfg.train_videos} train + {cfg.test_videos} test videos of {cfg.classes} classes: "
           f"{paths['train']}, {paths['test']}")
     return 0

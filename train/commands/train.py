@@ -3,47 +3,49 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from train.config import ARCHS, TrainConfig
+from train.commands.arguments import add_data, add_device, add_has, add_model_opts, add_num_threads, parse_model_opts
+from train.config import TrainConfig
+from train.models import ARCHS
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a classifier with the DALI loader (Hide-and-Seek on by default)",
                        description="Train with the DALI loader. Under torchrun each rank reads its own shard "
                                    "(seed = base + rank). Defaults follow the paper's schedule per architecture.")
-    p.add_argument("--data", help="training folder DIR/<class>/*.jpg or a file list")
+    add_data(p, "training folder DIR/<class>/*.jpg or a file list", required=False)
     p.add_argument("--out", help="run folder: config.json, metrics.jsonl, checkpoint.pt")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint "
                                                         "(its config; only --epochs may change)")
-    p.add_argument("--arch", choices=ARCHS)
+    p.add_argument("--arch", choices=tuple(ARCHS))
     p.add_argument("--has", action=argparse.BooleanOptionalAction, default=None,
                    help="Hide-and-Seek on the training images (default on)")
-    p.add_argument("--has-patch-sizes", type=int, nargs="+", metavar="S")
-    p.add_argument("--has-p-hide", type=float)
+    add_has(p, defaults=" (default 0 16 32 44 56, p 0.5)")
     p.add_argument("--has-fill", type=float, nargs="+", metavar="V",
                    help="fill after normalization (0 = the normalization mean)")
     for name, kind in (("epochs", int), ("batch-size", int), ("lr", float), ("momentum", float),
                        ("weight-decay", float), ("lr-gamma", float), ("warmup-epochs", int), ("crop", int),
-                       ("seed", int), ("num-threads", int), ("max-steps-per-epoch", int)):
+                       ("seed", int), ("max-steps-per-epoch", int)):
         p.add_argument(f"--{name}", type=kind)
+    add_num_threads(p)
     p.add_argument("--random-area", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="random-resized-crop area range (default 0.08 1)")
     p.add_argument("--flip-probability", type=float, help="horizontal flips (default 0.5)")
     p.add_argument("--lr-milestones", type=int, nargs="+", metavar="EPOCH")
-    p.add_argument("--device", choices=("cpu", "gpu"))
+    add_device(p, default=None, help="cpu or gpu (default cpu)")
     p.add_argument("--dtype", choices=("float32", "float16"))
     p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="normalization mean, 0..255")
     p.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalization std, 0..255")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--feature-has-after", metavar="LAYER",
-                   help="feature-map Hide-and-Seek after this layer (paper Table 5), e.g. body.2 = conv1 of AlexNet-GAP")
-    p.add_argument("--feature-has-patch-sizes", type=int, nargs="+", metavar="S", help="cells on the map (default 5 11)")
+                   help="feature-map Hide-and-Seek after this layer (paper Table 5), e.g. body.2 = conv1 of "
+                        "AlexNet-GAP")
+    p.add_argument("--feature-has-patch-sizes", type=int, nargs="+", metavar="S",
+                   help="cells on the map (default 5 11)")
     p.add_argument("--feature-has-p-hide", type=float)
-    p.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="architecture option, e.g. pool=gmp or batch_norm=true (repeatable)")
+    add_model_opts(p)
     p.set_defaults(func=run)
 
 
@@ -64,38 +66,33 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
         return cfg, True
     if not args.data or not args.out:
         raise ValueError("--data and --out are required (or --resume RUN_DIR)")
+    given["augment"] = _augment(given)
+    feature = {key: given.pop(f"feature_has_{key}") for key in ("after", "patch_sizes", "p_hide")
+               if f"feature_has_{key}" in given}
+    if feature:
+        if "after" not in feature:
+            raise ValueError("--feature-has-patch-sizes / --feature-has-p-hide need --feature-has-after LAYER")
+        given["feature_has"] = feature
     return TrainConfig.from_dict(given), False
 
 
-def parse_model_opts(items: list[str]) -> dict:
-    opts = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--model-opt {item!r}: expected KEY=VALUE")
-        low = value.lower()
-        opts[key] = True if low == "true" else False if low == "false" else _number_or_text(value)
-    return opts
-
-
-def _number_or_text(value: str):
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
+def _augment(given: dict) -> dict:
+    """The `augment` settings from the Hide-and-Seek, crop and flip options (removed from `given`)."""
+    has_on = given.pop("has", True)
+    has = {key: given.pop(f"has_{key}") for key in ("patch_sizes", "p_hide", "fill") if f"has_{key}" in given}
+    if has and not has_on:
+        flags = ["--has-" + key.replace("_", "-") for key in has]
+        raise ValueError(f"--no-has turns Hide-and-Seek off; do not also give {flags}")
+    augment = {key: given.pop(key) for key in ("random_area", "flip_probability") if key in given}
+    augment["has"] = has if has_on else None
+    return augment
 
 
 def run(args) -> int:
     from train.trainer import fit  # heavy imports only when training
 
-    try:
-        cfg, resume = config_from_args(args)
-        last = fit(cfg, resume=resume)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"dali-has train: error: {e}", file=sys.stderr)
-        return 2
+    cfg, resume = config_from_args(args)
+    last = fit(cfg, resume=resume)
     if last and os.environ.get("RANK", "0") == "0":  # one summary line per torchrun job, not per rank
         print(f"epoch {last['epoch']}: loss {last['train_loss']:.4f}, top-1 {last['train_top1']:.2f} %, "
               f"{last['img_s']:.0f} img/s -> {cfg.out}")

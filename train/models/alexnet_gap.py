@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 from torch import nn
 
+from dali_has import validate
+
 from train.models.cam_net import CAMNet, check_num_classes
 
 
@@ -54,12 +56,9 @@ class AlexNetGAP(CAMNet):
     def __init__(self, num_classes: int, *, stem: str = "imagenet", width: float = 1.0, pooling: str = "avg",
                  batch_norm: bool = False):
         check_num_classes(num_classes)
-        if stem not in STEMS:
-            raise ValueError(f"stem={stem!r}; expected one of {sorted(STEMS)}")
-        if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 4:
-            raise ValueError(f"width={width!r}; expected a number in (0, 4]")
-        if not isinstance(batch_norm, bool):
-            raise ValueError(f"batch_norm={batch_norm!r}; expected True or False")
+        validate.one_of("stem", stem, sorted(STEMS))
+        validate.number("width", width, low=0.0, high=4.0, low_open=True)
+        validate.boolean("batch_norm", batch_norm)
         s = STEMS[stem]
         c1, c2, c3, c4, c5, c6 = (max(1, round(c * width)) for c in (*CONV_CHANNELS, GAP_CHANNELS))
         bn = batch_norm

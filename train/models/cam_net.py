@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dali_has import validate
+
 POOLINGS = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
 
 
@@ -16,8 +18,7 @@ class CAMNet(nn.Module):
 
     def __init__(self, body: nn.Module, classifier: nn.Linear, pooling: str = "avg"):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling={pooling!r}; expected one of {sorted(POOLINGS)}")
+        validate.one_of("pooling", pooling, sorted(POOLINGS))
         self.pooling = pooling
         self.body = body
         self.pool = POOLINGS[pooling](1)
@@ -41,6 +42,4 @@ class CAMNet(nn.Module):
 
 
 def check_num_classes(num_classes: int) -> int:
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes={num_classes!r}; expected a positive integer")
-    return num_classes
+    return validate.positive_int("num_classes", num_classes)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import resnet50
 
+from dali_has import validate
+
 from train.models.cam_net import CAMNet, check_num_classes
 
 
@@ -16,8 +18,7 @@ class ResNet50CAM(CAMNet):
     """
 
     def __init__(self, num_classes: int, *, large_feature_map: bool = False, pooling: str = "avg"):
-        if not isinstance(large_feature_map, bool):
-            raise ValueError(f"large_feature_map={large_feature_map!r}; expected True or False")
+        validate.boolean("large_feature_map", large_feature_map)
         net = resnet50(weights=None, num_classes=check_num_classes(num_classes),
                        replace_stride_with_dilation=[False, False, large_feature_map])
         body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3,

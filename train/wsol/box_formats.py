@@ -13,9 +13,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
-from train.wsol.synth import BOXES_FORMAT
-
 Box = tuple[float, float, float, float]
+# The `format` tag of the synthetic set's boxes.json (`train.wsol.synth` writes it, `read_synth` reads it).
+SYNTH_BOXES_FORMAT = "dali-has-synth"
 
 
 class Annotation(NamedTuple):
@@ -188,8 +188,8 @@ def read_synth(path: str | Path, split: str = "all") -> BoxTable:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise BoxFormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(doc, dict) or doc.get("format") != BOXES_FORMAT or not isinstance(doc.get("images"), dict):
-        raise BoxFormatError(f"{path}: not a {BOXES_FORMAT} boxes file (expected 'format' and 'images' keys)")
+    if not isinstance(doc, dict) or doc.get("format") != SYNTH_BOXES_FORMAT or not isinstance(doc.get("images"), dict):
+        raise BoxFormatError(f"{path}: not a {SYNTH_BOXES_FORMAT} boxes file (expected 'format' and 'images' keys)")
     out: BoxTable = {}
     prefix = "" if split == "all" else f"{split}/"
     for key, entry in doc["images"].items():

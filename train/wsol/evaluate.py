@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from pipelines import make_loader
 from pipelines.files import load_dataset
-from pipelines.val_pipeline import TEN_CROP_POSITIONS, default_resize
+from pipelines.val_pipeline import TEN_CROP_POSITIONS, eval_resize
 from train.wsol.box_formats import BoxTable, read_boxes
 from train.wsol.cam import class_activation_maps
 from train.wsol.localization import LocalizationMeter, boxes_from_cam
@@ -82,7 +82,7 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, ten_crop: bool = Fal
              examples: int = 0, progress: bool = True) -> EvalResult:
     torch_device = torch.device("cuda" if device == "gpu" else "cpu")
     model, cfg = load_trained_model(run_dir, torch_device)
-    resize = default_resize(cfg.crop) if resize is None else resize
+    resize = eval_resize(cfg.crop, resize)
     annotations = match_annotations(data, read_boxes(boxes, split=split))
     threshold = CAM_THRESHOLDS[cfg.arch] if cam_threshold is None else cam_threshold
     meter = LocalizationMeter(cam_threshold=threshold)

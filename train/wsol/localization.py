@@ -36,6 +36,8 @@ import torch
 from scipy import ndimage
 from torchvision.ops import box_iou as _torchvision_box_iou
 
+from dali_has import validate
+
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)  # MaxBoxAccV2's δ levels
 CAM_CURVE_INTERVAL = 0.001  # wsolevaluation's default --cam_curve_interval (config.py)
 # 8-connectivity inside each map of a stack [L, H, W], none across maps: one label call for all thresholds.
@@ -155,17 +157,12 @@ class LocalizationMeter:
 
     def __init__(self, *, cam_threshold: float = 0.20, iou_threshold: float = 0.5,
                  iou_thresholds: Sequence[float] = IOU_THRESHOLDS, cam_curve_interval: float = CAM_CURVE_INTERVAL):
-        if not 0 <= cam_threshold <= 1:
-            raise ValueError(f"cam_threshold={cam_threshold}; expected a fraction in [0, 1]")
-        if not 0 < iou_threshold <= 1:
-            raise ValueError(f"iou_threshold={iou_threshold}; expected a value in (0, 1]")
-        if not iou_thresholds or not all(0 < t <= 1 for t in iou_thresholds):
-            raise ValueError(f"iou_thresholds={tuple(iou_thresholds)}; expected values in (0, 1]")
-        if not 0 < cam_curve_interval < 1:
-            raise ValueError(f"cam_curve_interval={cam_curve_interval}; expected a value in (0, 1)")
-        self.cam_threshold = cam_threshold
-        self.iou_threshold = iou_threshold
-        self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
+        self.cam_threshold = validate.probability("cam_threshold", cam_threshold)
+        self.iou_threshold = validate.number("iou_threshold", iou_threshold, low=0.0, high=1.0, low_open=True)
+        self.iou_thresholds = tuple(validate.number("iou_thresholds", t, low=0.0, high=1.0, low_open=True)
+                                    for t in validate.numbers("iou_thresholds", tuple(iou_thresholds)))
+        cam_curve_interval = validate.number("cam_curve_interval", cam_curve_interval, low=0.0, high=1.0,
+                                             low_open=True, high_open=True)
         self.cam_thresholds = np.arange(0, 1, cam_curve_interval)  # as wsolevaluation's cam_threshold_list
         self.count = 0
         self.top1 = 0

@@ -47,7 +47,7 @@ import colorsys
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -55,8 +55,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from dali_has import validate
+from train.wsol.box_formats import SYNTH_BOXES_FORMAT
+
 SPLITS = ("train", "test")
-BOXES_FORMAT = "dali-has-synth"
 BOXES_VERSION = 1
 
 Range = tuple[float, float]
@@ -141,10 +143,7 @@ class SynthConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "SynthConfig":
         """Build from a mapping (e.g. dataset.json's "config"); unknown keys are errors."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown synth setting(s) {sorted(unknown)}; expected some of {sorted(names)}")
+        d = validate.known_fields("synth", d, cls)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -289,9 +288,9 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress: bool =
 
     mean_rgb = [round(float(m), 4) for m in pixel_sum / (cfg.n_train * cfg.size * cfg.size)]
     (out / "boxes.json").write_text(json.dumps(
-        {"format": BOXES_FORMAT, "version": BOXES_VERSION, "classes": names, "images": entries}))
+        {"format": SYNTH_BOXES_FORMAT, "version": BOXES_VERSION, "classes": names, "images": entries}))
     info = {
-        "format": BOXES_FORMAT,
+        "format": SYNTH_BOXES_FORMAT,
         "version": BOXES_VERSION,
         "config": asdict(cfg),
         "counts": {split: cfg.n_train if split == "train" else cfg.n_test for split in SPLITS},

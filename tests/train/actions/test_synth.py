@@ -45,7 +45,7 @@ def test_commands_run_end_to_end(tmp_path, capsys):
                  "--no-progress"]) == 0
     assert main(["synth-actions", "--out", str(data)]) == 2  # not empty: refused
     assert main(["action-demo", "--data", str(data), "--seeds", "1", "--epochs", "1", "--frames", "16",
-                 "--segment", "4", "--json", str(results), "--no-progress"]) == 0
+                 "--has-segment", "4", "--json", str(results), "--no-progress"]) == 0
     table = capsys.readouterr().out
     assert "baseline" in table and "temporal HaS" in table and "0.5" in table
     saved = json.loads(results.read_text())

@@ -132,7 +132,7 @@ def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     data = bench_jpegs(16, tmp / "cache")
     out = tmp / "bench.json"
-    argv = ["bench", "--data", str(data), "--device", "cpu", "--batch-size", "4", "--threads", "1", "2",
+    argv = ["bench", "--data", str(data), "--device", "cpu", "--batch-size", "4", "--num-threads", "1", "2",
             "--crop", "32", "--model-opt", "stem=small", "--model-opt", "width=0.125", "--iters", "2",
             "--model-iters", "2", "--warmup", "3", "--runs", "1", "--no-progress", "--json", str(out)]
     assert main(argv) == 0
@@ -168,5 +168,6 @@ def test_bench_json_command_repeats_the_run(tiny_run):
     words = shlex.split(tiny_run["command"])
     assert words[:2] == ["dali-has", "bench"]
     args = build_parser().parse_args(words[1:])
-    assert (args.batch_size, args.threads, args.crop, args.model_opt) == (4, [1, 2], 32, ["stem=small", "width=0.125"])
+    assert (args.batch_size, args.num_threads, args.crop, args.model_opt) == (4, [1, 2], 32,
+                                                                               ["stem=small", "width=0.125"])
     assert args.json.endswith("bench.json") and args.runs == 1

@@ -12,7 +12,7 @@ def test_mean_prints_and_writes_json(tmp_path, capsys):
     pixels[..., 0], pixels[:2, :, 1] = 255, 51  # R all 255; G half 51, half 0; B 0
     (tmp_path / "data/c").mkdir(parents=True)
     Image.fromarray(pixels).save(tmp_path / "data/c/a.png")
-    assert main(["mean", str(tmp_path / "data"), "--json", str(tmp_path / "m.json"), "--no-progress"]) == 0
+    assert main(["mean", "--data", str(tmp_path / "data"), "--json", str(tmp_path / "m.json"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "1 images, 20 pixels" in out
     assert "mean (0..255): 255.0000 25.5000 0.0000" in out
@@ -23,5 +23,5 @@ def test_mean_prints_and_writes_json(tmp_path, capsys):
 
 
 def test_mean_bad_input_exits_2(tmp_path, capsys):
-    assert main(["mean", str(tmp_path), "--no-progress"]) == 2
+    assert main(["mean", "--data", str(tmp_path), "--no-progress"]) == 2
     assert "has no class folders" in capsys.readouterr().err

@@ -10,7 +10,7 @@ def test_scan_reports_each_bad_file_and_fails(tmp_path, capsys):
     root = tmp_path / "data"
     expected = make_bad_tree(root)
     list_path, json_path = tmp_path / "usable.txt", tmp_path / "report.json"
-    code = main(["scan", str(root), "--write-list", str(list_path), "--json", str(json_path), "--no-progress",
+    code = main(["scan", "--data", str(root), "--write-list", str(list_path), "--json", str(json_path), "--no-progress",
                  "--verbose"])
     out = capsys.readouterr().out
     assert code == 1
@@ -33,7 +33,7 @@ def test_warnings_alone_exit_zero_and_notes_are_counted(tmp_path, capsys):
     for bad in (root / "bad").iterdir():
         bad.unlink()
     (root / "bad").rmdir()
-    assert main(["scan", str(root), "--no-progress"]) == 0
+    assert main(["scan", "--data", str(root), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "WARNING good/png.jpg: is a PNG file named .jpg." in out
     assert "good/gray.jpg" not in out  # notes are counted, listed with --verbose
@@ -41,7 +41,7 @@ def test_warnings_alone_exit_zero_and_notes_are_counted(tmp_path, capsys):
 
 
 def test_scan_of_missing_folder_is_a_usage_error(tmp_path, capsys):
-    assert main(["scan", str(tmp_path / "nope"), "--no-progress"]) == 2
+    assert main(["scan", "--data", str(tmp_path / "nope"), "--no-progress"]) == 2
     assert "nope" in capsys.readouterr().err
 
 
@@ -51,7 +51,7 @@ def test_written_list_feeds_the_loader(tmp_path, capsys):
     root = tmp_path / "data"
     expected = make_bad_tree(root)
     list_path = root / "usable.txt"
-    assert main(["scan", str(root), "--write-list", str(list_path), "--no-progress"]) == 1
+    assert main(["scan", "--data", str(root), "--write-list", str(list_path), "--no-progress"]) == 1
     usable = len(read_file_list(list_path))
     assert usable == sum(all(sev != "error" for sev, _ in kinds) for kinds in expected.values())
     loader = make_loader(str(list_path), train=False, batch_size=3, crop=16, num_threads=1)

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from pipelines import TrainAugment
 from train.wsol.box_formats import Annotation
 from train.cli import main
 from train.wsol.evaluate import boxes_in_crop, crop_geometry, evaluate, match_annotations
@@ -33,7 +34,7 @@ def test_annotations_are_matched_in_loader_order_and_mismatches_named(tiny_synth
 
 
 def test_eval_command_on_a_trained_run(tiny_synth, tmp_path, capsys):
-    fit(tiny_config(tiny_synth, tmp_path / "base", epochs=1, has=False))
+    fit(tiny_config(tiny_synth, tmp_path / "base", epochs=1, augment=TrainAugment()))
     fit(tiny_config(tiny_synth, tmp_path / "has", epochs=1))
     result = evaluate(tmp_path / "base", str(tiny_synth / "test"), str(tiny_synth / "boxes.json"), examples=3,
                       progress=False)

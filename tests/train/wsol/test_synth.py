@@ -111,5 +111,5 @@ def test_refuses_a_non_empty_output_folder(tmp_path):
 def test_config_validation_names_the_bad_setting(bad, match):
     with pytest.raises(ValueError, match=match):
         SynthConfig(**bad)
-    with pytest.raises(ValueError, match="unknown synth setting"):
+    with pytest.raises(ValueError, match="unknown synth option"):
         SynthConfig.from_dict({"colour": 1})

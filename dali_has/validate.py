@@ -1,0 +1,109 @@
+"""Checks of user-given settings, shared by every package: each returns the value normalized (int, float, tuple)
+or raises a `ValueError` that names the parameter, shows the value and says what is expected.
+
+Python's bool is an int, so True is never accepted as a number; NaN and infinities are never accepted as numbers
+(a NaN learning rate or fill would train silently into NaN weights).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from numbers import Integral, Real
+from typing import Any, Optional, Sequence
+
+
+def whole_number(name: str, value: Any, *, minimum: int = 0, maximum: Optional[int] = None) -> int:
+    """An integer in [minimum, maximum]; integral floats such as 16.0 are not integers here."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum or (
+            maximum is not None and value > maximum):
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise ValueError(f"{name}={value!r} must be a whole number >= {minimum}{upper}")
+    return int(value)
+
+
+def positive_int(name: str, value: Any) -> int:
+    """An integer >= 1."""
+    return whole_number(name, value, minimum=1)
+
+
+def number(name: str, value: Any, *, low: Optional[float] = None, high: Optional[float] = None,
+           low_open: bool = False, high_open: bool = False) -> float:
+    """A finite real number within the given bounds (closed unless `low_open` / `high_open`)."""
+    ok = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = _bounds(low, high, low_open, high_open)
+        raise ValueError(f"{name}={value!r} must be{bounds} (a finite number)" if bounds else
+                         f"{name}={value!r} must be a finite number")
+    return float(value)
+
+
+def probability(name: str, value: Any) -> float:
+    """A probability in [0, 1]."""
+    return number(name, value, low=0.0, high=1.0)
+
+
+def number_range(name: str, value: Any, *, low: float = 0.0, high: Optional[float] = None,
+                 low_open: bool = True) -> tuple[float, float]:
+    """A (low, high) pair of finite numbers with `low` < (or <=) first <= second (<= `high`)."""
+    pair = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else None
+    try:
+        if pair is None or len(pair) != 2:
+            raise ValueError
+        first = number(name, pair[0], low=low, high=high, low_open=low_open)
+        second = number(name, pair[1], low=low, high=high, low_open=low_open)
+        if first > second:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{name}={value!r}; expected (min, max) with min <= max, each a finite number"
+                         f"{_bounds(low, high, low_open, False)}") from None
+    return first, second
+
+
+def numbers(name: str, values: Any, *, count: Optional[int] = None, positive: bool = False) -> tuple[float, ...]:
+    """A non-empty sequence of finite numbers (a scalar counts as one value; `count` of them when given)."""
+    vals = (values,) if isinstance(values, Real) else tuple(values) if isinstance(values, Sequence) else None
+    ok = vals is not None and len(vals) > 0 and (count is None or len(vals) == count) and all(
+        not isinstance(v, bool) and isinstance(v, Real) and math.isfinite(v) and (not positive or v > 0)
+        for v in vals)
+    if not ok:
+        what = f"{count} " if count is not None else "one or more "
+        raise ValueError(f"{name}={values!r}; expected {what}{'positive ' if positive else ''}finite numbers")
+    return tuple(float(v) for v in vals)
+
+
+def one_of(name: str, value: Any, choices: Sequence) -> Any:
+    """`value` if it is one of `choices`."""
+    if isinstance(value, bool) != any(isinstance(c, bool) for c in choices) or value not in choices:
+        raise ValueError(f"{name}={value!r}; expected one of {', '.join(repr(c) for c in choices)}")
+    return value
+
+
+def boolean(name: str, value: Any) -> bool:
+    """True or False (not 0, 1 or a string)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r}; expected True or False")
+    return value
+
+
+def known_fields(what: str, mapping: Any, cls) -> dict:
+    """`mapping` (e.g. from a JSON file) if all its keys are fields of the dataclass `cls`."""
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{what} settings must be a mapping (JSON object), got {mapping!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - names)
+    if unknown:
+        raise ValueError(f"unknown {what} option(s) {unknown}; expected some of {sorted(names)}")
+    return mapping
+
+
+def _bounds(low, high, low_open, high_open) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    return " " + " and ".join(parts) if parts else ""

@@ -1,0 +1,247 @@
+"""The input pipelines' settings and their defaults, in one place, each validated once.
+
+* `PipelineOptions`: where and how any DALI pipeline runs (batch size, device, sharding, threads, seed); every
+  pipeline of this package takes one, image and sequence pipelines alike.
+* `ImageOptions`: what the image pipelines read and hand to the network (data, crop, dtype, layout,
+  normalization, GPU decoder settings).
+* `TrainAugment`: the training-only augmentation (random-resized-crop, flip, Hide-and-Seek, shuffling).
+
+Every check raises a `ValueError` naming the bad value, so a typo in a config file is caught before DALI builds
+anything.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from nvidia.dali import types
+
+from dali_has import HaSConfig, validate
+from dali_has.operator import IMPLEMENTATIONS as HAS_IMPLEMENTATIONS
+
+# The usual ImageNet statistics on the 0..255 scale of decoded pixels.
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+DEVICES = ("cpu", "gpu")
+LAYOUTS = ("NCHW", "NHWC")
+DTYPES = {torch.float32: types.FLOAT, torch.float16: types.FLOAT16}
+DTYPE_NAMES = {"float32": torch.float32, "float16": torch.float16}
+CROP = 224
+HW_DECODER_LOAD = 0.65  # DALI's default share of JPEGs for the A100/H100/H200 hardware decoder
+# torchvision's RandomResizedCrop defaults: 8 %..100 % of the image area, width/height in 3/4..4/3.
+RANDOM_AREA = (0.08, 1.0)
+RANDOM_ASPECT_RATIO = (3 / 4, 4 / 3)
+FLIP_PROBABILITY = 0.5
+SHUFFLE_BUFFER = 1024  # samples in the reader's shuffle buffer (DALI's default `initial_fill`)
+CROP_RATIO = 0.875  # evaluation: resize the shorter side to crop / 0.875 (256 for 224), then centre-crop
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Where and how a pipeline runs.
+
+    batch_size: samples per batch.
+    device: "gpu" decodes with nvJPEG / the hardware JPEG decoder (`mixed`) and augments on the GPU; "cpu" runs
+        everything on the CPU.
+    device_id: CUDA device for device="gpu"; None = torch's current device (torchrun scripts set it per rank).
+    shard_id, num_shards: this process's part of the data set.
+    num_threads: DALI CPU worker threads; None = usable CPU cores / processes on this node.
+    seed: base seed; the pipeline's seed is seed + shard_id so ranks differ. None = a random seed.
+    """
+
+    batch_size: int
+    device: str = "cpu"
+    device_id: Optional[int] = None
+    shard_id: int = 0
+    num_shards: int = 1
+    num_threads: Optional[int] = None
+    seed: Optional[int] = None
+
+    def __post_init__(self):
+        _set(self, "batch_size", validate.positive_int("batch_size", self.batch_size))
+        validate.one_of("device", self.device, DEVICES)
+        if self.device_id is not None:
+            _set(self, "device_id", validate.whole_number("device_id", self.device_id))
+        _set(self, "num_shards", validate.positive_int("num_shards", self.num_shards))
+        _set(self, "shard_id", validate.whole_number("shard_id", self.shard_id, maximum=self.num_shards - 1))
+        if self.num_threads is not None:
+            _set(self, "num_threads", validate.positive_int("num_threads", self.num_threads))
+        if self.seed is not None:
+            # DALI seeds are 64-bit; seed + shard_id + the rebuild offsets must stay below 2**63.
+            _set(self, "seed", validate.whole_number("seed", self.seed, maximum=2**62))
+
+    @property
+    def pipeline_seed(self) -> Optional[int]:
+        """seed + shard_id, so shards draw different crops and masks; None lets DALI pick."""
+        return None if self.seed is None else self.seed + self.shard_id
+
+    def pipeline_kwargs(self, seed: Optional[int] = None) -> dict:
+        """Arguments of `nvidia.dali.Pipeline` (and `@pipeline_def` functions) for these options."""
+        return dict(batch_size=self.batch_size, num_threads=self.num_threads or default_num_threads(),
+                    device_id=dali_device_id(self.device, self.device_id), seed=seed)
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """What the image pipelines read and output.
+
+    data: an ImageNet-style folder `DIR/<class>/<image>` (labels = sorted class folder index) or a DALI file list
+        (`relative/path label` per line, paths relative to the list's folder).
+    crop: side of the square network input in pixels.
+    dtype, layout: of the image tensors handed to PyTorch (torch.float32 / torch.float16, or their names from a
+        config file; "NCHW" / "NHWC").
+    mean, std: per-channel (R, G, B) normalization on the 0..255 pixel scale; a scalar applies to all three.
+    hw_decoder_load: share of JPEG work sent to the hardware decoder (A100/H100/H200), in [0, 1].
+    preallocate_hint: (height, width) of the largest JPEGs, to preallocate hardware-decoder memory; None =
+        allocate as needed.
+    """
+
+    data: str
+    crop: int = CROP
+    dtype: torch.dtype = torch.float32
+    layout: str = "NCHW"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    hw_decoder_load: float = HW_DECODER_LOAD
+    preallocate_hint: Optional[tuple[int, int]] = None
+
+    def __post_init__(self):
+        _set(self, "data", _check_data(self.data))
+        _set(self, "crop", validate.positive_int("crop", self.crop))
+        _set(self, "dtype", check_dtype(self.dtype))
+        validate.one_of("layout", self.layout, LAYOUTS)
+        _set(self, "mean", rgb("mean", self.mean))
+        _set(self, "std", rgb("std", self.std, positive=True))
+        if max(self.std) < 1.0:
+            raise ValueError(f"std={self.std!r} looks like the 0..1 scale; mean and std are on the 0..255 pixel "
+                             "scale (ImageNet std: 58.4, 57.1, 57.4)")
+        _set(self, "hw_decoder_load", validate.probability("hw_decoder_load", self.hw_decoder_load))
+        if self.preallocate_hint is not None:
+            hint = validate.numbers("preallocate_hint", self.preallocate_hint, count=2, positive=True)
+            _set(self, "preallocate_hint", tuple(validate.positive_int("preallocate_hint", int(v)) for v in hint))
+
+    @property
+    def is_file_list(self) -> bool:
+        return os.path.isfile(self.data)
+
+    @property
+    def dali_dtype(self):
+        return DTYPES[self.dtype]
+
+
+@dataclass(frozen=True)
+class TrainAugment:
+    """Training-only augmentation, applied in this order: random-resized-crop at decode time, horizontal flip,
+    normalization, then Hide-and-Seek on the network input.
+
+    has: Hide-and-Seek settings (a HaSConfig or a dict of its settings; `fill` in normalized units, see
+        `pipelines.has_fill`); None = no hiding.
+    has_impl: "auto" (fused plugin if loadable, else the composition), "fused" or "composed".
+    random_area, random_aspect_ratio: (min, max) of the crop window's share of the image area and of its
+        width / height.
+    flip_probability: chance of a horizontal flip per sample (0 for data whose labels a mirror image changes).
+    shuffle_buffer: samples in the reader's shuffle buffer (larger = better mixed, more memory).
+    """
+
+    has: Optional[HaSConfig] = None
+    has_impl: str = "auto"
+    random_area: tuple[float, float] = RANDOM_AREA
+    random_aspect_ratio: tuple[float, float] = RANDOM_ASPECT_RATIO
+    flip_probability: float = FLIP_PROBABILITY
+    shuffle_buffer: int = SHUFFLE_BUFFER
+
+    def __post_init__(self):
+        _set(self, "has", as_has_config(self.has))
+        validate.one_of("has_impl", self.has_impl, HAS_IMPLEMENTATIONS)
+        _set(self, "random_area", validate.number_range("random_area", self.random_area, high=1.0))
+        _set(self, "random_aspect_ratio", validate.number_range("random_aspect_ratio", self.random_aspect_ratio))
+        _set(self, "flip_probability", validate.probability("flip_probability", self.flip_probability))
+        _set(self, "shuffle_buffer", validate.positive_int("shuffle_buffer", self.shuffle_buffer))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainAugment:
+        """Build from a mapping (e.g. a JSON config); unknown keys are errors."""
+        return cls(**validate.known_fields("training augmentation", d, cls))
+
+    def to_dict(self) -> dict:
+        return {"has": None if self.has is None else self.has.to_dict(), "has_impl": self.has_impl,
+                "random_area": list(self.random_area), "random_aspect_ratio": list(self.random_aspect_ratio),
+                "flip_probability": self.flip_probability, "shuffle_buffer": self.shuffle_buffer}
+
+
+def as_has_config(has: Union[None, HaSConfig, dict]) -> Optional[HaSConfig]:
+    """None (no Hide-and-Seek), a HaSConfig, or a dict of its settings (unknown keys are errors)."""
+    if has is None or isinstance(has, HaSConfig):
+        return has
+    if isinstance(has, dict):
+        return HaSConfig.from_dict(has)
+    raise ValueError(f"has={has!r}; expected None, a dali_has.HaSConfig or a dict of its settings")
+
+
+def split_options(options: dict) -> tuple[dict, dict]:
+    """Split keyword arguments into those of PipelineOptions and of ImageOptions; unknown names are errors."""
+    run_names = {f.name for f in fields(PipelineOptions)}
+    image_names = {f.name for f in fields(ImageOptions)}
+    unknown = sorted(set(options) - run_names - image_names)
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown}; expected some of {sorted(run_names | image_names)}")
+    return ({k: v for k, v in options.items() if k in run_names},
+            {k: v for k, v in options.items() if k in image_names})
+
+
+def default_num_threads() -> int:
+    """Usable CPU cores shared by the processes of this node (torchrun sets LOCAL_WORLD_SIZE)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, cores // max(1, local_procs))
+
+
+def dali_device_id(device: str, device_id: Optional[int] = None) -> Optional[int]:
+    """The `device_id` of a DALI pipeline: None on the CPU (DALI runs without CUDA); on the GPU the given id, else
+    torch's current device, which torchrun scripts set per rank (never a fixed GPU 0)."""
+    validate.one_of("device", device, DEVICES)
+    if device == "cpu":
+        return None
+    if device_id is not None:
+        return device_id
+    if not torch.cuda.is_available():
+        raise ValueError("device='gpu' but no CUDA device is visible; use device='cpu'")
+    return torch.cuda.current_device()
+
+
+def rgb(name: str, values, *, positive: bool = False) -> tuple[float, float, float]:
+    """Three finite numbers (R, G, B) on the 0..255 pixel scale; a scalar applies to all three."""
+    try:
+        return validate.numbers(name, (values,) * 3 if isinstance(values, (int, float)) else values, count=3,
+                                positive=positive)
+    except ValueError:
+        need = "positive numbers" if positive else "numbers"
+        raise ValueError(f"{name}={values!r}; expected 3 finite {need} (R, G, B) on the 0..255 pixel scale") \
+            from None
+
+
+def check_dtype(dtype) -> torch.dtype:
+    """torch.float32 / torch.float16, or their names as a config file writes them."""
+    dtype = DTYPE_NAMES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}; expected torch.float32 or torch.float16 ('float32' / 'float16')")
+    return dtype
+
+
+def _check_data(data) -> str:
+    if not isinstance(data, (str, os.PathLike)):
+        raise ValueError(f"data={data!r}; expected a folder DIR/<class>/<image> or a file list path")
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise ValueError(f"data={str(data)!r} does not exist; expected a folder DIR/<class>/<image> "
+                         "or a file list (`dali-has scan --data DIR --write-list FILE` writes one)")
+    return str(path.resolve())
+
+
+def _set(obj, name: str, value) -> None:
+    object.__setattr__(obj, name, value)  # frozen dataclasses normalize their fields in __post_init__
+

@@ -1,0 +1,76 @@
+"""`dali-has action-demo`: the §4.2.3 classifier trained without and with temporal Hide-and-Seek on a feature set
+(fill = the training set's mean feature), then 1-D CAM localization scored as THUMOS-style mAP, over seeds."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dali_has import TemporalHaSConfig, validate
+from pipelines.feature_pipeline import FeatureIndex, mean_feature
+from train.actions.training import ActionTrainConfig, evaluate_localization, train_action_model
+
+VARIANTS = ("baseline", "temporal HaS")
+
+
+@dataclass(frozen=True)
+class ActionDemoSettings:
+    """data: a folder with train.json and test.json feature indexes (`dali-has synth-actions` writes one).
+    torch_threads: CPU threads of the model (the model is small: more threads than free cores slow it down)."""
+
+    data: str
+    seeds: int = 3
+    segment: int = 2
+    p_hide: float = 0.5
+    torch_threads: int = 1
+    train: ActionTrainConfig = ActionTrainConfig()
+
+    def __post_init__(self):
+        validate.positive_int("seeds", self.seeds)
+        validate.positive_int("torch_threads", self.torch_threads)
+        TemporalHaSConfig(self.segment, self.p_hide)
+
+
+def run_action_demo(settings: ActionDemoSettings, *, progress: bool = True) -> dict[str, list[dict]]:
+    """Per variant, one result per seed: {"top1": ..., "mAP": {tIoU: AP}}."""
+    train_index = FeatureIndex.load(os.path.join(settings.data, "train.json"))
+    test_index = FeatureIndex.load(os.path.join(settings.data, "test.json"))
+    has = TemporalHaSConfig(settings.segment, settings.p_hide, tuple(mean_feature(train_index)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.torch_threads)
+    try:
+        results = {name: [] for name in VARIANTS}
+        for name, variant_has in zip(VARIANTS, (None, has)):
+            for seed in range(settings.seeds):
+                cfg = ActionTrainConfig(**{**settings.train.__dict__, "has": variant_has, "seed": seed})
+                model = train_action_model(train_index, cfg, progress=progress)
+                result = evaluate_localization(model, test_index, frames=cfg.frames)
+                print(f"seed {seed} {name:>12}: top-1 {100 * result['top1']:.1f} %, mAP "
+                      + " ".join(f"{100 * v:.1f}" for v in result["mAP"].values()), flush=True)
+                results[name].append(result)
+    finally:
+        torch.set_num_threads(threads)
+    return results
+
+
+def format_table(results: dict[str, list[dict]], settings: ActionDemoSettings) -> str:
+    """Mean ± std over seeds, in percent: one row per variant, one column per IoU threshold, then top-1."""
+    thresholds = list(next(iter(results.values()))[0]["mAP"])
+    head = f"{'mAP (%) at tIoU':<16}" + "".join(f"{t:>13}" for t in thresholds) + f"{'top-1 (%)':>13}"
+    lines = [f"{settings.seeds} seeds, F_total={settings.train.frames}, temporal HaS segment={settings.segment}, "
+             f"p_hide={settings.p_hide}, {settings.train.epochs} epochs; on {settings.data}", head]
+    for name, runs in results.items():
+        cells = [np.array([r["mAP"][t] for r in runs]) for t in thresholds] + [np.array([r["top1"] for r in runs])]
+        lines.append(f"{name:<16}" + "".join(f"{100 * c.mean():>7.1f} ±{100 * c.std():>4.1f}" for c in cells))
+    return "\n".join(lines)
+
+
+def results_json(results: dict[str, list[dict]], settings: ActionDemoSettings) -> dict:
+    return {"settings": {"data": settings.data, "seeds": settings.seeds, "segment": settings.segment,
+                         "p_hide": settings.p_hide, "torch_threads": settings.torch_threads,
+                         "frames": settings.train.frames, "epochs": settings.train.epochs,
+                         "batch_size": settings.train.batch_size, "lr": settings.train.lr},
+            "results": {name: [{"top1": r["top1"], "mAP": {str(t): v for t, v in r["mAP"].items()}} for r in runs]
+                        for name, runs in results.items()}}

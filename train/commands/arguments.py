@@ -1,0 +1,68 @@
+"""The options every `dali-has` command spells the same way: one vocabulary, one place.
+
+`--data` is the dataset of every command (never positional); `--num-threads` is always DALI's CPU threads;
+Hide-and-Seek options start with `--has-`; `--device` is cpu or gpu.
+"""
+from __future__ import annotations
+
+import argparse
+
+from pipelines.settings import DEVICES
+
+DATA_HELP = "dataset folder DIR/<class>/<image>, or a DALI file list ('path label' lines)"
+
+
+def add_data(p: argparse.ArgumentParser, help: str = DATA_HELP, required: bool = True) -> None:
+    p.add_argument("--data", required=required, metavar="DATA", help=help)
+
+
+def add_device(p: argparse.ArgumentParser, default: str | None = None, help: str | None = None) -> None:
+    p.add_argument("--device", choices=DEVICES, default=default,
+                   help=help or ("cpu, or gpu (nvJPEG / hardware decoder and GPU augmentation); default "
+                                 + (default or "gpu when CUDA is visible")))
+
+
+def add_num_threads(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
+    if sweep:
+        p.add_argument("--num-threads", type=int, nargs="+", metavar="N",
+                       help="DALI CPU threads (= torchvision workers); several values are swept "
+                            "(default: usable cores)")
+    else:
+        p.add_argument("--num-threads", type=int, metavar="N",
+                       help="DALI CPU threads (default: usable cores / processes on this node)")
+
+
+def add_has(p: argparse.ArgumentParser, *, defaults: str = "") -> None:
+    p.add_argument("--has-patch-sizes", type=int, nargs="+", metavar="S",
+                   help="Hide-and-Seek grid cell sizes in pixels of the network input, 0 = no hiding" + defaults)
+    p.add_argument("--has-p-hide", type=float, metavar="P", help="probability that a cell is hidden")
+
+
+def add_model_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture option, e.g. pooling=max or batch_norm=true (repeatable)")
+
+
+def add_no_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+
+
+def parse_model_opts(items: list[str]) -> dict:
+    """`KEY=VALUE` strings as a dict; true/false become booleans, numbers numbers, anything else stays text."""
+    opts = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-opt {item!r}: expected KEY=VALUE")
+        low = value.lower()
+        opts[key] = True if low == "true" else False if low == "false" else _number_or_text(value)
+    return opts
+
+
+def _number_or_text(value: str):
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
