@@ -12,11 +12,21 @@ their number:
   For one box (GT-known Loc) the largest component is the one with most pixels, the paper's "largest
   connected component"; among equally large ones, the last in scan order (the first of them in cv2's contour
   list). wsolevaluation's single-contour mode takes the largest contour polygon area instead, which differs
-  for thin shapes (a one-pixel line has area 0) and can pick another of two parts with equal pixel counts.
+  for thin shapes (a one-pixel line has area 0) and can pick another of two parts with equal pixel counts
+  (tests/train/test_wsolevaluation_parity.py measures how often).
 * A box is [x0, y0, x0 + w, y0 + h] with w, h the pixel extents of the contour (cv2.boundingRect), x1 and
   y1 clipped to W - 1 and H - 1. No foreground at all gives the box [0, 0, 0, 0].
 * IoU counts pixels inclusively, area = (x1 - x0 + 1)(y1 - y0 + 1) (their `calculate_multiple_iou`).
   Ground-truth boxes are [x0, y0, x1, y1] in pixels of the CAM (see `scale_boxes`).
+
+Box convention of the project (written down here only): [x0, y0, x1, y1] in pixels, x0/y0 the first column
+and row, x1/y1 one past the last — cv2.boundingRect's x + w above, CUB's x + w (train.box_formats), the
+synthetic set's boxes (train.synth). The IoU nevertheless counts columns x0..x1 inclusively, as wsolevaluation
+does: predicted and true boxes both carry the extra column and row, so a CAM covering exactly an object's
+pixels gets IoU 1. Where a box meets the right or bottom edge, x1/y1 is the last pixel instead: CAM boxes are
+clipped as above, and train.evaluate clips true boxes to the crop the same way (wsolevaluation leaves
+resized true boxes unclipped, e.g. x1 = 224 on a 224-pixel map). ILSVRC XML boxes are used as given, as
+wsolevaluation's metadata does.
 
 Metrics (percent), accumulated batch by batch by `LocalizationMeter`:
 
