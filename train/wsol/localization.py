@@ -10,12 +10,23 @@ their number:
   instead of tracing contours. With all components (MaxBoxAccV2), the candidates are what their
   findContours(RETR_TREE) returns: each component's outer border and also the border of each hole in it.
   For one box (GT-known Loc) the largest component is the one with most pixels, the paper's "largest
-  connected component" (wsolevaluation's single-contour mode takes the largest contour polygon area, which
-  can differ for thin shapes).
+  connected component"; among equally large ones, the last in scan order (the first of them in cv2's contour
+  list). wsolevaluation's single-contour mode takes the largest contour polygon area instead, which differs
+  for thin shapes (a one-pixel line has area 0) and can pick another of two parts with equal pixel counts
+  (tests/train/test_wsolevaluation_parity.py measures how often).
 * A box is [x0, y0, x0 + w, y0 + h] with w, h the pixel extents of the contour (cv2.boundingRect), x1 and
   y1 clipped to W - 1 and H - 1. No foreground at all gives the box [0, 0, 0, 0].
 * IoU counts pixels inclusively, area = (x1 - x0 + 1)(y1 - y0 + 1) (their `calculate_multiple_iou`).
   Ground-truth boxes are [x0, y0, x1, y1] in pixels of the CAM (see `scale_boxes`).
+
+Box convention of the project (written down here only): [x0, y0, x1, y1] in pixels, x0/y0 the first column
+and row, x1/y1 one past the last — cv2.boundingRect's x + w above, CUB's x + w (train.wsol.box_formats), the
+synthetic set's boxes (train.wsol.synth). The IoU nevertheless counts columns x0..x1 inclusively, as wsolevaluation
+does: predicted and true boxes both carry the extra column and row, so a CAM covering exactly an object's
+pixels gets IoU 1. Where a box meets the right or bottom edge, x1/y1 is the last pixel instead: CAM boxes are
+clipped as above, and train.wsol.evaluate clips true boxes to the crop the same way (wsolevaluation leaves
+resized true boxes unclipped, e.g. x1 = 224 on a 224-pixel map). ILSVRC XML boxes are used as given, as
+wsolevaluation's metadata does.
 
 Metrics (percent), accumulated batch by batch by `LocalizationMeter`:
 
@@ -97,7 +108,8 @@ def _component_boxes(cam_u8: np.ndarray, levels: np.ndarray, all_components: boo
     boxes and the index of each box's level. A level without foreground gets the box [0, 0, 0, 0].
 
     all_components: every contour cv2.findContours(RETR_TREE) returns — each component's outer border and
-    the border of each hole — else per level only the component with most pixels (first in scan order).
+    the border of each hole — else per level only the component with most pixels, the last in scan order
+    among equals: cv2 lists top-level contours in reverse scan order and max() keeps the first maximum.
     """
     height, width = cam_u8.shape
     masks = cam_u8[None] > levels[:, None, None]
@@ -105,7 +117,7 @@ def _component_boxes(cam_u8: np.ndarray, levels: np.ndarray, all_components: boo
     owner, x0, y0, x1, y1 = _extents(labels)
     if not all_components and count:
         pixels = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-        order = np.lexsort((np.arange(count), -pixels, owner))
+        order = np.lexsort((-np.arange(count), -pixels, owner))  # labels are numbered in scan order
         keep = order[np.r_[0, np.flatnonzero(np.diff(owner[order])) + 1]]
         owner, x0, y0, x1, y1 = owner[keep], x0[keep], y0[keep], x1[keep], y1[keep]
     elif all_components:
@@ -145,6 +157,12 @@ def best_iou_per_threshold(cam, gt_boxes, thresholds: Sequence[float], all_compo
     best = np.zeros(len(levels))
     np.maximum.at(best, owner, ious)
     return best[inverse]
+
+
+def _percent(correct, total: int):
+    """correct * 100 / total in the order BoxEvaluator.compute computes it, so MaxBoxAcc is theirs to the bit
+    (correct * (100 / total) can differ in the last bit, e.g. 37 of 41)."""
+    return correct * 100.0 / total
 
 
 class LocalizationMeter:
@@ -200,15 +218,14 @@ class LocalizationMeter:
         level the MaxBoxAcc and the CAM threshold that attains it."""
         if self.count == 0:
             raise ValueError("no images were added; call update() first")
-        pct = 100.0 / self.count
-        accuracy = self.box_correct * pct
+        accuracy = _percent(self.box_correct, self.count)
         best = accuracy.argmax(axis=1)
         return {
             "count": self.count,
-            "top1": self.top1 * pct,
-            "top5": self.top5 * pct,
-            "gt_known_loc": self.gt_known * pct,
-            "top1_loc": self.top1_loc * pct,
+            "top1": _percent(self.top1, self.count),
+            "top5": _percent(self.top5, self.count),
+            "gt_known_loc": _percent(self.gt_known, self.count),
+            "top1_loc": _percent(self.top1_loc, self.count),
             "maxboxacc_v2": float(accuracy.max(axis=1).mean()),
             "maxboxacc_by_iou": {f"{t:g}": float(accuracy[j, best[j]]) for j, t in enumerate(self.iou_thresholds)},
             "best_cam_threshold": {f"{t:g}": float(self.cam_thresholds[best[j]])

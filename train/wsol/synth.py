@@ -38,7 +38,8 @@ Output layout (class index = position of the folder name in sorted order, as ima
     DIR/README.txt     the same, for people
 
 Boxes are in pixels of the image, x1/y1 exclusive: the box of a shape covering pixel columns 3..10 is
-[3, ., 11, .], the convention of torchvision and of CUB's x, y, x + w, y + h.
+[3, ., 11, .], the convention of torchvision and of CUB's x, y, x + w, y + h (the project's box convention,
+and how the IoU counts such boxes, are written down in train.wsol.localization).
 Generation is deterministic: image i of a split depends only on (seed, split, i).
 """
 from __future__ import annotations

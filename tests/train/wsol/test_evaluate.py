@@ -2,11 +2,14 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from pipelines import TrainAugment
-from train.wsol.box_formats import Annotation
+from pipelines import TrainAugment, make_loader
 from train.cli import main
+from train.wsol.box_formats import Annotation
 from train.wsol.evaluate import boxes_in_crop, crop_geometry, evaluate, match_annotations
+from train.wsol.localization import box_iou, boxes_from_cam
+from train.wsol.synth import _tight_box
 from train.trainer import fit
 from tests.train.test_trainer import tiny_config
 
@@ -17,6 +20,36 @@ def test_boxes_follow_the_resize_and_centre_crop():
     box = boxes_in_crop([[100, 50, 150, 90]], 200, 100, 64, 56)
     np.testing.assert_array_equal(box, [[28, 28, 55, 53]])  # 96-36=60 -> clipped to 55
     np.testing.assert_array_equal(boxes_in_crop([[0, 0, 63, 63]], 64, 64, 64, 64), [[0, 0, 63, 63]])
+
+
+@pytest.mark.parametrize("width, height, crop", [(101, 64, 56), (64, 101, 56), (64, 64, 57)])
+def test_boxes_in_crop_lands_on_the_pixels_dali_crops_with_half_pixel_offsets(tmp_path, width, height, crop):
+    # an image whose red and green values are each pixel's column and row; shorter side = resize: no resampling
+    y, x = np.mgrid[0:height, 0:width]
+    (tmp_path / "c0").mkdir()
+    Image.fromarray(np.stack([x, y, 0 * x], -1).astype(np.uint8)).save(tmp_path / "c0" / "a.png")
+    loader = make_loader(str(tmp_path), train=False, batch_size=1, crop=crop, resize=min(width, height),
+                         mean=(0, 0, 0), std=(1, 1, 1), num_threads=1)
+    (image,) = [images[0].numpy() for images, _ in loader]
+    for row, col in ((0, 0), (crop - 1, crop - 1)):
+        source_x, source_y = image[0, row, col], image[1, row, col]
+        mapped = boxes_in_crop([[source_x, source_y, source_x, source_y]], width, height, min(width, height), crop)
+        assert mapped[0, :2].tolist() == [col, row]
+
+
+def test_box_convention_a_cam_covering_exactly_an_objects_pixels_has_iou_1():
+    # synth boxes have x1/y1 one past the last pixel, like CAM boxes; the IoU counts both inclusively
+    obj = np.zeros((16, 16), dtype=bool)
+    obj[2:6, 3:11] = True  # rows 2..5, columns 3..10
+    true_box = _tight_box(obj)
+    assert true_box == (3, 2, 11, 6)
+    assert box_iou(boxes_from_cam(obj.astype(float), 0.5), [true_box]).item() == 1.0
+    # at the right edge x1 would be 16, one past the map: the CAM box and the crop-mapped true box both clip
+    obj[:] = False
+    obj[2:6, 9:16] = True
+    true_box = boxes_in_crop([_tight_box(obj)], 16, 16, 16, 16)  # resize = crop on a square: only the clip
+    assert true_box.tolist() == [[9, 2, 15, 6]]
+    assert box_iou(boxes_from_cam(obj.astype(float), 0.5), true_box).item() == 1.0
 
 
 def test_annotations_are_matched_in_loader_order_and_mismatches_named(tiny_synth):

@@ -22,6 +22,12 @@ def test_largest_component_is_boxed_one_past_its_last_pixel():
     assert sorted(boxes_from_cam(cam, 0.2, all_components=True).tolist()) == [[1, 1, 4, 4], [8, 6, 10, 8]]
 
 
+def test_of_equally_large_components_the_last_in_scan_order_is_boxed_as_cv2_lists_it_first():
+    # wsolevaluation's max(contours, key=cv2.contourArea) gives these boxes (checked with their code, cv2 4.14)
+    assert boxes_from_cam(_map(a=(1.0, 1, 2, 1, 2), b=(1.0, 6, 7, 8, 9)), 0.5).tolist() == [[8, 6, 10, 8]]
+    assert boxes_from_cam(_map(a=(1.0, 1, 2, 8, 9), b=(1.0, 6, 7, 1, 2)), 0.5).tolist() == [[1, 6, 3, 8]]
+
+
 def test_threshold_is_a_fraction_of_the_max_and_strict():
     cam = _map(peak=(1.0, 0, 1, 0, 1), plateau=(0.5, 5, 8, 5, 8))  # the plateau is larger
     assert boxes_from_cam(cam, 0.2).tolist() == [[5, 5, 9, 9]]
