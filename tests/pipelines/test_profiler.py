@@ -15,9 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines import InputProfiler, make_loader
+from pipelines import InputProfiler, make_loader, profiler_overhead
 from pipelines.profiler import MAX_PENDING_CYCLES, CpuClock, CudaEvents, batch_samples
-from pipelines import profiler_overhead
 
 BATCH = 4
 
