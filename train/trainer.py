@@ -3,6 +3,9 @@
 Each epoch builds its loader with seed `base + rank + EPOCH_SEED_STRIDE * epoch`: rank 0 of epoch 0 uses the
 base seed, every (rank, epoch) gets its own crops and masks, and a resumed run sees exactly the data it would
 have seen, without serializing DALI's internal state. The checkpoint's `loader` entry records that rule.
+
+Every epoch's loader is wrapped in an `InputProfiler` (CUDA events on the GPU): rank 0 prints its line and the
+epoch's metrics carry its numbers under "input" (rank 0's loop; other ranks are not gathered).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from dali_has import FeatureHideAndSeek, insert_after
-from pipelines import make_loader
+from pipelines import InputProfiler, make_loader
 from pipelines.files import load_dataset
 from train import distributed
 from train.config import TrainConfig
@@ -28,6 +31,8 @@ from train.models import build_model
 EPOCH_SEED_STRIDE = 10_007
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
+# Batches the input profiler leaves out at the start of an epoch, at most a quarter of a short one.
+PROFILE_WARMUP = 10
 
 
 def epoch_seed(base: int, rank: int, epoch: int) -> int:
@@ -125,11 +130,12 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
     loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
     correct = torch.zeros((), dtype=torch.int64, device=env.device)
     seen = 0
+    profiler = InputProfiler(warmup=min(PROFILE_WARMUP, steps // 4), timing="cuda" if on_gpu else "cpu")
     # Shards may differ by a batch; Join lets DDP ranks that run out early shadow the others' all-reduces.
     start = time.perf_counter()
     with Join([net]) if env.world_size > 1 else contextlib.nullcontext():
-        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not env.is_main,
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(profiler.wrap(loader), total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not env.is_main, leave=False, dynamic_ncols=True)
         for step, (images, labels) in enumerate(bar):
             if step >= steps:
                 break
@@ -157,8 +163,13 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
     local_seen = seen
     loss_sum, correct, seen, rate = distributed.all_reduce_sum(
         [loss_sum.item(), correct.item(), seen, seen / seconds], env.device)
+    profile = profiler.summary()
+    if env.is_main:
+        tqdm.write(f"epoch {epoch + 1}/{cfg.epochs} input: {profiler.line()}")
     return {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_top1": 100.0 * correct / seen,
-            "samples": int(seen), "rank_samples": local_seen, "img_s": rate, "seconds": seconds}
+            "samples": int(seen), "rank_samples": local_seen, "img_s": rate, "seconds": seconds,
+            "input": {k: profile[k] for k in ("wait_fraction", "wait_s", "img_s", "verdict", "batches",
+                                              "timing")}}
 
 
 def _save_checkpoint(out: Path, model, opt, sched, epoch: int, cfg: TrainConfig, num_classes: int) -> None:

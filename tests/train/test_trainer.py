@@ -56,12 +56,21 @@ def test_a_float16_loader_trains_a_float32_model_without_autocast(tiny_synth, tm
     assert last["samples"] == 16 and last["train_loss"] == last["train_loss"]  # ran, and the loss is not NaN
 
 
-def test_run_folder_and_exact_resume(tiny_synth, tmp_path):
+def test_run_folder_and_exact_resume(tiny_synth, tmp_path, capsys):
     straight = fit(tiny_config(tiny_synth, tmp_path / "a"))
     assert straight["samples"] == 37 and straight["epoch"] == 2
     run_a = tmp_path / "a"
     assert json.loads((run_a / "config.json").read_text())["epochs"] == 2
-    assert [json.loads(line)["epoch"] for line in (run_a / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    metrics = [json.loads(line) for line in (run_a / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    # The input profiler's numbers: 5 batches of 8 per epoch, 1 of them warm-up.
+    for m in metrics:
+        profile = m["input"]
+        assert profile["batches"] == 4 and profile["timing"] == "cpu"
+        assert 0 <= profile["wait_fraction"] <= 1 and profile["wait_s"] >= 0 and profile["img_s"] > 0
+        assert profile["verdict"].startswith(("input-bound: ", "compute-bound: "))
+    printed = capsys.readouterr().out
+    assert "epoch 1/2 input: " in printed and "epoch 2/2 input: " in printed and "cpu timing" in printed
 
     fit(tiny_config(tiny_synth, tmp_path / "b", epochs=1))
     assert main(["train", "--resume", str(tmp_path / "b"), "--epochs", "2"]) == 0
