@@ -28,7 +28,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from train.wsol.evaluate import evaluate, format_table
+    from train.wsol.evaluate import evaluate, localization_table
     from train.wsol.visualize import cam_comparison
 
     results = {}
@@ -38,7 +38,7 @@ def run(args) -> int:
                                                device=args.device, num_threads=args.num_threads,
                                                resize=args.resize, split=args.split, examples=args.examples)
     metrics = {name: r.metrics for name, r in results.items()}
-    print(format_table(metrics))
+    print(localization_table(metrics))
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
     if args.examples:

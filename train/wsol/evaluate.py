@@ -19,6 +19,7 @@ from tqdm import tqdm
 from pipelines import make_loader
 from pipelines.files import load_dataset
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, eval_resize
+from train.tables import format_table
 from train.wsol.box_formats import BoxTable, read_boxes
 from train.wsol.cam import class_activation_maps
 from train.wsol.localization import LocalizationMeter, boxes_from_cam
@@ -80,6 +81,26 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, ten_crop: bool = Fal
              cam_threshold: float | None = None, batch_size: int = 64, device: str = "cpu",
              num_threads: int | None = None, resize: int | None = None, split: str = "test",
              examples: int = 0, progress: bool = True) -> EvalResult:
+    """Classification and CAM localization metrics of a trained run on a held-out set with true boxes.
+
+    Args:
+        run_dir: a `dali-has train` run folder (config.json and checkpoint.pt).
+        data: held-out folder DIR/<class>/<image> or a file list; its labels must match the box file's.
+        boxes: ILSVRC XML file/folder, CUB-200-2011 folder or the synthetic set's boxes.json (`read_boxes`).
+        ten_crop: class scores averaged over the paper's 10 crops (the CAM stays the centre crop's).
+        cam_threshold: fraction of the CAM max for the box; None = the architecture's (paper: 0.20).
+        batch_size, device, num_threads: of the validation loader.
+        resize: shorter side before the centre crop; None = crop / 0.875.
+        split: the CUB / synthetic split `data` holds.
+        examples: how many images to keep (with CAM and boxes) for a picture.
+
+    Returns:
+        EvalResult: `metrics` as `LocalizationMeter.compute()` gives them (percentages) and the kept examples.
+
+    Raises:
+        ValueError / BoxFormatError: images without boxes, labels that disagree, a malformed box file.
+        FileNotFoundError: a missing run folder, data or box file.
+    """
     torch_device = torch.device("cuda" if device == "gpu" else "cpu")
     model, cfg = load_trained_model(run_dir, torch_device)
     resize = eval_resize(cfg.crop, resize)
@@ -125,14 +146,13 @@ def _examples(model, features, logits, labels, images, true_boxes, threshold, cf
     return out
 
 
-def format_table(rows: dict[str, dict], extra: tuple[tuple[str, str], ...] = ()) -> str:
-    """A fixed-width table of the headline metrics (plus `extra` (key, title) columns), one row per run."""
+def localization_table(rows: dict[str, dict], extra: tuple[tuple[str, str], ...] = ()) -> str:
+    """The headline metrics (plus `extra` (key, title) columns) of each run, in percent, one row per run."""
     cols = [("top1", "top-1"), ("gt_known_loc", "GT-known Loc"), ("top1_loc", "Top-1 Loc"),
             ("maxboxacc_v2", "MaxBoxAccV2"), *extra]
-    width = max(8, *(len(name) for name in rows))
-    lines = [f"{'run':<{width}} " + " ".join(f"{title:>{max(13, len(title))}}" for _, title in cols)]
-    for name, m in rows.items():
-        lines.append(f"{name:<{width}} " + " ".join(
-            f"{m[key]:>{max(13, len(title))}.1f}" if isinstance(m.get(key), (int, float)) and not math.isnan(m[key])
-            else f"{'-':>{max(13, len(title))}}" for key, title in cols))
-    return "\n".join(lines)
+
+    def cell(value) -> str:
+        return f"{value:.1f}" if isinstance(value, (int, float)) and not math.isnan(value) else "-"
+
+    return format_table(["run", *(title for _, title in cols)],
+                        [[name, *(cell(m.get(key)) for key, _ in cols)] for name, m in rows.items()], min_width=13)

@@ -168,9 +168,15 @@ def _percent(correct, total: int):
 class LocalizationMeter:
     """Accumulates classification and localization results batch by batch; `compute()` gives percentages.
 
-    cam_threshold: fraction of the CAM max for GT-known / Top-1 Loc (AlexNet-GAP 0.20, GoogLeNet-GAP 0.30).
-    iou_threshold: IoU needed for GT-known / Top-1 Loc (0.5).
-    iou_thresholds, cam_curve_interval: MaxBoxAccV2's IoU levels and threshold sweep step.
+    Args:
+        cam_threshold: fraction of the CAM max for GT-known / Top-1 Loc (AlexNet-GAP 0.20, GoogLeNet-GAP 0.30).
+        iou_threshold: IoU needed for GT-known / Top-1 Loc (0.5).
+        iou_thresholds, cam_curve_interval: MaxBoxAccV2's IoU levels and threshold sweep step.
+
+    Use: `update(logits, labels, cams, true_boxes)` per batch (see its docstring for shapes), then `compute()`.
+
+    Raises:
+        ValueError: an invalid setting (named); in update(), batch shapes that disagree; in compute(), no images.
     """
 
     def __init__(self, *, cam_threshold: float = 0.20, iou_threshold: float = 0.5,
