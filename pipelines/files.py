@@ -1,9 +1,14 @@
-"""Which files a dataset holds, listed exactly as DALI's `fn.readers.file` lists them.
+"""What a dataset is and which files it holds, listed exactly as DALI's readers list them.
 
-Two sources, one result (`Dataset`: a root folder and `(relative path, label)` samples in reader order):
+The image pipelines read three kinds of data (`data_kind` is the one place that tells them apart):
 
-* an ImageNet-style tree `DIR/<class>/<file>`, enumerated like `fn.readers.file(file_root=DIR, file_filters=...)`;
-* a DALI `file_list` text file (`path label` per line), read and written the way DALI 2.4 parses it.
+* FOLDER: an ImageNet-style tree `DIR/<class>/<file>`, enumerated like
+  `fn.readers.file(file_root=DIR, file_filters=...)`;
+* FILE_LIST: a DALI `file_list` text file (`path label` per line), read and written the way DALI 2.4 parses it;
+* WEBDATASET: tar shards with DALI index files (`pipelines.webdataset`, written by `dali-has prepare
+  --webdataset`): a folder whose top level holds `*.tar`, one `.tar` file, or a list of `.tar` paths.
+
+The first two list as one result (`Dataset`: a root folder and `(relative path, label)` samples in reader order).
 
 Mirrors DALI 2.4 `dali/operators/reader/loader/filesystem.cc` and `file_label_loader.h`:
 class folders are every sub-directory of the root (symlinks followed, hidden ones included, empty ones
@@ -21,7 +26,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence, Union
+
+from pipelines import webdataset
+
+FOLDER, FILE_LIST, WEBDATASET = "folder", "file_list", "webdataset"
+# A dataset argument: a path, or (WebDataset only) a list of shard paths.
+DataArg = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
 # The default `file_filters` of `fn.readers.file` in DALI 2.4 (a test compares it with DALI's schema).
 DALI_FILE_FILTERS = (
@@ -131,9 +142,71 @@ def read_file_list(list_path: str | os.PathLike) -> Dataset:
     return Dataset(root=root, samples=tuple(samples))
 
 
+def data_kind(data: DataArg) -> str:
+    """FOLDER, FILE_LIST or WEBDATASET: a list of paths or a `.tar` file are shards; another file is a file list;
+    a folder is a shard folder when its top level holds `.tar` files, else a class tree (both is an error)."""
+    if isinstance(data, (list, tuple)):
+        return WEBDATASET
+    path = Path(data)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset {str(path)!r} does not exist: expected a folder DIR/<class>/<image>, a "
+                                "file list or WebDataset shards")
+    if path.is_file():
+        return WEBDATASET if path.suffix == webdataset.SHARD_SUFFIX else FILE_LIST
+    with os.scandir(path) as entries:
+        entries = list(entries)
+    if not any(e.name.endswith(webdataset.SHARD_SUFFIX) and e.is_file() for e in entries):
+        return FOLDER
+    folders = sorted(e.name for e in entries if e.is_dir())
+    if folders:
+        raise ValueError(f"{str(path)!r} holds both .tar shards and sub-folders ({', '.join(folders[:3])}): is it "
+                         "a WebDataset or a class tree DIR/<class>/<image>? Keep the shards in a folder of their own")
+    return WEBDATASET
+
+
+def list_shards(data: DataArg) -> tuple[Path, ...]:
+    """The WebDataset shards of `data` in reading order (a folder's `*.tar` sorted by name), each with its index."""
+    if isinstance(data, (list, tuple)):
+        shards = tuple(Path(p) for p in data)
+    elif Path(data).is_dir():
+        shards = tuple(sorted(p for p in Path(data).iterdir()
+                              if p.suffix == webdataset.SHARD_SUFFIX and p.is_file()))
+    else:
+        shards = (Path(data),)
+    if not shards:
+        raise ValueError(f"no .tar shards in {data!r}")
+    for shard in shards:
+        if shard.suffix != webdataset.SHARD_SUFFIX or not shard.is_file():
+            raise FileNotFoundError(f"WebDataset shard {str(shard)!r} is not an existing .tar file")
+        if not webdataset.index_path(shard).is_file():
+            raise FileNotFoundError(
+                f"shard {str(shard)!r} has no index {str(webdataset.index_path(shard))!r}: write one with DALI's "
+                f"`wds2idx {shard}`, or prepare the data with `dali-has prepare --webdataset`")
+    return shards
+
+
 def load_dataset(data: str | os.PathLike) -> Dataset:
-    """A folder tree or a file list, whichever `data` is."""
-    return list_folder(data) if Path(data).is_dir() else read_file_list(data)
+    """A folder tree or a file list, whichever `data` is (shards hold no files to list: an error)."""
+    kind = data_kind(data)
+    if kind == WEBDATASET:
+        raise ValueError(f"{data!r} is a WebDataset (tar shards); this needs the image files: use the folder or "
+                         "file list the shards were prepared from")
+    return list_folder(data) if kind == FOLDER else read_file_list(data)
+
+
+def dataset_labels(data: DataArg) -> list[int]:
+    """The label of every sample, for any kind of data."""
+    if data_kind(data) != WEBDATASET:
+        return [label for _, label in load_dataset(data).samples]
+    return [label for shard in list_shards(data)
+            for label in webdataset.read_labels(shard, webdataset.read_index(shard))]
+
+
+def num_classes(data: DataArg) -> int:
+    """Classes of a training set: its class folders (empty ones count), else the largest label plus one."""
+    if data_kind(data) == FOLDER:
+        return len(list_folder(data).classes)
+    return max(dataset_labels(data)) + 1
 
 
 def write_file_list(list_path: str | os.PathLike, samples: Iterable[tuple[str | os.PathLike, int]]) -> int:

@@ -11,6 +11,13 @@ derived from (seed, number of rebuilds), so its crops and masks are new but stil
 Randomness. The pipeline seed is seed + shard_id: shards draw different crops, flips and masks; every epoch draws
 new ones (DALI's generators run on); a fixed seed gives the same batches run after run.
 
+Resuming. Keep one loader for a whole training run: its pipeline then lists the files, allocates its decoders and
+fills its shuffle buffer once, and the next epoch's first batches are prefetched while the last ones train. To
+resume such a run exactly, make the loader with `checkpointing=True`, save `loader.state_dict()` after an epoch
+and give it to `load_state_dict()` of a new loader with the same settings: its next `for` yields exactly what the
+old loader's next `for` would have (DALI's checkpoints restore the readers' positions and shuffle buffers and
+every random generator; a `for` that had stopped early is restored as the rebuild it would have caused).
+
 Shutdown. A loader owns one DALI pipeline. `close()` (or `with make_loader(...) as loader:`) releases it at once,
 and so does dropping the last reference. Loaders still open at interpreter exit are closed by an atexit hook, so
 DALI's threads and CUDA memory are released while the interpreter and the CUDA driver are fully up, not in
@@ -32,13 +39,14 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
 from dali_has import HaSConfig, validate
 from pipelines.bad_files import UnreadableImageError, explain
-from pipelines.files import IMAGE_FILTERS
+from pipelines.files import IMAGE_FILTERS, WEBDATASET
 from pipelines.reader import READER_NAME, reader_kwargs
 from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment, split_options
 from pipelines.train_pipeline import train_pipeline
 from pipelines.val_pipeline import eval_resize, val_pipeline
 
 _OPEN_LOADERS: "weakref.WeakSet[EpochLoader]" = weakref.WeakSet()
+STATE_VERSION = 1  # of EpochLoader.state_dict()
 
 
 @atexit.register
@@ -64,7 +72,7 @@ class EpochLoader:
     def __init__(self, define: Callable[[PipelineOptions], Pipeline], options: PipelineOptions,
                  outputs: Sequence[str], reader_name: str):
         self._define = define
-        self._options = options
+        self._options = replace(options, checkpoint=None)  # a given checkpoint is where the first pipeline starts
         self._outputs = list(outputs)
         self._reader_name = reader_name
         self._rebuilds = 0
@@ -72,7 +80,7 @@ class EpochLoader:
         self._mid_epoch = False  # a batch of the current epoch was drawn and the epoch has not ended
         self._pipeline: Optional[Pipeline] = None
         self._iterator: Optional[DALIGenericIterator] = None
-        self._open()
+        self._open(options.checkpoint)
         self.batch_size = options.batch_size
         self.num_samples = shard_size(self.dataset_size, options.shard_id, options.num_shards)
         _OPEN_LOADERS.add(self)
@@ -94,6 +102,38 @@ class EpochLoader:
     def pipeline(self) -> Optional[Pipeline]:
         """The DALI pipeline now in use (a new one after a rebuild); None once closed."""
         return self._pipeline
+
+    def state_dict(self) -> dict:
+        """Where the next `for` starts (see "Resuming" in the module docstring); needs `checkpointing=True`.
+
+        Take it between epochs: after a `for` ended or stopped early, or before the first. Its "pipeline" entry is
+        DALI's checkpoint (bytes, None when the next `for` starts a fresh pipeline).
+        """
+        if self._iterator is None:
+            raise RuntimeError("this loader is closed")
+        if not self._options.checkpointing:
+            raise ValueError("state_dict() needs a loader made with checkpointing=True")
+        state = {"version": STATE_VERSION, "dataset_size": self.dataset_size,
+                 "shard": [self._options.shard_id, self._options.num_shards]}
+        if self._mid_epoch:  # the next `for` rebuilds: a fresh pipeline with the next derived seed
+            return dict(state, rebuilds=self._rebuilds + 1, pipeline=None)
+        return dict(state, rebuilds=self._rebuilds, pipeline=self._iterator.checkpoints()[0])
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a `state_dict()` of a loader with the same settings and data (rebuilds the pipeline)."""
+        if self._iterator is None:
+            raise RuntimeError("this loader is closed")
+        expected = {"version", "dataset_size", "shard", "rebuilds", "pipeline"}
+        if not isinstance(state, dict) or set(state) != expected or state["version"] != STATE_VERSION:
+            raise ValueError(f"not a loader state of this version: expected a dict with keys {sorted(expected)} "
+                             f"and version {STATE_VERSION}, as state_dict() returns")
+        mine = {"dataset_size": self.dataset_size, "shard": [self._options.shard_id, self._options.num_shards]}
+        theirs = {key: state[key] for key in mine}
+        if theirs != mine:
+            raise ValueError(f"the loader state is of another data set or shard ({theirs}); this loader has {mine}")
+        self._close_pipeline()
+        self._rebuilds = validate.whole_number("rebuilds", state["rebuilds"])
+        self._open(state["pipeline"])
 
     def close(self) -> None:
         """Release the DALI pipeline now; the loader cannot be iterated afterwards."""
@@ -140,8 +180,8 @@ class EpochLoader:
                 continue
             yield self._convert(batch)
 
-    def _open(self) -> None:
-        options = replace(self._options, seed=rebuild_seed(self._options.seed, self._rebuilds))
+    def _open(self, checkpoint: Optional[bytes] = None) -> None:
+        options = replace(self._options, seed=rebuild_seed(self._options.seed, self._rebuilds), checkpoint=checkpoint)
         try:
             self._pipeline = self._define(options)
             self._pipeline.build()
@@ -173,8 +213,10 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
     """An iterable of (images, labels) batches over `data`, one epoch per `for`.
 
     Args:
-        data: a folder `DIR/<class>/<image>` (label = index of the class folder in sorted order) or a DALI file
-            list (`path label` per line, paths relative to the list; `dali-has scan --write-list` writes one).
+        data: a folder `DIR/<class>/<image>` (label = index of the class folder in sorted order), a DALI file
+            list (`path label` per line, paths relative to the list; `dali-has scan --write-list` writes one), or
+            WebDataset shards with their DALI indexes: a folder of `*.tar`, one `.tar` or a list of `.tar` paths
+            (`dali-has prepare --webdataset` writes them; `pipelines.webdataset` has the format).
         train: True = shuffled, random-resized-crop + flip (+ Hide-and-Seek); False = in order, centre crop.
         batch_size: samples per batch; the last batch of an epoch may be smaller.
         has: Hide-and-Seek settings (a HaSConfig or a dict of its settings, `fill` in normalized units, see
@@ -183,7 +225,8 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
             implementation, random-resized-crop ranges, flip probability, shuffle buffer. Ignored when
             train=False (Hide-and-Seek never runs at evaluation) but still checked.
         ten_crop, resize: evaluation only (`val_pipeline`); ten_crop=True with train=True is an error.
-        **options: fields of `PipelineOptions` (device, device_id, seed, shard_id, num_shards, num_threads) and
+        **options: fields of `PipelineOptions` (device, device_id, seed, shard_id, num_shards, num_threads,
+            checkpointing: needed for `state_dict()`, see "Resuming" in the module docstring) and
             of `ImageOptions` (crop, dtype, layout, mean, std, hw_decoder_load, preallocate_hint).
 
     Returns:
@@ -235,9 +278,13 @@ class DaliLoader(EpochLoader):
         return batch["images"], batch["labels"]
 
     def _explain(self, error: RuntimeError) -> Optional[UnreadableImageError]:
+        if self._image.kind == WEBDATASET:  # the bad-file search reads files; shards hold what `prepare` checked
+            return None
         return explain(error, self._options, self._image, self._reader_kwargs)
 
     def _no_files_message(self) -> str:
+        if self._image.kind == WEBDATASET:
+            return f"the WebDataset shards {self._image.data} hold no samples"
         if self._image.is_file_list:
             return f"the file list {self._image.data} names no files"
         return (f"no images in {self._image.data}: expected class folders DIR/<class>/<image> with files matching "

@@ -1,9 +1,12 @@
-"""The file reader both image pipelines start from: folder tree or file list, shuffled or not, sharded exactly."""
+"""The reader both image pipelines start from: a folder tree or file list (`fn.readers.file`) or WebDataset
+shards (`fn.readers.webdataset`), shuffled or not, sharded exactly; either way (encoded images, int64 labels)."""
 from __future__ import annotations
 
+import numpy as np
 from nvidia.dali import fn, types
 
-from pipelines.files import IMAGE_FILTERS
+from pipelines import webdataset
+from pipelines.files import IMAGE_FILTERS, WEBDATASET, list_shards
 from pipelines.settings import SHUFFLE_BUFFER, ImageOptions, PipelineOptions
 
 READER_NAME = "Reader"  # loaders find epoch and shard sizes through this name
@@ -11,14 +14,22 @@ READER_NAME = "Reader"  # loaders find epoch and shard sizes through this name
 
 def reader_kwargs(options: PipelineOptions, image: ImageOptions, *, shuffle: bool,
                   shuffle_buffer: int = SHUFFLE_BUFFER) -> dict:
-    """Arguments of `fn.readers.file` for these options.
+    """Arguments of the reader for `image.kind` (`fn.readers.webdataset` for shards, else `fn.readers.file`).
 
     stick_to_shard keeps every epoch on the same shard, so a shard's size (and the loader's len()) never
     changes between epochs; pad_last_batch makes DALI end each epoch at the shard boundary (the padding is cut
-    off again by the loader) instead of wrapping into the next epoch.
+    off again by the loader) instead of wrapping into the next epoch. Both readers split the samples, in reading
+    order, into `num_shards` contiguous parts, so sharding is exact for every kind of data.
     """
-    source = (dict(file_list=image.data) if image.is_file_list
-              else dict(file_root=image.data, file_filters=list(IMAGE_FILTERS)))
+    if image.kind == WEBDATASET:
+        shards = list_shards(image.data)
+        # The shuffle buffer mixes samples only locally: `dali-has prepare` writes shards in a random order.
+        source = dict(paths=[str(s) for s in shards], index_paths=[str(webdataset.index_path(s)) for s in shards],
+                      ext=[webdataset.IMAGE_EXT, webdataset.LABEL_EXT], missing_component_behavior="error")
+    elif image.is_file_list:
+        source = dict(file_list=image.data)
+    else:
+        source = dict(file_root=image.data, file_filters=list(IMAGE_FILTERS))
     return dict(source, name=READER_NAME, shard_id=options.shard_id, num_shards=options.num_shards,
                 stick_to_shard=True, pad_last_batch=True, random_shuffle=shuffle, initial_fill=shuffle_buffer)
 
@@ -26,6 +37,17 @@ def reader_kwargs(options: PipelineOptions, image: ImageOptions, *, shuffle: boo
 def read_files(options: PipelineOptions, image: ImageOptions, *, shuffle: bool, shuffle_buffer: int = SHUFFLE_BUFFER):
     """(encoded image bytes, labels) nodes; labels come out int64 with one scalar per sample, on the images'
     device, so the batch is a `[B]` tensor ready for `cross_entropy`."""
-    encoded, labels = fn.readers.file(**reader_kwargs(options, image, shuffle=shuffle, shuffle_buffer=shuffle_buffer))
-    labels = fn.cast(fn.squeeze(labels, axes=[0]), dtype=types.INT64)
+    kwargs = reader_kwargs(options, image, shuffle=shuffle, shuffle_buffer=shuffle_buffer)
+    if image.kind == WEBDATASET:
+        encoded, label_text = fn.readers.webdataset(**kwargs)
+        labels = _decimal(label_text)
+    else:
+        encoded, labels = fn.readers.file(**kwargs)
+        labels = fn.cast(fn.squeeze(labels, axes=[0]), dtype=types.INT64)
     return encoded, (labels.gpu() if options.device == "gpu" else labels)
+
+
+def _decimal(text):
+    """The integer written as `webdataset.LABEL_DIGITS` ASCII digits: sum of digit × 10^place, an int64 scalar."""
+    places = np.array([10**k for k in reversed(range(webdataset.LABEL_DIGITS))], dtype=np.int64)
+    return fn.reductions.sum((fn.cast(text, dtype=types.INT64) - ord("0")) * types.Constant(places))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Optional, Union
 
@@ -21,6 +22,7 @@ from nvidia.dali import types
 
 from dali_has import HaSConfig, validate
 from dali_has.operator import IMPLEMENTATIONS as HAS_IMPLEMENTATIONS
+from pipelines.files import FILE_LIST, data_kind
 
 # The usual ImageNet statistics on the 0..255 scale of decoded pixels.
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -51,6 +53,11 @@ class PipelineOptions:
     shard_id, num_shards: this process's part of the data set.
     num_threads: DALI CPU worker threads; None = usable CPU cores / processes on this node.
     seed: base seed; the pipeline's seed is seed + shard_id so ranks differ. None = a random seed.
+    checkpointing: let DALI trace its readers' and random operators' state, so a loader's `state_dict()` can
+        restart it exactly where it was (`pipelines.loader`). Off by default: every operator of the pipeline must
+        support it.
+    checkpoint: a DALI checkpoint (`Pipeline.checkpoint()`, bytes) the pipeline starts from; set by the loaders'
+        `load_state_dict`, implies checkpointing.
     """
 
     batch_size: int
@@ -60,6 +67,8 @@ class PipelineOptions:
     num_shards: int = 1
     num_threads: Optional[int] = None
     seed: Optional[int] = None
+    checkpointing: bool = False
+    checkpoint: Optional[bytes] = None
 
     def __post_init__(self):
         _set(self, "batch_size", validate.positive_int("batch_size", self.batch_size))
@@ -73,6 +82,12 @@ class PipelineOptions:
         if self.seed is not None:
             # DALI seeds are 64-bit; seed + shard_id + the rebuild offsets must stay below 2**63.
             _set(self, "seed", validate.whole_number("seed", self.seed, maximum=2**62))
+        validate.boolean("checkpointing", self.checkpointing)
+        if self.checkpoint is not None:
+            if not isinstance(self.checkpoint, bytes):
+                raise ValueError(f"checkpoint of type {type(self.checkpoint).__name__}; expected the bytes of a "
+                                 "DALI checkpoint (Pipeline.checkpoint())")
+            _set(self, "checkpointing", True)
 
     @property
     def pipeline_seed(self) -> Optional[int]:
@@ -82,15 +97,18 @@ class PipelineOptions:
     def pipeline_kwargs(self, seed: Optional[int] = None) -> dict:
         """Arguments of `nvidia.dali.Pipeline` (and `@pipeline_def` functions) for these options."""
         return dict(batch_size=self.batch_size, num_threads=self.num_threads or default_num_threads(),
-                    device_id=dali_device_id(self.device, self.device_id), seed=seed)
+                    device_id=dali_device_id(self.device, self.device_id), seed=seed,
+                    enable_checkpointing=self.checkpointing, checkpoint=self.checkpoint)
 
 
 @dataclass(frozen=True)
 class ImageOptions:
     """What the image pipelines read and output.
 
-    data: an ImageNet-style folder `DIR/<class>/<image>` (labels = sorted class folder index) or a DALI file list
-        (`relative/path label` per line, paths relative to the list's folder).
+    data: an ImageNet-style folder `DIR/<class>/<image>` (labels = sorted class folder index), a DALI file list
+        (`relative/path label` per line, paths relative to the list's folder) or WebDataset shards with their
+        indexes (a folder of `*.tar`, one `.tar`, or a list of `.tar` paths; `pipelines.webdataset`).
+        `kind` says which (`pipelines.files.data_kind`).
     crop: side of the square network input in pixels.
     dtype, layout: of the image tensors handed to PyTorch (torch.float32 / torch.float16, or their names from a
         config file; "NCHW" / "NHWC").
@@ -100,7 +118,7 @@ class ImageOptions:
         allocate as needed.
     """
 
-    data: str
+    data: Union[str, tuple[str, ...]]
     crop: int = CROP
     dtype: torch.dtype = torch.float32
     layout: str = "NCHW"
@@ -124,9 +142,14 @@ class ImageOptions:
             hint = validate.numbers("preallocate_hint", self.preallocate_hint, count=2, positive=True)
             _set(self, "preallocate_hint", tuple(validate.positive_int("preallocate_hint", int(v)) for v in hint))
 
+    @cached_property
+    def kind(self) -> str:
+        """FOLDER, FILE_LIST or WEBDATASET (`pipelines.files`)."""
+        return data_kind(self.data)
+
     @property
     def is_file_list(self) -> bool:
-        return os.path.isfile(self.data)
+        return self.kind == FILE_LIST
 
     @property
     def dali_dtype(self):
@@ -232,13 +255,17 @@ def check_dtype(dtype) -> torch.dtype:
     return dtype
 
 
-def _check_data(data) -> str:
+def _check_data(data) -> Union[str, tuple[str, ...]]:
+    if isinstance(data, (list, tuple)) and data:  # WebDataset shards
+        return tuple(_check_data(shard) for shard in data)
     if not isinstance(data, (str, os.PathLike)):
-        raise ValueError(f"data={data!r}; expected a folder DIR/<class>/<image> or a file list path")
+        raise ValueError(f"data={data!r}; expected a folder DIR/<class>/<image>, a file list path or WebDataset "
+                         "shards (a folder of .tar files or a list of .tar paths)")
     path = Path(data).expanduser()
     if not path.exists():
-        raise ValueError(f"data={str(data)!r} does not exist; expected a folder DIR/<class>/<image> "
-                         "or a file list (`dali-has scan --data DIR --write-list FILE` writes one)")
+        raise ValueError(f"data={str(data)!r} does not exist; expected a folder DIR/<class>/<image>, a file list "
+                         "(`dali-has scan --data DIR --write-list FILE` writes one) or WebDataset shards "
+                         "(`dali-has prepare --webdataset` writes them)")
     return str(path.resolve())
 
 

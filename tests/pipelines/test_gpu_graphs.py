@@ -54,6 +54,20 @@ def test_train_pipeline(folder, dtype, layout, has_impl, request):
                    TrainAugment(has=has, has_impl=has_impl or "auto"))
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_pipelines_reading_webdataset_shards(folder, tmp_path, train):
+    from pipelines.webdataset import ShardWriter
+
+    writer = ShardWriter(tmp_path / "s.tar")
+    writer.add("a/0", (folder / "a" / "0.jpg").read_bytes(), 0)
+    writer.close()
+    image = ImageOptions(data=str(tmp_path), crop=16)
+    if train:
+        train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), has_impl="composed"))
+    else:
+        val_pipeline(GPU, image)
+
+
 @pytest.mark.parametrize("ten_crop", [False, True])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_val_pipeline(folder, ten_crop, layout):

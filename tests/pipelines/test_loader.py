@@ -143,6 +143,48 @@ def test_iter_without_drawing_a_batch_loses_nothing(dataset):
     assert sorted(torch.cat(labels).tolist()) == list(range(N_IMAGES))
 
 
+@pytest.mark.parametrize("has", [None, {"patch_sizes": [0, 4], "p_hide": 0.5}])
+def test_a_saved_state_resumes_the_next_epochs_exactly(dataset, has):
+    def epochs(loader, n):
+        return [_by_label(*epoch(loader)) for _ in range(n)]
+
+    make = lambda: small_loader(dataset / "list_11.txt", seed=2, checkpointing=True, has=has)  # noqa: E731
+    original = make()
+    epochs(original, 1)
+    state = original.state_dict()
+    ahead = epochs(original, 2)
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert resumed.pipeline is not None and len(resumed) == len(original)
+    for a, b in zip(ahead, epochs(resumed, 2)):
+        assert torch.equal(a, b)
+    assert not torch.equal(ahead[0], epochs(make(), 1)[0])  # not trivially: a fresh loader draws other crops
+
+
+def test_a_state_taken_after_a_for_stopped_early_resumes_as_the_rebuild_it_implies(dataset):
+    make = lambda: small_loader(dataset / "list_11.txt", batch_size=2, seed=4, checkpointing=True)  # noqa: E731
+    original = make()
+    next(iter(original))  # a `for` that stopped after one batch: the next `for` rebuilds
+    state = original.state_dict()
+    assert state["pipeline"] is None and state["rebuilds"] == 1
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert torch.equal(_by_label(*epoch(original)), _by_label(*epoch(resumed)))
+
+
+def test_loader_states_are_checked(dataset):
+    with pytest.raises(ValueError, match="checkpointing=True"):
+        small_loader(dataset).state_dict()
+    state = small_loader(dataset / "list_7.txt", checkpointing=True).state_dict()
+    other = small_loader(dataset / "list_11.txt", checkpointing=True)
+    with pytest.raises(ValueError, match="another data set or shard"):
+        other.load_state_dict(state)
+    with pytest.raises(ValueError, match="not a loader state"):
+        other.load_state_dict({"pipeline": b""})
+    with pytest.raises(ValueError, match="checkpoint of type str"):
+        small_loader(dataset, checkpoint="not bytes")
+
+
 def test_default_threads_share_the_cores_among_the_processes_of_a_node(monkeypatch):
     cores = len(os.sched_getaffinity(0))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")

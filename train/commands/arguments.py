@@ -10,6 +10,8 @@ import argparse
 from pipelines.settings import DEVICES
 
 DATA_HELP = "dataset folder DIR/<class>/<image>, or a DALI file list ('path label' lines)"
+# What the loader reads besides: WebDataset shards.
+LOADER_DATA_HELP = DATA_HELP + ", or a folder of WebDataset .tar shards (`dali-has prepare --webdataset`)"
 
 
 def add_data(p: argparse.ArgumentParser, help: str = DATA_HELP, required: bool = True) -> None:

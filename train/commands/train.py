@@ -5,7 +5,15 @@ import argparse
 import os
 from pathlib import Path
 
-from train.commands.arguments import add_data, add_device, add_has, add_model_opts, add_num_threads, parse_model_opts
+from train.commands.arguments import (
+    LOADER_DATA_HELP,
+    add_data,
+    add_device,
+    add_has,
+    add_model_opts,
+    add_num_threads,
+    parse_model_opts,
+)
 from train.config import TrainConfig
 from train.models import ARCHS
 
@@ -14,7 +22,7 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a classifier with the DALI loader (Hide-and-Seek on by default)",
                        description="Train with the DALI loader. Under torchrun each rank reads its own shard "
                                    "(seed = base + rank). Defaults follow the paper's schedule per architecture.")
-    add_data(p, "training folder DIR/<class>/*.jpg or a file list", required=False)
+    add_data(p, "training " + LOADER_DATA_HELP, required=False)
     p.add_argument("--out", help="run folder: config.json, metrics.jsonl, checkpoint.pt")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint "
                                                         "(its config; only --epochs may change)")

@@ -1,0 +1,135 @@
+"""WebDataset shards: the format (keys, labels, DALI's own index tool agrees with ours) and the round trip through
+make_loader (every sample exactly once per epoch, per rank, with its label), for each way of naming the shards."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines import make_loader
+from pipelines.files import FILE_LIST, FOLDER, WEBDATASET, data_kind, dataset_labels, list_shards, num_classes
+from pipelines.webdataset import ShardWriter, encode_label, index_path, read_index, read_labels, sample_key, sample_name
+
+N = 23  # over 3 shards of 8, 8 and 7 samples
+CROP = 16
+
+
+def jpeg(i: int) -> bytes:
+    pixels = np.random.default_rng(i).integers(0, 256, (20 + i, 30 - i // 2, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """3 shards; sample i has label 1000 + i, so labels identify samples."""
+    folder = tmp_path_factory.mktemp("wds")
+    for s, start in enumerate(range(0, N, 8)):
+        writer = ShardWriter(folder / f"part-{s}.tar")
+        for i in range(start, min(start + 8, N)):
+            writer.add(sample_key(f"class {i % 2}/img.{i}.png"), jpeg(i), 1000 + i)
+        writer.close()
+    return folder
+
+
+def test_keys_escape_what_webdataset_and_dali_index_lines_would_split_on():
+    for name in ("a/b.jpg", "cls 1/im.g.v2.JPEG", "x%20y/z\tw.png", "ünï/çødé.jpg", "noext"):
+        key = sample_key(name)
+        assert "." not in key and " " not in key and "\t" not in key
+        assert sample_name(key) == (name.rsplit(".", 1)[0] if "." in name else name)
+    assert sample_key("n0144/n0144_10026.JPEG") == "n0144/n0144_10026"  # plain names stay readable
+
+
+def test_labels_are_ten_ascii_digits_and_bad_ones_are_named():
+    assert encode_label(3) == b"0000000003" and int(encode_label(2**31 - 1)) == 2**31 - 1
+    for bad in (-1, 2**31, True, 1.0):
+        with pytest.raises(ValueError, match="label"):
+            encode_label(bad)
+
+
+def test_our_index_is_what_dalis_wds2idx_writes(shards, tmp_path):
+    wds2idx = pytest.importorskip("wds2idx", reason="DALI's index tool is not installed")
+    for shard in list_shards(shards):
+        with wds2idx.IndexCreator(str(shard), str(tmp_path / "ref.idx"), verbose=False) as creator:
+            creator.create_index()
+        assert index_path(shard).read_text() == (tmp_path / "ref.idx").read_text()
+
+
+def test_labels_are_read_through_the_index(shards):
+    first = list_shards(shards)[0]
+    entries = read_index(first)
+    assert [sample_name(e.key) for e in entries][:2] == ["class 0/img.0", "class 1/img.1"]
+    assert read_labels(first, entries) == list(range(1000, 1008))
+    assert dataset_labels(shards) == [1000 + i for i in range(N)]
+    assert num_classes(shards) == 1000 + N
+
+
+def epoch_labels(loader) -> list[int]:
+    batches = [labels for _, labels in loader]
+    assert all(len(b) == loader.batch_size for b in batches[:-1])  # only the last batch is partial
+    return torch.cat(batches).tolist()
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("num_shards,batch_size", [(1, 4), (2, 3), (3, 5)])
+def test_every_sample_once_per_epoch_on_every_rank_with_its_label(shards, train, num_shards, batch_size):
+    seen = []
+    for rank in range(num_shards):
+        loader = make_loader(shards, train=train, batch_size=batch_size, crop=CROP, num_threads=1, seed=0,
+                             shard_id=rank, num_shards=num_shards)
+        assert loader.dataset_size == N
+        first = epoch_labels(loader)
+        assert len(first) == len(set(first)) == loader.num_samples
+        for _ in range(2):  # later epochs: the same samples (stick_to_shard), reshuffled when training
+            assert sorted(epoch_labels(loader)) == sorted(first)
+        seen += first
+    assert sorted(seen) == [1000 + i for i in range(N)]
+
+
+def test_images_come_out_as_the_pipeline_promises(shards):
+    images, labels = next(iter(make_loader(shards, train=True, batch_size=4, crop=CROP, num_threads=1,
+                                           layout="NHWC")))
+    assert images.shape == (4, CROP, CROP, 3) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    # Validation decodes whole images in stored order: the first is sample 0, its pixels those of the JPEG.
+    images, labels = next(iter(make_loader(shards, train=False, batch_size=2, crop=CROP, num_threads=1)))
+    assert labels.tolist() == [1000, 1001]
+
+
+def test_shards_given_as_a_folder_a_list_or_one_tar(shards):
+    tars = list_shards(shards)
+    assert [t.name for t in tars] == ["part-0.tar", "part-1.tar", "part-2.tar"]
+    assert data_kind(shards) == data_kind([str(t) for t in tars]) == data_kind(tars[0]) == WEBDATASET
+    two = make_loader([str(t) for t in tars[1:]], train=False, batch_size=8, crop=CROP, num_threads=1)
+    assert epoch_labels(two) == [1000 + i for i in range(8, N)]
+    one = make_loader(str(tars[2]), train=False, batch_size=8, crop=CROP, num_threads=1)
+    assert epoch_labels(one) == [1000 + i for i in range(16, N)]
+
+
+def test_data_kinds_and_their_errors(shards, tmp_path):
+    (tmp_path / "tree" / "cls").mkdir(parents=True)
+    (tmp_path / "list.txt").write_text("cls/a.jpg 0\n")
+    assert data_kind(tmp_path / "tree") == FOLDER and data_kind(tmp_path / "list.txt") == FILE_LIST
+    mixed = tmp_path / "mixed"
+    (mixed / "cls").mkdir(parents=True)
+    (mixed / "x.tar").write_bytes(b"")
+    with pytest.raises(ValueError, match="both .tar shards and sub-folders"):
+        data_kind(mixed)
+    (tmp_path / "lonely.tar").write_bytes((shards / "part-0.tar").read_bytes())
+    with pytest.raises(FileNotFoundError, match="no index.*wds2idx"):
+        make_loader(tmp_path / "lonely.tar", train=True, batch_size=2)
+    with pytest.raises(ValueError, match="does not exist"):
+        make_loader([str(tmp_path / "missing.tar")], train=True, batch_size=2)
+    with pytest.raises(ValueError, match="WebDataset.*needs the image files"):
+        from pipelines.files import load_dataset
+
+        load_dataset(shards)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "s.tar").write_bytes((shards / "part-0.tar").read_bytes())
+    (broken / "s.idx").write_text("v1.2 5\njpg 512 10 a.jpg\n")
+    with pytest.raises(ValueError, match="not a DALI v1.2 index of 1 samples"):
+        read_index(broken / "s.tar")
