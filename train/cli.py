@@ -13,6 +13,7 @@ COMMANDS = (
     "show",
     "synth",
     "scan",
+    "prepare",
     "mean",
     "bench",
     "synth_actions",

@@ -1,0 +1,345 @@
+"""`dali-has prepare`: a one-time copy of a dataset in which every image is small enough to decode fast.
+
+Decoding is most of a CPU pipeline's work and grows with the pixels of the *stored* image, not of the network
+input: a 500×375 ImageNet JPEG is decoded to feed a 224×224 crop. Re-encoding every image once, bounded to a few
+hundred pixels, makes every epoch after it cheaper (FFCV's ImageNet recipes do the same).
+
+Which side is bounded. `side="shorter"` (the default) scales each image so its shorter side is at most
+`max_side`; `"longer"` bounds the longer side, as FFCV's `max_resolution` does. We default to the shorter side
+because of what the pipelines then do with the pixels:
+* evaluation resizes the shorter side to crop / 0.875 (256 for a 224 crop) and cuts the centre: a copy bounded
+  on the shorter side at 256 holds exactly those pixels, while a 256×192 longer-side copy must be enlarged
+  by a third first;
+* random-resized-crop cuts a window of 8–100 % of the image area and resizes it to 224×224: on a 341×256
+  shorter-side copy the average window (about 54 % of the area) is ~217 px a side, close to 1:1; on a 256×192
+  longer-side copy it is ~163 px, so most training crops are enlarged 1.4× and blurrier than the originals'.
+The longer side makes smaller files (about 44 % fewer pixels at 4:3) and faster decoding; choose it for
+low-resolution training (e.g. FFCV's 160–192 px progressive resizing) or to compare with FFCV's recipe.
+
+What a prepared image is. Decoded as DALI's loader decodes the original: EXIF orientation applied (DALI rotates
+JPEGs upright when decoding, so the copy is stored upright, without the tag), CMYK and palette images converted
+to RGB, alpha dropped (as DALI drops it), 16-bit images scaled to 8 bits by 1/257 (as DALI does; PIL alone would
+clip), grayscale kept grayscale (DALI replicates it to RGB); then resized with Lanczos filtering when larger than
+the bound (JPEGs are first decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling where that still leaves
+at least the target size), never enlarged, and stored as a baseline JPEG at `quality`. The pixels differ from
+the original's by the resize and one more JPEG generation, not by orientation or colour conversion. A file
+that is already what this would produce (a baseline RGB or grayscale JPEG, upright, within the bound) is copied
+byte for byte instead, so it loses nothing.
+
+What is kept. Labels, and every sample's relative path with its extension replaced by `.jpg`. A folder source
+`DIR/<class>/<file>` becomes `OUT/<class>/<file>.jpg` with every class folder (empty ones too, so the labels of a
+folder listing stay the same); a file list's entries keep their relative paths. `OUT/file_list.txt` lists the
+prepared images with their labels. With `webdataset=True` the images go into tar shards instead
+(`pipelines.webdataset`): `OUT/shard-000000.tar` + `.idx`, `shard_samples` samples each, in a random order
+fixed by `SHARD_ORDER_SEED` (DALI's WebDataset reader shuffles only within a buffer, so stored order matters).
+
+Bad files. The files to convert are first checked by `pipelines.scan` (the checks of `dali-has scan`); the
+unusable ones are left out and listed, with scan's reasons, in the manifest `OUT/prepare.json`, which also holds
+the settings, the counts and the bytes before and after.
+
+Interruptions. Every image (or shard) is written under a temporary `.partial` name and renamed when complete,
+and the manifest records the settings first: running the same command again skips what is already complete and
+finishes the rest; different settings for an existing output are an error.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from dali_has import validate
+from pipelines import webdataset
+from pipelines.files import Dataset, load_dataset, write_file_list
+from pipelines.scan import ERROR, Problem, scan_dataset
+from pipelines.settings import default_num_threads
+
+SIDES = ("shorter", "longer")
+MANIFEST = "prepare.json"
+FILE_LIST = "file_list.txt"
+FORMAT_VERSION = 1  # of the output; bump when prepared images would come out differently
+SHARD_ORDER_SEED = 0
+SHARD_NAME = "shard-{:06d}" + webdataset.SHARD_SUFFIX
+PARTIAL = ".partial"
+ORIENTATION = 0x0112  # EXIF tag
+# PIL transpositions that turn an image stored with EXIF orientation N upright (as ImageOps.exif_transpose).
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """How images are prepared (see the module docstring).
+
+    max_side: the bounded side's largest size in pixels. side: "shorter" or "longer".
+    quality: JPEG quality of re-encoded images, 1..100.
+    webdataset: write tar shards instead of a folder; shard_samples: samples per shard (the last one holds the
+        rest, bad files make shards smaller).
+    """
+
+    max_side: int = 256
+    side: str = "shorter"
+    quality: int = 90
+    webdataset: bool = False
+    shard_samples: int = 10_000
+
+    def __post_init__(self):
+        validate.positive_int("max_side", self.max_side)
+        validate.one_of("side", self.side, SIDES)
+        validate.whole_number("quality", self.quality, minimum=1, maximum=100)
+        validate.boolean("webdataset", self.webdataset)
+        validate.positive_int("shard_samples", self.shard_samples)
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) with the bounded side at most max_side, aspect ratio kept, never enlarged."""
+        bound = min(width, height) if self.side == "shorter" else max(width, height)
+        scale = min(1.0, self.max_side / bound)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def shrink(data: bytes, settings: PrepareSettings) -> Optional[bytes]:
+    """The prepared JPEG of one encoded image, or None when `data` already is what it would be (copy it)."""
+    with Image.open(io.BytesIO(data)) as image:
+        size = settings.target_size(*image.size)
+        orientation = image.getexif().get(ORIENTATION, 1)
+        if (size == image.size and image.format == "JPEG" and image.mode in ("RGB", "L")
+                and orientation not in UPRIGHT and not image.info.get("progressive")):
+            return None
+        if image.format == "JPEG":
+            image.draft(image.mode, size)  # DCT-domain downscale while decoding, to no less than `size`
+        image = _eight_bit(image).resize(size, Image.Resampling.LANCZOS, reducing_gap=None)
+        if orientation in UPRIGHT:
+            image = image.transpose(UPRIGHT[orientation])
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=settings.quality)
+        return out.getvalue()
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """RGB, or L for grayscale, with 8 bits per channel, as DALI's decoder would hand it over."""
+    if image.mode in ("RGB", "L"):
+        return image
+    if image.mode.startswith("I"):  # 16/32-bit grayscale: DALI scales 0..65535 to 0..255 (PIL's convert clips)
+        pixels = np.asarray(image, dtype=np.float64) / 257.0
+        return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
+    return image.convert("L" if image.mode in ("1", "LA", "La") else "RGB")
+
+
+def target_names(dataset: Dataset) -> list[str]:
+    """Each sample's relative path in the output: the same path with a `.jpg` extension."""
+    names = []
+    for name, _ in dataset.samples:
+        path = Path(os.path.normpath(name))
+        if path.is_absolute() or path.parts[0] == "..":
+            raise ValueError(f"{name!r} lies outside {str(dataset.root)!r}: prepare keeps relative paths; write "
+                             "the file list in a folder that holds all its images")
+        names.append(path.with_suffix(".jpg").as_posix())
+    first = {}
+    for source, target in zip(dataset.samples, names):
+        if target in first:
+            raise ValueError(f"{first[target]!r} and {source[0]!r} would both become {target!r}; rename one")
+        first[target] = source[0]
+    return names
+
+
+def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSettings = PrepareSettings(), *,
+            num_threads: Optional[int] = None, progress: bool = True) -> dict:
+    """Prepare `data` (a folder tree or file list) into `out`; returns the manifest (also `out/prepare.json`).
+
+    Raises:
+        ValueError: bad settings, a name that cannot be kept, or `out` holding something else (another prepare
+            with other settings, or files that are not a prepare output).
+    """
+    started = time.perf_counter()
+    num_threads = validate.positive_int("num_threads", num_threads or default_num_threads())
+    dataset = load_dataset(data)
+    names = target_names(dataset)
+    out = Path(out)
+    manifest = {"format_version": FORMAT_VERSION, "source": str(Path(data).resolve()),
+                "settings": asdict(settings), "classes": list(dataset.classes) if dataset.classes else None}
+    _claim(out, manifest)
+    writer = (_ShardOutput if settings.webdataset else _FolderOutput)(out, dataset, names, settings)
+    todo = writer.todo()
+    report = scan_dataset(Dataset(dataset.root, tuple(dataset.samples[i] for i in todo)),
+                          num_threads=num_threads, progress=progress)
+    problems = [p for p in report.problems if p.severity == ERROR]
+    unusable = {p.path for p in problems}
+    convert = [i for i in todo if dataset.samples[i][0] not in unusable]
+    converted = 0
+
+    def work(i: int):
+        source = dataset.root / dataset.samples[i][0]
+        try:
+            data = source.read_bytes()
+            return i, data, shrink(data, settings)
+        except Exception as error:  # noqa: BLE001 - any failure of one file is reported, the rest go on
+            return i, None, error
+
+    with ThreadPoolExecutor(num_threads) as pool, tqdm(total=len(convert), unit="image", desc="prepare",
+                                                        disable=not progress) as bar:
+        for i, original, result in _in_order(pool, work, convert, ahead=4 * num_threads):
+            name = dataset.samples[i][0]
+            if isinstance(result, Exception):
+                problems.append(Problem(name, ERROR, "not-converted", f"could not be re-encoded: {result}",
+                                        "Replace it or convert it yourself"))
+            elif not writer.can_write(i):  # a finished shard of an earlier run left it out, yet it converts now
+                problems.append(Problem(name, ERROR, "not-converted", "is missing from a shard an earlier run "
+                                        "finished", f"Delete {writer.place(i)} and its index, and run again"))
+            else:
+                writer.write(i, original if result is None else result)
+                converted += 1
+            bar.update()
+    writer.finish()
+    kept = writer.kept()
+    manifest.update(
+        complete=True, samples=len(dataset), prepared=len(kept), reused=len(dataset) - len(todo),
+        converted=converted, unusable=len(problems),
+        bytes={"source": sum((dataset.root / dataset.samples[i][0]).stat().st_size for i in kept),
+               "prepared": writer.prepared_bytes()},
+        outputs=writer.outputs(), problems=[asdict(p) for p in sorted(problems, key=lambda p: p.path)],
+        num_threads=num_threads, seconds=round(time.perf_counter() - started, 3))
+    _write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def _claim(out: Path, manifest: dict) -> None:
+    """Make `out` this preparation's folder: new, or left by the same source and settings (resume)."""
+    path = out / MANIFEST
+    if path.is_file():
+        earlier = json.loads(path.read_text())
+        keys = ("format_version", "source", "settings")
+        if any(earlier.get(key) != manifest[key] for key in keys):
+            raise ValueError(f"{str(out)!r} holds a preparation of {earlier.get('source')!r} with settings "
+                             f"{earlier.get('settings')}; this one is of {manifest['source']!r} with "
+                             f"{manifest['settings']}: choose another --out, or delete it")
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"{str(out)!r} is not empty and is no `dali-has prepare` output (no {MANIFEST}): choose "
+                         "a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(path, dict(manifest, complete=False))
+
+
+def _write_json(path: Path, value: dict) -> None:
+    partial = path.with_name(path.name + PARTIAL)
+    partial.write_text(json.dumps(value, indent=1) + "\n")
+    os.replace(partial, path)
+
+
+def _in_order(pool: ThreadPoolExecutor, work: Callable, items: Iterable, ahead: int) -> Iterator:
+    """work(item) for every item, run in the pool at most `ahead` at a time, yielded in the items' order."""
+    pending = deque()
+    for item in items:
+        pending.append(pool.submit(work, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+class _FolderOutput:
+    """Images at `out/<relative path>.jpg` and a DALI file list of them."""
+
+    def __init__(self, out: Path, dataset: Dataset, names: list[str], settings: PrepareSettings):
+        self.out, self.dataset, self.names = out, dataset, names
+        for folder in dataset.classes or ():
+            (out / folder).mkdir(parents=True, exist_ok=True)
+
+    def todo(self) -> list[int]:
+        return [i for i, name in enumerate(self.names) if not (self.out / name).is_file()]
+
+    def can_write(self, i: int) -> bool:
+        return True
+
+    def place(self, i: int) -> str:
+        return str(self.out / self.names[i])
+
+    def write(self, i: int, jpeg: bytes) -> None:
+        target = self.out / self.names[i]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + PARTIAL)
+        partial.write_bytes(jpeg)
+        os.replace(partial, target)
+
+    def finish(self) -> None:
+        for name in self.names:  # what an interruption left half-written and this run did not finish
+            (self.out / (name + PARTIAL)).unlink(missing_ok=True)
+        write_file_list(self.out / FILE_LIST, [(self.out / self.names[i], self.dataset.samples[i][1])
+                                               for i in self.kept()])
+
+    def kept(self) -> list[int]:
+        return [i for i, name in enumerate(self.names) if (self.out / name).is_file()]
+
+    def prepared_bytes(self) -> int:
+        return sum((self.out / self.names[i]).stat().st_size for i in self.kept())
+
+    def outputs(self) -> dict:
+        return {"images": str(self.out), "file_list": str(self.out / FILE_LIST)}
+
+
+class _ShardOutput:
+    """Samples in a fixed random order, `shard_samples` per shard; a shard whose index exists is complete."""
+
+    def __init__(self, out: Path, dataset: Dataset, names: list[str], settings: PrepareSettings):
+        self.out, self.dataset = out, dataset
+        self.keys = [webdataset.sample_key(name) for name in names]
+        order = np.random.default_rng(SHARD_ORDER_SEED).permutation(len(dataset)).tolist()
+        self.shards = [order[start:start + settings.shard_samples]
+                       for start in range(0, len(order), settings.shard_samples)]
+        self.shard_of = {i: s for s, members in enumerate(self.shards) for i in members}
+        self.written: dict[int, set[str]] = {}  # complete shard -> keys it holds
+        for s in range(len(self.shards)):
+            if webdataset.index_path(self.path(s)).is_file() and self.path(s).is_file():
+                self.written[s] = {entry.key for entry in webdataset.read_index(self.path(s))}
+        self._open: Optional[webdataset.ShardWriter] = None
+        self._open_shard = -1
+
+    def path(self, shard: int) -> Path:
+        return self.out / SHARD_NAME.format(shard)
+
+    def todo(self) -> list[int]:
+        """Samples of unfinished shards, and those a finished shard left out (bad files, checked again so the
+        manifest lists every bad file), in writing order."""
+        return [i for s, members in enumerate(self.shards) for i in members
+                if s not in self.written or self.keys[i] not in self.written[s]]
+
+    def can_write(self, i: int) -> bool:
+        return self.shard_of[i] not in self.written
+
+    def place(self, i: int) -> str:
+        return str(self.path(self.shard_of[i]))
+
+    def write(self, i: int, jpeg: bytes) -> None:
+        shard = self.shard_of[i]
+        if shard != self._open_shard:
+            self._close()
+            self._open, self._open_shard = webdataset.ShardWriter(self.path(shard)), shard
+        self._open.add(self.keys[i], jpeg, self.dataset.samples[i][1])
+
+    def _close(self) -> None:
+        if self._open is not None:
+            self._open.close()
+            self.written[self._open_shard] = set(self._open.keys)
+            self._open = None
+
+    def finish(self) -> None:
+        self._close()  # a shard none of whose files was usable is not written at all
+
+    def kept(self) -> list[int]:
+        return [i for s, keys in sorted(self.written.items()) for i in self.shards[s] if self.keys[i] in keys]
+
+    def prepared_bytes(self) -> int:
+        return sum(self.path(s).stat().st_size for s in self.written)
+
+    def outputs(self) -> dict:
+        return {"folder": str(self.out), "shards": [self.path(s).name for s in sorted(self.written)]}

@@ -1,0 +1,251 @@
+"""`dali-has prepare`: sizes (bounded, never enlarged), names, labels, bad files left out and reported, EXIF
+orientation and 16-bit images as DALI decodes them, resuming after an interruption, WebDataset output."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from nvidia.dali import fn, pipeline_def, types
+from PIL import Image
+
+import pipelines.prepare as prepare_module
+from pipelines import make_loader
+from pipelines.files import list_folder, read_file_list, write_file_list
+from pipelines.prepare import FILE_LIST, MANIFEST, PrepareSettings, prepare
+from pipelines.webdataset import read_index, sample_name
+from train.cli import main
+
+MAX_SIDE = 64
+SETTINGS = PrepareSettings(max_side=MAX_SIDE)
+
+
+def smooth(width: int, height: int) -> np.ndarray:
+    """A gradient with a different colour in each corner: any rotation or flip changes it a lot."""
+    y, x = np.mgrid[0:height, 0:width]
+    u, v = x / max(1, width - 1), y / max(1, height - 1)
+    return np.stack([255 * u, 255 * v, 255 * (1 - u) * (1 - v)], axis=-1).astype(np.uint8)
+
+
+def encode(pixels, fmt="JPEG", mode=None, **save) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels, mode).save(out, fmt, **save)
+    return out.getvalue()
+
+
+def rotated_jpeg() -> bytes:
+    """Stored 200x100 with EXIF orientation 6: upright it is 100 wide, 200 tall."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(smooth(200, 100), quality=95, exif=exif)
+
+
+SOURCE = {  # relative path -> (bytes, label of its class folder); class d stays empty
+    "a/big.jpg": (lambda: encode(smooth(400, 300), quality=95), 0),
+    "a/small.jpg": (lambda: encode(smooth(40, 30), quality=90), 0),  # already within the bound: copied
+    "a/tall.png": (lambda: encode(smooth(50, 120), "PNG"), 0),  # within the bound, but a PNG: re-encoded
+    "a/deep.png": (lambda: encode((smooth(90, 80)[..., 0].astype(np.uint16) * 256 + 100), "PNG"), 0),
+    "b/rotated.jpg": (rotated_jpeg, 1),
+    "b/gray.jpg": (lambda: encode(smooth(120, 90)[..., 1], mode="L"), 1),
+    "b/cmyk.jpg": (lambda: encode(np.asarray(Image.fromarray(smooth(80, 70)).convert("CMYK")), mode="CMYK"), 1),
+    "c/text.jpg": (lambda: b"I am not an image\n", 2),
+}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("source")
+    for name, (make, _) in SOURCE.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(make())
+    (root / "d").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(source, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared") / "out"
+    return out, prepare(source, out, SETTINGS, num_threads=2, progress=False)
+
+
+def dali_decode(data: bytes) -> np.ndarray:
+    """What the loader's CPU decoder makes of an encoded image (RGB, EXIF orientation applied)."""
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None, prefetch_queue_depth=1)
+    def decode():
+        encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
+        return fn.decoders.image(encoded, output_type=types.RGB)
+
+    pipe = decode()
+    pipe.build()
+    pipe.feed_input("encoded", [np.frombuffer(data, np.uint8)])
+    return np.array(pipe.run()[0][0])
+
+
+def size_of(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.size
+
+
+def test_bad_files_are_left_out_and_reported_with_scans_reason(prepared):
+    out, manifest = prepared
+    assert manifest["complete"] and manifest["samples"] == len(SOURCE)
+    assert (manifest["prepared"], manifest["converted"], manifest["reused"], manifest["unusable"]) == (7, 7, 0, 1)
+    assert [(p["path"], p["kind"]) for p in manifest["problems"]] == [("c/text.jpg", "not-an-image")]
+    assert json.loads((out / MANIFEST).read_text()) == manifest
+    assert not (out / "c" / "text.jpg").exists()
+
+
+def test_names_labels_and_class_folders_are_kept(source, prepared):
+    out, _ = prepared
+    expected = {str(Path(name).with_suffix(".jpg")): label for name, (_, label) in SOURCE.items()
+                if name != "c/text.jpg"}
+    listed = read_file_list(out / FILE_LIST)
+    assert dict(listed.samples) == expected
+    tree = list_folder(out)  # every class folder, even the one left empty by a bad file and the empty one
+    assert tree.classes == list_folder(source).classes == ("a", "b", "c", "d")
+    assert dict(tree.samples) == expected
+    assert all(Image.open(out / name).format == "JPEG" for name in expected)
+
+
+def test_sizes_are_bounded_on_the_shorter_side_and_never_enlarged(source, prepared):
+    out, _ = prepared
+    for name in ("a/big.jpg", "a/small.jpg", "a/tall.jpg", "a/deep.jpg", "b/gray.jpg", "b/cmyk.jpg"):
+        width, height = size_of(out / name)
+        original = size_of(next((source / name).parent.glob(Path(name).stem + ".*")))
+        assert width <= original[0] and height <= original[1]  # never enlarged
+        if min(original) > MAX_SIDE:
+            assert min(width, height) == MAX_SIDE
+            assert abs(width / height - original[0] / original[1]) < 0.02  # aspect ratio kept
+        else:
+            assert (width, height) == original
+    assert (out / "a/small.jpg").read_bytes() == (source / "a/small.jpg").read_bytes()  # copied, not re-encoded
+    assert size_of(out / "a/big.jpg") == (85, 64)
+
+
+def test_the_longer_side_can_be_bounded_instead(source, tmp_path):
+    prepare(source, tmp_path / "out", PrepareSettings(max_side=MAX_SIDE, side="longer"), progress=False)
+    assert size_of(tmp_path / "out/a/big.jpg") == (64, 48)
+    assert size_of(tmp_path / "out/a/small.jpg") == (40, 30)
+
+
+def test_prepared_pixels_are_what_the_loader_decoded_from_the_original(source, prepared):
+    out, _ = prepared
+    # EXIF orientation: stored upright and without the tag; DALI decodes both the same way up.
+    original = dali_decode((source / "b/rotated.jpg").read_bytes())
+    copy = dali_decode((out / "b/rotated.jpg").read_bytes())
+    assert original.shape == (200, 100, 3) and copy.shape == (128, 64, 3)
+    assert Image.open(out / "b/rotated.jpg").getexif().get(0x0112) is None
+    assert differs(original, copy) < 3  # a wrong rotation or flip would differ by ~100 levels
+    # 16-bit PNG: DALI scales it to 8 bits; PIL's convert alone would clip almost every pixel to 255. CMYK -> RGB,
+    # grayscale, PNG: as DALI decodes them.
+    for name in ("a/deep.jpg", "b/cmyk.jpg", "b/gray.jpg", "a/tall.jpg"):
+        before = dali_decode(next((source / name).parent.glob(Path(name).stem + ".*")).read_bytes())
+        assert differs(before, dali_decode((out / name).read_bytes())) < 3, name
+
+
+def differs(original: np.ndarray, copy: np.ndarray) -> float:
+    """Mean absolute difference of a decoded copy from the decoded original brought to the copy's size."""
+    height, width, _ = copy.shape
+    shrunk = np.asarray(Image.fromarray(original).resize((width, height), Image.Resampling.LANCZOS), dtype=float)
+    return float(np.abs(shrunk - copy).mean())
+
+
+class Interrupt(BaseException):
+    """Stands for Ctrl-C or a killed job (not an Exception, so it is not reported as a bad file)."""
+
+
+def interrupted(monkeypatch, after: int):
+    """Make prepare stop on its `after`-th image, as an interruption would."""
+    calls, shrink = [], prepare_module.shrink
+
+    def shrink_then_stop(data, settings):
+        calls.append(1)
+        if len(calls) == after:
+            raise Interrupt
+        return shrink(data, settings)
+
+    monkeypatch.setattr(prepare_module, "shrink", shrink_then_stop)
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
+
+
+@pytest.mark.parametrize("webdataset", [False, True])
+def test_an_interrupted_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(source, tmp_path,
+                                                                                      monkeypatch, webdataset):
+    settings = PrepareSettings(max_side=MAX_SIDE, webdataset=webdataset, shard_samples=3)
+    straight = prepare(source, tmp_path / "straight", settings, num_threads=1, progress=False)
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        interrupted(patch, after=5)
+        with pytest.raises(Interrupt):
+            prepare(source, out, settings, num_threads=1, progress=False)
+    assert json.loads((out / MANIFEST).read_text())["complete"] is False
+    finished = [p for p in out.rglob("*") if p.suffix in (".jpg", ".idx")]
+    assert 0 < len(finished) < straight["prepared"]
+    assert any(p.name.endswith(".partial") for p in out.rglob("*")) == webdataset  # the open shard
+    if not webdataset:  # as if killed while writing it (shards: the open one was left as .partial above)
+        (out / "a" / "big.jpg.partial").write_bytes(b"half an image")
+    resumed = prepare(source, out, settings, num_threads=1, progress=False)
+    assert resumed["reused"] > 0 and resumed["reused"] + resumed["converted"] == straight["prepared"]
+    assert resumed["problems"] == straight["problems"]  # bad files are reported again, also from finished shards
+    assert files_of(out) == files_of(tmp_path / "straight")  # byte for byte, no .partial left
+    again = prepare(source, out, settings, progress=False)
+    assert (again["reused"], again["converted"]) == (straight["prepared"], 0)
+
+
+def test_an_output_of_other_settings_or_data_is_refused(source, prepared, tmp_path):
+    out, _ = prepared
+    with pytest.raises(ValueError, match="holds a preparation of .* with settings"):
+        prepare(source, out, PrepareSettings(max_side=128), progress=False)
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not empty and is no `dali-has prepare` output"):
+        prepare(source, tmp_path, SETTINGS, progress=False)
+    for bad in (dict(max_side=0), dict(side="both"), dict(quality=101), dict(shard_samples=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PrepareSettings(**bad)
+
+
+def test_file_lists_keep_their_names_and_labels_and_clashing_names_are_refused(source, tmp_path):
+    write_file_list(source / "some.txt", [(source / "b/gray.jpg", 7), (source / "a/tall.png", 3)])
+    manifest = prepare(source / "some.txt", tmp_path / "out", SETTINGS, progress=False)
+    assert manifest["prepared"] == 2 and manifest["classes"] is None
+    assert read_file_list(tmp_path / "out" / FILE_LIST).samples == (("b/gray.jpg", 7), ("a/tall.jpg", 3))
+    clash = tmp_path / "clash"
+    for name in ("a/x.png", "a/x.jpg"):
+        (clash / name).parent.mkdir(parents=True, exist_ok=True)
+        (clash / name).write_bytes(SOURCE["a/small.jpg"][0]())
+    with pytest.raises(ValueError, match="'a/x.jpg' and 'a/x.png' would both become 'a/x.jpg'"):
+        prepare(clash, tmp_path / "clash_out", SETTINGS, progress=False)
+    write_file_list(tmp_path / "lists" / "outside.txt", [(source / "a/big.jpg", 0)])  # written as an absolute path
+    with pytest.raises(ValueError, match="lies outside"):
+        prepare(tmp_path / "lists" / "outside.txt", tmp_path / "outside_out", SETTINGS, progress=False)
+
+
+def test_webdataset_output_reads_back_with_every_label_and_name(source, tmp_path):
+    out = tmp_path / "shards"
+    manifest = prepare(source, out, PrepareSettings(max_side=MAX_SIDE, webdataset=True, shard_samples=3),
+                       progress=False)
+    assert manifest["outputs"]["shards"] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    assert manifest["unusable"] == 1 and manifest["prepared"] == 7
+    names = {sample_name(e.key) for shard in sorted(out.glob("*.tar")) for e in read_index(shard)}
+    assert names == {str(Path(name).with_suffix("")) for name in SOURCE if name != "c/text.jpg"}
+    loader = make_loader(out, train=False, batch_size=4, crop=16, num_threads=1)
+    labels = torch.cat([y for _, y in loader]).tolist()
+    assert sorted(labels) == sorted(label for name, (_, label) in SOURCE.items() if name != "c/text.jpg")
+
+
+def test_cli_prints_the_summary_and_the_left_out_files(source, tmp_path, capsys):
+    assert main(["prepare", "--data", str(source), "--out", str(tmp_path / "out"), "--max-side", "64",
+                 "--quality", "80", "--num-threads", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "LEFT OUT c/text.jpg: is not an image file" in printed
+    assert "8 samples, 7 prepared (7 written now, 0 already there), 1 left out" in printed
+    assert json.loads((tmp_path / "out" / MANIFEST).read_text())["settings"]["quality"] == 80
+    assert main(["prepare", "--data", str(source), "--out", str(tmp_path / "out"), "--max-side", "0"]) == 2

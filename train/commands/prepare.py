@@ -1,0 +1,55 @@
+"""`dali-has prepare --data SRC --out DST`: a one-time copy of a dataset with every image small enough to decode
+fast, as image files or WebDataset shards (`pipelines.prepare` explains the choices)."""
+from __future__ import annotations
+
+import argparse
+
+from train.commands.arguments import add_data, add_no_progress, add_num_threads
+
+
+def register(subparsers) -> None:
+    from pipelines.prepare import PrepareSettings
+
+    defaults = PrepareSettings()
+    p = subparsers.add_parser(
+        "prepare", help="re-encode a dataset once with every image at most --max-side pixels (faster epochs)",
+        description="Copy DATA (folder or file list) to OUT with every image re-encoded as a JPEG whose shorter "
+                    "(or longer) side is at most --max-side, upright (EXIF orientation applied), never enlarged; "
+                    "labels and relative paths kept (extension .jpg), OUT/file_list.txt written. Files `dali-has "
+                    "scan` finds unusable are left out and listed. Running it again resumes an interrupted run. "
+                    "OUT/prepare.json records the settings, counts, bytes before and after, and every bad file. "
+                    "Train on OUT (or OUT/file_list.txt) like on the original.")
+    add_data(p)
+    p.add_argument("--out", required=True, help="output folder (new or empty, or an unfinished run to resume)")
+    p.add_argument("--max-side", type=int, default=defaults.max_side,
+                   help="largest size of the bounded side in pixels, e.g. 256..512 (default %(default)s)")
+    p.add_argument("--side", choices=("shorter", "longer"), default=defaults.side,
+                   help="which side --max-side bounds (default %(default)s: what a 224 crop and the 256-px "
+                        "evaluation resize need; longer = FFCV's max_resolution, smaller files)")
+    p.add_argument("--quality", type=int, default=defaults.quality, help="JPEG quality (default %(default)s)")
+    p.add_argument("--webdataset", action="store_true",
+                   help="write WebDataset tar shards with DALI indexes instead of image files")
+    p.add_argument("--shard-samples", type=int, default=defaults.shard_samples,
+                   help="samples per shard with --webdataset (default %(default)s)")
+    add_num_threads(p)
+    add_no_progress(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipelines.prepare import MANIFEST, PrepareSettings, prepare
+
+    settings = PrepareSettings(max_side=args.max_side, side=args.side, quality=args.quality,
+                               webdataset=args.webdataset, shard_samples=args.shard_samples)
+    manifest = prepare(args.data, args.out, settings, num_threads=args.num_threads, progress=not args.no_progress)
+    for problem in manifest["problems"]:
+        print(f"LEFT OUT {problem['path']}: {problem['message']}. {problem['advice']}.")
+    size = manifest["bytes"]
+    ratio = size["prepared"] / size["source"] if size["source"] else float("nan")
+    print(f"prepare: {manifest['samples']} samples, {manifest['prepared']} prepared ({manifest['converted']} "
+          f"written now, {manifest['reused']} already there), {manifest['unusable']} left out; "
+          f"{size['source'] / 1e6:.1f} MB -> {size['prepared'] / 1e6:.1f} MB ({100 * ratio:.0f} %) "
+          f"in {manifest['seconds']:.1f} s")
+    where = manifest["outputs"].get("file_list") or manifest["outputs"]["folder"]
+    print(f"train on: {where}   (settings and every left-out file: {args.out}/{MANIFEST})")
+    return 0
