@@ -1,8 +1,14 @@
 """The training loop: DALI loader -> model -> SGD, one process per rank under torchrun.
 
-Each epoch builds its loader with seed `base + rank + EPOCH_SEED_STRIDE * epoch`: rank 0 of epoch 0 uses the
-base seed, every (rank, epoch) gets its own crops and masks, and a resumed run sees exactly the data it would
-have seen, without serializing DALI's internal state. The checkpoint's `loader` entry records that rule.
+One loader (one DALI pipeline) per rank serves the whole run, seeded `base + rank`: the files are listed, the
+decoders allocated and the shuffle buffer filled once, and each epoch's first batches are prefetched while the
+previous epoch's last ones train. (With `max_steps_per_epoch` shorter than an epoch every `for` stops early and
+the next epoch starts from a fresh pipeline; see `pipelines.loader`.) To resume exactly, the loader runs with
+DALI checkpointing: after every epoch each rank's `loader.state_dict()` (reader positions, shuffle buffers,
+random generators) is gathered into the checkpoint, and a resumed run restores its rank's state, so it sees
+exactly the crops and masks it would have seen. Resuming with another number of ranks, or from a checkpoint
+without loader states, cannot be exact: the loaders then start afresh from a seed derived from the epoch, with a
+warning.
 
 Every epoch's loader is wrapped in an `InputProfiler` (CUDA events on the GPU): rank 0 prints its line and the
 epoch's metrics carry its numbers under "input" (rank 0's loop; other ranks are not gathered).
@@ -13,6 +19,7 @@ import contextlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,29 +29,16 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from dali_has import FeatureHideAndSeek, insert_after
-from pipelines import InputProfiler, make_loader
-from pipelines.files import load_dataset
+from pipelines import InputProfiler, files, make_loader
 from train import distributed
 from train.config import TrainConfig
 from train.models import build_model
 
-EPOCH_SEED_STRIDE = 10_007
+EPOCH_SEED_STRIDE = 10_007  # seeds of loaders that cannot resume exactly: base + rank + stride * epoch
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 # Batches the input profiler leaves out at the start of an epoch, at most a quarter of a short one.
 PROFILE_WARMUP = 10
-
-
-def epoch_seed(base: int, rank: int, epoch: int) -> int:
-    return base + rank + EPOCH_SEED_STRIDE * epoch
-
-
-def num_classes_of(data: str) -> int:
-    """Classes of a training set: its class folders, or the largest label of a file list plus one."""
-    dataset = load_dataset(data)
-    if dataset.classes is not None:
-        return len(dataset.classes)
-    return max(label for _, label in dataset.samples) + 1
 
 
 def build_cfg_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
@@ -82,7 +76,7 @@ def fit(cfg: TrainConfig, resume: bool = False) -> dict:
 
 def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = False) -> tuple[dict, torch.nn.Module]:
     """The loop inside an initialized process group (or a single process): (last epoch's metrics, model)."""
-    num_classes = num_classes_of(cfg.data)  # a bad --data fails here, before the run folder is made
+    num_classes = files.num_classes(cfg.data)  # a bad --data fails here, before the run folder is made
     out = Path(cfg.out)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -93,7 +87,7 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     if cfg.channels_last and on_gpu:
         model = model.to(memory_format=torch.channels_last)
     opt, sched = build_optimizer(model, cfg)
-    start_epoch = 0
+    start_epoch, loader_state, seed = 0, None, cfg.seed
     if resume:
         state = torch.load(out / CHECKPOINT, map_location=env.device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -101,26 +95,37 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch = state["epoch"]
+        loader_state, seed = _resumed_loader(state.get("loader", {}), cfg.seed, start_epoch, env)
     net = DistributedDataParallel(model) if env.world_size > 1 else model
     last = {}
-    for epoch in range(start_epoch, cfg.epochs):
-        last = _train_epoch(cfg, env, net, opt, epoch, on_gpu)
-        last["lr"] = sched.get_last_lr()[0]
-        sched.step()
-        if env.is_main:
-            _save_checkpoint(out, model, opt, sched, epoch + 1, cfg, num_classes)
-            with open(out / METRICS, "a") as f:
-                f.write(json.dumps(last) + "\n")
+    with make_loader(cfg.data, train=True, batch_size=cfg.batch_size, augment=cfg.augment, crop=cfg.crop,
+                     device=cfg.device, seed=seed, shard_id=env.rank, num_shards=env.world_size,
+                     num_threads=cfg.num_threads, dtype=cfg.dtype, mean=cfg.mean, std=cfg.std,
+                     checkpointing=True) as loader:
+        if loader_state is not None:
+            loader.load_state_dict(loader_state)
+        for epoch in range(start_epoch, cfg.epochs):
+            last = _run_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
+            last["lr"] = sched.get_last_lr()[0]
+            sched.step()
+            loader_states = distributed.all_gather_objects(loader.state_dict())
+            if env.is_main:
+                _save_checkpoint(out, model, opt, sched, epoch + 1, cfg, num_classes, loader_states)
+                with open(out / METRICS, "a") as f:
+                    f.write(json.dumps(last) + "\n")
     return last, model
 
 
-def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> dict:
-    loader = make_loader(cfg.data, train=True, batch_size=cfg.batch_size, augment=cfg.augment, crop=cfg.crop,
-                         device=cfg.device, seed=epoch_seed(cfg.seed, env.rank, epoch), shard_id=env.rank,
-                         num_shards=env.world_size, num_threads=cfg.num_threads, dtype=cfg.dtype, mean=cfg.mean,
-                         std=cfg.std)
-    with loader:  # closed at the end of the epoch: the next epoch builds its own
-        return _run_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
+def _resumed_loader(saved: dict, base_seed: int, epoch: int, env) -> tuple[dict | None, int]:
+    """(this rank's loader state, loader seed) for a run resumed at `epoch`; no state when none can be exact."""
+    states = saved.get("states")
+    if states is not None and len(states) == env.world_size:
+        return states[env.rank], base_seed
+    why = (f"it was written by {len(states)} rank(s), this run has {env.world_size}" if states is not None
+           else "it holds no loader states (written by an older version)")
+    warnings.warn(f"resuming at epoch {epoch + 1} cannot replay the data exactly: {why}; the loaders start "
+                  "afresh with new crops and masks", stacklevel=2)
+    return None, base_seed + EPOCH_SEED_STRIDE * epoch
 
 
 def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader) -> dict:
@@ -172,10 +177,11 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
                                               "timing")}}
 
 
-def _save_checkpoint(out: Path, model, opt, sched, epoch: int, cfg: TrainConfig, num_classes: int) -> None:
-    state = {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "epoch": epoch, "torch_rng": torch.get_rng_state(), "config": cfg.to_dict(),
-             "loader": {"seed_rule": "base + rank + %d * epoch" % EPOCH_SEED_STRIDE, "next_epoch": epoch}}
+def _save_checkpoint(out: Path, model, opt, sched, epoch: int, cfg: TrainConfig, num_classes: int,
+                     loader_states: list[dict]) -> None:
+    state = {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(),
+             "scheduler": sched.state_dict(), "epoch": epoch, "torch_rng": torch.get_rng_state(),
+             "config": cfg.to_dict(), "loader": {"states": loader_states}}  # one per rank, in rank order
     tmp = out / (CHECKPOINT + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, out / CHECKPOINT)  # atomic: a crash never leaves a half-written checkpoint

@@ -5,15 +5,16 @@ import sys
 import torch
 import torch.distributed as dist
 
+from pipelines.files import num_classes
 from train import distributed
 from train.config import TrainConfig
 from train.models import build_model
-from train.trainer import num_classes_of, run_training
+from train.trainer import run_training
 
 cfg = TrainConfig.load(sys.argv[1])
 env = distributed.init("cpu")
 torch.manual_seed(cfg.seed)
-initial = torch.cat([p.flatten() for p in build_model(cfg.arch, num_classes_of(cfg.data), **cfg.model).parameters()])
+initial = torch.cat([p.flatten() for p in build_model(cfg.arch, num_classes(cfg.data), **cfg.model).parameters()])
 last, model = run_training(cfg, env)
 flat = torch.cat([p.detach().flatten() for p in model.parameters()])
 gathered = [torch.empty_like(flat) for _ in range(env.world_size)]

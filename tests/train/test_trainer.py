@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from train.cli import main
 from dali_has import HaSConfig
 from pipelines import TrainAugment
+from train.cli import main
 from train.config import FeatureHaS, TrainConfig
 from train.trainer import CHECKPOINT, fit
 
@@ -102,7 +102,8 @@ def test_two_process_torchrun_on_cpu(tiny_synth, tmp_path):
     assert report["samples"] == 37
     assert report["weights_equal_across_ranks"] is True
     assert report["weights_changed"] is True
-    assert (tmp_path / "ddp" / CHECKPOINT).is_file()
+    states = torch.load(tmp_path / "ddp" / CHECKPOINT, weights_only=False)["loader"]["states"]
+    assert [state["shard"] for state in states] == [[0, 2], [1, 2]]  # every rank's loader state, for resuming
 
 
 def test_feature_map_hide_and_seek_is_inserted_trained_and_reloaded(tiny_synth, tmp_path):
@@ -118,8 +119,46 @@ def test_feature_map_hide_and_seek_is_inserted_trained_and_reloaded(tiny_synth, 
         fit(tiny_config(tiny_synth, tmp_path / "g", epochs=1, feature_has=FeatureHaS("body.99")))
 
 
-def test_every_epoch_closes_its_loader(tiny_synth, tmp_path):
+def test_the_run_closes_its_loader(tiny_synth, tmp_path):
     from pipelines.loader import _OPEN_LOADERS
 
     fit(tiny_config(tiny_synth, tmp_path / "run", epochs=2, max_steps_per_epoch=1))
     assert not list(_OPEN_LOADERS)
+
+
+def test_one_pipeline_serves_the_whole_run(tiny_synth, tmp_path, monkeypatch):
+    from pipelines.loader import EpochLoader
+
+    opened = []
+    open_pipeline = EpochLoader._open
+
+    def counting_open(self, *args, **kwargs):
+        opened.append(self)
+        return open_pipeline(self, *args, **kwargs)
+
+    monkeypatch.setattr(EpochLoader, "_open", counting_open)
+    fit(tiny_config(tiny_synth, tmp_path / "run", epochs=3))
+    assert len(opened) == 1  # built once, iterated for 3 epochs
+
+
+def test_exact_resume_when_epochs_stop_early(tiny_synth, tmp_path):
+    # 2 of 5 batches per epoch: every `for` stops early, so each epoch starts from a rebuilt pipeline.
+    fit(tiny_config(tiny_synth, tmp_path / "a", epochs=3, max_steps_per_epoch=2))
+    fit(tiny_config(tiny_synth, tmp_path / "b", epochs=1, max_steps_per_epoch=2))
+    fit(tiny_config(tiny_synth, tmp_path / "b", epochs=3, max_steps_per_epoch=2), resume=True)
+    a = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=False)
+    b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)
+    assert a["loader"]["states"][0]["rebuilds"] == b["loader"]["states"][0]["rebuilds"] == 3
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize("loader_entry,why", [({"states": ["rank 0", "rank 1"]}, "written by 2 rank"),
+                                              ({"seed_rule": "base + rank + 10007 * epoch"}, "older version")])
+def test_resume_that_cannot_replay_the_data_says_so(tiny_synth, tmp_path, loader_entry, why):
+    fit(tiny_config(tiny_synth, tmp_path / "run", epochs=1))
+    state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)
+    torch.save(dict(state, loader=loader_entry), tmp_path / "run" / CHECKPOINT)
+    with pytest.warns(UserWarning, match=f"cannot replay the data exactly: .*{why}"):
+        last = fit(tiny_config(tiny_synth, tmp_path / "run", epochs=2), resume=True)
+    assert last["epoch"] == 2 and last["samples"] == 37
