@@ -284,7 +284,7 @@ class _FolderOutput:
         return sum((self.out / self.names[i]).stat().st_size for i in self.kept())
 
     def outputs(self) -> dict:
-        return {"images": str(self.out), "file_list": str(self.out / FILE_LIST)}
+        return {"file_list": FILE_LIST}
 
 
 class _ShardOutput:
@@ -342,4 +342,4 @@ class _ShardOutput:
         return sum(self.path(s).stat().st_size for s in self.written)
 
     def outputs(self) -> dict:
-        return {"folder": str(self.out), "shards": [self.path(s).name for s in sorted(self.written)]}
+        return {"shards": [self.path(s).name for s in sorted(self.written)]}

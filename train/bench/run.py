@@ -7,11 +7,23 @@ Figures (img/s, median of `runs` timed runs, see `train.bench.timing`):
                HaS), as many workers as the best combination's DALI threads: the baseline, in the same run;
   model step   forward + backward + SGD step on synthetic tensors already on the device (bf16 autocast and
                channels_last on the GPU, as the trainer runs): what the model can consume;
-  end-to-end   the same step fed by the DALI loader with HaS (best implementation).
+  end-to-end   the same step fed by the DALI loader with HaS (best implementation);
+  data         with HaS, timed in one alternation: the DALI pipeline on the original JPEGs and on a copy made
+               by `dali-has prepare` (the generated set's is made once into the cache; `prepared` for --data),
+               each in NCHW and NHWC and with every resize variant in `resize`, the torchvision DataLoader on the
+               originals, and FFCV on the prepared images when `ffcv` is importable (an optional extra, never a
+               dependency; its .beton is written once from the prepared folder with FFCV's own writer, JPEG
+               quality 90, no resizing).
+
+Resize variants. RESIZE_VARIANTS maps a name to the `make_loader` options that select how the crop window is
+resized; "composed" is DALI's fn.resize + crop_mirror_normalize (what the pipeline does today). A fused resize
+operator is compared by adding its entry there (e.g. "fused": {"resize_impl": "fused"}, whatever option selects
+it) and running `dali-has bench --resize composed fused`.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 import platform
@@ -19,6 +31,7 @@ import shlex
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
@@ -33,18 +46,23 @@ from tqdm import __version__ as tqdm_version
 from tqdm import tqdm
 
 from dali_has import HaSConfig, fused, validate
+from dali_has.cache import cache_root
 from dali_has.torch_transform import HideAndSeek
 from pipelines import IMAGENET_MEAN, IMAGENET_STD, make_loader
-from pipelines.settings import DEVICES, DTYPE_NAMES, TrainAugment, default_num_threads
-from train.bench.data import bench_jpegs
+from pipelines.settings import DEVICES, DTYPE_NAMES, LAYOUTS, TrainAugment, default_num_threads
+from train.bench.data import bench_jpegs, bench_prepared
 from train.bench.timing import Measurement, batches_consumed, device_sync, measure, nvtx_range
 from train.config import TrainConfig
 from train.models import ARCHS, build_model
 from train.trainer import build_optimizer
 
 IMPLS = ("none", "composed", "fused")
+# How the crop window becomes crop×crop: name -> make_loader options (see the module docstring).
+RESIZE_VARIANTS: dict[str, dict] = {"composed": {}}
+SOURCES = ("originals", "prepared")
 NUM_CLASSES = 1000  # ImageNet's classifier head, so a step costs what an ImageNet step costs
 WARMUP_QUEUES = 3  # loader stages warm up for at least this many times their prefetch queue depth
+FFCV_BATCHES_AHEAD = 3  # FFCV Loader's default prefetch
 SEED = 0
 # A 224-pixel AlexNet-GAP step on 64 images takes about 2 s on 2 CPU cores: few model batches keep the CPU bench
 # within 3 minutes, while the loader stages time 2,560 images per run. Batch 16 was tried first: DALI's per-batch
@@ -67,6 +85,9 @@ class BenchSettings:
     iters: timed batches per run of the loader stages; model_iters: of the model step and end-to-end.
     warmup: untimed batches before the runs; loader stages use at least WARMUP_QUEUES × their queue depth.
     model: options of `train.models.build_model` (e.g. {"batch_norm": True}).
+    prepared: a `dali-has prepare` copy of `data` (a folder) for the data comparison; None = the generated set's
+        prepared copy when `data` is None, else no prepared variants.
+    resize: names from RESIZE_VARIANTS compared in the data comparison.
     """
 
     data: Optional[str] = None
@@ -82,6 +103,8 @@ class BenchSettings:
     warmup: Optional[int] = None
     runs: Optional[int] = None
     model: dict = field(default_factory=dict)
+    prepared: Optional[str] = None
+    resize: tuple[str, ...] = ("composed",)
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -94,6 +117,11 @@ class BenchSettings:
         if self.data is not None and not os.path.isdir(self.data):
             raise ValueError(f"data={self.data!r} is not a folder DIR/<class>/<image> (the torchvision "
                              "baseline reads it with ImageFolder)")
+        if self.prepared is not None and not os.path.isdir(self.prepared):
+            raise ValueError(f"prepared={self.prepared!r} is not a folder (`dali-has prepare --data DATA --out "
+                             "DIR` writes one)")
+        set_("resize", tuple(validate.one_of("resize", name, tuple(RESIZE_VARIANTS)) for name in self.resize)
+             or ("composed",))
         validate.one_of("arch", self.arch, tuple(ARCHS))
         for name, default in DEVICE_DEFAULTS[self.device].items():
             if getattr(self, name) in (None, ()):
@@ -113,6 +141,7 @@ class BenchSettings:
     def command(self, json_path: Optional[str] = None) -> str:
         """The `dali-has bench` command line that repeats this measurement, defaults spelled out."""
         words = ["dali-has", "bench"] + (["--data", self.data] if self.data else [])
+        words += (["--prepared", self.prepared] if self.prepared else []) + ["--resize", *self.resize]
         words += ["--device", self.device, "--batch-size", str(self.batch_size), "--num-threads",
                   *map(str, self.threads)]
         if self.hw_decoder_load:
@@ -146,6 +175,9 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
     has_impl = max(("composed", "fused"), key=lambda impl: best["img_s"][impl] or 0.0)
 
     tv = timer.torchvision(data, best["threads"])
+    prepared = s.prepared or (None if s.data else str(bench_prepared()))
+    compared = timer.data_variants({"originals": data, "prepared": prepared}, best["threads"],
+                                   best["hw_decoder_load"], has_impl)
     step = _train_step(s)
     model_step = timer.model_step(step)
     end_to_end = timer.end_to_end(data, best["threads"], best["hw_decoder_load"], has_impl, step)
@@ -169,8 +201,13 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
                              for impl in ("composed", "fused")},
         "dali_vs_torchvision": {"none": pipeline["none"] / tv["none"].median,
                                 "has": loader_img_s / tv["has"].median},
+        "data_variants": {"img_s": {v.name: m.median for v, m in compared.items()}, "has_impl": has_impl,
+                          "variants": [asdict(v) | {"name": v.name} for v in compared],
+                          "ratios": data_ratios({v: m.median for v, m in compared.items()}),
+                          "prepared": prepared, "ffcv_unavailable": _ffcv_unavailable_reason()},
         "runs": {"pipeline": best["runs"], "torchvision": {name: m.to_dict() for name, m in tv.items()},
-                 "model_step": model_step.to_dict(), "end_to_end": end_to_end.to_dict()},
+                 "model_step": model_step.to_dict(), "end_to_end": end_to_end.to_dict(),
+                 "data_variants": {v.name: m.to_dict() for v, m in compared.items()}},
         "sweep": sweep,
         "has": HaSConfig().to_dict(),
         "fused": {"available": fused_reason is None, "reason": fused_reason},
@@ -183,6 +220,48 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
         "command": s.command(json_path),
         "settings": asdict(s),
     }
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One stream of the data comparison."""
+
+    loader: str  # "DALI", "torchvision" or "FFCV"
+    source: str  # "originals" or "prepared"
+    layout: str  # "NCHW" or "NHWC" (FFCV: channels_last memory, as its ImageNet recipe trains)
+    resize: Optional[str] = None  # DALI only: a RESIZE_VARIANTS name
+    has: bool = True  # FFCV has no Hide-and-Seek: it runs without, which favours it
+
+    @property
+    def name(self) -> str:
+        return " ".join(filter(None, (self.loader, self.source, self.layout, self.resize and f"{self.resize} resize",
+                                      None if self.has else "(no HaS)")))
+
+
+def data_ratios(img_s: dict[Variant, float]) -> dict[str, Optional[float]]:
+    """The comparisons the speed targets are stated in: prepared / originals and NHWC / NCHW for DALI (first
+    resize variant), the best DALI variant / torchvision on the originals, DALI / FFCV on the same prepared
+    images in the same layout (NHWC), and each resize variant / the first."""
+    dali = {(v.source, v.layout, v.resize): rate for v, rate in img_s.items() if v.loader == "DALI"}
+    first = next(iter(dali))[2] if dali else None
+    torchvision_rate = next((r for v, r in img_s.items() if v.loader == "torchvision"), None)
+    ffcv_rate = next((r for v, r in img_s.items() if v.loader == "FFCV"), None)
+
+    def ratio(a, b):
+        return None if a is None or b is None else a / b
+
+    best_prepared = max((r for (src, layout, _), r in dali.items() if src == "prepared" and layout == "NHWC"),
+                        default=None)
+    ratios = {f"prepared/originals {layout}": ratio(dali.get(("prepared", layout, first)),
+                                                     dali.get(("originals", layout, first))) for layout in LAYOUTS}
+    ratios.update({f"NHWC/NCHW {src}": ratio(dali.get((src, "NHWC", first)), dali.get((src, "NCHW", first)))
+                   for src in SOURCES})
+    ratios["best DALI/torchvision originals"] = ratio(max(dali.values(), default=None), torchvision_rate)
+    ratios["DALI prepared NHWC/FFCV prepared NHWC"] = ratio(best_prepared, ffcv_rate)
+    for (src, layout, resize), rate in dali.items():
+        if resize != first:
+            ratios[f"{resize}/{first} resize {src} {layout}"] = ratio(rate, dali.get((src, layout, first)))
+    return ratios
 
 
 def verdict(loader_img_s: float, model_img_s: float) -> str:
@@ -223,6 +302,17 @@ def format_report(r: dict) -> str:
     row("torchvision DataLoader + per-image HaS", runs["torchvision"]["has"])
     row(f"model step, {r['arch']}, synthetic on-device input", runs["model_step"])
     row(f"end-to-end training, DALI + HaS {r['end_to_end_has_impl']}", runs["end_to_end"])
+    compared = r["data_variants"]
+    lines += ["", f"Data comparison (with HaS {compared['has_impl']} unless said; one alternation):", "",
+              "| loader, data, layout | img/s | runs |", "|---|---:|---|"]
+    for name in compared["img_s"]:
+        m = runs["data_variants"][name]
+        lines.append(f"| {name} | {m['img_s']:.1f} | {' '.join(f'{v:.1f}' for v in m['runs'])} |")
+    lines.append("ratios: " + ", ".join(f"{key} {_number(value, '.2f')}" for key, value in compared["ratios"].items()))
+    if compared["prepared"] is None:
+        lines.append("no prepared variants: give --prepared DIR (a `dali-has prepare` copy of --data)")
+    if compared["ffcv_unavailable"]:
+        lines.append(f"no FFCV variant: {compared['ffcv_unavailable']}")
     if len(r["sweep"]) > 1:
         lines += ["", "| threads | hw_decoder_load | none | composed | fused |", "|---:|---:|---:|---:|---:|"]
         lines += [f"| {w['threads']} | {w['hw_decoder_load']} | "
@@ -270,6 +360,36 @@ class _Timer:
         streams = {name: _torchvision_batches(s, data, workers, name == "has", batches) for name in ("none", "has")}
         return self._time(f"torchvision, {workers} workers", streams, warmup, s.iters)
 
+    def data_variants(self, sources: dict[str, Optional[str]], threads: int, hw: Optional[float],
+                      has_impl: str) -> dict[Variant, Measurement]:
+        """Variant -> Measurement of the data comparison, every stream with HaS, all timed in one alternation."""
+        s = self.s
+        variants = [Variant("DALI", source, layout, resize) for source, folder in sources.items() if folder
+                    for layout in LAYOUTS for resize in s.resize]
+        with contextlib.ExitStack() as stack:
+            streams, queues = {}, []
+            for v in variants:
+                loader = stack.enter_context(self._dali_loader(sources[v.source], threads, hw, has_impl, v.layout,
+                                                               v.resize))
+                streams[v] = (len(labels) for _, labels in _epochs(loader))
+                queues.append(loader.pipeline.prefetch_queue_depth)
+            queues.append(2 * threads)  # torchvision: each worker prefetches 2 batches
+            with_ffcv = sources["prepared"] is not None and _ffcv_unavailable_reason() is None
+            if with_ffcv:
+                queues.append(FFCV_BATCHES_AHEAD)
+            warmup = self._loader_warmup(max(queues))
+            # + 2 * threads: the sampler outlasts the measurement, so workers stay busy up to the last timed batch.
+            batches = batches_consumed(len(variants) + 1 + with_ffcv, warmup=warmup, iters=s.iters,
+                                       runs=s.runs) + 2 * threads
+            streams[Variant("torchvision", "originals", "NCHW")] = _torchvision_batches(
+                s, sources["originals"], threads, True, batches)
+            if with_ffcv:
+                streams[Variant("FFCV", "prepared", "NHWC", has=False)] = _ffcv_batches(s, sources["prepared"],
+                                                                                        threads)
+            timed = self._time("data comparison, with HaS", {v.name: b for v, b in streams.items()}, warmup,
+                               s.iters)
+        return {v: timed[v.name] for v in streams}
+
     def model_step(self, step) -> Measurement:
         s = self.s
         device = _torch_device(s.device)
@@ -286,12 +406,14 @@ class _Timer:
             return self._time(label, streams, self._loader_warmup(loader.pipeline.prefetch_queue_depth),
                               self.s.model_iters)[label]
 
-    def _dali_loader(self, data: str, threads: int, hw: Optional[float], impl: str):
+    def _dali_loader(self, data: str, threads: int, hw: Optional[float], impl: str, layout: str = "NCHW",
+                     resize: str = "composed"):
         s = self.s
         hw_kwargs = {} if hw is None else {"hw_decoder_load": hw}
         augment = TrainAugment() if impl == "none" else TrainAugment(has=HaSConfig(), has_impl=impl)
         return make_loader(data, train=True, batch_size=s.batch_size, augment=augment, crop=s.crop, device=s.device,
-                           seed=SEED, num_threads=threads, dtype=s.dtype, **hw_kwargs)
+                           seed=SEED, num_threads=threads, dtype=s.dtype, layout=layout, **hw_kwargs,
+                           **RESIZE_VARIANTS[resize])
 
     def _loader_warmup(self, queue_depth: int) -> int:
         return max(self.s.warmup, WARMUP_QUEUES * queue_depth)
@@ -339,6 +461,52 @@ def _torchvision_batches(s: BenchSettings, data: str, workers: int, has: bool, b
         if gpu:  # DALI delivers on the GPU; the baseline must get there too
             images.to("cuda", non_blocking=True)
         yield len(labels)
+
+
+def _ffcv_unavailable_reason() -> Optional[str]:
+    try:
+        import ffcv  # noqa: F401  (an optional extra: compared with when installed)
+    except Exception as error:  # noqa: BLE001 - ImportError, or a broken install (missing libturbojpeg, ...)
+        return f"ffcv is not importable ({type(error).__name__}: {error})"
+    return None
+
+
+def _ffcv_batches(s: BenchSettings, prepared: str, workers: int) -> Iterator[int]:
+    """FFCV's ImageNet training pipeline on the prepared images: random-resized-crop at decode time, flip,
+    channels_last float32 tensor normalized like ours, `workers` threads, RANDOM order, epoch after epoch. No
+    Hide-and-Seek: FFCV has none, and adding ours in Python would measure our glue, not FFCV."""
+    from ffcv.fields.decoders import IntDecoder, RandomResizedCropRGBImageDecoder
+    from ffcv.loader import Loader, OrderOption
+    from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToTensor, ToTorchImage
+
+    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+    loader = Loader(str(_ffcv_dataset(prepared, workers)), batch_size=s.batch_size, num_workers=workers,
+                    order=OrderOption.RANDOM, drop_last=True, seed=SEED, batches_ahead=FFCV_BATCHES_AHEAD,
+                    pipelines={"image": [RandomResizedCropRGBImageDecoder((s.crop, s.crop)), RandomHorizontalFlip(),
+                                         ToTensor(), ToTorchImage(channels_last=True),
+                                         NormalizeImage(mean, std, np.float32)],
+                               "label": [IntDecoder(), ToTensor(), Squeeze()]})
+    while True:
+        for _, labels in loader:
+            yield len(labels)
+
+
+def _ffcv_dataset(prepared: str, workers: int) -> Path:
+    """FFCV's .beton of the prepared folder, written once into the cache with FFCV's writer (JPEG, quality 90,
+    images at their prepared size)."""
+    from ffcv.fields import IntField, RGBImageField
+    from ffcv.writer import DatasetWriter
+
+    folder = Path(prepared).resolve()
+    path = cache_root() / f"ffcv-{hashlib.sha1(str(folder).encode()).hexdigest()[:12]}-{folder.name}.beton"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        writer = DatasetWriter(str(partial), {"image": RGBImageField(write_mode="jpg", jpeg_quality=90),
+                                              "label": IntField()}, num_workers=workers)
+        writer.from_indexed_dataset(datasets.ImageFolder(str(folder), allow_empty=True))
+        os.replace(partial, path)
+    return path
 
 
 def _train_step(s: BenchSettings):

@@ -14,11 +14,18 @@ def register(subparsers) -> None:
         description="In one run: the DALI training pipeline without Hide-and-Seek, with the composed and with the "
                     "fused HaS operator (for every --num-threads x --hw-decoder-load combination); a torchvision "
                     "DataLoader baseline with and without per-image HaS; the model's training step on synthetic "
-                    "on-device input; and end-to-end training with the DALI loader. Each figure is the median img/s "
+                    "on-device input; end-to-end training with the DALI loader; and, with HaS, the DALI pipeline on "
+                    "the original and on `dali-has prepare`d JPEGs in NCHW and NHWC against torchvision on the "
+                    "originals (and FFCV on the prepared images if it is installed). Each figure is the median img/s "
                     "of --runs timed runs after warm-up. Prints a table and a verdict; --json writes every figure. "
                     "Defaults depend on --device (CPU: batch 64, 40 batches x 5 runs; GPU: batch 256).")
     p.add_argument("--data", metavar="DIR", help="image folder DIR/<class>/<image> (default: a generated, cached "
                                                  "set of 512 ImageNet-like JPEGs)")
+    p.add_argument("--prepared", metavar="DIR",
+                   help="a `dali-has prepare` copy of --data, for the prepared variants (default: the generated "
+                        "set's copy, made once into the cache; none with --data)")
+    p.add_argument("--resize", nargs="+", metavar="NAME",
+                   help="resize variants compared (train.bench.run.RESIZE_VARIANTS; default composed)")
     add_device(p, help="where DALI decodes and the model trains (default: gpu when CUDA is visible)")
     p.add_argument("--batch-size", type=int)
     add_num_threads(p, sweep=True)
@@ -48,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, threads=tuple(args.num_threads or ()),
         hw_decoder_load=tuple(args.hw_decoder_load or ()), arch=args.arch,
         model=parse_model_opts(args.model_opt), crop=args.crop, dtype=args.dtype, iters=args.iters,
-        model_iters=args.model_iters, warmup=args.warmup, runs=args.runs)
+        model_iters=args.model_iters, warmup=args.warmup, runs=args.runs, prepared=args.prepared,
+        resize=tuple(args.resize or ()))
     result = run_bench(settings, progress=not args.no_progress, json_path=args.json)
     print(format_report(result))
     print(f"\ncommand: {result['command']}")

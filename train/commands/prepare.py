@@ -3,6 +3,7 @@ fast, as image files or WebDataset shards (`pipelines.prepare` explains the choi
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from train.commands.arguments import add_data, add_no_progress, add_num_threads
 
@@ -50,6 +51,6 @@ def run(args: argparse.Namespace) -> int:
           f"written now, {manifest['reused']} already there), {manifest['unusable']} left out; "
           f"{size['source'] / 1e6:.1f} MB -> {size['prepared'] / 1e6:.1f} MB ({100 * ratio:.0f} %) "
           f"in {manifest['seconds']:.1f} s")
-    where = manifest["outputs"].get("file_list") or manifest["outputs"]["folder"]
-    print(f"train on: {where}   (settings and every left-out file: {args.out}/{MANIFEST})")
+    where = Path(args.out, manifest["outputs"].get("file_list", ""))  # the shards' folder, or the file list
+    print(f"train on: {where}   (settings and every left-out file: {Path(args.out, MANIFEST)})")
     return 0

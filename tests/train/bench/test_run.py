@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from train.bench.run import BenchSettings, overhead_pct, verdict
-from train.bench.data import CLASSES, bench_jpegs
+from train.bench.data import CLASSES, bench_jpegs, bench_prepared
+from train.bench.run import BenchSettings, Variant, data_ratios, overhead_pct, verdict
 from train.bench.timing import batches_consumed, measure
 from train.cli import build_parser, main
 
@@ -102,7 +102,8 @@ def test_settings_take_device_defaults_and_name_bad_values(tmp_path):
     for kwargs, name in [({"hw_decoder_load": (0.5,)}, "hw_decoder_load"), ({"threads": (0,)}, "threads=0"),
                          ({"batch_size": 0}, "batch_size=0"), ({"dtype": "int8"}, "dtype='int8'"),
                          ({"arch": "vgg"}, "arch='vgg'"), ({"device": "tpu"}, "device='tpu'"),
-                         ({"model": {"depth": 3}}, "depth"), ({"data": str(tmp_path / "x.txt")}, "x.txt")]:
+                         ({"model": {"depth": 3}}, "depth"), ({"data": str(tmp_path / "x.txt")}, "x.txt"),
+                         ({"prepared": str(tmp_path / "none")}, "prepared="), ({"resize": ("bicubic",)}, "resize=")]:
         with pytest.raises(ValueError, match=name):
             BenchSettings(**kwargs)
 
@@ -126,13 +127,44 @@ def test_generated_jpegs_are_imagenet_sized_deterministic_and_cached(tmp_path):
         bench_jpegs(3, tmp_path)
 
 
+def test_the_prepared_set_is_made_once_with_prepare(tmp_path):
+    prepared = bench_prepared(16, max_side=64, cache_dir=tmp_path)
+    manifest = json.loads((prepared / "prepare.json").read_text())
+    assert manifest["source"] == str(bench_jpegs(16, tmp_path)) and manifest["prepared"] == 16
+    assert manifest["settings"]["max_side"] == 64
+    assert all(min(Image.open(p).size) == 64 for p in prepared.rglob("*.jpg"))
+    (prepared / "prepare.json").unlink()  # reused as it is, not made again
+    assert bench_prepared(16, max_side=64, cache_dir=tmp_path) == prepared
+    assert not (prepared / "prepare.json").exists()
+
+
+def test_data_ratios_compare_what_the_targets_are_stated_in():
+    rates = {Variant("DALI", "originals", "NCHW", "composed"): 1000.0,
+             Variant("DALI", "originals", "NHWC", "composed"): 1100.0,
+             Variant("DALI", "prepared", "NCHW", "composed"): 2000.0,
+             Variant("DALI", "prepared", "NHWC", "composed"): 2400.0,
+             Variant("DALI", "prepared", "NHWC", "fused"): 4800.0,
+             Variant("torchvision", "originals", "NCHW"): 600.0,
+             Variant("FFCV", "prepared", "NHWC", has=False): 3000.0}
+    ratios = data_ratios(rates)
+    assert ratios["prepared/originals NHWC"] == 2400 / 1100 and ratios["NHWC/NCHW prepared"] == 1.2
+    assert ratios["best DALI/torchvision originals"] == 8.0
+    assert ratios["DALI prepared NHWC/FFCV prepared NHWC"] == 1.6  # the best resize variant
+    assert ratios["fused/composed resize prepared NHWC"] == 2.0
+    assert Variant("FFCV", "prepared", "NHWC", has=False).name == "FFCV prepared NHWC (no HaS)"
+    assert data_ratios({Variant("DALI", "originals", "NCHW", "composed"): 1.0})["NHWC/NCHW prepared"] is None
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """A real CPU bench on 16 generated JPEGs: batch 4, 32-pixel crops, a narrow AlexNet-GAP, 2 threads swept."""
+    """A real CPU bench on 16 generated JPEGs and their prepared copy: batch 4, 32-pixel crops, a narrow
+    AlexNet-GAP, 2 threads swept."""
     tmp = tmp_path_factory.mktemp("bench")
     data = bench_jpegs(16, tmp / "cache")
+    prepared = bench_prepared(16, max_side=64, cache_dir=tmp / "cache")
     out = tmp / "bench.json"
-    argv = ["bench", "--data", str(data), "--device", "cpu", "--batch-size", "4", "--num-threads", "1", "2",
+    argv = ["bench", "--data", str(data), "--prepared", str(prepared), "--device", "cpu", "--batch-size", "4",
+            "--num-threads", "1", "2",
             "--crop", "32", "--model-opt", "stem=small", "--model-opt", "width=0.125", "--iters", "2",
             "--model-iters", "2", "--warmup", "3", "--runs", "1", "--no-progress", "--json", str(out)]
     assert main(argv) == 0
@@ -155,9 +187,25 @@ def test_bench_json_holds_every_figure_the_sweep_and_the_machine(tiny_run):
     assert r["threads"] == best["threads"] and r["pipeline_img_s"] == best["img_s"]
 
 
+def test_bench_compares_originals_and_prepared_in_both_layouts_with_torchvision(tiny_run):
+    compared = tiny_run["data_variants"]
+    dali = {name for name in compared["img_s"] if name.startswith("DALI")}
+    assert dali == {f"DALI {source} {layout} composed resize" for source in ("originals", "prepared")
+                    for layout in ("NCHW", "NHWC")}
+    assert "torchvision originals NCHW" in compared["img_s"]
+    has_ffcv = compared["ffcv_unavailable"] is None
+    assert ("FFCV prepared NHWC (no HaS)" in compared["img_s"]) == has_ffcv
+    assert all(rate > 0 for rate in compared["img_s"].values())
+    assert {v["name"] for v in compared["variants"]} == set(compared["img_s"]) == set(tiny_run["runs"]["data_variants"])
+    assert compared["ratios"]["prepared/originals NCHW"] == (compared["img_s"]["DALI prepared NCHW composed resize"]
+                                                             / compared["img_s"]["DALI originals NCHW composed resize"])
+    assert (compared["ratios"]["DALI prepared NHWC/FFCV prepared NHWC"] is not None) == has_ffcv
+
+
 def test_bench_times_runs_times_iters_batches_after_a_warmup_that_drains_the_queue(tiny_run):
     runs = tiny_run["runs"]
-    loader_figures = [*runs["pipeline"].values(), *runs["torchvision"].values(), runs["end_to_end"]]
+    loader_figures = [*runs["pipeline"].values(), *runs["torchvision"].values(), runs["end_to_end"],
+                      *runs["data_variants"].values()]
     for m in filter(None, loader_figures):
         assert len(m["runs"]) == 1 and m["img_s"] == m["runs"][0] and m["timed_batches_per_run"] == 2
         assert m["warmup_batches"] >= 3 * 2  # DALI's prefetch queue (2) or 1-2 workers × prefetch_factor 2
@@ -170,4 +218,5 @@ def test_bench_json_command_repeats_the_run(tiny_run):
     args = build_parser().parse_args(words[1:])
     assert (args.batch_size, args.num_threads, args.crop, args.model_opt) == (4, [1, 2], 32,
                                                                                ["stem=small", "width=0.125"])
+    assert args.prepared.endswith("-prepared-v1-64") and args.resize == ["composed"]
     assert args.json.endswith("bench.json") and args.runs == 1
