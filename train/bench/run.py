@@ -482,9 +482,11 @@ def _ffcv_batches(s: BenchSettings, prepared: str, workers: int) -> Iterator[int
     mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
     loader = Loader(str(_ffcv_dataset(prepared, workers)), batch_size=s.batch_size, num_workers=workers,
                     order=OrderOption.RANDOM, drop_last=True, seed=SEED, batches_ahead=FFCV_BATCHES_AHEAD,
+                    # Normalized while still a numpy NHWC batch (FFCV's CPU order; with ToTorchImage before the
+                    # jitted NormalizeImage, FFCV 1.0.2's stage grouping never terminates).
                     pipelines={"image": [RandomResizedCropRGBImageDecoder((s.crop, s.crop)), RandomHorizontalFlip(),
-                                         ToTensor(), ToTorchImage(channels_last=True),
-                                         NormalizeImage(mean, std, np.float32)],
+                                         NormalizeImage(mean, std, np.float32), ToTensor(),
+                                         ToTorchImage(channels_last=True)],
                                "label": [IntDecoder(), ToTensor(), Squeeze()]})
     while True:
         for _, labels in loader:
