@@ -122,7 +122,7 @@ def summarize(out: Path, results: dict, wall_s: float, budget_s: float) -> dict:
             summary["bench"][arch] = {key: bench[key] for key in (
                 "gpu_name", "batch_size", "threads", "hw_decoder_load", "pipeline_img_s", "torchvision_img_s",
                 "model_step_img_s", "end_to_end_img_s", "end_to_end_pct_of_bound", "verdict", "has_overhead_pct",
-                "dali_vs_torchvision", "fused", "sweep")}
+                "dali_vs_torchvision", "data_variants", "fused", "sweep")}
         metrics = out / f"run_{arch}" / "metrics.jsonl"
         if metrics.is_file():
             summary["train"][arch] = [json.loads(line) for line in metrics.read_text().splitlines()]

@@ -3,17 +3,17 @@
 Figures (img/s, median of `runs` timed runs, see `train.bench.timing`):
   pipeline     the DALI training pipeline alone (no HaS, HaS composed of DALI built-ins, the fused HaS op),
                for every threads × hw_decoder_load combination (the sweep); the best combination is reported;
-  torchvision  the usual DataLoader (ImageFolder, RandomResizedCrop, flip, ToTensor, Normalize; + per-image
-               HaS), as many workers as the best combination's DALI threads: the baseline, in the same run;
+  data         timed in one alternation, at the best combination: the DALI pipeline with HaS (best
+               implementation) on the original JPEGs and on a copy made by `dali-has prepare` (the generated
+               set's is made once into the cache; `prepared` for --data), each in NCHW and NHWC and with every
+               resize variant in `resize`; the usual torchvision DataLoader on the originals (ImageFolder,
+               RandomResizedCrop, flip, ToTensor, Normalize; with and without per-image HaS; as many workers as
+               DALI has threads): the baseline; and FFCV on the prepared images when `ffcv` is importable (an
+               optional extra, never a dependency; its .beton is written once from the prepared folder with
+               FFCV's own writer, JPEG quality 90, no resizing; FFCV has no HaS, which favours it);
   model step   forward + backward + SGD step on synthetic tensors already on the device (bf16 autocast and
                channels_last on the GPU, as the trainer runs): what the model can consume;
-  end-to-end   the same step fed by the DALI loader with HaS (best implementation);
-  data         with HaS, timed in one alternation: the DALI pipeline on the original JPEGs and on a copy made
-               by `dali-has prepare` (the generated set's is made once into the cache; `prepared` for --data),
-               each in NCHW and NHWC and with every resize variant in `resize`, the torchvision DataLoader on the
-               originals, and FFCV on the prepared images when `ffcv` is importable (an optional extra, never a
-               dependency; its .beton is written once from the prepared folder with FFCV's own writer, JPEG
-               quality 90, no resizing).
+  end-to-end   the same step fed by the DALI loader with HaS (best implementation).
 
 Resize variants. RESIZE_VARIANTS maps a name to the `make_loader` options that select how the crop window is
 resized; "composed" is DALI's fn.resize + crop_mirror_normalize (what the pipeline does today). A fused resize
@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import nvidia.dali
@@ -174,10 +174,10 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
     best = max(sweep, key=_has_img_s)
     has_impl = max(("composed", "fused"), key=lambda impl: best["img_s"][impl] or 0.0)
 
-    tv = timer.torchvision(data, best["threads"])
     prepared = s.prepared or (None if s.data else str(bench_prepared()))
     compared = timer.data_variants({"originals": data, "prepared": prepared}, best["threads"],
                                    best["hw_decoder_load"], has_impl)
+    tv = {"has" if v.has else "none": m for v, m in compared.items() if v.loader == "torchvision"}
     step = _train_step(s)
     model_step = timer.model_step(step)
     end_to_end = timer.end_to_end(data, best["threads"], best["hw_decoder_load"], has_impl, step)
@@ -240,11 +240,11 @@ class Variant:
 
 def data_ratios(img_s: dict[Variant, float]) -> dict[str, Optional[float]]:
     """The comparisons the speed targets are stated in: prepared / originals and NHWC / NCHW for DALI (first
-    resize variant), the best DALI variant / torchvision on the originals, DALI / FFCV on the same prepared
-    images in the same layout (NHWC), and each resize variant / the first."""
+    resize variant), the best DALI variant / torchvision on the originals (both with HaS), DALI / FFCV on the
+    same prepared images in the same layout (NHWC), and each resize variant / the first."""
     dali = {(v.source, v.layout, v.resize): rate for v, rate in img_s.items() if v.loader == "DALI"}
     first = next(iter(dali))[2] if dali else None
-    torchvision_rate = next((r for v, r in img_s.items() if v.loader == "torchvision"), None)
+    torchvision_rate = next((r for v, r in img_s.items() if v.loader == "torchvision" and v.has), None)
     ffcv_rate = next((r for v, r in img_s.items() if v.loader == "FFCV"), None)
 
     def ratio(a, b):
@@ -350,44 +350,32 @@ class _Timer:
             label = f"pipeline, {threads} threads" + (f", hw {hw}" if hw is not None else "")
             return self._time(label, streams, self._loader_warmup(depth), self.s.iters)
 
-    def torchvision(self, data: str, workers: int) -> dict:
-        """{"none", "has"} -> Measurement of the torchvision DataLoader baseline."""
-        s = self.s
-        queue = 2 * workers  # each worker prefetches 2 batches (DataLoader's prefetch_factor)
-        warmup = self._loader_warmup(queue)
-        # + queue: the sampler outlasts the measurement, so workers stay busy up to the last timed batch.
-        batches = batches_consumed(2, warmup=warmup, iters=s.iters, runs=s.runs) + queue
-        streams = {name: _torchvision_batches(s, data, workers, name == "has", batches) for name in ("none", "has")}
-        return self._time(f"torchvision, {workers} workers", streams, warmup, s.iters)
-
     def data_variants(self, sources: dict[str, Optional[str]], threads: int, hw: Optional[float],
                       has_impl: str) -> dict[Variant, Measurement]:
-        """Variant -> Measurement of the data comparison, every stream with HaS, all timed in one alternation."""
+        """Variant -> Measurement of the data comparison, all timed in one alternation: the DALI variants with
+        HaS, the torchvision DataLoader baseline (`threads` workers) with and without per-image HaS, FFCV."""
         s = self.s
         variants = [Variant("DALI", source, layout, resize) for source, folder in sources.items() if folder
                     for layout in LAYOUTS for resize in s.resize]
         with contextlib.ExitStack() as stack:
-            streams, queues = {}, []
+            streams, queues = {}, {}  # queues: each stream's prefetch depth in batches, for its warm-up
             for v in variants:
                 loader = stack.enter_context(self._dali_loader(sources[v.source], threads, hw, has_impl, v.layout,
                                                                v.resize))
                 streams[v] = (len(labels) for _, labels in _epochs(loader))
-                queues.append(loader.pipeline.prefetch_queue_depth)
-            queues.append(2 * threads)  # torchvision: each worker prefetches 2 batches
+                queues[v] = loader.pipeline.prefetch_queue_depth
             with_ffcv = sources["prepared"] is not None and _ffcv_unavailable_reason() is None
+            queue = 2 * threads  # each torchvision worker prefetches 2 batches (DataLoader's prefetch_factor)
+            # + queue: the sampler outlasts the measurement, so workers stay busy up to the last timed batch.
+            batches = batches_consumed(2, warmup=self._loader_warmup(queue), iters=s.iters, runs=s.runs) + queue
+            for has in (False, True):
+                v = Variant("torchvision", "originals", "NCHW", has=has)
+                streams[v], queues[v] = _torchvision_batches(s, sources["originals"], threads, has, batches), queue
             if with_ffcv:
-                queues.append(FFCV_BATCHES_AHEAD)
-            warmup = self._loader_warmup(max(queues))
-            # + 2 * threads: the sampler outlasts the measurement, so workers stay busy up to the last timed batch.
-            batches = batches_consumed(len(variants) + 1 + with_ffcv, warmup=warmup, iters=s.iters,
-                                       runs=s.runs) + 2 * threads
-            streams[Variant("torchvision", "originals", "NCHW")] = _torchvision_batches(
-                s, sources["originals"], threads, True, batches)
-            if with_ffcv:
-                streams[Variant("FFCV", "prepared", "NHWC", has=False)] = _ffcv_batches(s, sources["prepared"],
-                                                                                        threads)
-            timed = self._time("data comparison, with HaS", {v.name: b for v, b in streams.items()}, warmup,
-                               s.iters)
+                ffcv = Variant("FFCV", "prepared", "NHWC", has=False)
+                streams[ffcv], queues[ffcv] = _ffcv_batches(s, sources["prepared"], threads), FFCV_BATCHES_AHEAD
+            timed = self._time("data comparison", {v.name: b for v, b in streams.items()},
+                               {v.name: self._loader_warmup(queues[v]) for v in streams}, s.iters)
         return {v: timed[v.name] for v in streams}
 
     def model_step(self, step) -> Measurement:
@@ -418,9 +406,11 @@ class _Timer:
     def _loader_warmup(self, queue_depth: int) -> int:
         return max(self.s.warmup, WARMUP_QUEUES * queue_depth)
 
-    def _time(self, label: str, streams: dict, warmup: int, iters: int) -> dict[str, Measurement]:
+    def _time(self, label: str, streams: dict, warmup: Union[int, dict[str, int]],
+              iters: int) -> dict[str, Measurement]:
         s = self.s
-        total = len(streams) * batches_consumed(len(streams), warmup=warmup, iters=iters, runs=s.runs)
+        warmups = warmup if isinstance(warmup, dict) else dict.fromkeys(streams, warmup)
+        total = sum(batches_consumed(len(streams), warmup=w, iters=iters, runs=s.runs) for w in warmups.values())
         with nvtx_range(label), contextlib.ExitStack() as stack, tqdm(
                 total=total, desc=label, unit="batch", leave=False, disable=not self.progress) as bar:
             for batches in streams.values():  # ends loaders' iterations (and DataLoader workers) when done

@@ -12,7 +12,7 @@ import contextlib
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Union
 
 import torch
 
@@ -35,21 +35,24 @@ class Measurement:
                 "timed_batches_per_run": self.iters}
 
 
-def measure(streams: dict[str, Iterator[int]], *, warmup: int, iters: int, runs: int,
+def measure(streams: dict[str, Iterator[int]], *, warmup: Union[int, dict[str, int]], iters: int, runs: int,
             sync: Callable[[], None] = lambda: None,
             clock: Callable[[], float] = time.perf_counter) -> dict[str, Measurement]:
     """Time each stream `runs` times, `iters` batches per run, the streams in alternation; see the module doc.
 
     streams: name -> iterator yielding the number of images of each batch it has processed.
+    warmup: untimed batches before a stream's runs, one number for all or one per stream (a loader's own
+        prefetch queue sets how many it needs).
     sync: waits for queued device work (torch.cuda.synchronize on the GPU); called before each clock read, so
         a run's time includes the kernels its batches launched and not those of the batch before.
     """
+    warmups = warmup if isinstance(warmup, dict) else dict.fromkeys(streams, warmup)
     rates: dict[str, list[float]] = {name: [] for name in streams}
     previous = None
     for run in range(runs):
         for name, batches in streams.items():
             if name != previous:
-                for _ in range(warmup):
+                for _ in range(warmups[name]):
                     next(batches)
                 sync()
                 previous = name
@@ -60,7 +63,7 @@ def measure(streams: dict[str, Iterator[int]], *, warmup: int, iters: int, runs:
                     images += next(batches)
                 sync()
                 rates[name].append(images / (clock() - start))
-    return {name: Measurement(tuple(r), warmup, iters) for name, r in rates.items()}
+    return {name: Measurement(tuple(r), warmups[name], iters) for name, r in rates.items()}
 
 
 def batches_consumed(streams: int, *, warmup: int, iters: int, runs: int) -> int:

@@ -70,6 +70,15 @@ def test_variants_alternate_run_by_run_and_rewarm_after_waiting():
                                                           "fused": (2.0, 2.0)}
 
 
+def test_each_stream_can_warm_up_for_its_own_prefetch_queue():
+    clock, log = FakeClock(), []
+    streams = {"dali": FakeBatches(clock, [1.0], log=log, name="d"),
+               "torchvision": FakeBatches(clock, [1.0], log=log, name="t")}
+    timed = measure(streams, warmup={"dali": 1, "torchvision": 3}, iters=2, runs=2, clock=clock)
+    assert "".join(log) == "ddd" "ttttt" "ddd" "ttttt"  # its own warm-up, then 2 timed batches, run after run
+    assert (timed["dali"].warmup, timed["torchvision"].warmup) == (1, 3)
+
+
 def test_each_run_waits_for_the_device_before_the_clock_stops():
     clock, waits = FakeClock(), []
 
