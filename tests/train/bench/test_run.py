@@ -171,11 +171,16 @@ def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     data = bench_jpegs(16, tmp / "cache")
     prepared = bench_prepared(16, max_side=64, cache_dir=tmp / "cache")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DALI_HAS_CACHE", str(tmp / "cache"))  # where FFCV's .beton goes, if ffcv is installed
+        yield _run_tiny(tmp, data, prepared)
+
+
+def _run_tiny(tmp, data, prepared) -> dict:
     out = tmp / "bench.json"
     argv = ["bench", "--data", str(data), "--prepared", str(prepared), "--device", "cpu", "--batch-size", "4",
-            "--num-threads", "1", "2",
-            "--crop", "32", "--model-opt", "stem=small", "--model-opt", "width=0.125", "--iters", "2",
-            "--model-iters", "2", "--warmup", "3", "--runs", "1", "--no-progress", "--json", str(out)]
+            "--num-threads", "1", "2", "--crop", "32", "--model-opt", "stem=small", "--model-opt", "width=0.125",
+            "--iters", "2", "--model-iters", "2", "--warmup", "3", "--runs", "1", "--no-progress", "--json", str(out)]
     assert main(argv) == 0
     return json.loads(out.read_text())
 
