@@ -98,6 +98,9 @@ class ImageOptions:
     hw_decoder_load: share of JPEG work sent to the hardware decoder (A100/H100/H200), in [0, 1].
     preallocate_hint: (height, width) of the largest JPEGs, to preallocate hardware-decoder memory; None =
         allocate as needed.
+    skip_bad_files: what to do with files DALI's decoder must not see (`pipelines.file_check`: not an image,
+        a header it cannot parse, not a regular file, ...): False = raise `UnreadableImageError` naming them,
+        True = leave them out with a warning that says how many and where they are listed.
     """
 
     data: str
@@ -108,6 +111,7 @@ class ImageOptions:
     std: tuple[float, ...] = IMAGENET_STD
     hw_decoder_load: float = HW_DECODER_LOAD
     preallocate_hint: Optional[tuple[int, int]] = None
+    skip_bad_files: bool = False
 
     def __post_init__(self):
         _set(self, "data", _check_data(self.data))
@@ -123,6 +127,7 @@ class ImageOptions:
         if self.preallocate_hint is not None:
             hint = validate.numbers("preallocate_hint", self.preallocate_hint, count=2, positive=True)
             _set(self, "preallocate_hint", tuple(validate.positive_int("preallocate_hint", int(v)) for v in hint))
+        validate.boolean("skip_bad_files", self.skip_bad_files)
 
     @property
     def is_file_list(self) -> bool:
