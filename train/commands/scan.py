@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.files import write_file_list
+    from pipelines.files import list_entry, unlistable, write_file_list
     from pipelines.scan import NOTE, scan_dataset
 
     report = scan_dataset(args.data, batch_size=args.batch_size, num_threads=args.num_threads,
@@ -34,12 +34,22 @@ def run(args: argparse.Namespace) -> int:
     for problem in report.problems:
         if problem.severity != NOTE or args.verbose:
             print(f"{problem.severity.upper():<7} {problem.path}: {problem.message}. {problem.advice}.")
+    not_listed = []
     if args.write_list:
-        count = write_file_list(args.write_list, report.usable_samples())
-        print(f"wrote {count} usable files to {args.write_list}")
+        listable = []
+        for path, label in report.usable_samples():
+            reason = unlistable(list_entry(args.write_list, path))
+            if reason:
+                not_listed.append({"path": str(path), "reason": reason})
+                print(f"{'WARNING':<7} {str(path)!r} is usable but not listed: {reason}. Rename it to list it.")
+            else:
+                listable.append((path, label))
+        count = write_file_list(args.write_list, listable)
+        left = f"; {len(not_listed)} usable file(s) left out, their names cannot be listed" if not_listed else ""
+        print(f"wrote {count} usable files to {args.write_list}{left}")
     if args.json:
         with open(args.json, "w") as out:
-            json.dump(report.to_dict(), out, indent=1)
+            json.dump({**report.to_dict(), "not_listed": not_listed}, out, indent=1)
     notes = sum(p.severity == NOTE for p in report.problems)
     hint = f" (--verbose lists the {notes} notes)" if notes and not args.verbose else ""
     print(f"scan: {report.summary()}{hint}")
