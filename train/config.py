@@ -68,6 +68,7 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # architecture options, passed to build_model
     feature_has: FeatureHaS | None = None
     max_steps_per_epoch: int | None = None  # for smoke runs and benchmarks
+    skip_bad_files: bool = False  # leave out files the loader's listing check refuses, instead of stopping
 
     def __post_init__(self):
         validate.one_of("arch", self.arch, tuple(ARCHS))
@@ -99,6 +100,7 @@ class TrainConfig:
             self.feature_has = FeatureHaS(**validate.known_fields("feature_has", self.feature_has, FeatureHaS))
         if self.max_steps_per_epoch is not None:
             self.max_steps_per_epoch = validate.positive_int("max_steps_per_epoch", self.max_steps_per_epoch)
+        validate.boolean("skip_bad_files", self.skip_bad_files)
         if not isinstance(self.model, dict):
             raise ValueError(f"model={self.model!r}; expected a mapping of architecture options")
         unknown = sorted(set(self.model) - set(model_options(self.arch)))

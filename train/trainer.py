@@ -10,8 +10,10 @@ epoch's metrics carry its numbers under "input" (rank 0's loop; other ranks are 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from train.models import build_model
 
 EPOCH_SEED_STRIDE = 10_007
 CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 # Batches the input profiler leaves out at the start of an epoch, at most a quarter of a short one.
 PROFILE_WARMUP = 10
@@ -82,11 +85,14 @@ def fit(cfg: TrainConfig, resume: bool = False) -> dict:
 
 def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = False) -> tuple[dict, torch.nn.Module]:
     """The loop inside an initialized process group (or a single process): (last epoch's metrics, model)."""
+    # Absolute paths in config.json: the run resumes from any working directory.
+    cfg = dataclasses.replace(cfg, data=os.path.abspath(cfg.data), out=os.path.abspath(cfg.out))
     num_classes = num_classes_of(cfg.data)  # a bad --data fails here, before the run folder is made
     out = Path(cfg.out)
+    _check_run_folder(out)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "config.json")
+        cfg.save(out / CONFIG)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_cfg_model(cfg, num_classes).to(env.device)
     on_gpu = env.device.type == "cuda"
@@ -95,10 +101,14 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     opt, sched = build_optimizer(model, cfg)
     start_epoch = 0
     if resume:
-        state = torch.load(out / CHECKPOINT, map_location=env.device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        state = load_checkpoint(out)
+        _load_into(out / CHECKPOINT, model, state["model"])
+        try:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as error:
+            raise ValueError(f"{out / CHECKPOINT}: its optimizer or scheduler state does not fit this run's "
+                             f"config ({error})") from None
         torch.set_rng_state(state["torch_rng"])
         start_epoch = state["epoch"]
     net = DistributedDataParallel(model) if env.world_size > 1 else model
@@ -118,7 +128,7 @@ def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> d
     loader = make_loader(cfg.data, train=True, batch_size=cfg.batch_size, augment=cfg.augment, crop=cfg.crop,
                          device=cfg.device, seed=epoch_seed(cfg.seed, env.rank, epoch), shard_id=env.rank,
                          num_shards=env.world_size, num_threads=cfg.num_threads, dtype=cfg.dtype, mean=cfg.mean,
-                         std=cfg.std)
+                         std=cfg.std, skip_bad_files=cfg.skip_bad_files)
     with loader:  # closed at the end of the epoch: the next epoch builds its own
         return _run_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
 
@@ -172,21 +182,90 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
                                               "timing")}}
 
 
+def _check_run_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is an existing file; give a folder for the run (a new one, or an existing "
+                         "run folder with --resume)")
+
+
 def _save_checkpoint(out: Path, model, opt, sched, epoch: int, cfg: TrainConfig, num_classes: int) -> None:
-    state = {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "epoch": epoch, "torch_rng": torch.get_rng_state(), "config": cfg.to_dict(),
+    # Tensors and plain data only, so that loading needs no unpickling of objects (weights_only=True).
+    state = {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(),
+             "scheduler": sched.state_dict(), "epoch": epoch, "torch_rng": torch.get_rng_state(),
+             "config": json.loads(json.dumps(cfg.to_dict())),
              "loader": {"seed_rule": "base + rank + %d * epoch" % EPOCH_SEED_STRIDE, "next_epoch": epoch}}
     tmp = out / (CHECKPOINT + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, out / CHECKPOINT)  # atomic: a crash never leaves a half-written checkpoint
 
 
+def load_checkpoint(run_dir: str | Path) -> dict:
+    """The checkpoint of a run folder, loaded without running code: tensors and plain data only
+    (`torch.load(weights_only=True)`). Anything else, a damaged file or a missing entry is a ValueError naming
+    the file; a missing file is a FileNotFoundError."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a run folder with a checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" in str(error):
+            raise ValueError(f"{path} holds objects other than tensors and plain data; refusing to load it, since "
+                             "unpickling them could run code. dali-has checkpoints never hold such objects: "
+                             "use a checkpoint written by `dali-has train`") from None
+        raise ValueError(f"{path} is not a readable checkpoint ({error})") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as error:
+        raise ValueError(f"{path} is not a readable checkpoint ({error})") from None
+    expected = {"model": dict, "optimizer": dict, "scheduler": dict, "num_classes": int, "epoch": int,
+                "torch_rng": torch.Tensor}
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a dali-has checkpoint (it holds a {type(state).__name__}, not a dict)")
+    for key, kind in expected.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise ValueError(f"{path}: entry {key!r} is missing or not a {kind.__name__}; not a dali-has checkpoint")
+    if state["num_classes"] < 1 or state["epoch"] < 0:
+        raise ValueError(f"{path}: num_classes={state['num_classes']}, epoch={state['epoch']} cannot be right")
+    return state
+
+
+def _load_into(path: Path, model: torch.nn.Module, weights: dict) -> None:
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, KeyError) as error:
+        raise ValueError(f"{path}: its weights do not fit the model its config.json describes ({error})") from None
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The config of a run folder, for resuming or evaluating it. The folder given is the run: its `out` is
+    `run_dir` whatever config.json says (a copied run never writes into the original), and a relative `data`
+    is resolved against `run_dir` (runs written by this version store absolute paths)."""
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a run folder of `dali-has train`")
+    try:
+        saved = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} must hold a JSON object of training settings")
+    data = saved.get("data")
+    if isinstance(data, str) and not os.path.isabs(data):
+        resolved = run_dir.resolve() / data
+        if not resolved.exists():
+            raise ValueError(f"{path}: data {data!r} is relative and {resolved} does not exist; write the "
+                             "dataset's absolute path into config.json")
+        saved["data"] = str(resolved)
+    try:
+        return TrainConfig.from_dict({**saved, "out": str(run_dir.resolve())})
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
 def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu"):
     """The model of a run folder with its last checkpoint's weights, in eval mode, and the run's config."""
-    run_dir = Path(run_dir)
-    cfg = TrainConfig.load(run_dir / "config.json")
-    state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
+    cfg = load_run_config(run_dir)
+    state = load_checkpoint(run_dir)
     model = build_cfg_model(cfg, state["num_classes"])
-    model.load_state_dict(state["model"])
+    _load_into(Path(run_dir) / CHECKPOINT, model, state["model"])
     return model.to(device).eval(), cfg
-

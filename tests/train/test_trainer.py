@@ -74,14 +74,14 @@ def test_run_folder_and_exact_resume(tiny_synth, tmp_path, capsys):
 
     fit(tiny_config(tiny_synth, tmp_path / "b", epochs=1))
     assert main(["train", "--resume", str(tmp_path / "b"), "--epochs", "2"]) == 0
-    a = torch.load(run_a / CHECKPOINT, weights_only=False)
-    b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)
+    a = torch.load(run_a / CHECKPOINT, weights_only=True)
+    b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=True)
     assert a["epoch"] == b["epoch"] == 2
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
     # Not trivially equal: the run did change the weights.
     fresh = fit(tiny_config(tiny_synth, tmp_path / "c", epochs=1))
-    c = torch.load(tmp_path / "c" / CHECKPOINT, weights_only=False)
+    c = torch.load(tmp_path / "c" / CHECKPOINT, weights_only=True)
     assert fresh["epoch"] == 1
     assert any(not torch.equal(c["model"][k], v) for k, v in a["model"].items() if v.is_floating_point())
 

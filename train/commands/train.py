@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from train.commands.arguments import add_data, add_device, add_has, add_model_opts, add_num_threads, parse_model_opts
 from train.config import TrainConfig
@@ -29,6 +28,10 @@ def register(sub) -> None:
                        ("seed", int), ("max-steps-per-epoch", int)):
         p.add_argument(f"--{name}", type=kind)
     add_num_threads(p)
+    p.add_argument("--skip-bad-files", action="store_true", default=None,
+                   help="leave out files DALI's decoder must not see (not an image, a header it cannot parse, not a "
+                        "regular file), with a warning saying how many and where they are listed; by default "
+                        "they stop the run with an error naming them")
     p.add_argument("--random-area", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="random-resized-crop area range (default 0.08 1)")
     p.add_argument("--flip-probability", type=float, help="horizontal flips (default 0.5)")
@@ -60,12 +63,17 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
         if changed:
             raise ValueError(f"--resume continues a run with its saved config; only --epochs may be given, "
                              f"not {['--' + c.replace('_', '-') for c in changed]}")
-        cfg = TrainConfig.load(Path(args.resume) / "config.json")
+        from train.trainer import load_run_config
+
+        cfg = load_run_config(args.resume)  # the folder given is the run, whatever its config.json says
         if "epochs" in given:
             cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": given["epochs"]})
         return cfg, True
     if not args.data or not args.out:
         raise ValueError("--data and --out are required (or --resume RUN_DIR)")
+    if os.path.exists(os.path.join(args.out, "checkpoint.pt")):
+        raise ValueError(f"--out {args.out} already holds a trained run; continue it with --resume {args.out}, "
+                         "or give another --out")
     given["augment"] = _augment(given)
     feature = {key: given.pop(f"feature_has_{key}") for key in ("after", "patch_sizes", "p_hide")
                if f"feature_has_{key}" in given}
