@@ -31,7 +31,8 @@ from nvidia.dali import Pipeline
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
 from dali_has import HaSConfig, validate
-from pipelines.bad_files import NO_FILES, SHARDS, UnreadableImageError, explain, read_dali_error
+from pipelines.bad_files import NO_FILES, SHARDS, explain, read_dali_error
+from pipelines.errors import UnreadableImageError
 from pipelines.file_check import usable_dataset
 from pipelines.files import Dataset
 from pipelines.reader import READER_NAME

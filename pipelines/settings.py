@@ -38,6 +38,12 @@ RANDOM_ASPECT_RATIO = (3 / 4, 4 / 3)
 FLIP_PROBABILITY = 0.5
 SHUFFLE_BUFFER = 1024  # samples in the reader's shuffle buffer (DALI's default `initial_fill`)
 CROP_RATIO = 0.875  # evaluation: resize the shorter side to crop / 0.875 (256 for 224), then centre-crop
+# Upper bounds that turn absurd values into errors naming them instead of DALI failures. One float32 sample of
+# crop 8192 is 805 MB, far beyond any classifier's input, and DALI fails on a crop of 100000 with only "pipeline
+# no longer valid". Published large-batch training uses a few thousand images per device; DALI allocates
+# per-sample state for the whole batch when it builds a pipeline, so batch_size=10**9 dies in std::bad_alloc.
+MAX_CROP = 8192
+MAX_BATCH_SIZE = 65536
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,8 @@ class PipelineOptions:
     seed: Optional[int] = None
 
     def __post_init__(self):
-        _set(self, "batch_size", validate.positive_int("batch_size", self.batch_size))
+        _set(self, "batch_size", validate.whole_number("batch_size", self.batch_size, minimum=1,
+                                                       maximum=MAX_BATCH_SIZE))
         validate.one_of("device", self.device, DEVICES)
         if self.device_id is not None:
             _set(self, "device_id", validate.whole_number("device_id", self.device_id))
@@ -115,7 +122,7 @@ class ImageOptions:
 
     def __post_init__(self):
         _set(self, "data", _check_data(self.data))
-        _set(self, "crop", validate.positive_int("crop", self.crop))
+        _set(self, "crop", validate.whole_number("crop", self.crop, minimum=1, maximum=MAX_CROP))
         _set(self, "dtype", check_dtype(self.dtype))
         validate.one_of("layout", self.layout, LAYOUTS)
         _set(self, "mean", rgb("mean", self.mean))

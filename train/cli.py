@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:  # OSError: missing, unreadable or already existing files
         return _user_error(args.command, error)
     except RuntimeError as error:
-        from pipelines.bad_files import UnreadableImageError  # DALI is imported only when a command needs it
+        from pipelines.errors import UnreadableImageError  # the pipelines are imported only when a command needs them
 
         if isinstance(error, UnreadableImageError):
             return _user_error(args.command, error)

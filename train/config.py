@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dali_has import HaSConfig, validate
-from pipelines.settings import CROP, DEVICES, DTYPE_NAMES, IMAGENET_MEAN, IMAGENET_STD, TrainAugment, rgb
+from pipelines.settings import (CROP, DEVICES, DTYPE_NAMES, IMAGENET_MEAN, IMAGENET_STD, MAX_BATCH_SIZE, MAX_CROP,
+                                TrainAugment, rgb)
 from train.models import ARCHS, model_options
 
 # Paper-style SGD schedules (lr for batch 256, scaled linearly with the batch): ResNet-50 as in the standard
@@ -71,16 +73,23 @@ class TrainConfig:
     skip_bad_files: bool = False  # leave out files the loader's listing check refuses, instead of stopping
 
     def __post_init__(self):
+        for name in ("data", "out"):
+            value = getattr(self, name)
+            if not isinstance(value, (str, os.PathLike)):
+                raise ValueError(f"{name}={value!r}; expected a path")
+            setattr(self, name, os.fspath(value))
         validate.one_of("arch", self.arch, tuple(ARCHS))
         for key, value in ARCH_DEFAULTS[self.arch].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
         self.epochs = validate.positive_int("epochs", self.epochs)
-        self.batch_size = validate.positive_int("batch_size", self.batch_size)
-        self.crop = validate.positive_int("crop", self.crop)
+        self.batch_size = validate.whole_number("batch_size", self.batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
+        self.crop = validate.whole_number("crop", self.crop, minimum=1, maximum=MAX_CROP)
         self.lr = validate.number("lr", self.lr, low=0.0, low_open=True)
         self.momentum = validate.number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
         self.weight_decay = validate.number("weight_decay", self.weight_decay, low=0.0)
+        if not isinstance(self.lr_milestones, (list, tuple)):
+            raise ValueError(f"lr_milestones={self.lr_milestones!r}; expected a list of epochs")
         self.lr_milestones = tuple(validate.whole_number("lr_milestones", m) for m in self.lr_milestones)
         self.lr_gamma = validate.number("lr_gamma", self.lr_gamma, low=0.0, low_open=True)
         self.warmup_epochs = validate.whole_number("warmup_epochs", self.warmup_epochs)
@@ -97,7 +106,11 @@ class TrainConfig:
         if self.num_threads is not None:
             self.num_threads = validate.positive_int("num_threads", self.num_threads)
         if isinstance(self.feature_has, dict):
+            if "after" not in self.feature_has:
+                raise ValueError(f"feature_has={self.feature_has!r} needs 'after', the layer to hide features after")
             self.feature_has = FeatureHaS(**validate.known_fields("feature_has", self.feature_has, FeatureHaS))
+        elif self.feature_has is not None and not isinstance(self.feature_has, FeatureHaS):
+            raise ValueError(f"feature_has={self.feature_has!r}; expected None or a mapping of its settings")
         if self.max_steps_per_epoch is not None:
             self.max_steps_per_epoch = validate.positive_int("max_steps_per_epoch", self.max_steps_per_epoch)
         validate.boolean("skip_bad_files", self.skip_bad_files)
@@ -105,7 +118,7 @@ class TrainConfig:
             raise ValueError(f"model={self.model!r}; expected a mapping of architecture options")
         unknown = sorted(set(self.model) - set(model_options(self.arch)))
         if unknown:  # option values are checked when the model is built
-            raise ValueError(f"unknown option(s) {unknown} for arch {self.arch!r}; "
+            raise ValueError(f"unknown option(s) {unknown} in model for arch {self.arch!r}; "
                              f"expected some of {sorted(model_options(self.arch))}")
 
     @property

@@ -16,10 +16,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from dali_has import validate
 from pipelines import make_loader
 from pipelines.files import load_dataset
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, eval_resize
-from train.wsol.box_formats import BoxTable, read_boxes
+from train.wsol.box_formats import Annotation, BoxTable, read_boxes
 from train.wsol.cam import class_activation_maps
 from train.wsol.localization import LocalizationMeter, boxes_from_cam
 from train.trainer import load_trained_model
@@ -76,10 +77,19 @@ def match_annotations(data: str, table: BoxTable) -> list:
     return out
 
 
+def image_size(path: Path, annotation: Annotation) -> tuple[int, int]:
+    """(width, height) of an annotated image: stored with its boxes where the format has it, else its header."""
+    if annotation.size is not None:
+        return annotation.size
+    with Image.open(path) as im:
+        return im.size
+
+
 def evaluate(run_dir: str | Path, data: str, boxes: str, *, ten_crop: bool = False,
              cam_threshold: float | None = None, batch_size: int = 64, device: str = "cpu",
              num_threads: int | None = None, resize: int | None = None, split: str = "test",
              examples: int = 0, progress: bool = True) -> EvalResult:
+    examples = validate.whole_number("examples", examples)
     torch_device = torch.device("cuda" if device == "gpu" else "cpu")
     model, cfg = load_trained_model(run_dir, torch_device)
     resize = eval_resize(cfg.crop, resize)
@@ -99,10 +109,8 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, ten_crop: bool = Fal
                 n = images.shape[0]
                 logits = model(images.flatten(0, 1)).float().softmax(-1).view(n, -1, logits.shape[-1]).mean(1)
             cams = class_activation_maps(features, model.classifier_weight, labels, size=center.shape[-2:])
-            true_boxes = []
-            for path, ann in annotations[index:index + len(labels)]:
-                with Image.open(path) as im:
-                    true_boxes.append(boxes_in_crop(ann.boxes, *im.size, resize, cfg.crop))
+            true_boxes = [boxes_in_crop(ann.boxes, *image_size(path, ann), resize, cfg.crop)
+                          for path, ann in annotations[index:index + len(labels)]]
             meter.update(logits.float(), labels, cams, true_boxes)
             if len(kept) < examples:
                 kept += _examples(model, features, logits, labels, center, true_boxes, threshold, cfg,
