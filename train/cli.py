@@ -18,6 +18,7 @@ COMMANDS = (
     "synth_actions",
     "action_demo",
     "gpu_check",
+    "build_plugin",
 )
 
 
