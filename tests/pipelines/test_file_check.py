@@ -126,18 +126,28 @@ def test_verdicts_are_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
     (root / "c0/text.jpg").write_bytes(jpeg_bytes())  # replaced: another size and mtime
     third = check_dataset(list_folder(root), root, cache_dir=cache)
     assert checked == ["text.jpg"] and third.refused == ()
+    checked.clear()
+    (root / "c1/1.jpg").unlink()
+    (root / "c1/new.jpg").write_bytes(b"new text")  # another listing: the unchanged files still come from the cache
+    fourth = check_dataset(list_folder(root), root, cache_dir=cache)
+    assert checked == ["new.jpg"] and [name for name, _ in fourth.refused] == ["c1/new.jpg"]
     (cache_file,) = cache.glob("*.json")
     doc = json.loads(cache_file.read_text())
-    assert doc["format"] == "dali-has-file-check" and len(doc["entries"]) == 6
+    assert doc["format"] == "dali-has-file-check" and len(doc["names"]) == 6
+    assert doc["kinds"] == ["ok", "not-an-image"] and sorted(doc["verdict"]) == [0] * 5 + [1]
 
 
 @pytest.mark.parametrize("garbage", [b"", b"{not json", b'{"format": "dali-has-file-check", "version": 1}',
-                                     b'[1, 2]', b"\xff\xfe\x00"])
+                                     b'[1, 2]', b"\xff\xfe\x00", "columns"])
 def test_a_corrupt_cache_is_ignored_and_rewritten(tmp_path, garbage):
     root = small_tree(tmp_path / "data", {"c1/gif.jpg": gif()})
     cache = tmp_path / "cache"
     first = check_dataset(list_folder(root), root, cache_dir=cache)
     (cache_file,) = cache.glob("*.json")
+    if garbage == "columns":  # valid JSON of the right format, but a verdict index out of range
+        doc = json.loads(cache_file.read_text())
+        doc["verdict"][0] = 99
+        garbage = json.dumps(doc).encode()
     cache_file.write_bytes(garbage)
     assert check_dataset(list_folder(root), root, cache_dir=cache) == first
     assert json.loads(cache_file.read_text())["format"] == "dali-has-file-check"
@@ -161,7 +171,7 @@ def test_concurrent_checkers_agree_and_leave_a_valid_cache(tmp_path):
         t.join()
     assert not errors and len(results) == 8 and all(r == results[0] for r in results)
     (cache_file,) = cache.glob("*.json")
-    assert len(json.loads(cache_file.read_text())["entries"]) == 6
+    assert len(json.loads(cache_file.read_text())["names"]) == 6
     assert not list(cache.glob(".tmp-*"))
 
 
