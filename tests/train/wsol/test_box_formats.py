@@ -188,3 +188,12 @@ def test_cub_sizes_come_from_the_image_headers(tmp_path):
     Image.new("RGB", (300, 300)).save(root / "images/001.Black_footed_Albatross/a.jpg")  # box reaches x 385
     with pytest.raises(BoxFormatError, match=r"bounding_boxes\.txt:1: box .* outside the 300x300 image"):
         read_cub(root)
+
+
+def test_an_xml_bomb_is_refused(tmp_path):
+    # "Billion laughs": nested entities that would expand to gigabytes; expat refuses the amplification.
+    entities = '<!ENTITY a0 "lol">' + "".join(f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 10))
+    (tmp_path / "x.xml").write_text(f'<?xml version="1.0"?><!DOCTYPE annotation [{entities}]>'
+                                    "<annotation><filename>&a9;</filename></annotation>")
+    with pytest.raises(BoxFormatError, match=r"x\.xml:\d+: not valid XML"):
+        read_ilsvrc_xml(tmp_path)
