@@ -360,8 +360,9 @@ def _stat_key(path: str) -> Optional[tuple[int, int]]:
 
 def _write_refused(path: Path, root: Path, refused) -> bool:
     # JSON lines (ASCII, names escaped): any file name, newlines included, stays one line.
-    return _replace(path, "".join(json.dumps({"path": os.fspath(root / name), "kind": v.kind, "reason": v.detail}) + "\n"
-                           for name, v in refused))
+    lines = (json.dumps({"path": os.fspath(root / name), "kind": v.kind, "reason": v.detail}) + "\n"
+             for name, v in refused)
+    return _replace(path, "".join(lines))
 
 
 def usable_dataset(data: str | os.PathLike | Dataset, *, skip_bad_files: bool = False,
@@ -371,12 +372,17 @@ def usable_dataset(data: str | os.PathLike | Dataset, *, skip_bad_files: bool = 
 
     Refused files raise `UnreadableImageError` naming them, or with skip_bad_files=True are left out with a
     warning that says how many and where they are listed.
+
+    Within one process a folder or file list is listed and checked again only when it changed: a trainer that
+    builds a loader per epoch pays for the check once, not every epoch. "Changed" means the list file, the root
+    folder or a class folder has another modification time (files were added, removed or renamed); a file
+    rewritten in place is seen by the next process.
     """
     if isinstance(data, Dataset):
-        dataset, data = data, data.root
+        checked = check_dataset(data, data.root, cache_dir=cache_dir, progress=progress)
+        data = data.root
     else:
-        dataset = load_dataset(data)
-    checked = check_dataset(dataset, data, cache_dir=cache_dir, progress=progress)
+        checked = _checked_source(data, cache_dir, progress)
     if not checked.refused:
         return checked.accepted
     refused, total = len(checked.refused), len(checked.refused) + len(checked.accepted)
@@ -396,3 +402,38 @@ def usable_dataset(data: str | os.PathLike | Dataset, *, skip_bad_files: bool = 
     warnings.warn(f"skipping {refused} of {total} files of {os.fspath(data)} that DALI cannot decode; they are "
                   f"listed with the reasons in {checked.refused_list}", UserWarning, stacklevel=2)
     return checked.accepted
+
+
+_CHECKED: dict[tuple[str, str], tuple[tuple, CheckedFiles]] = {}  # (source, cache) -> (signature, result)
+_CHECKED_SOURCES = 4  # sources remembered per process (each holds its listing)
+
+
+def _checked_source(data: str | os.PathLike, cache_dir: Optional[Path], progress: bool) -> CheckedFiles:
+    key = (os.path.abspath(data), os.fspath(default_cache_dir() if cache_dir is None else cache_dir))
+    signature = _source_signature(key[0])
+    remembered = _CHECKED.pop(key, None)
+    if signature is None or remembered is None or remembered[0] != signature:
+        remembered = (signature, check_dataset(load_dataset(data), data, cache_dir=cache_dir, progress=progress))
+    if signature is not None:
+        _CHECKED[key] = remembered  # most recent last
+        while len(_CHECKED) > _CHECKED_SOURCES:
+            del _CHECKED[next(iter(_CHECKED))]
+    return remembered[1]
+
+
+def _source_signature(path: str) -> Optional[tuple]:
+    """What changes when files are added to, removed from or renamed in a dataset: the file list's size and
+    modification time, or those of the root folder and its (class) sub-folders. None when unreadable."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISDIR(info.st_mode):
+            return ("list", info.st_ino, info.st_size, info.st_mtime_ns)
+        folders = []
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    sub = entry.stat()
+                    folders.append((entry.name, sub.st_ino, sub.st_mtime_ns))
+        return ("folder", info.st_ino, info.st_mtime_ns, tuple(sorted(folders)))
+    except OSError:
+        return None

@@ -242,3 +242,19 @@ def test_non_images_never_crash_the_loader(crashing_tree, batch_size, policy, ex
                           env={**os.environ, "DALI_HAS_CACHE": str(crashing_tree.parent / "cache")})
     assert done.returncode == 0, done.stderr[-2000:]  # -11 was SIGSEGV
     assert done.stdout.split("\n")[-2] == expected
+
+
+def test_a_process_checks_an_unchanged_source_once(tmp_path, monkeypatch):
+    # A trainer builds a loader per epoch: the second epoch must not list and check the files again.
+    root = small_tree(tmp_path / "data", {})
+    calls = []
+    real = file_check.check_dataset
+    monkeypatch.setattr(file_check, "check_dataset", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = usable_dataset(root, cache_dir=tmp_path / "cache")
+    assert usable_dataset(root, cache_dir=tmp_path / "cache") == first and len(calls) == 1
+    (root / "c1/new.jpg").write_bytes(b"text")  # a class folder changed: listed and checked again
+    with pytest.raises(UnreadableImageError, match="c1/new.jpg"):
+        usable_dataset(root, cache_dir=tmp_path / "cache")
+    assert len(calls) == 2
+    (root / "c1/new.jpg").unlink()
+    assert usable_dataset(root, cache_dir=tmp_path / "cache") == first and len(calls) == 3

@@ -8,7 +8,10 @@ once into DIR (kept and reused when it already holds the same number of files). 
 * cold: listing + `check_dataset` with an empty verdict cache (each file opened, its first bytes read, its header
   parsed by nvImageCodec); the operating system's page cache is warm after the first run, as it would be on a
   second training run; a first run on cold storage also waits for the disk;
-* cached: listing + `check_dataset` with the cache the cold run wrote (one `stat` per file and the JSON cache).
+* cached: listing + `check_dataset` with the cache the cold run wrote (one `stat` per file and the JSON cache),
+  what a new process (the next run) pays;
+* again: `usable_dataset` on the same unchanged folder a second time in one process, what each later epoch of a
+  trainer that builds a loader per epoch pays (a `stat` of the root and the class folders).
 Each is run once untimed, then `--runs` times in alternation; reported are the medians and the per-file costs.
 """
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipelines.file_check import check_dataset
+from pipelines.file_check import check_dataset, usable_dataset
 from pipelines.files import load_dataset
 
 CLASSES = 100
@@ -61,16 +64,20 @@ def measure(root: Path, runs: int) -> dict:
         result = check_dataset(load_dataset(root), root, cache_dir=cache, progress=False)
         assert not result.refused, result.refused[:3]
 
+    def again(cache: Path) -> None:
+        usable_dataset(root, cache_dir=cache, progress=False)
+
     with tempfile.TemporaryDirectory() as scratch:
         warm_cache = Path(scratch) / "warm"
         checked(warm_cache)  # untimed: writes the cache the cached runs use, warms the page cache
         listing(warm_cache)
-        seconds: dict[str, list[float]] = {"listing": [], "cold": [], "cached": []}
+        again(warm_cache)  # untimed: the process now remembers the checked folder
+        variants = {"listing": listing, "cold": checked, "cached": checked, "again": again}
+        seconds: dict[str, list[float]] = {name: [] for name in variants}
         for run in range(runs):
-            for name, cache in (("listing", warm_cache), ("cold", Path(scratch) / f"cold{run}"),
-                                ("cached", warm_cache)):
+            for name, variant in variants.items():
                 start = time.perf_counter()
-                (listing if name == "listing" else checked)(cache)
+                variant(Path(scratch) / f"cold{run}" if name == "cold" else warm_cache)
                 seconds[name].append(time.perf_counter() - start)
         cache_bytes = sum(p.stat().st_size for p in warm_cache.glob("*.json"))
     median = {name: statistics.median(s) for name, s in seconds.items()}
@@ -101,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     m, us = result["median_s"], result["us_per_file"]
     print(f"{result['files']} files, median of {args.runs} runs: listing {m['listing']:.3f} s "
           f"({us['listing']:.1f} us per file); listing + check, cold {m['cold']:.3f} s ({us['cold']:.1f} us per "
-          f"file); cached {m['cached']:.3f} s ({us['cached']:.1f} us per file); cache {result['cache_bytes']} bytes "
-          f"(load average {result['machine']['load_average_1min']:.1f})")
+          f"file); cached {m['cached']:.3f} s ({us['cached']:.1f} us per file); again in the same process "
+          f"{m['again']:.4f} s; cache {result['cache_bytes']} bytes (load average "
+          f"{result['machine']['load_average_1min']:.1f})")
     return 0
 
 
