@@ -10,10 +10,12 @@ from train.commands.arguments import add_data, add_no_progress, add_num_threads
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "scan", help="check every image of a dataset; write a file list of the usable ones",
-        description="Read and decode every file of DATA with DALI's CPU decoder and report the unusable ones "
-                    "(empty, truncated, not an image, unsupported format, absurd header size) as errors, odd but "
-                    "usable ones (PNG named .jpg, CMYK) as warnings, and grayscale, progressive and EXIF-rotated "
-                    "JPEGs as notes. Exits 1 if any file is unusable, 2 if DATA cannot be listed.")
+        description="Check every file of DATA as the loader does (regular file, size, signature, header), "
+                    "decode the accepted ones with DALI's CPU decoder and report the unusable ones (empty, "
+                    "truncated, not an image, unsupported format, absurd header size, links to devices or FIFOs) "
+                    "as errors, odd but usable ones (PNG named .jpg, CMYK, names a file list cannot hold) as "
+                    "warnings, and grayscale, progressive and EXIF-rotated JPEGs as notes. Exits 1 if any file is "
+                    "unusable, 2 if DATA cannot be listed.")
     add_data(p)
     p.add_argument("--write-list", metavar="FILE",
                    help="write a DALI file list ('path label' lines) of the usable files, for the loader")
