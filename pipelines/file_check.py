@@ -56,6 +56,7 @@ MAX_PIXELS = 178_956_970
 _CHECK_THREADS = 8
 _CHUNK = 256
 _CACHE_FORMAT, _CACHE_VERSION = "dali-has-file-check", 1
+_PROC_FDS = os.path.isdir("/proc/self/fd")  # Linux with /proc mounted, i.e. wherever DALI runs, in practice
 OK = "ok"
 
 
@@ -125,7 +126,7 @@ def check_file(path: str | os.PathLike) -> Verdict:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return Verdict("not-a-file", f"is not a regular file ({_file_type(info.st_mode)}); it is never read")
-        return _check_regular(fd, info.st_size)
+        return _check_regular(fd, info.st_size, path)
     finally:
         os.close(fd)
 
@@ -144,7 +145,7 @@ def read_image_file(path: str | os.PathLike) -> bytes:
     return data
 
 
-def _check_regular(fd: int, size: int) -> Verdict:
+def _check_regular(fd: int, size: int, path: str | os.PathLike) -> Verdict:
     if size == 0:
         return Verdict("empty", "is empty (0 bytes)")
     if size > MAX_FILE_BYTES:
@@ -157,16 +158,16 @@ def _check_regular(fd: int, size: int) -> Verdict:
     fmt = signature_format(head)
     if fmt is None or (fmt == "bmp" and size < 18):
         return Verdict("not-an-image", _other_format(head))
-    return _check_header(fd, fmt)
+    return _check_header(fd, fmt, path)
 
 
-def _check_header(fd: int, fmt: str) -> Verdict:
+def _check_header(fd: int, fmt: str, path: str | os.PathLike) -> Verdict:
     import nvidia.nvimgcodec as nvimgcodec  # DALI's own image codec library (a dependency of DALI)
 
     # Through /proc the library opens the very file checked above, never one swapped in since (e.g. a FIFO).
-    proc = f"/proc/self/fd/{fd}"
+    source = f"/proc/self/fd/{fd}" if _PROC_FDS else os.fspath(path)
     try:
-        stream = nvimgcodec.CodeStream(proc)
+        stream = nvimgcodec.CodeStream(source)
         width, height, channels = stream.width, stream.height, stream.num_channels
     except Exception:  # nvImageCodec raises RuntimeError("Failed to get image info") and logs the detail
         return Verdict("bad-header", f"has a {fmt} signature but its header cannot be parsed (corrupt or cut short)")

@@ -258,3 +258,10 @@ def test_a_process_checks_an_unchanged_source_once(tmp_path, monkeypatch):
     assert len(calls) == 2
     (root / "c1/new.jpg").unlink()
     assert usable_dataset(root, cache_dir=tmp_path / "cache") == first and len(calls) == 3
+
+
+def test_without_proc_the_header_is_parsed_through_the_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(file_check, "_PROC_FDS", False)
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes())
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8" + b"junk" * 10)
+    assert check_file(tmp_path / "a.jpg").ok and check_file(tmp_path / "b.jpg").kind == "bad-header"
