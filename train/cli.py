@@ -49,8 +49,20 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+# What to do about an operating-system error that carries no message of ours (only errno and file name).
+_OS_HINTS = {FileExistsError: "it already exists; choose another path or remove it",
+             NotADirectoryError: "a part of this path is a file, not a folder; choose another path",
+             IsADirectoryError: "it is a folder; give a file path",
+             PermissionError: "choose a path you may read or write, or change its permissions",
+             FileNotFoundError: "check the path"}
+
+
 def _user_error(command: str, error: Exception) -> int:
-    print(f"dali-has {command}: error: {error}", file=sys.stderr)
+    message = str(error)
+    if isinstance(error, OSError) and error.errno is not None and error.filename is not None:
+        hint = next((h for kind, h in _OS_HINTS.items() if isinstance(error, kind)), None)
+        message = f"{error.filename}: {error.strerror}" + (f"; {hint}" if hint else "")
+    print(f"dali-has {command}: error: {message}", file=sys.stderr)
     return 2
 
 

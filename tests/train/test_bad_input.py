@@ -92,3 +92,10 @@ def test_show_reports_unreadable_images(tiny_synth, tmp_path, capsys):
     assert err.startswith("dali-has show: error: ") and "notes.jpg: is not an image file" in err
     assert not (tmp_path / "x.png").exists()
     assert issubclass(UnreadableImageError, RuntimeError)  # caught by cli.main although not a ValueError
+
+
+def test_bare_os_errors_say_what_to_do(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    assert main(["synth-actions", "--out", str(tmp_path / "a-file" / "x")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'a-file' / 'x'}: Not a directory; a part of this path is a file, not a folder" in err
