@@ -54,6 +54,8 @@ def register(sub) -> None:
 
 def config_from_args(args) -> tuple[TrainConfig, bool]:
     """The run's config and whether it resumes; a bad combination of options is a ValueError."""
+    from train.trainer import CHECKPOINT, load_run_config  # torch is imported only once a command runs
+
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("func", "command", "resume", "model_opt")}
     if args.model_opt:
@@ -63,15 +65,13 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
         if changed:
             raise ValueError(f"--resume continues a run with its saved config; only --epochs may be given, "
                              f"not {['--' + c.replace('_', '-') for c in changed]}")
-        from train.trainer import load_run_config
-
         cfg = load_run_config(args.resume)  # the folder given is the run, whatever its config.json says
         if "epochs" in given:
             cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": given["epochs"]})
         return cfg, True
     if not args.data or not args.out:
         raise ValueError("--data and --out are required (or --resume RUN_DIR)")
-    if os.path.exists(os.path.join(args.out, "checkpoint.pt")):
+    if os.path.exists(os.path.join(args.out, CHECKPOINT)):
         raise ValueError(f"--out {args.out} already holds a trained run; continue it with --resume {args.out}, "
                          "or give another --out")
     given["augment"] = _augment(given)
