@@ -26,7 +26,7 @@ from pathlib import Path
 CSRC = Path(__file__).parent / "csrc"
 LIB_NAME = "libdali_has_ops.so"
 # The CPU operators, always built; hide_and_seek_gpu.cc and .cu join them when nvcc is found.
-CPU_SOURCES = ("hide_and_seek_rule.cc", "hide_and_seek_cpu.cc")
+CPU_SOURCES = ("hide_and_seek_rule.cc", "hide_and_seek_cpu.cc", "resize_mirror_normalize_hide_cpu.cc")
 
 
 class PluginBuildError(RuntimeError):
