@@ -231,6 +231,7 @@ struct Scratch {
   std::vector<float> row;               // one vertically resampled row, edge-padded (see ProcessSample)
   std::vector<const uint8_t *> taps;    // the input rows of one output row
   std::vector<CellRun> runs;
+  std::vector<uint8_t> fill_row;        // a fully hidden HWC output row, as Out elements
 };
 
 template <int C, bool CHW, typename Out>
@@ -257,6 +258,11 @@ void ProcessSample(const SampleJob &s, const OutputFormat<Out> &fmt, uint64_t th
   const uint32_t grid_w = hiding ? (W + s.draw.size - 1) / s.draw.size : 0;
   if (!hiding)
     t.runs.assign(1, CellRun{0, static_cast<uint32_t>(W), false});
+  t.fill_row.resize(hiding && !CHW ? static_cast<size_t>(W) * C * sizeof(Out) : 0);
+  Out *fill_row = reinterpret_cast<Out *>(t.fill_row.data());  // hidden HWC runs are copied from it
+  for (int x = 0; x < (hiding && !CHW ? W : 0); x++)
+    for (int c = 0; c < C; c++)
+      fill_row[x * C + c] = fmt.fill[c];
 
   for (int y = 0; y < H; y++) {
     if (hiding && y % s.draw.size == 0)
@@ -268,9 +274,12 @@ void ProcessSample(const SampleJob &s, const OutputFormat<Out> &fmt, uint64_t th
                                                 : static_cast<ptrdiff_t>(y) * W * C);
     for (const CellRun &r : t.runs) {
       if (r.hidden) {
-        for (uint32_t x = r.x0; x < r.x1; x++)
+        if constexpr (CHW) {
           for (int c = 0; c < C; c++)
-            (CHW ? out[c * plane + x] : out[x * C + c]) = fmt.fill[c];
+            std::fill(out + c * plane + r.x0, out + c * plane + r.x1, fmt.fill[c]);
+        } else {
+          std::copy(fill_row + r.x0 * C, fill_row + r.x1 * C, out + r.x0 * C);
+        }
         continue;
       }
       // The source columns this run reads: `first` is monotonic in x (decreasing when mirrored).
