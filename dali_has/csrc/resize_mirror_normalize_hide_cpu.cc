@@ -2,18 +2,21 @@
 // one pass over the output. Replaces fn.resize -> fn.crop_mirror_normalize -> dali_has.hide_and_seek.
 //
 // Per output row: a vertical pass of the input rows into one float row (contiguous, vectorized), then a
-// horizontal pass that writes the output pixels directly: rounded to uint8 as fn.resize's output is,
-// then normalized by a 256-entry table per channel built with crop_mirror_normalize's arithmetic (so a
-// pixel differs from the composed path only where the two resizes round a value differently). The flip
-// is a reversed horizontal tap table; Hide-and-Seek cells, drawn like dali_has.hide_and_seek's on the
-// output grid, are written as the fill and neither pass computes them.
+// horizontal pass that writes the output pixels directly: rounded to uint8 as fn.resize's output is, then
+// normalized with crop_mirror_normalize's arithmetic, (level - mean) * (1 / std) (float16 through a
+// 256-entry table of those values). The flip is a reversed horizontal tap table; Hide-and-Seek cells, drawn
+// like dali_has.hide_and_seek's on the output grid, are written as the fill and neither pass computes them.
 //
 // Vertical first because then the gather-heavy horizontal pass runs on output rows only and the float
-// scratch is a single input row per thread that stays in L1.
+// scratch is a single input row per thread that stays in L1. Float rather than fixed point because then the
+// weights are DALI's own numbers and a pixel differs from the composed path only where the two summation
+// orders round a value to neighbouring uint8 levels. The 4-float vectors are GCC/Clang vector extensions,
+// SSE2 on baseline x86-64 (DALI's own CPU kernels assume no more); other targets are untested.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "dali/core/convert.h"
