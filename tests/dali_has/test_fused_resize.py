@@ -256,7 +256,7 @@ def test_checkpoint_resumes_the_mask_sequence():
         np.testing.assert_array_equal(x, np.array(y))
 
 
-def test_the_wrapper_picks_the_fused_op_and_the_composed_chain_on_request():
+def test_the_wrapper_picks_the_fused_op_and_the_builtin_chain_on_request():
     cfg = HaSConfig(patch_sizes=(0, 8), p_hide=0.5, fill=FILL)
     images = windows(SHAPES)
     mirror = [1, 0] * (len(images) // 2)
@@ -264,7 +264,7 @@ def test_the_wrapper_picks_the_fused_op_and_the_composed_chain_on_request():
 
     def graph(x, m):
         return (resize_mirror_normalize_hide(x, mirror=m, **kw), op(x, m, dtype=types.FLOAT16, layout="HWC"),
-                resize_mirror_normalize_hide(x, mirror=m, impl="composed", **kw),
+                resize_mirror_normalize_hide(x, mirror=m, impl="builtin", **kw),
                 fn.crop_mirror_normalize(fn.resize(x, size=list(SIZE)), mirror=m, mean=list(MEAN),
                                          std=list(STD), dtype=types.FLOAT16, output_layout="HWC"))
 

@@ -305,7 +305,9 @@ class _Timer:
     def _dali_loader(self, data: str, threads: int, hw: Optional[float], impl: str):
         s = self.s
         hw_kwargs = {} if hw is None else {"hw_decoder_load": hw}
-        augment = TrainAugment() if impl == "none" else TrainAugment(has=HaSConfig(), has_impl=impl)
+        # The built-in resize chain for every variant, so the rows differ by Hide-and-Seek alone.
+        augment = TrainAugment(resize_impl="builtin") if impl == "none" else \
+            TrainAugment(has=HaSConfig(), has_impl=impl, resize_impl="builtin")
         return make_loader(data, train=True, batch_size=s.batch_size, augment=augment, crop=s.crop, device=s.device,
                            seed=SEED, num_threads=threads, dtype=s.dtype, **hw_kwargs)
 

@@ -10,7 +10,7 @@ pipeline's random-resized-crop windows (area 8-100 %, ratio 3/4-4/3):
      per image, median of repeats; and with simplejpeg (libjpeg-turbo's M/8 factors) when it is importable;
   3. whether DALI's CPU decoders expose it: their argument lists, from DALI's own schemas.
 
-    PYTHONPATH=. python -m benchmarks.jpeg_scaled_decode --json jpeg_scaled_decode.json
+    python -m train.bench.jpeg_scaled_decode --json jpeg_scaled_decode.json
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.inputs import image_sets, random_resized_crop_window
+from train.bench.windows import image_sets, random_resized_crop_window
 
 SIZE = 224
 POWER_OF_TWO = (1 / 2, 1 / 4, 1 / 8)  # PIL's draft (libjpeg's scale_denom 2, 4, 8)

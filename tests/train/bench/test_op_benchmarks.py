@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks import inputs, jpeg_scaled_decode, resize_normalize
+from train.bench import jpeg_scaled_decode, resize_normalize
+from train.bench import windows as inputs
 from dali_has import fused
 
 

@@ -1,7 +1,7 @@
 """What the micro-benchmarks feed: ImageNet-like JPEGs (the originals, 400-500 px wide, and copies re-encoded to
 a longest side of 256 px, as fast loaders store ImageNet) and random-resized-crop windows of them.
 
-The originals are `dali-has bench`'s cached set (`train.bench_data`); the 256-px copies are written once beside
+The originals are `dali-has bench`'s cached set (`train.bench.data`); the 256-px copies are written once beside
 it. Windows follow torchvision's RandomResizedCrop.get_params (10 attempts, then the central crop clamped to
 the ratio range), with the training pipeline's area and ratio ranges.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipelines.train_pipeline import RANDOM_AREA, RANDOM_ASPECT_RATIO
-from train.bench_data import bench_jpegs
+from pipelines.settings import RANDOM_AREA, RANDOM_ASPECT_RATIO
+from train.bench.data import bench_jpegs
 
 SMALL_SIDE = 256
 QUALITY = 90
@@ -26,7 +26,7 @@ QUALITY = 90
 def image_sets(images: int, cache_dir: os.PathLike | str | None = None) -> dict[str, list[Path]]:
     """{"originals": JPEG paths, "max256": the same images at a longest side of 256 px}, sorted alike.
 
-    cache_dir: where the sets live (default: `dali-has bench`'s cache, see train.bench_data).
+    cache_dir: where the sets live (default: `dali-has bench`'s cache, see train.bench.data).
     """
     root = bench_jpegs(images, cache_dir)
     originals = sorted(root.rglob("*.jpg"))

@@ -8,14 +8,14 @@ ImageNet-like originals and of their 256-px copies, it times in alternation, per
 with a random flip per sample and the paper's Hide-and-Seek (sizes 0, 16, 32, 44, 56, p 0.5), float32 224x224.
 It also reports how far the two outputs are apart without hiding (uint8 levels and normalized units).
 
-Timing: `train.bench_timing.measure` (warm-up, runs in alternation, median), twice: with the wall clock (img/s,
+Timing: `train.bench.timing.measure` (warm-up, runs in alternation, median), twice: with the wall clock (img/s,
 ms/image) and with the process's CPU clock (all threads; cpu ms/image: what one image costs one core, which
 other processes on a shared machine inflate far less than wall time).
 
-Why a script under benchmarks/ rather than a `dali-has` command: it times one operator for whoever works on the
-plugin, not a user's training setup, and needs none of the trainer.
+A module to run rather than a `dali-has` command: it times one operator for whoever works on the plugin, not a
+user's training setup (that is `dali-has bench`).
 
-    PYTHONPATH=. python -m benchmarks.resize_normalize --json resize_normalize.json
+    python -m train.bench.resize_normalize --json resize_normalize.json
 """
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ import numpy as np
 import nvidia.dali
 from nvidia.dali import fn, pipeline_def, types
 
-from benchmarks.inputs import decoded_windows, image_sets
+from train.bench.windows import decoded_windows, image_sets
 from dali_has import HaSConfig, fused
 from pipelines import IMAGENET_MEAN, IMAGENET_STD
-from train.bench_timing import measure
+from train.bench.timing import measure
 
 SIZE = 224
 HAS = HaSConfig()  # the paper's sizes (0, 16, 32, 44, 56), p_hide 0.5, fill 0
