@@ -15,6 +15,7 @@ import pytest
 from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused, reference, resize_mirror_normalize_hide
+from tests.dali_has.has_harness import assert_checkpoint_resumes
 
 pytestmark = pytest.mark.fused
 
@@ -240,20 +241,7 @@ def test_checkpoint_resumes_the_mask_sequence():
     images = windows([(40, 40)] * 4)
     kwargs = dict(size=[32, 32], patch_sizes=[8], p_hide=0.5, fill=list(FILL))
 
-    @pipeline_def(batch_size=4, num_threads=1, device_id=None, seed=5, enable_checkpointing=True)
-    def pipe():
-        x = fn.external_source(source=lambda: images, batch=True, layout="HWC")
-        return fn.dali_has.resize_mirror_normalize_hide(x, **kwargs)
-
-    p = pipe()
-    p.build()
-    p.run()
-    checkpoint = p.checkpoint()
-    expected = [np.array(t) for t in p.run()[0]]
-    q = pipe(checkpoint=checkpoint)
-    q.build()
-    for x, y in zip(expected, q.run()[0]):
-        np.testing.assert_array_equal(x, np.array(y))
+    assert_checkpoint_resumes(lambda x: fn.dali_has.resize_mirror_normalize_hide(x, **kwargs), images)
 
 
 def test_the_wrapper_picks_the_fused_op_and_the_builtin_chain_on_request():
