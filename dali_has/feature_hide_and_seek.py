@@ -21,15 +21,22 @@ FEATURE_FILLS = ("mean",)
 
 
 class FeatureHideAndSeek(nn.Module):
-    """Hide grid cells of a feature map across all channels, in training only.
+    """Hide grid cells of a feature map across all channels, in training only (identity in eval mode).
 
-    patch_sizes: cell sizes in feature-map cells, one drawn per sample and step; 0 = leave the sample whole
-        (the paper used 5 and 11 on AlexNet's 55×55 conv1 map).
-    p_hide: probability that a cell is hidden.
-    fill: "mean" (per-channel running mean of the incoming features, matching train and test statistics as
-        the mean RGB does for images) or a number.
-    momentum: weight of the current batch in the running mean, as in BatchNorm; the first training batch
-        sets it outright.
+    Args:
+        patch_sizes: cell sizes in feature-map cells, one drawn per sample and step; 0 = leave the sample whole
+            (the paper used 5 and 11 on AlexNet's 55×55 conv1 map).
+        p_hide: probability that a cell is hidden.
+        fill: "mean" (per-channel running mean of the incoming features, matching train and test statistics as
+            the mean RGB does for images) or a number.
+        momentum: weight of the current batch in the running mean, as in BatchNorm; the first training batch
+            sets it outright.
+
+    Forward: features [B, C, H, W] -> the same shape and dtype.
+
+    Raises:
+        ValueError: an invalid setting (named), or features that are not [B, C, H, W].
+        RuntimeError: fill="mean" used before any training-mode forward has set the running mean.
     """
 
     def __init__(self, patch_sizes: Sequence[int] | int, p_hide: float = PAPER_P_HIDE,

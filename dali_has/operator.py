@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from typing import Sequence
 
-from dali_has import composed, fused
+from dali_has import composed, fused, validate
 from dali_has.spec import PAPER_P_HIDE, PAPER_PATCH_SIZES, Fill, HaSConfig
 
 IMPLEMENTATIONS = ("auto", "fused", "composed")
@@ -19,20 +19,30 @@ def hide_and_seek(images, *, patch_sizes: Sequence[int] | int = PAPER_PATCH_SIZE
                   fill: Fill = 0.0, impl: str = "auto"):
     """Hide random grid cells of every image in a DALI batch (training only; never call it at evaluation).
 
-    images: a DALI node of HWC or CHW images (uint8, float16 or float32; the layout is read at run time),
-        on the CPU or the GPU.
-    patch_sizes: cell sizes in pixels of `images`, one drawn per sample and iteration; 0 = leave the sample whole.
-    p_hide: probability that a cell is hidden.
-    fill: value of hidden pixels, a scalar or one per channel. 0 is the dataset mean once images are normalized
-        with that mean; integer images get it rounded.
-    impl: "auto" (fused plugin if available, else the composition), "fused" or "composed".
+    Per sample and iteration: a patch size S drawn uniformly from `patch_sizes`, a top-left-anchored S×S grid
+    (edge cells clipped), each cell hidden with probability `p_hide`, hidden pixels set to `fill` on every channel.
 
-    Returns a node of the same shape, dtype and layout. Masks are new every iteration and reproducible for a
-    fixed pipeline seed.
+    Args:
+        images: a DALI node of HWC or CHW images (uint8, float16 or float32; the layout is read at run time), on
+            the CPU or the GPU.
+        patch_sizes: cell sizes in pixels of `images`, one drawn per sample and iteration; 0 = leave the sample
+            whole. Default: the paper's (0, 16, 32, 44, 56) for 224-pixel inputs.
+        p_hide: probability that a cell is hidden.
+        fill: value of hidden pixels, a scalar or one per channel. 0 is the dataset mean once images are
+            normalized with that mean; integer images get it rounded half-to-even.
+        impl: "auto" (fused plugin if available, else the composition, with one warning saying why), "fused" or
+            "composed".
+
+    Returns:
+        A node of the same shape, dtype, layout and device. Masks are new every iteration and reproducible for a
+        fixed pipeline seed.
+
+    Raises:
+        ValueError: a setting is invalid (the message names it).
+        RuntimeError: impl="fused" and the plugin cannot be used here (the message says why).
     """
     cfg = HaSConfig(patch_sizes, p_hide, fill)
-    if impl not in IMPLEMENTATIONS:
-        raise ValueError(f"impl={impl!r}; expected one of {IMPLEMENTATIONS}")
+    validate.one_of("impl", impl, IMPLEMENTATIONS)
     if impl == "composed":
         return composed.hide_and_seek_composed(images, cfg)
     if fused.load() and (images.device != "gpu" or fused.gpu_available()):
@@ -40,11 +50,12 @@ def hide_and_seek(images, *, patch_sizes: Sequence[int] | int = PAPER_PATCH_SIZE
     reason = fused.unavailable_reason() or fused.gpu_unavailable_reason()
     if impl == "fused":
         raise RuntimeError(f"the fused Hide-and-Seek plugin is not available: {reason}")
-    _warn_fallback(reason)
+    warn_fallback(reason)
     return composed.hide_and_seek_composed(images, cfg)
 
 
-def _warn_fallback(reason: str | None) -> None:
+def warn_fallback(reason: str | None) -> None:
+    """Say once per process that the plugin is unavailable and DALI built-ins run instead."""
     global _warned
     if not _warned:
         _warned = True

@@ -34,6 +34,8 @@ from dali_has.cache import cache_root
 
 CSRC = Path(__file__).parent / "csrc"
 LIB_NAME = "libdali_has_ops.so"
+# The CPU operators, always built; hide_and_seek_gpu.cc and .cu join them when nvcc is found.
+CPU_SOURCES = ("hide_and_seek_rule.cc", "hide_and_seek_cpu.cc", "resize_mirror_normalize_hide_cpu.cc")
 FAILED = "FAILED"
 # Words of compilers and linkers whose failure says nothing about the sources: the next try may succeed.
 _PASSING_FAILURES = ("No space left on device", "Killed signal terminated program", "virtual memory exhausted",
@@ -164,7 +166,8 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
         tmp = Path(tmp)
         cxx = [tools.cxx, "-std=c++20", "-O3", "-fPIC", *tools.compile_flags, f"-I{tools.cuda_include}",
                f"-I{CSRC}", "-c"]
-        jobs = {"cpu": cxx + [str(CSRC / "hide_and_seek_cpu.cc"), "-o", str(tmp / "cpu.o")]}
+        cpu_objects = [str(tmp / Path(src).with_suffix(".o")) for src in CPU_SOURCES]
+        jobs = {src: cxx + [str(CSRC / src), "-o", obj] for src, obj in zip(CPU_SOURCES, cpu_objects)}
         if tools.nvcc:
             jobs["gpu_op"] = cxx + [str(CSRC / "hide_and_seek_gpu.cc"), "-o", str(tmp / "gpu_op.o")]
             # all-major: SASS for each major architecture nvcc supports (minor versions run it) plus
@@ -178,10 +181,11 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
         log = "\n\n".join(f"$ {' '.join(jobs[k])}\n{out}" for k, (_, out) in results.items())
         (key_dir / "build.log").write_text(log)
         _unless_passing(key_dir, [out for ok, out in results.values() if not ok])
-        if not results["cpu"][0]:
-            _fail(key_dir, "compiling the CPU operator failed")
+        failed_sources = [src for src in CPU_SOURCES if not results[src][0]]
+        if failed_sources:
+            _fail(key_dir, f"compiling the CPU operators failed ({', '.join(failed_sources)})")
 
-        link = [tools.cxx, "-shared", "-o", str(tmp / LIB_NAME), str(tmp / "cpu.o"), *tools.link_flags,
+        link = [tools.cxx, "-shared", "-o", str(tmp / LIB_NAME), *cpu_objects, *tools.link_flags,
                 "-ldali_core", f"-Wl,-rpath,{tools.dali_lib_dir}", "-Wl,--no-undefined"]
         gpu_reason = None
         if tools.nvcc is None:
@@ -204,7 +208,7 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
             if not ok:
                 (key_dir / "build.log").write_text(f"{log}\n\n$ {' '.join(link)}\n{out}")
                 _unless_passing(key_dir, [out])
-                _fail(key_dir, "linking the CPU operator failed")
+                _fail(key_dir, "linking the CPU operators failed")
 
         info = {"gpu": gpu_reason is None, "gpu_reason": gpu_reason,
                 "cuda_version": cuda_version_of(_version(tools.nvcc)) if gpu_reason is None else None}

@@ -21,12 +21,17 @@ PAPER_P_HIDE = 0.5
 
 @dataclass(frozen=True)
 class HaSConfig:
-    """Validated Hide-and-Seek parameters.
+    """Validated, immutable Hide-and-Seek parameters, shared by every implementation.
 
-    patch_sizes: non-empty set of grid cell sizes in pixels of the tensor being masked; 0 means "no hiding".
-    p_hide: probability that one cell is hidden, in [0, 1].
-    fill: value of hidden pixels, a scalar or one value per channel (0.0 = the dataset mean after
-        normalizing with that mean).
+    Args:
+        patch_sizes: non-empty set of grid cell sizes in pixels of the tensor being masked (a single size is
+            allowed); 0 means "no hiding" for the samples that draw it.
+        p_hide: probability that one cell is hidden, in [0, 1].
+        fill: value of hidden pixels, a scalar or one value per channel (0.0 = the dataset mean after
+            normalizing with that mean, see `pipelines.has_fill`).
+
+    Raises:
+        ValueError: a value is invalid; the message names it (NaN and infinite fills are refused).
     """
 
     patch_sizes: tuple[int, ...] = PAPER_PATCH_SIZES
@@ -51,6 +56,10 @@ class HaSConfig:
     def hiding_share(self) -> float:
         """Expected fraction of hidden pixels: p_hide times the share of non-zero sizes."""
         return self.p_hide * sum(s > 0 for s in self.patch_sizes) / len(self.patch_sizes)
+
+    def for_channels(self, channels: int) -> HaSConfig:
+        """These settings with the fill given per channel (a scalar fill repeated)."""
+        return HaSConfig(self.patch_sizes, self.p_hide, self.fill_for(channels))
 
     def fill_for(self, channels: int) -> tuple[float, ...]:
         """The fill as one value per channel; a scalar fill is repeated."""

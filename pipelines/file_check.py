@@ -32,11 +32,12 @@ import os
 import stat
 import tempfile
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 from tqdm import tqdm
 
@@ -212,7 +213,7 @@ class _Cache:
     details: list
 
     @classmethod
-    def empty(cls) -> "_Cache":
+    def empty(cls) -> _Cache:
         return cls([], [], [], [], [], [])
 
 

@@ -21,6 +21,7 @@ from nvidia.dali import types
 
 from dali_has import HaSConfig, validate
 from dali_has.operator import IMPLEMENTATIONS as HAS_IMPLEMENTATIONS
+from dali_has.resize_mirror_normalize import IMPLEMENTATIONS as RESIZE_IMPLEMENTATIONS
 
 # The usual ImageNet statistics on the 0..255 scale of decoded pixels.
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -152,7 +153,12 @@ class TrainAugment:
 
     has: Hide-and-Seek settings (a HaSConfig or a dict of its settings; `fill` in normalized units, see
         `pipelines.has_fill`); None = no hiding.
-    has_impl: "auto" (fused plugin if loadable, else the composition), "fused" or "composed".
+    has_impl: the Hide-and-Seek operator when it runs on its own: "auto" (fused plugin if loadable, else the
+        composition), "fused" or "composed".
+    resize_impl: the resize + flip + normalize (+ Hide-and-Seek) tail: "fused" (the plugin's one-pass CPU
+        operator, `dali_has.resize_mirror_normalize_hide`, with Hide-and-Seek folded in), "builtin" (fn.resize +
+        fn.crop_mirror_normalize + the `has_impl` operator) or "auto" (fused for CPU pipelines when the plugin
+        loads and has_impl is not "composed", else builtin; GPU pipelines always use the built-ins).
     random_area, random_aspect_ratio: (min, max) of the crop window's share of the image area and of its
         width / height.
     flip_probability: chance of a horizontal flip per sample (0 for data whose labels a mirror image changes).
@@ -161,6 +167,7 @@ class TrainAugment:
 
     has: Optional[HaSConfig] = None
     has_impl: str = "auto"
+    resize_impl: str = "auto"
     random_area: tuple[float, float] = RANDOM_AREA
     random_aspect_ratio: tuple[float, float] = RANDOM_ASPECT_RATIO
     flip_probability: float = FLIP_PROBABILITY
@@ -169,6 +176,7 @@ class TrainAugment:
     def __post_init__(self):
         _set(self, "has", as_has_config(self.has))
         validate.one_of("has_impl", self.has_impl, HAS_IMPLEMENTATIONS)
+        validate.one_of("resize_impl", self.resize_impl, RESIZE_IMPLEMENTATIONS)
         _set(self, "random_area", validate.number_range("random_area", self.random_area, high=1.0))
         _set(self, "random_aspect_ratio", validate.number_range("random_aspect_ratio", self.random_aspect_ratio))
         _set(self, "flip_probability", validate.probability("flip_probability", self.flip_probability))
@@ -181,6 +189,7 @@ class TrainAugment:
 
     def to_dict(self) -> dict:
         return {"has": None if self.has is None else self.has.to_dict(), "has_impl": self.has_impl,
+                "resize_impl": self.resize_impl,
                 "random_area": list(self.random_area), "random_aspect_ratio": list(self.random_aspect_ratio),
                 "flip_probability": self.flip_probability, "shuffle_buffer": self.shuffle_buffer}
 

@@ -12,10 +12,19 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dali_has import HaSConfig, validate
-from pipelines.settings import (CROP, DEVICES, DTYPE_NAMES, IMAGENET_MEAN, IMAGENET_STD, MAX_BATCH_SIZE, MAX_CROP,
-                                TrainAugment, rgb)
-from train.models import ARCHS, model_options
+from dali_has import FeatureHideAndSeek, HaSConfig, insert_after, validate
+from pipelines.settings import (
+    CROP,
+    DEVICES,
+    DTYPE_NAMES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MAX_BATCH_SIZE,
+    MAX_CROP,
+    TrainAugment,
+    rgb,
+)
+from train.models import ARCHS, build_model, model_options
 
 # Paper-style SGD schedules (lr for batch 256, scaled linearly with the batch): ResNet-50 as in the standard
 # ImageNet recipe (90 epochs, /10 at 30 and 60); AlexNet-GAP as trained from scratch in the HaS paper's code
@@ -41,6 +50,48 @@ class FeatureHaS:
         has = HaSConfig(self.patch_sizes, self.p_hide)
         object.__setattr__(self, "patch_sizes", has.patch_sizes)
         object.__setattr__(self, "p_hide", has.p_hide)
+
+
+VAL_METRICS = ("top1", "top5", "gt_known_loc", "top1_loc", "maxboxacc_v2")  # all: higher is better
+LOCALIZATION_METRICS = VAL_METRICS[2:]
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Evaluation on held-out data while training, every `every` epochs and after the last one.
+
+    data: held-out folder DIR/<class>/<image> or file list (stored as an absolute path).
+    boxes: true boxes (ILSVRC XML, CUB-200-2011 folder, synthetic boxes.json) add GT-known Loc, Top-1 Loc and
+        MaxBoxAccV2 to top-1 / top-5; None = classification only.
+    metric: the one that picks best.pt; default gt_known_loc with boxes, else top1.
+    resize: shorter side before the centre crop (None = crop / 0.875); split: the CUB / synthetic split of data.
+    """
+
+    data: str
+    boxes: str | None = None
+    every: int = 1
+    metric: str | None = None
+    resize: int | None = None
+    split: str = "test"
+
+    def __post_init__(self):
+        for name in ("data", "boxes"):
+            path = getattr(self, name)
+            if path is not None:
+                if not isinstance(path, (str, os.PathLike)):
+                    raise ValueError(f"validation {name}={path!r}; expected a path")
+                if not Path(path).exists():
+                    raise ValueError(f"validation {name}={path!r} does not exist")
+                object.__setattr__(self, name, str(Path(path).resolve()))
+        object.__setattr__(self, "every", validate.positive_int("val every", self.every))
+        metric = self.metric or ("gt_known_loc" if self.boxes else "top1")
+        validate.one_of("val metric", metric, VAL_METRICS)
+        if metric in LOCALIZATION_METRICS and self.boxes is None:
+            raise ValueError(f"val metric={metric!r} needs true boxes (--val-boxes)")
+        object.__setattr__(self, "metric", metric)
+        if self.resize is not None:
+            object.__setattr__(self, "resize", validate.positive_int("val resize", self.resize))
+        validate.one_of("val split", self.split, ("train", "test", "all"))
 
 
 @dataclass
@@ -69,6 +120,9 @@ class TrainConfig:
     num_threads: int | None = None
     model: dict = field(default_factory=dict)  # architecture options, passed to build_model
     feature_has: FeatureHaS | None = None
+    val: Validation | None = None  # evaluation while training, and best.pt
+    compile: bool = False  # torch.compile the model (worth it on a GPU; see `dali-has bench --compile`)
+    tensorboard: bool = False  # also log every epoch's numbers to RUN/tensorboard (needs the tensorboard package)
     max_steps_per_epoch: int | None = None  # for smoke runs and benchmarks
     skip_bad_files: bool = False  # leave out files the loader's listing check refuses, instead of stopping
 
@@ -111,6 +165,14 @@ class TrainConfig:
             self.feature_has = FeatureHaS(**validate.known_fields("feature_has", self.feature_has, FeatureHaS))
         elif self.feature_has is not None and not isinstance(self.feature_has, FeatureHaS):
             raise ValueError(f"feature_has={self.feature_has!r}; expected None or a mapping of its settings")
+        if isinstance(self.val, dict):
+            if "data" not in self.val:
+                raise ValueError(f"val={self.val!r} needs 'data', the held-out folder or file list")
+            self.val = Validation(**validate.known_fields("validation", self.val, Validation))
+        elif self.val is not None and not isinstance(self.val, Validation):
+            raise ValueError(f"val={self.val!r}; expected None or a mapping of validation settings")
+        validate.boolean("compile", self.compile)
+        validate.boolean("tensorboard", self.tensorboard)
         if self.max_steps_per_epoch is not None:
             self.max_steps_per_epoch = validate.positive_int("max_steps_per_epoch", self.max_steps_per_epoch)
         validate.boolean("skip_bad_files", self.skip_bad_files)
@@ -120,6 +182,14 @@ class TrainConfig:
         if unknown:  # option values are checked when the model is built
             raise ValueError(f"unknown option(s) {unknown} in model for arch {self.arch!r}; "
                              f"expected some of {sorted(model_options(self.arch))}")
+
+    def build_model(self, num_classes: int):
+        """The configured architecture, randomly initialized, with feature-map Hide-and-Seek inserted if asked."""
+        model = build_model(self.arch, num_classes, **self.model)
+        if self.feature_has is not None:
+            insert_after(model, self.feature_has.after,
+                         FeatureHideAndSeek(self.feature_has.patch_sizes, self.feature_has.p_hide, fill="mean"))
+        return model
 
     @property
     def scaled_lr(self) -> float:

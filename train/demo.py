@@ -23,9 +23,10 @@ from pipelines import TrainAugment, make_loader
 from pipelines.dataset_mean import dataset_mean
 from pipelines.files import load_dataset
 from train.config import TrainConfig
-from train.wsol.evaluate import evaluate, format_table
+from train.wsol.evaluate import evaluate, localization_table
 from train.wsol.synth import SynthConfig, generate
-from train.trainer import fit, load_trained_model
+from train.checkpoint import load_trained_model
+from train.trainer import fit
 from train.wsol.visualize import cam_comparison
 
 DEMO_HAS_SIZES = (0, 8, 16, 32)  # the paper's mixed set, scaled from 224 to 64-pixel images
@@ -74,7 +75,7 @@ def run_demo(out: str | Path, *, seed: int = 0, epochs: int = 24, n_train: int =
     summary = {**results, "wall_s": time.perf_counter() - start, "device": _device_name(device),
                "epochs": epochs, "n_train": n_train, "n_test": n_test, "png": str(png)}
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(format_table(results, extra=(("part_hidden_top1", "top-1, head hidden"),)))
+    print(localization_table(results, extra=(("part_hidden_top1", "top-1, head hidden"),)))
     print(f"{summary['wall_s']:.0f} s on {summary['device']}; CAM overlays: {png}; results: {out / 'results.json'}")
     return summary
 

@@ -6,6 +6,12 @@ have seen, without serializing DALI's internal state. The checkpoint's `loader` 
 
 Every epoch's loader is wrapped in an `InputProfiler` (CUDA events on the GPU): rank 0 prints its line and the
 epoch's metrics carry its numbers under "input" (rank 0's loop; other ranks are not gathered).
+
+With `cfg.val`, the model is evaluated on held-out data every `val.every` epochs and after the last: each rank
+evaluates its shard with the code of `dali-has eval` (`train.wsol.evaluate.evaluate_model`) and the counts are
+summed over ranks, so every image counts once and the numbers equal `dali-has eval` on the same checkpoint.
+The epoch with the best `val.metric` so far is kept as RUN/best.pt beside RUN/checkpoint.pt; the best value is in
+the checkpoint, so a resumed run keeps comparing against it.
 """
 from __future__ import annotations
 
@@ -13,7 +19,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import pickle
 import time
 from pathlib import Path
 
@@ -23,17 +28,14 @@ from torch.distributed.algorithms.join import Join
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from dali_has import FeatureHideAndSeek, insert_after
 from pipelines import InputProfiler, make_loader
 from pipelines.files import load_dataset
 from train import distributed
+from train.checkpoint import BEST, CHECKPOINT, CONFIG, METRICS, load_checkpoint, load_weights, save_checkpoint
 from train.config import TrainConfig
-from train.models import build_model
+from train.wsol.evaluate import evaluate_model
 
 EPOCH_SEED_STRIDE = 10_007
-CHECKPOINT = "checkpoint.pt"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
 # Batches the input profiler leaves out at the start of an epoch, at most a quarter of a short one.
 PROFILE_WARMUP = 10
 
@@ -48,15 +50,6 @@ def num_classes_of(data: str) -> int:
     if dataset.classes is not None:
         return len(dataset.classes)
     return max(label for _, label in dataset.samples) + 1
-
-
-def build_cfg_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    """The configured architecture, with feature-map Hide-and-Seek inserted when asked for."""
-    model = build_model(cfg.arch, num_classes, **cfg.model)
-    if cfg.feature_has is not None:
-        insert_after(model, cfg.feature_has.after,
-                     FeatureHideAndSeek(cfg.feature_has.patch_sizes, cfg.feature_has.p_hide, fill="mean"))
-    return model
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig):
@@ -89,20 +82,24 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     cfg = dataclasses.replace(cfg, data=os.path.abspath(cfg.data), out=os.path.abspath(cfg.out))
     num_classes = num_classes_of(cfg.data)  # a bad --data fails here, before the run folder is made
     out = Path(cfg.out)
-    _check_run_folder(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is an existing file; give a folder for the run (a new one, or an existing "
+                         "run folder with --resume)")
+    log = None
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / CONFIG)
+        log = EpochLog(out, cfg.tensorboard)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = build_cfg_model(cfg, num_classes).to(env.device)
+    model = cfg.build_model(num_classes).to(env.device)
     on_gpu = env.device.type == "cuda"
     if cfg.channels_last and on_gpu:
         model = model.to(memory_format=torch.channels_last)
     opt, sched = build_optimizer(model, cfg)
-    start_epoch = 0
+    start_epoch, best = 0, None
     if resume:
-        state = load_checkpoint(out)
-        _load_into(out / CHECKPOINT, model, state["model"])
+        state = load_checkpoint(out / CHECKPOINT)  # on the CPU: the RNG state must stay a CPU tensor
+        load_weights(out / CHECKPOINT, model, state["model"])
         try:
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
@@ -110,18 +107,80 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
             raise ValueError(f"{out / CHECKPOINT}: its optimizer or scheduler state does not fit this run's "
                              f"config ({error})") from None
         torch.set_rng_state(state["torch_rng"])
-        start_epoch = state["epoch"]
+        start_epoch, best = state["epoch"], state.get("best")
     net = DistributedDataParallel(model) if env.world_size > 1 else model
+    if cfg.compile:
+        net = torch.compile(net)
     last = {}
-    for epoch in range(start_epoch, cfg.epochs):
-        last = _train_epoch(cfg, env, net, opt, epoch, on_gpu)
-        last["lr"] = sched.get_last_lr()[0]
-        sched.step()
-        if env.is_main:
-            _save_checkpoint(out, model, opt, sched, epoch + 1, cfg, num_classes)
-            with open(out / METRICS, "a") as f:
-                f.write(json.dumps(last) + "\n")
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            last = _train_epoch(cfg, env, net, opt, epoch, on_gpu)
+            last["lr"] = sched.get_last_lr()[0]
+            sched.step()
+            improved = False
+            if cfg.val is not None and ((epoch + 1) % cfg.val.every == 0 or epoch + 1 == cfg.epochs):
+                last["val"] = _validate(cfg, env, model)
+                value = last["val"][cfg.val.metric]
+                improved = best is None or value > best["value"]
+                if improved:
+                    best = {"metric": cfg.val.metric, "value": value, "epoch": epoch + 1}
+                last["best"] = best
+            if env.is_main:
+                state = _state(model, opt, sched, epoch + 1, cfg, num_classes, best)
+                save_checkpoint(out / CHECKPOINT, state)
+                if improved:
+                    save_checkpoint(out / BEST, state)
+                log.write(last)
+    finally:
+        if log is not None:
+            log.close()
     return last, model
+
+
+def _validate(cfg: TrainConfig, env: distributed.DistEnv, model: torch.nn.Module) -> dict:
+    """cfg.val's metrics of the model as it is now, every rank evaluating its shard, the counts summed."""
+    result = evaluate_model(model, cfg, cfg.val.data, boxes=cfg.val.boxes, split=cfg.val.split, resize=cfg.val.resize,
+                            batch_size=cfg.batch_size, device=cfg.device, num_threads=cfg.num_threads,
+                            progress=False, shard_id=env.rank, num_shards=env.world_size,
+                            reduce=lambda counts: distributed.all_reduce_sum(counts, env.device))
+    model.train()
+    return result.metrics
+
+
+class EpochLog:
+    """Every epoch's numbers as one line of RUN/metrics.jsonl and, with tensorboard=True, as TensorBoard scalars
+    in RUN/tensorboard (nested entries such as val/top1 flattened with slashes)."""
+
+    def __init__(self, out: Path, tensorboard: bool):
+        self._path = out / METRICS
+        self._writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ValueError("--tensorboard needs the tensorboard package: pip install 'dali-has[tensorboard]'"
+                                 ) from None
+            self._writer = SummaryWriter(str(out / "tensorboard"))
+
+    def write(self, metrics: dict) -> None:
+        with open(self._path, "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if self._writer is not None:
+            for key, value in _scalars(metrics):
+                self._writer.add_scalar(key, value, metrics["epoch"])
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _scalars(metrics: dict, prefix: str = ""):
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            yield from _scalars(value, f"{prefix}{key}/")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+            yield prefix + key, value
 
 
 def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> dict:
@@ -182,90 +241,8 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
                                               "timing")}}
 
 
-def _check_run_folder(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is an existing file; give a folder for the run (a new one, or an existing "
-                         "run folder with --resume)")
-
-
-def _save_checkpoint(out: Path, model, opt, sched, epoch: int, cfg: TrainConfig, num_classes: int) -> None:
-    # Tensors and plain data only, so that loading needs no unpickling of objects (weights_only=True).
-    state = {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(),
-             "scheduler": sched.state_dict(), "epoch": epoch, "torch_rng": torch.get_rng_state(),
-             "config": json.loads(json.dumps(cfg.to_dict())),
-             "loader": {"seed_rule": "base + rank + %d * epoch" % EPOCH_SEED_STRIDE, "next_epoch": epoch}}
-    tmp = out / (CHECKPOINT + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out / CHECKPOINT)  # atomic: a crash never leaves a half-written checkpoint
-
-
-def load_checkpoint(run_dir: str | Path) -> dict:
-    """The checkpoint of a run folder, loaded without running code: tensors and plain data only
-    (`torch.load(weights_only=True)`). Anything else, a damaged file or a missing entry is a ValueError naming
-    the file; a missing file is a FileNotFoundError."""
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a run folder with a checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Weights only load failed" in str(error):
-            raise ValueError(f"{path} holds objects other than tensors and plain data; refusing to load it, since "
-                             "unpickling them could run code. dali-has checkpoints never hold such objects: "
-                             "use a checkpoint written by `dali-has train`") from None
-        raise ValueError(f"{path} is not a readable checkpoint ({error})") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as error:
-        raise ValueError(f"{path} is not a readable checkpoint ({error})") from None
-    expected = {"model": dict, "optimizer": dict, "scheduler": dict, "num_classes": int, "epoch": int,
-                "torch_rng": torch.Tensor}
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} is not a dali-has checkpoint (it holds a {type(state).__name__}, not a dict)")
-    for key, kind in expected.items():
-        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
-            raise ValueError(f"{path}: entry {key!r} is missing or not a {kind.__name__}; not a dali-has checkpoint")
-    if state["num_classes"] < 1 or state["epoch"] < 0:
-        raise ValueError(f"{path}: num_classes={state['num_classes']}, epoch={state['epoch']} cannot be right")
-    return state
-
-
-def _load_into(path: Path, model: torch.nn.Module, weights: dict) -> None:
-    try:
-        model.load_state_dict(weights)
-    except (RuntimeError, TypeError, KeyError) as error:
-        raise ValueError(f"{path}: its weights do not fit the model its config.json describes ({error})") from None
-
-
-def load_run_config(run_dir: str | Path) -> TrainConfig:
-    """The config of a run folder, for resuming or evaluating it. The folder given is the run: its `out` is
-    `run_dir` whatever config.json says (a copied run never writes into the original), and a relative `data`
-    is resolved against `run_dir` (runs written by this version store absolute paths)."""
-    run_dir = Path(run_dir)
-    path = run_dir / CONFIG
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a run folder of `dali-has train`")
-    try:
-        saved = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error})") from None
-    if not isinstance(saved, dict):
-        raise ValueError(f"{path} must hold a JSON object of training settings")
-    data = saved.get("data")
-    if isinstance(data, str) and not os.path.isabs(data):
-        resolved = run_dir.resolve() / data
-        if not resolved.exists():
-            raise ValueError(f"{path}: data {data!r} is relative and {resolved} does not exist; write the "
-                             "dataset's absolute path into config.json")
-        saved["data"] = str(resolved)
-    try:
-        return TrainConfig.from_dict({**saved, "out": str(run_dir.resolve())})
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
-
-
-def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu"):
-    """The model of a run folder with its last checkpoint's weights, in eval mode, and the run's config."""
-    cfg = load_run_config(run_dir)
-    state = load_checkpoint(run_dir)
-    model = build_cfg_model(cfg, state["num_classes"])
-    _load_into(Path(run_dir) / CHECKPOINT, model, state["model"])
-    return model.to(device).eval(), cfg
+def _state(model, opt, sched, epoch: int, cfg: TrainConfig, num_classes: int, best: dict | None) -> dict:
+    return {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "epoch": epoch, "torch_rng": torch.get_rng_state(),
+            "config": json.loads(json.dumps(cfg.to_dict())), "best": best,  # plain data: weights_only loads it
+            "loader": {"seed_rule": f"base + rank + {EPOCH_SEED_STRIDE} * epoch", "next_epoch": epoch}}

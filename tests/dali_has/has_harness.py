@@ -15,27 +15,47 @@ def require(impl: str) -> None:
         pytest.skip(f"fused plugin unavailable: {fused.unavailable_reason()}")
 
 
-def run_has(images, *, layout="HWC", impl="composed", seed=1, iterations=1, device="cpu", **has):
-    """Feed the same batch `iterations` times; return a list (per iteration) of lists of numpy outputs."""
-    require(impl)
-
-    @pipeline_def(batch_size=len(images), num_threads=2, device_id=0 if device == "gpu" else None, seed=seed,
+def run_graph(graph, batch, *, layout, device="cpu", seed=1, iterations=1):
+    """Feed the same `batch` (a list of numpy samples with `layout`) `iterations` times through `graph(node)`, on
+    the CPU or the GPU; returns per iteration the list of numpy outputs, whose layout must be the input's."""
+    @pipeline_def(batch_size=len(batch), num_threads=2, device_id=0 if device == "gpu" else None, seed=seed,
                   prefetch_queue_depth=1)
     def pipe():
-        x = fn.external_source(source=lambda: images, batch=True, layout=layout)
-        if device == "gpu":
-            x = x.gpu()
-        return hide_and_seek(x, impl=impl, **has)
+        x = fn.external_source(source=lambda: batch, batch=True, layout=layout)
+        return graph(x.gpu() if device == "gpu" else x)
 
     p = pipe()
     p.build()
     out = []
     for _ in range(iterations):
-        (batch,) = p.run()
-        if device == "gpu":
-            batch = batch.as_cpu()
-        out.append([np.array(t) for t in batch])
+        (result,) = p.run()
+        assert result.layout() == layout
+        out.append([np.array(t) for t in (result.as_cpu() if device == "gpu" else result)])
     return out
+
+
+def assert_checkpoint_resumes(graph, batch, *, layout="HWC"):
+    """A pipeline restored from a checkpoint taken after one iteration gives the second iteration's outputs."""
+    @pipeline_def(batch_size=len(batch), num_threads=1, device_id=None, seed=5, enable_checkpointing=True)
+    def pipe():
+        return graph(fn.external_source(source=lambda: batch, batch=True, layout=layout))
+
+    p = pipe()
+    p.build()
+    p.run()
+    checkpoint = p.checkpoint()
+    expected = [np.array(t) for t in p.run()[0]]
+    q = pipe(checkpoint=checkpoint)
+    q.build()
+    for x, y in zip(expected, q.run()[0]):
+        np.testing.assert_array_equal(x, np.array(y))
+
+
+def run_has(images, *, layout="HWC", impl="composed", seed=1, iterations=1, device="cpu", **has):
+    """`hide_and_seek` with implementation `impl` on `images`, see `run_graph`."""
+    require(impl)
+    return run_graph(lambda x: hide_and_seek(x, impl=impl, **has), images, layout=layout, device=device, seed=seed,
+                     iterations=iterations)
 
 
 def hidden_mask(before: np.ndarray, after: np.ndarray, layout: str) -> np.ndarray:

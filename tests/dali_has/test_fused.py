@@ -13,6 +13,7 @@ import pytest
 from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused, plugin_build, reference
+from tests.dali_has.has_harness import assert_checkpoint_resumes, run_graph
 
 SHAPES = [(50, 70), (64, 64), (33, 91), (91, 20)]  # H x W: non-square, different per sample
 FILL = (1.4, 2.6, 300.0)  # images hold 10..239: as uint8 the fill becomes (1, 3, 255), still absent
@@ -30,21 +31,10 @@ def images_for(shapes, dtype, layout, seed=0, channels=3):
     return imgs if layout == "HWC" else [np.ascontiguousarray(i.transpose(2, 0, 1)) for i in imgs]
 
 
-def run(images, cfg, *, layout="HWC", iterations=1, seed=1, op_seed=None, device="cpu", batches=None):
+def run(images, cfg, *, layout="HWC", iterations=1, seed=1, op_seed=None, device="cpu"):
     """Outputs per iteration (lists of numpy arrays) of the fused op on `images` fed every iteration."""
-    @pipeline_def(batch_size=len(images), num_threads=2, device_id=0 if device == "gpu" else None, seed=seed,
-                  prefetch_queue_depth=1)
-    def pipe():
-        x = fn.external_source(source=lambda: images, batch=True, layout=layout)
-        return fused.hide_and_seek_fused(x.gpu() if device == "gpu" else x, cfg, seed=op_seed)
-
-    p = pipe()
-    p.build()
-    out = []
-    for _ in range(iterations):
-        (batch,) = p.run()
-        out.append([np.array(t) for t in (batch.as_cpu() if device == "gpu" else batch)])
-    return out
+    return run_graph(lambda x: fused.hide_and_seek_fused(x, cfg, seed=op_seed), images, layout=layout,
+                     device=device, seed=seed, iterations=iterations)
 
 
 def mask_of(y, fill, layout):
@@ -85,20 +75,7 @@ def test_checkpoint_resumes_the_mask_sequence(plugin):
     images = images_for([(40, 40)] * 4, np.uint8, "HWC")
     cfg = HaSConfig(patch_sizes=(8,), p_hide=0.5, fill=0)
 
-    @pipeline_def(batch_size=4, num_threads=1, device_id=None, seed=5, enable_checkpointing=True)
-    def pipe():
-        return fused.hide_and_seek_fused(fn.external_source(source=lambda: images, batch=True, layout="HWC"),
-                                         cfg)
-
-    p = pipe()
-    p.build()
-    p.run()
-    checkpoint = p.checkpoint()
-    expected = [np.array(t) for t in p.run()[0]]
-    q = pipe(checkpoint=checkpoint)
-    q.build()
-    for x, y in zip(expected, q.run()[0]):
-        np.testing.assert_array_equal(x, np.array(y))
+    assert_checkpoint_resumes(lambda x: fused.hide_and_seek_fused(x, cfg), images)
 
 
 @pytest.mark.parametrize("kwargs, layout, image, message", [

@@ -45,21 +45,22 @@ def fake_build(tmp_path, monkeypatch):
 
 def test_a_compile_error_is_remembered_until_a_rebuild_is_asked_for(fake_build, monkeypatch):
     broken = fake_build(FakeCompiler("hide_and_seek_cpu.cc:1: error: expected ';'"))
-    with pytest.raises(plugin_build.PluginBuildError, match="compiling the CPU operator failed.*--rebuild"):
+    with pytest.raises(plugin_build.PluginBuildError, match="compiling the CPU operators failed.*--rebuild"):
         plugin_build.build()
-    assert (plugin_build.cache_dir() / plugin_build.FAILED).is_file() and broken.calls == 1
+    compiles = len(plugin_build.CPU_SOURCES)
+    assert (plugin_build.cache_dir() / plugin_build.FAILED).is_file() and broken.calls == compiles
     with pytest.raises(plugin_build.PluginBuildError):
         plugin_build.build()
-    assert broken.calls == 1  # other processes do not repeat a build that will fail again
+    assert broken.calls == compiles  # other processes do not repeat a build that will fail again
 
     fixed = fake_build(FakeCompiler(None))
     monkeypatch.setenv(plugin_build.REBUILD_ENV, "1")
-    assert plugin_build.build().path.read_bytes() == b"built" and fixed.calls == 2  # compile + link
+    assert plugin_build.build().path.read_bytes() == b"built" and fixed.calls == compiles + 1  # and a link
     assert not (plugin_build.cache_dir() / plugin_build.FAILED).exists()
-    assert plugin_build.build() and fixed.calls == 2  # the env retries failures only; the library is kept
+    assert plugin_build.build() and fixed.calls == compiles + 1  # the env retries failures only; the library stays
     monkeypatch.delenv(plugin_build.REBUILD_ENV)
     plugin_build.build(rebuild=True)
-    assert fixed.calls == 4  # an explicit rebuild builds again
+    assert fixed.calls == 2 * (compiles + 1)  # an explicit rebuild builds again
 
 
 @pytest.mark.parametrize("output", [
@@ -73,7 +74,8 @@ def test_a_passing_failure_leaves_no_marker_and_the_next_use_retries(fake_build,
         plugin_build.build()
     assert not (plugin_build.cache_dir() / plugin_build.FAILED).exists()
     fixed = fake_build(FakeCompiler(None))
-    assert plugin_build.build().path.is_file() and fixed.calls == 2 and interrupted.calls == 1
+    compiles = len(plugin_build.CPU_SOURCES)
+    assert plugin_build.build().path.is_file() and fixed.calls == compiles + 1 and interrupted.calls == compiles
 
 
 @pytest.mark.parametrize("command, passing", [
@@ -112,7 +114,7 @@ def test_build_plugin_command_says_where_and_what_is_usable(capsys):
     assert main(["build-plugin"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("plugin: ") and out[0].endswith(plugin_build.LIB_NAME) and Path(out[0][8:]).is_file()
-    assert out[1] == "CPU operator: usable"
+    assert out[1] == "CPU operators: usable"
     assert out[2].startswith(("CUDA kernel: usable", "CUDA kernel: not built: ", "CUDA kernel: built, not usable"))
 
 
@@ -120,4 +122,4 @@ def test_build_plugin_command_reports_a_failure(fake_build, capsys):
     fake_build(FakeCompiler("x.cc:1: error: expected ';'"))
     assert main(["build-plugin"]) == 1
     out = capsys.readouterr().out
-    assert "plugin: not built: compiling the CPU operator failed" in out and "composition" in out
+    assert "plugin: not built: compiling the CPU operators failed" in out and "composition" in out

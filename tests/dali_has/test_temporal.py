@@ -1,30 +1,17 @@
 """Temporal Hide-and-Seek (DALI) against the numpy oracle and statistically (CPU; GPU under `gpu`)."""
 import numpy as np
 import pytest
-from nvidia.dali import fn, pipeline_def
 
 from dali_has import TemporalHaSConfig, hide_and_seek_temporal, reference
+from tests.dali_has.has_harness import run_graph
 
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
 
 
 def run_temporal(sequences, *, layout, seed=1, iterations=1, device="cpu", **has):
-    """Feed the same batch `iterations` times; returns per iteration a list of numpy outputs."""
-
-    @pipeline_def(batch_size=len(sequences), num_threads=1, device_id=0 if device == "gpu" else None, seed=seed,
-                  prefetch_queue_depth=1)
-    def pipe():
-        x = fn.external_source(source=lambda: sequences, batch=True, layout=layout)
-        return hide_and_seek_temporal(x.gpu() if device == "gpu" else x, **has)
-
-    p = pipe()
-    p.build()
-    out = []
-    for _ in range(iterations):
-        (batch,) = p.run()
-        assert batch.layout() == layout
-        out.append([np.array(t) for t in (batch.as_cpu() if device == "gpu" else batch)])
-    return out
+    """`hide_and_seek_temporal` on `sequences`, see `run_graph`."""
+    return run_graph(lambda x: hide_and_seek_temporal(x, **has), sequences, layout=layout, device=device, seed=seed,
+                     iterations=iterations)
 
 
 def hidden_frames(before: np.ndarray, after: np.ndarray) -> np.ndarray:

@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines import UnreadableImageError, make_loader
-from pipelines import file_check
+from pipelines import UnreadableImageError, file_check, make_loader
 from pipelines.file_check import MAX_FILE_BYTES, check_dataset, check_file, signature_format, usable_dataset
 from pipelines.files import list_folder
 from tests.pipelines.bad_images import cut_in_image_data, image, jpeg_bytes, patch_jpeg_size

@@ -51,7 +51,7 @@ def test_make_loader_refuses_them_too(tmp_path, kwargs, named):
     ("epochs", "3"), ("lr", "0.1"), ("lr_milestones", 5), ("lr_milestones", ["a"]), ("batch_size", 2.5),
     ("crop", None), ("model", []), ("model", {"depth": 3}), ("augment", 5), ("feature_has", 5),
     ("feature_has", {}), ("mean", "abc"), ("seed", 2**64), ("channels_last", "yes"), ("data", 5), ("out", None),
-    ("skip_bad_files", "no"),
+    ("skip_bad_files", "no"), ("val", 5), ("val", {}), ("val", {"data": 5}),
 ])
 def test_config_json_values_of_the_wrong_type_are_named(key, value):
     with pytest.raises(ValueError) as error:

@@ -15,9 +15,10 @@ import torch
 
 from dali_has import HaSConfig
 from pipelines import TrainAugment
+from train.checkpoint import CHECKPOINT, load_checkpoint
 from train.cli import main
 from train.config import TrainConfig
-from train.trainer import CHECKPOINT, fit, load_checkpoint
+from train.trainer import fit
 
 SMALL = {"stem": "small", "width": 0.125, "batch_norm": True}
 
@@ -83,11 +84,11 @@ def test_damaged_checkpoints_are_named(trained_run, tmp_path, content, words):
     shutil.copytree(trained_run, copy)
     (copy / CHECKPOINT).write_bytes(content)
     with pytest.raises(ValueError, match=words) as error:
-        load_checkpoint(copy)
+        load_checkpoint(copy / CHECKPOINT)
     assert str(copy / CHECKPOINT) in str(error.value)
     torch.save({"model": {}, "epoch": 1}, copy / CHECKPOINT)
     with pytest.raises(ValueError, match="entry 'optimizer' is missing"):
-        load_checkpoint(copy)
+        load_checkpoint(copy / CHECKPOINT)
 
 
 def test_resuming_a_copied_run_writes_into_the_copy_only(trained_run, tmp_path):

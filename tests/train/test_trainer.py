@@ -11,8 +11,10 @@ import torch
 from train.cli import main
 from dali_has import HaSConfig
 from pipelines import TrainAugment
-from train.config import FeatureHaS, TrainConfig
-from train.trainer import CHECKPOINT, fit
+from train.config import FeatureHaS, TrainConfig, Validation
+from train.checkpoint import CHECKPOINT
+from train.trainer import fit
+from train.wsol.evaluate import evaluate
 
 SMALL = {"stem": "small", "width": 0.125, "batch_norm": True}
 
@@ -89,7 +91,9 @@ def test_run_folder_and_exact_resume(tiny_synth, tmp_path, capsys):
 @pytest.mark.slow
 def test_two_process_torchrun_on_cpu(tiny_synth, tmp_path):
     # 37 samples over 2 ranks -> shards of 19 and 18 -> 4 and 3 batches of 6: DDP must cope with uneven inputs.
-    cfg = tiny_config(tiny_synth, tmp_path / "ddp", epochs=1, batch_size=6)
+    # Validation on the 12 held-out images: each rank evaluates 6, the counts are summed over ranks.
+    val = Validation(data=str(tiny_synth / "test"), boxes=str(tiny_synth / "boxes.json"))
+    cfg = tiny_config(tiny_synth, tmp_path / "ddp", epochs=1, batch_size=6, val=val)
     cfg.save(tmp_path / "cfg.json")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     worker = Path(__file__).with_name("ddp_worker.py")
@@ -103,11 +107,13 @@ def test_two_process_torchrun_on_cpu(tiny_synth, tmp_path):
     assert report["weights_equal_across_ranks"] is True
     assert report["weights_changed"] is True
     assert (tmp_path / "ddp" / CHECKPOINT).is_file()
+    alone = evaluate(tmp_path / "ddp", val.data, val.boxes, progress=False).metrics  # one process, all 12 images
+    assert report["val"] == json.loads(json.dumps(alone)) and alone["count"] == 12
 
 
 def test_feature_map_hide_and_seek_is_inserted_trained_and_reloaded(tiny_synth, tmp_path):
     from dali_has import FeatureHideAndSeek
-    from train.trainer import load_trained_model
+    from train.checkpoint import load_trained_model
 
     fit(tiny_config(tiny_synth, tmp_path / "f", epochs=1, feature_has=FeatureHaS("body.2", patch_sizes=(3,))))
     model, cfg = load_trained_model(tmp_path / "f")

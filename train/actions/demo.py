@@ -10,6 +10,7 @@ import torch
 
 from dali_has import TemporalHaSConfig, validate
 from pipelines.feature_pipeline import FeatureIndex, mean_feature
+from train.tables import format_table
 from train.actions.training import ActionTrainConfig, evaluate_localization, train_action_model
 
 VARIANTS = ("baseline", "temporal HaS")
@@ -55,16 +56,16 @@ def run_action_demo(settings: ActionDemoSettings, *, progress: bool = True) -> d
     return results
 
 
-def format_table(results: dict[str, list[dict]], settings: ActionDemoSettings) -> str:
+def map_table(results: dict[str, list[dict]], settings: ActionDemoSettings) -> str:
     """Mean ± std over seeds, in percent: one row per variant, one column per IoU threshold, then top-1."""
     thresholds = list(next(iter(results.values()))[0]["mAP"])
-    head = f"{'mAP (%) at tIoU':<16}" + "".join(f"{t:>13}" for t in thresholds) + f"{'top-1 (%)':>13}"
-    lines = [f"{settings.seeds} seeds, F_total={settings.train.frames}, temporal HaS segment={settings.segment}, "
-             f"p_hide={settings.p_hide}, {settings.train.epochs} epochs; on {settings.data}", head]
+    rows = []
     for name, runs in results.items():
         cells = [np.array([r["mAP"][t] for r in runs]) for t in thresholds] + [np.array([r["top1"] for r in runs])]
-        lines.append(f"{name:<16}" + "".join(f"{100 * c.mean():>7.1f} ±{100 * c.std():>4.1f}" for c in cells))
-    return "\n".join(lines)
+        rows.append([name, *(f"{100 * c.mean():.1f} ±{100 * c.std():>4.1f}" for c in cells)])
+    title = (f"{settings.seeds} seeds, F_total={settings.train.frames}, temporal HaS segment={settings.segment}, "
+             f"p_hide={settings.p_hide}, {settings.train.epochs} epochs; on {settings.data}")
+    return title + "\n" + format_table(["mAP (%) at tIoU", *map(str, thresholds), "top-1 (%)"], rows, min_width=12)
 
 
 def results_json(results: dict[str, list[dict]], settings: ActionDemoSettings) -> dict:

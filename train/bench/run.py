@@ -67,6 +67,7 @@ class BenchSettings:
     iters: timed batches per run of the loader stages; model_iters: of the model step and end-to-end.
     warmup: untimed batches before the runs; loader stages use at least WARMUP_QUEUES × their queue depth.
     model: options of `train.models.build_model` (e.g. {"batch_norm": True}).
+    compile: also time the model step under torch.compile (the end-to-end figure then uses it).
     """
 
     data: Optional[str] = None
@@ -82,6 +83,7 @@ class BenchSettings:
     warmup: Optional[int] = None
     runs: Optional[int] = None
     model: dict = field(default_factory=dict)
+    compile: bool = False
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -104,6 +106,7 @@ class BenchSettings:
         set_("warmup", validate.whole_number("warmup", self.warmup))
         set_("threads", tuple(validate.positive_int("threads", t) for t in self.threads) or (default_num_threads(),))
         set_("hw_decoder_load", tuple(validate.probability("hw_decoder_load", load) for load in self.hw_decoder_load))
+        validate.boolean("compile", self.compile)
         build_model(self.arch, NUM_CLASSES, **self.model)  # unknown model options fail here, not mid-bench
 
     def combinations(self) -> list[tuple[int, Optional[float]]]:
@@ -122,6 +125,7 @@ class BenchSettings:
             words += ["--model-opt", f"{key}={value}"]
         words += ["--crop", str(self.crop), "--dtype", self.dtype, "--iters", str(self.iters), "--model-iters",
                   str(self.model_iters), "--warmup", str(self.warmup), "--runs", str(self.runs)]
+        words += ["--compile"] if self.compile else []
         return shlex.join(words + (["--json", json_path] if json_path else []))
 
 
@@ -146,9 +150,14 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
     has_impl = max(("composed", "fused"), key=lambda impl: best["img_s"][impl] or 0.0)
 
     tv = timer.torchvision(data, best["threads"])
-    step = _train_step(s)
-    model_step = timer.model_step(step)
-    end_to_end = timer.end_to_end(data, best["threads"], best["hw_decoder_load"], has_impl, step)
+    steps = {"eager": _train_step(s)}
+    if s.compile:
+        steps["compiled"] = _train_step(s, compile=True)
+    model_steps = timer.model_step(steps)
+    # End to end with the step training would use: compiled when asked for.
+    model_step = model_steps["compiled" if s.compile else "eager"]
+    end_to_end = timer.end_to_end(data, best["threads"], best["hw_decoder_load"], has_impl,
+                                  steps["compiled" if s.compile else "eager"])
 
     pipeline = best["img_s"]
     loader_img_s, model_img_s = pipeline[has_impl], model_step.median
@@ -161,6 +170,8 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
         "pipeline_img_s": pipeline,
         "torchvision_img_s": {name: m.median for name, m in tv.items()},
         "model_step_img_s": model_img_s,
+        "model_step_eager_img_s": model_steps["eager"].median,
+        "compile_speedup": model_steps["compiled"].median / model_steps["eager"].median if s.compile else None,
         "end_to_end_img_s": end_to_end.median,
         "end_to_end_has_impl": has_impl,
         "end_to_end_pct_of_bound": 100.0 * end_to_end.median / min(loader_img_s, model_img_s),
@@ -170,7 +181,8 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
         "dali_vs_torchvision": {"none": pipeline["none"] / tv["none"].median,
                                 "has": loader_img_s / tv["has"].median},
         "runs": {"pipeline": best["runs"], "torchvision": {name: m.to_dict() for name, m in tv.items()},
-                 "model_step": model_step.to_dict(), "end_to_end": end_to_end.to_dict()},
+                 "model_step": model_step.to_dict(), "model_step_eager": model_steps["eager"].to_dict(),
+                 "end_to_end": end_to_end.to_dict()},
         "sweep": sweep,
         "has": HaSConfig().to_dict(),
         "fused": {"available": fused_reason is None, "reason": fused_reason},
@@ -221,7 +233,11 @@ def format_report(r: dict) -> str:
     row("DALI pipeline + HaS fused", runs["pipeline"]["fused"])
     row(f"torchvision DataLoader, {r['threads']} workers, no HaS", runs["torchvision"]["none"])
     row("torchvision DataLoader + per-image HaS", runs["torchvision"]["has"])
-    row(f"model step, {r['arch']}, synthetic on-device input", runs["model_step"])
+    if r["compile_speedup"] is not None:
+        row(f"model step, {r['arch']}, synthetic on-device input, eager", runs["model_step_eager"])
+        row(f"model step, {r['arch']}, torch.compile ({r['compile_speedup']:.2f}x eager)", runs["model_step"])
+    else:
+        row(f"model step, {r['arch']}, synthetic on-device input", runs["model_step"])
     row(f"end-to-end training, DALI + HaS {r['end_to_end_has_impl']}", runs["end_to_end"])
     if len(r["sweep"]) > 1:
         lines += ["", "| threads | hw_decoder_load | none | composed | fused |", "|---:|---:|---:|---:|---:|"]
@@ -270,14 +286,14 @@ class _Timer:
         streams = {name: _torchvision_batches(s, data, workers, name == "has", batches) for name in ("none", "has")}
         return self._time(f"torchvision, {workers} workers", streams, warmup, s.iters)
 
-    def model_step(self, step) -> Measurement:
+    def model_step(self, steps: dict) -> dict[str, Measurement]:
+        """name -> Measurement of each training step (eager, compiled) on the same synthetic batch, in alternation."""
         s = self.s
         device = _torch_device(s.device)
         images = torch.randn(s.batch_size, 3, s.crop, s.crop, device=device, dtype=getattr(torch, s.dtype))
         labels = torch.randint(NUM_CLASSES, (s.batch_size,), device=device)
-        label = f"model step {s.arch}"
-        return self._time(label, {label: (step(images, labels) for _ in itertools.repeat(None))}, s.warmup,
-                          s.model_iters)[label]
+        streams = {name: (step(images, labels) for _ in itertools.repeat(None)) for name, step in steps.items()}
+        return self._time(f"model step {s.arch}", streams, s.warmup, s.model_iters)
 
     def end_to_end(self, data: str, threads: int, hw: Optional[float], impl: str, step) -> Measurement:
         with self._dali_loader(data, threads, hw, impl) as loader:
@@ -289,7 +305,9 @@ class _Timer:
     def _dali_loader(self, data: str, threads: int, hw: Optional[float], impl: str):
         s = self.s
         hw_kwargs = {} if hw is None else {"hw_decoder_load": hw}
-        augment = TrainAugment() if impl == "none" else TrainAugment(has=HaSConfig(), has_impl=impl)
+        # The built-in resize chain for every variant, so the rows differ by Hide-and-Seek alone.
+        augment = TrainAugment(resize_impl="builtin") if impl == "none" else \
+            TrainAugment(has=HaSConfig(), has_impl=impl, resize_impl="builtin")
         return make_loader(data, train=True, batch_size=s.batch_size, augment=augment, crop=s.crop, device=s.device,
                            seed=SEED, num_threads=threads, dtype=s.dtype, **hw_kwargs)
 
@@ -341,13 +359,15 @@ def _torchvision_batches(s: BenchSettings, data: str, workers: int, has: bool, b
         yield len(labels)
 
 
-def _train_step(s: BenchSettings):
+def _train_step(s: BenchSettings, compile: bool = False):
     """A fresh model's training step on one batch: the trainer's step without its per-step loss readback, which
-    would synchronize the GPU every batch."""
+    would synchronize the GPU every batch. compile=True: the model under torch.compile, as `--compile` trains it
+    (its compilation happens in the warm-up batches, which are not timed)."""
     gpu = s.device == "gpu"
     model = build_model(s.arch, NUM_CLASSES, **s.model).to(_torch_device(s.device))
     if gpu:
         model = model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if compile else model
     # The trainer's optimizer with this architecture's default hyper-parameters; data and out are not used.
     opt, _ = build_optimizer(model, TrainConfig(data="", out="", arch=s.arch, batch_size=s.batch_size))
 
@@ -355,7 +375,7 @@ def _train_step(s: BenchSettings):
         # On the GPU bf16 autocast takes any input dtype; the CPU runs float32 like the trainer.
         images = images.contiguous(memory_format=torch.channels_last) if gpu else images.float()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=gpu):
-            loss = F.cross_entropy(model(images).float(), labels)
+            loss = F.cross_entropy(net(images).float(), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

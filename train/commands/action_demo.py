@@ -34,14 +34,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from train.actions.demo import ActionDemoSettings, format_table, results_json, run_action_demo
+    from train.actions.demo import ActionDemoSettings, map_table, results_json, run_action_demo
 
     settings = ActionDemoSettings(
         data=args.data, seeds=args.seeds, segment=args.has_segment, p_hide=args.has_p_hide,
         torch_threads=args.torch_threads,
         train=ActionTrainConfig(frames=args.frames, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr))
     results = run_action_demo(settings, progress=not args.no_progress)
-    print(format_table(results, settings))
+    print(map_table(results, settings))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results_json(results, settings), f, indent=1)

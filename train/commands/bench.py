@@ -26,6 +26,8 @@ def register(subparsers) -> None:
                    help="GPU only: share of JPEGs for the hardware decoder, swept (default 0.65 0.9)")
     p.add_argument("--arch", choices=tuple(ARCHS), default="alexnet_gap")
     add_model_opts(p)
+    p.add_argument("--compile", action="store_true",
+                   help="also time the model step under torch.compile (worth it on a GPU; compiling takes a while)")
     p.add_argument("--crop", type=int, default=224, help="network input side in pixels (default %(default)s)")
     p.add_argument("--dtype", choices=("float32", "float16"),
                    help="loader output dtype (default: float16 on gpu, float32 on cpu)")
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, threads=tuple(args.num_threads or ()),
         hw_decoder_load=tuple(args.hw_decoder_load or ()), arch=args.arch,
         model=parse_model_opts(args.model_opt), crop=args.crop, dtype=args.dtype, iters=args.iters,
-        model_iters=args.model_iters, warmup=args.warmup, runs=args.runs)
+        model_iters=args.model_iters, warmup=args.warmup, runs=args.runs, compile=args.compile)
     result = run_bench(settings, progress=not args.no_progress, json_path=args.json)
     print(format_report(result))
     print(f"\ncommand: {result['command']}")

@@ -8,7 +8,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "build-plugin", help="build the fused Hide-and-Seek plugin now; say where it is and what is usable",
         description="Builds the C++/CUDA plugin into its cache folder (the first use of hide_and_seek does the "
-                    "same), loads it into DALI and prints where it is, whether the CPU operator loads and whether "
+                    "same), loads it into DALI and prints where it is, whether the CPU operators load and whether "
                     "the CUDA kernel was built and can run on this machine's driver. A cached build failure is "
                     "reported as it is; --rebuild builds again (after fixing the compiler, for instance). "
                     "Exits 0 when the plugin is usable, 1 when it is not (the composition of DALI built-ins is "
@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"plugin: {built.path}")
     if not fused.load():
-        print(f"CPU operator: does not load: {fused.unavailable_reason()}")
+        print(f"CPU operators: do not load: {fused.unavailable_reason()}")
         return 1
-    print("CPU operator: usable")
+    print("CPU operators: usable")
     if not built.gpu:
         print(f"CUDA kernel: not built: {built.gpu_reason}")
     elif fused.gpu_available():

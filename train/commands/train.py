@@ -5,7 +5,7 @@ import argparse
 import os
 
 from train.commands.arguments import add_data, add_device, add_has, add_model_opts, add_num_threads, parse_model_opts
-from train.config import TrainConfig
+from train.config import VAL_METRICS, TrainConfig
 from train.models import ARCHS
 
 
@@ -48,13 +48,27 @@ def register(sub) -> None:
     p.add_argument("--feature-has-patch-sizes", type=int, nargs="+", metavar="S",
                    help="cells on the map (default 5 11)")
     p.add_argument("--feature-has-p-hide", type=float)
+    p.add_argument("--val-data", metavar="DATA", help="held-out folder or file list evaluated while training")
+    p.add_argument("--val-boxes", metavar="BOXES",
+                   help="true boxes of --val-data (ILSVRC XML, CUB folder, synthetic boxes.json): adds GT-known Loc, "
+                        "Top-1 Loc and MaxBoxAccV2")
+    p.add_argument("--val-every", type=int, metavar="N", help="validate every N epochs and after the last (default 1)")
+    p.add_argument("--val-metric", choices=VAL_METRICS,
+                   help="the metric that picks RUN/best.pt (default gt_known_loc with --val-boxes, else top1)")
+    p.add_argument("--val-resize", type=int, metavar="PIXELS", help="shorter side before the centre crop "
+                                                                     "(default crop / 0.875)")
+    p.add_argument("--val-split", choices=("train", "test", "all"), help="CUB / synthetic split of --val-data")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model (worth it on a GPU; `dali-has bench --compile` measures it)")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="also log every epoch to RUN/tensorboard (pip install 'dali-has[tensorboard]')")
     add_model_opts(p)
     p.set_defaults(func=run)
 
 
 def config_from_args(args) -> tuple[TrainConfig, bool]:
     """The run's config and whether it resumes; a bad combination of options is a ValueError."""
-    from train.trainer import CHECKPOINT, load_run_config  # torch is imported only once a command runs
+    from train.checkpoint import CHECKPOINT, load_run_config  # torch is imported only once a command runs
 
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("func", "command", "resume", "model_opt")}
@@ -81,6 +95,12 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
         if "after" not in feature:
             raise ValueError("--feature-has-patch-sizes / --feature-has-p-hide need --feature-has-after LAYER")
         given["feature_has"] = feature
+    val = {key: given.pop(f"val_{key}") for key in ("data", "boxes", "every", "metric", "resize", "split")
+           if f"val_{key}" in given}
+    if val:
+        if "data" not in val:
+            raise ValueError(f"{['--val-' + key for key in val]} need --val-data DATA")
+        given["val"] = val
     return TrainConfig.from_dict(given), False
 
 

@@ -23,8 +23,8 @@ colour gradient, 3–6 desaturated clutter shapes — discs, striped squares wit
 rectangles — and pixel noise) make "anything that is not background" useless as a shortcut, so the body
 must be recognised by its stripes.
 
-These numbers follow a throwaway prototype measured on 2 CPU cores (../shared/DESIGN.md, "A generated WSOL
-dataset that shows the effect"): with this design a small GAP CNN with a 16×16 CAM moved from 21.9 to
+These numbers follow a throwaway prototype measured on 2 CPU cores before this project's own trainer existed:
+with this design a small GAP CNN with a 16×16 CAM moved from 21.9 to
 38.1 GT-known Loc with HaS. What failed there, and is avoided here: a fully reliable body (the baseline
 already covers the whole object, so HaS only costs accuracy) and too coarse a CAM. All knobs are in
 `SynthConfig`, as fractions of the image size where they are lengths, so `--size` scales the design.

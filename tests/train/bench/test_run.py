@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from train.bench.run import BenchSettings, overhead_pct, verdict
+from train.bench.run import BenchSettings, _Timer, _train_step, overhead_pct, verdict
 from train.bench.data import CLASSES, bench_jpegs
 from train.bench.timing import batches_consumed, measure
 from train.cli import build_parser, main
@@ -171,3 +171,15 @@ def test_bench_json_command_repeats_the_run(tiny_run):
     assert (args.batch_size, args.num_threads, args.crop, args.model_opt) == (4, [1, 2], 32,
                                                                                ["stem=small", "width=0.125"])
     assert args.json.endswith("bench.json") and args.runs == 1
+
+
+def test_compile_times_the_compiled_step_beside_the_eager_one(tmp_path, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or model)
+    s = BenchSettings(device="cpu", batch_size=2, crop=32, model={"stem": "small", "width": 0.125}, model_iters=1,
+                      runs=2, warmup=1, compile=True)
+    steps = {"eager": _train_step(s), "compiled": _train_step(s, compile=True)}
+    timed = _Timer(s, progress=False).model_step(steps)
+    assert len(compiled) == 1 and set(timed) == {"eager", "compiled"}
+    assert all(len(m.runs) == 2 and m.median > 0 for m in timed.values())
+    assert "--compile" in shlex.split(s.command())
