@@ -1,7 +1,8 @@
 """The fused Hide-and-Seek DALI operator (C++ CPU kernel, CUDA kernel when built): loading and calling it.
 
-`load()` builds the plugin on first use (see `plugin_build`) and registers it with DALI, after which the
-operator is `fn.dali_has.hide_and_seek`. When it cannot be built, `load()` is False and
+`load()` builds the plugin on first use (see `plugin_build`) and registers it with DALI, after which its
+operators are `fn.dali_has.hide_and_seek` and `fn.dali_has.resize_mirror_normalize_hide` (CPU only; called
+through `dali_has.resize_mirror_normalize`). When it cannot be built, `load()` is False and
 `unavailable_reason()` says why in one line, for the caller's warning.
 
 The GPU kernel is usable when it was built *and* this machine's NVIDIA driver can run it: the plugin links the

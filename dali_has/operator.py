@@ -50,11 +50,12 @@ def hide_and_seek(images, *, patch_sizes: Sequence[int] | int = PAPER_PATCH_SIZE
     reason = fused.unavailable_reason() or fused.gpu_unavailable_reason()
     if impl == "fused":
         raise RuntimeError(f"the fused Hide-and-Seek plugin is not available: {reason}")
-    _warn_fallback(reason)
+    warn_fallback(reason)
     return composed.hide_and_seek_composed(images, cfg)
 
 
-def _warn_fallback(reason: str | None) -> None:
+def warn_fallback(reason: str | None) -> None:
+    """Say once per process that the plugin is unavailable and DALI built-ins run instead."""
     global _warned
     if not _warned:
         _warned = True

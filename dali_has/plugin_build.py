@@ -2,9 +2,15 @@
 
 Why at first use rather than at install: the plugin must match the installed DALI's headers and ABI, and
 building it inside pip's isolated build environment would mean downloading DALI (~400 MB) a second time.
-The cache key hashes the sources, this file (it holds the flags), the DALI version and the compilers'
-versions, so any change rebuilds. A file lock serializes concurrent builders (pytest-xdist workers,
-torchrun ranks) and the library appears by an atomic rename, so no process ever loads a half-written file.
+The cache key hashes the sources, this file (it holds the flags), the DALI version, the compilers' paths and
+versions, DALI's compile and link flags and the CUDA headers' folder, so any change of sources or toolchain
+builds afresh in a new folder. A file lock serializes concurrent builders (pytest-xdist workers, torchrun
+ranks) and the library appears by an atomic rename, so no process ever loads a half-written file.
+
+A build that fails for a reason that will recur (the compiler rejects the sources, the linker cannot resolve
+them) leaves a FAILED marker, so other processes do not repeat it; `DALI_HAS_REBUILD=1` or `dali-has
+build-plugin --rebuild` retries it. A build that fails for a passing reason (a compiler killed by a signal or
+out of memory, a full disk, a timeout) leaves no marker: the next use tries again.
 
 The CPU kernel is always built. The CUDA kernel is added when nvcc is found and compiles it; otherwise the
 library is CPU-only and `BuildResult.gpu_reason` says why. The CUDA runtime is linked statically, so the kernel
@@ -28,6 +34,13 @@ from dali_has.cache import cache_root
 
 CSRC = Path(__file__).parent / "csrc"
 LIB_NAME = "libdali_has_ops.so"
+# The CPU operators, always built; hide_and_seek_gpu.cc and .cu join them when nvcc is found.
+CPU_SOURCES = ("hide_and_seek_rule.cc", "hide_and_seek_cpu.cc", "resize_mirror_normalize_hide_cpu.cc")
+FAILED = "FAILED"
+# Words of compilers and linkers whose failure says nothing about the sources: the next try may succeed.
+_PASSING_FAILURES = ("No space left on device", "Killed signal terminated program", "virtual memory exhausted",
+                     "Cannot allocate memory", "out of memory", "Disk quota exceeded",
+                     "Resource temporarily unavailable")
 
 
 class PluginBuildError(RuntimeError):
@@ -42,21 +55,37 @@ class BuildResult:
     cuda_version: int | None  # CUDA version of the kernel's runtime, as the driver API writes it (13000 = 13.0)
 
 
-def build() -> BuildResult:
-    """Return the cached plugin, building it first if needed. Raises PluginBuildError."""
+REBUILD_ENV = "DALI_HAS_REBUILD"  # "1": retry a build that failed before
+
+
+def build(rebuild: bool = False) -> BuildResult:
+    """Return the cached plugin, building it first if needed. Raises PluginBuildError.
+
+    rebuild: build again even when a library or a FAILED marker is cached. With $DALI_HAS_REBUILD=1 a cached
+    failure is retried (a cached library is kept, so the ranks of one job do not rebuild it one after another).
+    """
     tools = _Toolchain.find()
     key_dir = cache_root() / tools.cache_key()
     lib, meta = key_dir / LIB_NAME, key_dir / "build.json"
-    failed = key_dir / "FAILED"
+    failed = key_dir / FAILED
     key_dir.mkdir(parents=True, exist_ok=True)
     with open(key_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if rebuild or os.environ.get(REBUILD_ENV) == "1":
+            failed.unlink(missing_ok=True)
+            if rebuild:
+                lib.unlink(missing_ok=True)
         if not lib.exists() and not failed.exists():
             _build_into(key_dir, tools)
     if failed.exists():
         raise PluginBuildError(failed.read_text().strip())
     info = json.loads(meta.read_text())
     return BuildResult(lib, info["gpu"], info["gpu_reason"], info["cuda_version"])
+
+
+def cache_dir() -> Path:
+    """The folder of this toolchain's build (library, build.log, FAILED marker), whether built or not."""
+    return cache_root() / _Toolchain.find().cache_key()
 
 
 @dataclass(frozen=True)
@@ -137,7 +166,8 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
         tmp = Path(tmp)
         cxx = [tools.cxx, "-std=c++20", "-O3", "-fPIC", *tools.compile_flags, f"-I{tools.cuda_include}",
                f"-I{CSRC}", "-c"]
-        jobs = {"cpu": cxx + [str(CSRC / "hide_and_seek_cpu.cc"), "-o", str(tmp / "cpu.o")]}
+        cpu_objects = [str(tmp / Path(src).with_suffix(".o")) for src in CPU_SOURCES]
+        jobs = {src: cxx + [str(CSRC / src), "-o", obj] for src, obj in zip(CPU_SOURCES, cpu_objects)}
         if tools.nvcc:
             jobs["gpu_op"] = cxx + [str(CSRC / "hide_and_seek_gpu.cc"), "-o", str(tmp / "gpu_op.o")]
             # all-major: SASS for each major architecture nvcc supports (minor versions run it) plus
@@ -150,10 +180,12 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
 
         log = "\n\n".join(f"$ {' '.join(jobs[k])}\n{out}" for k, (_, out) in results.items())
         (key_dir / "build.log").write_text(log)
-        if not results["cpu"][0]:
-            _fail(key_dir, "compiling the CPU operator failed")
+        _unless_passing(key_dir, [out for ok, out in results.values() if not ok])
+        failed_sources = [src for src in CPU_SOURCES if not results[src][0]]
+        if failed_sources:
+            _fail(key_dir, f"compiling the CPU operators failed ({', '.join(failed_sources)})")
 
-        link = [tools.cxx, "-shared", "-o", str(tmp / LIB_NAME), str(tmp / "cpu.o"), *tools.link_flags,
+        link = [tools.cxx, "-shared", "-o", str(tmp / LIB_NAME), *cpu_objects, *tools.link_flags,
                 "-ldali_core", f"-Wl,-rpath,{tools.dali_lib_dir}", "-Wl,--no-undefined"]
         gpu_reason = None
         if tools.nvcc is None:
@@ -170,11 +202,13 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
             if not ok:
                 gpu_reason = f"linking the GPU kernel failed, see {key_dir / 'build.log'}"
                 (key_dir / "build.log").write_text(f"{log}\n\n$ {' '.join(gpu_link)}\n{out}")
+                _unless_passing(key_dir, [out])
         if gpu_reason is not None:
             ok, out = _run(link)
             if not ok:
                 (key_dir / "build.log").write_text(f"{log}\n\n$ {' '.join(link)}\n{out}")
-                _fail(key_dir, "linking the CPU operator failed")
+                _unless_passing(key_dir, [out])
+                _fail(key_dir, "linking the CPU operators failed")
 
         info = {"gpu": gpu_reason is None, "gpu_reason": gpu_reason,
                 "cuda_version": cuda_version_of(_version(tools.nvcc)) if gpu_reason is None else None}
@@ -183,16 +217,37 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
         os.replace(tmp / LIB_NAME, key_dir / LIB_NAME)  # last: the library's presence means "built"
 
 
+_PASSING = "[passing failure] "  # how _run marks a failure that says nothing about the sources
+
+
 def _run(cmd: list[str]) -> tuple[bool, str]:
+    """(succeeded, output); the output of a failure that may not recur starts with _PASSING."""
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.SubprocessError) as e:
-        return False, str(e)
-    return p.returncode == 0, p.stdout + p.stderr
+    except subprocess.TimeoutExpired:
+        return False, f"{_PASSING}timed out after 600 s"
+    except (OSError, subprocess.SubprocessError) as e:  # e.g. cannot fork: out of memory, too many processes
+        return False, f"{_PASSING}{e}"
+    out = p.stdout + p.stderr
+    if p.returncode < 0:
+        return False, f"{_PASSING}killed by signal {-p.returncode}\n{out}"
+    if p.returncode != 0 and any(words in out for words in _PASSING_FAILURES):
+        return False, f"{_PASSING}{out}"
+    return p.returncode == 0, out
+
+
+def _unless_passing(key_dir: Path, failures: list[str]) -> None:
+    """Stop without a FAILED marker when a failure may not recur (killed, out of memory or disk, timeout)."""
+    passing = [out for out in failures if out.startswith(_PASSING)]
+    if passing:
+        first = (passing[0][len(_PASSING):].strip().splitlines() or ["no output"])[0]
+        raise PluginBuildError(f"building the plugin was interrupted ({first}); it is tried again on next use, "
+                               f"see {key_dir / 'build.log'}")
 
 
 def _fail(key_dir: Path, what: str) -> None:
     """Remember the failure, so other processes do not rebuild the same sources with the same tools."""
-    reason = (f"{what}, see {key_dir / 'build.log'} (delete {key_dir} to retry)")
-    (key_dir / "FAILED").write_text(reason)
+    reason = (f"{what}, see {key_dir / 'build.log'} (fix it, then retry with `dali-has build-plugin --rebuild` "
+              f"or {REBUILD_ENV}=1)")
+    (key_dir / FAILED).write_text(reason)
     raise PluginBuildError(reason)

@@ -57,6 +57,10 @@ class HaSConfig:
         """Expected fraction of hidden pixels: p_hide times the share of non-zero sizes."""
         return self.p_hide * sum(s > 0 for s in self.patch_sizes) / len(self.patch_sizes)
 
+    def for_channels(self, channels: int) -> HaSConfig:
+        """These settings with the fill given per channel (a scalar fill repeated)."""
+        return HaSConfig(self.patch_sizes, self.p_hide, self.fill_for(channels))
+
     def fill_for(self, channels: int) -> tuple[float, ...]:
         """The fill as one value per channel; a scalar fill is repeated."""
         if len(self.fill) == 1:

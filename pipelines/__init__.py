@@ -1,6 +1,6 @@
 """DALI input pipelines (train / val / features / video), the PyTorch-facing loaders and a profiler for any
 training loop's input."""
-from pipelines.bad_files import UnreadableImageError
+from pipelines.errors import UnreadableImageError
 from pipelines.loader import DaliLoader, EpochLoader, make_loader
 from pipelines.normalize import has_fill
 from pipelines.profiler import InputProfiler

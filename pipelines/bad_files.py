@@ -1,132 +1,186 @@
-"""Turn a DALI pipeline failure caused by an input file into an error that names the file.
+"""The one place that reads DALI's error messages and finds the input files behind a failure.
 
-DALI names the file when the *reader* fails (missing or zero-byte file: "File mapping failed: PATH"), but a
-*decoder* failure only says e.g. "nvImageCodec failure: '#3'" and the pipeline is dead, so the loader cannot
-ask which sample it was. We find it ourselves: list the shard's files with a reader-only copy of the pipeline's
-reader, decode them in chunks with the same decoder, and split failing chunks in halves down to single files.
-That is one decode pass over the shard, paid only on this error path, with a progress bar.
+`read_dali_error` turns a DALI RuntimeError into a `DaliFailure`: which kind of failure it is (a file the reader
+could not map, a decoder failure, no files, more shards than samples, anything else) and the path or detail
+DALI gives. DALI names the file when its *reader* fails ("File mapping failed: PATH"), but a *decoder* failure
+says only e.g. "nvImageCodec failure: '#3'" and the pipeline is dead, so nobody can ask which sample it was.
+
+`DecodeCheck` answers that: it decodes encoded files with the pipeline's own decoder settings (`cpu` or `mixed`,
+from `pipelines.decoder.decoder_kwargs`) in batches, and splits a failing batch in halves down to the single
+files that fail. `dali-has scan` decodes every file with it; the loader and `dali-has mean` call
+`find_undecodable` only after DALI failed, on the files that can have caused it.
+
+Only files that passed `pipelines.file_check` reach these decoders: a file whose header DALI cannot parse can
+crash DALI's batched decoder instead of raising (see there), while one whose header parses but whose data is bad
+raises an ordinary error, which is what the bisection relies on.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from nvidia.dali import Pipeline, fn, pipeline_def
 from tqdm import tqdm
 
 from pipelines.decoder import decoder_kwargs
+from pipelines.errors import UnreadableImageError
+from pipelines.file_check import read_image_file
 from pipelines.settings import ImageOptions, PipelineOptions
-from pipelines.reader import READER_NAME
+
+MAPPING_FAILED, DECODE, NO_FILES, SHARDS, OTHER = "file-mapping", "decode", "no-files", "shards", "other"
+# Files decoded per batch while looking for the bad ones: a bisection of one batch with one bad file costs
+# about 2 * log2(CHUNK) small decodes.
+CHUNK = 64
 
 # nvimgcodecStatus_t values (nvimgcodec.h) that DALI's decoders report as "nvImageCodec failure: '#N'".
 _CODEC_STATUS = {3: "corrupt or truncated image data", 4: "not an image format the decoder supports"}
 _MAPPING_FAILED = re.compile(r"File mapping failed: (.+)")
 _CODEC_FAILURE = re.compile(r"nvImageCodec failure: '#(\d+)'")
-# Files decoded per check pipeline before bisecting. Small because DALI 2.4's CPU decoder can crash the process
-# on a batch of ~32+ files that holds a file of an unknown format (seen with text and GIF named .jpg).
-_CHUNK = 16
+_FAILED_SAMPLE = re.compile(r"Failed to decode sample #\d+ : ?(.*)")  # then the sample's source, when it has one
+_DECODER_OPERATOR = re.compile(r"operator `nvidia\.dali\.fn\.(experimental\.)?decoders\.")
 
 
-class UnreadableImageError(RuntimeError):
-    """An input file could not be read or decoded; `paths` lists the culprits found."""
+@dataclass(frozen=True)
+class DaliFailure:
+    """What a DALI error was about: `kind` (MAPPING_FAILED, DECODE, NO_FILES, SHARDS, OTHER), the file when DALI
+    names it (always for MAPPING_FAILED, sometimes for DECODE) and DALI's own words without traceback and C++
+    context (for DECODE, the decoder's status in words)."""
 
-    def __init__(self, message: str, paths: list[str]):
-        super().__init__(message)
-        self.paths = paths
+    kind: str
+    path: Optional[str]
+    detail: str
 
 
-def explain(error: RuntimeError, options: PipelineOptions, image: ImageOptions,
-            reader_kwargs: dict) -> Optional[UnreadableImageError]:
-    """The UnreadableImageError behind a DALI pipeline error, or None when the error is not about a file
-    (or no file of the shard fails on its own)."""
+def read_dali_error(error: BaseException) -> DaliFailure:
+    """The kind of a DALI pipeline error and its essential words."""
     message = str(error)
-    named = _MAPPING_FAILED.search(message)
-    if named:
-        path = named.group(1).strip()
-        return _error([(path, "missing, empty or unreadable file")], options, image)
-    if "decoders." not in message:  # not a decoder failure (e.g. out of memory): nothing to locate
-        return None
-    bad = find_undecodable(shard_files(options, image, reader_kwargs), options, image)
-    return _error(bad, options, image) if bad else None
+    detail = _essential(message)
+    if named := _MAPPING_FAILED.search(message):
+        return DaliFailure(MAPPING_FAILED, named.group(1).strip(), "missing, empty or unreadable file")
+    if "No files found" in message:
+        return DaliFailure(NO_FILES, None, detail)
+    if "requested number of shards" in message:
+        return DaliFailure(SHARDS, None, detail)
+    status, sample = _CODEC_FAILURE.search(message), _FAILED_SAMPLE.search(message)
+    if _DECODER_OPERATOR.search(message) or status or sample:
+        if status and int(status.group(1)) in _CODEC_STATUS:
+            detail = _CODEC_STATUS[int(status.group(1))]
+        elif sample:
+            detail = _CODEC_STATUS[3]
+        return DaliFailure(DECODE, (sample.group(1).strip() or None) if sample else None, detail)
+    return DaliFailure(OTHER, None, detail)
 
 
-def shard_files(options: PipelineOptions, image: ImageOptions, reader_kwargs: dict) -> list[str]:
-    """Paths of the shard's files, as the pipeline's reader sees them (reading only, no decoding)."""
-    pipe = _listing_graph(reader_kwargs, **options.pipeline_kwargs())
-    pipe.build()
-    shard_padded = pipe.reader_meta(READER_NAME)["epoch_size_padded"] // options.num_shards  # equal for all shards
-    batches = math.ceil(shard_padded / options.batch_size)
-    base = os.path.dirname(image.data) if image.is_file_list else image.data  # source_info is relative
-    files: dict[str, None] = {}  # ordered set: the shard's padding repeats its last file
-    for _ in range(batches):
-        (sources,) = pipe.run()
-        for source in sources:
-            files[os.path.join(base, np.array(source).tobytes().decode())] = None
-    return list(files)
+def _essential(message: str) -> str:
+    """The line(s) after DALI's "encountered:", without the C++ context and pipeline-state lines."""
+    text = message.split("encountered:")[-1]
+    keep = [line.strip() for line in text.splitlines()
+            if line.strip() and not line.strip().startswith(("C++ context", "Current pipeline object"))]
+    return " ".join(keep) or message.strip()
 
 
-def find_undecodable(paths: list[str], options: PipelineOptions, image: ImageOptions) -> list[tuple[str, str]]:
-    """(path, reason) for each file the pipeline's decoder cannot decode."""
-    bad = []
-    chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
-    for chunk in tqdm(chunks, desc="DALI failed to decode a file; locating it", unit="chunk", leave=False):
-        bad += _bisect(chunk, options, image)
+class DecodeCheck:
+    """Decodes encoded files as a pipeline with `options` and `image` would (`options.device`: "cpu" decodes on
+    the CPU, "gpu" with the `mixed` decoder) and names the ones that fail."""
+
+    def __init__(self, options: PipelineOptions, image: Optional[ImageOptions] = None, *, batch_size: int = CHUNK):
+        self._options, self._image, self._batch_size = options, image, batch_size
+        self._pipe = None
+
+    def failures(self, blobs: Sequence[bytes]) -> list[Optional[str]]:
+        """For each encoded file: None when it decodes, else why not. A failing batch is split in halves."""
+        if not blobs:
+            return []
+        if len(blobs) > self._batch_size:
+            half = len(blobs) // 2
+            return self.failures(blobs[:half]) + self.failures(blobs[half:])
+        error = self._decode(blobs)
+        if error is None:
+            return [None] * len(blobs)
+        if len(blobs) == 1:
+            return [error]
+        half = len(blobs) // 2
+        return self.failures(blobs[:half]) + self.failures(blobs[half:])
+
+    def _decode(self, blobs: Sequence[bytes]) -> Optional[str]:
+        if self._pipe is None:
+            self._pipe = self._build()
+        try:
+            self._pipe.feed_input("encoded", [np.frombuffer(blob, dtype=np.uint8) for blob in blobs])
+            self._pipe.run()
+            return None
+        except RuntimeError as error:
+            self._pipe = None  # DALI marks a pipeline invalid after an error: the next batch builds a new one
+            return read_dali_error(error).detail
+
+    def _build(self):
+        pipe = decode_pipeline(self._options, self._image, self._batch_size)
+        pipe.build()
+        return pipe
+
+
+def decode_pipeline(options: PipelineOptions, image: Optional[ImageOptions] = None, batch_size: int = CHUNK):
+    """The (unbuilt) pipeline `DecodeCheck` feeds: encoded bytes in ("encoded"), decoded shapes out."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    @pipeline_def(**dict(options.pipeline_kwargs(), batch_size=batch_size, prefetch_queue_depth=1))
+    def decode():
+        encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
+        images = fn.decoders.image(encoded, **decoder_kwargs(options.device, image))
+        return images.shape()  # the pixels stay inside DALI
+
+    return decode()
+
+
+def find_undecodable(paths: Iterable[str], options: PipelineOptions, image: Optional[ImageOptions] = None, *,
+                     total: Optional[int] = None, progress: bool = True) -> list[tuple[str, str]]:
+    """(path, reason) for each file that cannot be read or that the decoder of `options`/`image` cannot decode;
+    files are read CHUNK at a time, so any number of them fits in memory."""
+    check = DecodeCheck(options, image)
+    bad: list[tuple[str, str]] = []
+    chunk: list[tuple[str, bytes]] = []
+
+    def flush():
+        bad.extend((path, reason) for (path, _), reason in zip(chunk, check.failures([b for _, b in chunk]))
+                   if reason is not None)
+        chunk.clear()
+
+    with tqdm(paths, total=total, desc="DALI failed on a file; locating it", unit="file", leave=False,
+              disable=not progress) as bar:
+        for path in bar:
+            try:
+                chunk.append((path, read_image_file(path)))
+            except OSError as error:
+                bad.append((path, f"cannot be read: {error.strerror or error}"))
+            if len(chunk) == CHUNK:
+                flush()
+        flush()
     return bad
 
 
-def _bisect(paths: list[str], options: PipelineOptions, image: ImageOptions) -> list[tuple[str, str]]:
-    reason = _decode_error(paths, options, image)
-    if reason is None:
-        return []
-    if len(paths) == 1:
-        return [(paths[0], reason)]
-    half = len(paths) // 2
-    return _bisect(paths[:half], options, image) + _bisect(paths[half:], options, image)
-
-
-def _decode_error(paths: list[str], options: PipelineOptions, image: ImageOptions) -> Optional[str]:
-    """None if every file decodes, else DALI's reason in words."""
-    pipe: Pipeline = _decode_graph(paths, options, image, **dict(options.pipeline_kwargs(), batch_size=len(paths)))
-    try:
-        pipe.build()
-        pipe.run()
-        return None
-    except RuntimeError as error:
-        return _reason(str(error))
-    finally:
-        del pipe
-
-
-@pipeline_def
-def _listing_graph(reader_kwargs: dict):
-    encoded, _ = fn.readers.file(**reader_kwargs)
-    return fn.get_property(encoded, key="source_info")
-
-
-@pipeline_def
-def _decode_graph(paths: list[str], options: PipelineOptions, image: ImageOptions):
-    encoded, _ = fn.readers.file(files=paths)
-    return fn.decoders.image(encoded, **decoder_kwargs(options.device, image))
-
-
-def _reason(message: str) -> str:
-    status = _CODEC_FAILURE.search(message)
-    if status and int(status.group(1)) in _CODEC_STATUS:
-        return _CODEC_STATUS[int(status.group(1))]
-    # DALI's own wording: the line(s) after "encountered:", without the C++ context.
-    detail = message.split("encountered:")[-1].split("C++ context")[0].strip()
-    return detail.splitlines()[0] if detail else "decoding failed"
-
-
-def _error(bad: list[tuple[str, str]], options: PipelineOptions, image: ImageOptions) -> UnreadableImageError:
-    folder = os.path.dirname(image.data) if image.is_file_list else image.data
+def unreadable_error(bad: list[tuple[str, str]], where: str, data: str) -> UnreadableImageError:
+    """The error naming the files DALI could not use (`where`: e.g. "shard 0 of DATA")."""
     listed = "\n".join(f"  {path}: {reason}" for path, reason in bad[:20])
     more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
     return UnreadableImageError(
-        f"DALI could not use {len(bad)} input file(s) of shard {options.shard_id}:\n{listed}{more}\n"
-        f"Run `dali-has scan {folder} --write-list FILE` to check every file and write a list of the usable "
-        "ones, then pass FILE as the loader's data.",
-        [path for path, _ in bad])
+        f"DALI could not use {len(bad)} input file(s) of {where}:\n{listed}{more}\nRun `dali-has scan --data "
+        f"{data} --write-list FILE` to check every file and write a list of the usable ones, then use FILE as "
+        "the data.", [path for path, _ in bad])
+
+
+def explain(error: RuntimeError, options: PipelineOptions, paths: Sequence[str], *, data: str, root: str,
+            image: Optional[ImageOptions] = None, progress: bool = True) -> Optional[UnreadableImageError]:
+    """The UnreadableImageError behind a failure of a pipeline (`options`, decoder settings of `image`) that read
+    `paths` of the dataset `data` (its reader's `file_root`: `root`), or None when the error is not about a
+    file, or no file fails on its own."""
+    failure = read_dali_error(error)
+    where = f"shard {options.shard_id} of {data}" if options.num_shards > 1 else data
+    if failure.kind not in (MAPPING_FAILED, DECODE):
+        return None
+    if failure.path is not None:  # DALI's source info: relative to the reader's file_root unless absolute
+        return unreadable_error([(os.path.join(root, failure.path), failure.detail)], where, data)
+    bad = find_undecodable(paths, options, image, total=len(paths), progress=progress)
+    return unreadable_error(bad, where, data) if bad else None

@@ -6,9 +6,9 @@ to per-channel sums of x and x² in uint64. Totals are kept as Python integers, 
 and pixel-weighted: a large image counts in proportion to its pixels, not as one mean among many.
 The std is the population std over all pixels of the dataset (ddof 0).
 
-A file DALI cannot decode stops the run with an error naming it. On data not yet checked, run
-`dali-has scan` first: DALI 2.4's CPU decoder was seen to crash the process (SIGSEGV) rather than
-raise when a batch of 32 or more holds a file of a format it does not know (text, GIF).
+Files are listed and checked as the loader does (`pipelines.file_check`): a file DALI's decoder must not see
+(not an image, a header it cannot parse, a FIFO, ...) stops the run before decoding with an error naming it, and
+so does a file that fails to decode (found by `pipelines.bad_files`).
 """
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from pipelines.files import Dataset, load_dataset
-from pipelines.bad_files import UnreadableImageError
+from pipelines.bad_files import explain
 from pipelines.decoder import decode
+from pipelines.file_check import usable_dataset
+from pipelines.files import Dataset
 from pipelines.settings import PipelineOptions
-from pipelines.scan import ERROR, scan_dataset
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def dataset_mean(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num
                  device: str = "cpu", device_id: int | None = None, progress: bool = True) -> ChannelStats:
     """Exact per-channel mean/std over every image of a folder tree or file list (each image once)."""
     options = PipelineOptions(batch_size=batch_size, num_threads=num_threads, device=device, device_id=device_id)
-    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    dataset = usable_dataset(data, progress=progress)
 
     pipe = mean_pipeline(dataset, options)
     pipe.build()
@@ -85,7 +85,13 @@ def dataset_mean(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num
             try:
                 outputs = pipe.run()
             except RuntimeError as error:
-                raise _decode_error(dataset, start, batch_size, source=data) from error
+                # The reader reads in dataset order: the failed batch is these samples.
+                batch = [str(dataset.root / name) for name, _ in dataset.samples[start:start + batch_size]]
+                source = str(dataset.root) if isinstance(data, Dataset) else os.fspath(data)
+                explained = explain(error, options, batch, data=source, root=str(dataset.root), progress=progress)
+                if explained is None:
+                    raise
+                raise explained from error
             total, square, shape = (np.asarray((out.as_cpu() if device == "gpu" else out).as_array())
                                     for out in outputs)
             valid = min(batch_size, size - start)  # the rest of the last batch repeats the last sample
@@ -97,13 +103,3 @@ def dataset_mean(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num
             bar.update(valid)
     return stats_from_sums(sums, squares, pixels, size)
 
-
-def _decode_error(dataset: Dataset, start: int, batch_size: int, source) -> UnreadableImageError:
-    """Name the files of the failed batch that DALI cannot decode (the reader reads in dataset order)."""
-    batch = Dataset(dataset.root, dataset.samples[start:start + batch_size])
-    bad = [p for p in scan_dataset(batch, batch_size=batch_size, progress=False).problems if p.severity == ERROR]
-    named = "; ".join(f"{p.path}: {p.message}" for p in bad)
-    where = named or f"an image among samples {start}..{start + len(batch) - 1}"
-    data = dataset.root if isinstance(source, Dataset) else source
-    return UnreadableImageError(f"cannot decode {where}. Run `dali-has scan --data {data} --write-list FILE` and "
-                                "use FILE instead.", [str(dataset.root / p.path) for p in bad])

@@ -45,6 +45,8 @@ IMAGE_FILTERS = DALI_FILE_FILTERS[:-3]
 
 # `path label` as DALI parses it: anything, then whitespace, then decimal digits, then optional whitespace.
 _LIST_LINE = re.compile(r"(?P<name>.*\S)\s+(?P<label>[0-9]+)\s*", re.ASCII)  # ASCII: C isspace
+# DALI keeps labels as 32-bit signed integers: 2**31 would silently become -2**31, 2**32 become 0.
+MAX_LABEL = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,10 @@ def read_file_list(list_path: str | os.PathLike) -> Dataset:
     list_path = Path(list_path)
     if not list_path.is_file():
         raise FileNotFoundError(f"file list {str(list_path)!r} does not exist or is not a file")
+    with open(list_path, "rb") as head:
+        if b"\0" in head.read(4096):  # every image format DALI reads has NUL bytes in its header; text has none
+            raise ValueError(f"{str(list_path)!r} is a binary file (an image?), not a file list: give a folder "
+                             "DIR/<class>/<image> or a text file of 'path label' lines")
     samples = []
     with open(list_path, encoding="utf-8", errors="surrogateescape", newline="\n") as lines:
         for number, line in enumerate(lines, start=1):
@@ -129,12 +135,16 @@ def read_file_list(list_path: str | os.PathLike) -> Dataset:
                     f"{str(list_path)!r} line {number}: expected 'path label' (a file name, whitespace, "
                     f"a non-negative integer label), got {line!r}"
                 )
-            samples.append((match["name"], int(match["label"])))
+            label = int(match["label"])
+            if label > MAX_LABEL:
+                raise ValueError(f"{str(list_path)!r} line {number}: label {label} is too large; DALI keeps labels "
+                                 f"as 32-bit integers (0..{MAX_LABEL}), so renumber the classes from 0")
+            samples.append((match["name"], label))
     if not samples:
         raise ValueError(f"file list {str(list_path)!r} lists no files")
     root = list_path.parent
     for number, (name, _) in enumerate(samples, start=1):
-        if not (root / name).is_file():
+        if not (root / name).exists():  # what exists but is not an image file is refused by `file_check`
             raise FileNotFoundError(
                 f"{str(list_path)!r}: listed file {name!r} (entry {number}) not found at {str(root / name)!r}; "
                 "paths in a file list are relative to the list's folder"
@@ -216,19 +226,35 @@ def write_file_list(list_path: str | os.PathLike, samples: Iterable[tuple[str | 
     so list and data move together); files elsewhere are written as absolute paths, which DALI takes
     as they are (a `..` path would resolve differently when the list's folder is a symlink).
     """
-    list_path = Path(list_path)
-    folder = Path(os.path.abspath(list_path.parent))
     lines = []
     for file, label in samples:
-        if isinstance(label, bool) or not isinstance(label, int) or label < 0:
-            raise ValueError(f"label {label!r} of {str(file)!r}: DALI file lists need a non-negative integer")
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= MAX_LABEL:
+            raise ValueError(f"label {label!r} of {str(file)!r}: DALI file lists need an integer in 0..{MAX_LABEL}")
         name = os.fspath(file)
-        if "\n" in name or "\r" in name or name != name.rstrip() or not name:
-            raise ValueError(f"file name {name!r} cannot be written to a DALI file list (newline or trailing space)")
-        absolute = Path(os.path.abspath(name))
-        name = os.fspath(absolute.relative_to(folder)) if absolute.is_relative_to(folder) else os.fspath(absolute)
+        if reason := unlistable(name) or unlistable(name := list_entry(list_path, file)):
+            raise ValueError(f"file name {name!r} cannot be written to a DALI file list: {reason}")
         lines.append(f"{name} {label}\n")
+    list_path = Path(list_path)
     list_path.parent.mkdir(parents=True, exist_ok=True)
     with open(list_path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as out:
         out.writelines(lines)
     return len(lines)
+
+
+def list_entry(list_path: str | os.PathLike, file: str | os.PathLike) -> str:
+    """The name under which a file list at `list_path` names `file` (see `write_file_list`)."""
+    folder = Path(os.path.abspath(Path(list_path).parent))
+    absolute = Path(os.path.abspath(file))
+    return os.fspath(absolute.relative_to(folder)) if absolute.is_relative_to(folder) else os.fspath(absolute)
+
+
+def unlistable(name: str) -> str | None:
+    """Why a DALI file list cannot name `name` (one line per entry, the name ends at its last non-space
+    character), or None when it can."""
+    if not name:
+        return "an empty name"
+    if "\n" in name or "\r" in name:
+        return "it contains a newline or carriage return, and a file list holds one file per line"
+    if name != name.rstrip():
+        return "it ends in white space (a trailing space, tab, ...), which DALI strips from a file list line"
+    return None

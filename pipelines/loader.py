@@ -38,9 +38,11 @@ from nvidia.dali import Pipeline
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
 from dali_has import HaSConfig, validate
-from pipelines.bad_files import UnreadableImageError, explain
-from pipelines.files import IMAGE_FILTERS, WEBDATASET
-from pipelines.reader import READER_NAME, reader_kwargs
+from pipelines.bad_files import NO_FILES, SHARDS, explain, read_dali_error
+from pipelines.errors import UnreadableImageError
+from pipelines.file_check import usable_dataset
+from pipelines.files import WEBDATASET, Dataset
+from pipelines.reader import READER_NAME
 from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment, split_options
 from pipelines.train_pipeline import train_pipeline
 from pipelines.val_pipeline import eval_resize, val_pipeline
@@ -190,9 +192,10 @@ class EpochLoader:
                 self._pipeline, self._outputs, reader_name=self._reader_name, auto_reset=True,
                 last_batch_policy=LastBatchPolicy.PARTIAL, prepare_first_batch=False)
         except RuntimeError as error:
-            if "No files found" in str(error):
+            kind = read_dali_error(error).kind
+            if kind == NO_FILES:
                 raise ValueError(self._no_files_message()) from error
-            if "requested number of shards" in str(error):
+            if kind == SHARDS:
                 raise ValueError(f"num_shards={self._options.num_shards} is more than the data set's samples; "
                                  "every shard needs at least one") from error
             raise
@@ -226,8 +229,12 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
             train=False (Hide-and-Seek never runs at evaluation) but still checked.
         ten_crop, resize: evaluation only (`val_pipeline`); ten_crop=True with train=True is an error.
         **options: fields of `PipelineOptions` (device, device_id, seed, shard_id, num_shards, num_threads,
-            checkpointing: needed for `state_dict()`, see "Resuming" in the module docstring) and
-            of `ImageOptions` (crop, dtype, layout, mean, std, hw_decoder_load, preallocate_hint).
+            checkpointing: needed for `state_dict()`, see "Resuming" in the module docstring) and of
+            `ImageOptions` (crop, dtype, layout, mean, std, hw_decoder_load, preallocate_hint, skip_bad_files).
+            Every file of a folder or file list is checked when the data is listed (`pipelines.file_check`,
+            cached): files DALI's decoder must not see raise `UnreadableImageError` naming them, or with
+            skip_bad_files=True are left out with a warning saying how many and where they are listed. Shards are
+            read as `dali-has prepare` wrote them.
 
     Returns:
         A `DaliLoader`. Its images are [B, 3, crop, crop] (NCHW) or [B, crop, crop, 3] (NHWC) in `dtype`,
@@ -237,7 +244,8 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
     Raises:
         ValueError: a setting is invalid (the message names it), the data holds no images, or there are more
             shards than samples. TypeError: an unknown option.
-        UnreadableImageError (while iterating): DALI could not read or decode a file; it names the file(s).
+        UnreadableImageError: files the listing check refuses (unless skip_bad_files=True); while iterating, a
+            file DALI could not read or decode. It names the file(s).
     """
     validate.boolean("train", train)
     run, image = split_options(options)
@@ -254,13 +262,15 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
     if train:
         if ten_crop:
             raise ValueError("ten_crop=True is an evaluation setting; use it with train=False")
-        define = lambda o: train_pipeline(o, image, augment)  # noqa: E731
     else:
         resize = eval_resize(image.crop, resize)
         validate.boolean("ten_crop", ten_crop)
-        define = lambda o: val_pipeline(o, image, resize=resize, ten_crop=ten_crop)  # noqa: E731
-    return DaliLoader(define, run, image, reader_kwargs(run, image, shuffle=train,
-                                                        shuffle_buffer=augment.shuffle_buffer), train=train)
+    files = None if image.kind == WEBDATASET else usable_dataset(image.data, skip_bad_files=image.skip_bad_files)
+    if train:
+        define = lambda o: train_pipeline(o, image, augment, files=files)  # noqa: E731
+    else:
+        define = lambda o: val_pipeline(o, image, resize=resize, ten_crop=ten_crop, files=files)  # noqa: E731
+    return DaliLoader(define, run, image, files, train=train)
 
 
 class DaliLoader(EpochLoader):
@@ -268,9 +278,9 @@ class DaliLoader(EpochLoader):
     read or decode raises `UnreadableImageError` naming it."""
 
     def __init__(self, define: Callable[[PipelineOptions], Pipeline], options: PipelineOptions,
-                 image: ImageOptions, reader_kwargs: dict, *, train: bool):
-        self._image = image
-        self._reader_kwargs = reader_kwargs
+                 image: ImageOptions, files: Optional[Dataset], *, train: bool):
+        self._image = image  # files: the checked files of a folder or file list; None for shards
+        self._files = files
         self._train = train
         super().__init__(define, options, ["images", "labels"], READER_NAME)
 
@@ -278,17 +288,14 @@ class DaliLoader(EpochLoader):
         return batch["images"], batch["labels"]
 
     def _explain(self, error: RuntimeError) -> Optional[UnreadableImageError]:
-        if self._image.kind == WEBDATASET:  # the bad-file search reads files; shards hold what `prepare` checked
+        if self._files is None:  # shards: the bad-file search reads files; shards hold what `prepare` checked
             return None
-        return explain(error, self._options, self._image, self._reader_kwargs)
-
-    def _no_files_message(self) -> str:
-        if self._image.kind == WEBDATASET:
-            return f"the WebDataset shards {self._image.data} hold no samples"
-        if self._image.is_file_list:
-            return f"the file list {self._image.data} names no files"
-        return (f"no images in {self._image.data}: expected class folders DIR/<class>/<image> with files matching "
-                f"{', '.join(IMAGE_FILTERS)}")
+        # The shard's files: DALI shards the file list in order, then shuffles within the shard.
+        o, size = self._options, len(self._files)
+        first = o.shard_id * size // o.num_shards
+        shard = self._files.samples[first:first + shard_size(size, o.shard_id, o.num_shards)]
+        return explain(error, o, [str(self._files.root / name) for name, _ in shard], data=self._image.data,
+                       root=str(self._files.root), image=self._image)
 
     def __repr__(self) -> str:
         o = self._options

@@ -1,21 +1,29 @@
-"""The reader both image pipelines start from: a folder tree or file list (`fn.readers.file`) or WebDataset
-shards (`fn.readers.webdataset`), shuffled or not, sharded exactly; either way (encoded images, int64 labels)."""
+"""The reader both image pipelines start from: the checked files of a folder tree or file list
+(`fn.readers.file`) or WebDataset shards (`fn.readers.webdataset`), shuffled or not, sharded exactly; either way
+(encoded images, int64 labels)."""
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 from nvidia.dali import fn, types
 
 from pipelines import webdataset
-from pipelines.files import IMAGE_FILTERS, WEBDATASET, list_shards
+from pipelines.file_check import usable_dataset
+from pipelines.files import WEBDATASET, Dataset, list_shards
 from pipelines.settings import SHUFFLE_BUFFER, ImageOptions, PipelineOptions
 
 READER_NAME = "Reader"  # loaders find epoch and shard sizes through this name
 
 
 def reader_kwargs(options: PipelineOptions, image: ImageOptions, *, shuffle: bool,
-                  shuffle_buffer: int = SHUFFLE_BUFFER) -> dict:
+                  shuffle_buffer: int = SHUFFLE_BUFFER, files: Optional[Dataset] = None) -> dict:
     """Arguments of the reader for `image.kind` (`fn.readers.webdataset` for shards, else `fn.readers.file`).
 
+    Files: DALI reads exactly `files`, the files of `image.data` that passed the listing check
+    (`pipelines.file_check.usable_dataset`, run here when not given): names, labels and order as DALI would list
+    them itself, so epochs, shards and labels are the same, but a file its decoder must not see never reaches it.
+    Shards hold what `dali-has prepare` checked and re-encoded; they are read as they are.
     stick_to_shard keeps every epoch on the same shard, so a shard's size (and the loader's len()) never
     changes between epochs; pad_last_batch makes DALI end each epoch at the shard boundary (the padding is cut
     off again by the loader) instead of wrapping into the next epoch. Both readers split the samples, in reading
@@ -26,18 +34,20 @@ def reader_kwargs(options: PipelineOptions, image: ImageOptions, *, shuffle: boo
         # The shuffle buffer mixes samples only locally: `dali-has prepare` writes shards in a random order.
         source = dict(paths=[str(s) for s in shards], index_paths=[str(webdataset.index_path(s)) for s in shards],
                       ext=[webdataset.IMAGE_EXT, webdataset.LABEL_EXT], missing_component_behavior="error")
-    elif image.is_file_list:
-        source = dict(file_list=image.data)
     else:
-        source = dict(file_root=image.data, file_filters=list(IMAGE_FILTERS))
+        if files is None:
+            files = usable_dataset(image.data, skip_bad_files=image.skip_bad_files)
+        source = dict(files=[name for name, _ in files.samples], labels=[label for _, label in files.samples],
+                      file_root=str(files.root))
     return dict(source, name=READER_NAME, shard_id=options.shard_id, num_shards=options.num_shards,
                 stick_to_shard=True, pad_last_batch=True, random_shuffle=shuffle, initial_fill=shuffle_buffer)
 
 
-def read_files(options: PipelineOptions, image: ImageOptions, *, shuffle: bool, shuffle_buffer: int = SHUFFLE_BUFFER):
+def read_files(options: PipelineOptions, image: ImageOptions, *, shuffle: bool, shuffle_buffer: int = SHUFFLE_BUFFER,
+               files: Optional[Dataset] = None):
     """(encoded image bytes, labels) nodes; labels come out int64 with one scalar per sample, on the images'
-    device, so the batch is a `[B]` tensor ready for `cross_entropy`."""
-    kwargs = reader_kwargs(options, image, shuffle=shuffle, shuffle_buffer=shuffle_buffer)
+    device, so the batch is a `[B]` tensor ready for `cross_entropy`. `files`: see `reader_kwargs`."""
+    kwargs = reader_kwargs(options, image, shuffle=shuffle, shuffle_buffer=shuffle_buffer, files=files)
     if image.kind == WEBDATASET:
         encoded, label_text = fn.readers.webdataset(**kwargs)
         labels = _decimal(label_text)

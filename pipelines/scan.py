@@ -1,12 +1,15 @@
 """`dali-has scan`: find the files of a dataset that our pipeline cannot use, and say why.
 
-"Usable" means DALI's CPU image decoder (`fn.decoders.image`, the one the CPU training pipeline runs)
-decodes the file. Each file is first probed cheaply in Python threads (read, JPEG frame header parsed
-by hand, PIL for format/mode/EXIF from the header only); files with absurd header dimensions are
-refused without decoding (a decompression bomb would allocate gigabytes). Everything else is decoded
-by DALI in batches; a batch that fails is decoded again file by file to name the culprits, because a
-DALI error invalidates the whole pipeline and does not always name the sample. Files of no format DALI
-knows are always decoded alone: in a batch of 32 or more, DALI 2.4 was seen to crash (SIGSEGV) on them.
+"Usable" means the loader accepts the file and DALI's CPU image decoder (`fn.decoders.image`, the one the
+CPU training pipeline runs) decodes it. First every file goes through the loader's own listing check
+(`pipelines.file_check`, cached): regular file, bounded size, a signature and a header DALI parses, sane
+dimensions. Files it refuses are errors and never reach DALI, and for those PIL names the format if it can.
+The accepted files are read (at most `MAX_FILE_BYTES` each) and probed in Python threads (JPEG frame header
+parsed by hand, PIL for format/mode/EXIF from the header only), then decoded by DALI in batches; a failing
+batch is bisected down to the culprits (`pipelines.bad_files.DecodeCheck`), because a DALI error invalidates
+the whole pipeline and does not always name the sample. Decoding files of unknown formats alone, as earlier
+versions did to dodge DALI 2.4's crash on them in large batches, is no longer needed: such files never pass
+the listing check, and files whose headers parse make DALI raise, not crash.
 
 Observed with DALI 2.4 on CPU: zero-byte, text, GIF, truncated JPEGs (no end-of-image marker) and
 JPEGs whose header says 0 or more than 65500 pixels fail to decode; PNG named .jpg, CMYK (converted to
@@ -24,22 +27,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from dali_has import validate
+from pipelines.bad_files import DecodeCheck
+from pipelines.file_check import Verdict, check_dataset, read_image_file
 from pipelines.files import Dataset, load_dataset
-from pipelines.settings import default_num_threads
+from pipelines.settings import PipelineOptions, default_num_threads
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
-
-# DALI's decoder refuses longer sides ("Maximum supported image dimension is 65500 pixels").
-MAX_SIDE = 65500
-# PIL's decompression-bomb limit (2 * Image.MAX_IMAGE_PIXELS at its default): more is refused undecoded.
-MAX_PIXELS = 178_956_970
-# Formats `fn.decoders.image` lists as supported, by PIL's names (PPM covers PNM/PGM/PBM; MPO is a JPEG).
-DALI_FORMATS = frozenset({"JPEG", "MPO", "JPEG2000", "TIFF", "PNG", "BMP", "PPM", "WEBP"})
 
 # JPEG markers: SOF0-SOF15 except DHT (C4), JPG (C8), DAC (CC); markers that carry no length field.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -135,98 +132,85 @@ class ScanReport:
 
 @dataclass
 class _Probe:
-    """Facts about one file, gathered without decoding its pixels."""
+    """Facts about one file the listing check accepted, gathered without decoding its pixels."""
 
     data: bytes = b""
     read_error: str | None = None
     jpeg: JpegHeader | None = None
     format: str | None = None  # PIL's name, None if PIL does not recognise it
     mode: str | None = None
-    size: tuple[int, int] | None = None  # width, height
     orientation: int | None = None
-    bomb: bool = False  # PIL refused it as a decompression bomb
 
 
 def _probe(path: Path) -> _Probe:
     try:
-        data = path.read_bytes()
+        data = read_image_file(path)
     except OSError as error:
         return _Probe(read_error=error.strerror or str(error))
     probe = _Probe(data=data, jpeg=parse_jpeg_header(data))
-    if probe.jpeg is not None:
-        probe.size = (probe.jpeg.width, probe.jpeg.height)
-        if _size_problem(probe.size):
-            return probe  # PIL would refuse it without saying why
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                probe.format, probe.mode, probe.size = image.format, image.mode, image.size
-                probe.orientation = image.getexif().get(0x0112)
-    except Image.DecompressionBombError:
-        probe.bomb = True
-    except Exception:  # PIL only explains; whether the file is usable is DALI's decode to decide
-        pass
+    probe.format, probe.mode, probe.orientation = _pil_facts(io.BytesIO(data))
     return probe
 
 
-def _size_problem(size: tuple[int, int] | None) -> tuple[str, str] | None:
-    """(kind, message) when header dimensions rule out decoding."""
-    if size is None:
-        return None
-    width, height = size
-    if width == 0 or height == 0:
-        return "bad-dimensions", f"its header says {width}x{height} pixels: a zero dimension"
-    if max(width, height) > MAX_SIDE:
-        return "bad-dimensions", f"its header says {width}x{height} pixels: DALI decodes at most {MAX_SIDE} per side"
-    if width * height > MAX_PIXELS:
-        return "too-large", f"its header says {width}x{height} pixels, a decompression-bomb size (> {MAX_PIXELS})"
-    return None
+def _pil_facts(file) -> tuple[str | None, str | None, int | None]:
+    """PIL's format name, mode and EXIF orientation from the header; Nones where PIL cannot tell."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                return image.format, image.mode, image.getexif().get(0x0112)
+    except Exception:  # PIL only explains; whether a file is usable is for the check and DALI's decode to say
+        return None, None, None
 
 
-def _known_format(probe: _Probe) -> bool:
-    return probe.jpeg is not None or probe.format in DALI_FORMATS
-
-
-def _named_as(name: str, probe: _Probe) -> str:
+def _named_as(name: str, fmt: str | None) -> str:
     """' named .jpg' when the extension promises another format than the content has."""
     suffix = Path(name).suffix
     expected = Image.registered_extensions().get(suffix.lower())
-    actual = "JPEG" if probe.format == "MPO" else probe.format
+    actual = "JPEG" if fmt == "MPO" else fmt
     return f" named {suffix}" if actual and expected and actual != expected else ""
 
 
 _REPLACE = "Replace it with a good copy or remove it (`--write-list` writes a list without it)"
+_ADVICE = {"unreadable": "Fix its permissions or remove it",
+           "not-a-file": "Remove it: only regular files (or links to them) can be images"}
+
+
+def _refused(name: str, path: Path, verdict: Verdict) -> Problem:
+    """The problem of a file the listing check refused, with PIL's name for its format where it has one."""
+    kind, message = verdict.kind, verdict.detail
+    if kind == "not-an-image":
+        fmt = _pil_facts(path)[0]
+        if fmt is not None:
+            return Problem(name, ERROR, "unsupported-format",
+                           f"is a {fmt} file{_named_as(name, fmt)}: DALI's decoder does not read {fmt}",
+                           "Convert it to JPEG, e.g. PIL `Image.open(f).convert('RGB').save(new, 'JPEG')`, "
+                           "or remove it")
+    if kind == "bad-header":
+        try:
+            with open(path, "rb") as file:
+                jpeg = parse_jpeg_header(file.read(1 << 20))
+        except OSError:
+            jpeg = None
+        if jpeg is not None and not jpeg.has_eoi:
+            kind, message = "truncated", "is a truncated JPEG: it ends inside its headers"
+    return Problem(name, ERROR, kind, message, _ADVICE.get(kind, _REPLACE))
 
 
 def _judge(name: str, probe: _Probe, decode_error: str | None) -> list[Problem]:
-    """The problems of one file, given the probe and DALI's decode result (None: decoded, or not tried)."""
+    """The problems of an accepted file, given the probe and DALI's decode result (None: decoded)."""
     def problem(severity, kind, message, advice=_REPLACE):
         return Problem(name, severity, kind, message, advice)
 
     if probe.read_error is not None:
-        return [problem(ERROR, "unreadable", f"cannot be read: {probe.read_error}", "Fix its permissions or remove it")]
-    if not probe.data:
-        return [problem(ERROR, "empty", "is empty (0 bytes)")]
-    if size_problem := _size_problem(probe.size):
-        return [problem(ERROR, *size_problem)]
-    if probe.bomb:
-        return [problem(ERROR, "too-large", f"is a decompression-bomb size (over {MAX_PIXELS} pixels)")]
+        return [problem(ERROR, "unreadable", f"cannot be read: {probe.read_error}", _ADVICE["unreadable"])]
     if decode_error is not None:
         if probe.jpeg is not None and not probe.jpeg.has_eoi:
             return [problem(ERROR, "truncated", "is a truncated JPEG: its data ends before the end-of-image marker")]
-        if probe.format is None:
-            return [problem(ERROR, "not-an-image", f"is not an image file (it starts with {probe.data[:16]!r})")]
-        if probe.format not in DALI_FORMATS:
-            return [problem(
-                ERROR, "unsupported-format",
-                f"is a {probe.format} file{_named_as(name, probe)}: DALI's decoder does not read {probe.format}",
-                "Convert it to JPEG, e.g. PIL `Image.open(f).convert('RGB').save(new, 'JPEG')`, or remove it",
-            )]
         return [problem(ERROR, "undecodable", f"DALI cannot decode it: {decode_error}")]
 
     found = []
-    if named := _named_as(name, probe):
+    if named := _named_as(name, probe.format):
         found.append(problem(
             WARNING, "wrong-extension", f"is a {probe.format} file{named}",
             "Usable: DALI detects the format from the content; but only JPEG decodes on the GPU, so rename "
@@ -253,87 +237,35 @@ def _judge(name: str, probe: _Probe, decode_error: str | None) -> list[Problem]:
     return found
 
 
-def _dali_reason(error: Exception) -> str:
-    """The part of a DALI pipeline error that says what went wrong, without traceback and context."""
-    text = str(error).split("encountered:")[-1]
-    lines = [line.strip() for line in text.splitlines()]
-    keep = [line for line in lines if line and not line.startswith(("C++ context", "Current pipeline object"))]
-    return " ".join(keep) or str(error)
-
-
-class _Decoder:
-    """DALI's CPU image decoder over batches of encoded files; reports which ones it fails on."""
-
-    def __init__(self, batch_size: int, num_threads: int):
-        self._batch_size, self._num_threads = batch_size, num_threads
-        self._pipe = None
-
-    def _build(self):
-        from nvidia.dali import fn, pipeline_def, types
-
-        @pipeline_def(batch_size=self._batch_size, num_threads=self._num_threads, device_id=None,
-                      prefetch_queue_depth=1)
-        def decode():
-            encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
-            return fn.decoders.image(encoded, device="cpu", output_type=types.RGB).shape()  # pixels stay in DALI
-
-        pipe = decode()
-        pipe.build()
-        return pipe
-
-    def _run(self, blobs: list[bytes]) -> None:
-        if self._pipe is None:
-            self._pipe = self._build()
-        try:
-            self._pipe.feed_input("encoded", [np.frombuffer(blob, dtype=np.uint8) for blob in blobs])
-            self._pipe.run()
-        except RuntimeError:
-            self._pipe = None  # DALI marks a pipeline invalid after an error: build a new one
-            raise
-
-    def failures(self, blobs: list[bytes]) -> list[str | None]:
-        """DALI's error for each blob, None for those that decode."""
-        if not blobs:
-            return []
-        try:
-            self._run(blobs)
-            return [None] * len(blobs)
-        except RuntimeError as error:
-            if len(blobs) == 1:
-                return [_dali_reason(error)]
-        return [self.failures([blob])[0] for blob in blobs]
-
-
 def scan_dataset(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num_threads: int | None = None,
                  progress: bool = True) -> ScanReport:
-    """Probe and DALI-decode every file of a folder tree or file list; problems in dataset order."""
+    """Check, probe and DALI-decode every file of a folder tree or file list; problems in dataset order."""
     batch_size = validate.positive_int("batch_size", batch_size)
     num_threads = validate.positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
-    decoder = _Decoder(batch_size, num_threads)
+    verdicts = dict(check_dataset(dataset, dataset.root if isinstance(data, Dataset) else data,
+                                  progress=progress).refused)
+    decoder = DecodeCheck(PipelineOptions(batch_size=batch_size, num_threads=num_threads), batch_size=batch_size)
     problems: list[Problem] = []
 
     def finish(batch):
-        probes = [(name, future.result()) for name, future in batch]
-        # Files refused on their header alone (empty, absurd size) are not handed to the decoder.
-        decodable = [i for i, (name, p) in enumerate(probes)
-                     if all(q.severity != ERROR for q in _judge(name, p, None))]
-        # DALI 2.4's CPU decoder can crash the process (SIGSEGV, observed) when a batch of 32 or more holds a
-        # file of no format it knows; such files are decoded alone, where it raises an error instead.
-        known = [i for i in decodable if _known_format(probes[i][1])]
-        errors = dict(zip(known, decoder.failures([probes[i][1].data for i in known])))
-        errors.update((i, decoder.failures([probes[i][1].data])[0]) for i in decodable if i not in errors)
-        for i, (name, probe) in enumerate(probes):
-            problems.extend(_judge(name, probe, errors.get(i)))
+        probes = [(name, future.result()) for name, future in batch if future is not None]
+        readable = [i for i, (_, probe) in enumerate(probes) if probe.read_error is None]
+        errors = dict(zip(readable, decoder.failures([probes[i][1].data for i in readable])))
+        judged = {name: _judge(name, probe, errors.get(i)) for i, (name, probe) in enumerate(probes)}
+        for name, future in batch:
+            problems.extend(judged[name] if future is not None else
+                            [_refused(name, dataset.root / name, verdicts[name])])
         bar.update(len(batch))
 
-    # Files are read and probed in threads one batch ahead of the batch DALI is decoding.
+    # Accepted files are read and probed in threads one batch ahead of the batch DALI is decoding.
     with ThreadPoolExecutor(num_threads) as pool, tqdm(total=len(dataset), unit="file", desc="scan",
                                                          disable=not progress) as bar:
         pending = deque()
         for start in range(0, len(dataset), batch_size):
             names = [name for name, _ in dataset.samples[start:start + batch_size]]
-            pending.append([(name, pool.submit(_probe, dataset.root / name)) for name in names])
+            pending.append([(name, None if name in verdicts else pool.submit(_probe, dataset.root / name))
+                            for name in names])
             if len(pending) > 1:
                 finish(pending.popleft())
         while pending:

@@ -22,6 +22,7 @@ from nvidia.dali import types
 
 from dali_has import HaSConfig, validate
 from dali_has.operator import IMPLEMENTATIONS as HAS_IMPLEMENTATIONS
+from dali_has.resize_mirror_normalize import IMPLEMENTATIONS as RESIZE_IMPLEMENTATIONS
 from pipelines.files import FILE_LIST, data_kind
 
 # The usual ImageNet statistics on the 0..255 scale of decoded pixels.
@@ -40,6 +41,12 @@ RANDOM_ASPECT_RATIO = (3 / 4, 4 / 3)
 FLIP_PROBABILITY = 0.5
 SHUFFLE_BUFFER = 1024  # samples in the reader's shuffle buffer (DALI's default `initial_fill`)
 CROP_RATIO = 0.875  # evaluation: resize the shorter side to crop / 0.875 (256 for 224), then centre-crop
+# Upper bounds that turn absurd values into errors naming them instead of DALI failures. One float32 sample of
+# crop 8192 is 805 MB, far beyond any classifier's input, and DALI fails on a crop of 100000 with only "pipeline
+# no longer valid". Published large-batch training uses a few thousand images per device; DALI allocates
+# per-sample state for the whole batch when it builds a pipeline, so batch_size=10**9 dies in std::bad_alloc.
+MAX_CROP = 8192
+MAX_BATCH_SIZE = 65536
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,8 @@ class PipelineOptions:
     checkpoint: Optional[bytes] = None
 
     def __post_init__(self):
-        _set(self, "batch_size", validate.positive_int("batch_size", self.batch_size))
+        _set(self, "batch_size", validate.whole_number("batch_size", self.batch_size, minimum=1,
+                                                       maximum=MAX_BATCH_SIZE))
         validate.one_of("device", self.device, DEVICES)
         if self.device_id is not None:
             _set(self, "device_id", validate.whole_number("device_id", self.device_id))
@@ -116,6 +124,9 @@ class ImageOptions:
     hw_decoder_load: share of JPEG work sent to the hardware decoder (A100/H100/H200), in [0, 1].
     preallocate_hint: (height, width) of the largest JPEGs, to preallocate hardware-decoder memory; None =
         allocate as needed.
+    skip_bad_files: what to do with files DALI's decoder must not see (`pipelines.file_check`: not an image,
+        a header it cannot parse, not a regular file, ...): False = raise `UnreadableImageError` naming them,
+        True = leave them out with a warning that says how many and where they are listed.
     """
 
     data: Union[str, tuple[str, ...]]
@@ -126,10 +137,11 @@ class ImageOptions:
     std: tuple[float, ...] = IMAGENET_STD
     hw_decoder_load: float = HW_DECODER_LOAD
     preallocate_hint: Optional[tuple[int, int]] = None
+    skip_bad_files: bool = False
 
     def __post_init__(self):
         _set(self, "data", _check_data(self.data))
-        _set(self, "crop", validate.positive_int("crop", self.crop))
+        _set(self, "crop", validate.whole_number("crop", self.crop, minimum=1, maximum=MAX_CROP))
         _set(self, "dtype", check_dtype(self.dtype))
         validate.one_of("layout", self.layout, LAYOUTS)
         _set(self, "mean", rgb("mean", self.mean))
@@ -141,6 +153,7 @@ class ImageOptions:
         if self.preallocate_hint is not None:
             hint = validate.numbers("preallocate_hint", self.preallocate_hint, count=2, positive=True)
             _set(self, "preallocate_hint", tuple(validate.positive_int("preallocate_hint", int(v)) for v in hint))
+        validate.boolean("skip_bad_files", self.skip_bad_files)
 
     @cached_property
     def kind(self) -> str:
@@ -163,7 +176,12 @@ class TrainAugment:
 
     has: Hide-and-Seek settings (a HaSConfig or a dict of its settings; `fill` in normalized units, see
         `pipelines.has_fill`); None = no hiding.
-    has_impl: "auto" (fused plugin if loadable, else the composition), "fused" or "composed".
+    has_impl: the Hide-and-Seek operator when it runs on its own: "auto" (fused plugin if loadable, else the
+        composition), "fused" or "composed".
+    resize_impl: the resize + flip + normalize (+ Hide-and-Seek) tail: "fused" (the plugin's one-pass CPU
+        operator, `dali_has.resize_mirror_normalize_hide`, with Hide-and-Seek folded in), "builtin" (fn.resize +
+        fn.crop_mirror_normalize + the `has_impl` operator) or "auto" (fused for CPU pipelines when the plugin
+        loads and has_impl is not "composed", else builtin; GPU pipelines always use the built-ins).
     random_area, random_aspect_ratio: (min, max) of the crop window's share of the image area and of its
         width / height.
     flip_probability: chance of a horizontal flip per sample (0 for data whose labels a mirror image changes).
@@ -172,6 +190,7 @@ class TrainAugment:
 
     has: Optional[HaSConfig] = None
     has_impl: str = "auto"
+    resize_impl: str = "auto"
     random_area: tuple[float, float] = RANDOM_AREA
     random_aspect_ratio: tuple[float, float] = RANDOM_ASPECT_RATIO
     flip_probability: float = FLIP_PROBABILITY
@@ -180,6 +199,7 @@ class TrainAugment:
     def __post_init__(self):
         _set(self, "has", as_has_config(self.has))
         validate.one_of("has_impl", self.has_impl, HAS_IMPLEMENTATIONS)
+        validate.one_of("resize_impl", self.resize_impl, RESIZE_IMPLEMENTATIONS)
         _set(self, "random_area", validate.number_range("random_area", self.random_area, high=1.0))
         _set(self, "random_aspect_ratio", validate.number_range("random_aspect_ratio", self.random_aspect_ratio))
         _set(self, "flip_probability", validate.probability("flip_probability", self.flip_probability))
@@ -192,6 +212,7 @@ class TrainAugment:
 
     def to_dict(self) -> dict:
         return {"has": None if self.has is None else self.has.to_dict(), "has_impl": self.has_impl,
+                "resize_impl": self.resize_impl,
                 "random_area": list(self.random_area), "random_aspect_ratio": list(self.random_aspect_ratio),
                 "flip_probability": self.flip_probability, "shuffle_buffer": self.shuffle_buffer}
 

@@ -8,6 +8,7 @@ from nvidia.dali import Pipeline, fn, pipeline_def
 
 from dali_has import validate
 from pipelines.decoder import decode
+from pipelines.files import Dataset
 from pipelines.normalize import crop_mirror_normalize
 from pipelines.reader import read_files
 from pipelines.settings import CROP_RATIO, ImageOptions, PipelineOptions
@@ -28,21 +29,23 @@ def eval_resize(crop: int, resize: Optional[int] = None) -> int:
 
 
 def val_pipeline(options: PipelineOptions, image: ImageOptions, *, resize: Optional[int] = None,
-                 ten_crop: bool = False) -> Pipeline:
+                 ten_crop: bool = False, files: Optional[Dataset] = None) -> Pipeline:
     """A DALI pipeline (not built yet) whose outputs are (images, int64 labels), in file order.
 
     resize: the shorter side after resizing, >= crop; None = round(crop / 0.875).
     ten_crop: False -> one centre crop per sample, [C, H, W] (NCHW) / [H, W, C] (NHWC);
         True -> the paper's 10 crops stacked per sample, [10, C, H, W] / [10, H, W, C], so a batch is
         [B, 10, ...] like torchvision's TenCrop + stack; average the 10 predictions per sample.
+    files: the checked files of image.data (`pipelines.file_check.usable_dataset`); None = check them now.
     """
     validate.boolean("ten_crop", ten_crop)
-    return _val_graph(options, image, eval_resize(image.crop, resize), ten_crop, **options.pipeline_kwargs(options.pipeline_seed))
+    return _val_graph(options, image, eval_resize(image.crop, resize), ten_crop, files,
+                      **options.pipeline_kwargs(options.pipeline_seed))
 
 
 @pipeline_def
-def _val_graph(options: PipelineOptions, image: ImageOptions, resize: int, ten_crop: bool):
-    encoded, labels = read_files(options, image, shuffle=False)
+def _val_graph(options: PipelineOptions, image: ImageOptions, resize: int, ten_crop: bool, files: Optional[Dataset]):
+    encoded, labels = read_files(options, image, shuffle=False, files=files)
     images = fn.resize(decode(encoded, options.device, image), resize_shorter=resize)
     if not ten_crop:
         return crop_mirror_normalize(images, image), labels

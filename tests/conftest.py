@@ -32,3 +32,14 @@ def fused_on_gpu_definable(monkeypatch):
     if not built.gpu:
         pytest.skip(f"plugin built without its CUDA kernel: {built.gpu_reason}")
     monkeypatch.setitem(fused._state, "gpu", True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _file_check_cache_per_test_session(tmp_path_factory):
+    """The listing check's verdict cache in a fresh folder, not the user's ~/.cache (the compiled plugin stays)."""
+    from pipelines import file_check
+
+    folder = tmp_path_factory.mktemp("file_check_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(file_check, "default_cache_dir", lambda: folder)
+        yield folder

@@ -19,6 +19,7 @@ COMMANDS = (
     "synth_actions",
     "action_demo",
     "gpu_check",
+    "build_plugin",
 )
 
 
@@ -42,15 +43,27 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:  # OSError: missing, unreadable or already existing files
         return _user_error(args.command, error)
     except RuntimeError as error:
-        from pipelines.bad_files import UnreadableImageError  # DALI is imported only when a command needs it
+        from pipelines.errors import UnreadableImageError  # the pipelines are imported only when a command needs them
 
         if isinstance(error, UnreadableImageError):
             return _user_error(args.command, error)
         raise
 
 
+# What to do about an operating-system error that carries no message of ours (only errno and file name).
+_OS_HINTS = {FileExistsError: "it already exists; choose another path or remove it",
+             NotADirectoryError: "a part of this path is a file, not a folder; choose another path",
+             IsADirectoryError: "it is a folder; give a file path",
+             PermissionError: "choose a path you may read or write, or change its permissions",
+             FileNotFoundError: "check the path"}
+
+
 def _user_error(command: str, error: Exception) -> int:
-    print(f"dali-has {command}: error: {error}", file=sys.stderr)
+    message = str(error)
+    if isinstance(error, OSError) and error.errno is not None and error.filename is not None:
+        hint = next((h for kind, h in _OS_HINTS.items() if isinstance(error, kind)), None)
+        message = f"{error.filename}: {error.strerror}" + (f"; {hint}" if hint else "")
+    print(f"dali-has {command}: error: {message}", file=sys.stderr)
     return 2
 
 

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dali_has import HaSConfig, validate
-from pipelines.settings import CROP, DEVICES, DTYPE_NAMES, IMAGENET_MEAN, IMAGENET_STD, TrainAugment, rgb
-from train.models import ARCHS, model_options
+from dali_has import FeatureHideAndSeek, HaSConfig, insert_after, validate
+from pipelines.settings import (
+    CROP,
+    DEVICES,
+    DTYPE_NAMES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MAX_BATCH_SIZE,
+    MAX_CROP,
+    TrainAugment,
+    rgb,
+)
+from train.models import ARCHS, build_model, model_options
 
 # Paper-style SGD schedules (lr for batch 256, scaled linearly with the batch): ResNet-50 as in the standard
 # ImageNet recipe (90 epochs, /10 at 30 and 60); AlexNet-GAP as trained from scratch in the HaS paper's code
@@ -39,6 +50,48 @@ class FeatureHaS:
         has = HaSConfig(self.patch_sizes, self.p_hide)
         object.__setattr__(self, "patch_sizes", has.patch_sizes)
         object.__setattr__(self, "p_hide", has.p_hide)
+
+
+VAL_METRICS = ("top1", "top5", "gt_known_loc", "top1_loc", "maxboxacc_v2")  # all: higher is better
+LOCALIZATION_METRICS = VAL_METRICS[2:]
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Evaluation on held-out data while training, every `every` epochs and after the last one.
+
+    data: held-out folder DIR/<class>/<image> or file list (stored as an absolute path).
+    boxes: true boxes (ILSVRC XML, CUB-200-2011 folder, synthetic boxes.json) add GT-known Loc, Top-1 Loc and
+        MaxBoxAccV2 to top-1 / top-5; None = classification only.
+    metric: the one that picks best.pt; default gt_known_loc with boxes, else top1.
+    resize: shorter side before the centre crop (None = crop / 0.875); split: the CUB / synthetic split of data.
+    """
+
+    data: str
+    boxes: str | None = None
+    every: int = 1
+    metric: str | None = None
+    resize: int | None = None
+    split: str = "test"
+
+    def __post_init__(self):
+        for name in ("data", "boxes"):
+            path = getattr(self, name)
+            if path is not None:
+                if not isinstance(path, (str, os.PathLike)):
+                    raise ValueError(f"validation {name}={path!r}; expected a path")
+                if not Path(path).exists():
+                    raise ValueError(f"validation {name}={path!r} does not exist")
+                object.__setattr__(self, name, str(Path(path).resolve()))
+        object.__setattr__(self, "every", validate.positive_int("val every", self.every))
+        metric = self.metric or ("gt_known_loc" if self.boxes else "top1")
+        validate.one_of("val metric", metric, VAL_METRICS)
+        if metric in LOCALIZATION_METRICS and self.boxes is None:
+            raise ValueError(f"val metric={metric!r} needs true boxes (--val-boxes)")
+        object.__setattr__(self, "metric", metric)
+        if self.resize is not None:
+            object.__setattr__(self, "resize", validate.positive_int("val resize", self.resize))
+        validate.one_of("val split", self.split, ("train", "test", "all"))
 
 
 @dataclass
@@ -67,19 +120,30 @@ class TrainConfig:
     num_threads: int | None = None
     model: dict = field(default_factory=dict)  # architecture options, passed to build_model
     feature_has: FeatureHaS | None = None
+    val: Validation | None = None  # evaluation while training, and best.pt
+    compile: bool = False  # torch.compile the model (worth it on a GPU; see `dali-has bench --compile`)
+    tensorboard: bool = False  # also log every epoch's numbers to RUN/tensorboard (needs the tensorboard package)
     max_steps_per_epoch: int | None = None  # for smoke runs and benchmarks
+    skip_bad_files: bool = False  # leave out files the loader's listing check refuses, instead of stopping
 
     def __post_init__(self):
+        for name in ("data", "out"):
+            value = getattr(self, name)
+            if not isinstance(value, (str, os.PathLike)):
+                raise ValueError(f"{name}={value!r}; expected a path")
+            setattr(self, name, os.fspath(value))
         validate.one_of("arch", self.arch, tuple(ARCHS))
         for key, value in ARCH_DEFAULTS[self.arch].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
         self.epochs = validate.positive_int("epochs", self.epochs)
-        self.batch_size = validate.positive_int("batch_size", self.batch_size)
-        self.crop = validate.positive_int("crop", self.crop)
+        self.batch_size = validate.whole_number("batch_size", self.batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
+        self.crop = validate.whole_number("crop", self.crop, minimum=1, maximum=MAX_CROP)
         self.lr = validate.number("lr", self.lr, low=0.0, low_open=True)
         self.momentum = validate.number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
         self.weight_decay = validate.number("weight_decay", self.weight_decay, low=0.0)
+        if not isinstance(self.lr_milestones, (list, tuple)):
+            raise ValueError(f"lr_milestones={self.lr_milestones!r}; expected a list of epochs")
         self.lr_milestones = tuple(validate.whole_number("lr_milestones", m) for m in self.lr_milestones)
         self.lr_gamma = validate.number("lr_gamma", self.lr_gamma, low=0.0, low_open=True)
         self.warmup_epochs = validate.whole_number("warmup_epochs", self.warmup_epochs)
@@ -96,15 +160,36 @@ class TrainConfig:
         if self.num_threads is not None:
             self.num_threads = validate.positive_int("num_threads", self.num_threads)
         if isinstance(self.feature_has, dict):
+            if "after" not in self.feature_has:
+                raise ValueError(f"feature_has={self.feature_has!r} needs 'after', the layer to hide features after")
             self.feature_has = FeatureHaS(**validate.known_fields("feature_has", self.feature_has, FeatureHaS))
+        elif self.feature_has is not None and not isinstance(self.feature_has, FeatureHaS):
+            raise ValueError(f"feature_has={self.feature_has!r}; expected None or a mapping of its settings")
+        if isinstance(self.val, dict):
+            if "data" not in self.val:
+                raise ValueError(f"val={self.val!r} needs 'data', the held-out folder or file list")
+            self.val = Validation(**validate.known_fields("validation", self.val, Validation))
+        elif self.val is not None and not isinstance(self.val, Validation):
+            raise ValueError(f"val={self.val!r}; expected None or a mapping of validation settings")
+        validate.boolean("compile", self.compile)
+        validate.boolean("tensorboard", self.tensorboard)
         if self.max_steps_per_epoch is not None:
             self.max_steps_per_epoch = validate.positive_int("max_steps_per_epoch", self.max_steps_per_epoch)
+        validate.boolean("skip_bad_files", self.skip_bad_files)
         if not isinstance(self.model, dict):
             raise ValueError(f"model={self.model!r}; expected a mapping of architecture options")
         unknown = sorted(set(self.model) - set(model_options(self.arch)))
         if unknown:  # option values are checked when the model is built
-            raise ValueError(f"unknown option(s) {unknown} for arch {self.arch!r}; "
+            raise ValueError(f"unknown option(s) {unknown} in model for arch {self.arch!r}; "
                              f"expected some of {sorted(model_options(self.arch))}")
+
+    def build_model(self, num_classes: int):
+        """The configured architecture, randomly initialized, with feature-map Hide-and-Seek inserted if asked."""
+        model = build_model(self.arch, num_classes, **self.model)
+        if self.feature_has is not None:
+            insert_after(model, self.feature_has.after,
+                         FeatureHideAndSeek(self.feature_has.patch_sizes, self.feature_has.p_hide, fill="mean"))
+        return model
 
     @property
     def scaled_lr(self) -> float:

@@ -25,7 +25,8 @@ from pipelines.files import load_dataset
 from train.config import TrainConfig
 from train.wsol.evaluate import evaluate, localization_table
 from train.wsol.synth import SynthConfig, generate
-from train.trainer import fit, load_trained_model
+from train.checkpoint import load_trained_model
+from train.trainer import fit
 from train.wsol.visualize import cam_comparison
 
 DEMO_HAS_SIZES = (0, 8, 16, 32)  # the paper's mixed set, scaled from 224 to 64-pixel images

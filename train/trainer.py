@@ -1,21 +1,28 @@
 """The training loop: DALI loader -> model -> SGD, one process per rank under torchrun.
 
-One loader (one DALI pipeline) per rank serves the whole run, seeded `base + rank`: the files are listed, the
-decoders allocated and the shuffle buffer filled once, and each epoch's first batches are prefetched while the
-previous epoch's last ones train. (With `max_steps_per_epoch` shorter than an epoch every `for` stops early and
-the next epoch starts from a fresh pipeline; see `pipelines.loader`.) To resume exactly, the loader runs with
-DALI checkpointing: after every epoch each rank's `loader.state_dict()` (reader positions, shuffle buffers,
-random generators) is gathered into the checkpoint, and a resumed run restores its rank's state, so it sees
-exactly the crops and masks it would have seen. Resuming with another number of ranks, or from a checkpoint
+One loader (one DALI pipeline) per rank serves the whole run, seeded `base + rank`: the files are listed and
+checked, the decoders allocated and the shuffle buffer filled once, and each epoch's first batches are prefetched
+while the previous epoch's last ones train. (With `max_steps_per_epoch` shorter than an epoch every `for` stops
+early and the next epoch starts from a fresh pipeline; see `pipelines.loader`.) To resume exactly, the loader
+runs with DALI checkpointing: after every epoch each rank's `loader.state_dict()` (reader positions, shuffle
+buffers, random generators) is gathered into the checkpoint, and a resumed run restores its rank's state, so it
+sees exactly the crops and masks it would have seen. Resuming with another number of ranks, or from a checkpoint
 without loader states, cannot be exact: the loaders then start afresh from a seed derived from the epoch, with a
 warning.
 
-Every epoch's loader is wrapped in an `InputProfiler` (CUDA events on the GPU): rank 0 prints its line and the
-epoch's metrics carry its numbers under "input" (rank 0's loop; other ranks are not gathered).
+Every epoch's `for` over the loader is wrapped in an `InputProfiler` (CUDA events on the GPU): rank 0 prints its
+line and the epoch's metrics carry its numbers under "input" (rank 0's loop; other ranks are not gathered).
+
+With `cfg.val`, the model is evaluated on held-out data every `val.every` epochs and after the last: each rank
+evaluates its shard with the code of `dali-has eval` (`train.wsol.evaluate.evaluate_model`) and the counts are
+summed over ranks, so every image counts once and the numbers equal `dali-has eval` on the same checkpoint.
+The epoch with the best `val.metric` so far is kept as RUN/best.pt beside RUN/checkpoint.pt; the best value is in
+the checkpoint, so a resumed run keeps comparing against it.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -28,26 +35,16 @@ from torch.distributed.algorithms.join import Join
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from dali_has import FeatureHideAndSeek, insert_after
-from pipelines import InputProfiler, files, make_loader
+from pipelines import InputProfiler, make_loader
+from pipelines.files import num_classes
 from train import distributed
+from train.checkpoint import BEST, CHECKPOINT, CONFIG, METRICS, load_checkpoint, load_weights, save_checkpoint
 from train.config import TrainConfig
-from train.models import build_model
+from train.wsol.evaluate import evaluate_model
 
 EPOCH_SEED_STRIDE = 10_007  # seeds of loaders that cannot resume exactly: base + rank + stride * epoch
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
 # Batches the input profiler leaves out at the start of an epoch, at most a quarter of a short one.
 PROFILE_WARMUP = 10
-
-
-def build_cfg_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    """The configured architecture, with feature-map Hide-and-Seek inserted when asked for."""
-    model = build_model(cfg.arch, num_classes, **cfg.model)
-    if cfg.feature_has is not None:
-        insert_after(model, cfg.feature_has.after,
-                     FeatureHideAndSeek(cfg.feature_has.patch_sizes, cfg.feature_has.p_hide, fill="mean"))
-    return model
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig):
@@ -76,43 +73,71 @@ def fit(cfg: TrainConfig, resume: bool = False) -> dict:
 
 def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = False) -> tuple[dict, torch.nn.Module]:
     """The loop inside an initialized process group (or a single process): (last epoch's metrics, model)."""
-    num_classes = files.num_classes(cfg.data)  # a bad --data fails here, before the run folder is made
+    # Absolute paths in config.json: the run resumes from any working directory.
+    cfg = dataclasses.replace(cfg, data=os.path.abspath(cfg.data), out=os.path.abspath(cfg.out))
+    classes = num_classes(cfg.data)  # a bad --data fails here, before the run folder is made
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is an existing file; give a folder for the run (a new one, or an existing "
+                         "run folder with --resume)")
+    log = None
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "config.json")
+        cfg.save(out / CONFIG)
+        log = EpochLog(out, cfg.tensorboard)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = build_cfg_model(cfg, num_classes).to(env.device)
+    model = cfg.build_model(classes).to(env.device)
     on_gpu = env.device.type == "cuda"
     if cfg.channels_last and on_gpu:
         model = model.to(memory_format=torch.channels_last)
     opt, sched = build_optimizer(model, cfg)
-    start_epoch, loader_state, seed = 0, None, cfg.seed
+    start_epoch, best, loader_state, seed = 0, None, None, cfg.seed
     if resume:
-        state = torch.load(out / CHECKPOINT, map_location=env.device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        state = load_checkpoint(out / CHECKPOINT)  # on the CPU: the RNG state must stay a CPU tensor
+        load_weights(out / CHECKPOINT, model, state["model"])
+        try:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as error:
+            raise ValueError(f"{out / CHECKPOINT}: its optimizer or scheduler state does not fit this run's "
+                             f"config ({error})") from None
         torch.set_rng_state(state["torch_rng"])
-        start_epoch = state["epoch"]
+        start_epoch, best = state["epoch"], state.get("best")
         loader_state, seed = _resumed_loader(state.get("loader", {}), cfg.seed, start_epoch, env)
     net = DistributedDataParallel(model) if env.world_size > 1 else model
+    if cfg.compile:
+        net = torch.compile(net)
     last = {}
-    with make_loader(cfg.data, train=True, batch_size=cfg.batch_size, augment=cfg.augment, crop=cfg.crop,
-                     device=cfg.device, seed=seed, shard_id=env.rank, num_shards=env.world_size,
-                     num_threads=cfg.num_threads, dtype=cfg.dtype, mean=cfg.mean, std=cfg.std,
-                     checkpointing=True) as loader:
+    loader = make_loader(cfg.data, train=True, batch_size=cfg.batch_size, augment=cfg.augment, crop=cfg.crop,
+                         device=cfg.device, seed=seed, shard_id=env.rank, num_shards=env.world_size,
+                         num_threads=cfg.num_threads, dtype=cfg.dtype, mean=cfg.mean, std=cfg.std,
+                         skip_bad_files=cfg.skip_bad_files, checkpointing=True)
+    try:
         if loader_state is not None:
             loader.load_state_dict(loader_state)
         for epoch in range(start_epoch, cfg.epochs):
             last = _run_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
             last["lr"] = sched.get_last_lr()[0]
             sched.step()
+            improved = False
+            if cfg.val is not None and ((epoch + 1) % cfg.val.every == 0 or epoch + 1 == cfg.epochs):
+                last["val"] = _validate(cfg, env, model)
+                value = last["val"][cfg.val.metric]
+                improved = best is None or value > best["value"]
+                if improved:
+                    best = {"metric": cfg.val.metric, "value": value, "epoch": epoch + 1}
+                last["best"] = best
             loader_states = distributed.all_gather_objects(loader.state_dict())
             if env.is_main:
-                _save_checkpoint(out, model, opt, sched, epoch + 1, cfg, num_classes, loader_states)
-                with open(out / METRICS, "a") as f:
-                    f.write(json.dumps(last) + "\n")
+                state = _state(model, opt, sched, epoch + 1, cfg, classes, best, loader_states)
+                save_checkpoint(out / CHECKPOINT, state)
+                if improved:
+                    save_checkpoint(out / BEST, state)
+                log.write(last)
+    finally:
+        loader.close()
+        if log is not None:
+            log.close()
     return last, model
 
 
@@ -126,6 +151,52 @@ def _resumed_loader(saved: dict, base_seed: int, epoch: int, env) -> tuple[dict 
     warnings.warn(f"resuming at epoch {epoch + 1} cannot replay the data exactly: {why}; the loaders start "
                   "afresh with new crops and masks", stacklevel=2)
     return None, base_seed + EPOCH_SEED_STRIDE * epoch
+
+
+def _validate(cfg: TrainConfig, env: distributed.DistEnv, model: torch.nn.Module) -> dict:
+    """cfg.val's metrics of the model as it is now, every rank evaluating its shard, the counts summed."""
+    result = evaluate_model(model, cfg, cfg.val.data, boxes=cfg.val.boxes, split=cfg.val.split, resize=cfg.val.resize,
+                            batch_size=cfg.batch_size, device=cfg.device, num_threads=cfg.num_threads,
+                            progress=False, shard_id=env.rank, num_shards=env.world_size,
+                            reduce=lambda counts: distributed.all_reduce_sum(counts, env.device))
+    model.train()
+    return result.metrics
+
+
+class EpochLog:
+    """Every epoch's numbers as one line of RUN/metrics.jsonl and, with tensorboard=True, as TensorBoard scalars
+    in RUN/tensorboard (nested entries such as val/top1 flattened with slashes)."""
+
+    def __init__(self, out: Path, tensorboard: bool):
+        self._path = out / METRICS
+        self._writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ValueError("--tensorboard needs the tensorboard package: pip install 'dali-has[tensorboard]'"
+                                 ) from None
+            self._writer = SummaryWriter(str(out / "tensorboard"))
+
+    def write(self, metrics: dict) -> None:
+        with open(self._path, "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if self._writer is not None:
+            for key, value in _scalars(metrics):
+                self._writer.add_scalar(key, value, metrics["epoch"])
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _scalars(metrics: dict, prefix: str = ""):
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            yield from _scalars(value, f"{prefix}{key}/")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+            yield prefix + key, value
 
 
 def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader) -> dict:
@@ -177,22 +248,9 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
                                               "timing")}}
 
 
-def _save_checkpoint(out: Path, model, opt, sched, epoch: int, cfg: TrainConfig, num_classes: int,
-                     loader_states: list[dict]) -> None:
-    state = {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(),
-             "scheduler": sched.state_dict(), "epoch": epoch, "torch_rng": torch.get_rng_state(),
-             "config": cfg.to_dict(), "loader": {"states": loader_states}}  # one per rank, in rank order
-    tmp = out / (CHECKPOINT + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out / CHECKPOINT)  # atomic: a crash never leaves a half-written checkpoint
-
-
-def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu"):
-    """The model of a run folder with its last checkpoint's weights, in eval mode, and the run's config."""
-    run_dir = Path(run_dir)
-    cfg = TrainConfig.load(run_dir / "config.json")
-    state = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
-    model = build_cfg_model(cfg, state["num_classes"])
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), cfg
-
+def _state(model, opt, sched, epoch: int, cfg: TrainConfig, num_classes: int, best: dict | None,
+           loader_states: list[dict]) -> dict:
+    return {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "epoch": epoch, "torch_rng": torch.get_rng_state(),
+            "config": json.loads(json.dumps(cfg.to_dict())), "best": best,  # plain data: weights_only loads it
+            "loader": {"states": loader_states}}  # every rank's, in rank order (DALI checkpoints are bytes)

@@ -1,30 +1,17 @@
-// The dali_has.hide_and_seek operator: argument checks and per-sample random draws shared by the
-// CPU and GPU backends; each backend only writes the pixels (RunImpl).
+// The dali_has.hide_and_seek operator: input checks and the batch's random draws (hide_and_seek_rule.h)
+// shared by the CPU and GPU backends; each backend only writes the pixels (RunImpl).
 #ifndef DALI_HAS_CSRC_HIDE_AND_SEEK_H_
 #define DALI_HAS_CSRC_HIDE_AND_SEEK_H_
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <stdexcept>
-#include <string>
 #include <vector>
 
-#include "dali/core/float16.h"
 #include "dali/operators/random/rng_base.h"
 #include "dali/pipeline/operator/operator.h"
-#include "hide_and_seek_kernel.h"
+#include "hide_and_seek_rule.h"
 
 namespace dali_has {
-
-// Errors for users: DALI_ENFORCE would prefix the C++ condition; DALI reports std::invalid_argument
-// with the operator's name and the pipeline line that created it. Arguments are formatted only on failure.
-template <typename... Args>
-void Require(bool ok, const Args &...message) {
-  if (!ok)
-    throw std::invalid_argument(dali::make_string(message...));
-}
 
 // OperatorWithRng gives the op DALI's own seeding: the `seed` argument (filled from the pipeline seed
 // when unset), one Philox stream per sample, a new position every iteration, checkpointing.
@@ -34,21 +21,7 @@ class HideAndSeek : public dali::rng::OperatorWithRng<dali::Operator<Backend>> {
 
  public:
   explicit HideAndSeek(const dali::OpSpec &spec)
-      : Base(spec),
-        patch_sizes_(spec.template GetRepeatedArgument<int>("patch_sizes")),
-        fill_(spec.template GetRepeatedArgument<float>("fill")) {
-    float p_hide = spec.template GetArgument<float>("p_hide");
-    Require(!patch_sizes_.empty(),
-            "Argument `patch_sizes` is empty; give at least one size, e.g. [0, 16, 32, 44, 56].");
-    for (int s : patch_sizes_)
-      Require(s >= 0, "Argument `patch_sizes` contains ", s, "; sizes are pixels >= 0 (0: no hiding).");
-    Require(p_hide >= 0.f && p_hide <= 1.f,  // false for NaN too
-            "Argument `p_hide` = ", p_hide, " must be a probability in [0, 1].");
-    Require(!fill_.empty(), "Argument `fill` is empty; give a number or one number per channel.");
-    for (float f : fill_)
-      Require(!std::isnan(f), "Argument `fill` contains NaN.");
-    threshold_ = HideThreshold(p_hide);
-  }
+      : Base(spec), has_(spec), threshold_(has_.threshold()) {}
 
  protected:
   bool SetupImpl(std::vector<dali::OutputDesc> &output_desc, const dali::Workspace &ws) override {
@@ -84,42 +57,21 @@ class HideAndSeek : public dali::rng::OperatorWithRng<dali::Operator<Backend>> {
       // 2^31 pixels: 32-bit pixel indices in the CUDA kernel never wrap, even one grid stride past.
       Require(h * w < (int64_t{1} << 31) && c < (int64_t{1} << 31),
               "Sample ", i, " is too large (", h, "x", w, "x", c, ").");
-      Require(fill_.size() == 1 || static_cast<int64_t>(fill_.size()) == c, "Argument `fill` has ",
-              fill_.size(), " values but sample ", i, " has ", c,
-              " channels; give a scalar or one value per channel.");
+      has_.CheckChannels(i, c);
       auto rng = this->GetSampleRNG(i);
-      // Lemire's multiply-shift: bias <= n / 2^32, far below anything a test or training could see.
-      uint32_t size = patch_sizes_[(uint64_t{rng.next()} * patch_sizes_.size()) >> 32];
-      uint64_t key = uint64_t{rng.next()} << 32;  // two statements: the draws' order is defined
-      key |= rng.next();
+      CellDraw draw = has_.Draw(rng);
       samples_[i] = {in.raw_tensor(i), out.raw_mutable_tensor(i), static_cast<uint32_t>(h),
-                     static_cast<uint32_t>(w), static_cast<uint32_t>(c), size,
-                     size ? static_cast<uint32_t>((w + size - 1) / size) : 0u, key};
+                     static_cast<uint32_t>(w), static_cast<uint32_t>(c), draw.size,
+                     draw.size ? static_cast<uint32_t>((w + draw.size - 1) / draw.size) : 0u, draw.key};
       max_pixels_ = std::max<uint64_t>(max_pixels_, h * w);
       max_channels = std::max<uint32_t>(max_channels, c);
     }
     // 32-bit words keep the fill 4-byte aligned for the kernel's typed loads, whatever the type.
     fill_elems_.assign((max_channels * elem_size_ + 3) / 4, 0);
-    auto *bytes = reinterpret_cast<uint8_t *>(fill_elems_.data());
-    for (uint32_t c = 0; c < max_channels; c++) {
-      float f = fill_.size() == 1 ? fill_[0] : fill_[c];
-      switch (in.type()) {
-        case DALI_UINT8:
-          bytes[c] = static_cast<uint8_t>(std::clamp(std::nearbyint(f), 0.f, 255.f));
-          break;
-        case DALI_FLOAT16: {
-          dali::float16 v(f);
-          std::memcpy(bytes + 2 * c, &v, 2);
-          break;
-        }
-        default:
-          std::memcpy(bytes + 4 * c, &f, 4);
-      }
-    }
+    has_.FillElements(in.type(), max_channels, fill_elems_.data());
   }
 
-  std::vector<int> patch_sizes_;
-  std::vector<float> fill_;
+  HideAndSeekArgs has_;
   uint64_t threshold_ = 0;
   bool chw_ = false;
   int elem_size_ = 1;

@@ -7,12 +7,6 @@
 namespace dali_has {
 namespace {
 
-// One run of equal cells along a grid row: pixels [x0, x1) are hidden or kept.
-struct CellRun {
-  uint32_t x0, x1;
-  bool hidden;
-};
-
 // Copies one sample in a single pass: kept runs are memcpy'd from the input, hidden runs from a
 // prebuilt row of fill values, so the cost is that of one memcpy of the sample.
 // `fill_row` holds, per layout, what a fully hidden image row looks like: W pixels of the per-channel
@@ -36,15 +30,7 @@ void HideSample(const SampleDesc &s, const uint8_t *fill, size_t elem, bool chw,
 
   for (size_t y0 = 0, cy = 0; y0 < h; y0 += s.size, cy++) {
     const size_t y1 = std::min<size_t>(y0 + s.size, h);
-    runs.clear();
-    for (uint32_t cx = 0; cx < s.grid_w; cx++) {
-      bool hidden = CellHidden(s.key, cy * s.grid_w + cx, threshold);
-      uint32_t x1 = std::min<uint32_t>((cx + 1) * s.size, s.width);
-      if (!runs.empty() && runs.back().hidden == hidden)
-        runs.back().x1 = x1;
-      else
-        runs.push_back({cx * s.size, x1, hidden});
-    }
+    CellRuns(s.key, cy, s.grid_w, s.size, s.width, threshold, runs);
     for (size_t p = 0; p < planes; p++) {
       if (runs.size() == 1 && !runs[0].hidden) {  // whole band kept: one block copy
         size_t off = p * plane + y0 * w * pixel;
@@ -104,9 +90,5 @@ the output has the input's shape, type and layout. The CPU and GPU backends draw
 for the same seed.)")
     .NumInput(1)
     .NumOutput(1)
-    .AddOptionalArg("patch_sizes", "Grid cell sizes in pixels to draw from uniformly; 0 = no hiding.",
-                    std::vector<int>{0, 16, 32, 44, 56})
-    .AddOptionalArg("p_hide", "Probability that one grid cell is hidden, in [0, 1].", 0.5f)
-    .AddOptionalArg("fill", "Value of hidden pixels: one number, or one per channel.",
-                    std::vector<float>{0.f})
+    .AddParent(::dali_has::kHideAndSeekArgs)
     .AddRandomSeedArg();

@@ -34,6 +34,23 @@ def run_graph(graph, batch, *, layout, device="cpu", seed=1, iterations=1):
     return out
 
 
+def assert_checkpoint_resumes(graph, batch, *, layout="HWC"):
+    """A pipeline restored from a checkpoint taken after one iteration gives the second iteration's outputs."""
+    @pipeline_def(batch_size=len(batch), num_threads=1, device_id=None, seed=5, enable_checkpointing=True)
+    def pipe():
+        return graph(fn.external_source(source=lambda: batch, batch=True, layout=layout))
+
+    p = pipe()
+    p.build()
+    p.run()
+    checkpoint = p.checkpoint()
+    expected = [np.array(t) for t in p.run()[0]]
+    q = pipe(checkpoint=checkpoint)
+    q.build()
+    for x, y in zip(expected, q.run()[0]):
+        np.testing.assert_array_equal(x, np.array(y))
+
+
 def run_has(images, *, layout="HWC", impl="composed", seed=1, iterations=1, device="cpu", **has):
     """`hide_and_seek` with implementation `impl` on `images`, see `run_graph`."""
     require(impl)

@@ -13,7 +13,7 @@ import pytest
 from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused, plugin_build, reference
-from tests.dali_has.has_harness import run_graph
+from tests.dali_has.has_harness import assert_checkpoint_resumes, run_graph
 
 SHAPES = [(50, 70), (64, 64), (33, 91), (91, 20)]  # H x W: non-square, different per sample
 FILL = (1.4, 2.6, 300.0)  # images hold 10..239: as uint8 the fill becomes (1, 3, 255), still absent
@@ -75,20 +75,7 @@ def test_checkpoint_resumes_the_mask_sequence(plugin):
     images = images_for([(40, 40)] * 4, np.uint8, "HWC")
     cfg = HaSConfig(patch_sizes=(8,), p_hide=0.5, fill=0)
 
-    @pipeline_def(batch_size=4, num_threads=1, device_id=None, seed=5, enable_checkpointing=True)
-    def pipe():
-        return fused.hide_and_seek_fused(fn.external_source(source=lambda: images, batch=True, layout="HWC"),
-                                         cfg)
-
-    p = pipe()
-    p.build()
-    p.run()
-    checkpoint = p.checkpoint()
-    expected = [np.array(t) for t in p.run()[0]]
-    q = pipe(checkpoint=checkpoint)
-    q.build()
-    for x, y in zip(expected, q.run()[0]):
-        np.testing.assert_array_equal(x, np.array(y))
+    assert_checkpoint_resumes(lambda x: fused.hide_and_seek_fused(x, cfg), images)
 
 
 @pytest.mark.parametrize("kwargs, layout, image, message", [

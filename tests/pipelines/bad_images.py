@@ -31,6 +31,13 @@ def patch_jpeg_size(data: bytes, height: int, width: int) -> bytes:
     return bytes(data)
 
 
+def cut_in_image_data(data: bytes) -> bytes:
+    """A JPEG cut halfway through its entropy-coded data: headers intact (it passes the listing check), no
+    end-of-image marker, so only decoding fails."""
+    scan = data.index(b"\xff\xda")
+    return data[:scan + (len(data) - scan) // 2]
+
+
 def _exif_rotated() -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise to display

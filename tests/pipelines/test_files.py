@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from nvidia.dali import backend, fn, pipeline_def
 
-from pipelines import reader
+from pipelines import ImageOptions, PipelineOptions, reader
+from tests.pipelines.bad_images import jpeg_bytes
 from pipelines.files import (DALI_FILE_FILTERS, IMAGE_FILTERS, list_folder, load_dataset, read_file_list,
                              write_file_list)
 
@@ -54,8 +55,13 @@ def test_default_filters_are_dalis():
     assert tuple(ast.literal_eval(schema.GetArgumentDefaultValueString("file_filters"))) == DALI_FILE_FILTERS
 
 
-def test_image_filters_are_the_loaders():
-    assert reader.IMAGE_FILTERS is IMAGE_FILTERS  # one definition: scan, mean and the loader see the same files
+def test_image_filters_are_the_loaders(tree):
+    # One listing: the loader's reader reads exactly what list_folder lists (scan and mean list the same way).
+    listed = list_folder(tree)
+    for path in listed.paths():
+        path.write_bytes(jpeg_bytes())  # images, so that the listing check accepts every file
+    kwargs = reader.reader_kwargs(PipelineOptions(batch_size=1), ImageOptions(data=str(tree)), shuffle=False)
+    assert list(zip(kwargs["files"], kwargs["labels"])) == list(listed.samples)
     assert set(DALI_FILE_FILTERS) - set(IMAGE_FILTERS) == {"*.flac", "*.ogg", "*.wav"}
 
 

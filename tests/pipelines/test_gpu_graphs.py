@@ -12,7 +12,7 @@ from PIL import Image
 
 from dali_has import HaSConfig, TemporalHaSConfig
 from pipelines import ImageOptions, PipelineOptions, TrainAugment, train_pipeline, val_pipeline
-from pipelines.bad_files import _decode_graph
+from pipelines.bad_files import decode_pipeline
 from pipelines.dataset_mean import mean_pipeline
 from pipelines.feature_pipeline import FeatureIndex, feature_pipeline
 from pipelines.files import load_dataset
@@ -91,7 +91,7 @@ def test_dataset_mean_pipeline(folder):
 
 
 def test_bad_file_locator_decodes_with_the_gpu_decoder(folder):
-    _decode_graph([str(folder / "a" / "0.jpg")], GPU, image_options(folder), **GPU.pipeline_kwargs())
+    decode_pipeline(GPU, image_options(folder))
 
 
 def test_every_gpu_pipeline_uses_the_current_cuda_device_of_its_rank(folder, feature_index, tmp_path, monkeypatch):

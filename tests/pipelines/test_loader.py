@@ -21,6 +21,7 @@ from PIL import Image
 
 from pipelines import UnreadableImageError, make_loader
 from pipelines.settings import default_num_threads
+from tests.pipelines.bad_images import cut_in_image_data
 
 N_IMAGES = 11
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
@@ -241,20 +242,26 @@ def test_interpreter_exits_cleanly_mid_epoch(dataset):
     assert "half an epoch done" in done.stdout
 
 
-@pytest.mark.parametrize("train", [True, False])
-@pytest.mark.parametrize("source", ["folder", "list"])
-def test_a_corrupt_jpeg_is_named_with_the_scan_hint(tmp_path, dataset, train, source):
+def copy_of(dataset, folder) -> list[Path]:
     good = sorted(dataset.glob("class*/*.jpg"))
     for path in good:
-        (tmp_path / path.parent.name).mkdir(exist_ok=True)
-        (tmp_path / path.parent.name / path.name).write_bytes(path.read_bytes())
+        (folder / path.parent.name).mkdir(exist_ok=True)
+        (folder / path.parent.name / path.name).write_bytes(path.read_bytes())
+    return good
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("source", ["folder", "list"])
+def test_a_jpeg_cut_in_its_data_is_named_with_the_scan_hint(tmp_path, dataset, train, source):
+    good = copy_of(dataset, tmp_path)
     bad = tmp_path / "class1" / "truncated.jpg"
-    bad.write_bytes(good[0].read_bytes()[:300])  # header intact, image data cut off
+    bad.write_bytes(cut_in_image_data(good[0].read_bytes()))  # headers intact: only decoding fails
     files = sorted(tmp_path.glob("class*/*.jpg"))
     (tmp_path / "list.txt").write_text("".join(f"{p.relative_to(tmp_path)} {i}\n" for i, p in enumerate(files)))
     data = tmp_path if source == "folder" else tmp_path / "list.txt"
+    loader = small_loader(data, train=train, seed=0)
     with pytest.raises(UnreadableImageError) as error:
-        epoch(small_loader(data, train=train, seed=0))
+        epoch(loader)
     assert error.value.paths == [str(bad)]
     assert str(bad) in str(error.value) and "dali-has scan" in str(error.value)
     assert "corrupt or truncated" in str(error.value)
@@ -263,7 +270,7 @@ def test_a_corrupt_jpeg_is_named_with_the_scan_hint(tmp_path, dataset, train, so
 def test_only_the_shard_holding_a_corrupt_jpeg_fails_and_names_it(tmp_path, dataset):
     good = sorted(dataset.glob("class*/*.jpg"))
     bad = tmp_path / "truncated.jpg"
-    bad.write_bytes(good[0].read_bytes()[:300])
+    bad.write_bytes(cut_in_image_data(good[0].read_bytes()))
     (tmp_path / "list.txt").write_text("".join(f"{p} {i}\n" for i, p in enumerate([*good, bad])))
     failures = []
     for shard_id in range(3):
@@ -320,7 +327,10 @@ def test_bad_settings_are_named(dataset, kwargs, named):
 def test_bad_data_paths_are_explained(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         small_loader(tmp_path / "nowhere")
-    with pytest.raises(ValueError, match="no images in"):
+    with pytest.raises(ValueError, match="has no class folders"):
+        small_loader(tmp_path)
+    (tmp_path / "c").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
         small_loader(tmp_path)
 
 

@@ -1,5 +1,6 @@
 """`pipelines.scan` on a tree holding every kind of bad file; its file list must load and decode in DALI."""
 import io
+import os
 
 import numpy as np
 import pytest
@@ -121,9 +122,22 @@ def test_validates_parameters(bad_tree, args, message):
 
 
 def test_many_unknown_files_in_one_batch(tmp_path):
-    # DALI 2.4's CPU decoder segfaulted (most runs) on a batch of 64 holding such a file; scan decodes them alone.
+    # DALI 2.4's decoder segfaulted (most runs) on a batch of 64 holding such files; the listing check refuses them.
     for i in range(40):
         (tmp_path / "c" / f"{i:02d}.jpg").parent.mkdir(exist_ok=True)
         (tmp_path / "c" / f"{i:02d}.jpg").write_bytes(b"text" if i % 2 else jpeg_bytes())
     report = scan_dataset(tmp_path, batch_size=64, progress=False)
     assert report.unusable == {f"c/{i:02d}.jpg" for i in range(1, 40, 2)}
+
+
+def test_links_to_special_files_are_reported_without_reading_them(tmp_path):
+    # Before: a link to /dev/zero made scan read until memory ran out, a link to a FIFO made it wait forever.
+    root = tmp_path / "data"
+    (root / "c").mkdir(parents=True)
+    (root / "c/good.jpg").write_bytes(jpeg_bytes())
+    (root / "c/zero.jpg").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "fifo")
+    (root / "c/fifo.jpg").symlink_to(tmp_path / "fifo")
+    report = scan_dataset(root, progress=False)
+    assert found(report) == {"c/zero.jpg": {("error", "not-a-file")}, "c/fifo.jpg": {("error", "not-a-file")}}
+    assert report.unusable == {"c/zero.jpg", "c/fifo.jpg"}

@@ -109,14 +109,20 @@ def test_train_pipeline_is_a_dali_pipeline_with_chw_images_and_scalar_int64_labe
     assert np.array(labels.as_tensor()).dtype == np.int64 and labels.as_tensor().shape() == [2]
 
 
-@pytest.mark.parametrize("impl, fused_in_graph", [("composed", False), ("fused", True)])
-def test_has_impl_picks_the_hide_and_seek_operator(constant, impl, fused_in_graph):
-    if impl == "fused" and not fused.load():
+@pytest.mark.parametrize("resize_impl, has_impl, plugin_op", [
+    ("builtin", "composed", None), ("builtin", "fused", b"dali_has__HideAndSeek"),
+    ("auto", "composed", None),  # asking for the composition keeps the built-in chain
+    ("auto", "auto", b"dali_has__ResizeMirrorNormalizeHide"), ("fused", "auto", b"dali_has__ResizeMirrorNormalizeHide"),
+])
+def test_resize_and_has_impl_pick_the_operators(constant, resize_impl, has_impl, plugin_op):
+    if plugin_op is not None and not fused.load():
         pytest.skip(f"fused plugin cannot be built here: {fused.unavailable_reason()}")
     has = {"patch_sizes": [4], "p_hide": 1.0, "fill": 0.5}
     loader = make_loader(constant, train=True, batch_size=4, crop=8, num_threads=1, seed=0,
-                         augment=TrainAugment(has=has, has_impl=impl))
-    assert (b"dali_has__HideAndSeek" in loader.pipeline.serialize()) == fused_in_graph
+                         augment=TrainAugment(has=has, has_impl=has_impl, resize_impl=resize_impl))
+    graph = loader.pipeline.serialize()
+    assert [op for op in (b"dali_has__HideAndSeek", b"dali_has__ResizeMirrorNormalizeHide") if op in graph] == \
+        ([plugin_op] if plugin_op else [])
     assert torch.all(torch.cat([x for x, _ in loader]) == 0.5)
     with pytest.raises(ValueError, match="has_impl='fast'"):
         make_loader(constant, train=True, batch_size=4, augment={"has": has, "has_impl": "fast"})

@@ -22,7 +22,7 @@ dist.all_gather(gathered, flat)
 counts = [None] * env.world_size
 dist.all_gather_object(counts, last["rank_samples"])
 if env.is_main:
-    report = {"rank_samples": counts, "samples": last["samples"],
+    report = {"rank_samples": counts, "samples": last["samples"], "val": last.get("val"),
               "weights_equal_across_ranks": all(torch.equal(gathered[0], g) for g in gathered),
               "weights_changed": not torch.equal(initial, flat)}
     with open(sys.argv[2], "w") as f:

@@ -10,9 +10,11 @@ import torch
 
 from dali_has import HaSConfig
 from pipelines import TrainAugment
+from train.checkpoint import CHECKPOINT
 from train.cli import main
-from train.config import FeatureHaS, TrainConfig
-from train.trainer import CHECKPOINT, fit
+from train.config import FeatureHaS, TrainConfig, Validation
+from train.trainer import fit
+from train.wsol.evaluate import evaluate
 
 SMALL = {"stem": "small", "width": 0.125, "batch_norm": True}
 
@@ -74,14 +76,14 @@ def test_run_folder_and_exact_resume(tiny_synth, tmp_path, capsys):
 
     fit(tiny_config(tiny_synth, tmp_path / "b", epochs=1))
     assert main(["train", "--resume", str(tmp_path / "b"), "--epochs", "2"]) == 0
-    a = torch.load(run_a / CHECKPOINT, weights_only=False)
-    b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)
+    a = torch.load(run_a / CHECKPOINT, weights_only=True)
+    b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=True)
     assert a["epoch"] == b["epoch"] == 2
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
     # Not trivially equal: the run did change the weights.
     fresh = fit(tiny_config(tiny_synth, tmp_path / "c", epochs=1))
-    c = torch.load(tmp_path / "c" / CHECKPOINT, weights_only=False)
+    c = torch.load(tmp_path / "c" / CHECKPOINT, weights_only=True)
     assert fresh["epoch"] == 1
     assert any(not torch.equal(c["model"][k], v) for k, v in a["model"].items() if v.is_floating_point())
 
@@ -89,7 +91,9 @@ def test_run_folder_and_exact_resume(tiny_synth, tmp_path, capsys):
 @pytest.mark.slow
 def test_two_process_torchrun_on_cpu(tiny_synth, tmp_path):
     # 37 samples over 2 ranks -> shards of 19 and 18 -> 4 and 3 batches of 6: DDP must cope with uneven inputs.
-    cfg = tiny_config(tiny_synth, tmp_path / "ddp", epochs=1, batch_size=6)
+    # Validation on the 12 held-out images: each rank evaluates 6, the counts are summed over ranks.
+    val = Validation(data=str(tiny_synth / "test"), boxes=str(tiny_synth / "boxes.json"))
+    cfg = tiny_config(tiny_synth, tmp_path / "ddp", epochs=1, batch_size=6, val=val)
     cfg.save(tmp_path / "cfg.json")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     worker = Path(__file__).with_name("ddp_worker.py")
@@ -102,13 +106,15 @@ def test_two_process_torchrun_on_cpu(tiny_synth, tmp_path):
     assert report["samples"] == 37
     assert report["weights_equal_across_ranks"] is True
     assert report["weights_changed"] is True
-    states = torch.load(tmp_path / "ddp" / CHECKPOINT, weights_only=False)["loader"]["states"]
+    states = torch.load(tmp_path / "ddp" / CHECKPOINT, weights_only=True)["loader"]["states"]
     assert [state["shard"] for state in states] == [[0, 2], [1, 2]]  # every rank's loader state, for resuming
+    alone = evaluate(tmp_path / "ddp", val.data, val.boxes, progress=False).metrics  # one process, all 12 images
+    assert report["val"] == json.loads(json.dumps(alone)) and alone["count"] == 12
 
 
 def test_feature_map_hide_and_seek_is_inserted_trained_and_reloaded(tiny_synth, tmp_path):
     from dali_has import FeatureHideAndSeek
-    from train.trainer import load_trained_model
+    from train.checkpoint import load_trained_model
 
     fit(tiny_config(tiny_synth, tmp_path / "f", epochs=1, feature_has=FeatureHaS("body.2", patch_sizes=(3,))))
     model, cfg = load_trained_model(tmp_path / "f")
@@ -146,8 +152,8 @@ def test_exact_resume_when_epochs_stop_early(tiny_synth, tmp_path):
     fit(tiny_config(tiny_synth, tmp_path / "a", epochs=3, max_steps_per_epoch=2))
     fit(tiny_config(tiny_synth, tmp_path / "b", epochs=1, max_steps_per_epoch=2))
     fit(tiny_config(tiny_synth, tmp_path / "b", epochs=3, max_steps_per_epoch=2), resume=True)
-    a = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=False)
-    b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)
+    a = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=True)
+    b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=True)
     assert a["loader"]["states"][0]["rebuilds"] == b["loader"]["states"][0]["rebuilds"] == 3
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
@@ -157,7 +163,7 @@ def test_exact_resume_when_epochs_stop_early(tiny_synth, tmp_path):
                                               ({"seed_rule": "base + rank + 10007 * epoch"}, "older version")])
 def test_resume_that_cannot_replay_the_data_says_so(tiny_synth, tmp_path, loader_entry, why):
     fit(tiny_config(tiny_synth, tmp_path / "run", epochs=1))
-    state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)
+    state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
     torch.save(dict(state, loader=loader_entry), tmp_path / "run" / CHECKPOINT)
     with pytest.warns(UserWarning, match=f"cannot replay the data exactly: .*{why}"):
         last = fit(tiny_config(tiny_synth, tmp_path / "run", epochs=2), resume=True)

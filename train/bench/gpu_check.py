@@ -62,7 +62,14 @@ def plan(out: Path, data: Path) -> list[Step]:
     for arch in ("alexnet_gap", "resnet50"):
         steps.append(Step(f"train_{arch}", cli + ["train", "--data", str(data), "--out", str(out / f"run_{arch}"),
                                                   "--arch", arch, "--device", "gpu", "--epochs", "2",
-                                                  "--batch-size", "128", "--max-steps-per-epoch", "20"], 60))
+                                                  "--batch-size", "128", "--max-steps-per-epoch", "20",
+                                                  "--val-data", str(data)], 60))
+    # Last, as it may not fit the budget: ResNet-50's step eager vs torch.compile (compiling takes a minute).
+    steps.append(Step("bench_resnet50_compile", cli + ["bench", "--device", "gpu", "--arch", "resnet50", "--compile",
+                                                       "--iters", "10", "--model-iters", "30", "--runs", "3",
+                                                       "--no-progress", "--json",
+                                                       str(out / "bench_resnet50_compile.json")], 180,
+                      "bench_resnet50_compile.json"))
     return steps
 
 
@@ -116,13 +123,15 @@ def summarize(out: Path, results: dict, wall_s: float, budget_s: float) -> dict:
     summary = {"wall_s": round(wall_s, 1), "budget_s": budget_s, "steps": results,
                "environment": load("environment.json"), "gpu_tests": junit_counts(out / "gpu_tests.xml"),
                "memory": load("memory.json"), "bench": {}, "train": {}}
-    for arch in ("alexnet_gap", "resnet50"):
+    for arch in ("alexnet_gap", "resnet50", "resnet50_compile"):
         bench = load(f"bench_{arch}.json")
         if bench is not None:
             summary["bench"][arch] = {key: bench[key] for key in (
                 "gpu_name", "batch_size", "threads", "hw_decoder_load", "pipeline_img_s", "torchvision_img_s",
                 "model_step_img_s", "end_to_end_img_s", "end_to_end_pct_of_bound", "verdict", "has_overhead_pct",
-                "dali_vs_torchvision", "data_variants", "fused", "sweep")}
+                "dali_vs_torchvision", "data_variants", "fused", "sweep", "model_step_eager_img_s",
+                "compile_speedup")}
+    for arch in ("alexnet_gap", "resnet50"):
         metrics = out / f"run_{arch}" / "metrics.jsonl"
         if metrics.is_file():
             summary["train"][arch] = [json.loads(line) for line in metrics.read_text().splitlines()]

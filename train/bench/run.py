@@ -15,10 +15,9 @@ Figures (img/s, median of `runs` timed runs, see `train.bench.timing`):
                channels_last on the GPU, as the trainer runs): what the model can consume;
   end-to-end   the same step fed by the DALI loader with HaS (best implementation).
 
-Resize variants. RESIZE_VARIANTS maps a name to the `make_loader` options that select how the crop window is
-resized; "composed" is DALI's fn.resize + crop_mirror_normalize (what the pipeline does today). A fused resize
-operator is compared by adding its entry there (e.g. "fused": {"resize_impl": "fused"}, whatever option selects
-it) and running `dali-has bench --resize composed fused`.
+Resize variants (`resize`): how the decoded crop window becomes the network input, `TrainAugment.resize_impl`:
+"builtin" (fn.resize + fn.crop_mirror_normalize + the HaS operator) or "fused" (the plugin's one-pass
+`resize_mirror_normalize_hide`, CPU only). The pipeline rows use the built-ins, so they differ by HaS alone.
 """
 from __future__ import annotations
 
@@ -57,8 +56,7 @@ from train.models import ARCHS, build_model
 from train.trainer import build_optimizer
 
 IMPLS = ("none", "composed", "fused")
-# How the crop window becomes crop×crop: name -> make_loader options (see the module docstring).
-RESIZE_VARIANTS: dict[str, dict] = {"composed": {}}
+RESIZES = ("builtin", "fused")  # the resize_impl values compared ("auto" picks one of them)
 SOURCES = ("originals", "prepared")
 NUM_CLASSES = 1000  # ImageNet's classifier head, so a step costs what an ImageNet step costs
 WARMUP_QUEUES = 3  # loader stages warm up for at least this many times their prefetch queue depth
@@ -85,9 +83,11 @@ class BenchSettings:
     iters: timed batches per run of the loader stages; model_iters: of the model step and end-to-end.
     warmup: untimed batches before the runs; loader stages use at least WARMUP_QUEUES × their queue depth.
     model: options of `train.models.build_model` (e.g. {"batch_norm": True}).
+    compile: also time the model step under torch.compile (the end-to-end figure then uses it).
     prepared: a `dali-has prepare` copy of `data` (a folder) for the data comparison; None = the generated set's
         prepared copy when `data` is None, else no prepared variants.
-    resize: names from RESIZE_VARIANTS compared in the data comparison.
+    resize: `TrainAugment.resize_impl`s compared in the data comparison ("builtin", "fused"); () = both on the
+        CPU (fused only where the plugin loads), builtin on the GPU (the fused operator is CPU-only).
     """
 
     data: Optional[str] = None
@@ -103,8 +103,9 @@ class BenchSettings:
     warmup: Optional[int] = None
     runs: Optional[int] = None
     model: dict = field(default_factory=dict)
+    compile: bool = False
     prepared: Optional[str] = None
-    resize: tuple[str, ...] = ("composed",)
+    resize: tuple[str, ...] = ()
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -120,8 +121,10 @@ class BenchSettings:
         if self.prepared is not None and not os.path.isdir(self.prepared):
             raise ValueError(f"prepared={self.prepared!r} is not a folder (`dali-has prepare --data DATA --out "
                              "DIR` writes one)")
-        set_("resize", tuple(validate.one_of("resize", name, tuple(RESIZE_VARIANTS)) for name in self.resize)
-             or ("composed",))
+        set_("resize", tuple(validate.one_of("resize", name, RESIZES) for name in self.resize)
+             or (RESIZES if self.device == "cpu" else ("builtin",)))
+        if self.device == "gpu" and "fused" in self.resize:
+            raise ValueError("resize='fused' is a CPU operator; on the GPU the pipeline resizes with the built-ins")
         validate.one_of("arch", self.arch, tuple(ARCHS))
         for name, default in DEVICE_DEFAULTS[self.device].items():
             if getattr(self, name) in (None, ()):
@@ -132,6 +135,7 @@ class BenchSettings:
         set_("warmup", validate.whole_number("warmup", self.warmup))
         set_("threads", tuple(validate.positive_int("threads", t) for t in self.threads) or (default_num_threads(),))
         set_("hw_decoder_load", tuple(validate.probability("hw_decoder_load", load) for load in self.hw_decoder_load))
+        validate.boolean("compile", self.compile)
         build_model(self.arch, NUM_CLASSES, **self.model)  # unknown model options fail here, not mid-bench
 
     def combinations(self) -> list[tuple[int, Optional[float]]]:
@@ -151,6 +155,7 @@ class BenchSettings:
             words += ["--model-opt", f"{key}={value}"]
         words += ["--crop", str(self.crop), "--dtype", self.dtype, "--iters", str(self.iters), "--model-iters",
                   str(self.model_iters), "--warmup", str(self.warmup), "--runs", str(self.runs)]
+        words += ["--compile"] if self.compile else []
         return shlex.join(words + (["--json", json_path] if json_path else []))
 
 
@@ -175,12 +180,18 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
     has_impl = max(("composed", "fused"), key=lambda impl: best["img_s"][impl] or 0.0)
 
     prepared = s.prepared or (None if s.data else str(bench_prepared()))
+    resizes = tuple(r for r in s.resize if r != "fused" or fused_reason is None)
     compared = timer.data_variants({"originals": data, "prepared": prepared}, best["threads"],
-                                   best["hw_decoder_load"], has_impl)
+                                   best["hw_decoder_load"], has_impl, resizes)
     tv = {"has" if v.has else "none": m for v, m in compared.items() if v.loader == "torchvision"}
-    step = _train_step(s)
-    model_step = timer.model_step(step)
-    end_to_end = timer.end_to_end(data, best["threads"], best["hw_decoder_load"], has_impl, step)
+    steps = {"eager": _train_step(s)}
+    if s.compile:
+        steps["compiled"] = _train_step(s, compile=True)
+    model_steps = timer.model_step(steps)
+    # End to end with the step training would use: compiled when asked for.
+    model_step = model_steps["compiled" if s.compile else "eager"]
+    end_to_end = timer.end_to_end(data, best["threads"], best["hw_decoder_load"], has_impl,
+                                  steps["compiled" if s.compile else "eager"])
 
     pipeline = best["img_s"]
     loader_img_s, model_img_s = pipeline[has_impl], model_step.median
@@ -193,6 +204,8 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
         "pipeline_img_s": pipeline,
         "torchvision_img_s": {name: m.median for name, m in tv.items()},
         "model_step_img_s": model_img_s,
+        "model_step_eager_img_s": model_steps["eager"].median,
+        "compile_speedup": model_steps["compiled"].median / model_steps["eager"].median if s.compile else None,
         "end_to_end_img_s": end_to_end.median,
         "end_to_end_has_impl": has_impl,
         "end_to_end_pct_of_bound": 100.0 * end_to_end.median / min(loader_img_s, model_img_s),
@@ -206,7 +219,8 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
                           "ratios": data_ratios({v: m.median for v, m in compared.items()}),
                           "prepared": prepared, "ffcv_unavailable": _ffcv_unavailable_reason()},
         "runs": {"pipeline": best["runs"], "torchvision": {name: m.to_dict() for name, m in tv.items()},
-                 "model_step": model_step.to_dict(), "end_to_end": end_to_end.to_dict(),
+                 "model_step": model_step.to_dict(), "model_step_eager": model_steps["eager"].to_dict(),
+                 "end_to_end": end_to_end.to_dict(),
                  "data_variants": {v.name: m.to_dict() for v, m in compared.items()}},
         "sweep": sweep,
         "has": HaSConfig().to_dict(),
@@ -229,7 +243,7 @@ class Variant:
     loader: str  # "DALI", "torchvision" or "FFCV"
     source: str  # "originals" or "prepared"
     layout: str  # "NCHW" or "NHWC" (FFCV: channels_last memory, as its ImageNet recipe trains)
-    resize: Optional[str] = None  # DALI only: a RESIZE_VARIANTS name
+    resize: Optional[str] = None  # DALI only: its TrainAugment.resize_impl
     has: bool = True  # FFCV has no Hide-and-Seek: it runs without, which favours it
 
     @property
@@ -300,7 +314,11 @@ def format_report(r: dict) -> str:
     row("DALI pipeline + HaS fused", runs["pipeline"]["fused"])
     row(f"torchvision DataLoader, {r['threads']} workers, no HaS", runs["torchvision"]["none"])
     row("torchvision DataLoader + per-image HaS", runs["torchvision"]["has"])
-    row(f"model step, {r['arch']}, synthetic on-device input", runs["model_step"])
+    if r["compile_speedup"] is not None:
+        row(f"model step, {r['arch']}, synthetic on-device input, eager", runs["model_step_eager"])
+        row(f"model step, {r['arch']}, torch.compile ({r['compile_speedup']:.2f}x eager)", runs["model_step"])
+    else:
+        row(f"model step, {r['arch']}, synthetic on-device input", runs["model_step"])
     row(f"end-to-end training, DALI + HaS {r['end_to_end_has_impl']}", runs["end_to_end"])
     compared = r["data_variants"]
     lines += ["", f"Data comparison (with HaS {compared['has_impl']} unless said; one alternation):", "",
@@ -350,13 +368,13 @@ class _Timer:
             label = f"pipeline, {threads} threads" + (f", hw {hw}" if hw is not None else "")
             return self._time(label, streams, self._loader_warmup(depth), self.s.iters)
 
-    def data_variants(self, sources: dict[str, Optional[str]], threads: int, hw: Optional[float],
-                      has_impl: str) -> dict[Variant, Measurement]:
+    def data_variants(self, sources: dict[str, Optional[str]], threads: int, hw: Optional[float], has_impl: str,
+                      resizes: tuple[str, ...]) -> dict[Variant, Measurement]:
         """Variant -> Measurement of the data comparison, all timed in one alternation: the DALI variants with
         HaS, the torchvision DataLoader baseline (`threads` workers) with and without per-image HaS, FFCV."""
         s = self.s
         variants = [Variant("DALI", source, layout, resize) for source, folder in sources.items() if folder
-                    for layout in LAYOUTS for resize in s.resize]
+                    for layout in LAYOUTS for resize in resizes]
         with contextlib.ExitStack() as stack:
             streams, queues = {}, {}  # queues: each stream's prefetch depth in batches, for its warm-up
             for v in variants:
@@ -378,14 +396,14 @@ class _Timer:
                                {v.name: self._loader_warmup(queues[v]) for v in streams}, s.iters)
         return {v: timed[v.name] for v in streams}
 
-    def model_step(self, step) -> Measurement:
+    def model_step(self, steps: dict) -> dict[str, Measurement]:
+        """name -> Measurement of each training step (eager, compiled) on the same synthetic batch, in alternation."""
         s = self.s
         device = _torch_device(s.device)
         images = torch.randn(s.batch_size, 3, s.crop, s.crop, device=device, dtype=getattr(torch, s.dtype))
         labels = torch.randint(NUM_CLASSES, (s.batch_size,), device=device)
-        label = f"model step {s.arch}"
-        return self._time(label, {label: (step(images, labels) for _ in itertools.repeat(None))}, s.warmup,
-                          s.model_iters)[label]
+        streams = {name: (step(images, labels) for _ in itertools.repeat(None)) for name, step in steps.items()}
+        return self._time(f"model step {s.arch}", streams, s.warmup, s.model_iters)
 
     def end_to_end(self, data: str, threads: int, hw: Optional[float], impl: str, step) -> Measurement:
         with self._dali_loader(data, threads, hw, impl) as loader:
@@ -395,13 +413,14 @@ class _Timer:
                               self.s.model_iters)[label]
 
     def _dali_loader(self, data: str, threads: int, hw: Optional[float], impl: str, layout: str = "NCHW",
-                     resize: str = "composed"):
+                     resize: str = "builtin"):
         s = self.s
         hw_kwargs = {} if hw is None else {"hw_decoder_load": hw}
-        augment = TrainAugment() if impl == "none" else TrainAugment(has=HaSConfig(), has_impl=impl)
+        # The pipeline rows use the built-in resize chain, so they differ by Hide-and-Seek alone.
+        augment = TrainAugment(resize_impl=resize) if impl == "none" else \
+            TrainAugment(has=HaSConfig(), has_impl=impl, resize_impl=resize)
         return make_loader(data, train=True, batch_size=s.batch_size, augment=augment, crop=s.crop, device=s.device,
-                           seed=SEED, num_threads=threads, dtype=s.dtype, layout=layout, **hw_kwargs,
-                           **RESIZE_VARIANTS[resize])
+                           seed=SEED, num_threads=threads, dtype=s.dtype, layout=layout, **hw_kwargs)
 
     def _loader_warmup(self, queue_depth: int) -> int:
         return max(self.s.warmup, WARMUP_QUEUES * queue_depth)
@@ -501,13 +520,15 @@ def _ffcv_dataset(prepared: str, workers: int) -> Path:
     return path
 
 
-def _train_step(s: BenchSettings):
+def _train_step(s: BenchSettings, compile: bool = False):
     """A fresh model's training step on one batch: the trainer's step without its per-step loss readback, which
-    would synchronize the GPU every batch."""
+    would synchronize the GPU every batch. compile=True: the model under torch.compile, as `--compile` trains it
+    (its compilation happens in the warm-up batches, which are not timed)."""
     gpu = s.device == "gpu"
     model = build_model(s.arch, NUM_CLASSES, **s.model).to(_torch_device(s.device))
     if gpu:
         model = model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if compile else model
     # The trainer's optimizer with this architecture's default hyper-parameters; data and out are not used.
     opt, _ = build_optimizer(model, TrainConfig(data="", out="", arch=s.arch, batch_size=s.batch_size))
 
@@ -515,7 +536,7 @@ def _train_step(s: BenchSettings):
         # On the GPU bf16 autocast takes any input dtype; the CPU runs float32 like the trainer.
         images = images.contiguous(memory_format=torch.channels_last) if gpu else images.float()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=gpu):
-            loss = F.cross_entropy(model(images).float(), labels)
+            loss = F.cross_entropy(net(images).float(), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -24,8 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--prepared", metavar="DIR",
                    help="a `dali-has prepare` copy of --data, for the prepared variants (default: the generated "
                         "set's copy, made once into the cache; none with --data)")
-    p.add_argument("--resize", nargs="+", metavar="NAME",
-                   help="resize variants compared (train.bench.run.RESIZE_VARIANTS; default composed)")
+    p.add_argument("--resize", nargs="+", choices=("builtin", "fused"),
+                   help="resize + normalize (+ HaS) implementations compared on originals and prepared images "
+                        "(default: both on cpu, builtin on gpu)")
     add_device(p, help="where DALI decodes and the model trains (default: gpu when CUDA is visible)")
     p.add_argument("--batch-size", type=int)
     add_num_threads(p, sweep=True)
@@ -33,6 +34,8 @@ def register(subparsers) -> None:
                    help="GPU only: share of JPEGs for the hardware decoder, swept (default 0.65 0.9)")
     p.add_argument("--arch", choices=tuple(ARCHS), default="alexnet_gap")
     add_model_opts(p)
+    p.add_argument("--compile", action="store_true",
+                   help="also time the model step under torch.compile (worth it on a GPU; compiling takes a while)")
     p.add_argument("--crop", type=int, default=224, help="network input side in pixels (default %(default)s)")
     p.add_argument("--dtype", choices=("float32", "float16"),
                    help="loader output dtype (default: float16 on gpu, float32 on cpu)")
@@ -55,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, threads=tuple(args.num_threads or ()),
         hw_decoder_load=tuple(args.hw_decoder_load or ()), arch=args.arch,
         model=parse_model_opts(args.model_opt), crop=args.crop, dtype=args.dtype, iters=args.iters,
-        model_iters=args.model_iters, warmup=args.warmup, runs=args.runs, prepared=args.prepared,
-        resize=tuple(args.resize or ()))
+        model_iters=args.model_iters, warmup=args.warmup, runs=args.runs, compile=args.compile,
+        prepared=args.prepared, resize=tuple(args.resize or ()))
     result = run_bench(settings, progress=not args.no_progress, json_path=args.json)
     print(format_report(result))
     print(f"\ncommand: {result['command']}")

@@ -14,6 +14,8 @@ def register(sub) -> None:
     add_data(p, "held-out folder DIR/<class>/*.jpg or a file list")
     p.add_argument("--boxes", required=True, help="ILSVRC XML file/folder, CUB-200-2011 folder or synth boxes.json")
     p.add_argument("--checkpoint", required=True, nargs="+", metavar="RUN_DIR", help="one or more run folders")
+    p.add_argument("--best", action="store_true",
+                   help="evaluate the run's best validated weights (best.pt) instead of the latest (checkpoint.pt)")
     p.add_argument("--split", default="test", help="CUB / synth split the data folder holds (default test)")
     p.add_argument("--ten-crop", action="store_true", help="class scores averaged over the paper's 10 crops")
     p.add_argument("--cam-threshold", type=float, help="fraction of the CAM max for the box (default per arch)")
@@ -28,12 +30,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from train.checkpoint import BEST, CHECKPOINT
     from train.wsol.evaluate import evaluate, localization_table
     from train.wsol.visualize import cam_comparison
 
     results = {}
     for run_dir in args.checkpoint:
         results[Path(run_dir).name] = evaluate(run_dir, args.data, args.boxes, ten_crop=args.ten_crop,
+                                               checkpoint=BEST if args.best else CHECKPOINT,
                                                cam_threshold=args.cam_threshold, batch_size=args.batch_size,
                                                device=args.device, num_threads=args.num_threads,
                                                resize=args.resize, split=args.split, examples=args.examples)

@@ -10,10 +10,12 @@ from train.commands.arguments import add_data, add_no_progress, add_num_threads
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "scan", help="check every image of a dataset; write a file list of the usable ones",
-        description="Read and decode every file of DATA with DALI's CPU decoder and report the unusable ones "
-                    "(empty, truncated, not an image, unsupported format, absurd header size) as errors, odd but "
-                    "usable ones (PNG named .jpg, CMYK) as warnings, and grayscale, progressive and EXIF-rotated "
-                    "JPEGs as notes. Exits 1 if any file is unusable, 2 if DATA cannot be listed.")
+        description="Check every file of DATA as the loader does (regular file, size, signature, header), "
+                    "decode the accepted ones with DALI's CPU decoder and report the unusable ones (empty, "
+                    "truncated, not an image, unsupported format, absurd header size, links to devices or FIFOs) "
+                    "as errors, odd but usable ones (PNG named .jpg, CMYK, names a file list cannot hold) as "
+                    "warnings, and grayscale, progressive and EXIF-rotated JPEGs as notes. Exits 1 if any file is "
+                    "unusable, 2 if DATA cannot be listed.")
     add_data(p)
     p.add_argument("--write-list", metavar="FILE",
                    help="write a DALI file list ('path label' lines) of the usable files, for the loader")
@@ -26,7 +28,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.files import write_file_list
+    from pipelines.files import list_entry, unlistable, write_file_list
     from pipelines.scan import NOTE, scan_dataset
 
     report = scan_dataset(args.data, batch_size=args.batch_size, num_threads=args.num_threads,
@@ -34,12 +36,22 @@ def run(args: argparse.Namespace) -> int:
     for problem in report.problems:
         if problem.severity != NOTE or args.verbose:
             print(f"{problem.severity.upper():<7} {problem.path}: {problem.message}. {problem.advice}.")
+    not_listed = []
     if args.write_list:
-        count = write_file_list(args.write_list, report.usable_samples())
-        print(f"wrote {count} usable files to {args.write_list}")
+        listable = []
+        for path, label in report.usable_samples():
+            reason = unlistable(list_entry(args.write_list, path))
+            if reason:
+                not_listed.append({"path": str(path), "reason": reason})
+                print(f"{'WARNING':<7} {str(path)!r} is usable but not listed: {reason}. Rename it to list it.")
+            else:
+                listable.append((path, label))
+        count = write_file_list(args.write_list, listable)
+        left = f"; {len(not_listed)} usable file(s) left out, their names cannot be listed" if not_listed else ""
+        print(f"wrote {count} usable files to {args.write_list}{left}")
     if args.json:
         with open(args.json, "w") as out:
-            json.dump(report.to_dict(), out, indent=1)
+            json.dump({**report.to_dict(), "not_listed": not_listed}, out, indent=1)
     notes = sum(p.severity == NOTE for p in report.problems)
     hint = f" (--verbose lists the {notes} notes)" if notes and not args.verbose else ""
     print(f"scan: {report.summary()}{hint}")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from train.commands.arguments import (
     LOADER_DATA_HELP,
@@ -14,7 +13,7 @@ from train.commands.arguments import (
     add_num_threads,
     parse_model_opts,
 )
-from train.config import TrainConfig
+from train.config import VAL_METRICS, TrainConfig
 from train.models import ARCHS
 
 
@@ -37,6 +36,10 @@ def register(sub) -> None:
                        ("seed", int), ("max-steps-per-epoch", int)):
         p.add_argument(f"--{name}", type=kind)
     add_num_threads(p)
+    p.add_argument("--skip-bad-files", action="store_true", default=None,
+                   help="leave out files DALI's decoder must not see (not an image, a header it cannot parse, not a "
+                        "regular file), with a warning saying how many and where they are listed; by default "
+                        "they stop the run with an error naming them")
     p.add_argument("--random-area", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="random-resized-crop area range (default 0.08 1)")
     p.add_argument("--flip-probability", type=float, help="horizontal flips (default 0.5)")
@@ -53,12 +56,28 @@ def register(sub) -> None:
     p.add_argument("--feature-has-patch-sizes", type=int, nargs="+", metavar="S",
                    help="cells on the map (default 5 11)")
     p.add_argument("--feature-has-p-hide", type=float)
+    p.add_argument("--val-data", metavar="DATA", help="held-out folder or file list evaluated while training")
+    p.add_argument("--val-boxes", metavar="BOXES",
+                   help="true boxes of --val-data (ILSVRC XML, CUB folder, synthetic boxes.json): adds GT-known Loc, "
+                        "Top-1 Loc and MaxBoxAccV2")
+    p.add_argument("--val-every", type=int, metavar="N", help="validate every N epochs and after the last (default 1)")
+    p.add_argument("--val-metric", choices=VAL_METRICS,
+                   help="the metric that picks RUN/best.pt (default gt_known_loc with --val-boxes, else top1)")
+    p.add_argument("--val-resize", type=int, metavar="PIXELS", help="shorter side before the centre crop "
+                                                                     "(default crop / 0.875)")
+    p.add_argument("--val-split", choices=("train", "test", "all"), help="CUB / synthetic split of --val-data")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model (worth it on a GPU; `dali-has bench --compile` measures it)")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="also log every epoch to RUN/tensorboard (pip install 'dali-has[tensorboard]')")
     add_model_opts(p)
     p.set_defaults(func=run)
 
 
 def config_from_args(args) -> tuple[TrainConfig, bool]:
     """The run's config and whether it resumes; a bad combination of options is a ValueError."""
+    from train.checkpoint import CHECKPOINT, load_run_config  # torch is imported only once a command runs
+
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("func", "command", "resume", "model_opt")}
     if args.model_opt:
@@ -68,12 +87,15 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
         if changed:
             raise ValueError(f"--resume continues a run with its saved config; only --epochs may be given, "
                              f"not {['--' + c.replace('_', '-') for c in changed]}")
-        cfg = TrainConfig.load(Path(args.resume) / "config.json")
+        cfg = load_run_config(args.resume)  # the folder given is the run, whatever its config.json says
         if "epochs" in given:
             cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": given["epochs"]})
         return cfg, True
     if not args.data or not args.out:
         raise ValueError("--data and --out are required (or --resume RUN_DIR)")
+    if os.path.exists(os.path.join(args.out, CHECKPOINT)):
+        raise ValueError(f"--out {args.out} already holds a trained run; continue it with --resume {args.out}, "
+                         "or give another --out")
     given["augment"] = _augment(given)
     feature = {key: given.pop(f"feature_has_{key}") for key in ("after", "patch_sizes", "p_hide")
                if f"feature_has_{key}" in given}
@@ -81,6 +103,12 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
         if "after" not in feature:
             raise ValueError("--feature-has-patch-sizes / --feature-has-p-hide need --feature-has-after LAYER")
         given["feature_has"] = feature
+    val = {key: given.pop(f"val_{key}") for key in ("data", "boxes", "every", "metric", "resize", "split")
+           if f"val_{key}" in given}
+    if val:
+        if "data" not in val:
+            raise ValueError(f"{['--val-' + key for key in val]} need --val-data DATA")
+        given["val"] = val
     return TrainConfig.from_dict(given), False
 
 

@@ -1,9 +1,11 @@
 """Readers for true-box annotations: ILSVRC XML, CUB-200-2011 and the synthetic set's boxes.json.
 
-Each returns the same mapping: relative image path -> `Annotation(label, boxes)`, with label the class index
-(or None where the format does not give one) and boxes a list of (x0, y0, x1, y1) in pixels of the original
-image, as the files give them. Malformed input raises `BoxFormatError` naming the file and line (or, for
-XML, the object), so a user can fix it.
+Each returns the same mapping: relative image path -> `Annotation(label, boxes, size)`, with label the class
+index (or None where the format does not give one), boxes a list of (x0, y0, x1, y1) in pixels of the original
+image, as the files give them, and size the image's (width, height) where known: ILSVRC XML has <size>, the
+synthetic boxes.json stores it, CUB's text files do not, so its reader takes it from the image headers under
+`root/images` once. A box outside its image is refused rather than silently clipped later. Malformed input
+raises `BoxFormatError` naming the file and line (or, for XML, the object), so a user can fix it.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
+from PIL import Image
+
 Box = tuple[float, float, float, float]
 # The `format` tag of the synthetic set's boxes.json (`train.wsol.synth` writes it, `read_synth` reads it).
 SYNTH_BOXES_FORMAT = "dali-has-synth"
@@ -21,6 +25,7 @@ SYNTH_BOXES_FORMAT = "dali-has-synth"
 class Annotation(NamedTuple):
     label: int | None
     boxes: list[Box]
+    size: tuple[int, int] | None = None  # (width, height) of the image, None where the source does not say
 
 
 BoxTable = dict[str, Annotation]
@@ -30,11 +35,20 @@ class BoxFormatError(ValueError):
     """A box file that cannot be read as its format; the message names the file and the place."""
 
 
-def _check_box(box: Sequence[float], where: str) -> Box:
+def _check_box(box: Sequence[float], where: str, size: tuple[int, int] | None = None) -> Box:
     x0, y0, x1, y1 = (float(v) for v in box)
     if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x0 < 0 or y0 < 0 or x1 < x0 or y1 < y0:
         raise BoxFormatError(f"{where}: box {[x0, y0, x1, y1]} is not 0 <= x0 <= x1, 0 <= y0 <= y1")
+    if size is not None and (x1 > size[0] or y1 > size[1]):
+        raise BoxFormatError(f"{where}: box {[x0, y0, x1, y1]} reaches outside the {size[0]}x{size[1]} image; "
+                             "fix the box or the image size")
     return (x0, y0, x1, y1)
+
+
+def _check_size(width, height, where: str) -> tuple[int, int]:
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (width, height)):
+        raise BoxFormatError(f"{where}: image size {width!r} x {height!r} is not two positive whole numbers")
+    return int(width), int(height)
 
 
 # ---------------------------------------------------------------------------------------------- ILSVRC XML
@@ -78,6 +92,7 @@ def _read_one_xml(path: Path, index: dict[str, int] | None) -> tuple[str, str, A
     objects = root.findall("object")
     if not objects:
         raise BoxFormatError(f"{path}: no <object>")
+    size = _xml_size(root, path)
     synsets, boxes = set(), []
     for n, obj in enumerate(objects, start=1):
         where = f"{path}: object {n}"
@@ -92,7 +107,7 @@ def _read_one_xml(path: Path, index: dict[str, int] | None) -> tuple[str, str, A
                 values.append(float(text))
             except (TypeError, ValueError):
                 raise BoxFormatError(f"{where}: <bndbox><{tag}> is {text!r}, expected a number") from None
-        boxes.append(_check_box(values, where))
+        boxes.append(_check_box(values, where, size))
     if len(synsets) > 1:
         raise BoxFormatError(f"{path}: objects of several classes {sorted(synsets)}; expected one per image")
     (synset,) = synsets
@@ -102,7 +117,19 @@ def _read_one_xml(path: Path, index: dict[str, int] | None) -> tuple[str, str, A
             raise BoxFormatError(f"{path}: class {synset!r} is not among the {len(index)} class names given")
         label = index[synset]
     key = filename if filename.lower().endswith((".jpeg", ".jpg")) else f"{filename}.JPEG"
-    return synset, key, Annotation(label, boxes)
+    return synset, key, Annotation(label, boxes, size)
+
+
+def _xml_size(root: ET.Element, path: Path) -> tuple[int, int] | None:
+    """<size><width>, <height> of an ILSVRC annotation; None when it has no <size>."""
+    if root.find("size") is None:
+        return None
+    texts = [root.findtext(f"size/{tag}") for tag in ("width", "height")]
+    try:
+        width, height = (int((t or "").strip()) for t in texts)
+    except ValueError:
+        raise BoxFormatError(f"{path}: <size> is {texts[0]!r} x {texts[1]!r}, expected whole numbers") from None
+    return _check_size(width, height, str(path))
 
 
 # ------------------------------------------------------------------------------------------- CUB-200-2011
@@ -110,7 +137,8 @@ def _read_one_xml(path: Path, index: dict[str, int] | None) -> tuple[str, str, A
 def read_cub(root: str | Path, split: str = "test") -> BoxTable:
     """CUB-200-2011 boxes from its `images.txt`, `bounding_boxes.txt` (x y w h), `image_class_labels.txt`
     (1-based) and `train_test_split.txt` (1 = train). Keys are the paths of images.txt (relative to
-    `root/images`); labels are 0-based; boxes are (x, y, x + w, y + h). split: "train", "test" or "all"."""
+    `root/images`); labels are 0-based; boxes are (x, y, x + w, y + h); sizes come from the headers of the
+    images under `root/images` (None for an image not there). split: "train", "test" or "all"."""
     if split not in ("train", "test", "all"):
         raise ValueError(f"split={split!r}; expected 'train', 'test' or 'all'")
     root = Path(root)
@@ -139,13 +167,25 @@ def read_cub(root: str | Path, split: str = "test") -> BoxTable:
         if label < 1:
             raise BoxFormatError(f"{root / 'image_class_labels.txt'}:{label_line}: class {label}; "
                                  "CUB classes are numbered from 1")
-        boxes = [_check_box((x, y, x + w, y + h), f"{root / 'bounding_boxes.txt'}:{box_line}")
+        size = _header_size(root / "images" / path)
+        boxes = [_check_box((x, y, x + w, y + h), f"{root / 'bounding_boxes.txt'}:{box_line}", size)
                  for box_line, (x, y, w, h) in raw_boxes.get(image_id, [])]
         if not boxes:
             raise BoxFormatError(f"{root / 'images.txt'}:{line}: image id {image_id} has no line in "
                                  "bounding_boxes.txt")
-        out[path] = Annotation(label - 1, boxes)
+        out[path] = Annotation(label - 1, boxes, size)
     return out
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from an image's header (PIL reads no pixels); None when the file is absent."""
+    if not path.is_file():
+        return None
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception as error:  # PIL raises many kinds for files that are no image
+        raise BoxFormatError(f"{path}: cannot read the image size from its header ({error})") from None
 
 
 def _read_id_table(path: Path, width: int, kind: type, multi: bool = False) -> dict:
@@ -180,7 +220,8 @@ def _read_id_table(path: Path, width: int, kind: type, multi: bool = False) -> d
 def read_synth(path: str | Path, split: str = "all") -> BoxTable:
     """The boxes.json that `dali-has synth` writes (see train.wsol.synth). split "all": keys relative to the
     dataset folder (`test/c03/00012.jpg`); "train" or "test": that split only, keys relative to its folder
-    (`c03/00012.jpg`), as a loader reading DIR/test sees them."""
+    (`c03/00012.jpg`), as a loader reading DIR/test sees them. Image sizes: an image's "size" [width, height],
+    else the file's "image_size" (every image of the synthetic set has the same), else unknown."""
     if split not in ("train", "test", "all"):
         raise ValueError(f"split={split!r}; expected 'train', 'test' or 'all'")
     path = Path(path)
@@ -192,6 +233,7 @@ def read_synth(path: str | Path, split: str = "all") -> BoxTable:
         raise BoxFormatError(f"{path}: not a {SYNTH_BOXES_FORMAT} boxes file (expected 'format' and 'images' keys)")
     out: BoxTable = {}
     prefix = "" if split == "all" else f"{split}/"
+    common_size = _json_size(doc.get("image_size"), f"{path}: 'image_size'")
     for key, entry in doc["images"].items():
         if not key.startswith(prefix):
             continue
@@ -203,8 +245,17 @@ def read_synth(path: str | Path, split: str = "all") -> BoxTable:
         if not isinstance(boxes, list) or not boxes or not all(
                 isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b) for b in boxes):
             raise BoxFormatError(f"{where}: 'boxes' is {boxes!r}, expected a non-empty list of [x0, y0, x1, y1]")
-        out[key[len(prefix):]] = Annotation(label, [_check_box(b, where) for b in boxes])
+        size = _json_size(entry.get("size"), f"{where}: 'size'") or common_size
+        out[key[len(prefix):]] = Annotation(label, [_check_box(b, where, size) for b in boxes], size)
     return out
+
+
+def _json_size(value, where: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        raise BoxFormatError(f"{where} is {value!r}, expected [width, height]")
+    return _check_size(*value, where)
 
 
 # ---------------------------------------------------------------------------------------------- detection

@@ -10,20 +10,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
+from dali_has import validate
 from pipelines import make_loader
 from pipelines.files import load_dataset
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, eval_resize
 from train.tables import format_table
-from train.wsol.box_formats import BoxTable, read_boxes
+from train.wsol.box_formats import Annotation, BoxTable, read_boxes
 from train.wsol.cam import class_activation_maps
-from train.wsol.localization import LocalizationMeter, boxes_from_cam
-from train.trainer import load_trained_model
+from train.wsol.localization import ClassificationMeter, LocalizationMeter, boxes_from_cam
+from train.checkpoint import CHECKPOINT, load_trained_model
+from train.config import TrainConfig
+from train.models import CAMNet
 
 CENTER_CROP = TEN_CROP_POSITIONS.index((0.5, 0.5))
 CAM_THRESHOLDS = {"alexnet_gap": 0.20, "resnet50": 0.20}  # paper §4.1.1: AlexNet-GAP 0.20
@@ -77,7 +81,15 @@ def match_annotations(data: str, table: BoxTable) -> list:
     return out
 
 
-def evaluate(run_dir: str | Path, data: str, boxes: str, *, ten_crop: bool = False,
+def image_size(path: Path, annotation: Annotation) -> tuple[int, int]:
+    """(width, height) of an annotated image: stored with its boxes where the format has it, else its header."""
+    if annotation.size is not None:
+        return annotation.size
+    with Image.open(path) as im:
+        return im.size
+
+
+def evaluate(run_dir: str | Path, data: str, boxes: str, *, checkpoint: str = CHECKPOINT, ten_crop: bool = False,
              cam_threshold: float | None = None, batch_size: int = 64, device: str = "cpu",
              num_threads: int | None = None, resize: int | None = None, split: str = "test",
              examples: int = 0, progress: bool = True) -> EvalResult:
@@ -87,6 +99,7 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, ten_crop: bool = Fal
         run_dir: a `dali-has train` run folder (config.json and checkpoint.pt).
         data: held-out folder DIR/<class>/<image> or a file list; its labels must match the box file's.
         boxes: ILSVRC XML file/folder, CUB-200-2011 folder or the synthetic set's boxes.json (`read_boxes`).
+        checkpoint: which weights of the run, the latest (checkpoint.pt) or the best validated (best.pt).
         ten_crop: class scores averaged over the paper's 10 crops (the CAM stays the centre crop's).
         cam_threshold: fraction of the CAM max for the box; None = the architecture's (paper: 0.20).
         batch_size, device, num_threads: of the validation loader.
@@ -101,17 +114,40 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, ten_crop: bool = Fal
         ValueError / BoxFormatError: images without boxes, labels that disagree, a malformed box file.
         FileNotFoundError: a missing run folder, data or box file.
     """
+    model, cfg = load_trained_model(run_dir, torch.device("cuda" if device == "gpu" else "cpu"), checkpoint)
+    return evaluate_model(model, cfg, data, boxes=boxes, split=split, ten_crop=ten_crop, cam_threshold=cam_threshold,
+                          batch_size=batch_size, device=device, num_threads=num_threads, resize=resize,
+                          examples=examples, progress=progress)
+
+
+def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | None = None, split: str = "test",
+                   ten_crop: bool = False, cam_threshold: float | None = None, batch_size: int = 64,
+                   device: str = "cpu", num_threads: int | None = None, resize: int | None = None,
+                   examples: int = 0, progress: bool = True, shard_id: int = 0, num_shards: int = 1,
+                   reduce: Callable[[list[float]], list[float]] | None = None) -> EvalResult:
+    """`evaluate` for a model in memory (trained with `cfg`): what the trainer's validation runs.
+
+    boxes: None = classification only (top-1 / top-5).
+    shard_id, num_shards, reduce: evaluate this rank's shard of `data` only, then combine the counts of all ranks
+        with `reduce` (a sum over ranks, e.g. `train.distributed.all_reduce_sum`), so every image counts once.
+    The model is left in eval mode.
+    """
+    examples = validate.whole_number("examples", examples)
     torch_device = torch.device("cuda" if device == "gpu" else "cpu")
-    model, cfg = load_trained_model(run_dir, torch_device)
     resize = eval_resize(cfg.crop, resize)
-    annotations = match_annotations(data, read_boxes(boxes, split=split))
     threshold = CAM_THRESHOLDS[cfg.arch] if cam_threshold is None else cam_threshold
-    meter = LocalizationMeter(cam_threshold=threshold)
+    loader = make_loader(data, train=False, batch_size=batch_size, crop=cfg.crop, device=device, ten_crop=ten_crop,
+                         resize=resize, mean=cfg.mean, std=cfg.std, num_threads=num_threads, shard_id=shard_id,
+                         num_shards=num_shards)
+    annotations = None
+    if boxes is not None:
+        start = shard_id * loader.dataset_size // num_shards  # DALI's shard i: [i*N/S, (i+1)*N/S) in file order
+        annotations = match_annotations(data, read_boxes(boxes, split=split))[start:start + loader.num_samples]
+    meter = ClassificationMeter() if annotations is None else LocalizationMeter(cam_threshold=threshold)
     kept: list[Example] = []
-    loader = make_loader(data, train=False, batch_size=batch_size, crop=cfg.crop, device=device,
-                         ten_crop=ten_crop, resize=resize, mean=cfg.mean, std=cfg.std, num_threads=num_threads)
     index = 0
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch_device.type == "cuda"):
+    model.eval()
+    with loader, torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch_device.type == "cuda"):
         for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):
             images, labels = images.to(torch_device), labels.to(torch_device)
             center = images[:, CENTER_CROP] if ten_crop else images
@@ -119,16 +155,19 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, ten_crop: bool = Fal
             if ten_crop:
                 n = images.shape[0]
                 logits = model(images.flatten(0, 1)).float().softmax(-1).view(n, -1, logits.shape[-1]).mean(1)
+            if annotations is None:
+                meter.update(logits.float(), labels)
+                continue
             cams = class_activation_maps(features, model.classifier_weight, labels, size=center.shape[-2:])
-            true_boxes = []
-            for path, ann in annotations[index:index + len(labels)]:
-                with Image.open(path) as im:
-                    true_boxes.append(boxes_in_crop(ann.boxes, *im.size, resize, cfg.crop))
+            true_boxes = [boxes_in_crop(ann.boxes, *image_size(path, ann), resize, cfg.crop)
+                          for path, ann in annotations[index:index + len(labels)]]
             meter.update(logits.float(), labels, cams, true_boxes)
             if len(kept) < examples:
                 kept += _examples(model, features, logits, labels, center, true_boxes, threshold, cfg,
                                   examples - len(kept))
             index += len(labels)
+    if reduce is not None:
+        meter.reduce(reduce)
     return EvalResult(meter.compute(), kept)
 
 

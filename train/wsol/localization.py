@@ -40,7 +40,7 @@ Metrics (percent), accumulated batch by batch by `LocalizationMeter`:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -165,7 +165,50 @@ def _percent(correct, total: int):
     return correct * 100.0 / total
 
 
-class LocalizationMeter:
+class ClassificationMeter:
+    """Top-1 / top-5 accuracy accumulated batch by batch; `compute()` gives percentages.
+
+    Counts are plain sums, so the meters of several ranks, each fed its own shard, combine exactly:
+    `meter.reduce(sum_over_ranks)` (e.g. `train.distributed.all_reduce_sum`) before `compute()`.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.top1 = 0
+        self.top5 = 0
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+        """Add a batch of logits [N, C] and labels [N]; returns whether each top-1 prediction is right."""
+        logits, labels = logits.detach().cpu(), torch.as_tensor(labels).cpu().long()
+        n = logits.shape[0]
+        if logits.dim() != 2 or labels.shape != (n,):
+            raise ValueError(f"batch shapes disagree: logits {tuple(logits.shape)}, labels {tuple(labels.shape)}; "
+                             "expected [N, C] and [N]")
+        topk = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        top1 = (topk[:, 0] == labels).numpy()
+        self.top1 += int(top1.sum())
+        self.top5 += int((topk == labels[:, None]).any(dim=1).sum())
+        self.count += n
+        return top1
+
+    def reduce(self, sum_all: Callable[[list[float]], list[float]]) -> None:
+        """Replace every count by its sum over all meters, `sum_all` summing a list elementwise across ranks."""
+        self._set_counts([round(v) for v in sum_all([float(v) for v in self._counts()])])
+
+    def compute(self) -> dict:
+        """Percentages: top1, top5, and the number of images."""
+        if self.count == 0:
+            raise ValueError("no images were added; call update() first")
+        return {"count": self.count, "top1": _percent(self.top1, self.count), "top5": _percent(self.top5, self.count)}
+
+    def _counts(self) -> list[int]:
+        return [self.count, self.top1, self.top5]
+
+    def _set_counts(self, counts: list[int]) -> None:
+        self.count, self.top1, self.top5 = counts
+
+
+class LocalizationMeter(ClassificationMeter):
     """Accumulates classification and localization results batch by batch; `compute()` gives percentages.
 
     Args:
@@ -173,7 +216,8 @@ class LocalizationMeter:
         iou_threshold: IoU needed for GT-known / Top-1 Loc (0.5).
         iou_thresholds, cam_curve_interval: MaxBoxAccV2's IoU levels and threshold sweep step.
 
-    Use: `update(logits, labels, cams, true_boxes)` per batch (see its docstring for shapes), then `compute()`.
+    Use: `update(logits, labels, cams, true_boxes)` per batch (see its docstring for shapes), then `compute()`;
+    `reduce` combines the meters of several ranks, as for `ClassificationMeter`.
 
     Raises:
         ValueError: an invalid setting (named); in update(), batch shapes that disagree; in compute(), no images.
@@ -181,6 +225,7 @@ class LocalizationMeter:
 
     def __init__(self, *, cam_threshold: float = 0.20, iou_threshold: float = 0.5,
                  iou_thresholds: Sequence[float] = IOU_THRESHOLDS, cam_curve_interval: float = CAM_CURVE_INTERVAL):
+        super().__init__()
         self.cam_threshold = validate.probability("cam_threshold", cam_threshold)
         self.iou_threshold = validate.number("iou_threshold", iou_threshold, low=0.0, high=1.0, low_open=True)
         self.iou_thresholds = tuple(validate.number("iou_thresholds", t, low=0.0, high=1.0, low_open=True)
@@ -188,27 +233,20 @@ class LocalizationMeter:
         cam_curve_interval = validate.number("cam_curve_interval", cam_curve_interval, low=0.0, high=1.0,
                                              low_open=True, high_open=True)
         self.cam_thresholds = np.arange(0, 1, cam_curve_interval)  # as wsolevaluation's cam_threshold_list
-        self.count = 0
-        self.top1 = 0
-        self.top5 = 0
         self.gt_known = 0
         self.top1_loc = 0
         self.box_correct = np.zeros((len(self.iou_thresholds), len(self.cam_thresholds)), dtype=np.int64)
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor, cams: torch.Tensor,
-               gt_boxes: Sequence) -> None:
+               gt_boxes: Sequence) -> np.ndarray:
         """Add a batch: logits [N, C], labels [N], the true classes' normalized CAMs [N, H, W] and, per
-        image, its true boxes [k, 4] in CAM pixels."""
-        logits, labels, cams = logits.detach().cpu(), torch.as_tensor(labels).cpu().long(), cams.detach().cpu()
+        image, its true boxes [k, 4] in CAM pixels. Returns whether each top-1 prediction is right."""
+        cams = cams.detach().cpu()
         n = logits.shape[0]
-        if logits.dim() != 2 or labels.shape != (n,) or cams.dim() != 3 or cams.shape[0] != n or len(gt_boxes) != n:
-            raise ValueError(f"batch shapes disagree: logits {tuple(logits.shape)}, labels {tuple(labels.shape)}, "
-                             f"cams {tuple(cams.shape)}, {len(gt_boxes)} box lists; expected [N, C], [N], "
-                             "[N, H, W] and N")
-        topk = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        top1 = (topk[:, 0] == labels).numpy()
-        self.top1 += int(top1.sum())
-        self.top5 += int((topk == labels[:, None]).any(dim=1).sum())
+        if cams.dim() != 3 or cams.shape[0] != n or len(gt_boxes) != n:
+            raise ValueError(f"batch shapes disagree: logits {tuple(logits.shape)}, cams {tuple(cams.shape)}, "
+                             f"{len(gt_boxes)} box lists; expected [N, C], [N, H, W] and N")
+        top1 = super().update(logits, labels)
         for i in range(n):
             gt = np.asarray(gt_boxes[i], dtype=np.float64).reshape(-1, 4)
             (largest_iou,) = best_iou_per_threshold(cams[i], gt, [self.cam_threshold], all_components=False)
@@ -217,19 +255,16 @@ class LocalizationMeter:
             self.top1_loc += int(hit and top1[i])
             best = best_iou_per_threshold(cams[i], gt, self.cam_thresholds, all_components=True)
             self.box_correct += best[None, :] >= np.asarray(self.iou_thresholds)[:, None]
-        self.count += n
+        return top1
 
     def compute(self) -> dict:
         """Percentages: top1, top5, gt_known_loc, top1_loc, maxboxacc_v2 (mean over IoU levels), and per IoU
         level the MaxBoxAcc and the CAM threshold that attains it."""
-        if self.count == 0:
-            raise ValueError("no images were added; call update() first")
+        metrics = super().compute()
         accuracy = _percent(self.box_correct, self.count)
         best = accuracy.argmax(axis=1)
         return {
-            "count": self.count,
-            "top1": _percent(self.top1, self.count),
-            "top5": _percent(self.top5, self.count),
+            **metrics,
             "gt_known_loc": _percent(self.gt_known, self.count),
             "top1_loc": _percent(self.top1_loc, self.count),
             "maxboxacc_v2": float(accuracy.max(axis=1).mean()),
@@ -237,3 +272,11 @@ class LocalizationMeter:
             "best_cam_threshold": {f"{t:g}": float(self.cam_thresholds[best[j]])
                                    for j, t in enumerate(self.iou_thresholds)},
         }
+
+    def _counts(self) -> list[int]:
+        return [*super()._counts(), self.gt_known, self.top1_loc, *self.box_correct.ravel().tolist()]
+
+    def _set_counts(self, counts: list[int]) -> None:
+        super()._set_counts(counts[:3])
+        self.gt_known, self.top1_loc = counts[3:5]
+        self.box_correct = np.array(counts[5:], dtype=np.int64).reshape(self.box_correct.shape)

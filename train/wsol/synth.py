@@ -289,7 +289,8 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress: bool =
 
     mean_rgb = [round(float(m), 4) for m in pixel_sum / (cfg.n_train * cfg.size * cfg.size)]
     (out / "boxes.json").write_text(json.dumps(
-        {"format": SYNTH_BOXES_FORMAT, "version": BOXES_VERSION, "classes": names, "images": entries}))
+        {"format": SYNTH_BOXES_FORMAT, "version": BOXES_VERSION, "classes": names, "image_size": [cfg.size, cfg.size],
+         "images": entries}))
     info = {
         "format": SYNTH_BOXES_FORMAT,
         "version": BOXES_VERSION,

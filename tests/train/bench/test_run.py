@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from train.bench.data import CLASSES, bench_jpegs, bench_prepared
-from train.bench.run import BenchSettings, Variant, data_ratios, overhead_pct, verdict
+from train.bench.run import BenchSettings, Variant, _Timer, _train_step, data_ratios, overhead_pct, verdict
 from train.bench.timing import batches_consumed, measure
 from train.cli import build_parser, main
 
@@ -148,10 +148,10 @@ def test_the_prepared_set_is_made_once_with_prepare(tmp_path):
 
 
 def test_data_ratios_compare_what_the_targets_are_stated_in():
-    rates = {Variant("DALI", "originals", "NCHW", "composed"): 1000.0,
-             Variant("DALI", "originals", "NHWC", "composed"): 1100.0,
-             Variant("DALI", "prepared", "NCHW", "composed"): 2000.0,
-             Variant("DALI", "prepared", "NHWC", "composed"): 2400.0,
+    rates = {Variant("DALI", "originals", "NCHW", "builtin"): 1000.0,
+             Variant("DALI", "originals", "NHWC", "builtin"): 1100.0,
+             Variant("DALI", "prepared", "NCHW", "builtin"): 2000.0,
+             Variant("DALI", "prepared", "NHWC", "builtin"): 2400.0,
              Variant("DALI", "prepared", "NHWC", "fused"): 4800.0,
              Variant("torchvision", "originals", "NCHW"): 600.0,
              Variant("FFCV", "prepared", "NHWC", has=False): 3000.0}
@@ -159,9 +159,9 @@ def test_data_ratios_compare_what_the_targets_are_stated_in():
     assert ratios["prepared/originals NHWC"] == 2400 / 1100 and ratios["NHWC/NCHW prepared"] == 1.2
     assert ratios["best DALI/torchvision originals"] == 8.0
     assert ratios["DALI prepared NHWC/FFCV prepared NHWC"] == 1.6  # the best resize variant
-    assert ratios["fused/composed resize prepared NHWC"] == 2.0
+    assert ratios["fused/builtin resize prepared NHWC"] == 2.0
     assert Variant("FFCV", "prepared", "NHWC", has=False).name == "FFCV prepared NHWC (no HaS)"
-    assert data_ratios({Variant("DALI", "originals", "NCHW", "composed"): 1.0})["NHWC/NCHW prepared"] is None
+    assert data_ratios({Variant("DALI", "originals", "NCHW", "builtin"): 1.0})["NHWC/NCHW prepared"] is None
 
 
 @pytest.fixture(scope="module")
@@ -204,15 +204,17 @@ def test_bench_json_holds_every_figure_the_sweep_and_the_machine(tiny_run):
 def test_bench_compares_originals_and_prepared_in_both_layouts_with_torchvision(tiny_run):
     compared = tiny_run["data_variants"]
     dali = {name for name in compared["img_s"] if name.startswith("DALI")}
-    assert dali == {f"DALI {source} {layout} composed resize" for source in ("originals", "prepared")
-                    for layout in ("NCHW", "NHWC")}
-    assert "torchvision originals NCHW" in compared["img_s"]
+    resizes = ("builtin", "fused") if tiny_run["fused"]["available"] else ("builtin",)
+    assert dali == {f"DALI {source} {layout} {resize} resize" for source in ("originals", "prepared")
+                    for layout in ("NCHW", "NHWC") for resize in resizes}
+    assert {"torchvision originals NCHW", "torchvision originals NCHW (no HaS)"} <= set(compared["img_s"])
     has_ffcv = compared["ffcv_unavailable"] is None
     assert ("FFCV prepared NHWC (no HaS)" in compared["img_s"]) == has_ffcv
     assert all(rate > 0 for rate in compared["img_s"].values())
     assert {v["name"] for v in compared["variants"]} == set(compared["img_s"]) == set(tiny_run["runs"]["data_variants"])
-    assert compared["ratios"]["prepared/originals NCHW"] == (compared["img_s"]["DALI prepared NCHW composed resize"]
-                                                             / compared["img_s"]["DALI originals NCHW composed resize"])
+    assert compared["ratios"]["prepared/originals NCHW"] == (compared["img_s"]["DALI prepared NCHW builtin resize"]
+                                                             / compared["img_s"]["DALI originals NCHW builtin resize"])
+    assert tiny_run["torchvision_img_s"]["has"] == compared["img_s"]["torchvision originals NCHW"]
     assert (compared["ratios"]["DALI prepared NHWC/FFCV prepared NHWC"] is not None) == has_ffcv
 
 
@@ -232,5 +234,17 @@ def test_bench_json_command_repeats_the_run(tiny_run):
     args = build_parser().parse_args(words[1:])
     assert (args.batch_size, args.num_threads, args.crop, args.model_opt) == (4, [1, 2], 32,
                                                                                ["stem=small", "width=0.125"])
-    assert args.prepared.endswith("-prepared-v1-64") and args.resize == ["composed"]
+    assert args.prepared.endswith("-prepared-v1-64") and args.resize == ["builtin", "fused"]
     assert args.json.endswith("bench.json") and args.runs == 1
+
+
+def test_compile_times_the_compiled_step_beside_the_eager_one(tmp_path, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or model)
+    s = BenchSettings(device="cpu", batch_size=2, crop=32, model={"stem": "small", "width": 0.125}, model_iters=1,
+                      runs=2, warmup=1, compile=True)
+    steps = {"eager": _train_step(s), "compiled": _train_step(s, compile=True)}
+    timed = _Timer(s, progress=False).model_step(steps)
+    assert len(compiled) == 1 and set(timed) == {"eager", "compiled"}
+    assert all(len(m.runs) == 2 and m.median > 0 for m in timed.values())
+    assert "--compile" in shlex.split(s.command())

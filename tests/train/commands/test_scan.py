@@ -57,3 +57,22 @@ def test_written_list_feeds_the_loader(tmp_path, capsys):
     loader = make_loader(str(list_path), train=False, batch_size=3, crop=16, num_threads=1)
     labels = [label for _, batch in loader for label in batch.tolist()]
     assert len(labels) == usable and set(labels) == {1}  # class folders "bad" = 0, "good" = 1
+
+
+def test_names_a_file_list_cannot_hold_are_left_out_and_reported(tmp_path, capsys):
+    from tests.pipelines.bad_images import jpeg_bytes
+
+    root = tmp_path / "data"
+    for name in ["a/plain.jpg", "a/new\nline.jpg", "a/carriage\rreturn.jpg", "b\nc/in-folder.jpg"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(jpeg_bytes())
+    list_path, json_path = tmp_path / "list.txt", tmp_path / "report.json"
+    assert main(["scan", "--data", str(root), "--write-list", str(list_path), "--json", str(json_path),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 1 usable files" in out and "3 usable file(s) left out" in out
+    assert out.count("is usable but not listed: it contains a newline") == 3
+    assert [name for name, _ in read_file_list(list_path).samples] == ["data/a/plain.jpg"]
+    not_listed = json.loads(json_path.read_text())["not_listed"]
+    assert sorted(entry["path"] for entry in not_listed) == sorted(
+        str(root / name) for name in ["a/new\nline.jpg", "a/carriage\rreturn.jpg", "b\nc/in-folder.jpg"])

@@ -27,8 +27,8 @@ def test_ilsvrc_xml(tmp_path):
     _xml(tmp_path, "ILSVRC2012_val_00000002", ("n09193705", (0, 1, 499, 335)), ("n09193705", (5, 6, 7, 8)))
     table = read_ilsvrc_xml(tmp_path, class_names=["n01751748", "n09193705"])
     assert table == {
-        "ILSVRC2012_val_00000001.JPEG": Annotation(0, [(111.0, 108.0, 441.0, 193.0)]),
-        "ILSVRC2012_val_00000002.JPEG": Annotation(1, [(0.0, 1.0, 499.0, 335.0), (5.0, 6.0, 7.0, 8.0)]),
+        "ILSVRC2012_val_00000001.JPEG": Annotation(0, [(111.0, 108.0, 441.0, 193.0)], (500, 375)),
+        "ILSVRC2012_val_00000002.JPEG": Annotation(1, [(0.0, 1.0, 499.0, 335.0), (5.0, 6.0, 7.0, 8.0)], (500, 375)),
     }
     assert read_ilsvrc_xml(tmp_path)["ILSVRC2012_val_00000001.JPEG"].label is None
     assert "n09193705/ILSVRC2012_val_00000002.JPEG" in read_ilsvrc_xml(tmp_path, by_class=True)
@@ -144,3 +144,56 @@ def test_read_boxes_rejects_unknown_sources(tmp_path):
     (tmp_path / "boxes.csv").write_text("a,b\n")
     with pytest.raises(BoxFormatError, match="not a box annotation source"):
         read_boxes(tmp_path / "boxes.csv")
+
+
+# ------------------------------------------------------------------------------ boxes outside their image
+
+def test_ilsvrc_box_outside_its_image_is_refused(tmp_path):
+    # Before: a box [0, 0, 1e9, 1e9] was read and silently clipped to the crop at evaluation.
+    _xml(tmp_path, "x", ("n1", (0, 0, 1e9, 1e9)))
+    with pytest.raises(BoxFormatError, match=r"x\.xml: object 1: box .* reaches outside the 500x375 image"):
+        read_ilsvrc_xml(tmp_path)
+    (tmp_path / "x.xml").write_text(XML.format(name="x", objects=OBJ.format(synset="n1", b=(0, 0, 500, 375))))
+    assert read_ilsvrc_xml(tmp_path)["x.JPEG"].size == (500, 375)  # a box may end at the image's edge
+    (tmp_path / "x.xml").write_text(XML.replace("<width>500</width>", "<width>wide</width>").format(
+        name="x", objects=OBJ.format(synset="n1", b=(0, 0, 5, 5))))
+    with pytest.raises(BoxFormatError, match=r"x\.xml: <size> is 'wide' x '375'"):
+        read_ilsvrc_xml(tmp_path)
+
+
+def test_synth_sizes_are_stored_and_enforced(tmp_path):
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps({"format": "dali-has-synth", "image_size": [64, 64], "images": {
+        "test/a.jpg": {"label": 0, "boxes": [[0, 0, 64, 64]]},
+        "test/b.jpg": {"label": 0, "boxes": [[0, 0, 8, 8]], "size": [8, 10]}}}))
+    assert {k: v.size for k, v in read_synth(path).items()} == {"test/a.jpg": (64, 64), "test/b.jpg": (8, 10)}
+    path.write_text(json.dumps({"format": "dali-has-synth", "image_size": [64, 64], "images": {
+        "test/a.jpg": {"label": 0, "boxes": [[0, 0, 1e9, 1e9]]}}}))
+    with pytest.raises(BoxFormatError, match=r"image 'test/a\.jpg': box .* outside the 64x64 image"):
+        read_synth(path)
+    path.write_text(json.dumps({"format": "dali-has-synth", "image_size": [64, -1], "images": {}}))
+    with pytest.raises(BoxFormatError, match="'image_size': image size 64 x -1"):
+        read_synth(path)
+
+
+def test_cub_sizes_come_from_the_image_headers(tmp_path):
+    from PIL import Image
+
+    root = _cub(tmp_path)
+    for name, size in (("001.Black_footed_Albatross/a.jpg", (400, 340)), ("200.Common_Yellowthroat/c.jpg", (9, 9))):
+        (root / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size).save(root / "images" / name)
+    assert {k: v.size for k, v in read_cub(root).items()} == {"001.Black_footed_Albatross/a.jpg": (400, 340),
+                                                              "200.Common_Yellowthroat/c.jpg": (9, 9)}
+    Image.new("RGB", (300, 300)).save(root / "images/001.Black_footed_Albatross/a.jpg")  # box reaches x 385
+    with pytest.raises(BoxFormatError, match=r"bounding_boxes\.txt:1: box .* outside the 300x300 image"):
+        read_cub(root)
+
+
+def test_an_xml_bomb_is_refused(tmp_path):
+    # "Billion laughs": nested entities that would expand to gigabytes; expat refuses the amplification.
+    entities = '<!ENTITY a0 "lol">' + "".join(f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 10))
+    (tmp_path / "x.xml").write_text(f'<?xml version="1.0"?><!DOCTYPE annotation [{entities}]>'
+                                    "<annotation><filename>&a9;</filename></annotation>")
+    with pytest.raises(BoxFormatError, match=r"x\.xml:\d+: not valid XML"):
+        read_ilsvrc_xml(tmp_path)

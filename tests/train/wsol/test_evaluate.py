@@ -84,3 +84,19 @@ def test_eval_command_on_a_trained_run(tiny_synth, tmp_path, capsys):
     assert "GT-known Loc" in out and "base" in out and "has" in out
     assert set(json.loads((tmp_path / "m.json").read_text())) == {"base", "has"}
     assert (tmp_path / "cams.png").stat().st_size > 0
+
+
+def test_stored_image_sizes_are_used_without_opening_the_images(tiny_synth, tmp_path, monkeypatch):
+    from train.wsol import evaluate as module
+
+    fit(tiny_config(tiny_synth, tmp_path / "run", epochs=1, max_steps_per_epoch=1))
+    monkeypatch.setattr(module.Image, "open", lambda *a, **k: pytest.fail("opened an image for its size"))
+    result = evaluate(tmp_path / "run", str(tiny_synth / "test"), str(tiny_synth / "boxes.json"), progress=False)
+    assert 0 <= result.metrics["gt_known_loc"] <= 100
+
+
+def test_negative_examples_are_refused(tiny_synth, tmp_path, capsys):
+    fit(tiny_config(tiny_synth, tmp_path / "run", epochs=1, max_steps_per_epoch=1))
+    code = main(["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
+                 "--checkpoint", str(tmp_path / "run"), "--examples", "-3"])
+    assert code == 2 and "examples=-3 must be a whole number >= 0" in capsys.readouterr().err

@@ -1,0 +1,97 @@
+"""`resize_mirror_normalize_hide`: from decoded crop windows to the network input in one CPU operator.
+
+The training pipeline's tail, fn.resize -> fn.crop_mirror_normalize -> hide_and_seek, spends most of its CPU
+time in DALI's general-purpose resize. The plugin's `fn.dali_has.resize_mirror_normalize_hide` does the same
+work in one pass per output row: the same linear, antialiased filter with the same weights, the uint8
+rounding fn.resize applies, crop_mirror_normalize's normalization (a 256-entry table per channel), and
+Hide-and-Seek cells written as the fill instead of being computed. It differs from the chain only where
+the two resizes round a value to a different uint8 level (one normalized step, 1 / std).
+
+The operator is CPU only. Where the plugin cannot be built, or the images are on the GPU, `impl="auto"` runs
+the chain of DALI built-ins instead (with `hide_and_seek` in the `has_impl` it is given).
+"""
+from __future__ import annotations
+
+from numbers import Real
+from typing import Optional, Sequence, Union
+
+from nvidia.dali import fn, types
+
+from dali_has import fused, operator, validate
+from dali_has.spec import HaSConfig
+
+IMPLEMENTATIONS = ("auto", "fused", "builtin")
+OUTPUT_TYPES = (types.FLOAT, types.FLOAT16)  # DALI 2.4 has no bfloat16
+LAYOUTS = ("CHW", "HWC")
+MAX_CHANNELS = 4  # the operator's limit (one pixel is one 4-float vector)
+
+Channels = Union[float, Sequence[float]]
+
+
+def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mirror=0, mean: Channels = 0.0,
+                                 std: Channels = 1.0, dtype=types.FLOAT, layout: str = "CHW",
+                                 has: Optional[HaSConfig] = None, impl: str = "auto", has_impl: str = "auto"):
+    """Resize, flip, normalize and (optionally) Hide-and-Seek a batch of decoded images in one operator.
+
+    Args:
+        images: DALI node of uint8 HWC images of any size (e.g. fn.decoders.image_random_crop's windows),
+            1 to 4 channels.
+        size: output side, or (height, width), in pixels.
+        mirror: per-sample horizontal flip: 0/1, or a DALI node such as fn.random.coin_flip().
+        mean, std: normalization (x - mean) / std on the 0..255 scale, one value or one per channel.
+        dtype: types.FLOAT or types.FLOAT16 (DALI 2.4 has no bfloat16).
+        layout: "CHW" or "HWC", of each output sample.
+        has: Hide-and-Seek settings, applied on the output grid after the flip, fill in normalized units;
+            None hides nothing.
+        impl: "fused" (the plugin's operator: CPU images only), "builtin" (fn.resize + fn.crop_mirror_normalize +
+            `hide_and_seek(impl=has_impl)`), or "auto": the operator for CPU images when the plugin loads and
+            `has_impl` is not "composed", else the built-ins.
+        has_impl: the `hide_and_seek` implementation the built-in chain uses.
+
+    Returns:
+        A node of `dtype` images, `size` in `layout`.
+
+    Raises:
+        ValueError: an argument is out of range or of the wrong type (the message names it).
+        RuntimeError: impl="fused" but the plugin is unavailable or the images are on the GPU.
+    """
+    sides = (size, size) if isinstance(size, Real) else tuple(size) if isinstance(size, Sequence) else ()
+    if len(sides) != 2:
+        raise ValueError(f"size={size!r}; expected a positive whole number or (height, width)")
+    height, width = (validate.positive_int("size", side) for side in sides)
+    mean = _channels("mean", mean)
+    std = _channels("std", std, positive=True)
+    validate.one_of("dtype", dtype, OUTPUT_TYPES)
+    validate.one_of("layout", layout, LAYOUTS)
+    if has is not None and not isinstance(has, HaSConfig):
+        raise ValueError(f"has={has!r}; expected None or a dali_has.HaSConfig")
+    validate.one_of("impl", impl, IMPLEMENTATIONS)
+    validate.one_of("has_impl", has_impl, operator.IMPLEMENTATIONS)
+
+    on_gpu = getattr(images, "device", "cpu") == "gpu"
+    if impl == "fused" or (impl == "auto" and not on_gpu and has_impl != "composed" and fused.load()):
+        if on_gpu:
+            raise RuntimeError("resize_mirror_normalize_hide has no GPU operator; give it CPU images or use "
+                               "impl='auto' / 'builtin'")
+        if not fused.load():
+            raise RuntimeError(f"the fused operator is unavailable: {fused.unavailable_reason()}")
+        has_args = has.to_dict() if has is not None else {"patch_sizes": [0], "p_hide": 0.0, "fill": [0.0]}
+        return fn.dali_has.resize_mirror_normalize_hide(images, size=[height, width], mirror=mirror,
+                                                        mean=list(mean), std=list(std), dtype=dtype,
+                                                        output_layout=layout, **has_args)
+    if impl == "auto" and not on_gpu and has_impl != "composed":
+        operator.warn_fallback(fused.unavailable_reason())
+    images = fn.resize(images, size=[height, width])
+    images = fn.crop_mirror_normalize(images, mirror=mirror, mean=list(mean), std=list(std), dtype=dtype,
+                                      output_layout=layout)
+    if has is None:
+        return images
+    return operator.hide_and_seek(images, patch_sizes=has.patch_sizes, p_hide=has.p_hide, fill=has.fill,
+                                  impl=has_impl)
+
+
+def _channels(name: str, value: Channels, *, positive: bool = False) -> tuple[float, ...]:
+    values = validate.numbers(name, value, positive=positive)
+    if len(values) > MAX_CHANNELS:
+        raise ValueError(f"{name}={value!r}; expected one value or one per channel, at most {MAX_CHANNELS}")
+    return values

@@ -1,0 +1,441 @@
+"""Which listed files are safe to hand to DALI's image decoder, checked when a dataset is listed and cached.
+
+Why at listing time: DALI 2.4's image decoder parses every sample's header in parallel blocks, and when the
+header of a sample in the calling thread's block cannot be parsed it leaves the block before the other threads
+are done, which crashes the process (SIGSEGV) instead of raising. That needs a batch larger than 4 x (threads
++ 1), so any real training batch; it was seen with text and GIF files named .jpg, with PNGs and JPEGs cut
+inside their headers and with garbage behind a valid signature. A file whose header parses but whose data is
+bad (a JPEG cut mid-scan) raises an ordinary error, which `pipelines.bad_files` turns into one naming the file.
+
+So before DALI sees a file, each one is checked here, reading a few bytes and its header only:
+* it is a regular file after following links (no FIFO, device or socket: those hang or never end), non-empty
+  and at most MAX_FILE_BYTES (a larger one is refused, never read);
+* its first bytes are the signature of a format DALI decodes, by the rules of nvImageCodec's parsers:
+  JPEG (FF D8), PNG, BMP ("BM", at least 18 bytes), TIFF and BigTIFF, PNM/PPM/PGM/PBM ("P1".."P6" and white
+  space), JPEG 2000 (JP2 box or J2K codestream), WebP (RIFF/WEBP with a VP8, VP8L or VP8X chunk);
+* nvImageCodec, the library DALI decodes with, parses its header (the same parser DALI runs, reading only the
+  header) and the size it finds is sane: 1..MAX_SIDE pixels a side, at most MAX_PIXELS pixels (a
+  decompression bomb is refused rather than allocated), at least one channel.
+
+Verdicts are cached per data source in `cache_root()/file_check/` as JSON, keyed by each file's path, size and
+modification time, so a run over unchanged files pays one `stat` per file. Writers replace the cache file
+atomically under a lock (torchrun ranks of one node check once); a corrupt or unreadable cache is ignored and
+rebuilt.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import stat
+import tempfile
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Optional
+
+from tqdm import tqdm
+
+from dali_has.cache import cache_root
+from pipelines.errors import UnreadableImageError
+from pipelines.files import Dataset, load_dataset
+
+# The largest file read: every image within MAX_PIXELS fits, even uncompressed (179 M pixels x 3 bytes is
+# 537 MB); a training image of more than a gigabyte is an error or an attack, not data.
+MAX_FILE_BYTES = 1 << 30
+# DALI's decoder refuses longer sides ("Maximum supported image dimension is 65500 pixels").
+MAX_SIDE = 65500
+# PIL's decompression-bomb limit (2 * Image.MAX_IMAGE_PIXELS at its default): decoding more would allocate
+# gigabytes per image.
+MAX_PIXELS = 178_956_970
+# Threads overlap the reads on cold or network storage; each takes CHUNK files at a time.
+_CHECK_THREADS = 8
+_CHUNK = 256
+_CACHE_FORMAT, _CACHE_VERSION = "dali-has-file-check", 1
+_PROC_FDS = os.path.isdir("/proc/self/fd")  # Linux with /proc mounted, i.e. wherever DALI runs, in practice
+OK = "ok"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the check found: kind OK with `detail` = the format (e.g. "jpeg"), or a refusal kind and a message."""
+
+    kind: str  # OK, or: unreadable, not-a-file, empty, too-large, not-an-image, bad-header, bad-dimensions
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == OK
+
+
+@dataclass(frozen=True)
+class CheckedFiles:
+    """A dataset split into the files DALI may decode (`accepted`, in reader order, labels kept) and the
+    refused ones, `(name, verdict)` in dataset order."""
+
+    accepted: Dataset
+    refused: tuple[tuple[str, Verdict], ...]
+    refused_list: Optional[Path]  # where all refused files are listed (JSON lines), None when there are none
+
+
+def signature_format(head: bytes) -> Optional[str]:
+    """The format whose signature `head` (a file's first 16 bytes) starts with, among those DALI decodes."""
+    if head[:2] == b"\xff\xd8":
+        return "jpeg"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if head[:2] == b"BM":
+        return "bmp"
+    if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return "tiff"
+    if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace():
+        return "pnm"
+    if head[:12] == b"\0\0\0\x0cjP  \r\n\x87\n" or (head[:2] == b"\xff\x4f" and len(head) >= 12):
+        return "jpeg2000"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and head[12:16] in (b"VP8 ", b"VP8L", b"VP8X"):
+        return "webp"
+    return None
+
+
+def _other_format(head: bytes) -> str:
+    """Words for a file of no format DALI decodes."""
+    known = {b"GIF87a": "a GIF file", b"GIF89a": "a GIF file", b"%PDF": "a PDF file", b"PK\x03\x04": "a ZIP file",
+             b"\x1f\x8b": "a gzip file"}
+    for magic, name in known.items():
+        if head.startswith(magic):
+            return f"is {name}, not a format DALI decodes"
+    if head[4:8] == b"ftyp":
+        return "is an ISO media file (HEIC, AVIF or video), not a format DALI decodes"
+    return f"is not an image file DALI decodes (it starts with {head!r})"
+
+
+def check_file(path: str | os.PathLike) -> Verdict:
+    """Check one file (see the module docstring); never reads more than its header, never blocks on a FIFO."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; the descriptor is checked before any read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return Verdict("unreadable", "does not exist (or is a broken link)")
+    except OSError as error:
+        return Verdict("unreadable", f"cannot be opened: {error.strerror or error}")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return Verdict("not-a-file", f"is not a regular file ({_file_type(info.st_mode)}); it is never read")
+        return _check_regular(fd, info.st_size, path)
+    finally:
+        os.close(fd)
+
+
+def read_image_file(path: str | os.PathLike) -> bytes:
+    """A file's bytes through the same guards as `check_file`: a regular file of at most MAX_FILE_BYTES, opened
+    without blocking; OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb", closefd=True) as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file ({_file_type(info.st_mode)})", os.fspath(path))
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_FILE_BYTES} bytes", os.fspath(path))
+    return data
+
+
+def _check_regular(fd: int, size: int, path: str | os.PathLike) -> Verdict:
+    if size == 0:
+        return Verdict("empty", "is empty (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        return Verdict("too-large", f"is {size} bytes, more than the {MAX_FILE_BYTES} a training image may have; "
+                                    "it is not read")
+    try:
+        head = os.pread(fd, 16, 0)
+    except OSError as error:
+        return Verdict("unreadable", f"cannot be read: {error.strerror or error}")
+    fmt = signature_format(head)
+    if fmt is None or (fmt == "bmp" and size < 18):
+        return Verdict("not-an-image", _other_format(head))
+    return _check_header(fd, fmt, path)
+
+
+def _check_header(fd: int, fmt: str, path: str | os.PathLike) -> Verdict:
+    import nvidia.nvimgcodec as nvimgcodec  # DALI's own image codec library (a dependency of DALI)
+
+    # Through /proc the library opens the very file checked above, never one swapped in since (e.g. a FIFO).
+    source = f"/proc/self/fd/{fd}" if _PROC_FDS else os.fspath(path)
+    try:
+        stream = nvimgcodec.CodeStream(source)
+        width, height, channels = stream.width, stream.height, stream.num_channels
+    except Exception:  # nvImageCodec raises RuntimeError("Failed to get image info") and logs the detail
+        return Verdict("bad-header", f"has a {fmt} signature but its header cannot be parsed (corrupt or cut short)")
+    if width < 1 or height < 1 or max(width, height) > MAX_SIDE or channels < 1:
+        return Verdict("bad-dimensions", f"its {fmt} header says {width}x{height} pixels, {channels} channel(s); "
+                                         f"DALI decodes 1..{MAX_SIDE} pixels a side")
+    if width * height > MAX_PIXELS:
+        return Verdict("too-large", f"its {fmt} header says {width}x{height} pixels, a decompression-bomb size "
+                                    f"(more than {MAX_PIXELS})")
+    return Verdict(OK, fmt)
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+# ------------------------------------------------------------------------------------------------ the cache
+
+def default_cache_dir() -> Path:
+    return cache_root() / "file_check"
+
+
+def _cache_file(cache_dir: Path, source: str | os.PathLike) -> Path:
+    key = hashlib.sha256(os.fsencode(os.path.abspath(source))).hexdigest()[:20]
+    return cache_dir / f"{key}.json"
+
+
+@dataclass
+class _Cache:
+    """Verdicts in columns (JSON lists parse several times faster than one small list per file): file i is
+    names[i] with size[i], mtime_ns[i] and the verdict kinds[verdict[i]], details[verdict[i]]."""
+
+    names: list
+    size: list
+    mtime_ns: list
+    verdict: list
+    kinds: list
+    details: list
+
+    @classmethod
+    def empty(cls) -> _Cache:
+        return cls([], [], [], [], [], [])
+
+
+_KINDS = frozenset({OK, "unreadable", "not-a-file", "empty", "too-large", "not-an-image", "bad-header",
+                    "bad-dimensions"})
+
+
+def _load_cache(path: Path, source: str) -> _Cache:
+    """The cached verdicts; empty when the file is missing, corrupt, of another version or another source."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if (doc.get("format"), doc.get("version"), doc.get("source")) != (_CACHE_FORMAT, _CACHE_VERSION, source):
+            return _Cache.empty()
+        cache = _Cache(*(doc[f.name] for f in fields(_Cache)))
+        columns = (cache.names, cache.size, cache.mtime_ns, cache.verdict)
+        if (all(type(c) is list and len(c) == len(cache.names) for c in columns)
+                and type(cache.kinds) is list and type(cache.details) is list
+                and len(cache.kinds) == len(cache.details)
+                and all(type(n) is str for n in cache.names)
+                and all(type(v) is int for c in columns[1:] for v in c)
+                and all(k in _KINDS for k in cache.kinds) and all(type(d) is str for d in cache.details)
+                and all(0 <= v < len(cache.kinds) for v in cache.verdict)):
+            return cache
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return _Cache.empty()
+
+
+def _save_cache(path: Path, source: str, cache: _Cache) -> None:
+    used = sorted(set(cache.verdict))  # verdicts of files no longer listed are dropped
+    renumber = {old: new for new, old in enumerate(used)}
+    cache = _Cache(cache.names, cache.size, cache.mtime_ns, [renumber[v] for v in cache.verdict],
+                   [cache.kinds[v] for v in used], [cache.details[v] for v in used])
+    doc = {"format": _CACHE_FORMAT, "version": _CACHE_VERSION, "source": source,
+           **{f.name: getattr(cache, f.name) for f in fields(_Cache)}}
+    _replace(path, json.dumps(doc, separators=(",", ":")))
+
+
+def _replace(path: Path, text: str) -> bool:
+    """Write `text` to `path` atomically (readers see the old or the new file, never half of one); False when
+    it cannot be written: a read-only or full cache folder costs speed, not correctness."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        with _ignored(OSError):
+            os.unlink(tmp)
+        return False
+
+
+@contextmanager
+def _ignored(*errors) -> Iterator[None]:
+    try:
+        yield
+    except errors:
+        pass
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` where the file system offers one; without one, writers still never corrupt
+    the cache (atomic replace), they may only check the same files twice."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError:
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as error:
+            if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+        yield
+
+
+# ---------------------------------------------------------------------------------------------- a dataset
+
+def check_dataset(dataset: Dataset, source: str | os.PathLike, *, cache_dir: Optional[Path] = None,
+                  progress: bool = True) -> CheckedFiles:
+    """Check every file of `dataset` (listed from `source`, a folder or file list), using and updating the cache.
+
+    progress: show a bar while files are being checked for the first time (only when there are many).
+    """
+    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    source = os.path.abspath(source)
+    cache_path = _cache_file(cache_dir, source)
+    root = os.fspath(dataset.root)
+    names = [name for name, _ in dataset.samples]
+    with _locked(cache_path.with_suffix(".lock")):
+        cached = _load_cache(cache_path, source)
+        # Usually the listing is the cached one, name for name; else names are looked up.
+        same = cached.names == names
+        where = None if same else {name: i for i, name in enumerate(cached.names)}
+        keys, verdicts, todo = [], [], []
+        for i, name in enumerate(names):
+            key = _stat_key(name if os.path.isabs(name) else f"{root}/{name}")
+            j = i if same else where.get(name)
+            keys.append(key)
+            if key is not None and j is not None and key == (cached.size[j], cached.mtime_ns[j]):
+                verdicts.append(cached.verdict[j])
+            else:
+                verdicts.append(None)
+                todo.append(i)
+        kinds, details = cached.kinds, cached.details
+        if todo:
+            table = {verdict: k for k, verdict in enumerate(zip(kinds, details))}
+            # Chunks, not one task per file: a thread pool's per-task cost is about that of a cached check.
+            chunks = [todo[k:k + _CHUNK] for k in range(0, len(todo), _CHUNK)]
+            check = lambda chunk: [check_file(os.path.join(root, names[i])) for i in chunk]  # noqa: E731
+            with ThreadPoolExecutor(_CHECK_THREADS) as pool, tqdm(
+                    total=len(todo), unit="file", desc="checking files", leave=False,
+                    disable=not progress or len(todo) < 10_000) as bar:
+                for chunk, results in zip(chunks, pool.map(check, chunks)):
+                    for i, verdict in zip(chunk, results):
+                        verdicts[i] = table.setdefault((verdict.kind, verdict.detail), len(table))
+                    bar.update(len(chunk))
+            kinds, details = [k for k, _ in table], [d for _, d in table]
+        if todo or not same:
+            keep = [i for i, key in enumerate(keys) if key is not None]  # the others are checked again next time
+            _save_cache(cache_path, source, _Cache([names[i] for i in keep], [keys[i][0] for i in keep],
+                                                   [keys[i][1] for i in keep], [verdicts[i] for i in keep],
+                                                   kinds, details))
+    accepted = tuple(sample for sample, v in zip(dataset.samples, verdicts) if kinds[v] == OK)
+    refused = tuple((name, Verdict(kinds[v], details[v])) for name, v in zip(names, verdicts) if kinds[v] != OK)
+    refused_list = cache_path.with_name(cache_path.stem + "-refused.jsonl")
+    if not refused or not _write_refused(refused_list, dataset.root, refused):
+        refused_list = None
+    return CheckedFiles(Dataset(dataset.root, accepted, dataset.classes), refused, refused_list)
+
+
+def _stat_key(path: str) -> Optional[tuple[int, int]]:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def _write_refused(path: Path, root: Path, refused) -> bool:
+    # JSON lines (ASCII, names escaped): any file name, newlines included, stays one line.
+    lines = (json.dumps({"path": os.fspath(root / name), "kind": v.kind, "reason": v.detail}) + "\n"
+             for name, v in refused)
+    return _replace(path, "".join(lines))
+
+
+def usable_dataset(data: str | os.PathLike | Dataset, *, skip_bad_files: bool = False,
+                   cache_dir: Optional[Path] = None, progress: bool = True) -> Dataset:
+    """The files of `data` (folder tree, file list or listed Dataset) that DALI may decode, in reader order with
+    their labels.
+
+    Refused files raise `UnreadableImageError` naming them, or with skip_bad_files=True are left out with a
+    warning that says how many and where they are listed.
+
+    Within one process a folder or file list is listed and checked again only when it changed: a trainer that
+    builds a loader per epoch pays for the check once, not every epoch. "Changed" means the list file, the root
+    folder or a class folder has another modification time (files were added, removed or renamed); a file
+    rewritten in place is seen by the next process.
+    """
+    if isinstance(data, Dataset):
+        checked = check_dataset(data, data.root, cache_dir=cache_dir, progress=progress)
+        data = data.root
+    else:
+        checked = _checked_source(data, cache_dir, progress)
+    if not checked.refused:
+        return checked.accepted
+    refused, total = len(checked.refused), len(checked.refused) + len(checked.accepted)
+    if not skip_bad_files:
+        shown = "\n".join(f"  {name}: {verdict.detail}" for name, verdict in checked.refused[:10])
+        more = f"\n  ... and {refused - 10} more" if refused > 10 else ""
+        listed = f"; all are listed in {checked.refused_list}" if checked.refused_list else ""
+        raise UnreadableImageError(
+            f"{refused} of {total} files of {os.fspath(data)} cannot be given to DALI's decoder{listed}:\n"
+            f"{shown}{more}\nRemove or replace them, or leave them out with skip_bad_files=True "
+            f"(`dali-has train --skip-bad-files`); `dali-has scan --data {os.fspath(data)}` explains every file.",
+            [os.fspath(checked.accepted.root / name) for name, _ in checked.refused])
+    if not checked.accepted.samples:
+        raise UnreadableImageError(f"none of the {total} files of {os.fspath(data)} can be decoded; they are "
+                                   f"listed with the reasons in {checked.refused_list}",
+                                   [os.fspath(checked.accepted.root / name) for name, _ in checked.refused])
+    warnings.warn(f"skipping {refused} of {total} files of {os.fspath(data)} that DALI cannot decode; they are "
+                  f"listed with the reasons in {checked.refused_list}", UserWarning, stacklevel=2)
+    return checked.accepted
+
+
+_CHECKED: dict[tuple[str, str], tuple[tuple, CheckedFiles]] = {}  # (source, cache) -> (signature, result)
+_CHECKED_SOURCES = 4  # sources remembered per process (each holds its listing)
+
+
+def _checked_source(data: str | os.PathLike, cache_dir: Optional[Path], progress: bool) -> CheckedFiles:
+    key = (os.path.abspath(data), os.fspath(default_cache_dir() if cache_dir is None else cache_dir))
+    signature = _source_signature(key[0])
+    remembered = _CHECKED.pop(key, None)
+    if signature is None or remembered is None or remembered[0] != signature:
+        remembered = (signature, check_dataset(load_dataset(data), data, cache_dir=cache_dir, progress=progress))
+    if signature is not None:
+        _CHECKED[key] = remembered  # most recent last
+        while len(_CHECKED) > _CHECKED_SOURCES:
+            del _CHECKED[next(iter(_CHECKED))]
+    return remembered[1]
+
+
+def _source_signature(path: str) -> Optional[tuple]:
+    """What changes when files are added to, removed from or renamed in a dataset: the file list's size and
+    modification time, or those of the root folder and its (class) sub-folders. None when unreadable."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISDIR(info.st_mode):
+            return ("list", info.st_ino, info.st_size, info.st_mtime_ns)
+        folders = []
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    sub = entry.stat()
+                    folders.append((entry.name, sub.st_ino, sub.st_mtime_ns))
+        return ("folder", info.st_ino, info.st_mtime_ns, tuple(sorted(folders)))
+    except OSError:
+        return None

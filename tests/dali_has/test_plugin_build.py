@@ -1,0 +1,125 @@
+"""The plugin build's failure memory: failures that will recur are remembered until a rebuild is asked for,
+passing ones (a killed compiler, a full disk, a timeout) are not; the cache key covers sources and toolchain."""
+from __future__ import annotations
+
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from dali_has import plugin_build
+from train.cli import main
+
+TOOLS = plugin_build._Toolchain(cxx="c++", nvcc=None, cuda_include=Path("/nonexistent/include"), dali_version="2.4",
+                                compile_flags=("-I/dali",), link_flags=("-L/dali",), dali_lib_dir="/dali")
+
+
+class FakeCompiler:
+    """Stands in for `_run`: every command fails with `output`, or succeeds and writes its -o file."""
+
+    def __init__(self, output: str | None):
+        self.output, self.calls = output, 0
+
+    def __call__(self, cmd):
+        self.calls += 1
+        if self.output is not None:
+            return False, self.output
+        Path(cmd[cmd.index("-o") + 1]).write_bytes(b"built")
+        return True, ""
+
+
+@pytest.fixture
+def fake_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("DALI_HAS_CACHE", str(tmp_path))
+    monkeypatch.delenv(plugin_build.REBUILD_ENV, raising=False)
+    monkeypatch.setattr(plugin_build._Toolchain, "find", classmethod(lambda cls: TOOLS))
+    monkeypatch.setattr(plugin_build, "_version", lambda tool: f"{tool} 1.0")
+
+    def use(compiler: FakeCompiler) -> FakeCompiler:
+        monkeypatch.setattr(plugin_build, "_run", compiler)
+        return compiler
+
+    return use
+
+
+def test_a_compile_error_is_remembered_until_a_rebuild_is_asked_for(fake_build, monkeypatch):
+    broken = fake_build(FakeCompiler("hide_and_seek_cpu.cc:1: error: expected ';'"))
+    with pytest.raises(plugin_build.PluginBuildError, match="compiling the CPU operators failed.*--rebuild"):
+        plugin_build.build()
+    compiles = len(plugin_build.CPU_SOURCES)
+    assert (plugin_build.cache_dir() / plugin_build.FAILED).is_file() and broken.calls == compiles
+    with pytest.raises(plugin_build.PluginBuildError):
+        plugin_build.build()
+    assert broken.calls == compiles  # other processes do not repeat a build that will fail again
+
+    fixed = fake_build(FakeCompiler(None))
+    monkeypatch.setenv(plugin_build.REBUILD_ENV, "1")
+    assert plugin_build.build().path.read_bytes() == b"built" and fixed.calls == compiles + 1  # and a link
+    assert not (plugin_build.cache_dir() / plugin_build.FAILED).exists()
+    assert plugin_build.build() and fixed.calls == compiles + 1  # the env retries failures only; the library stays
+    monkeypatch.delenv(plugin_build.REBUILD_ENV)
+    plugin_build.build(rebuild=True)
+    assert fixed.calls == 2 * (compiles + 1)  # an explicit rebuild builds again
+
+
+@pytest.mark.parametrize("output", [
+    "[passing failure] killed by signal 9",
+    "[passing failure] timed out after 600 s",
+    "[passing failure] c++: fatal error: Killed signal terminated program cc1plus",
+])
+def test_a_passing_failure_leaves_no_marker_and_the_next_use_retries(fake_build, output):
+    interrupted = fake_build(FakeCompiler(output))
+    with pytest.raises(plugin_build.PluginBuildError, match="interrupted .* tried again on next use"):
+        plugin_build.build()
+    assert not (plugin_build.cache_dir() / plugin_build.FAILED).exists()
+    fixed = fake_build(FakeCompiler(None))
+    compiles = len(plugin_build.CPU_SOURCES)
+    assert plugin_build.build().path.is_file() and fixed.calls == compiles + 1 and interrupted.calls == compiles
+
+
+@pytest.mark.parametrize("command, passing", [
+    (["sh", "-c", "kill -9 $$"], True),
+    (["sh", "-c", "echo 'cc1plus: No space left on device' >&2; exit 1"], True),
+    (["sh", "-c", "echo 'c++: fatal error: Killed signal terminated program cc1plus' >&2; exit 1"], True),
+    (["sh", "-c", "echo \"x.cc:1: error: expected ';'\" >&2; exit 1"], False),
+    (["/nonexistent/compiler"], True),
+])
+def test_run_tells_passing_failures_from_real_ones(command, passing):
+    ok, out = plugin_build._run(command)
+    assert not ok and out.startswith("[passing failure] ") == passing
+
+
+def test_a_timeout_is_a_passing_failure(monkeypatch):
+    def slow(*args, **kwargs):
+        raise subprocess.TimeoutExpired(args[0], 600)
+
+    monkeypatch.setattr(subprocess, "run", slow)
+    assert plugin_build._run(["c++"]) == (False, "[passing failure] timed out after 600 s")
+
+
+def test_the_cache_key_covers_sources_and_toolchain(monkeypatch):
+    monkeypatch.setattr(plugin_build, "_version", lambda tool: f"{tool} 1.0")
+    key = TOOLS.cache_key()
+    assert key == TOOLS.cache_key()
+    for changed in (replace(TOOLS, cxx="clang++"), replace(TOOLS, nvcc="/usr/local/cuda/bin/nvcc"),
+                    replace(TOOLS, dali_version="2.5"), replace(TOOLS, compile_flags=("-I/other",)),
+                    replace(TOOLS, link_flags=()), replace(TOOLS, cuda_include=Path("/other"))):
+        assert changed.cache_key() != key
+    monkeypatch.setattr(plugin_build, "_version", lambda tool: f"{tool} 2.0")  # same compiler path, upgraded
+    assert TOOLS.cache_key() != key
+
+
+def test_build_plugin_command_says_where_and_what_is_usable(capsys):
+    assert main(["build-plugin"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("plugin: ") and out[0].endswith(plugin_build.LIB_NAME) and Path(out[0][8:]).is_file()
+    assert out[1] == "CPU operators: usable"
+    assert out[2].startswith(("CUDA kernel: usable", "CUDA kernel: not built: ", "CUDA kernel: built, not usable"))
+
+
+def test_build_plugin_command_reports_a_failure(fake_build, capsys):
+    fake_build(FakeCompiler("x.cc:1: error: expected ';'"))
+    assert main(["build-plugin"]) == 1
+    out = capsys.readouterr().out
+    assert "plugin: not built: compiling the CPU operators failed" in out and "composition" in out

@@ -1,0 +1,101 @@
+"""Numbers and inputs that cannot be right: each is one line naming the argument or file, and exit code 2.
+
+Every case here was tried as a careless user would and once ended in a traceback, a DALI crash or silent
+nonsense (NaN weights, a wrapped label, a clipped box).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from pipelines import UnreadableImageError, make_loader
+from pipelines.files import read_file_list
+from tests.pipelines.bad_images import jpeg_bytes
+from train.cli import main
+from train.config import TrainConfig
+
+TRAIN = ["train", "--data", "d", "--out", "o"]
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--lr", "nan"], "lr=nan"),
+    (["--lr", "inf"], "lr=inf"),
+    (["--momentum", "nan"], "momentum=nan"),
+    (["--mean", "inf", "0", "0"], "mean="),
+    (["--std", "1", "nan", "1"], "std="),
+    (["--has-p-hide", "nan"], "p_hide=nan"),
+    (["--seed", str(2**64)], f"seed={2**64}"),
+    (["--crop", "100000"], "crop=100000 must be a whole number >= 1 and <= 8192"),
+    (["--batch-size", str(10**9)], f"batch_size={10**9} must be a whole number >= 1 and <= 65536"),
+])
+def test_train_refuses_numbers_that_cannot_be_right(capsys, extra, named):
+    assert main([*TRAIN, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dali-has train: error: ") and named in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"seed": 2**64}, "seed="), ({"crop": 100000}, "crop=100000"), ({"batch_size": 10**9}, "batch_size="),
+    ({"mean": (float("inf"), 0, 0)}, "mean="),
+])
+def test_make_loader_refuses_them_too(tmp_path, kwargs, named):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c/a.jpg").write_bytes(jpeg_bytes())
+    with pytest.raises(ValueError, match=named):
+        make_loader(tmp_path, **{"train": True, "batch_size": 2, **kwargs})
+
+
+@pytest.mark.parametrize("key, value", [
+    ("epochs", "3"), ("lr", "0.1"), ("lr_milestones", 5), ("lr_milestones", ["a"]), ("batch_size", 2.5),
+    ("crop", None), ("model", []), ("model", {"depth": 3}), ("augment", 5), ("feature_has", 5),
+    ("feature_has", {}), ("mean", "abc"), ("seed", 2**64), ("channels_last", "yes"), ("data", 5), ("out", None),
+    ("skip_bad_files", "no"), ("val", 5), ("val", {}), ("val", {"data": 5}),
+])
+def test_config_json_values_of_the_wrong_type_are_named(key, value):
+    with pytest.raises(ValueError) as error:
+        TrainConfig.from_dict({"data": "d", "out": "o", key: value})
+    assert key in str(error.value)
+
+
+def test_resume_from_a_config_json_with_a_wrong_value_names_file_and_key(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"data": "/d", "out": "o", "lr_milestones": 5}))
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "config.json") in err and "lr_milestones=5" in err
+
+
+def test_an_image_given_as_data_is_named(tmp_path):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_bytes())
+    with pytest.raises(ValueError, match="photo.jpg' is a binary file \\(an image\\?\\), not a file list"):
+        make_loader(photo, train=True, batch_size=2)
+
+
+def test_file_list_labels_beyond_int32_are_refused(tmp_path):
+    # DALI keeps labels as 32-bit integers: 4294967296 would silently become 0.
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes())
+    (tmp_path / "list.txt").write_text(f"a.jpg 0\na.jpg {2**31 - 1}\na.jpg {2**32}\n")
+    with pytest.raises(ValueError, match=r"list\.txt' line 3: label 4294967296 is too large"):
+        read_file_list(tmp_path / "list.txt")
+    (tmp_path / "list.txt").write_text(f"a.jpg 0\na.jpg {2**31 - 1}\n")
+    assert [label for _, label in read_file_list(tmp_path / "list.txt").samples] == [0, 2**31 - 1]
+
+
+def test_show_reports_unreadable_images(tiny_synth, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_synth / "test", data)
+    (next(data.iterdir()) / "notes.jpg").write_text("not an image")
+    assert main(["show", "--data", str(data), "--out", str(tmp_path / "x.png"), "--crop", "32"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dali-has show: error: ") and "notes.jpg: is not an image file" in err
+    assert not (tmp_path / "x.png").exists()
+    assert issubclass(UnreadableImageError, RuntimeError)  # caught by cli.main although not a ValueError
+
+
+def test_bare_os_errors_say_what_to_do(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    assert main(["synth-actions", "--out", str(tmp_path / "a-file" / "x")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'a-file' / 'x'}: Not a directory; a part of this path is a file, not a folder" in err

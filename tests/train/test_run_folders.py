@@ -1,0 +1,138 @@
+"""Run folders from untrusted hands: checkpoints that would run code, copied and moved runs, bad files in training.
+
+Each case was tried as a careless or hostile user would; each must end in one line naming the file and exit 2,
+never run foreign code or write into another run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from dali_has import HaSConfig
+from pipelines import TrainAugment
+from train.checkpoint import CHECKPOINT, load_checkpoint
+from train.cli import main
+from train.config import TrainConfig
+from train.trainer import fit
+
+SMALL = {"stem": "small", "width": 0.125, "batch_norm": True}
+
+
+def tiny_config(data, out, **kw) -> TrainConfig:
+    return TrainConfig(**{**dict(data=str(data / "train"), out=str(out), epochs=1, batch_size=8, lr=0.4, crop=64,
+                                 augment=TrainAugment(has=HaSConfig((0, 8, 16))), num_threads=1, model=dict(SMALL),
+                                 seed=3, max_steps_per_epoch=2), **kw})
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_synth, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "run"
+    fit(tiny_config(tiny_synth, run))
+    return run
+
+
+class RunsCode:
+    """Unpickling this object runs `touch MARKER`."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def poisoned_copy(run: Path, folder: Path) -> tuple[Path, Path]:
+    """A copy of `run` whose checkpoint also holds an object that runs a shell command when unpickled."""
+    copy = folder / "poisoned"
+    shutil.copytree(run, copy)
+    marker = folder / "code-ran"
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    state["extra"] = RunsCode(marker)
+    torch.save(state, copy / CHECKPOINT)
+    return copy, marker
+
+
+def test_our_checkpoints_hold_only_tensors_and_plain_data(trained_run):
+    state = torch.load(trained_run / CHECKPOINT, weights_only=True)  # raises on anything else
+    assert state["epoch"] == 1 and state["config"]["epochs"] == 1
+    assert json.loads(json.dumps(state["config"])) == state["config"]  # the config is JSON data
+
+
+@pytest.mark.parametrize("command", ["eval", "resume"])
+def test_a_checkpoint_that_would_run_code_is_refused(trained_run, tiny_synth, tmp_path, capsys, command):
+    copy, marker = poisoned_copy(trained_run, tmp_path)
+    if command == "eval":
+        argv = ["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
+                "--checkpoint", str(copy), "--examples", "0"]
+    else:
+        argv = ["train", "--resume", str(copy), "--epochs", "2"]
+    assert main(argv) == 2
+    assert not marker.exists()  # before: the command ran `touch`
+    err = capsys.readouterr().err
+    assert str(copy / CHECKPOINT) in err and "refusing to load it" in err
+
+
+@pytest.mark.parametrize("content, words", [(b"", "not a readable checkpoint"),
+                                            (b"PK\x03\x04 not really a zip", "not a readable checkpoint")])
+def test_damaged_checkpoints_are_named(trained_run, tmp_path, content, words):
+    copy = tmp_path / "damaged"
+    shutil.copytree(trained_run, copy)
+    (copy / CHECKPOINT).write_bytes(content)
+    with pytest.raises(ValueError, match=words) as error:
+        load_checkpoint(copy / CHECKPOINT)
+    assert str(copy / CHECKPOINT) in str(error.value)
+    torch.save({"model": {}, "epoch": 1}, copy / CHECKPOINT)
+    with pytest.raises(ValueError, match="entry 'optimizer' is missing"):
+        load_checkpoint(copy / CHECKPOINT)
+
+
+def test_resuming_a_copied_run_writes_into_the_copy_only(trained_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    original = {name: (trained_run / name).read_bytes() for name in ("checkpoint.pt", "config.json", "metrics.jsonl")}
+    assert main(["train", "--resume", str(copy), "--epochs", "2"]) == 0
+    assert {name: (trained_run / name).read_bytes() for name in original} == original  # untouched
+    assert torch.load(copy / CHECKPOINT, weights_only=True)["epoch"] == 2
+    assert len((copy / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((copy / "config.json").read_text())["out"] == str(copy.resolve())
+
+
+def test_a_run_resumes_from_another_working_directory(tiny_synth, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny_synth)
+    fit(tiny_config(Path("."), tmp_path / "rel"))  # data "train", relative to this directory
+    saved = json.loads((tmp_path / "rel" / "config.json").read_text())
+    assert saved["data"] == str(tiny_synth / "train")  # stored absolute
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--resume", str(tmp_path / "rel"), "--epochs", "2"]) == 0
+    # A hand-written relative path is resolved against the run folder, and named when it is not there.
+    saved["data"] = "elsewhere/train"
+    (tmp_path / "rel" / "config.json").write_text(json.dumps(saved))
+    assert main(["train", "--resume", str(tmp_path / "rel"), "--epochs", "3"]) == 2
+
+
+def test_out_naming_a_file_or_an_existing_run_says_what_to_do(trained_run, tiny_synth, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    base = ["train", "--data", str(tiny_synth / "train"), "--epochs", "1", "--max-steps-per-epoch", "1",
+            "--model-opt", "stem=small", "--crop", "64"]
+    assert main([*base, "--out", str(tmp_path / "a-file")]) == 2
+    assert "is an existing file; give a folder" in capsys.readouterr().err
+    assert main([*base, "--out", str(trained_run)]) == 2
+    assert f"continue it with --resume {trained_run}" in capsys.readouterr().err
+
+
+def test_train_stops_on_bad_files_or_skips_them_when_asked(tiny_synth, tmp_path, capsys):
+    data = tmp_path / "train"
+    shutil.copytree(tiny_synth / "train", data)
+    (next(data.iterdir()) / "notes.jpg").write_text("not an image")
+    base = ["train", "--data", str(data), "--epochs", "1", "--max-steps-per-epoch", "1", "--batch-size", "8",
+            "--model-opt", "stem=small", "--model-opt", "width=0.125", "--crop", "64", "--num-threads", "1"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "notes.jpg: is not an image file" in err and "--skip-bad-files" in err
+    with pytest.warns(UserWarning, match="skipping 1 of 38 files"):
+        assert main([*base, "--out", str(tmp_path / "b"), "--skip-bad-files"]) == 0
