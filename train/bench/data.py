@@ -5,7 +5,8 @@ decoder: 400-500 pixels wide, aspect ratios from 3:4 to 16:10, smooth shapes plu
 40-150 KB each, ~80 KB on average (ImageNet's training JPEGs average ~110 KB at ~400×350). `train.wsol.synth`'s 64-pixel
 images are far too cheap to decode to stand in for them. The content is meaningless: nothing is trained on it.
 
-`bench_prepared` is that set after `dali-has prepare` (the same code users run), cached beside it; `tiny_jpegs`
+`bench_prepared` is that set after `dali-has prepare` (the same code users run), cached beside it
+(`bench_prepared_shards`: as WebDataset shards); `tiny_jpegs`
 is a large set of tiny files, for costs that grow with the number of files rather than their pixels (listing).
 """
 from __future__ import annotations
@@ -52,6 +53,18 @@ def bench_prepared(images: int = DEFAULT_IMAGES, max_side: int = PREPARED_MAX_SI
     source = bench_jpegs(images, cache_dir)
     return _cached(f"{source.name}-prepared-v{FORMAT_VERSION}-{max_side}",  # a changed prepare is not reused
                    lambda folder: prepare(source, folder, PrepareSettings(max_side=max_side), progress=False),
+                   cache_dir)
+
+
+def bench_prepared_shards(images: int = DEFAULT_IMAGES, max_side: int = PREPARED_MAX_SIDE,
+                          cache_dir: os.PathLike | str | None = None) -> Path:
+    """The same as `bench_prepared`, written as WebDataset shards (`--webdataset`): the folder of the shards."""
+    from pipelines.prepare import FORMAT_VERSION, PrepareSettings, prepare
+
+    source = bench_jpegs(images, cache_dir)
+    return _cached(f"{source.name}-shards-v{FORMAT_VERSION}-{max_side}",
+                   lambda folder: prepare(source, folder, PrepareSettings(max_side=max_side, webdataset=True),
+                                          progress=False),
                    cache_dir)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from train.bench.data import CLASSES, bench_jpegs, bench_prepared
+from train.bench.data import CLASSES, bench_jpegs, bench_prepared, bench_prepared_shards
 from train.bench.run import BenchSettings, Variant, _Timer, _train_step, data_ratios, overhead_pct, verdict
 from train.bench.timing import batches_consumed, measure
 from train.cli import build_parser, main
@@ -145,6 +145,16 @@ def test_the_prepared_set_is_made_once_with_prepare(tmp_path):
     (prepared / "prepare.json").unlink()  # reused as it is, not made again
     assert bench_prepared(16, max_side=64, cache_dir=tmp_path) == prepared
     assert not (prepared / "prepare.json").exists()
+
+
+def test_the_prepared_shards_hold_the_same_images(tmp_path):
+    from pipelines.webdataset import read_index, sample_name
+
+    folder = bench_prepared(16, max_side=64, cache_dir=tmp_path)
+    shards = bench_prepared_shards(16, max_side=64, cache_dir=tmp_path)
+    entries = [e for shard in sorted(shards.glob("*.tar")) for e in read_index(shard)]
+    assert sorted(sample_name(e.key) + ".jpg" for e in entries) == sorted(
+        str(p.relative_to(folder)) for p in folder.rglob("*.jpg"))
 
 
 def test_data_ratios_compare_what_the_targets_are_stated_in():
