@@ -9,8 +9,10 @@ Figures (img/s, median of `runs` timed runs, see `train.bench.timing`):
                resize variant in `resize`; the usual torchvision DataLoader on the originals (ImageFolder,
                RandomResizedCrop, flip, ToTensor, Normalize; with and without per-image HaS; as many workers as
                DALI has threads): the baseline; and FFCV on the prepared images when `ffcv` is importable (an
-               optional extra, never a dependency; its .beton is written once from the prepared folder with
-               FFCV's own writer, JPEG quality 90, no resizing; FFCV has no HaS, which favours it);
+               optional extra, never a dependency; FFCV has no HaS, which favours it), twice: from a .beton
+               holding every image as JPEG (quality 90: the same decoding work as ours) and from one holding
+               decoded pixels (FFCV's default `raw` mode: no decoding at all, ~9x the disk); each is written
+               once from the prepared folder with FFCV's own writer, at the images' prepared size;
   model step   forward + backward + SGD step on synthetic tensors already on the device (bf16 autocast and
                channels_last on the GPU, as the trainer runs): what the model can consume;
   end-to-end   the same step fed by the DALI loader with HaS (best implementation).
@@ -61,6 +63,7 @@ SOURCES = ("originals", "prepared")
 NUM_CLASSES = 1000  # ImageNet's classifier head, so a step costs what an ImageNet step costs
 WARMUP_QUEUES = 3  # loader stages warm up for at least this many times their prefetch queue depth
 FFCV_BATCHES_AHEAD = 3  # FFCV Loader's default prefetch
+FFCV_STORAGE = ("jpg", "raw")  # RGBImageField write modes compared: JPEG like ours, decoded pixels (its default)
 SEED = 0
 # A 224-pixel AlexNet-GAP step on 64 images takes about 2 s on 2 CPU cores: few model batches keep the CPU bench
 # within 3 minutes, while the loader stages time 2,560 images per run. Batch 16 was tried first: DALI's per-batch
@@ -245,21 +248,22 @@ class Variant:
     layout: str  # "NCHW" or "NHWC" (FFCV: channels_last memory, as its ImageNet recipe trains)
     resize: Optional[str] = None  # DALI only: its TrainAugment.resize_impl
     has: bool = True  # FFCV has no Hide-and-Seek: it runs without, which favours it
+    storage: Optional[str] = None  # FFCV only: how its .beton stores the images (FFCV_STORAGE)
 
     @property
     def name(self) -> str:
         return " ".join(filter(None, (self.loader, self.source, self.layout, self.resize and f"{self.resize} resize",
-                                      None if self.has else "(no HaS)")))
+                                      self.storage, None if self.has else "(no HaS)")))
 
 
 def data_ratios(img_s: dict[Variant, float]) -> dict[str, Optional[float]]:
     """The comparisons the speed targets are stated in: prepared / originals and NHWC / NCHW for DALI (first
-    resize variant), the best DALI variant / torchvision on the originals (both with HaS), DALI / FFCV on the
-    same prepared images in the same layout (NHWC), and each resize variant / the first."""
+    resize variant), the best DALI variant / torchvision on the originals (both with HaS), the best DALI
+    variant on the prepared images in NHWC / FFCV on them in the same layout (per FFCV storage), and each resize
+    variant / the first."""
     dali = {(v.source, v.layout, v.resize): rate for v, rate in img_s.items() if v.loader == "DALI"}
     first = next(iter(dali))[2] if dali else None
     torchvision_rate = next((r for v, r in img_s.items() if v.loader == "torchvision" and v.has), None)
-    ffcv_rate = next((r for v, r in img_s.items() if v.loader == "FFCV"), None)
 
     def ratio(a, b):
         return None if a is None or b is None else a / b
@@ -271,7 +275,9 @@ def data_ratios(img_s: dict[Variant, float]) -> dict[str, Optional[float]]:
     ratios.update({f"NHWC/NCHW {src}": ratio(dali.get((src, "NHWC", first)), dali.get((src, "NCHW", first)))
                    for src in SOURCES})
     ratios["best DALI/torchvision originals"] = ratio(max(dali.values(), default=None), torchvision_rate)
-    ratios["DALI prepared NHWC/FFCV prepared NHWC"] = ratio(best_prepared, ffcv_rate)
+    for v, rate in img_s.items():
+        if v.loader == "FFCV":
+            ratios[f"DALI prepared NHWC/FFCV prepared NHWC {v.storage}"] = ratio(best_prepared, rate)
     for (src, layout, resize), rate in dali.items():
         if resize != first:
             ratios[f"{resize}/{first} resize {src} {layout}"] = ratio(rate, dali.get((src, layout, first)))
@@ -389,9 +395,10 @@ class _Timer:
             for has in (False, True):
                 v = Variant("torchvision", "originals", "NCHW", has=has)
                 streams[v], queues[v] = _torchvision_batches(s, sources["originals"], threads, has, batches), queue
-            if with_ffcv:
-                ffcv = Variant("FFCV", "prepared", "NHWC", has=False)
-                streams[ffcv], queues[ffcv] = _ffcv_batches(s, sources["prepared"], threads), FFCV_BATCHES_AHEAD
+            for storage in FFCV_STORAGE if with_ffcv else ():
+                v = Variant("FFCV", "prepared", "NHWC", has=False, storage=storage)
+                streams[v] = _ffcv_batches(s, sources["prepared"], threads, storage)
+                queues[v] = FFCV_BATCHES_AHEAD
             timed = self._time("data comparison", {v.name: b for v, b in streams.items()},
                                {v.name: self._loader_warmup(queues[v]) for v in streams}, s.iters)
         return {v: timed[v.name] for v in streams}
@@ -480,7 +487,7 @@ def _ffcv_unavailable_reason() -> Optional[str]:
     return None
 
 
-def _ffcv_batches(s: BenchSettings, prepared: str, workers: int) -> Iterator[int]:
+def _ffcv_batches(s: BenchSettings, prepared: str, workers: int, storage: str) -> Iterator[int]:
     """FFCV's ImageNet training pipeline on the prepared images: random-resized-crop at decode time, flip,
     channels_last float32 tensor normalized like ours, `workers` threads, RANDOM order, epoch after epoch. No
     Hide-and-Seek: FFCV has none, and adding ours in Python would measure our glue, not FFCV."""
@@ -489,7 +496,7 @@ def _ffcv_batches(s: BenchSettings, prepared: str, workers: int) -> Iterator[int
     from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToTensor, ToTorchImage
 
     mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
-    loader = Loader(str(_ffcv_dataset(prepared, workers)), batch_size=s.batch_size, num_workers=workers,
+    loader = Loader(str(_ffcv_dataset(prepared, workers, storage)), batch_size=s.batch_size, num_workers=workers,
                     order=OrderOption.RANDOM, drop_last=True, seed=SEED, batches_ahead=FFCV_BATCHES_AHEAD,
                     # Normalized while still a numpy NHWC batch (FFCV's CPU order; with ToTorchImage before the
                     # jitted NormalizeImage, FFCV 1.0.2's stage grouping never terminates).
@@ -502,18 +509,19 @@ def _ffcv_batches(s: BenchSettings, prepared: str, workers: int) -> Iterator[int
             yield len(labels)
 
 
-def _ffcv_dataset(prepared: str, workers: int) -> Path:
-    """FFCV's .beton of the prepared folder, written once into the cache with FFCV's writer (JPEG, quality 90,
-    images at their prepared size)."""
+def _ffcv_dataset(prepared: str, workers: int, storage: str) -> Path:
+    """FFCV's .beton of the prepared folder, written once into the cache with FFCV's writer, the images at their
+    prepared size, stored as `storage` ("jpg": JPEG quality 90; "raw": decoded pixels)."""
     from ffcv.fields import IntField, RGBImageField
     from ffcv.writer import DatasetWriter
 
     folder = Path(prepared).resolve()
-    path = cache_root() / f"ffcv-{hashlib.sha1(str(folder).encode()).hexdigest()[:12]}-{folder.name}.beton"
+    key = hashlib.sha1(str(folder).encode()).hexdigest()[:12]
+    path = cache_root() / f"ffcv-{key}-{folder.name}-{storage}.beton"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
-        writer = DatasetWriter(str(partial), {"image": RGBImageField(write_mode="jpg", jpeg_quality=90),
+        writer = DatasetWriter(str(partial), {"image": RGBImageField(write_mode=storage, jpeg_quality=90),
                                               "label": IntField()}, num_workers=workers)
         writer.from_indexed_dataset(datasets.ImageFolder(str(folder), allow_empty=True))
         os.replace(partial, path)

@@ -164,13 +164,15 @@ def test_data_ratios_compare_what_the_targets_are_stated_in():
              Variant("DALI", "prepared", "NHWC", "builtin"): 2400.0,
              Variant("DALI", "prepared", "NHWC", "fused"): 4800.0,
              Variant("torchvision", "originals", "NCHW"): 600.0,
-             Variant("FFCV", "prepared", "NHWC", has=False): 3000.0}
+             Variant("FFCV", "prepared", "NHWC", has=False, storage="jpg"): 3000.0,
+             Variant("FFCV", "prepared", "NHWC", has=False, storage="raw"): 6000.0}
     ratios = data_ratios(rates)
     assert ratios["prepared/originals NHWC"] == 2400 / 1100 and ratios["NHWC/NCHW prepared"] == 1.2
     assert ratios["best DALI/torchvision originals"] == 8.0
-    assert ratios["DALI prepared NHWC/FFCV prepared NHWC"] == 1.6  # the best resize variant
+    assert ratios["DALI prepared NHWC/FFCV prepared NHWC jpg"] == 1.6  # the best resize variant
+    assert ratios["DALI prepared NHWC/FFCV prepared NHWC raw"] == 0.8
     assert ratios["fused/builtin resize prepared NHWC"] == 2.0
-    assert Variant("FFCV", "prepared", "NHWC", has=False).name == "FFCV prepared NHWC (no HaS)"
+    assert Variant("FFCV", "prepared", "NHWC", has=False, storage="raw").name == "FFCV prepared NHWC raw (no HaS)"
     assert data_ratios({Variant("DALI", "originals", "NCHW", "builtin"): 1.0})["NHWC/NCHW prepared"] is None
 
 
@@ -219,13 +221,14 @@ def test_bench_compares_originals_and_prepared_in_both_layouts_with_torchvision(
                     for layout in ("NCHW", "NHWC") for resize in resizes}
     assert {"torchvision originals NCHW", "torchvision originals NCHW (no HaS)"} <= set(compared["img_s"])
     has_ffcv = compared["ffcv_unavailable"] is None
-    assert ("FFCV prepared NHWC (no HaS)" in compared["img_s"]) == has_ffcv
+    ffcv = {"FFCV prepared NHWC jpg (no HaS)", "FFCV prepared NHWC raw (no HaS)"}
+    assert ffcv & set(compared["img_s"]) == (ffcv if has_ffcv else set())
     assert all(rate > 0 for rate in compared["img_s"].values())
     assert {v["name"] for v in compared["variants"]} == set(compared["img_s"]) == set(tiny_run["runs"]["data_variants"])
     assert compared["ratios"]["prepared/originals NCHW"] == (compared["img_s"]["DALI prepared NCHW builtin resize"]
                                                              / compared["img_s"]["DALI originals NCHW builtin resize"])
     assert tiny_run["torchvision_img_s"]["has"] == compared["img_s"]["torchvision originals NCHW"]
-    assert (compared["ratios"]["DALI prepared NHWC/FFCV prepared NHWC"] is not None) == has_ffcv
+    assert ("DALI prepared NHWC/FFCV prepared NHWC jpg" in compared["ratios"]) == has_ffcv
 
 
 def test_bench_times_runs_times_iters_batches_after_a_warmup_that_drains_the_queue(tiny_run):
