@@ -29,11 +29,12 @@ import itertools
 import os
 import platform
 import shlex
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import nvidia.dali
@@ -219,7 +220,7 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
                                 "has": loader_img_s / tv["has"].median},
         "data_variants": {"img_s": {v.name: m.median for v, m in compared.items()}, "has_impl": has_impl,
                           "variants": [asdict(v) | {"name": v.name} for v in compared],
-                          "ratios": data_ratios({v: m.median for v, m in compared.items()}),
+                          "ratios": data_ratios({v: m.runs for v, m in compared.items()}),
                           "prepared": prepared, "ffcv_unavailable": _ffcv_unavailable_reason()},
         "runs": {"pipeline": best["runs"], "torchvision": {name: m.to_dict() for name, m in tv.items()},
                  "model_step": model_step.to_dict(), "model_step_eager": model_steps["eager"].to_dict(),
@@ -256,26 +257,36 @@ class Variant:
                                       self.storage, None if self.has else "(no HaS)")))
 
 
-def data_ratios(img_s: dict[Variant, float]) -> dict[str, Optional[float]]:
+def data_ratios(runs: dict[Variant, Sequence[float]]) -> dict[str, Optional[dict]]:
     """The comparisons the speed targets are stated in: prepared / originals and NHWC / NCHW for DALI (first
     resize variant), the best DALI variant / torchvision on the originals (both with HaS), the best DALI
     variant on the prepared images in NHWC / FFCV on them in the same layout (per FFCV storage), and each resize
-    variant / the first."""
-    dali = {(v.source, v.layout, v.resize): rate for v, rate in img_s.items() if v.loader == "DALI"}
-    first = next(iter(dali))[2] if dali else None
-    torchvision_rate = next((r for v, r in img_s.items() if v.loader == "torchvision" and v.has), None)
+    variant / the first ("best": highest median).
 
-    def ratio(a, b):
-        return None if a is None or b is None else a / b
+    Each ratio is taken run by run: run k of every stream is timed in the same round of the alternation, so load
+    that changes during the bench (another process starting) affects both sides of a run's ratio alike, but not
+    the medians of two streams. Reported: {"median": median over runs, "runs": every run's ratio}; None when a
+    side was not measured.
+    """
+    dali = {(v.source, v.layout, v.resize): r for v, r in runs.items() if v.loader == "DALI"}
+    first = next(iter(dali))[2] if dali else None
+    torchvision = next((r for v, r in runs.items() if v.loader == "torchvision" and v.has), None)
+
+    def ratio(a, b) -> Optional[dict]:
+        if a is None or b is None:
+            return None
+        per_run = [x / y for x, y in zip(a, b)]
+        return {"median": statistics.median(per_run), "runs": per_run}
 
     best_prepared = max((r for (src, layout, _), r in dali.items() if src == "prepared" and layout == "NHWC"),
-                        default=None)
+                        key=statistics.median, default=None)
     ratios = {f"prepared/originals {layout}": ratio(dali.get(("prepared", layout, first)),
                                                      dali.get(("originals", layout, first))) for layout in LAYOUTS}
     ratios.update({f"NHWC/NCHW {src}": ratio(dali.get((src, "NHWC", first)), dali.get((src, "NCHW", first)))
                    for src in SOURCES})
-    ratios["best DALI/torchvision originals"] = ratio(max(dali.values(), default=None), torchvision_rate)
-    for v, rate in img_s.items():
+    ratios["best DALI/torchvision originals"] = ratio(max(dali.values(), key=statistics.median, default=None),
+                                                      torchvision)
+    for v, rate in runs.items():
         if v.loader == "FFCV":
             ratios[f"DALI prepared NHWC/FFCV prepared NHWC {v.storage}"] = ratio(best_prepared, rate)
     for (src, layout, resize), rate in dali.items():
@@ -332,7 +343,8 @@ def format_report(r: dict) -> str:
     for name in compared["img_s"]:
         m = runs["data_variants"][name]
         lines.append(f"| {name} | {m['img_s']:.1f} | {' '.join(f'{v:.1f}' for v in m['runs'])} |")
-    lines.append("ratios: " + ", ".join(f"{key} {_number(value, '.2f')}" for key, value in compared["ratios"].items()))
+    lines.append("ratios (median of the runs' ratios, min-max): " + ", ".join(
+        f"{key} {_ratio_text(value)}" for key, value in compared["ratios"].items()))
     if compared["prepared"] is None:
         lines.append("no prepared variants: give --prepared DIR (a `dali-has prepare` copy of --data)")
     if compared["ffcv_unavailable"]:
@@ -348,6 +360,12 @@ def format_report(r: dict) -> str:
               f"end-to-end: {r['end_to_end_pct_of_bound']:.0f} % of min(loader, model)",
               f"verdict: {r['verdict']}"]
     return "\n".join(lines)
+
+
+def _ratio_text(ratio: Optional[dict]) -> str:
+    if ratio is None:
+        return "n/a"
+    return f"{ratio['median']:.2f} ({min(ratio['runs']):.2f}-{max(ratio['runs']):.2f})"
 
 
 def _number(value: Optional[float], spec: str = ".1f") -> str:
