@@ -11,7 +11,7 @@ Figures (img/s, median of `runs` timed runs, see `train.bench.timing`):
                DALI has threads): the baseline; and FFCV on the prepared images when `ffcv` is importable (an
                optional extra, never a dependency; FFCV has no HaS, which favours it), twice: from a .beton
                holding every image as JPEG (quality 90: the same decoding work as ours) and from one holding
-               decoded pixels (FFCV's default `raw` mode: no decoding at all, ~9x the disk); each is written
+               decoded pixels (FFCV's default `raw` mode: no decoding at all, 4-5x the disk); each is written
                once from the prepared folder with FFCV's own writer, at the images' prepared size;
   model step   forward + backward + SGD step on synthetic tensors already on the device (bf16 autocast and
                channels_last on the GPU, as the trainer runs): what the model can consume;
@@ -258,7 +258,7 @@ class Variant:
 
 
 def data_ratios(runs: dict[Variant, Sequence[float]]) -> dict[str, Optional[dict]]:
-    """The comparisons the speed targets are stated in: prepared / originals and NHWC / NCHW for DALI (first
+    """The comparisons the speed targets are stated in: prepared / originals and NHWC / NCHW for DALI (per
     resize variant), the best DALI variant / torchvision on the originals (both with HaS), the best DALI
     variant on the prepared images in NHWC / FFCV on them in the same layout (per FFCV storage), and each resize
     variant / the first ("best": highest median).
@@ -280,10 +280,13 @@ def data_ratios(runs: dict[Variant, Sequence[float]]) -> dict[str, Optional[dict
 
     best_prepared = max((r for (src, layout, _), r in dali.items() if src == "prepared" and layout == "NHWC"),
                         key=statistics.median, default=None)
-    ratios = {f"prepared/originals {layout}": ratio(dali.get(("prepared", layout, first)),
-                                                     dali.get(("originals", layout, first))) for layout in LAYOUTS}
-    ratios.update({f"NHWC/NCHW {src}": ratio(dali.get((src, "NHWC", first)), dali.get((src, "NCHW", first)))
-                   for src in SOURCES})
+    resizes = list(dict.fromkeys(resize for _, _, resize in dali))
+    ratios = {f"prepared/originals {layout} {resize} resize": ratio(dali.get(("prepared", layout, resize)),
+                                                                     dali.get(("originals", layout, resize)))
+              for resize in resizes for layout in LAYOUTS}
+    ratios.update({f"NHWC/NCHW {src} {resize} resize": ratio(dali.get((src, "NHWC", resize)),
+                                                              dali.get((src, "NCHW", resize)))
+                   for resize in resizes for src in SOURCES})
     ratios["best DALI/torchvision originals"] = ratio(max(dali.values(), key=statistics.median, default=None),
                                                       torchvision)
     for v, rate in runs.items():

@@ -167,23 +167,25 @@ def test_data_ratios_compare_what_the_targets_are_stated_in():
              Variant("FFCV", "prepared", "NHWC", has=False, storage="jpg"): (3000.0,),
              Variant("FFCV", "prepared", "NHWC", has=False, storage="raw"): (6000.0,)}
     ratios = {key: value["median"] for key, value in data_ratios(rates).items() if value is not None}
-    assert ratios["prepared/originals NHWC"] == 2400 / 1100 and ratios["NHWC/NCHW prepared"] == 1.2
+    assert ratios["prepared/originals NHWC builtin resize"] == 2400 / 1100
+    assert ratios["NHWC/NCHW prepared builtin resize"] == 1.2
     assert ratios["best DALI/torchvision originals"] == 8.0
     assert ratios["DALI prepared NHWC/FFCV prepared NHWC jpg"] == 1.6  # the best resize variant
     assert ratios["DALI prepared NHWC/FFCV prepared NHWC raw"] == 0.8
     assert ratios["fused/builtin resize prepared NHWC"] == 2.0
     assert Variant("FFCV", "prepared", "NHWC", has=False, storage="raw").name == "FFCV prepared NHWC raw (no HaS)"
-    assert data_ratios({Variant("DALI", "originals", "NCHW", "builtin"): (1.0,)})["NHWC/NCHW prepared"] is None
+    assert data_ratios({Variant("DALI", "originals", "NCHW", "builtin"): (1.0,)})[
+        "NHWC/NCHW prepared builtin resize"] is None
 
 
 def test_ratios_pair_the_runs_timed_in_the_same_round():
     # Round 3 ran while another process took half the machine: both streams slowed down together.
     rates = {Variant("DALI", "originals", "NCHW", "builtin"): (100.0, 100.0, 50.0),
              Variant("DALI", "prepared", "NCHW", "builtin"): (200.0, 200.0, 100.0)}
-    ratio = data_ratios(rates)["prepared/originals NCHW"]
+    ratio = data_ratios(rates)["prepared/originals NCHW builtin resize"]
     assert ratio == {"median": 2.0, "runs": [2.0, 2.0, 2.0]}
     rates[Variant("DALI", "prepared", "NCHW", "builtin")] = (100.0, 200.0, 100.0)  # a slow round of its own
-    assert data_ratios(rates)["prepared/originals NCHW"]["runs"] == [1.0, 2.0, 2.0]
+    assert data_ratios(rates)["prepared/originals NCHW builtin resize"]["runs"] == [1.0, 2.0, 2.0]
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +238,7 @@ def test_bench_compares_originals_and_prepared_in_both_layouts_with_torchvision(
     assert all(rate > 0 for rate in compared["img_s"].values())
     assert {v["name"] for v in compared["variants"]} == set(compared["img_s"]) == set(tiny_run["runs"]["data_variants"])
     runs = tiny_run["runs"]["data_variants"]
-    assert compared["ratios"]["prepared/originals NCHW"]["runs"] == [
+    assert compared["ratios"]["prepared/originals NCHW builtin resize"]["runs"] == [
         a / b for a, b in zip(runs["DALI prepared NCHW builtin resize"]["runs"],
                               runs["DALI originals NCHW builtin resize"]["runs"])]
     assert tiny_run["torchvision_img_s"]["has"] == compared["img_s"]["torchvision originals NCHW"]
