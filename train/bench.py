@@ -356,7 +356,7 @@ def _train_step(s: BenchSettings):
     if gpu:
         model = model.to(memory_format=torch.channels_last)
     # The trainer's optimizer with this architecture's default hyper-parameters; data and out are not used.
-    opt, _ = build_optimizer(model, TrainConfig(data="", out="", arch=s.arch, batch_size=s.batch_size))
+    opt = build_optimizer(model, TrainConfig(data="", out="", arch=s.arch, batch_size=s.batch_size))
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> int:
         # On the GPU bf16 autocast takes any input dtype; the CPU runs float32 like the trainer.

@@ -10,12 +10,17 @@ from dali_has import HaSConfig
 from train.models import model_options
 
 ARCHS = ("alexnet_gap", "resnet50")
+OPTIMIZERS = ("sgd", "adamw")  # SGD with momentum; AdamW with betas (momentum, 0.999), decoupled weight decay
+# step: lr x gamma at each milestone epoch, after a linear warm-up of warmup_epochs (changes once per epoch);
+# onecycle: cosine rise from lr/25 to lr over the first 30 % of all steps, then cosine decay to lr/25e4
+# (torch's OneCycleLR defaults, without its momentum cycling), updated every step.
+LR_SCHEDULES = ("step", "onecycle")
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 # Paper-style SGD schedules (lr for batch 256, scaled linearly with the batch): ResNet-50 as in the standard
 # ImageNet recipe (90 epochs, /10 at 30 and 60); AlexNet-GAP as trained from scratch in the HaS paper's code
-# (55 epochs, /10 every 25).
+# (55 epochs, /10 every 25). They are what `dali-has train` uses unless --optimizer / --lr-schedule say otherwise.
 ARCH_DEFAULTS = {
     "resnet50": dict(epochs=90, lr=0.1, weight_decay=1e-4, lr_milestones=(30, 60)),
     "alexnet_gap": dict(epochs=55, lr=0.01, weight_decay=5e-4, lr_milestones=(25, 50)),
@@ -29,12 +34,14 @@ class TrainConfig:
     arch: str = "alexnet_gap"
     epochs: int | None = None
     batch_size: int = 256
-    lr: float | None = None  # for batch 256; scaled by batch_size / 256
-    momentum: float = 0.9
+    lr: float | None = None  # for batch 256; scaled by batch_size / 256 (for every optimizer)
+    momentum: float = 0.9  # SGD's momentum; AdamW's beta1
     weight_decay: float | None = None
-    lr_milestones: tuple[int, ...] | None = None
-    lr_gamma: float = 0.1
-    warmup_epochs: int = 0
+    optimizer: str = "sgd"
+    lr_schedule: str = "step"
+    lr_milestones: tuple[int, ...] | None = None  # step schedule only
+    lr_gamma: float = 0.1  # step schedule only
+    warmup_epochs: int = 0  # step schedule only (one-cycle has its own warm-up)
     crop: int = 224
     random_area: tuple[float, float] = (0.08, 1.0)  # random-resized-crop area range
     flip_probability: float = 0.5
@@ -71,6 +78,13 @@ class TrainConfig:
         _positive("epochs", self.epochs)
         _positive("batch_size", self.batch_size)
         _positive("crop", self.crop)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r}; expected one of {OPTIMIZERS}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}; expected one of {LR_SCHEDULES}")
+        if self.lr_schedule == "onecycle" and self.warmup_epochs:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs} with lr_schedule='onecycle', which warms up "
+                             "by itself; leave warmup_epochs at 0")
         if self.lr <= 0:
             raise ValueError(f"lr={self.lr} must be > 0")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:

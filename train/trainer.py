@@ -1,13 +1,18 @@
-"""The training loop: DALI loader -> model -> SGD, one process per rank under torchrun.
+"""The training loop: DALI loader -> model -> SGD or AdamW, one process per rank under torchrun.
 
 Each epoch builds its loader with seed `base + rank + EPOCH_SEED_STRIDE * epoch`: rank 0 of epoch 0 uses the
 base seed, every (rank, epoch) gets its own crops and masks, and a resumed run sees exactly the data it would
 have seen, without serializing DALI's internal state. The checkpoint's `loader` entry records that rule.
+
+The learning rate is a function of the position in training (epoch + step / steps per epoch, see `lr_factor`),
+set before every step. So the schedule's state is the epoch the checkpoint records, a resumed run continues it
+exactly, and ranks whose shards differ by a batch still agree on every step's rate.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -51,19 +56,33 @@ def build_cfg_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
     return model
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig):
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # No weight decay on biases and norm parameters (1-D tensors), as in the usual ImageNet recipes.
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=cfg.scaled_lr, momentum=cfg.momentum, nesterov=False)
+    groups = [{"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.scaled_lr, betas=(cfg.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=cfg.scaled_lr, momentum=cfg.momentum, nesterov=False)
 
-    def factor(epoch: int) -> float:
-        warm = min(1.0, (epoch + 1) / cfg.warmup_epochs) if cfg.warmup_epochs else 1.0
-        return warm * cfg.lr_gamma ** sum(epoch >= m for m in cfg.lr_milestones)
 
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+ONECYCLE_RISE = 0.3  # share of training spent rising (torch OneCycleLR's pct_start)
+ONECYCLE_START, ONECYCLE_END = 1 / 25, 1 / 25e4  # lr / div_factor and lr / (div_factor * final_div_factor)
+
+
+def lr_factor(cfg: TrainConfig, progress: float) -> float:
+    """The learning rate / scaled lr after `progress` epochs of training (a fraction within an epoch)."""
+    if cfg.lr_schedule == "onecycle":
+        t = progress / cfg.epochs
+        if t < ONECYCLE_RISE:
+            return _cosine(ONECYCLE_START, 1.0, t / ONECYCLE_RISE)
+        return _cosine(1.0, ONECYCLE_END, (t - ONECYCLE_RISE) / (1 - ONECYCLE_RISE))
+    epoch = int(progress)
+    warm = min(1.0, (epoch + 1) / cfg.warmup_epochs) if cfg.warmup_epochs else 1.0
+    return warm * cfg.lr_gamma ** sum(epoch >= m for m in cfg.lr_milestones)
+
+
+def _cosine(start: float, end: float, t: float) -> float:
+    return end + (start - end) * (1 + math.cos(math.pi * min(t, 1.0))) / 2
 
 
 def fit(cfg: TrainConfig, resume: bool = False) -> dict:
@@ -87,23 +106,20 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     on_gpu = env.device.type == "cuda"
     if cfg.channels_last and on_gpu:
         model = model.to(memory_format=torch.channels_last)
-    opt, sched = build_optimizer(model, cfg)
+    opt = build_optimizer(model, cfg)
     start_epoch = 0
     if resume:
         state = torch.load(out / CHECKPOINT, map_location=env.device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch = state["epoch"]
     net = DistributedDataParallel(model) if env.world_size > 1 else model
     last = {}
     for epoch in range(start_epoch, cfg.epochs):
         last = _train_epoch(cfg, env, net, opt, epoch, on_gpu)
-        last["lr"] = sched.get_last_lr()[0]
-        sched.step()
         if env.is_main:
-            _save_checkpoint(out, model, opt, sched, epoch + 1, cfg, num_classes)
+            _save_checkpoint(out, model, opt, epoch + 1, cfg, num_classes)
             with open(out / METRICS, "a") as f:
                 f.write(json.dumps(last) + "\n")
     return last, model
@@ -117,6 +133,10 @@ def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> d
                          flip_probability=cfg.flip_probability)
     net.train()
     steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+    # The largest shard's step count, the same on every rank, so all ranks set the same rates.
+    schedule_steps = math.ceil(math.ceil(loader.dataset_size / env.world_size) / cfg.batch_size)
+    if cfg.max_steps_per_epoch is not None:
+        schedule_steps = min(schedule_steps, cfg.max_steps_per_epoch)
     # Sums stay on the device: a .item() per step would stall the GPU every batch.
     loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
     correct = torch.zeros((), dtype=torch.int64, device=env.device)
@@ -132,6 +152,9 @@ def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> d
             images, labels = images.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
             if cfg.channels_last and on_gpu:
                 images = images.contiguous(memory_format=torch.channels_last)
+            lr = cfg.scaled_lr * lr_factor(cfg, epoch + step / schedule_steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu and cfg.amp):
                 logits = net(images)
                 loss = F.cross_entropy(logits.float(), labels)
@@ -152,11 +175,13 @@ def _train_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool) -> d
         [loss_sum.item(), correct.item(), seen, seen / seconds], env.device)
     del loader
     return {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_top1": 100.0 * correct / seen,
-            "samples": int(seen), "rank_samples": local_seen, "img_s": rate, "seconds": seconds}
+            "samples": int(seen), "rank_samples": local_seen, "img_s": rate, "seconds": seconds,
+            "lr": opt.param_groups[0]["lr"]}  # the epoch's last step's
 
 
-def _save_checkpoint(out: Path, model, opt, sched, epoch: int, cfg: TrainConfig, num_classes: int) -> None:
-    state = {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+def _save_checkpoint(out: Path, model, opt, epoch: int, cfg: TrainConfig, num_classes: int) -> None:
+    # The learning-rate schedule needs no state of its own: it is lr_factor(config, epoch + step / steps).
+    state = {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(),
              "epoch": epoch, "torch_rng": torch.get_rng_state(), "config": cfg.to_dict(),
              "loader": {"seed_rule": "base + rank + %d * epoch" % EPOCH_SEED_STRIDE, "next_epoch": epoch}}
     tmp = out / (CHECKPOINT + ".tmp")

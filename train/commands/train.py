@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from train.config import ARCHS, TrainConfig
+from train.config import ARCHS, LR_SCHEDULES, OPTIMIZERS, TrainConfig
 
 
 def register(sub) -> None:
@@ -31,6 +31,10 @@ def register(sub) -> None:
     p.add_argument("--random-area", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="random-resized-crop area range (default 0.08 1)")
     p.add_argument("--flip-probability", type=float, help="horizontal flips (default 0.5)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="default sgd (momentum); adamw uses --momentum as beta1")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
+                   help="step (default): x --lr-gamma at --lr-milestones after --warmup-epochs; onecycle: cosine "
+                        "rise to --lr over the first 30%% of steps, then cosine decay")
     p.add_argument("--lr-milestones", type=int, nargs="+", metavar="EPOCH")
     p.add_argument("--device", choices=("cpu", "gpu"))
     p.add_argument("--dtype", choices=("float32", "float16"))
