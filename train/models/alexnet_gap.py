@@ -12,8 +12,8 @@ Stems (conv1 and the two max pools), chosen by `stem`:
 * "imagenet": conv1 11×11 stride 4 pad 2, max pool 3/2 after conv1 and conv2, total stride 16 — a 224 input
   gives the paper's 13×13 CAM (the paper's 227-pixel Caffe crops give 13×13 too).
 * "small": conv1 5×5 stride 1 pad 2, max pool 3/2 pad 1 after conv1 and conv2, total stride 4 — a 64 input
-  gives a 16×16 CAM. The ImageNet stem would shrink a 64-pixel image to a 3×3 map; the prototype behind
-  ../shared/DESIGN.md found a 16×16 CAM needed on 64-pixel images (8×8 gave boxes 2–4× too large). The
+  gives a 16×16 CAM. The ImageNet stem would shrink a 64-pixel image to a 3×3 map; an early prototype
+  found a 16×16 CAM needed on 64-pixel images (8×8 gave boxes 2–4× too large). The
   11×11 kernel becomes 5×5 because, at stride 1, an 11-pixel kernel would span a sixth of the image.
 
 `width` scales every convolution's channel count (1.0 = the paper's), for CPU-sized runs: the small stem at
