@@ -80,7 +80,7 @@ def run_demo(out: str | Path, *, seeds=(0, 1, 2), epochs: int = 10, n_train: int
 
     Defaults, chosen on `data_seed=1` (see the module docstring): 10 epochs gave HaS +21.4 GT-known Loc points
     over the baseline there (mean of seeds 0-2; +18.5 with 8 epochs, +23.5 with 15), and three seeds of 10
-    epochs fit in 10 minutes on 2 CPU cores (15 epochs would not, with room to spare)."""
+    epochs take about 800 CPU-seconds, some 7 minutes on 2 free cores (15 epochs would need about 9.5)."""
     start = time.perf_counter()
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
