@@ -1,7 +1,8 @@
 """A run folder's files and how they are written and read.
 
     RUN/config.json     the resolved TrainConfig
-    RUN/checkpoint.pt   model, optimizer, scheduler, epoch, RNG, best-so-far: written after every epoch
+    RUN/checkpoint.pt   model, optimizer, epoch, RNG, best-so-far: written after every epoch (the learning rate
+                        is a function of the epoch, see train.trainer.lr_factor: no scheduler state)
     RUN/best.pt         the same, from the epoch with the best validation result so far (with --val-data)
     RUN/metrics.jsonl   one JSON line per epoch
 
@@ -28,7 +29,7 @@ CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 METRICS = "metrics.jsonl"
 # What every checkpoint holds, and of which type.
-_ENTRIES = {"model": dict, "optimizer": dict, "scheduler": dict, "num_classes": int, "epoch": int,
+_ENTRIES = {"model": dict, "optimizer": dict, "num_classes": int, "epoch": int,
             "torch_rng": torch.Tensor}
 
 

@@ -26,9 +26,16 @@ from pipelines.settings import (
 )
 from train.models import ARCHS, build_model, model_options
 
+OPTIMIZERS = ("sgd", "adamw")  # SGD with momentum; AdamW with betas (momentum, 0.999), decoupled weight decay
+# step: lr x gamma at each milestone epoch, after a linear warm-up of warmup_epochs (changes once per epoch);
+# onecycle: cosine rise from lr/25 to lr over the first 30 % of all steps, then cosine decay to lr/25e4
+# (torch's OneCycleLR defaults, without its momentum cycling), updated every step.
+LR_SCHEDULES = ("step", "onecycle")
+
 # Paper-style SGD schedules (lr for batch 256, scaled linearly with the batch): ResNet-50 as in the standard
 # ImageNet recipe (90 epochs, /10 at 30 and 60); AlexNet-GAP as trained from scratch in the HaS paper's code
-# (55 epochs, /10 every 25).
+# (55 epochs, /10 every 25). They are what `dali-has train` uses unless --optimizer / --lr-schedule say otherwise.
+MOMENTUM = 0.9
 ARCH_DEFAULTS = {
     "resnet50": dict(epochs=90, lr=0.1, weight_decay=1e-4, lr_milestones=(30, 60)),
     "alexnet_gap": dict(epochs=55, lr=0.01, weight_decay=5e-4, lr_milestones=(25, 50)),
@@ -101,12 +108,14 @@ class TrainConfig:
     arch: str = "alexnet_gap"
     epochs: int | None = None
     batch_size: int = 256
-    lr: float | None = None  # for batch 256; scaled by batch_size / 256
-    momentum: float = 0.9
+    lr: float | None = None  # for batch 256; scaled by batch_size / 256 (for every optimizer)
+    momentum: float = MOMENTUM  # SGD's momentum; AdamW's beta1
     weight_decay: float | None = None
-    lr_milestones: tuple[int, ...] | None = None
-    lr_gamma: float = 0.1
-    warmup_epochs: int = 0
+    optimizer: str = "sgd"
+    lr_schedule: str = "step"
+    lr_milestones: tuple[int, ...] | None = None  # step schedule only
+    lr_gamma: float = 0.1  # step schedule only
+    warmup_epochs: int = 0  # step schedule only (one-cycle has its own warm-up)
     crop: int = CROP
     # Hide-and-Seek with the paper's settings is on unless `augment.has` is None.
     augment: TrainAugment = field(default_factory=lambda: TrainAugment(has=HaSConfig()))
@@ -147,6 +156,11 @@ class TrainConfig:
         self.lr_milestones = tuple(validate.whole_number("lr_milestones", m) for m in self.lr_milestones)
         self.lr_gamma = validate.number("lr_gamma", self.lr_gamma, low=0.0, low_open=True)
         self.warmup_epochs = validate.whole_number("warmup_epochs", self.warmup_epochs)
+        validate.one_of("optimizer", self.optimizer, OPTIMIZERS)
+        validate.one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if self.lr_schedule == "onecycle" and self.warmup_epochs:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs} with lr_schedule='onecycle', which warms up "
+                             "by itself; leave warmup_epochs at 0")
         if isinstance(self.augment, dict):
             self.augment = TrainAugment.from_dict(self.augment)
         elif not isinstance(self.augment, TrainAugment):

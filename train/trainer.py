@@ -1,4 +1,4 @@
-"""The training loop: DALI loader -> model -> SGD, one process per rank under torchrun.
+"""The training loop: DALI loader -> model -> SGD or AdamW, one process per rank under torchrun.
 
 One loader (one DALI pipeline) per rank serves the whole run, seeded `base + rank`: the files are listed and
 checked, the decoders allocated and the shuffle buffer filled once, and each epoch's first batches are prefetched
@@ -18,12 +18,17 @@ evaluates its shard with the code of `dali-has eval` (`train.wsol.evaluate.evalu
 summed over ranks, so every image counts once and the numbers equal `dali-has eval` on the same checkpoint.
 The epoch with the best `val.metric` so far is kept as RUN/best.pt beside RUN/checkpoint.pt; the best value is in
 the checkpoint, so a resumed run keeps comparing against it.
+
+The learning rate is a function of the position in training (epoch + step / steps per epoch, see `lr_factor`),
+set before every step. So the schedule's state is the epoch the checkpoint records, a resumed run continues it
+exactly, and ranks whose shards differ by a batch still agree on every step's rate.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 import warnings
@@ -47,19 +52,41 @@ EPOCH_SEED_STRIDE = 10_007  # seeds of loaders that cannot resume exactly: base 
 PROFILE_WARMUP = 10
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig):
-    # No weight decay on biases and norm parameters (1-D tensors), as in the usual ImageNet recipes.
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=cfg.scaled_lr, momentum=cfg.momentum, nesterov=False)
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The run's optimizer at its initial (batch-scaled) learning rate."""
+    return make_optimizer(model, cfg.optimizer, lr=cfg.scaled_lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
 
-    def factor(epoch: int) -> float:
-        warm = min(1.0, (epoch + 1) / cfg.warmup_epochs) if cfg.warmup_epochs else 1.0
-        return warm * cfg.lr_gamma ** sum(epoch >= m for m in cfg.lr_milestones)
 
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+def make_optimizer(model: torch.nn.Module, name: str, *, lr: float, momentum: float,
+                   weight_decay: float) -> torch.optim.Optimizer:
+    """SGD with momentum or AdamW (beta1 = momentum), with no weight decay on biases and norm parameters (1-D
+    tensors), as in the usual ImageNet recipes."""
+    groups = [{"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": weight_decay},
+              {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999))
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=False)
+
+
+ONECYCLE_RISE = 0.3  # share of training spent rising (torch OneCycleLR's pct_start)
+ONECYCLE_START, ONECYCLE_END = 1 / 25, 1 / 25e4  # lr / div_factor and lr / (div_factor * final_div_factor)
+
+
+def lr_factor(cfg: TrainConfig, progress: float) -> float:
+    """The learning rate / scaled lr after `progress` epochs of training (a fraction within an epoch)."""
+    if cfg.lr_schedule == "onecycle":
+        t = progress / cfg.epochs
+        if t < ONECYCLE_RISE:
+            return _cosine(ONECYCLE_START, 1.0, t / ONECYCLE_RISE)
+        return _cosine(1.0, ONECYCLE_END, (t - ONECYCLE_RISE) / (1 - ONECYCLE_RISE))
+    epoch = int(progress)
+    warm = min(1.0, (epoch + 1) / cfg.warmup_epochs) if cfg.warmup_epochs else 1.0
+    return warm * cfg.lr_gamma ** sum(epoch >= m for m in cfg.lr_milestones)
+
+
+def _cosine(start: float, end: float, t: float) -> float:
+    return end + (start - end) * (1 + math.cos(math.pi * min(t, 1.0))) / 2
 
 
 def fit(cfg: TrainConfig, resume: bool = False) -> dict:
@@ -90,17 +117,16 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     on_gpu = env.device.type == "cuda"
     if cfg.channels_last and on_gpu:
         model = model.to(memory_format=torch.channels_last)
-    opt, sched = build_optimizer(model, cfg)
+    opt = build_optimizer(model, cfg)
     start_epoch, best, loader_state, seed = 0, None, None, cfg.seed
     if resume:
         state = load_checkpoint(out / CHECKPOINT)  # on the CPU: the RNG state must stay a CPU tensor
         load_weights(out / CHECKPOINT, model, state["model"])
         try:
             opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
         except (KeyError, ValueError, RuntimeError, TypeError) as error:
-            raise ValueError(f"{out / CHECKPOINT}: its optimizer or scheduler state does not fit this run's "
-                             f"config ({error})") from None
+            raise ValueError(f"{out / CHECKPOINT}: its optimizer state does not fit this run's config ({error})"
+                             ) from None
         torch.set_rng_state(state["torch_rng"])
         start_epoch, best = state["epoch"], state.get("best")
         loader_state, seed = _resumed_loader(state.get("loader", {}), cfg.seed, start_epoch, env)
@@ -117,8 +143,6 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
             loader.load_state_dict(loader_state)
         for epoch in range(start_epoch, cfg.epochs):
             last = _run_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
-            last["lr"] = sched.get_last_lr()[0]
-            sched.step()
             improved = False
             if cfg.val is not None and ((epoch + 1) % cfg.val.every == 0 or epoch + 1 == cfg.epochs):
                 last["val"] = _validate(cfg, env, model)
@@ -129,7 +153,7 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
                 last["best"] = best
             loader_states = distributed.all_gather_objects(loader.state_dict())
             if env.is_main:
-                state = _state(model, opt, sched, epoch + 1, cfg, classes, best, loader_states)
+                state = _state(model, opt, epoch + 1, cfg, classes, best, loader_states)
                 save_checkpoint(out / CHECKPOINT, state)
                 if improved:
                     save_checkpoint(out / BEST, state)
@@ -202,6 +226,10 @@ def _scalars(metrics: dict, prefix: str = ""):
 def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader) -> dict:
     net.train()
     steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+    # The largest shard's step count, the same on every rank, so all ranks set the same rates.
+    schedule_steps = math.ceil(math.ceil(loader.dataset_size / env.world_size) / cfg.batch_size)
+    if cfg.max_steps_per_epoch is not None:
+        schedule_steps = min(schedule_steps, cfg.max_steps_per_epoch)
     # Sums stay on the device: a .item() per step would stall the GPU every batch.
     loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
     correct = torch.zeros((), dtype=torch.int64, device=env.device)
@@ -218,6 +246,9 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
             images, labels = images.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
             if cfg.channels_last and on_gpu:
                 images = images.contiguous(memory_format=torch.channels_last)
+            lr = cfg.scaled_lr * lr_factor(cfg, epoch + step / schedule_steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
             autocast = on_gpu and cfg.amp
             if not autocast:  # a float16 loader halves the host-to-device copy; the fp32 model needs fp32 input
                 images = images.float()
@@ -244,13 +275,15 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
         tqdm.write(f"epoch {epoch + 1}/{cfg.epochs} input: {profiler.line()}")
     return {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_top1": 100.0 * correct / seen,
             "samples": int(seen), "rank_samples": local_seen, "img_s": rate, "seconds": seconds,
+            "lr": opt.param_groups[0]["lr"],  # the epoch's last step's
             "input": {k: profile[k] for k in ("wait_fraction", "wait_s", "img_s", "verdict", "batches",
                                               "timing")}}
 
 
-def _state(model, opt, sched, epoch: int, cfg: TrainConfig, num_classes: int, best: dict | None,
+def _state(model, opt, epoch: int, cfg: TrainConfig, num_classes: int, best: dict | None,
            loader_states: list[dict]) -> dict:
+    # The learning-rate schedule needs no state of its own: it is lr_factor(config, epoch + step / steps).
     return {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "epoch": epoch, "torch_rng": torch.get_rng_state(),
+            "epoch": epoch, "torch_rng": torch.get_rng_state(),
             "config": json.loads(json.dumps(cfg.to_dict())), "best": best,  # plain data: weights_only loads it
             "loader": {"states": loader_states}}  # every rank's, in rank order (DALI checkpoints are bytes)

@@ -1,22 +1,69 @@
+"""`dali-has demo` on a tiny set: results.json's promised keys, several seeds, repeatability, dataset reuse."""
 import json
+import statistics
+
+import pytest
+import torch
 
 from train.cli import main
+from train.demo import DEMO_MODEL, METRICS
+from train.models import build_model
+from train.checkpoint import CHECKPOINT
+
+TINY = ["--n-train", "40", "--n-test", "10", "--epochs", "2"]
 
 
-def test_demo_writes_the_promised_results(tmp_path, capsys):
+def _weights(run_dir):
+    return torch.load(run_dir / CHECKPOINT, weights_only=False)["model"]
+
+
+def test_demo_writes_the_promised_results_and_repeats_them_exactly(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--n-train", "40", "--n-test", "10", "--epochs", "1"]) == 0
+    assert main(["demo", "--out", str(out), "--seeds", "0", "1", *TINY]) == 0
     results = json.loads((out / "results.json").read_text())
+    assert "alexnet_convs=2, added_convs=1" in results["model"]
+    assert f"sees {build_model('alexnet_gap', 2, **DEMO_MODEL).receptive_field} px" in results["model"]
     for run in ("baseline", "has"):
-        metrics = ("top1", "gt_known_loc", "top1_loc", "maxboxacc_v2", "part_hidden_top1")
-        assert set(results[run]) == {*metrics, "seed", "maxboxacc_by_iou"}
-        assert all(0 <= results[run][k] <= 100 for k in metrics)
-    assert results["wall_s"] > 0 and results["device"].startswith("cpu")
+        summary = results[run]
+        assert set(summary) == {*METRICS, "seed", "maxboxacc_by_iou", "std", "per_seed"}
+        assert summary["seed"] == [0, 1] and [row["seed"] for row in summary["per_seed"]] == [0, 1]
+        for key in METRICS:
+            values = [row[key] for row in summary["per_seed"]]
+            assert all(0 <= v <= 100 for v in values)
+            assert summary[key] == pytest.approx(statistics.fmean(values))
+            assert summary["std"][key] == pytest.approx(statistics.stdev(values))
+    assert results["has_minus_baseline"]["gt_known_loc"] == pytest.approx(
+        results["has"]["gt_known_loc"] - results["baseline"]["gt_known_loc"])
+    assert results["wall_s"] > 0 and results["device"].startswith("cpu") and results["data_seed"] == 0
     assert (out / "cams.png").stat().st_size > 0
-    assert json.loads((out / "runs" / "has" / "config.json").read_text())["augment"]["has"] is not None
-    assert json.loads((out / "runs" / "baseline" / "config.json").read_text())["augment"]["has"] is None
-    assert "GT-known Loc" in (printed := capsys.readouterr().out) and "top-1, head hidden" in printed
-    # A second run reuses the generated set.
+    runs = out / "runs"
+    assert json.loads((runs / "seed1" / "has" / "config.json").read_text())["augment"]["has"] is not None
+    assert json.loads((runs / "seed1" / "baseline" / "config.json").read_text())["augment"]["has"] is None
+    printed = capsys.readouterr().out
+    assert "GT-known Loc" in printed and "top-1, head hidden" in printed and "Hide-and-Seek mean" in printed
+    first = {seed: _weights(runs / f"seed{seed}" / "has") for seed in (0, 1)}
+    assert any(not torch.equal(first[0][k], v) for k, v in first[1].items() if v.is_floating_point())
+
+    # Again: the generated set is reused, and the same seeds give the same weights and numbers to the last bit
+    # (same machine, same number of jobs and threads).
     stamp = (out / "data" / "dataset.json").stat().st_mtime_ns
-    assert main(["demo", "--out", str(out), "--n-train", "40", "--n-test", "10", "--epochs", "1"]) == 0
+    assert main(["demo", "--out", str(out), "--seeds", "0", "1", *TINY]) == 0
     assert (out / "data" / "dataset.json").stat().st_mtime_ns == stamp
+    again = json.loads((out / "results.json").read_text())
+    for run in ("baseline", "has"):
+        assert again[run]["per_seed"] == results[run]["per_seed"]
+    for seed in (0, 1):
+        for key, value in _weights(runs / f"seed{seed}" / "has").items():
+            assert torch.equal(value, first[seed][key]), key
+    assert len((runs / "seed0" / "has" / "metrics.jsonl").read_text().splitlines()) == 2  # a fresh run, not appended
+
+
+def test_one_seed_keeps_the_single_run_layout_and_bad_options_are_named(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--seeds", "3", "--jobs", "1", *TINY]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["has"]) == {*METRICS, "seed", "maxboxacc_by_iou"} and results["has"]["seed"] == 3
+    assert main(["demo", "--out", str(out), "--seeds", "1", "1", *TINY]) == 2
+    assert "seeds=[1, 1]" in capsys.readouterr().err
+    assert main(["demo", "--out", str(out), "--jobs", "0", *TINY]) == 2
+    assert "jobs=0" in capsys.readouterr().err

@@ -42,6 +42,41 @@ def test_alexnet_gap_small_stem_keeps_a_16x16_cam_on_64_pixel_images():
     assert "batch_norm=True" in repr(model) and "stem='small'" in repr(model)
 
 
+def measured_receptive_field(model, side: int) -> int:
+    """Side of the input region whose pixels move the centre cell of the CAM features (union over 16 inputs, so
+    max pooling's single routes and ReLU's zeros still reach every pixel the cell can see)."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, side, side, requires_grad=True)
+    features, _ = model.eval().features_and_logits(x)
+    h, w = features.shape[-2:]
+    features[:, :, h // 2, w // 2].abs().sum().backward()
+    seen = x.grad.abs().sum(dim=(0, 1)) > 0
+    rows, cols = seen.any(1).nonzero().flatten(), seen.any(0).nonzero().flatten()
+    assert rows.max() - rows.min() == cols.max() - cols.min()
+    return int(rows.max() - rows.min() + 1)
+
+
+@pytest.mark.parametrize("opts, side", [({"stem": "small"}, 96), ({"stem": "small", "alexnet_convs": 4}, 96),
+                                        ({"stem": "small", "alexnet_convs": 2, "added_convs": 1}, 96), ({}, 320)])
+def test_receptive_field_matches_what_the_gradient_reaches(opts, side):
+    model = build_model("alexnet_gap", 10, width=0.125, batch_norm=True, **opts)
+    assert model.receptive_field == measured_receptive_field(model, side)
+
+
+def test_fewer_layers_keep_the_cam_size_and_shrink_the_receptive_field():
+    full = build_model("alexnet_gap", 10, stem="small", width=0.125, batch_norm=True)
+    short = build_model("alexnet_gap", 10, stem="small", width=0.125, batch_norm=True, alexnet_convs=2,
+                        added_convs=1).eval()
+    assert [c.out_channels for c in _convs(short)] == [12, 32, 64]  # conv1, conv2, one 3x3/512 layer
+    assert [c.kernel_size[0] for c in _convs(short)] == [5, 5, 3]
+    with torch.no_grad():
+        features, logits = short.features_and_logits(torch.randn(2, 3, 64, 64))
+    assert features.shape == (2, 64, 16, 16) and logits.shape == (2, 10)
+    # On a 64-pixel image a cell of the full network sees nearly everything, one of the short one under half.
+    assert measured_receptive_field(full, 96) > 0.9 * 64 and measured_receptive_field(short, 96) < 0.5 * 64
+    assert "alexnet_convs=2, added_convs=1" in repr(short)
+
+
 def test_global_max_pooling_option():
     torch.manual_seed(0)
     gap = build_model("alexnet_gap", 3, stem="small", width=0.125).eval()
@@ -76,9 +111,14 @@ def test_build_model_rejects_unknown_archs_options_and_values():
         build_model("alexnet_gap", 10, stem="tiny")
     with pytest.raises(ValueError, match="width=0"):
         build_model("alexnet_gap", 10, width=0)
+    with pytest.raises(ValueError, match="alexnet_convs=1 must be a whole number >= 2 and <= 5"):
+        build_model("alexnet_gap", 10, alexnet_convs=1)
+    with pytest.raises(ValueError, match="added_convs=0"):
+        build_model("alexnet_gap", 10, added_convs=0)
     with pytest.raises(ValueError, match="pooling='sum'"):
         build_model("resnet50", 10, pooling="sum")
     with pytest.raises(ValueError, match="num_classes=0"):
         build_model("resnet50", 0)
-    assert model_options("alexnet_gap") == {"stem": "imagenet", "width": 1.0, "pooling": "avg", "batch_norm": False}
+    assert model_options("alexnet_gap") == {"stem": "imagenet", "width": 1.0, "pooling": "avg", "batch_norm": False,
+                                            "alexnet_convs": 5, "added_convs": 2}
     assert isinstance(build_model("alexnet_gap", 2, stem="small", width=0.125), AlexNetGAP)

@@ -11,9 +11,10 @@ import torch
 from dali_has import HaSConfig
 from pipelines import TrainAugment
 from train.checkpoint import CHECKPOINT
+from train import trainer
 from train.cli import main
 from train.config import FeatureHaS, TrainConfig, Validation
-from train.trainer import fit
+from train.trainer import fit, lr_factor
 from train.wsol.evaluate import evaluate
 
 SMALL = {"stem": "small", "width": 0.125, "batch_norm": True}
@@ -31,11 +32,32 @@ def test_config_defaults_follow_the_arch_and_bad_values_are_named():
     assert TrainConfig(data="d", out="o").lr_milestones == (25, 50)
     for bad, match in [(dict(arch="vgg"), "arch='vgg'"), (dict(batch_size=0), "batch_size=0"),
                        (dict(lr=-1.0), "lr=-1.0"), (dict(device="tpu"), "device='tpu'"),
-                       (dict(augment={"has": {"p_hide": 2.0}}), "p_hide=2.0"), (dict(mean=(1, 2)), "mean")]:
+                       (dict(augment={"has": {"p_hide": 2.0}}), "p_hide=2.0"), (dict(mean=(1, 2)), "mean"),
+                       (dict(optimizer="adam"), "optimizer='adam'; expected one of 'sgd', 'adamw'"),
+                       (dict(lr_schedule="cosine"), "lr_schedule='cosine'"),
+                       (dict(lr_schedule="onecycle", warmup_epochs=1), "warmup_epochs=1 with lr_schedule")]:
         with pytest.raises(ValueError, match=match):
             TrainConfig(data="d", out="o", **bad)
     with pytest.raises(ValueError, match="unknown training option.*'epoch'"):
         TrainConfig.from_dict({"data": "d", "out": "o", "epoch": 3})
+
+
+def test_paper_sgd_step_schedule_stays_the_default():
+    for arch in ("alexnet_gap", "resnet50"):
+        cfg = TrainConfig(data="d", out="o", arch=arch)
+        assert (cfg.optimizer, cfg.lr_schedule) == ("sgd", "step")
+    cfg = TrainConfig(data="d", out="o", warmup_epochs=2)  # alexnet_gap: /10 at 25 and 50
+    assert [lr_factor(cfg, e) for e in (0, 0.9, 1, 24.5, 25, 50)] == [0.5, 0.5, 1.0, 1.0, 0.1, 0.1 ** 2]
+
+
+def test_onecycle_rises_to_the_lr_at_30_percent_then_decays_to_almost_zero():
+    cfg = TrainConfig(data="d", out="o", epochs=10, lr_schedule="onecycle")
+    factors = [lr_factor(cfg, 10 * t / 1000) for t in range(1001)]
+    assert factors[0] == pytest.approx(1 / 25) and factors[-1] == pytest.approx(1 / 25e4)
+    assert max(factors) == factors[300] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(factors[:300], factors[1:301]))  # rising within the first epochs ...
+    assert all(a > b for a, b in zip(factors[300:], factors[301:]))  # ... and falling after
+    assert lr_factor(cfg, 0.5) != lr_factor(cfg, 0.0)  # changes within an epoch, not per epoch
 
 
 def test_cli_rejects_unknown_and_invalid_options(tmp_path, capsys):
@@ -58,8 +80,14 @@ def test_a_float16_loader_trains_a_float32_model_without_autocast(tiny_synth, tm
     assert last["samples"] == 16 and last["train_loss"] == last["train_loss"]  # ran, and the loss is not NaN
 
 
-def test_run_folder_and_exact_resume(tiny_synth, tmp_path, capsys):
-    straight = fit(tiny_config(tiny_synth, tmp_path / "a"))
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("schedule", [dict(warmup_epochs=1, lr_milestones=(1,)),
+                                      dict(optimizer="adamw", lr=0.01, weight_decay=0.05, lr_schedule="onecycle")])
+def test_run_folder_and_exact_resume(tiny_synth, tmp_path, monkeypatch, capsys, schedule):
+    straight = fit(tiny_config(tiny_synth, tmp_path / "a", **schedule))
     assert straight["samples"] == 37 and straight["epoch"] == 2
     run_a = tmp_path / "a"
     assert json.loads((run_a / "config.json").read_text())["epochs"] == 2
@@ -74,18 +102,29 @@ def test_run_folder_and_exact_resume(tiny_synth, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "epoch 1/2 input: " in printed and "epoch 2/2 input: " in printed and "cpu timing" in printed
 
-    fit(tiny_config(tiny_synth, tmp_path / "b", epochs=1))
+    # The same run, stopped after its first epoch's checkpoint, then resumed from the command line.
+    original = trainer._run_epoch
+
+    def stop_in_second_epoch(cfg, env, net, opt, epoch, on_gpu, loader):
+        if epoch == 1:
+            next(iter(loader))  # killed after drawing a batch: the checkpoint must not depend on it
+            raise Interrupted
+        return original(cfg, env, net, opt, epoch, on_gpu, loader)
+
+    with monkeypatch.context() as m, pytest.raises(Interrupted):
+        m.setattr(trainer, "_run_epoch", stop_in_second_epoch)
+        fit(tiny_config(tiny_synth, tmp_path / "b", **schedule))
+    after_one = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=True)
+    assert after_one["epoch"] == 1
     assert main(["train", "--resume", str(tmp_path / "b"), "--epochs", "2"]) == 0
     a = torch.load(run_a / CHECKPOINT, weights_only=True)
     b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=True)
     assert a["epoch"] == b["epoch"] == 2
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
-    # Not trivially equal: the run did change the weights.
-    fresh = fit(tiny_config(tiny_synth, tmp_path / "c", epochs=1))
-    c = torch.load(tmp_path / "c" / CHECKPOINT, weights_only=True)
-    assert fresh["epoch"] == 1
-    assert any(not torch.equal(c["model"][k], v) for k, v in a["model"].items() if v.is_floating_point())
+    assert (a["optimizer"]["state"][0].keys() >= {"exp_avg", "exp_avg_sq"}) == (schedule.get("optimizer") == "adamw")
+    # Not trivially equal: the second epoch did change the weights.
+    assert any(not torch.equal(after_one["model"][k], v) for k, v in a["model"].items() if v.is_floating_point())
 
 
 @pytest.mark.slow

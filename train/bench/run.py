@@ -54,9 +54,9 @@ from pipelines import IMAGENET_MEAN, IMAGENET_STD, make_loader
 from pipelines.settings import DEVICES, DTYPE_NAMES, LAYOUTS, TrainAugment, default_num_threads
 from train.bench.data import bench_jpegs, bench_prepared
 from train.bench.timing import Measurement, batches_consumed, device_sync, measure, nvtx_range
-from train.config import TrainConfig
+from train.config import ARCH_DEFAULTS, MOMENTUM
 from train.models import ARCHS, build_model
-from train.trainer import build_optimizer
+from train.trainer import make_optimizer
 
 IMPLS = ("none", "composed", "fused")
 RESIZES = ("builtin", "fused")  # the resize_impl values compared ("auto" picks one of them)
@@ -558,8 +558,10 @@ def _train_step(s: BenchSettings, compile: bool = False):
     if gpu:
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile else model
-    # The trainer's optimizer with this architecture's default hyper-parameters; data and out are not used.
-    opt, _ = build_optimizer(model, TrainConfig(data="", out="", arch=s.arch, batch_size=s.batch_size))
+    # The trainer's default optimizer for this architecture (the paper's SGD), at this batch size.
+    defaults = ARCH_DEFAULTS[s.arch]
+    opt = make_optimizer(model, "sgd", lr=defaults["lr"] * s.batch_size / 256, momentum=MOMENTUM,
+                         weight_decay=defaults["weight_decay"])
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> int:
         # On the GPU bf16 autocast takes any input dtype; the CPU runs float32 like the trainer.

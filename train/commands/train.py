@@ -13,7 +13,7 @@ from train.commands.arguments import (
     add_num_threads,
     parse_model_opts,
 )
-from train.config import VAL_METRICS, TrainConfig
+from train.config import LR_SCHEDULES, OPTIMIZERS, VAL_METRICS, TrainConfig
 from train.models import ARCHS
 
 
@@ -43,6 +43,10 @@ def register(sub) -> None:
     p.add_argument("--random-area", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="random-resized-crop area range (default 0.08 1)")
     p.add_argument("--flip-probability", type=float, help="horizontal flips (default 0.5)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="default sgd (momentum); adamw uses --momentum as beta1")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
+                   help="step (default): x --lr-gamma at --lr-milestones after --warmup-epochs; onecycle: cosine "
+                        "rise to --lr over the first 30%% of steps, then cosine decay")
     p.add_argument("--lr-milestones", type=int, nargs="+", metavar="EPOCH")
     add_device(p, default=None, help="cpu or gpu (default cpu)")
     p.add_argument("--dtype", choices=("float32", "float16"))

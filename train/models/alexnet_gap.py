@@ -18,6 +18,13 @@ Stems (conv1 and the two max pools), chosen by `stem`:
 
 `width` scales every convolution's channel count (1.0 = the paper's), for CPU-sized runs: the small stem at
 width 1 costs about 2.4 GMAC per 64-pixel image, at width 0.25 about 0.15 GMAC.
+
+Depth, for small images: `alexnet_convs` (2–5, default 5) keeps AlexNet's conv1..convN and `added_convs` (1 or 2,
+default 2) sets how many 3×3/512 layers follow before the pooling. The pools after conv1 and conv2 stay, so
+the CAM keeps its size; what shrinks is the receptive field of a CAM cell (`receptive_field`). On 64-pixel
+images with the small stem, the full network's last-layer cells see 59 pixels — nearly the whole image — so
+every cell near a strongly discriminative part answers to it and the CAM is one blob around that part;
+conv1, conv2 and one added layer see 27 pixels (why `dali-has demo` uses them, see train/demo.py).
 """
 from __future__ import annotations
 
@@ -42,7 +49,9 @@ STEMS = {
     "small": Stem(conv1_kernel=5, conv1_stride=1, conv1_padding=2, pool_padding=1),
 }
 CONV_CHANNELS = (96, 256, 384, 384, 256)  # conv1..conv5
-GAP_CHANNELS = 512  # the two added 3×3 layers
+GAP_CHANNELS = 512  # the added 3×3 layers
+ALEXNET_CONVS = range(2, len(CONV_CHANNELS) + 1)  # conv1 and conv2 hold the two pools: always kept
+ADDED_CONVS = (1, 2)
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int, padding: int, batch_norm: bool) -> list[nn.Module]:
@@ -54,27 +63,30 @@ class AlexNetGAP(CAMNet):
     """AlexNet-GAP; see the module docstring. CAM features: the last added conv's 512·width channels."""
 
     def __init__(self, num_classes: int, *, stem: str = "imagenet", width: float = 1.0, pooling: str = "avg",
-                 batch_norm: bool = False):
+                 batch_norm: bool = False, alexnet_convs: int = 5, added_convs: int = 2):
         check_num_classes(num_classes)
         validate.one_of("stem", stem, sorted(STEMS))
         validate.number("width", width, low=0.0, high=4.0, low_open=True)
         validate.boolean("batch_norm", batch_norm)
+        validate.whole_number("alexnet_convs", alexnet_convs, minimum=ALEXNET_CONVS.start,
+                              maximum=ALEXNET_CONVS.stop - 1)  # AlexNet's conv1..convN kept
+        validate.one_of("added_convs", added_convs, ADDED_CONVS)  # 3x3/512 layers before the pooling
         s = STEMS[stem]
         c1, c2, c3, c4, c5, c6 = (max(1, round(c * width)) for c in (*CONV_CHANNELS, GAP_CHANNELS))
         bn = batch_norm
-        body = nn.Sequential(
+        layers = [
             *_conv(3, c1, s.conv1_kernel, s.conv1_stride, s.conv1_padding, bn),
             nn.MaxPool2d(3, stride=2, padding=s.pool_padding),
             *_conv(c1, c2, 5, 1, 2, bn),
             nn.MaxPool2d(3, stride=2, padding=s.pool_padding),
-            *_conv(c2, c3, 3, 1, 1, bn),
-            *_conv(c3, c4, 3, 1, 1, bn),
-            *_conv(c4, c5, 3, 1, 1, bn),  # conv5; pool5 removed so the CAM keeps conv5's resolution
-            *_conv(c5, c6, 3, 1, 1, bn),
-            *_conv(c6, c6, 3, 1, 1, bn),
-        )
-        super().__init__(body, nn.Linear(c6, num_classes), pooling)
+        ]
+        # conv3..conv5, then the added layers; pool5 removed so the CAM keeps conv5's resolution.
+        widths = (c1, c2, c3, c4, c5)[:alexnet_convs] + (c6,) * added_convs
+        for cin, cout in zip(widths[1:], widths[2:]):
+            layers += _conv(cin, cout, 3, 1, 1, bn)
+        super().__init__(nn.Sequential(*layers), nn.Linear(c6, num_classes), pooling)
         self.stem, self.width, self.batch_norm = stem, width, batch_norm
+        self.alexnet_convs, self.added_convs = alexnet_convs, added_convs
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -91,6 +103,18 @@ class AlexNetGAP(CAMNet):
         nn.init.normal_(self.classifier.weight, std=0.01)
         nn.init.zeros_(self.classifier.bias)
 
+    @property
+    def receptive_field(self) -> int:
+        """Side in input pixels of what one cell of the CAM features sees, from the layers' kernels and strides."""
+        size, jump = 1, 1
+        for m in self.body:
+            if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+                kernel = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+                stride = m.stride if isinstance(m.stride, int) else m.stride[0]
+                size += (kernel - 1) * jump
+                jump *= stride
+        return size
+
     def extra_repr(self) -> str:
         return (f"stem={self.stem!r}, width={self.width}, pooling={self.pooling!r}, "
-                f"batch_norm={self.batch_norm}")
+                f"batch_norm={self.batch_norm}, alexnet_convs={self.alexnet_convs}, added_convs={self.added_convs}")

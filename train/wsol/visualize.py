@@ -5,9 +5,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
+
+from train.wsol.localization import box_iou
 
 GREEN, RED = (40, 220, 40), (235, 40, 40)
+IOU_HIT = 0.5  # the IoU GT-known Loc counts as localized
+CAPTION_SIZE, TITLE_SIZE = 14, 16  # font pixels
 
 
 def to_uint8_images(batch, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -61,12 +65,42 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
 
 def cam_comparison(examples_by_run: dict[str, list], path: str | Path, scale: int = 4) -> Path:
     """One row per image: the input, then for each run its CAM overlay with the predicted box (red) and the
-    true boxes (green). Runs must hold examples of the same images in the same order."""
+    true boxes (green), and the predicted box's IoU with the best-matching true box written on it (green when it
+    counts as localized, IoU >= 0.5). A header row names the columns: "input", then the runs' names.
+    Runs must hold examples of the same images in the same order."""
     runs = list(examples_by_run.values())
     tiles = []
     for row in zip(*runs):
         tiles.append(draw_boxes(row[0].image, [(b, GREEN) for b in row[0].true_boxes], scale))
         for ex in row:
             boxes = [(b, GREEN) for b in ex.true_boxes] + [(ex.predicted_box, RED)]
-            tiles.append(draw_boxes(overlay(ex.image, ex.cam), boxes, scale))
-    return save_png(grid(tiles, columns=1 + len(runs)), path)
+            iou = float(box_iou(ex.predicted_box, ex.true_boxes).max())
+            tiles.append(_caption(draw_boxes(overlay(ex.image, ex.cam), boxes, scale), f"IoU {iou:.2f}",
+                                  GREEN if iou >= IOU_HIT else RED))
+    sheet = grid(tiles, columns=1 + len(runs))
+    return save_png(_with_header(sheet, ["input", *examples_by_run], tile_width=tiles[0].shape[1]), path)
+
+
+def _caption(tile: np.ndarray, text: str, color) -> np.ndarray:
+    """`text` in `color` on a black band at the tile's top-left corner."""
+    img = Image.fromarray(tile)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=CAPTION_SIZE)
+    x0, y0, x1, y1 = draw.textbbox((3, 2), text, font=font)
+    draw.rectangle([0, 0, x1 + 3, y1 + 2], fill=(0, 0, 0))
+    draw.text((3, 2), text, fill=color, font=font)
+    return np.asarray(img)
+
+
+def _with_header(sheet: Image.Image, titles: Sequence[str], tile_width: int, pad: int = 2) -> Image.Image:
+    """The sheet under a white band with one centred title per column (the layout of `grid`)."""
+    font = ImageFont.load_default(size=TITLE_SIZE)
+    probe = ImageDraw.Draw(sheet)
+    height = max(probe.textbbox((0, 0), t, font=font)[3] for t in titles) + 8
+    out = Image.new("RGB", (sheet.width, sheet.height + height), (255, 255, 255))
+    out.paste(sheet, (0, height))
+    draw = ImageDraw.Draw(out)
+    for i, title in enumerate(titles):
+        width = draw.textbbox((0, 0), title, font=font)[2]
+        draw.text((pad + i * (tile_width + pad) + (tile_width - width) // 2, 4), title, fill=(0, 0, 0), font=font)
+    return out

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from train.wsol.box_formats import read_synth
+from train.wsol.localization import box_iou
 from train.wsol.synth import SynthConfig, generate, render, sample_rng, split_labels
 
 TINY = SynthConfig(n_train=30, n_test=10, classes=5, seed=3)
@@ -53,9 +54,9 @@ def test_boxes_lie_inside_the_image_and_contain_the_head(samples):
 def test_head_is_small_and_class_coloured_body_is_large(samples):
     # The paper's premise: a small, reliable part inside a much larger object.
     cfg, labels, drawn = samples
-    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])
-    ratios = np.array([area(s.part) / area(s.box) for s in drawn])
-    assert ratios.max() < 0.35 and np.median(ratios) < 0.15
+    # A box around the head alone does not count as localized: IoU < 0.5 with the object's box, which holds it.
+    ious = np.array([box_iou(s.part, s.box).item() for s in drawn])
+    assert ious.max() < 0.45 and np.median(ious) < 0.25
     for s, k in zip(drawn, labels):
         x0, y0, x1, y1 = s.part
         centre = s.image[(y0 + y1) // 2 - 1:(y0 + y1) // 2 + 1, (x0 + x1) // 2 - 1:(x0 + x1) // 2 + 1]
