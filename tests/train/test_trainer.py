@@ -10,8 +10,8 @@ import torch
 
 from dali_has import HaSConfig
 from pipelines import TrainAugment
-from train.checkpoint import CHECKPOINT
 from train import trainer
+from train.checkpoint import CHECKPOINT
 from train.cli import main
 from train.config import FeatureHaS, TrainConfig, Validation
 from train.trainer import fit, lr_factor
