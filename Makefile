@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/dali-has demo --out demo_out
 
+# ruff first: a lint error fails fast, before the ~5-minute suite.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 # On a machine with an NVIDIA GPU: every GPU test, bench and a short training, one JSON summary in $(OUT).

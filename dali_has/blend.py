@@ -15,7 +15,7 @@ more than one line:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import nvidia.dali.fn as fn

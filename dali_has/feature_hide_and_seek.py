@@ -7,8 +7,9 @@ rescaling, unlike dropout), so gradients reach the kept cells only. Identity in 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from numbers import Real
-from typing import Sequence, Union
+from typing import Union
 
 import torch
 from torch import nn

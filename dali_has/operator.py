@@ -6,7 +6,7 @@ It uses the fused C++/CUDA plugin when it can be built and loaded, else the comp
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from dali_has import composed, fused, validate
 from dali_has.spec import PAPER_P_HIDE, PAPER_PATCH_SIZES, Fill, HaSConfig

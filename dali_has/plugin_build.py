@@ -99,7 +99,7 @@ class _Toolchain:
     dali_lib_dir: str
 
     @classmethod
-    def find(cls) -> "_Toolchain":
+    def find(cls) -> _Toolchain:
         import nvidia.dali as dali
         from nvidia.dali import sysconfig
 

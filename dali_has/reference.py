@@ -6,7 +6,7 @@ compared pixel for pixel and the sampler checked statistically.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -12,8 +12,9 @@ the chain of DALI built-ins instead (with `hide_and_seek` in the `has_impl` it i
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from numbers import Real
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 from nvidia.dali import fn, types
 

@@ -7,9 +7,10 @@ cell independently iff u < p_hide with u ~ U[0, 1), and give hidden pixels the f
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
-from typing import Sequence, Union
+from typing import Union
 
 from dali_has import validate
 
@@ -45,7 +46,7 @@ class HaSConfig:
         object.__setattr__(self, "fill", validate.numbers("fill", fill))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HaSConfig":
+    def from_dict(cls, d: dict) -> HaSConfig:
         """Build from a mapping (e.g. a JSON config); unknown keys are errors."""
         return cls(**validate.known_fields("Hide-and-Seek", d, cls))
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 
 def whole_number(name: str, value: Any, *, minimum: int = 0, maximum: Optional[int] = None) -> int:

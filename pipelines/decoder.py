@@ -11,7 +11,8 @@ from pipelines.settings import ImageOptions
 # GPU memory per pipeline before the first batch. Most ImageNet JPEGs are at most 500 px a side (~0.2 MP, 4:2:0):
 # about 3 bytes/pixel of DCT coefficients on the host and 7.5 on the device (coefficients, YCbCr planes, RGB out),
 # i.e. under 2 MB. By that estimate DALI's defaults below cover images up to ~2 MP with no reallocation; a larger
-# image grows the thread's buffer once, and it stays grown. `make gpu-check` measures what a pipeline holds per thread count.
+# image grows the thread's buffer once, and it stays grown. `make gpu-check` measures what a pipeline holds
+# per thread count.
 DEVICE_MEMORY_PADDING = 16 << 20
 HOST_MEMORY_PADDING = 8 << 20
 

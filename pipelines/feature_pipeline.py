@@ -43,7 +43,7 @@ class FeatureIndex:
     videos: tuple[Video, ...]
 
     @classmethod
-    def load(cls, path: str) -> "FeatureIndex":
+    def load(cls, path: str) -> FeatureIndex:
         """Read and check an index file; feature paths are taken relative to its folder."""
         with open(path) as f:
             raw = json.load(f)

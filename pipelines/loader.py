@@ -28,8 +28,9 @@ from __future__ import annotations
 import atexit
 import math
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 import nvidia.dali.backend
@@ -47,7 +48,7 @@ from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment, spli
 from pipelines.train_pipeline import train_pipeline
 from pipelines.val_pipeline import eval_resize, val_pipeline
 
-_OPEN_LOADERS: "weakref.WeakSet[EpochLoader]" = weakref.WeakSet()
+_OPEN_LOADERS: weakref.WeakSet[EpochLoader] = weakref.WeakSet()
 STATE_VERSION = 1  # of EpochLoader.state_dict()
 
 

@@ -1,7 +1,7 @@
 """Crop, flip, normalize and lay out decoded images in one DALI op; the matching Hide-and-Seek fill."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from nvidia.dali import fn
 

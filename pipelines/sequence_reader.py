@@ -5,7 +5,7 @@ turns rows into class labels. Shuffled or in order, sharded, every file exactly 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from nvidia.dali import fn, types
 

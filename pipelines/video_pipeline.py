@@ -7,7 +7,8 @@ before sampling, so memory grows with video length: cut long videos into clips f
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import nvidia.dali.fn as fn
 from nvidia.dali import Pipeline, pipeline_def

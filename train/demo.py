@@ -33,8 +33,8 @@ from dali_has import HaSConfig
 from pipelines import TrainAugment, make_loader
 from pipelines.dataset_mean import dataset_mean
 from pipelines.files import load_dataset
-from train.config import TrainConfig
 from train.checkpoint import load_trained_model
+from train.config import TrainConfig
 from train.models import build_model
 from train.trainer import fit
 from train.wsol.evaluate import evaluate, localization_table

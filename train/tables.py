@@ -1,7 +1,7 @@
 """Plain-text tables for the commands' summaries: a left-aligned name column, right-aligned value columns."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], min_width: int = 8) -> str:

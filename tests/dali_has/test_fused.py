@@ -160,7 +160,7 @@ def test_gpu_kernel_is_used_only_when_the_driver_can_run_it(plugin, monkeypatch)
         pytest.skip(f"plugin built without its CUDA kernel: {built.gpu_reason}")
     assert built.cuda_version is not None and built.cuda_version >= 1000
     for driver, usable in ((None, False), (built.cuda_version - 1000, False), (built.cuda_version, True)):
-        monkeypatch.setattr(fused, "driver_cuda_version", lambda: driver)
+        monkeypatch.setattr(fused, "driver_cuda_version", lambda driver=driver: driver)
         monkeypatch.setattr(fused, "_state", {})
         assert fused.load()  # the CPU kernel is usable whatever the driver
         assert fused.gpu_available() is usable

@@ -8,9 +8,8 @@ import pytest
 from nvidia.dali import backend, fn, pipeline_def
 
 from pipelines import ImageOptions, PipelineOptions, reader
+from pipelines.files import DALI_FILE_FILTERS, IMAGE_FILTERS, list_folder, load_dataset, read_file_list, write_file_list
 from tests.pipelines.bad_images import jpeg_bytes
-from pipelines.files import (DALI_FILE_FILTERS, IMAGE_FILTERS, list_folder, load_dataset, read_file_list,
-                             write_file_list)
 
 
 def dali_reads(**reader_args):
@@ -112,7 +111,8 @@ def test_relative_names_next_to_the_list(tmp_path, monkeypatch):
     write_file_list("set/list.txt", [("set/c/x 1.jpg", 7), (tmp_path / "set/c/y.jpg", 0)])
     assert list_path.read_text() == "c/x 1.jpg 7\nc/y.jpg 0\n"
     monkeypatch.chdir("/")
-    assert [(n, l) for n, l, _ in dali_reads(file_list=str(list_path))] == [("c/x 1.jpg", 7), ("c/y.jpg", 0)]
+    assert [(name, label) for name, label, _ in dali_reads(file_list=str(list_path))] == [("c/x 1.jpg", 7),
+                                                                                          ("c/y.jpg", 0)]
 
 
 def test_list_parsing_follows_dali(tmp_path):
@@ -122,7 +122,7 @@ def test_list_parsing_follows_dali(tmp_path):
     list_path.write_text("a 12.jpg\t 3  \r\n\n   \nb.jpg 0010\n")
     expected = [("a 12.jpg", 3), ("b.jpg", 10)]
     assert list(read_file_list(list_path).samples) == expected
-    assert [(n, l) for n, l, _ in dali_reads(file_list=str(list_path))] == expected
+    assert [(name, label) for name, label, _ in dali_reads(file_list=str(list_path))] == expected
 
 
 def test_load_dataset_takes_folder_or_list(tmp_path, tree):

@@ -263,7 +263,7 @@ def jpegs(tmp_path_factory):
 def test_profiling_our_loader_counts_every_sample_and_releases_the_pipeline(jpegs):
     loader = make_loader(jpegs, train=True, batch_size=2, crop=8, num_threads=1, seed=0)
     profiler = InputProfiler(warmup=0)
-    for images, labels in profiler.wrap(loader):
+    for images, labels in profiler.wrap(loader):  # noqa: B007 (deleted below: no batch may keep the pipeline)
         pass
     assert profiler.summary()["samples"] == loader.num_samples == 7
     assert profiler.summary()["batches"] == len(loader) == 4
@@ -292,7 +292,7 @@ class FakeGPU:
     def synchronize(self) -> None:
         self.now = max(self.now, self.busy_until)
 
-    def event(self) -> "FakeEvent":
+    def event(self) -> FakeEvent:
         return FakeEvent(self)
 
 
@@ -313,7 +313,7 @@ class FakeEvent:
     def synchronize(self) -> None:
         self.gpu.now = max(self.gpu.now, self.time)
 
-    def elapsed_time(self, end: "FakeEvent") -> float:
+    def elapsed_time(self, end: FakeEvent) -> float:
         return 1000.0 * (end.time - self.time)
 
 

@@ -9,8 +9,16 @@ import torch
 from PIL import Image
 
 from dali_has import fused
-from pipelines import (IMAGENET_MEAN, IMAGENET_STD, ImageOptions, PipelineOptions, TrainAugment, has_fill, make_loader,
-                       train_pipeline)
+from pipelines import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageOptions,
+    PipelineOptions,
+    TrainAugment,
+    has_fill,
+    make_loader,
+    train_pipeline,
+)
 
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
 COLOUR = (200, 100, 50)
@@ -62,7 +70,8 @@ def test_constant_colour_normalizes_to_the_expected_value_in_every_dtype_and_lay
 def test_flip_happens_about_half_the_time(half_black_half_white):
     # The crop covers the whole image, so a sample is the image or its mirror image, nothing in between.
     loader = make_loader(half_black_half_white, train=True, batch_size=8, crop=32,
-                         augment=TrainAugment(random_area=(1.0, 1.0), random_aspect_ratio=(1.0, 1.0)), mean=(0, 0, 0), std=(255, 255, 255), seed=0,
+                         augment=TrainAugment(random_area=(1.0, 1.0), random_aspect_ratio=(1.0, 1.0)),
+                         mean=(0, 0, 0), std=(255, 255, 255), seed=0,
                          num_threads=1)
     images = torch.cat([x for _ in range(2) for x, _ in loader])  # 48 samples over two epochs
     left, right = images[..., :16], images[..., 16:]

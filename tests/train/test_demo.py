@@ -5,10 +5,10 @@ import statistics
 import pytest
 import torch
 
+from train.checkpoint import CHECKPOINT
 from train.cli import main
 from train.demo import DEMO_MODEL, METRICS
 from train.models import build_model
-from train.checkpoint import CHECKPOINT
 
 TINY = ["--n-train", "40", "--n-test", "10", "--epochs", "2"]
 

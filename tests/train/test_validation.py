@@ -5,12 +5,12 @@ import sys
 import pytest
 import torch
 
+from tests.train.test_trainer import tiny_config
 from train.checkpoint import BEST, CHECKPOINT, METRICS
 from train.cli import main
 from train.config import Validation
 from train.trainer import fit
 from train.wsol.evaluate import evaluate
-from tests.train.test_trainer import tiny_config
 
 
 def validation(tiny_synth, **kw):

@@ -10,8 +10,8 @@ import torch
 
 from dali_has import TemporalHaSConfig, validate
 from pipelines.feature_pipeline import FeatureIndex, mean_feature
-from train.tables import format_table
 from train.actions.training import ActionTrainConfig, evaluate_localization, train_action_model
+from train.tables import format_table
 
 VARIANTS = ("baseline", "temporal HaS")
 

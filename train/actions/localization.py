@@ -9,7 +9,8 @@ code); mAP averages AP over the classes that have ground truth.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch

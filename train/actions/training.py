@@ -14,8 +14,13 @@ from dali_has import TemporalHaSConfig, validate
 from pipelines.feature_pipeline import FeatureIndex, feature_pipeline
 from pipelines.sequence_loader import SequenceLoader
 from pipelines.settings import PipelineOptions
-from train.actions.localization import (PAPER_CAM_THRESHOLD, THUMOS_IOU_THRESHOLDS, Segment,
-                                       mean_average_precision, predict_segments)
+from train.actions.localization import (
+    PAPER_CAM_THRESHOLD,
+    THUMOS_IOU_THRESHOLDS,
+    Segment,
+    mean_average_precision,
+    predict_segments,
+)
 from train.actions.model import ActionClassifier
 
 

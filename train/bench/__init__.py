@@ -1,1 +1,2 @@
-"""Measuring and verifying on the hardware at hand: `dali-has bench` (is training input-bound?) and `dali-has gpu-check`."""
+"""Measuring and verifying on the hardware at hand: `dali-has bench` (is training input-bound?), `dali-has
+gpu-check`, and developer micro-benchmarks of single operators."""

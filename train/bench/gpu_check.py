@@ -47,12 +47,12 @@ def plan(out: Path, data: Path) -> list[Step]:
     """The steps, in order; `data` is an image folder DIR/<class>/<image> for the short trainings."""
     cli = [sys.executable, "-m", "train.cli"]
     steps = [
-        Step("environment", [sys.executable, "-m", "train.bench.gpu_check", "environment", str(out / "environment.json")],
-             60, "environment.json"),
+        Step("environment", [sys.executable, "-m", "train.bench.gpu_check", "environment",
+                             str(out / "environment.json")], 60, "environment.json"),
         Step("gpu_tests", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
                            f"--junitxml={out / 'gpu_tests.xml'}", str(REPO / "tests")], 180),
-        Step("memory", [sys.executable, "-m", "train.bench.gpu_check", "memory", str(out / "memory.json"), str(data)], 60,
-             "memory.json"),
+        Step("memory", [sys.executable, "-m", "train.bench.gpu_check", "memory", str(out / "memory.json"),
+                        str(data)], 60, "memory.json"),
     ]
     for arch in ("alexnet_gap", "resnet50"):
         steps.append(Step(f"bench_{arch}", cli + ["bench", "--device", "gpu", "--arch", arch, "--iters", "20",

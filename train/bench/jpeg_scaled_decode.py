@@ -101,8 +101,8 @@ def decode_timings(paths: list[Path], scale: float, repeats: int) -> dict:
         decoded = pil_decode(data, scale)
         if decoded != expected:
             raise RuntimeError(f"{path}: draft decoded {decoded}, expected {expected}; the timing would be wrong")
-        full.append(_median_seconds(lambda: pil_decode(data), repeats))
-        draft.append(_median_seconds(lambda: pil_decode(data, scale), repeats))
+        full.append(_median_seconds(lambda data=data: pil_decode(data), repeats))
+        draft.append(_median_seconds(lambda data=data: pil_decode(data, scale), repeats))
     full_ms, draft_ms = 1e3 * float(np.mean(full)), 1e3 * float(np.mean(draft))
     return {"images": len(paths), "scale": scale, "full_ms": full_ms, "draft_ms": draft_ms,
             "saved_share": 1 - draft_ms / full_ms}
@@ -127,10 +127,11 @@ def simplejpeg_m8_timings(paths: list[Path], windows_per_image: int, repeats: in
             if s >= 7 / 8:  # no M/8 factor below 1 keeps the window >= SIZE
                 continue
             count += 1
-            t_full = t_full or _median_seconds(lambda: simplejpeg.decode_jpeg(data, colorspace="RGB"), repeats)
+            t_full = t_full or _median_seconds(lambda data=data: simplejpeg.decode_jpeg(data, colorspace="RGB"),
+                                               repeats)
             need = (math.ceil(height * s), math.ceil(width * s))
             full.append(t_full)
-            scaled.append(_median_seconds(lambda: simplejpeg.decode_jpeg(
+            scaled.append(_median_seconds(lambda data=data, need=need: simplejpeg.decode_jpeg(
                 data, colorspace="RGB", min_height=need[0], min_width=need[1]), repeats))
     if not count:
         return {"windows": 0}

@@ -25,16 +25,16 @@ import json
 import os
 import platform
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import nvidia.dali
 from nvidia.dali import fn, pipeline_def, types
 
-from train.bench.windows import decoded_windows, image_sets
 from dali_has import HaSConfig, fused
 from pipelines import IMAGENET_MEAN, IMAGENET_STD
 from train.bench.timing import measure
+from train.bench.windows import decoded_windows, image_sets
 
 SIZE = 224
 HAS = HaSConfig()  # the paper's sizes (0, 16, 32, 44, 56), p_hide 0.5, fill 0

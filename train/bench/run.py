@@ -31,10 +31,11 @@ import platform
 import shlex
 import statistics
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 import nvidia.dali

@@ -33,7 +33,6 @@ from typing import NamedTuple
 from torch import nn
 
 from dali_has import validate
-
 from train.models.cam_net import CAMNet, check_num_classes
 
 

@@ -5,7 +5,6 @@ from torch import nn
 from torchvision.models import resnet50
 
 from dali_has import validate
-
 from train.models.cam_net import CAMNet, check_num_classes
 
 

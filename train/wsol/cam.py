@@ -11,7 +11,7 @@ bicubic interpolation, which overshoots; bilinear keeps the map within the range
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -8,9 +8,9 @@ back without dropping parts of the image).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -21,13 +21,13 @@ from dali_has import validate
 from pipelines import make_loader
 from pipelines.files import load_dataset
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, eval_resize
+from train.checkpoint import CHECKPOINT, load_trained_model
+from train.config import TrainConfig
+from train.models import CAMNet
 from train.tables import format_table
 from train.wsol.box_formats import Annotation, BoxTable, read_boxes
 from train.wsol.cam import class_activation_maps
 from train.wsol.localization import ClassificationMeter, LocalizationMeter, boxes_from_cam
-from train.checkpoint import CHECKPOINT, load_trained_model
-from train.config import TrainConfig
-from train.models import CAMNet
 
 CENTER_CROP = TEN_CROP_POSITIONS.index((0.5, 0.5))
 CAM_THRESHOLDS = {"alexnet_gap": 0.20, "resnet50": 0.20}  # paper §4.1.1: AlexNet-GAP 0.20

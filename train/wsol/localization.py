@@ -40,7 +40,7 @@ Metrics (percent), accumulated batch by batch by `LocalizationMeter`:
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

@@ -144,7 +144,7 @@ class SynthConfig:
         return colorsys.hsv_to_rgb(label / self.classes, 1.0, 1.0)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SynthConfig":
+    def from_dict(cls, d: dict) -> SynthConfig:
         """Build from a mapping (e.g. dataset.json's "config"); unknown keys are errors."""
         d = validate.known_fields("synth", d, cls)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})

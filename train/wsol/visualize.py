@@ -1,8 +1,8 @@
 """PNG pictures people would rather look at than numbers: sample grids and CAM overlays with boxes."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont

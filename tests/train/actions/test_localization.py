@@ -3,8 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-from train.actions.localization import (Segment, average_precision, cam_segments, mean_average_precision,
-                                       predict_segments, temporal_iou)
+from train.actions.localization import (
+    Segment,
+    average_precision,
+    cam_segments,
+    mean_average_precision,
+    predict_segments,
+    temporal_iou,
+)
 from train.actions.model import ActionClassifier
 
 

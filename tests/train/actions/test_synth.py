@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from pipelines.feature_pipeline import FeatureIndex
-from train.cli import main
 from train.actions.synth import SynthActionsConfig, generate
+from train.cli import main
 
 
 def test_videos_hold_one_action_whose_extent_carries_the_class_cue(tmp_path):

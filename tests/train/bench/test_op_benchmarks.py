@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dali_has import fused
 from train.bench import jpeg_scaled_decode, resize_normalize
 from train.bench import windows as inputs
-from dali_has import fused
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.wsol.cam import class_activation_maps, normalize_cams
 from train.models import build_model
+from train.wsol.cam import class_activation_maps, normalize_cams
 
 
 def test_raw_cam_is_the_weighted_sum_of_feature_maps():

@@ -5,13 +5,13 @@ import pytest
 from PIL import Image
 
 from pipelines import TrainAugment, make_loader
+from tests.train.test_trainer import tiny_config
 from train.cli import main
+from train.trainer import fit
 from train.wsol.box_formats import Annotation
 from train.wsol.evaluate import boxes_in_crop, crop_geometry, evaluate, match_annotations
 from train.wsol.localization import box_iou, boxes_from_cam
 from train.wsol.synth import _tight_box
-from train.trainer import fit
-from tests.train.test_trainer import tiny_config
 
 
 def test_boxes_follow_the_resize_and_centre_crop():

@@ -4,8 +4,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from train.wsol.localization import (LocalizationMeter, best_iou_per_threshold, box_iou, boxes_from_cam,
-                                scale_boxes)
+from train.wsol.localization import LocalizationMeter, best_iou_per_threshold, box_iou, boxes_from_cam, scale_boxes
 
 
 def _map(shape=(10, 12), **blobs):

@@ -14,8 +14,9 @@ Differ by design: for one box (GT-known Loc) we take the component with most pix
 the contour with the largest polygon area (cv2.contourArea, 0 for a one-pixel-wide line). Where both rules
 name the same candidates the boxes must agree, ties included; on this fixture the rules name different
 candidates in 30 of 328 (map, threshold) pairs — 25 in the four thin-shape maps, 5 among small parts at
-thresholds 0.7-0.9 that pixel counts and polygon areas rank differently or tie — and the box differs in all 30. At GT-known Loc's threshold
-0.2 the box differs in 4 of 41 maps (the thin shapes), but the GT-known hit in none: 27 of 41 either way.
+thresholds 0.7-0.9 that pixel counts and polygon areas rank differently or tie — and the box differs in all 30.
+At GT-known Loc's threshold 0.2 the box differs in 4 of 41 maps (the thin shapes), but the GT-known hit in none:
+27 of 41 either way.
 """
 from pathlib import Path
 
