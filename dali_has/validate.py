@@ -76,6 +76,14 @@ def numbers(name: str, values: Any, *, count: Optional[int] = None, positive: bo
     return tuple(float(v) for v in vals)
 
 
+def distinct_seeds(name: str, values: Any) -> tuple[int, ...]:
+    """One or more different whole numbers (the seeds of repeated runs)."""
+    vals = tuple(values) if isinstance(values, Sequence) and not isinstance(values, str) else ()
+    if not vals or len(set(vals)) != len(vals):
+        raise ValueError(f"{name}={values!r}; expected one or more different seeds, e.g. 0 1 2")
+    return tuple(whole_number(name, v) for v in vals)
+
+
 def one_of(name: str, value: Any, choices: Sequence) -> Any:
     """`value` if it is one of `choices`."""
     if isinstance(value, bool) != any(isinstance(c, bool) for c in choices) or value not in choices:

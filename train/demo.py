@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from dali_has import HaSConfig
+from dali_has import HaSConfig, validate
 from pipelines import TrainAugment, make_loader
 from pipelines.dataset_mean import dataset_mean
 from pipelines.files import load_dataset
@@ -85,9 +85,7 @@ def run_demo(out: str | Path, *, seeds=(0, 1, 2), epochs: int = 10, n_train: int
     over the baseline there (mean of seeds 0-2; +18.5 with 8 epochs, +23.5 with 15), and three seeds of 10
     epochs take about 800 CPU-seconds, some 7 minutes on 2 free cores (15 epochs would need about 9.5)."""
     start = time.perf_counter()
-    seeds = list(seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds={seeds}; expected one or more different seeds")
+    seeds = list(validate.distinct_seeds("seeds", seeds))
     if jobs < 1:
         raise ValueError(f"jobs={jobs}; expected at least 1")
     out = Path(out)

@@ -22,14 +22,14 @@ class ActionDemoSettings:
     torch_threads: CPU threads of the model (the model is small: more threads than free cores slow it down)."""
 
     data: str
-    seeds: int = 3
+    seeds: tuple[int, ...] = (0, 1, 2)
     segment: int = 2
     p_hide: float = 0.5
     torch_threads: int = 1
     train: ActionTrainConfig = ActionTrainConfig()
 
     def __post_init__(self):
-        validate.positive_int("seeds", self.seeds)
+        object.__setattr__(self, "seeds", validate.distinct_seeds("seeds", self.seeds))
         validate.positive_int("torch_threads", self.torch_threads)
         TemporalHaSConfig(self.segment, self.p_hide)
 
@@ -44,7 +44,7 @@ def run_action_demo(settings: ActionDemoSettings, *, progress: bool = True) -> d
     try:
         results = {name: [] for name in VARIANTS}
         for name, variant_has in zip(VARIANTS, (None, has)):
-            for seed in range(settings.seeds):
+            for seed in settings.seeds:
                 cfg = ActionTrainConfig(**{**settings.train.__dict__, "has": variant_has, "seed": seed})
                 model = train_action_model(train_index, cfg, progress=progress)
                 result = evaluate_localization(model, test_index, frames=cfg.frames)
@@ -63,13 +63,14 @@ def map_table(results: dict[str, list[dict]], settings: ActionDemoSettings) -> s
     for name, runs in results.items():
         cells = [np.array([r["mAP"][t] for r in runs]) for t in thresholds] + [np.array([r["top1"] for r in runs])]
         rows.append([name, *(f"{100 * c.mean():.1f} ±{100 * c.std():>4.1f}" for c in cells)])
-    title = (f"{settings.seeds} seeds, F_total={settings.train.frames}, temporal HaS segment={settings.segment}, "
-             f"p_hide={settings.p_hide}, {settings.train.epochs} epochs; on {settings.data}")
+    title = (f"seeds {' '.join(map(str, settings.seeds))}, F_total={settings.train.frames}, "
+             f"temporal HaS segment={settings.segment}, p_hide={settings.p_hide}, {settings.train.epochs} epochs; "
+             f"on {settings.data}")
     return title + "\n" + format_table(["mAP (%) at tIoU", *map(str, thresholds), "top-1 (%)"], rows, min_width=12)
 
 
 def results_json(results: dict[str, list[dict]], settings: ActionDemoSettings) -> dict:
-    return {"settings": {"data": settings.data, "seeds": settings.seeds, "segment": settings.segment,
+    return {"settings": {"data": settings.data, "seeds": list(settings.seeds), "segment": settings.segment,
                          "p_hide": settings.p_hide, "torch_threads": settings.torch_threads,
                          "frames": settings.train.frames, "epochs": settings.train.epochs,
                          "batch_size": settings.train.batch_size, "lr": settings.train.lr},

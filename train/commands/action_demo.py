@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from train.actions.demo import ActionDemoSettings
 from train.actions.training import ActionTrainConfig
 from train.commands.arguments import add_data, add_no_progress
 
@@ -18,7 +19,8 @@ def register(subparsers) -> None:
                     "(segments above 50%% of its max) and print THUMOS-style mAP at temporal IoU 0.1..0.5, "
                     "mean ± std over seeds. `dali-has synth-actions` makes a DATA folder.")
     add_data(p, "folder with train.json and test.json feature indexes")
-    p.add_argument("--seeds", type=int, default=3, help="training runs per variant, seeds 0..N-1 (default 3)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(ActionDemoSettings.seeds), metavar="SEED",
+                   help="training seeds, one baseline and one temporal-HaS run each (default 0 1 2)")
     p.add_argument("--frames", type=int, default=defaults.frames, help="F_total sampled features (default %(default)s)")
     p.add_argument("--has-segment", type=int, default=2, help="F_segment of temporal HaS (default %(default)s)")
     p.add_argument("--has-p-hide", type=float, default=0.5, help="default %(default)s")
@@ -34,7 +36,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from train.actions.demo import ActionDemoSettings, map_table, results_json, run_action_demo
+    from train.actions.demo import map_table, results_json, run_action_demo
 
     settings = ActionDemoSettings(
         data=args.data, seeds=args.seeds, segment=args.has_segment, p_hide=args.has_p_hide,

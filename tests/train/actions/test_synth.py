@@ -44,10 +44,13 @@ def test_commands_run_end_to_end(tmp_path, capsys):
     assert main(["synth-actions", "--out", str(data), "--train-videos", "16", "--test-videos", "6",
                  "--no-progress"]) == 0
     assert main(["synth-actions", "--out", str(data)]) == 2  # not empty: refused
-    assert main(["action-demo", "--data", str(data), "--seeds", "1", "--epochs", "1", "--frames", "16",
+    assert main(["action-demo", "--data", str(data), "--seeds", "4", "--epochs", "1", "--frames", "16",
                  "--has-segment", "4", "--json", str(results), "--no-progress"]) == 0
     table = capsys.readouterr().out
     assert "baseline" in table and "temporal HaS" in table and "0.5" in table
     saved = json.loads(results.read_text())
     assert set(saved["results"]) == {"baseline", "temporal HaS"}
     assert set(saved["results"]["baseline"][0]["mAP"]) == {"0.1", "0.2", "0.3", "0.4", "0.5"}
+    assert saved["settings"]["seeds"] == [4]  # a list of seeds, as `dali-has demo --seeds` takes
+    assert [len(runs) for runs in saved["results"].values()] == [1, 1]
+    assert main(["action-demo", "--data", str(data), "--seeds", "1", "1"]) == 2  # the same seed twice: refused
