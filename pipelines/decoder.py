@@ -15,6 +15,8 @@ from pipelines.settings import ImageOptions
 # per thread count.
 DEVICE_MEMORY_PADDING = 16 << 20
 HOST_MEMORY_PADDING = 8 << 20
+# Draws of (area, ratio) before the decoder falls back to the whole image (clamped to the ratio range).
+RANDOM_CROP_ATTEMPTS = 100
 
 
 def decoder_kwargs(device: str, image: ImageOptions | None = None) -> dict:
@@ -32,12 +34,13 @@ def decoder_kwargs(device: str, image: ImageOptions | None = None) -> dict:
     return kwargs
 
 
-def decode_random_crop(encoded, device: str, image: ImageOptions, *, random_area, random_aspect_ratio):
+def decode_random_crop(encoded, device: str, image: ImageOptions | None, *, random_area, random_aspect_ratio):
     """Decode only a random window (area share and width/height ratio drawn per sample): the crop of
-    random-resized-crop happens at decode time, so the discarded pixels are never decoded."""
+    random-resized-crop happens at decode time, so the discarded pixels are never decoded. `image`: as in
+    `decoder_kwargs`."""
     return fn.decoders.image_random_crop(encoded, random_area=list(random_area),
-                                         random_aspect_ratio=list(random_aspect_ratio), num_attempts=100,
-                                         **decoder_kwargs(device, image))
+                                         random_aspect_ratio=list(random_aspect_ratio),
+                                         num_attempts=RANDOM_CROP_ATTEMPTS, **decoder_kwargs(device, image))
 
 
 def decode(encoded, device: str, image: ImageOptions | None = None):

@@ -222,7 +222,7 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
         "data_variants": {"img_s": {v.name: m.median for v, m in compared.items()}, "has_impl": has_impl,
                           "variants": [asdict(v) | {"name": v.name} for v in compared],
                           "ratios": data_ratios({v: m.runs for v, m in compared.items()}),
-                          "prepared": prepared, "ffcv_unavailable": _ffcv_unavailable_reason()},
+                          "prepared": prepared, "ffcv_unavailable": ffcv_unavailable_reason()},
         "runs": {"pipeline": best["runs"], "torchvision": {name: m.to_dict() for name, m in tv.items()},
                  "model_step": model_step.to_dict(), "model_step_eager": model_steps["eager"].to_dict(),
                  "end_to_end": end_to_end.to_dict(),
@@ -391,7 +391,8 @@ class _Timer:
         """impl -> Measurement of the DALI training pipeline alone, the variants timed in alternation."""
         with contextlib.ExitStack() as stack:
             loaders = {impl: stack.enter_context(self._dali_loader(data, threads, hw, impl)) for impl in impls}
-            streams = {impl: (len(labels) for _, labels in _epochs(loader)) for impl, loader in loaders.items()}
+            streams = {impl: (len(labels) for _, labels in epoch_after_epoch(loader))
+                       for impl, loader in loaders.items()}
             depth = max(loader.pipeline.prefetch_queue_depth for loader in loaders.values())
             label = f"pipeline, {threads} threads" + (f", hw {hw}" if hw is not None else "")
             return self._time(label, streams, self._loader_warmup(depth), self.s.iters)
@@ -408,9 +409,9 @@ class _Timer:
             for v in variants:
                 loader = stack.enter_context(self._dali_loader(sources[v.source], threads, hw, has_impl, v.layout,
                                                                v.resize))
-                streams[v] = (len(labels) for _, labels in _epochs(loader))
+                streams[v] = (len(labels) for _, labels in epoch_after_epoch(loader))
                 queues[v] = loader.pipeline.prefetch_queue_depth
-            with_ffcv = sources["prepared"] is not None and _ffcv_unavailable_reason() is None
+            with_ffcv = sources["prepared"] is not None and ffcv_unavailable_reason() is None
             queue = 2 * threads  # each torchvision worker prefetches 2 batches (DataLoader's prefetch_factor)
             # + queue: the sampler outlasts the measurement, so workers stay busy up to the last timed batch.
             batches = batches_consumed(2, warmup=self._loader_warmup(queue), iters=s.iters, runs=s.runs) + queue
@@ -419,7 +420,7 @@ class _Timer:
                 streams[v], queues[v] = _torchvision_batches(s, sources["originals"], threads, has, batches), queue
             for storage in FFCV_STORAGE if with_ffcv else ():
                 v = Variant("FFCV", "prepared", "NHWC", has=False, storage=storage)
-                streams[v] = _ffcv_batches(s, sources["prepared"], threads, storage)
+                streams[v] = ffcv_batches(s, sources["prepared"], threads, storage)
                 queues[v] = FFCV_BATCHES_AHEAD
             timed = self._time("data comparison", {v.name: b for v, b in streams.items()},
                                {v.name: self._loader_warmup(queues[v]) for v in streams}, s.iters)
@@ -437,7 +438,7 @@ class _Timer:
     def end_to_end(self, data: str, threads: int, hw: Optional[float], impl: str, step) -> Measurement:
         with self._dali_loader(data, threads, hw, impl) as loader:
             label = f"end-to-end {self.s.arch} + HaS {impl}"
-            streams = {label: (step(images, labels) for images, labels in _epochs(loader))}
+            streams = {label: (step(images, labels) for images, labels in epoch_after_epoch(loader))}
             return self._time(label, streams, self._loader_warmup(loader.pipeline.prefetch_queue_depth),
                               self.s.model_iters)[label]
 
@@ -477,7 +478,7 @@ def _ticking(batches: Iterator[int], bar: tqdm) -> Iterator[int]:
         yield images
 
 
-def _epochs(loader):
+def epoch_after_epoch(loader):
     """The loader's batches, epoch after epoch: an epoch that ends normally continues without a rebuild."""
     while True:
         yield from loader
@@ -501,7 +502,7 @@ def _torchvision_batches(s: BenchSettings, data: str, workers: int, has: bool, b
         yield len(labels)
 
 
-def _ffcv_unavailable_reason() -> Optional[str]:
+def ffcv_unavailable_reason() -> Optional[str]:
     try:
         import ffcv  # noqa: F401  (an optional extra: compared with when installed)
     except Exception as error:  # noqa: BLE001 - ImportError, or a broken install (missing libturbojpeg, ...)
@@ -509,7 +510,7 @@ def _ffcv_unavailable_reason() -> Optional[str]:
     return None
 
 
-def _ffcv_batches(s: BenchSettings, prepared: str, workers: int, storage: str) -> Iterator[int]:
+def ffcv_batches(s: BenchSettings, prepared: str, workers: int, storage: str) -> Iterator[int]:
     """FFCV's ImageNet training pipeline on the prepared images: random-resized-crop at decode time, flip,
     channels_last float32 tensor normalized like ours, `workers` threads, RANDOM order, epoch after epoch. No
     Hide-and-Seek: FFCV has none, and adding ours in Python would measure our glue, not FFCV."""

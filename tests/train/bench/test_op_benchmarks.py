@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dali_has import fused
-from train.bench import jpeg_scaled_decode, resize_normalize
+from train.bench import jpeg_scaled_decode, pipeline_stages, resize_normalize
 from train.bench import windows as inputs
 
 
@@ -89,3 +89,24 @@ def test_the_resize_benchmark_times_every_variant_and_checks_agreement(tiny_sets
             for m in variants.values():
                 assert len(m["runs"]) == 2 and m["img_s"] > 0
                 assert m["ms_per_image"] == pytest.approx(1e3 / m["img_s"]) and m["cpu_ms_per_image"] > 0
+
+
+@pytest.mark.fused
+def test_the_stage_benchmark_times_every_stage_and_charges_each_its_own_cost(tiny_sets, tmp_path, monkeypatch):
+    if not fused.load():
+        pytest.skip(f"fused plugin cannot be built here: {fused.unavailable_reason()}")
+    monkeypatch.setattr(pipeline_stages, "file_sets", lambda images: tiny_sets)
+    out = tmp_path / "s.json"
+    pipeline_stages.main(["--images", "8", "--batch-size", "4", "--iters", "1", "--runs", "2", "--warmup", "1",
+                          "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == set(tiny_sets)
+    for entry in report["results"].values():
+        stages = entry["stages"]
+        assert list(stages) == list(pipeline_stages.STAGES) and entry["images"] == 8
+        for stage, m in stages.items():
+            assert len(m["runs"]) == 2 and m["img_s"] > 0 and m["cpu_ms_per_image"] > 0
+            before = pipeline_stages.BEFORE.get(stage)
+            if before is not None:
+                assert m["stage_cpu_ms_per_image"] == pytest.approx(
+                    m["cpu_ms_per_image"] - stages[before]["cpu_ms_per_image"])

@@ -1,0 +1,84 @@
+"""Micro-benchmark: our CPU training pipeline against FFCV alone, the two timed in alternation.
+
+`dali-has bench` times all its data variants in one alternation (DALI in eight forms, torchvision twice, FFCV
+twice), so the worker threads and processes of a dozen loaders share two cores with every timed run; its
+rounds scatter widely (DALI prepared NHWC 3,542-4,240 img/s in one run). This times only the pair the speed
+goal compares: `make_loader` on a prepared copy (NHWC float32 224x224, fused resize + the paper's
+Hide-and-Seek) against FFCV's ImageNet pipeline (`train.bench.run.ffcv_batches`, no HaS) on the same images,
+stored in FFCV's raw mode (decoded pixels) and, with --jpg, as JPEG too. Needs `ffcv` importable (an optional
+extra; the project does not depend on it).
+
+    python -m train.bench.ffcv_head_to_head --prepared DIR --json ffcv_head_to_head.json
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import time
+
+from dali_has import HaSConfig
+from pipelines import TrainAugment, make_loader
+from train.bench.run import SEED, BenchSettings, epoch_after_epoch, ffcv_batches, ffcv_unavailable_reason
+from train.bench.timing import Measurement, measure
+
+DALI = "DALI prepared NHWC fused + HaS"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--prepared", required=True, help="a folder written by `dali-has prepare`")
+    p.add_argument("--jpg", action="store_true", help="also FFCV reading the images stored as JPEG")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2, help="DALI threads = FFCV workers")
+    p.add_argument("--iters", type=int, default=40, help="batches per timed run")
+    p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--warmup", type=int, default=8, help="untimed batches before each run (> FFCV's queue of 3)")
+    p.add_argument("--json", help="write every figure here")
+    return p.parse_args(argv)
+
+
+def round_ratios(a: Measurement, b: Measurement) -> dict:
+    """a / b per round of the alternation (the runs were timed side by side): median, min, max."""
+    ratios = [x / y for x, y in zip(a.runs, b.runs)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    reason = ffcv_unavailable_reason()
+    if reason is not None:
+        raise SystemExit(f"{reason}; install ffcv (with its OpenCV and libturbojpeg) to compare with it")
+    settings = BenchSettings(device="cpu", prepared=args.prepared, batch_size=args.batch_size,
+                             threads=(args.threads,))
+    load_start, started = os.getloadavg(), time.perf_counter()
+    storages = ("raw", "jpg") if args.jpg else ("raw",)
+    augment = TrainAugment(has=HaSConfig(), has_impl="fused", resize_impl="fused")
+    with contextlib.ExitStack() as stack:
+        loader = stack.enter_context(make_loader(args.prepared, train=True, batch_size=args.batch_size,
+                                                 augment=augment, device="cpu", seed=SEED,
+                                                 num_threads=args.threads, layout="NHWC"))
+        streams = {DALI: (len(labels) for _, labels in epoch_after_epoch(loader))}
+        for storage in storages:
+            streams[f"FFCV {storage}"] = ffcv_batches(settings, args.prepared, args.threads, storage)
+        for batches in streams.values():
+            stack.callback(batches.close)
+        timed = measure(streams, warmup=args.warmup, iters=args.iters, runs=args.runs)
+    report = {"settings": vars(args), "img_s": {name: m.to_dict() for name, m in timed.items()},
+              "ratios": {f"DALI/FFCV {s}": round_ratios(timed[DALI], timed[f"FFCV {s}"]) for s in storages},
+              "seconds": round(time.perf_counter() - started, 1),
+              "load_average": {"start": list(load_start), "end": list(os.getloadavg())}}
+    for name, m in timed.items():
+        print(f"{name}: {m.median:.0f} img/s (runs {' '.join(f'{r:.0f}' for r in m.runs)})")
+    for name, r in report["ratios"].items():
+        print(f"{name}: {r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Micro-benchmark: where the CPU training pipeline's time goes, stage by stage, on the originals and on
+prepared copies.
+
+Four graphs, each one stage longer than the one before, read the same JPEGs (shuffled, as in training):
+  read        fn.readers.file alone (the encoded bytes);
+  decode      + random-resized-crop at decode time (`pipelines.decoder.decode_random_crop`, libjpeg-turbo);
+  fast_idct   the same with DALI's `use_fast_idct` (libjpeg-turbo's less exact integer IDCT, FFCV's choice);
+  train       + the fused resize-flip-normalize-hide operator, NHWC float32 224x224 with the paper's HaS: the
+              training pipeline's work (`make_loader(train=True)` on the CPU, without the hand-off to torch,
+              which DALI 2.4's dynamic executor does through DLPack without a copy).
+A stage's cost is its graph's CPU time per image minus that of the graph before it (fast_idct: minus read).
+Image sets: `dali-has bench`'s ImageNet-like originals (400-500 px), their `dali-has prepare` copy (shorter
+side 256, the default) and a copy bounded on the longer side at 256 (FFCV's `max_resolution`).
+
+Timing: `train.bench.timing.measure` (warm-up, the graphs in alternation, median of runs), once with the wall
+clock and once with the process's CPU clock (all threads; what one image costs one core).
+
+    python -m train.bench.pipeline_stages --json pipeline_stages.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nvidia.dali
+from nvidia.dali import fn, pipeline_def, types
+
+from dali_has import HaSConfig, fused, resize_mirror_normalize_hide
+from pipelines.decoder import RANDOM_CROP_ATTEMPTS, decode_random_crop, decoder_kwargs
+from pipelines.settings import IMAGENET_MEAN, IMAGENET_STD, RANDOM_AREA, RANDOM_ASPECT_RATIO
+from train.bench.data import bench_prepared
+from train.bench.timing import measure
+from train.bench.windows import image_sets
+
+SIZE = 224
+STAGES = ("read", "decode", "fast_idct", "train")
+BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode"}  # what each stage's cost is counted from
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=512, help="JPEGs per set")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--iters", type=int, default=20, help="batches per timed run")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=5, help="untimed batches before each run")
+    p.add_argument("--json", help="write every figure here")
+    return p.parse_args(argv)
+
+
+def file_sets(images: int) -> dict[str, list[Path]]:
+    """{"originals", "prepared" (shorter side 256), "longer256"}: JPEG paths, sorted alike."""
+    sets = image_sets(images)
+    prepared = sorted(bench_prepared(images).rglob("*.jpg"))
+    return {"originals": sets["originals"], "prepared": prepared, "longer256": sets["max256"]}
+
+
+def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
+    """A never-restarted stream of iterations of `stage`'s graph over `paths`; yields images per batch."""
+
+    @pipeline_def(batch_size=args.batch_size, num_threads=args.threads, device_id=None, seed=0)
+    def pipe():
+        encoded, _ = fn.readers.file(files=[str(p) for p in paths], random_shuffle=True)
+        if stage == "read":
+            return encoded
+        if stage == "fast_idct":
+            return fn.decoders.image_random_crop(encoded, **decoder_kwargs("cpu"), use_fast_idct=True,
+                                                 random_area=list(RANDOM_AREA),
+                                                 random_aspect_ratio=list(RANDOM_ASPECT_RATIO),
+                                                 num_attempts=RANDOM_CROP_ATTEMPTS)
+        images = decode_random_crop(encoded, "cpu", None, random_area=RANDOM_AREA,
+                                    random_aspect_ratio=RANDOM_ASPECT_RATIO)
+        if stage == "decode":
+            return images
+        return resize_mirror_normalize_hide(images, size=SIZE, mirror=fn.random.coin_flip(), mean=IMAGENET_MEAN,
+                                            std=IMAGENET_STD, dtype=types.FLOAT, layout="HWC",
+                                            has=HaSConfig(), impl="fused", has_impl="fused")
+
+    p = pipe()
+    p.build()
+    while True:
+        p.run()
+        yield args.batch_size
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if not fused.load():
+        raise SystemExit(f"the fused plugin cannot be built here: {fused.unavailable_reason()}")
+    load_start, started = os.getloadavg(), time.perf_counter()
+    results = {}
+    for set_name, paths in file_sets(args.images).items():
+        streams = {stage: batches(paths, stage, args) for stage in STAGES}
+        wall = measure(streams, warmup=args.warmup, iters=args.iters, runs=args.runs)
+        cpu = measure(streams, warmup=args.warmup, iters=args.iters, runs=args.runs, clock=time.process_time)
+        entry = {stage: {**wall[stage].to_dict(), "cpu_ms_per_image": 1e3 / cpu[stage].median,
+                         "cpu_runs_img_per_cpu_s": list(cpu[stage].runs)} for stage in STAGES}
+        for stage, before in BEFORE.items():
+            entry[stage]["stage_cpu_ms_per_image"] = (entry[stage]["cpu_ms_per_image"]
+                                                      - entry[before]["cpu_ms_per_image"])
+        mean_kb = sum(p.stat().st_size for p in paths) / len(paths) / 1024
+        results[set_name] = {"images": len(paths), "mean_file_kb": mean_kb, "stages": entry}
+    report = {"settings": vars(args), "size": SIZE, "has": HaSConfig().to_dict(), "results": results,
+              "seconds": round(time.perf_counter() - started, 1), "platform": platform.platform(),
+              "cpu_count": os.cpu_count(), "dali": nvidia.dali.__version__,
+              "load_average": {"start": list(load_start), "end": list(os.getloadavg())}}
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return report
+
+
+def format_report(r: dict) -> str:
+    s = r["settings"]
+    lines = [f"batch {s['batch_size']}, {s['threads']} threads, median of {s['runs']} runs x {s['iters']} batches; "
+             f"load average {r['load_average']['start'][0]:.2f} -> {r['load_average']['end'][0]:.2f}",
+             "| images | graph | img/s (wall) | cpu ms/image | the stage's own cpu ms/image |",
+             "|---|---|---:|---:|---:|"]
+    for set_name, entry in r["results"].items():
+        name = f"{set_name} ({entry['mean_file_kb']:.0f} KB)"
+        for stage, m in entry["stages"].items():
+            own = m.get("stage_cpu_ms_per_image")
+            lines.append(f"| {name} | {stage} | {m['img_s']:.0f} | {m['cpu_ms_per_image']:.3f} | "
+                         f"{'' if own is None else f'{own:.3f}'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
