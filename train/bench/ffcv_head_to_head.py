@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
 import statistics
-import time
 
 from dali_has import HaSConfig
 from pipelines import TrainAugment, make_loader
 from train.bench.run import SEED, BenchSettings, epoch_after_epoch, ffcv_batches, ffcv_unavailable_reason
-from train.bench.timing import Measurement, measure
+from train.bench.timing import Measurement, RunRecord, measure, write_json
 
 DALI = "DALI prepared NHWC fused + HaS"
 
@@ -53,7 +50,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"{reason}; install ffcv (with its OpenCV and libturbojpeg) to compare with it")
     settings = BenchSettings(device="cpu", prepared=args.prepared, batch_size=args.batch_size,
                              threads=(args.threads,))
-    load_start, started = os.getloadavg(), time.perf_counter()
+    record = RunRecord()
     storages = ("raw", "jpg") if args.jpg else ("raw",)
     augment = TrainAugment(has=HaSConfig(), has_impl="fused", resize_impl="fused")
     with contextlib.ExitStack() as stack:
@@ -68,15 +65,12 @@ def main(argv=None) -> dict:
         timed = measure(streams, warmup=args.warmup, iters=args.iters, runs=args.runs)
     report = {"settings": vars(args), "img_s": {name: m.to_dict() for name, m in timed.items()},
               "ratios": {f"DALI/FFCV {s}": round_ratios(timed[DALI], timed[f"FFCV {s}"]) for s in storages},
-              "seconds": round(time.perf_counter() - started, 1),
-              "load_average": {"start": list(load_start), "end": list(os.getloadavg())}}
+              **record.facts()}
     for name, m in timed.items():
         print(f"{name}: {m.median:.0f} img/s (runs {' '.join(f'{r:.0f}' for r in m.runs)})")
     for name, r in report["ratios"].items():
         print(f"{name}: {r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+    write_json(args.json, report)
     return report
 
 

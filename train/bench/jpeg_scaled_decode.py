@@ -18,7 +18,6 @@ import argparse
 import io
 import json
 import math
-import os
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from train.bench.timing import RunRecord, write_json
 from train.bench.windows import image_sets, random_resized_crop_window
 
 SIZE = 224
@@ -148,7 +148,7 @@ def dali_decoder_arguments() -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    load_start = os.getloadavg()
+    record = RunRecord()
     report = {"settings": vars(args), "sets": {}}
     for name, paths in image_sets(args.images).items():
         entry = applicability(paths, args.windows_per_image)
@@ -165,11 +165,9 @@ def main(argv=None) -> dict:
     report["dali_decoder_arguments"] = dali_decoder_arguments()
     report["dali_exposes_scaled_decoding"] = any(
         any("scale" in a or "draft" in a for a in names) for names in report["dali_decoder_arguments"].values())
-    report["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
+    report.update(record.facts())
     print(json.dumps({k: v for k, v in report.items() if k != "dali_decoder_arguments"}, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+    write_json(args.json, report)
     return report
 
 

@@ -20,21 +20,17 @@ clock and once with the process's CPU clock (all threads; what one image costs o
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import nvidia.dali
 from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused, resize_mirror_normalize_hide
 from pipelines.decoder import RANDOM_CROP_ATTEMPTS, decode_random_crop, decoder_kwargs
 from pipelines.settings import IMAGENET_MEAN, IMAGENET_STD, RANDOM_AREA, RANDOM_ASPECT_RATIO
 from train.bench.data import bench_prepared
-from train.bench.timing import measure
+from train.bench.timing import RunRecord, measure, write_json
 from train.bench.windows import image_sets
 
 SIZE = 224
@@ -93,7 +89,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if not fused.load():
         raise SystemExit(f"the fused plugin cannot be built here: {fused.unavailable_reason()}")
-    load_start, started = os.getloadavg(), time.perf_counter()
+    record = RunRecord()
     results = {}
     for set_name, paths in file_sets(args.images).items():
         streams = {stage: batches(paths, stage, args) for stage in STAGES}
@@ -107,13 +103,9 @@ def main(argv=None) -> dict:
         mean_kb = sum(p.stat().st_size for p in paths) / len(paths) / 1024
         results[set_name] = {"images": len(paths), "mean_file_kb": mean_kb, "stages": entry}
     report = {"settings": vars(args), "size": SIZE, "has": HaSConfig().to_dict(), "results": results,
-              "seconds": round(time.perf_counter() - started, 1), "platform": platform.platform(),
-              "cpu_count": os.cpu_count(), "dali": nvidia.dali.__version__,
-              "load_average": {"start": list(load_start), "end": list(os.getloadavg())}}
+              **record.facts()}
     print(format_report(report))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+    write_json(args.json, report)
     return report
 
 

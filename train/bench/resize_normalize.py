@@ -21,19 +21,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
-import platform
 import time
 from collections.abc import Iterator
 
 import numpy as np
-import nvidia.dali
 from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused
 from pipelines import IMAGENET_MEAN, IMAGENET_STD
-from train.bench.timing import measure
+from train.bench.timing import RunRecord, measure, write_json
 from train.bench.windows import decoded_windows, image_sets
 
 SIZE = 224
@@ -115,7 +111,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if not fused.load():
         raise SystemExit(f"the fused plugin cannot be built here: {fused.unavailable_reason()}")
-    load_start, started = os.getloadavg(), time.perf_counter()
+    record = RunRecord()
     results = {}
     for set_name, paths in image_sets(args.images).items():
         windows = decoded_windows(paths)
@@ -132,14 +128,9 @@ def main(argv=None) -> dict:
                     "cpu_ms_per_image": 1e3 / cpu[v].median, "cpu_runs_img_per_cpu_s": list(cpu[v].runs)}
                 for v in VARIANTS}
         results[set_name] = entry
-    report = {"settings": vars(args), "size": SIZE, "has": HAS.to_dict(), "results": results,
-              "seconds": round(time.perf_counter() - started, 1), "platform": platform.platform(),
-              "cpu_count": os.cpu_count(), "dali": nvidia.dali.__version__,
-              "load_average": {"start": list(load_start), "end": list(os.getloadavg())}}
+    report = {"settings": vars(args), "size": SIZE, "has": HAS.to_dict(), "results": results, **record.facts()}
     print(format_report(report))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+    write_json(args.json, report)
     return report
 
 

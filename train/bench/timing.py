@@ -9,12 +9,16 @@ load drifts during the bench shifts all of them alike instead of biasing the one
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Union
 
+import nvidia.dali
 import torch
 
 
@@ -79,3 +83,23 @@ def nvtx_range(name: str):
 
 def device_sync(device: str) -> Callable[[], None]:
     return torch.cuda.synchronize if device == "gpu" else (lambda: None)
+
+
+class RunRecord:
+    """What a micro-benchmark's report says about its run: how long it took, on what, and how loaded the
+    machine was (the load average at the start and at the end; other jobs skew every figure). Start it first."""
+
+    def __init__(self):
+        self.started, self.load_start = time.perf_counter(), os.getloadavg()
+
+    def facts(self) -> dict:
+        return {"seconds": round(time.perf_counter() - self.started, 1), "platform": platform.platform(),
+                "cpu_count": os.cpu_count(), "dali": nvidia.dali.__version__,
+                "load_average": {"start": list(self.load_start), "end": list(os.getloadavg())}}
+
+
+def write_json(path: str | None, report: dict) -> None:
+    """The report as JSON at `path` (a script's --json); nothing when it is None."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(report, f, indent=2)
