@@ -29,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prepared", required=True, help="a folder written by `dali-has prepare`")
     p.add_argument("--jpg", action="store_true", help="also FFCV reading the images stored as JPEG")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2, help="DALI threads = FFCV workers")
+    p.add_argument("--num-threads", type=int, default=2, help="DALI threads = FFCV workers")
     p.add_argument("--iters", type=int, default=40, help="batches per timed run")
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--warmup", type=int, default=8, help="untimed batches before each run (> FFCV's queue of 3)")
@@ -49,17 +49,17 @@ def main(argv=None) -> dict:
     if reason is not None:
         raise SystemExit(f"{reason}; install ffcv (with its OpenCV and libturbojpeg) to compare with it")
     settings = BenchSettings(device="cpu", prepared=args.prepared, batch_size=args.batch_size,
-                             threads=(args.threads,))
+                             threads=(args.num_threads,))
     record = RunRecord()
     storages = ("raw", "jpg") if args.jpg else ("raw",)
     augment = TrainAugment(has=HaSConfig(), has_impl="fused", resize_impl="fused")
     with contextlib.ExitStack() as stack:
         loader = stack.enter_context(make_loader(args.prepared, train=True, batch_size=args.batch_size,
                                                  augment=augment, device="cpu", seed=SEED,
-                                                 num_threads=args.threads, layout="NHWC"))
+                                                 num_threads=args.num_threads, layout="NHWC"))
         streams = {DALI: (len(labels) for _, labels in epoch_after_epoch(loader))}
         for storage in storages:
-            streams[f"FFCV {storage}"] = ffcv_batches(settings, args.prepared, args.threads, storage)
+            streams[f"FFCV {storage}"] = ffcv_batches(settings, args.prepared, args.num_threads, storage)
         for batches in streams.values():
             stack.callback(batches.close)
         timed = measure(streams, warmup=args.warmup, iters=args.iters, runs=args.runs)

@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=512, help="JPEGs per set")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--num-threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=20, help="batches per timed run")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--warmup", type=int, default=5, help="untimed batches before each run")
@@ -60,7 +60,7 @@ def file_sets(images: int) -> dict[str, list[Path]]:
 def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
     """A never-restarted stream of iterations of `stage`'s graph over `paths`; yields images per batch."""
 
-    @pipeline_def(batch_size=args.batch_size, num_threads=args.threads, device_id=None, seed=0)
+    @pipeline_def(batch_size=args.batch_size, num_threads=args.num_threads, device_id=None, seed=0)
     def pipe():
         encoded, _ = fn.readers.file(files=[str(p) for p in paths], random_shuffle=True)
         if stage == "read":
@@ -111,7 +111,7 @@ def main(argv=None) -> dict:
 
 def format_report(r: dict) -> str:
     s = r["settings"]
-    lines = [f"batch {s['batch_size']}, {s['threads']} threads, median of {s['runs']} runs x {s['iters']} batches; "
+    lines = [f"batch {s['batch_size']}, {s['num_threads']} threads, median of {s['runs']} runs x {s['iters']} batches; "
              f"load average {r['load_average']['start'][0]:.2f} -> {r['load_average']['end'][0]:.2f}",
              "| images | graph | img/s (wall) | cpu ms/image | the stage's own cpu ms/image |",
              "|---|---|---:|---:|---:|"]

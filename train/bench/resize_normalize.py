@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=512, help="JPEGs per set (one window each, fed in a cycle)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--num-threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=20, help="batches per timed run")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--warmup", type=int, default=5, help="untimed batches before each run")
@@ -66,7 +66,7 @@ def batches(windows: list[np.ndarray], variant: str, layout: str, args) -> Itera
     """A never-restarted stream of pipeline iterations over `windows` in a cycle; yields images per batch."""
     cycle = itertools.cycle(windows)
 
-    @pipeline_def(batch_size=args.batch_size, num_threads=args.threads, device_id=None, seed=0,
+    @pipeline_def(batch_size=args.batch_size, num_threads=args.num_threads, device_id=None, seed=0,
                   prefetch_queue_depth=1)
     def pipe():
         x = fn.external_source(source=lambda: [next(cycle) for _ in range(args.batch_size)], batch=True,
@@ -85,7 +85,7 @@ def agreement(windows: list[np.ndarray], args) -> dict:
     bs = min(args.batch_size, len(windows))
     feed = iter(windows[i:i + bs] for i in range(0, len(windows) - bs + 1, bs))
 
-    @pipeline_def(batch_size=bs, num_threads=args.threads, device_id=None, seed=0)
+    @pipeline_def(batch_size=bs, num_threads=args.num_threads, device_id=None, seed=0)
     def pipe():
         x = fn.external_source(source=lambda: next(feed), batch=True, layout="HWC")
         common = dict(mirror=fn.random.coin_flip(), mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
 
 def format_report(r: dict) -> str:
     s = r["settings"]
-    lines = [f"{SIZE}x{SIZE} float32, batch {s['batch_size']}, {s['threads']} threads, median of {s['runs']} runs "
+    lines = [f"{SIZE}x{SIZE} float32, batch {s['batch_size']}, {s['num_threads']} threads, median of {s['runs']} runs "
              f"x {s['iters']} batches; load average {r['load_average']['start'][0]:.2f} -> "
              f"{r['load_average']['end'][0]:.2f}",
              "| images | layout | variant | img/s (wall) | ms/image (wall) | cpu ms/image | minus feed, cpu ms/image |",
