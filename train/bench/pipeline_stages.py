@@ -7,7 +7,8 @@ Four graphs, each one stage longer than the one before, read the same JPEGs (shu
   fast_idct   the same with DALI's `use_fast_idct` (libjpeg-turbo's less exact integer IDCT, FFCV's choice);
   train       + the fused resize-flip-normalize-hide operator, NHWC float32 224x224 with the paper's HaS: the
               training pipeline's work (`make_loader(train=True)` on the CPU, without the hand-off to torch,
-              which DALI 2.4's dynamic executor does through DLPack without a copy).
+              which DALI 2.4's dynamic executor does through DLPack without a copy);
+  no_has      the same without Hide-and-Seek (what HaS costs in the one-pass operator: train - no_has).
 A stage's cost is its graph's CPU time per image minus that of the graph before it (fast_idct: minus read).
 Image sets: `dali-has bench`'s ImageNet-like originals (400-500 px), their `dali-has prepare` copy (shorter
 side 256, the default) and a copy bounded on the longer side at 256 (FFCV's `max_resolution`).
@@ -34,8 +35,9 @@ from train.bench.timing import RunRecord, measure, write_json
 from train.bench.windows import image_sets
 
 SIZE = 224
-STAGES = ("read", "decode", "fast_idct", "train")
-BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode"}  # what each stage's cost is counted from
+STAGES = ("read", "decode", "fast_idct", "train", "no_has")
+# What each stage's own cost is counted from.
+BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "no_has": "decode"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,7 +78,8 @@ def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
             return images
         return resize_mirror_normalize_hide(images, size=SIZE, mirror=fn.random.coin_flip(), mean=IMAGENET_MEAN,
                                             std=IMAGENET_STD, dtype=types.FLOAT, layout="HWC",
-                                            has=HaSConfig(), impl="fused", has_impl="fused")
+                                            has=HaSConfig() if stage == "train" else None, impl="fused",
+                                            has_impl="fused")
 
     p = pipe()
     p.build()
