@@ -19,7 +19,7 @@ import statistics
 from dali_has import HaSConfig
 from pipelines import TrainAugment, make_loader
 from train.bench.run import SEED, BenchSettings, epoch_after_epoch, ffcv_batches, ffcv_unavailable_reason
-from train.bench.timing import Measurement, RunRecord, measure, write_json
+from train.bench.timing import Measurement, RunRecord, add_timing_arguments, measure, write_json
 
 DALI = "DALI prepared NHWC fused + HaS"
 
@@ -28,12 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--prepared", required=True, help="a folder written by `dali-has prepare`")
     p.add_argument("--jpg", action="store_true", help="also FFCV reading the images stored as JPEG")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-threads", type=int, default=2, help="DALI threads = FFCV workers")
-    p.add_argument("--iters", type=int, default=40, help="batches per timed run")
-    p.add_argument("--runs", type=int, default=7)
-    p.add_argument("--warmup", type=int, default=8, help="untimed batches before each run (> FFCV's queue of 3)")
-    p.add_argument("--json", help="write every figure here")
+    # Warm-up longer than FFCV's queue of 3 batches, so every timed batch is made while the clock runs.
+    add_timing_arguments(p, iters=40, runs=7, warmup=8, threads_help="DALI threads = FFCV workers")
     return p.parse_args(argv)
 
 

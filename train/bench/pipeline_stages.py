@@ -31,7 +31,7 @@ from dali_has import HaSConfig, fused, resize_mirror_normalize_hide
 from pipelines.decoder import RANDOM_CROP_ATTEMPTS, decode_random_crop, decoder_kwargs
 from pipelines.settings import IMAGENET_MEAN, IMAGENET_STD, RANDOM_AREA, RANDOM_ASPECT_RATIO
 from train.bench.data import bench_prepared
-from train.bench.timing import RunRecord, measure, write_json
+from train.bench.timing import RunRecord, add_timing_arguments, measure, write_json
 from train.bench.windows import image_sets
 
 SIZE = 224
@@ -43,12 +43,7 @@ BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "no_has": "d
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=512, help="JPEGs per set")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-threads", type=int, default=2)
-    p.add_argument("--iters", type=int, default=20, help="batches per timed run")
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=5, help="untimed batches before each run")
-    p.add_argument("--json", help="write every figure here")
+    add_timing_arguments(p)
     return p.parse_args(argv)
 
 

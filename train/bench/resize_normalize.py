@@ -29,7 +29,7 @@ from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused
 from pipelines import IMAGENET_MEAN, IMAGENET_STD
-from train.bench.timing import RunRecord, measure, write_json
+from train.bench.timing import RunRecord, add_timing_arguments, measure, write_json
 from train.bench.windows import decoded_windows, image_sets
 
 SIZE = 224
@@ -41,12 +41,7 @@ LAYOUTS = {"NCHW": "CHW", "NHWC": "HWC"}
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=512, help="JPEGs per set (one window each, fed in a cycle)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-threads", type=int, default=2)
-    p.add_argument("--iters", type=int, default=20, help="batches per timed run")
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=5, help="untimed batches before each run")
-    p.add_argument("--json", help="write every figure here")
+    add_timing_arguments(p)
     return p.parse_args(argv)
 
 

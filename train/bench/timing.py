@@ -8,6 +8,7 @@ load drifts during the bench shifts all of them alike instead of biasing the one
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -83,6 +84,18 @@ def nvtx_range(name: str):
 
 def device_sync(device: str) -> Callable[[], None]:
     return torch.cuda.synchronize if device == "gpu" else (lambda: None)
+
+
+def add_timing_arguments(p: argparse.ArgumentParser, *, iters: int = 20, runs: int = 5, warmup: int = 5,
+                         threads_help: str = "DALI threads") -> None:
+    """The options every micro-benchmark script shares: batch, threads, `measure`'s counts, --json."""
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-threads", type=int, default=2, help=f"{threads_help} (default %(default)s)")
+    p.add_argument("--iters", type=int, default=iters, help="batches per timed run (default %(default)s)")
+    p.add_argument("--runs", type=int, default=runs, help="timed runs, the median reported (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=warmup,
+                   help="untimed batches before each run (default %(default)s)")
+    p.add_argument("--json", help="write every figure here")
 
 
 class RunRecord:
