@@ -21,7 +21,6 @@ clock and once with the process's CPU clock (all threads; what one image costs o
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from dali_has import HaSConfig, fused, resize_mirror_normalize_hide
 from pipelines.decoder import RANDOM_CROP_ATTEMPTS, decode_random_crop, decoder_kwargs
 from pipelines.settings import IMAGENET_MEAN, IMAGENET_STD, RANDOM_AREA, RANDOM_ASPECT_RATIO
 from train.bench.data import bench_prepared
-from train.bench.timing import RunRecord, add_timing_arguments, measure, write_json
+from train.bench.timing import RunRecord, add_timing_arguments, measure_wall_and_cpu, write_json
 from train.bench.windows import image_sets
 
 SIZE = 224
@@ -91,10 +90,7 @@ def main(argv=None) -> dict:
     results = {}
     for set_name, paths in file_sets(args.images).items():
         streams = {stage: batches(paths, stage, args) for stage in STAGES}
-        wall = measure(streams, warmup=args.warmup, iters=args.iters, runs=args.runs)
-        cpu = measure(streams, warmup=args.warmup, iters=args.iters, runs=args.runs, clock=time.process_time)
-        entry = {stage: {**wall[stage].to_dict(), "cpu_ms_per_image": 1e3 / cpu[stage].median,
-                         "cpu_runs_img_per_cpu_s": list(cpu[stage].runs)} for stage in STAGES}
+        entry = measure_wall_and_cpu(streams, warmup=args.warmup, iters=args.iters, runs=args.runs)
         for stage, before in BEFORE.items():
             entry[stage]["stage_cpu_ms_per_image"] = (entry[stage]["cpu_ms_per_image"]
                                                       - entry[before]["cpu_ms_per_image"])

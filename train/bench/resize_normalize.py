@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -29,7 +28,7 @@ from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused
 from pipelines import IMAGENET_MEAN, IMAGENET_STD
-from train.bench.timing import RunRecord, add_timing_arguments, measure, write_json
+from train.bench.timing import RunRecord, add_timing_arguments, measure_wall_and_cpu, write_json
 from train.bench.windows import decoded_windows, image_sets
 
 SIZE = 224
@@ -116,12 +115,8 @@ def main(argv=None) -> dict:
                  "agreement_without_has_nchw": agreement(windows, args), "layouts": {}}
         for layout_name, layout in LAYOUTS.items():
             streams = {v: batches(windows, v, layout, args) for v in VARIANTS}
-            wall = measure(streams, warmup=args.warmup, iters=args.iters, runs=args.runs)
-            cpu = measure(streams, warmup=args.warmup, iters=args.iters, runs=args.runs, clock=time.process_time)
-            entry["layouts"][layout_name] = {
-                v: {**wall[v].to_dict(), "ms_per_image": 1e3 / wall[v].median,
-                    "cpu_ms_per_image": 1e3 / cpu[v].median, "cpu_runs_img_per_cpu_s": list(cpu[v].runs)}
-                for v in VARIANTS}
+            entry["layouts"][layout_name] = measure_wall_and_cpu(streams, warmup=args.warmup, iters=args.iters,
+                                                                 runs=args.runs)
         results[set_name] = entry
     report = {"settings": vars(args), "size": SIZE, "has": HAS.to_dict(), "results": results, **record.facts()}
     print(format_report(report))
