@@ -17,7 +17,6 @@ alternation, epoch by epoch (the per-epoch one first), so a machine whose load d
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -28,6 +27,7 @@ import nvidia.dali
 
 from pipelines import make_loader
 from train.bench.data import tiny_jpegs
+from train.bench.timing import write_json
 
 SEED = 0
 EPOCH_SEED_STRIDE = 10_007  # the old trainer's rule: seed base + rank + 10007·epoch
@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{first['one_loader']:.3f} s")
     print(f"epochs 2..{args.epochs}, median delay to the first batch: a loader per epoch {later['per_epoch']:.3f} s, "
           f"one loader for the run {later['one_loader']:.4f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,7 @@ from PIL import Image
 
 from pipelines.file_check import check_dataset, usable_dataset
 from pipelines.files import load_dataset
+from train.bench.timing import write_json
 
 CLASSES = 100
 
@@ -103,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.dir) if args.dir else Path(tempfile.gettempdir()) / f"dali_has_listing_{args.files}"
     result = measure(make_tree(root, args.files), args.runs)
     result["command"] = " ".join(["python -m train.bench.listing_cost", *(argv if argv is not None else sys.argv[1:])])
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result)
     m, us = result["median_s"], result["us_per_file"]
     print(f"{result['files']} files, median of {args.runs} runs: listing {m['listing']:.3f} s "
           f"({us['listing']:.1f} us per file); listing + check, cold {m['cold']:.3f} s ({us['cold']:.1f} us per "

@@ -11,7 +11,6 @@ streams in alternation, median of the runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -19,7 +18,7 @@ from dali_has import HaSConfig
 from pipelines import TrainAugment, make_loader
 from pipelines.settings import default_num_threads
 from train.bench.data import bench_prepared, bench_prepared_shards
-from train.bench.timing import measure
+from train.bench.timing import measure, write_json
 
 QUEUE = 2  # DALI's prefetch queue depth
 
@@ -53,9 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, rate in result["img_s"].items():
         print(f"{name}: {rate:.1f} img/s (runs {' '.join(f'{r:.1f}' for r in timed[name].runs)})")
     print(f"load average {load:.1f} at start, {result['load_average']['end']:.1f} at end, {os.cpu_count()} cores")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return 0
 
 

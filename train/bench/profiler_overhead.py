@@ -11,7 +11,6 @@ load drifts affects both alike. Reported: each loop's median time per batch and 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -21,6 +20,7 @@ import time
 import torch
 
 from pipelines.profiler import InputProfiler
+from train.bench.timing import write_json
 
 
 def measure(batches: int, runs: int, timing: str) -> dict:
@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(plain loop {result['plain_us_per_batch']:.3f} us, wrapped {result['wrapped_us_per_batch']:.3f} us "
           f"per batch; median of {args.runs} runs of {args.batches} batches; load average "
           f"{result['machine']['load_average_1min']:.1f} on {result['machine']['cores']} cores)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return 0
 
 
