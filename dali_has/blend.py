@@ -5,8 +5,9 @@ more than one line:
 
 * Placement. Shapes and layouts are read through CPU nodes (`node.shape()`, `node.property("layout")`) even for
   GPU data: shape arguments such as `fn.random.coin_flip(shape=...)` must live on the CPU.
-* Types. Arithmetic promotes uint8 with the int32 literal `1` to int32, so the result is cast back to x's type.
-  DALI's CPU arithmetic has no float16, so the CPU path blends in a wider float type (`cpu_dtype`).
+* Types. DALI's arithmetic has no float16 on either device (the GPU raises "Right operand data type not
+  supported" at run time; seen on an H200, DALI 2.4), and promotes uint8 with the int32 literal `1` to int32, so
+  both devices blend in a wider float type (`compute_dtype`) and cast the result back to x's type.
 * Rounding. Integer data gets the fill rounded half-to-even, as the numpy oracle (`np.rint`) and the fused
   operator (`std::nearbyint`) round it. DALI's casts round halves away from zero on the CPU and to even on the
   GPU, so the fill is never left to a cast: it is rounded on the host, and the graph picks the rounded or the
@@ -35,21 +36,20 @@ def fill_node(values: Sequence[float], layout):
     return fn.reshape(constant, shape=shape)
 
 
-def blend(x, mask, fill: Sequence[float], layout, *, cpu_dtype=types.FLOAT):
+def blend(x, mask, fill: Sequence[float], layout, *, compute_dtype=types.FLOAT):
     """x where `mask` is 0 and the fill where it is 1, with x's shape, dtype and layout, on x's device.
 
     mask: a 0/1 node broadcastable against x, on the CPU or on x's device.
     fill: a scalar or one value per channel (the `C` axis of `layout`, a CPU node of x's layout).
-    cpu_dtype: the type the CPU path computes in; it must hold x's values and the fill exactly
+    compute_dtype: the type the blend computes in; it must hold x's values and the fill exactly
         (float32 for uint8 / float16 / float32 images, float64 for int32 / float64 sequences).
     """
     on_gpu = x.device == "gpu"
     fill = _fill_for(x, fill, layout, on_gpu)
-    if on_gpu:
-        mask = fn.cast_like(mask if mask.device == "gpu" else mask.gpu(), x)
-        return fn.cast_like(x * (1 - mask) + fn.cast_like(fill, x) * mask, x)
-    mask = fn.cast(mask, dtype=cpu_dtype)
-    return fn.cast_like(fn.cast(x, dtype=cpu_dtype) * (1 - mask) + fill * mask, x)
+    if on_gpu and mask.device != "gpu":
+        mask = mask.gpu()
+    mask = fn.cast(mask, dtype=compute_dtype)
+    return fn.cast_like(fn.cast(x, dtype=compute_dtype) * (1 - mask) + fill * mask, x)
 
 
 def _fill_for(x, values: Sequence[float], layout, on_gpu: bool):

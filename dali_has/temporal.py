@@ -56,7 +56,7 @@ def apply_frame_mask(sequences, frame_mask, cfg: TemporalHaSConfig):
     mask = fn.reshape(frame_mask, shape=fn.cat(shape[0:1], shape[1:] * 0 + 1))
     # float64 on the CPU: exact for every dtype that video and feature sequences come in (float32 would round
     # float64 and large int32 values).
-    return blend(sequences, mask, cfg.fill, sequences.property("layout"), cpu_dtype=types.FLOAT64)
+    return blend(sequences, mask, cfg.fill, sequences.property("layout"), compute_dtype=types.FLOAT64)
 
 
 def _int32(values) -> types.Constant:
