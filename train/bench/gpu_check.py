@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SUMMARY = "gpu_check.json"
 DEFAULT_BUDGET_S = 450  # fits one 8-minute call with room for starting Python and copying results back
 MEMORY_THREADS = (1, 4, 8, 16)
@@ -49,7 +49,8 @@ def plan(out: Path, data: Path) -> list[Step]:
     steps = [
         Step("environment", [sys.executable, "-m", "train.bench.gpu_check", "environment",
                              str(out / "environment.json")], 60, "environment.json"),
-        Step("gpu_tests", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+        # -v: one line per test as it finishes, so a step cut off by its time limit still says what passed
+        Step("gpu_tests", [sys.executable, "-m", "pytest", "-m", "gpu", "-v", "-rfE", "-p", "no:cacheprovider",
                            f"--junitxml={out / 'gpu_tests.xml'}", str(REPO / "tests")], 180),
         Step("memory", [sys.executable, "-m", "train.bench.gpu_check", "memory", str(out / "memory.json"),
                         str(data)], 60, "memory.json"),
@@ -188,7 +189,8 @@ def environment() -> dict:
 
 
 def pipeline_memory(data: str, threads: tuple[int, ...] = MEMORY_THREADS, batch_size: int = 256) -> list[dict]:
-    """What one GPU training pipeline (decode, crop, normalize, HaS) holds, per DALI thread count, after 3 batches.
+    """What one GPU training pipeline (decode, crop, normalize, HaS) holds, per DALI thread count, after 3 batches
+    (fewer if one epoch holds fewer).
 
     device_mb: drop in free device memory (cudaMemGetInfo), which includes torch's cached output tensors;
     host_rss_mb: growth of this process's resident memory (pinned buffers included); both back near zero after
@@ -208,7 +210,7 @@ def pipeline_memory(data: str, threads: tuple[int, ...] = MEMORY_THREADS, batch_
         loader = make_loader(data, train=True, batch_size=batch_size, device="gpu", has=HaSConfig(),
                              num_threads=count, dtype=torch.float16, seed=0)
         batches = iter(loader)
-        for _ in range(3):
+        for _ in range(min(3, len(loader))):  # an epoch of the bench images may hold fewer than 3 batches
             next(batches)
         torch.cuda.synchronize()
         free1, rss1 = torch.cuda.mem_get_info()[0], _rss()

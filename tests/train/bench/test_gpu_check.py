@@ -1,5 +1,6 @@
 """`dali-has gpu-check`: what can be checked without a GPU (the plan, the summary, the step runner)."""
 import json
+import subprocess
 import sys
 
 import pytest
@@ -23,6 +24,17 @@ def test_every_planned_dali_has_command_parses(tmp_path):
     assert {argv[0] for argv in commands} == {"bench", "train"} and len(commands) == 5
     for argv in commands:
         parser.parse_args(argv)  # a misspelt option would exit here
+
+
+def test_the_test_step_collects_the_gpu_tests_from_the_repository(tmp_path):
+    """The first run on a GPU (an H200) found the step looking for train/tests: REPO was one folder too deep."""
+    assert (gpu_check.REPO / "pyproject.toml").is_file()
+    (step,) = [s for s in gpu_check.plan(tmp_path, tmp_path / "data") if s.name == "gpu_tests"]
+    assert step.argv[-1] == str(gpu_check.REPO / "tests")
+    argv = [a for a in step.argv if not a.startswith("--junitxml")] + ["--collect-only"]
+    collected = subprocess.run(argv, capture_output=True, text=True, cwd=gpu_check.REPO)
+    assert collected.returncode == 0, collected.stdout[-2000:] + collected.stderr[-2000:]
+    assert "test_gpu_output_equals_oracle" in collected.stdout
 
 
 def test_step_runner_reports_ok_failure_and_timeout(tmp_path):
@@ -52,3 +64,12 @@ def test_junit_counts_and_summary(tmp_path):
     assert summary["memory"] == [{"threads": 1, "device_mb": 10.0}]
     assert summary["train"] == {"resnet50": [{"epoch": 1, "img_s": 100.0}]}
     assert summary["gpu_tests"]["failed"] == 2 and summary["passed"] is False
+
+
+@pytest.mark.gpu
+def test_memory_step_measures_an_epoch_shorter_than_three_batches(tmp_path):
+    """512 bench images at batch 256 are 2 batches: the step once asked for a third and raised StopIteration."""
+    from train.bench.data import CLASSES, bench_jpegs
+
+    (row,) = gpu_check.pipeline_memory(str(bench_jpegs(CLASSES * 2, tmp_path)), threads=(1,), batch_size=CLASSES)
+    assert row["threads"] == 1 and row["device_mb"] > 0
