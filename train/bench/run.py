@@ -67,6 +67,9 @@ WARMUP_QUEUES = 3  # loader stages warm up for at least this many times their pr
 FFCV_BATCHES_AHEAD = 3  # FFCV Loader's default prefetch
 FFCV_STORAGE = ("jpg", "raw")  # RGBImageField write modes compared: JPEG like ours, decoded pixels (its default)
 SEED = 0
+# End-to-end below this share of min(loader, model): the two slow each other down (an H200 measured 59 %: AlexNet-GAP's
+# step and DALI's GPU stages sharing the card), which the loader-vs-model verdict alone would hide.
+CONTENTION_PCT = 80.0
 # A 224-pixel AlexNet-GAP step on 64 images takes about 2 s on 2 CPU cores: few model batches keep the CPU bench
 # within 3 minutes, while the loader stages time 2,560 images per run. Batch 16 was tried first: DALI's per-batch
 # overhead then dominates and runs of ~1 s scattered by ±20 % on a quiet machine. CPU warm-up 3: oneDNN builds its
@@ -214,7 +217,7 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
         "end_to_end_img_s": end_to_end.median,
         "end_to_end_has_impl": has_impl,
         "end_to_end_pct_of_bound": 100.0 * end_to_end.median / min(loader_img_s, model_img_s),
-        "verdict": verdict(loader_img_s, model_img_s),
+        "verdict": verdict(loader_img_s, model_img_s, end_to_end.median),
         "has_overhead_pct": {impl: overhead_pct(pipeline["none"], pipeline[impl])
                              for impl in ("composed", "fused")},
         "dali_vs_torchvision": {"none": pipeline["none"] / tv["none"].median,
@@ -299,12 +302,18 @@ def data_ratios(runs: dict[Variant, Sequence[float]]) -> dict[str, Optional[dict
     return ratios
 
 
-def verdict(loader_img_s: float, model_img_s: float) -> str:
-    """Which side limits training, and by how much."""
+def verdict(loader_img_s: float, model_img_s: float, end_to_end_img_s: Optional[float] = None) -> str:
+    """Which side limits training, and by how much; and whether the two, run together, slow each other down."""
     if loader_img_s < model_img_s:
-        return (f"input-bound: the loader delivers {100 * loader_img_s / model_img_s:.1f} % of what the model "
+        said = (f"input-bound: the loader delivers {100 * loader_img_s / model_img_s:.1f} % of what the model "
                 "can consume")
-    return f"compute-bound: the model consumes {100 * model_img_s / loader_img_s:.1f} % of what the loader delivers"
+    else:
+        said = f"compute-bound: the model consumes {100 * model_img_s / loader_img_s:.1f} % of what the loader delivers"
+    together = None if end_to_end_img_s is None else 100 * end_to_end_img_s / min(loader_img_s, model_img_s)
+    if together is not None and together < CONTENTION_PCT:
+        said += (f"; but together they reach only {together:.0f} % of the slower one alone: loading and the model "
+                 "step compete for the same GPU or CPU")
+    return said
 
 
 def overhead_pct(without: float, with_: Optional[float]) -> Optional[float]:
@@ -412,18 +421,21 @@ class _Timer:
                 streams[v] = (len(labels) for _, labels in epoch_after_epoch(loader))
                 queues[v] = loader.pipeline.prefetch_queue_depth
             with_ffcv = sources["prepared"] is not None and ffcv_unavailable_reason() is None
-            queue = 2 * threads  # each torchvision worker prefetches 2 batches (DataLoader's prefetch_factor)
-            # + queue: the sampler outlasts the measurement, so workers stay busy up to the last timed batch.
-            batches = batches_consumed(2, warmup=self._loader_warmup(queue), iters=s.iters, runs=s.runs) + queue
-            for has in (False, True):
-                v = Variant("torchvision", "originals", "NCHW", has=has)
-                streams[v], queues[v] = _torchvision_batches(s, sources["originals"], threads, has, batches), queue
             for storage in FFCV_STORAGE if with_ffcv else ():
                 v = Variant("FFCV", "prepared", "NHWC", has=False, storage=storage)
                 streams[v] = ffcv_batches(s, sources["prepared"], threads, storage)
                 queues[v] = FFCV_BATCHES_AHEAD
-            timed = self._time("data comparison", {v.name: b for v, b in streams.items()},
-                               {v.name: self._loader_warmup(queues[v]) for v in streams}, s.iters)
+            warmups = {v.name: self._loader_warmup(queues[v]) for v in streams}
+            iters = dict.fromkeys(warmups, s.iters)
+            # The torchvision loader gets a fresh DataLoader every turn (see _torchvision_batches), whose empty
+            # queue one queue's worth of batches brings to a steady state; its batches arrive in bursts of one
+            # per worker, so a run times whole bursts.
+            tv_warmup, tv_iters = max(s.warmup, 2 * threads), whole_rounds(s.iters, threads)
+            for has in (False, True):
+                v = Variant("torchvision", "originals", "NCHW", has=has)
+                streams[v] = _torchvision_batches(s, sources["originals"], threads, has, tv_warmup + tv_iters)
+                warmups[v.name], iters[v.name] = tv_warmup, tv_iters
+            timed = self._time("data comparison", {v.name: b for v, b in streams.items()}, warmups, iters)
         return {v: timed[v.name] for v in streams}
 
     def model_step(self, steps: dict) -> dict[str, Measurement]:
@@ -456,10 +468,12 @@ class _Timer:
         return max(self.s.warmup, WARMUP_QUEUES * queue_depth)
 
     def _time(self, label: str, streams: dict, warmup: Union[int, dict[str, int]],
-              iters: int) -> dict[str, Measurement]:
+              iters: Union[int, dict[str, int]]) -> dict[str, Measurement]:
         s = self.s
         warmups = warmup if isinstance(warmup, dict) else dict.fromkeys(streams, warmup)
-        total = sum(batches_consumed(len(streams), warmup=w, iters=iters, runs=s.runs) for w in warmups.values())
+        timed_iters = iters if isinstance(iters, dict) else dict.fromkeys(streams, iters)
+        total = sum(batches_consumed(len(streams), warmup=warmups[name], iters=timed_iters[name], runs=s.runs)
+                    for name in streams)
         with nvtx_range(label), contextlib.ExitStack() as stack, tqdm(
                 total=total, desc=label, unit="batch", leave=False, disable=not self.progress) as bar:
             for batches in streams.values():  # ends loaders' iterations (and DataLoader workers) when done
@@ -484,22 +498,34 @@ def epoch_after_epoch(loader):
         yield from loader
 
 
-def _torchvision_batches(s: BenchSettings, data: str, workers: int, has: bool, batches: int) -> Iterator[int]:
+def whole_rounds(iters: int, workers: int) -> int:
+    """`iters` rounded up to whole rounds of `workers` batches. A DataLoader's workers start together and each
+    delivers one batch per round, so batches arrive in bursts of `workers`: a run shorter than a round, or not a
+    whole number of them, times a burst (on an H200 with 16 workers, 10 batches once timed at 90,000 img/s) or
+    a gap (1,800 img/s) instead of the rate."""
+    return -(-iters // workers) * workers
+
+
+def _torchvision_batches(s: BenchSettings, data: str, workers: int, has: bool, per_turn: int) -> Iterator[int]:
+    """Batches of the torchvision baseline, from a fresh DataLoader for each turn of `per_turn` batches (its
+    warm-up and timed run in the alternation). One DataLoader for the whole alternation would keep its workers
+    prefetching while the other loaders are timed: on 16 cores they took the CPU from DALI's decoders (DALI's
+    runs after torchvision's first turn fell from 29,000 to 9,000 img/s)."""
     steps = [transforms.RandomResizedCrop(s.crop), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
              transforms.Normalize([m / 255 for m in IMAGENET_MEAN], [d / 255 for d in IMAGENET_STD])]
     if has:
         steps.append(HideAndSeek())
     dataset = datasets.ImageFolder(data, transform=transforms.Compose(steps))
-    # One sampler "epoch" covering the whole measurement: no end-of-epoch stall where workers restart.
-    sampler = RandomSampler(dataset, num_samples=batches * s.batch_size,
-                            generator=torch.Generator().manual_seed(SEED))
+    generator = torch.Generator().manual_seed(SEED)
     gpu = s.device == "gpu"
-    loader = DataLoader(dataset, batch_size=s.batch_size, sampler=sampler, num_workers=workers, pin_memory=gpu,
-                        drop_last=True)
-    for images, labels in loader:
-        if gpu:  # DALI delivers on the GPU; the baseline must get there too
-            images.to("cuda", non_blocking=True)
-        yield len(labels)
+    while True:  # the workers of a finished turn idle until this generator resumes, then exit
+        sampler = RandomSampler(dataset, num_samples=per_turn * s.batch_size, generator=generator)
+        loader = DataLoader(dataset, batch_size=s.batch_size, sampler=sampler, num_workers=workers, pin_memory=gpu,
+                            drop_last=True)
+        for images, labels in loader:
+            if gpu:  # DALI delivers on the GPU; the baseline must get there too
+                images.to("cuda", non_blocking=True)
+            yield len(labels)
 
 
 def ffcv_unavailable_reason() -> Optional[str]:

@@ -1,10 +1,10 @@
 """How `dali-has bench` times a stage: warm-up batches untimed, then several timed runs, the median reported.
 
 A stream is an iterator that does one batch of work per `next()` and yields how many images it handled. It is
-never restarted between warm-up and runs, so a loader's prefetch queue, drained during warm-up, cannot refill
-behind the clock's back: every timed batch is produced while the clock runs. Variants compared with each other
-(no HaS / composed / fused) are timed in alternation, run 1 of each, then run 2 of each, so a machine whose
-load drifts during the bench shifts all of them alike instead of biasing the one measured last.
+never restarted between a warm-up and the run after it, so a loader's prefetch queue, drained during warm-up,
+cannot refill behind the clock's back: every timed batch is produced while the clock runs. Variants compared
+with each other (no HaS / composed / fused) are timed in alternation, run 1 of each, then run 2 of each, so a
+machine whose load drifts during the bench shifts all of them alike instead of biasing the one measured last.
 """
 from __future__ import annotations
 
@@ -41,18 +41,21 @@ class Measurement:
                 "timed_batches_per_run": self.iters}
 
 
-def measure(streams: dict[str, Iterator[int]], *, warmup: Union[int, dict[str, int]], iters: int, runs: int,
-            sync: Callable[[], None] = lambda: None,
+def measure(streams: dict[str, Iterator[int]], *, warmup: Union[int, dict[str, int]],
+            iters: Union[int, dict[str, int]], runs: int, sync: Callable[[], None] = lambda: None,
             clock: Callable[[], float] = time.perf_counter) -> dict[str, Measurement]:
     """Time each stream `runs` times, `iters` batches per run, the streams in alternation; see the module doc.
 
     streams: name -> iterator yielding the number of images of each batch it has processed.
     warmup: untimed batches before a stream's runs, one number for all or one per stream (a loader's own
         prefetch queue sets how many it needs).
+    iters: timed batches per run, one number for all or one per stream (a loader whose batches arrive in
+        bursts needs whole bursts).
     sync: waits for queued device work (torch.cuda.synchronize on the GPU); called before each clock read, so
         a run's time includes the kernels its batches launched and not those of the batch before.
     """
     warmups = warmup if isinstance(warmup, dict) else dict.fromkeys(streams, warmup)
+    timed = iters if isinstance(iters, dict) else dict.fromkeys(streams, iters)
     rates: dict[str, list[float]] = {name: [] for name in streams}
     previous = None
     for run in range(runs):
@@ -65,11 +68,11 @@ def measure(streams: dict[str, Iterator[int]], *, warmup: Union[int, dict[str, i
             with nvtx_range(f"{name} timed run {run + 1}/{runs}"):
                 images = 0
                 start = clock()
-                for _ in range(iters):
+                for _ in range(timed[name]):
                     images += next(batches)
                 sync()
                 rates[name].append(images / (clock() - start))
-    return {name: Measurement(tuple(r), warmups[name], iters) for name, r in rates.items()}
+    return {name: Measurement(tuple(r), warmups[name], timed[name]) for name, r in rates.items()}
 
 
 def measure_wall_and_cpu(streams: dict[str, Iterator[int]], *, warmup: int, iters: int,

@@ -9,8 +9,19 @@ import pytest
 import torch
 from PIL import Image
 
+from train.bench import run as bench_run
 from train.bench.data import CLASSES, bench_jpegs, bench_prepared, bench_prepared_shards
-from train.bench.run import BenchSettings, Variant, _Timer, _train_step, data_ratios, overhead_pct, verdict
+from train.bench.run import (
+    BenchSettings,
+    Variant,
+    _Timer,
+    _torchvision_batches,
+    _train_step,
+    data_ratios,
+    overhead_pct,
+    verdict,
+    whole_rounds,
+)
 from train.bench.timing import batches_consumed, measure
 from train.cli import build_parser, main
 
@@ -95,6 +106,47 @@ def test_verdict_names_the_slower_side_and_the_ratio():
     assert verdict(300.0, 1200.0) == "input-bound: the loader delivers 25.0 % of what the model can consume"
     assert verdict(1000.0, 7.5) == "compute-bound: the model consumes 0.8 % of what the loader delivers"
     assert verdict(500.0, 500.0).startswith("compute-bound: the model consumes 100.0 %")
+
+
+def test_verdict_says_when_loader_and_model_slow_each_other_down():
+    # Figures of an H200 run: loader 28,530, AlexNet-GAP step 26,133, both together 15,369 img/s.
+    said = verdict(28530.0, 26133.0, 15369.0)
+    assert said.startswith("compute-bound: the model consumes 91.6 %")
+    assert said.endswith("together they reach only 59 % of the slower one alone: loading and the model step "
+                         "compete for the same GPU or CPU")
+    assert verdict(1000.0, 500.0, 490.0) == verdict(1000.0, 500.0)  # 98 %: nothing to add
+
+
+def test_each_stream_can_time_its_own_number_of_batches():
+    clock, log = FakeClock(), []
+    streams = {"dali": FakeBatches(clock, [1.0], log=log, name="d"),
+               "torchvision": FakeBatches(clock, [1.0], log=log, name="t")}
+    timed = measure(streams, warmup=1, iters={"dali": 2, "torchvision": 4}, runs=2, clock=clock)
+    assert "".join(log) == "ddd" "ttttt" "ddd" "ttttt"
+    assert (timed["dali"].iters, timed["torchvision"].iters) == (2, 4)
+    assert timed["torchvision"].runs == (8.0, 8.0)
+
+
+@pytest.mark.parametrize("iters, workers, rounded", [(10, 16, 16), (40, 2, 40), (41, 2, 42), (50, 16, 64),
+                                                     (1, 1, 1)])
+def test_torchvision_runs_time_whole_rounds_of_its_workers(iters, workers, rounded):
+    assert whole_rounds(iters, workers) == rounded
+
+
+def test_torchvision_baseline_gets_a_fresh_dataloader_each_turn(tmp_path, monkeypatch):
+    """So its workers never prefetch while another loader is timed; a turn is its warm-up plus its timed run."""
+    made = []
+
+    class CountingDataLoader(bench_run.DataLoader):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs["sampler"].num_samples)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(bench_run, "DataLoader", CountingDataLoader)
+    settings = BenchSettings(data=str(bench_jpegs(CLASSES, tmp_path)), batch_size=2, crop=32)
+    batches = _torchvision_batches(settings, settings.data, workers=0, has=True, per_turn=3)
+    assert [next(batches) for _ in range(7)] == [2] * 7
+    assert made == [3 * 2] * 3  # batches 1-3, 4-6, then 7 from a third loader
 
 
 def test_has_overhead_is_the_lost_share_of_the_pipeline_rate():
@@ -247,11 +299,17 @@ def test_bench_compares_originals_and_prepared_in_both_layouts_with_torchvision(
 
 def test_bench_times_runs_times_iters_batches_after_a_warmup_that_drains_the_queue(tiny_run):
     runs = tiny_run["runs"]
-    loader_figures = [*runs["pipeline"].values(), *runs["torchvision"].values(), runs["end_to_end"],
-                      *runs["data_variants"].values()]
-    for m in filter(None, loader_figures):
-        assert len(m["runs"]) == 1 and m["img_s"] == m["runs"][0] and m["timed_batches_per_run"] == 2
-        assert m["warmup_batches"] >= 3 * 2  # DALI's prefetch queue (2) or 1-2 workers × prefetch_factor 2
+    torchvision = [m for name, m in runs["data_variants"].items() if name.startswith("torchvision")]
+    dali = [*runs["pipeline"].values(), runs["end_to_end"],
+            *(m for name, m in runs["data_variants"].items() if name.startswith("DALI"))]
+    for m in filter(None, dali + torchvision):
+        assert len(m["runs"]) == 1 and m["img_s"] == m["runs"][0]
+    for m in filter(None, dali):
+        assert m["timed_batches_per_run"] == 2 and m["warmup_batches"] >= 3 * 2  # 3 × DALI's prefetch queue (2)
+    workers = tiny_run["threads"]
+    for m in torchvision:  # a fresh DataLoader each turn: one queue (workers × prefetch_factor 2), whole rounds
+        assert m["warmup_batches"] == max(3, 2 * workers)
+        assert m["timed_batches_per_run"] == whole_rounds(2, workers)
     assert runs["model_step"]["warmup_batches"] == 3 and runs["model_step"]["timed_batches_per_run"] == 2
 
 
