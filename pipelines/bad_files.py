@@ -6,7 +6,7 @@ DALI gives. DALI names the file when its *reader* fails ("File mapping failed: P
 says only e.g. "nvImageCodec failure: '#3'" and the pipeline is dead, so nobody can ask which sample it was.
 
 `DecodeCheck` answers that: it decodes encoded files with the pipeline's own decoder settings (`cpu` or `mixed`,
-from `pipelines.decoder.decoder_kwargs`) in batches, and splits a failing batch in halves down to the single
+from `pipelines.decoder.decode`) in batches, and splits a failing batch in halves down to the single
 files that fail. `dali-has scan` decodes every file with it; the loader and `dali-has mean` call
 `find_undecodable` only after DALI failed, on the files that can have caused it.
 
@@ -25,9 +25,10 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
-from pipelines.decoder import decoder_kwargs
+from pipelines.decoder import decode
 from pipelines.errors import UnreadableImageError
 from pipelines.file_check import read_image_file
+from pipelines.files import PIXELS_SUFFIX
 from pipelines.settings import ImageOptions, PipelineOptions
 
 MAPPING_FAILED, DECODE, NO_FILES, SHARDS, OTHER = "file-mapping", "decode", "no-files", "shards", "other"
@@ -84,10 +85,12 @@ def _essential(message: str) -> str:
 
 class DecodeCheck:
     """Decodes encoded files as a pipeline with `options` and `image` would (`options.device`: "cpu" decodes on
-    the CPU, "gpu" with the `mixed` decoder) and names the ones that fail."""
+    the CPU, "gpu" with the `mixed` decoder; pixels: the files hold decoded pixels) and names the ones that
+    fail."""
 
-    def __init__(self, options: PipelineOptions, image: Optional[ImageOptions] = None, *, batch_size: int = CHUNK):
-        self._options, self._image, self._batch_size = options, image, batch_size
+    def __init__(self, options: PipelineOptions, image: Optional[ImageOptions] = None, *, batch_size: int = CHUNK,
+                 pixels: bool = False):
+        self._options, self._image, self._batch_size, self._pixels = options, image, batch_size, pixels
         self._pipe = None
 
     def failures(self, blobs: Sequence[bytes]) -> list[Optional[str]]:
@@ -117,29 +120,32 @@ class DecodeCheck:
             return read_dali_error(error).detail
 
     def _build(self):
-        pipe = decode_pipeline(self._options, self._image, self._batch_size)
+        pipe = decode_pipeline(self._options, self._image, self._batch_size, pixels=self._pixels)
         pipe.build()
         return pipe
 
 
-def decode_pipeline(options: PipelineOptions, image: Optional[ImageOptions] = None, batch_size: int = CHUNK):
+def decode_pipeline(options: PipelineOptions, image: Optional[ImageOptions] = None, batch_size: int = CHUNK, *,
+                    pixels: bool = False):
     """The (unbuilt) pipeline `DecodeCheck` feeds: encoded bytes in ("encoded"), decoded shapes out."""
     from nvidia.dali import fn, pipeline_def, types
 
     @pipeline_def(**dict(options.pipeline_kwargs(), batch_size=batch_size, prefetch_queue_depth=1))
-    def decode():
+    def decode_batch():
         encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
-        images = fn.decoders.image(encoded, **decoder_kwargs(options.device, image))
-        return images.shape()  # the pixels stay inside DALI
+        return decode(encoded, options.device, image, pixels=pixels).shape()  # the pixels stay inside DALI
 
-    return decode()
+    return decode_batch()
 
 
 def find_undecodable(paths: Iterable[str], options: PipelineOptions, image: Optional[ImageOptions] = None, *,
                      total: Optional[int] = None, progress: bool = True) -> list[tuple[str, str]]:
     """(path, reason) for each file that cannot be read or that the decoder of `options`/`image` cannot decode;
-    files are read CHUNK at a time, so any number of them fits in memory."""
-    check = DecodeCheck(options, image)
+    files are read CHUNK at a time, so any number of them fits in memory. Decoded pixels (PIXELS_SUFFIX files)
+    are checked as such when every path names one."""
+    paths = list(paths)
+    pixels = bool(paths) and all(str(p).lower().endswith(PIXELS_SUFFIX) for p in paths)
+    check = DecodeCheck(options, image, pixels=pixels)
     bad: list[tuple[str, str]] = []
     chunk: list[tuple[str, bytes]] = []
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from pipelines.bad_files import explain
 from pipelines.decoder import decode
 from pipelines.file_check import usable_dataset
-from pipelines.files import Dataset
+from pipelines.files import Dataset, stores_pixels
 from pipelines.settings import PipelineOptions
 
 
@@ -58,7 +58,7 @@ def mean_pipeline(dataset: Dataset, options: PipelineOptions):
             files=[name for name, _ in dataset.samples], file_root=str(dataset.root),
             pad_last_batch=True, name="reader",
         )
-        images = decode(encoded, options.device)
+        images = decode(encoded, options.device, pixels=stores_pixels(dataset))
         # x² through a 256-entry table into uint16 (255² < 2**16, exact): on CPU this costs about half of
         # what widening to int32 and multiplying does. Sums accumulate in uint64 inside DALI.
         values = [float(v * v) for v in range(256)]

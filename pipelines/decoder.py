@@ -1,4 +1,6 @@
-"""JPEG decoding for both pipelines: nvJPEG + hardware decoder (`mixed`) on GPU, libjpeg-turbo on CPU."""
+"""Decoding for the image pipelines: encoded images with nvJPEG + the hardware decoder (`mixed`) on GPU and
+libjpeg-turbo on CPU; decoded pixels (`.npy`, `dali-has prepare --encoding npy`) only copied out of their files
+on the CPU (and moved to the GPU for a GPU pipeline)."""
 from __future__ import annotations
 
 from nvidia.dali import fn, types
@@ -34,15 +36,31 @@ def decoder_kwargs(device: str, image: ImageOptions | None = None) -> dict:
     return kwargs
 
 
-def decode_random_crop(encoded, device: str, image: ImageOptions | None, *, random_area, random_aspect_ratio):
+def decode_random_crop(encoded, device: str, image: ImageOptions | None, *, pixels: bool = False, random_area,
+                       random_aspect_ratio):
     """Decode only a random window (area share and width/height ratio drawn per sample): the crop of
     random-resized-crop happens at decode time, so the discarded pixels are never decoded. `image`: as in
-    `decoder_kwargs`."""
-    return fn.decoders.image_random_crop(encoded, random_area=list(random_area),
-                                         random_aspect_ratio=list(random_aspect_ratio),
-                                         num_attempts=RANDOM_CROP_ATTEMPTS, **decoder_kwargs(device, image))
+    `decoder_kwargs`. pixels: `encoded` holds decoded pixels; the window, drawn by the same rule, is sliced out."""
+    if not pixels:
+        return fn.decoders.image_random_crop(encoded, random_area=list(random_area),
+                                             random_aspect_ratio=list(random_aspect_ratio),
+                                             num_attempts=RANDOM_CROP_ATTEMPTS, **decoder_kwargs(device, image))
+    images = _read_pixels(encoded)
+    anchor, shape = fn.random_crop_generator(images.shape(), random_area=list(random_area),
+                                             random_aspect_ratio=list(random_aspect_ratio),
+                                             num_attempts=RANDOM_CROP_ATTEMPTS)
+    images = fn.slice(images, start=anchor, shape=shape, axes=[0, 1])
+    return images.gpu() if device == "gpu" else images
 
 
-def decode(encoded, device: str, image: ImageOptions | None = None):
-    """Decode whole images."""
-    return fn.decoders.image(encoded, **decoder_kwargs(device, image))
+def decode(encoded, device: str, image: ImageOptions | None = None, *, pixels: bool = False):
+    """Decode whole images (pixels: `encoded` holds decoded pixels)."""
+    if not pixels:
+        return fn.decoders.image(encoded, **decoder_kwargs(device, image))
+    images = _read_pixels(encoded)
+    return images.gpu() if device == "gpu" else images
+
+
+def _read_pixels(encoded):
+    """HWC uint8 images from `.npy` bytes (the listing check has made sure of dtype, shape and size)."""
+    return fn.reshape(fn.decoders.numpy(encoded), layout="HWC")

@@ -15,7 +15,11 @@ So before DALI sees a file, each one is checked here, reading a few bytes and it
   space), JPEG 2000 (JP2 box or J2K codestream), WebP (RIFF/WEBP with a VP8, VP8L or VP8X chunk);
 * nvImageCodec, the library DALI decodes with, parses its header (the same parser DALI runs, reading only the
   header) and the size it finds is sane: 1..MAX_SIDE pixels a side, at most MAX_PIXELS pixels (a
-  decompression bomb is refused rather than allocated), at least one channel.
+  decompression bomb is refused rather than allocated), at least one channel;
+* a file of decoded pixels (named `.npy`; a `.npy` name and NumPy content go together) is what
+  `fn.decoders.numpy` reads and the pipelines expect: NumPy format 1.0, uint8, C order, height x width x 3 within
+  the same size limits, and exactly as many bytes as its header says (a file cut short is refused here, not
+  while training). Its header is parsed by NumPy's reader, which evaluates literals only: no code runs.
 
 Verdicts are cached per data source in `cache_root()/file_check/` as JSON, keyed by each file's path, size and
 modification time, so a run over unchanged files pays one `stat` per file. Writers replace the cache file
@@ -27,6 +31,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import stat
@@ -39,11 +44,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 from tqdm import tqdm
 
 from dali_has.cache import cache_root
 from pipelines.errors import UnreadableImageError
-from pipelines.files import Dataset, load_dataset
+from pipelines.files import PIXELS_SUFFIX, Dataset, load_dataset
 
 # The largest file read: every image within MAX_PIXELS fits, even uncompressed (179 M pixels x 3 bytes is
 # 537 MB); a training image of more than a gigabyte is an error or an attack, not data.
@@ -53,6 +59,9 @@ MAX_SIDE = 65500
 # PIL's decompression-bomb limit (2 * Image.MAX_IMAGE_PIXELS at its default): decoding more would allocate
 # gigabytes per image.
 MAX_PIXELS = 178_956_970
+# A NumPy file's signature, and how much of its start holds any version-1.0 header (2-byte length field).
+NPY_MAGIC = b"\x93NUMPY"
+NPY_HEADER_BYTES = 10 + 0xFFFF
 # Threads overlap the reads on cold or network storage; each takes CHUNK files at a time.
 _CHECK_THREADS = 8
 _CHUNK = 256
@@ -156,6 +165,12 @@ def _check_regular(fd: int, size: int, path: str | os.PathLike) -> Verdict:
         head = os.pread(fd, 16, 0)
     except OSError as error:
         return Verdict("unreadable", f"cannot be read: {error.strerror or error}")
+    named_pixels = os.fspath(path).lower().endswith(PIXELS_SUFFIX)
+    if head.startswith(NPY_MAGIC) != named_pixels:
+        return Verdict("not-an-image", f"is named {PIXELS_SUFFIX} but is no NumPy file" if named_pixels else
+                       f"is a NumPy file; name it *{PIXELS_SUFFIX} (decoded pixels are read by name)")
+    if named_pixels:
+        return _check_pixels(fd, size)
     fmt = signature_format(head)
     if fmt is None or (fmt == "bmp" and size < 18):
         return Verdict("not-an-image", _other_format(head))
@@ -179,6 +194,35 @@ def _check_header(fd: int, fmt: str, path: str | os.PathLike) -> Verdict:
         return Verdict("too-large", f"its {fmt} header says {width}x{height} pixels, a decompression-bomb size "
                                     f"(more than {MAX_PIXELS})")
     return Verdict(OK, fmt)
+
+
+def _check_pixels(fd: int, size: int) -> Verdict:
+    """A `.npy` file of decoded pixels: see the module docstring."""
+    try:
+        head = os.pread(fd, NPY_HEADER_BYTES, 0)
+    except OSError as error:
+        return Verdict("unreadable", f"cannot be read: {error.strerror or error}")
+    if head[6:8] != b"\x01\x00":
+        return Verdict("bad-header", f"is NumPy format version {head[6:7].hex()}.{head[7:8].hex()}; "
+                                     "DALI reads version 1.0 (what numpy.save writes for small headers)")
+    stream = io.BytesIO(head[8:])
+    try:
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+    except (ValueError, SyntaxError, TypeError) as error:
+        return Verdict("bad-header", f"has a NumPy signature but its header cannot be parsed ({error})")
+    if dtype != np.uint8 or fortran_order or len(shape) != 3 or shape[2] != 3:
+        return Verdict("bad-dimensions", f"holds a {'Fortran-order ' if fortran_order else ''}{dtype} array of "
+                                         f"shape {shape}; decoded pixels are uint8, C order, height x width x 3 "
+                                         "(`dali-has prepare --encoding npy` writes them)")
+    height, width, _ = shape
+    if min(height, width) < 1 or max(height, width) > MAX_SIDE or height * width > MAX_PIXELS:
+        return Verdict("bad-dimensions", f"holds {width}x{height} pixels; 1..{MAX_SIDE} a side and at most "
+                                         f"{MAX_PIXELS} in all are read")
+    expected = 8 + stream.tell() + height * width * 3
+    if size != expected:
+        return Verdict("bad-header", f"is {size} bytes but its header says {expected} ({width}x{height}x3 "
+                                     "pixels): cut short or with trailing data")
+    return Verdict(OK, "npy")
 
 
 def _file_type(mode: int) -> str:

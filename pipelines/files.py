@@ -8,7 +8,8 @@ The image pipelines read three kinds of data (`data_kind` is the one place that 
 * WEBDATASET: tar shards with DALI index files (`pipelines.webdataset`, written by `dali-has prepare
   --webdataset`): a folder whose top level holds `*.tar`, one `.tar` file, or a list of `.tar` paths.
 
-The first two list as one result (`Dataset`: a root folder and `(relative path, label)` samples in reader order).
+The first two list as one result (`Dataset`: a root folder and `(relative path, label)` samples in reader order),
+holding encoded images or, as `dali-has prepare --encoding npy` writes them, decoded pixels (`stores_pixels`).
 
 Mirrors DALI 2.4 `dali/operators/reader/loader/filesystem.cc` and `file_label_loader.h`:
 class folders are every sub-directory of the root (symlinks followed, hidden ones included, empty ones
@@ -40,9 +41,11 @@ DALI_FILE_FILTERS = (
     "*.jpg", "*.jpeg", "*.png", "*.bmp", "*.tif", "*.tiff", "*.pnm", "*.ppm", "*.pgm", "*.pbm",
     "*.jp2", "*.webp", "*.flac", "*.ogg", "*.wav",
 )
-# What this project reads from a folder tree (the loader passes the same `file_filters`): DALI's
-# defaults without its audio patterns, so a stray .wav in a class folder is not a sample.
-IMAGE_FILTERS = DALI_FILE_FILTERS[:-3]
+# Decoded pixels stored as NumPy .npy files (`dali-has prepare --encoding npy`): uint8 height x width x 3.
+PIXELS_SUFFIX = ".npy"
+# What this project reads from a folder tree: DALI's defaults without its audio patterns, so a stray .wav in a
+# class folder is not a sample, and with decoded pixels (PIXELS_SUFFIX).
+IMAGE_FILTERS = DALI_FILE_FILTERS[:-3] + ("*" + PIXELS_SUFFIX,)
 
 # `path label` as DALI parses it: anything, then whitespace, then decimal digits, then optional whitespace.
 _LIST_LINE = re.compile(r"(?P<name>.*\S)\s+(?P<label>[0-9]+)\s*", re.ASCII)  # ASCII: C isspace
@@ -75,6 +78,19 @@ def _accepted(name: str, file_filters: tuple[str, ...]) -> bool:
     # fnmatch with FNM_CASEFOLD (DALI's default case_sensitive_filter=False); `*` matches a leading dot.
     lowered = name.lower()
     return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in file_filters)
+
+
+def stores_pixels(dataset: Dataset) -> bool:
+    """Whether the dataset's samples are decoded pixels (PIXELS_SUFFIX files) rather than encoded images; a
+    pipeline decodes one or the other, so a mix is an error naming one file of each."""
+    pixels = [name for name, _ in dataset.samples if name.lower().endswith(PIXELS_SUFFIX)]
+    if not pixels:
+        return False
+    if len(pixels) < len(dataset):
+        encoded = next(name for name, _ in dataset.samples if not name.lower().endswith(PIXELS_SUFFIX))
+        raise ValueError(f"{str(dataset.root)!r} mixes decoded pixels ({pixels[0]!r}) with encoded images "
+                         f"({encoded!r}): a pipeline reads one kind; keep each kind in its own dataset")
+    return True
 
 
 def list_folder(root: str | os.PathLike, file_filters: tuple[str, ...] = IMAGE_FILTERS) -> Dataset:

@@ -10,7 +10,7 @@ from nvidia.dali import fn, types
 
 from pipelines import webdataset
 from pipelines.file_check import usable_dataset
-from pipelines.files import WEBDATASET, Dataset, list_shards
+from pipelines.files import WEBDATASET, Dataset, list_shards, stores_pixels
 from pipelines.settings import SHUFFLE_BUFFER, ImageOptions, PipelineOptions
 
 READER_NAME = "Reader"  # loaders find epoch and shard sizes through this name
@@ -35,12 +35,23 @@ def reader_kwargs(options: PipelineOptions, image: ImageOptions, *, shuffle: boo
         source = dict(paths=[str(s) for s in shards], index_paths=[str(webdataset.index_path(s)) for s in shards],
                       ext=[webdataset.IMAGE_EXT, webdataset.LABEL_EXT], missing_component_behavior="error")
     else:
-        if files is None:
-            files = usable_dataset(image.data, skip_bad_files=image.skip_bad_files)
+        files = checked_files(image, files)
         source = dict(files=[name for name, _ in files.samples], labels=[label for _, label in files.samples],
                       file_root=str(files.root))
     return dict(source, name=READER_NAME, shard_id=options.shard_id, num_shards=options.num_shards,
                 stick_to_shard=True, pad_last_batch=True, random_shuffle=shuffle, initial_fill=shuffle_buffer)
+
+
+def checked_files(image: ImageOptions, files: Optional[Dataset] = None) -> Optional[Dataset]:
+    """`files`, or the checked files of image.data when not given (`usable_dataset`); None for WebDataset shards."""
+    if files is None and image.kind != WEBDATASET:
+        files = usable_dataset(image.data, skip_bad_files=image.skip_bad_files)
+    return files
+
+
+def holds_pixels(files: Optional[Dataset]) -> bool:
+    """Whether `checked_files` are decoded pixels (`pipelines.files.stores_pixels`); shards hold JPEGs."""
+    return files is not None and stores_pixels(files)
 
 
 def read_files(options: PipelineOptions, image: ImageOptions, *, shuffle: bool, shuffle_buffer: int = SHUFFLE_BUFFER,

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from dali_has import validate
 from pipelines.bad_files import DecodeCheck
 from pipelines.file_check import Verdict, check_dataset, read_image_file
-from pipelines.files import Dataset, load_dataset
+from pipelines.files import PIXELS_SUFFIX, Dataset, load_dataset, stores_pixels
 from pipelines.settings import PipelineOptions, default_num_threads
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
@@ -243,6 +243,10 @@ def scan_dataset(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num
     batch_size = validate.positive_int("batch_size", batch_size)
     num_threads = validate.positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    if stores_pixels(dataset):
+        raise ValueError(f"{str(dataset.root)!r} holds decoded pixels ({PIXELS_SUFFIX} files): scan checks encoded "
+                         "images; the listing check every loader runs already checks each pixel file whole "
+                         "(format, type, shape and size)")
     verdicts = dict(check_dataset(dataset, dataset.root if isinstance(data, Dataset) else data,
                                   progress=progress).refused)
     decoder = DecodeCheck(PipelineOptions(batch_size=batch_size, num_threads=num_threads), batch_size=batch_size)

@@ -14,7 +14,7 @@ from nvidia.dali import Pipeline, fn, pipeline_def
 from dali_has import resize_mirror_normalize_hide
 from pipelines.decoder import decode_random_crop
 from pipelines.files import Dataset
-from pipelines.reader import read_files
+from pipelines.reader import checked_files, holds_pixels, read_files
 from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment
 
 
@@ -32,9 +32,10 @@ def train_pipeline(options: PipelineOptions, image: ImageOptions, augment: Train
 
 @pipeline_def
 def _train_graph(options: PipelineOptions, image: ImageOptions, augment: TrainAugment, files: Optional[Dataset]):
+    files = checked_files(image, files)
     encoded, labels = read_files(options, image, shuffle=True, shuffle_buffer=augment.shuffle_buffer, files=files)
-    images = decode_random_crop(encoded, options.device, image, random_area=augment.random_area,
-                                random_aspect_ratio=augment.random_aspect_ratio)
+    images = decode_random_crop(encoded, options.device, image, pixels=holds_pixels(files),
+                                random_area=augment.random_area, random_aspect_ratio=augment.random_aspect_ratio)
     flip = augment.flip_probability
     has = augment.has
     # Linear interpolation with antialiasing when shrinking, like torchvision's RandomResizedCrop.

@@ -10,7 +10,7 @@ from dali_has import validate
 from pipelines.decoder import decode
 from pipelines.files import Dataset
 from pipelines.normalize import crop_mirror_normalize
-from pipelines.reader import read_files
+from pipelines.reader import checked_files, holds_pixels, read_files
 from pipelines.settings import CROP_RATIO, ImageOptions, PipelineOptions
 
 # Ten-crop positions as crop_pos (x, y), 0 = left/top, 1 = right/bottom: top-left, top-right, bottom-left,
@@ -45,8 +45,9 @@ def val_pipeline(options: PipelineOptions, image: ImageOptions, *, resize: Optio
 
 @pipeline_def
 def _val_graph(options: PipelineOptions, image: ImageOptions, resize: int, ten_crop: bool, files: Optional[Dataset]):
+    files = checked_files(image, files)
     encoded, labels = read_files(options, image, shuffle=False, files=files)
-    images = fn.resize(decode(encoded, options.device, image), resize_shorter=resize)
+    images = fn.resize(decode(encoded, options.device, image, pixels=holds_pixels(files)), resize_shorter=resize)
     if not ten_crop:
         return crop_mirror_normalize(images, image), labels
     crops = [crop_mirror_normalize(images, image, mirror=mirror, crop_pos=pos)

@@ -264,3 +264,42 @@ def test_without_proc_the_header_is_parsed_through_the_path(tmp_path, monkeypatc
     (tmp_path / "a.jpg").write_bytes(jpeg_bytes())
     (tmp_path / "b.jpg").write_bytes(b"\xff\xd8" + b"junk" * 10)
     assert check_file(tmp_path / "a.jpg").ok and check_file(tmp_path / "b.jpg").kind == "bad-header"
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array, allow_pickle=False)
+    return out.getvalue()
+
+
+def npy_header(text: str) -> bytes:
+    """A NumPy 1.0 file whose header is `text` (no data)."""
+    header = text.encode().ljust(117) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+
+PIXELS = npy_bytes(np.zeros((5, 7, 3), np.uint8))
+PWNED = Path(__file__).parent / "pwned-by-npy-header"
+
+
+@pytest.mark.parametrize("name, data, kind, words", [
+    ("ok.npy", PIXELS, "ok", "npy"),
+    ("grey.npy", npy_bytes(np.zeros((5, 7), np.uint8)), "bad-dimensions", "shape (5, 7)"),
+    ("rgba.npy", npy_bytes(np.zeros((5, 7, 4), np.uint8)), "bad-dimensions", "height x width x 3"),
+    ("float.npy", npy_bytes(np.zeros((5, 7, 3), np.float32)), "bad-dimensions", "float32"),
+    ("fortran.npy", npy_bytes(np.asfortranarray(np.zeros((5, 7, 3), np.uint8))), "bad-dimensions", "Fortran"),
+    ("objects.npy", npy_header("{'descr': '|O', 'fortran_order': False, 'shape': (3,), }"), "bad-dimensions",
+     "object"),
+    ("code.npy", npy_header(f"__import__('os').system('touch {PWNED}')"), "bad-header", "cannot be parsed"),
+    ("cut.npy", PIXELS[:-1], "bad-header", "cut short"),
+    ("padded.npy", PIXELS + b"\0", "bad-header", "trailing data"),
+    ("version2.npy", PIXELS[:6] + b"\x02\x00" + PIXELS[8:], "bad-header", "version 02.00"),
+    ("huge.npy", npy_bytes(np.zeros((1, 65501, 3), np.uint8)), "bad-dimensions", "65501x1"),
+    ("jpeg.npy", jpeg_bytes(), "not-an-image", "no NumPy file"),
+    ("pixels.jpg", PIXELS, "not-an-image", "name it *.npy"),
+])
+def test_decoded_pixel_files_are_checked_whole(tmp_path, name, data, kind, words):
+    (tmp_path / name).write_bytes(data)
+    verdict = check_file(tmp_path / name)
+    assert verdict.kind == kind and words in verdict.detail, verdict
+    assert not PWNED.exists()  # the header is read as literals, never run

@@ -8,7 +8,15 @@ import pytest
 from nvidia.dali import backend, fn, pipeline_def
 
 from pipelines import ImageOptions, PipelineOptions, reader
-from pipelines.files import DALI_FILE_FILTERS, IMAGE_FILTERS, list_folder, load_dataset, read_file_list, write_file_list
+from pipelines.files import (
+    DALI_FILE_FILTERS,
+    IMAGE_FILTERS,
+    list_folder,
+    load_dataset,
+    read_file_list,
+    stores_pixels,
+    write_file_list,
+)
 from tests.pipelines.bad_images import jpeg_bytes
 
 
@@ -189,3 +197,14 @@ def test_empty_list(tmp_path):
 def test_write_rejects_what_dali_cannot_read(tmp_path, sample, message):
     with pytest.raises(ValueError, match=message):
         write_file_list(tmp_path / "list.txt", [sample])
+
+
+def test_a_dataset_holds_decoded_pixels_or_encoded_images_not_both(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "0.npy").write_bytes(b"")
+    assert stores_pixels(list_folder(tmp_path))
+    (tmp_path / "a" / "1.JPG").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"mixes decoded pixels \('a/0.npy'\) with encoded images \('a/1.JPG'\)"):
+        stores_pixels(list_folder(tmp_path))
+    (tmp_path / "a" / "0.npy").unlink()
+    assert not stores_pixels(list_folder(tmp_path))

@@ -68,6 +68,27 @@ def test_pipelines_reading_webdataset_shards(folder, tmp_path, train):
         val_pipeline(GPU, image)
 
 
+@pytest.fixture(scope="module")
+def pixels_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pixels")
+    (root / "a").mkdir()
+    np.save(root / "a" / "0.npy", np.zeros((30, 40, 3), np.uint8))
+    return root
+
+
+@pytest.mark.parametrize("what", ["train", "val", "mean", "bad files"])
+def test_pipelines_reading_decoded_pixels(pixels_folder, what):
+    image = image_options(pixels_folder)
+    if what == "train":
+        train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), has_impl="composed"))
+    elif what == "val":
+        val_pipeline(GPU, image, ten_crop=True)
+    elif what == "mean":
+        mean_pipeline(load_dataset(pixels_folder), GPU)
+    else:
+        decode_pipeline(GPU, image, pixels=True)
+
+
 @pytest.mark.parametrize("ten_crop", [False, True])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_val_pipeline(folder, ten_crop, layout):

@@ -141,3 +141,10 @@ def test_links_to_special_files_are_reported_without_reading_them(tmp_path):
     report = scan_dataset(root, progress=False)
     assert found(report) == {"c/zero.jpg": {("error", "not-a-file")}, "c/fifo.jpg": {("error", "not-a-file")}}
     assert report.unusable == {"c/zero.jpg", "c/fifo.jpg"}
+
+
+def test_decoded_pixels_are_left_to_the_listing_check(tmp_path):
+    (tmp_path / "a").mkdir()
+    np.save(tmp_path / "a" / "0.npy", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"holds decoded pixels \(.npy files\): scan checks encoded images"):
+        scan_dataset(tmp_path, progress=False)

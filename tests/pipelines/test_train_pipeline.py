@@ -156,3 +156,25 @@ def test_flip_probability_zero_never_mirrors_and_bad_values_are_named(tmp_path):
         assert (images[:, :, :, :8] > 200).all() and (images[:, :, :, 24:] < 50).all()
     with pytest.raises(ValueError, match="flip_probability=1.5"):
         make_loader(str(tmp_path), train=True, batch_size=2, augment={"flip_probability": 1.5})
+
+
+@pytest.fixture(scope="module")
+def noise_png_and_npy(tmp_path_factory) -> tuple[Path, Path]:
+    """The same 40x60 noise images as lossless PNGs and as decoded pixels (.npy), one file list each."""
+    root = tmp_path_factory.mktemp("stored")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        pixels = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"{i}.png")
+        np.save(root / f"{i}.npy", pixels)
+    for suffix in ("png", "npy"):
+        (root / f"{suffix}.txt").write_text("".join(f"{i}.{suffix} {i}\n" for i in range(4)))
+    return root / "png.txt", root / "npy.txt"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_decoded_pixels_train_like_the_same_pixels_decoded_from_png(noise_png_and_npy, device):
+    # A crop window of the whole image (area 1, the image's aspect ratio) and no flip: only the source differs.
+    whole = TrainAugment(random_area=(1.0, 1.0), random_aspect_ratio=(1.5, 1.5), flip_probability=0.0)
+    png, npy = (batches(data, augment=whole, device=device, crop=24) for data in noise_png_and_npy)
+    assert png.shape == (4, 3, 24, 24) and torch.equal(png, npy)

@@ -1,4 +1,5 @@
-"""The validation pipeline: shorter-side resize + centre crop, the paper's 10 crops, determinism, no HaS.
+"""The validation pipeline: shorter-side resize + centre crop, the paper's 10 crops, determinism, no HaS; from
+encoded images and from decoded pixels (.npy).
 
 The images are lossless PNG noise whose shorter side equals the resize target, so resizing is the identity and
 every crop can be compared pixel for pixel with numpy slicing (a window off by one pixel would not match).
@@ -29,10 +30,13 @@ def noise(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
     gray = rng.integers(0, 256, (40, 50), dtype=np.uint8)
     for i, p in enumerate(pixels):
         Image.fromarray(p).save(root / f"{i}.png")
+        np.save(root / f"{i}.npy", p)  # the same pixels stored decoded (`dali-has prepare --encoding npy`)
     Image.fromarray(gray).save(root / "gray.png")
     pixels.append(np.repeat(gray[..., None], 3, axis=2))  # decoded to RGB
-    (root / "list.txt").write_text("".join(f"{i}.png {i}\n" for i in range(3)) + "gray.png 3\n")
-    return root / "list.txt", pixels
+    np.save(root / "gray.npy", pixels[-1])
+    for suffix in ("png", "npy"):
+        (root / f"{suffix}.txt").write_text("".join(f"{i}.{suffix} {i}\n" for i in range(3)) + f"gray.{suffix} 3\n")
+    return root / "png.txt", pixels
 
 
 def crop_of(pixels: np.ndarray, y: int, x: int) -> torch.Tensor:
@@ -51,9 +55,10 @@ def val_batches(data, **kwargs):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_centre_crop_of_the_resized_image_in_file_order(noise, device):
+@pytest.mark.parametrize("stored", ["png", "npy"])
+def test_centre_crop_of_the_resized_image_in_file_order(noise, device, stored):
     data, pixels = noise
-    images, labels = val_batches(data, device=device)
+    images, labels = val_batches(data.with_name(f"{stored}.txt"), device=device)
     assert labels.tolist() == [0, 1, 2, 3]
     for image, p in zip(images, pixels):
         assert torch.equal(image, centre(p))
