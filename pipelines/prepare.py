@@ -26,7 +26,13 @@ the original's by the resize and one more JPEG generation, not by orientation or
 that is already what this would produce (a baseline RGB or grayscale JPEG, upright, within the bound) is copied
 byte for byte instead, so it loses nothing.
 
-What is kept. Labels, and every sample's relative path with its extension replaced by `.jpg`. A folder source
+Decoded pixels instead of JPEGs. With `encoding="npy"` each prepared image is stored decoded, as a NumPy .npy
+file (uint8, height x width x 3, grayscale replicated to RGB as DALI's decoder does), so training decodes
+nothing: what FFCV's "raw" mode does. It costs disk (a 341x256 image is 262 KB instead of about 25 KB as a
+q90 JPEG, ten times more) and saves the decoding, which is most of a CPU pipeline's work; the pixels are the
+resized image's, without the JPEG generation. Not with `webdataset=True` (shards hold JPEGs).
+
+What is kept. Labels, and every sample's relative path with its extension replaced by `.jpg` (`.npy`). A folder source
 `DIR/<class>/<file>` becomes `OUT/<class>/<file>.jpg` with every class folder (empty ones too, so the labels of a
 folder listing stay the same); a file list's entries keep their relative paths. `OUT/file_list.txt` lists the
 prepared images with their labels. With `webdataset=True` the images go into tar shards instead
@@ -60,11 +66,12 @@ from tqdm import tqdm
 
 from dali_has import validate
 from pipelines import webdataset
-from pipelines.files import Dataset, load_dataset, write_file_list
+from pipelines.files import PIXELS_SUFFIX, Dataset, load_dataset, write_file_list
 from pipelines.scan import ERROR, Problem, scan_dataset
 from pipelines.settings import default_num_threads
 
 SIDES = ("shorter", "longer")
+ENCODINGS = {"jpeg": ".jpg", "npy": PIXELS_SUFFIX}  # how prepared images are stored -> their extension
 MANIFEST = "prepare.json"
 FILE_LIST = "file_list.txt"
 FORMAT_VERSION = 1  # of the output; bump when prepared images would come out differently
@@ -84,6 +91,7 @@ class PrepareSettings:
 
     max_side: the bounded side's largest size in pixels. side: "shorter" or "longer".
     quality: JPEG quality of re-encoded images, 1..100.
+    encoding: "jpeg" or "npy" (decoded pixels; see the module docstring).
     webdataset: write tar shards instead of a folder; shard_samples: samples per shard (the last one holds the
         rest, bad files make shards smaller).
     """
@@ -93,6 +101,7 @@ class PrepareSettings:
     quality: int = 90
     webdataset: bool = False
     shard_samples: int = 10_000
+    encoding: str = "jpeg"
 
     def __post_init__(self):
         validate.positive_int("max_side", self.max_side)
@@ -100,6 +109,15 @@ class PrepareSettings:
         validate.whole_number("quality", self.quality, minimum=1, maximum=100)
         validate.boolean("webdataset", self.webdataset)
         validate.positive_int("shard_samples", self.shard_samples)
+        validate.one_of("encoding", self.encoding, tuple(ENCODINGS))
+        if self.webdataset and self.encoding != "jpeg":
+            raise ValueError(f"encoding={self.encoding!r} with webdataset=True: shards hold JPEGs; write decoded "
+                             "pixels to a folder (leave out --webdataset)")
+
+    @property
+    def suffix(self) -> str:
+        """The prepared files' extension."""
+        return ENCODINGS[self.encoding]
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) with the bounded side at most max_side, aspect ratio kept, never enlarged."""
@@ -109,12 +127,13 @@ class PrepareSettings:
 
 
 def shrink(data: bytes, settings: PrepareSettings) -> Optional[bytes]:
-    """The prepared JPEG of one encoded image, or None when `data` already is what it would be (copy it)."""
+    """The prepared file of one encoded image (a JPEG, or .npy pixels), or None when `data` already is what it
+    would be (copy it)."""
     with Image.open(io.BytesIO(data)) as image:
         size = settings.target_size(*image.size)
         orientation = image.getexif().get(ORIENTATION, 1)
-        if (size == image.size and image.format == "JPEG" and image.mode in ("RGB", "L")
-                and orientation not in UPRIGHT and not image.info.get("progressive")):
+        if (settings.encoding == "jpeg" and size == image.size and image.format == "JPEG"
+                and image.mode in ("RGB", "L") and orientation not in UPRIGHT and not image.info.get("progressive")):
             return None
         if image.format == "JPEG":
             image.draft(image.mode, size)  # DCT-domain downscale while decoding, to no less than `size`
@@ -122,7 +141,10 @@ def shrink(data: bytes, settings: PrepareSettings) -> Optional[bytes]:
         if orientation in UPRIGHT:
             image = image.transpose(UPRIGHT[orientation])
         out = io.BytesIO()
-        image.save(out, "JPEG", quality=settings.quality)
+        if settings.encoding == "npy":
+            np.save(out, np.asarray(image.convert("RGB")), allow_pickle=False)
+        else:
+            image.save(out, "JPEG", quality=settings.quality)
         return out.getvalue()
 
 
@@ -136,15 +158,15 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return image.convert("L" if image.mode in ("1", "LA", "La") else "RGB")
 
 
-def target_names(dataset: Dataset) -> list[str]:
-    """Each sample's relative path in the output: the same path with a `.jpg` extension."""
+def target_names(dataset: Dataset, suffix: str = ".jpg") -> list[str]:
+    """Each sample's relative path in the output: the same path with the prepared files' extension."""
     names = []
     for name, _ in dataset.samples:
         path = Path(os.path.normpath(name))
         if path.is_absolute() or path.parts[0] == "..":
             raise ValueError(f"{name!r} lies outside {str(dataset.root)!r}: prepare keeps relative paths; write "
                              "the file list in a folder that holds all its images")
-        names.append(path.with_suffix(".jpg").as_posix())
+        names.append(path.with_suffix(suffix).as_posix())
     first = {}
     for source, target in zip(dataset.samples, names):
         if target in first:
@@ -164,7 +186,7 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
     started = time.perf_counter()
     num_threads = validate.positive_int("num_threads", num_threads or default_num_threads())
     dataset = load_dataset(data)
-    names = target_names(dataset)
+    names = target_names(dataset, settings.suffix)
     out = Path(out)
     manifest = {"format_version": FORMAT_VERSION, "source": str(Path(data).resolve()),
                 "settings": asdict(settings), "classes": list(dataset.classes) if dataset.classes else None}
@@ -218,6 +240,8 @@ def _claim(out: Path, manifest: dict) -> None:
     path = out / MANIFEST
     if path.is_file():
         earlier = json.loads(path.read_text())
+        # A setting added since that output was written counts as its default there.
+        earlier["settings"] = {**asdict(PrepareSettings()), **earlier.get("settings", {})}
         keys = ("format_version", "source", "settings")
         if any(earlier.get(key) != manifest[key] for key in keys):
             raise ValueError(f"{str(out)!r} holds a preparation of {earlier.get('source')!r} with settings "
@@ -248,7 +272,7 @@ def _in_order(pool: ThreadPoolExecutor, work: Callable, items: Iterable, ahead: 
 
 
 class _FolderOutput:
-    """Images at `out/<relative path>.jpg` and a DALI file list of them."""
+    """Images at `out/<relative path>.jpg` (`.npy`) and a DALI file list of them."""
 
     def __init__(self, out: Path, dataset: Dataset, names: list[str], settings: PrepareSettings):
         self.out, self.dataset, self.names = out, dataset, names

@@ -249,3 +249,45 @@ def test_cli_prints_the_summary_and_the_left_out_files(source, tmp_path, capsys)
     assert "8 samples, 7 prepared (7 written now, 0 already there), 1 left out" in printed
     assert json.loads((tmp_path / "out" / MANIFEST).read_text())["settings"]["quality"] == 80
     assert main(["prepare", "--data", str(source), "--out", str(tmp_path / "out"), "--max-side", "0"]) == 2
+
+
+@pytest.fixture(scope="module")
+def prepared_pixels(source, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pixels") / "out"
+    return out, prepare(source, out, PrepareSettings(max_side=MAX_SIDE, encoding="npy"), num_threads=2,
+                        progress=False)
+
+
+def test_npy_encoding_stores_the_resized_pixels_the_jpeg_copy_encodes(prepared, prepared_pixels):
+    (jpegs, _), (out, manifest) = prepared, prepared_pixels
+    assert manifest["prepared"] == 7 and [p["path"] for p in manifest["problems"]] == ["c/text.jpg"]
+    assert read_file_list(out / FILE_LIST).samples == tuple(
+        (name.replace(".jpg", ".npy"), label) for name, label in read_file_list(jpegs / FILE_LIST).samples)
+    for name in ("a/big", "a/small", "b/rotated", "b/gray", "b/cmyk", "a/deep"):
+        pixels = np.load(out / f"{name}.npy", allow_pickle=False)
+        decoded = dali_decode((jpegs / f"{name}.jpg").read_bytes())  # RGB, grey replicated, as DALI decodes
+        assert pixels.dtype == np.uint8 and pixels.shape == decoded.shape, name
+        assert np.abs(pixels.astype(int) - decoded).mean() < 3, name  # the JPEG copy's one lossy generation
+
+
+def test_npy_pixels_train_and_evaluate_through_the_loader(prepared_pixels):
+    out, _ = prepared_pixels
+    for train in (True, False):
+        images, labels = next(iter(make_loader(out, train=train, batch_size=7, crop=32, device="cpu", seed=0)))
+        assert images.shape == (7, 3, 32, 32) and sorted(labels.tolist()) == [0, 0, 0, 0, 1, 1, 1]
+
+
+def test_npy_encoding_is_refused_with_webdataset_shards():
+    with pytest.raises(ValueError, match="shards hold JPEGs"):
+        PrepareSettings(encoding="npy", webdataset=True)
+    with pytest.raises(ValueError, match="encoding"):
+        PrepareSettings(encoding="png")
+
+
+def test_an_output_of_before_the_encoding_setting_resumes(source, tmp_path):
+    out = tmp_path / "out"
+    prepare(source, out, SETTINGS, num_threads=2, progress=False)
+    manifest = json.loads((out / MANIFEST).read_text())
+    del manifest["settings"]["encoding"]  # as written before the setting existed
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    assert prepare(source, out, SETTINGS, num_threads=2, progress=False)["reused"] == 7
