@@ -45,15 +45,16 @@ def bench_jpegs(images: int = DEFAULT_IMAGES, cache_dir: os.PathLike | str | Non
 
 
 def bench_prepared(images: int = DEFAULT_IMAGES, max_side: int = PREPARED_MAX_SIDE,
-                   cache_dir: os.PathLike | str | None = None) -> Path:
-    """`bench_jpegs(images)` after `dali-has prepare --max-side max_side` (default settings otherwise), cached:
-    the folder of the prepared images (same class folders and names)."""
+                   cache_dir: os.PathLike | str | None = None, encoding: str = "jpeg") -> Path:
+    """`bench_jpegs(images)` after `dali-has prepare --max-side max_side --encoding encoding` (default settings
+    otherwise), cached: the folder of the prepared images (same class folders and names)."""
     from pipelines.prepare import FORMAT_VERSION, PrepareSettings, prepare
 
     source = bench_jpegs(images, cache_dir)
-    return _cached(f"{source.name}-prepared-v{FORMAT_VERSION}-{max_side}",  # a changed prepare is not reused
-                   lambda folder: prepare(source, folder, PrepareSettings(max_side=max_side), progress=False),
-                   cache_dir)
+    settings = PrepareSettings(max_side=max_side, encoding=encoding)
+    name = f"{source.name}-prepared-v{FORMAT_VERSION}-{max_side}" + ("" if encoding == "jpeg" else f"-{encoding}")
+    return _cached(name, lambda folder: prepare(source, folder, settings, progress=False),  # a changed prepare is
+                   cache_dir)                                                             # not reused
 
 
 def bench_prepared_shards(images: int = DEFAULT_IMAGES, max_side: int = PREPARED_MAX_SIDE,

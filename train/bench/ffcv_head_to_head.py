@@ -5,10 +5,11 @@ twice), so the worker threads and processes of a dozen loaders share two cores w
 rounds scatter widely (DALI prepared NHWC 3,542-4,240 img/s in one run). This times only the pair the speed
 goal compares: `make_loader` on a prepared copy (NHWC float32 224x224, fused resize + the paper's
 Hide-and-Seek) against FFCV's ImageNet pipeline (`train.bench.run.ffcv_batches`, no HaS) on the same images,
-stored in FFCV's raw mode (decoded pixels) and, with --jpg, as JPEG too. Needs `ffcv` importable (an optional
-extra; the project does not depend on it).
+stored in FFCV's raw mode (decoded pixels) and, with --jpg, as JPEG too; with --npy, also `make_loader` on
+the same source prepared as decoded pixels (`dali-has prepare --encoding npy`), which compares like with like
+with FFCV's raw mode. Needs `ffcv` importable (an optional extra; the project does not depend on it).
 
-    python -m train.bench.ffcv_head_to_head --prepared DIR --json ffcv_head_to_head.json
+    python -m train.bench.ffcv_head_to_head --prepared DIR [--npy NPY_DIR] --json ffcv_head_to_head.json
 """
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ from train.bench.run import SEED, BenchSettings, epoch_after_epoch, ffcv_batches
 from train.bench.timing import Measurement, RunRecord, add_timing_arguments, measure, write_json
 
 DALI = "DALI prepared NHWC fused + HaS"
+DALI_NPY = "DALI prepared npy NHWC fused + HaS"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--prepared", required=True, help="a folder written by `dali-has prepare`")
     p.add_argument("--jpg", action="store_true", help="also FFCV reading the images stored as JPEG")
+    p.add_argument("--npy", metavar="DIR", help="also our pipeline on a `dali-has prepare --encoding npy` copy of "
+                                                "the same source (decoded pixels, like FFCV's raw mode)")
     # Warm-up longer than FFCV's queue of 3 batches, so every timed batch is made while the clock runs.
     add_timing_arguments(p, iters=40, runs=7, warmup=8, threads_help="DALI threads = FFCV workers")
     return p.parse_args(argv)
@@ -49,18 +53,23 @@ def main(argv=None) -> dict:
     record = RunRecord()
     storages = ("raw", "jpg") if args.jpg else ("raw",)
     augment = TrainAugment(has=HaSConfig(), has_impl="fused", resize_impl="fused")
+    ours = {DALI: args.prepared, **({DALI_NPY: args.npy} if args.npy else {})}
     with contextlib.ExitStack() as stack:
-        loader = stack.enter_context(make_loader(args.prepared, train=True, batch_size=args.batch_size,
-                                                 augment=augment, device="cpu", seed=SEED,
-                                                 num_threads=args.num_threads, layout="NHWC"))
-        streams = {DALI: (len(labels) for _, labels in epoch_after_epoch(loader))}
+        streams = {}
+        for name, folder in ours.items():
+            loader = stack.enter_context(make_loader(folder, train=True, batch_size=args.batch_size,
+                                                     augment=augment, device="cpu", seed=SEED,
+                                                     num_threads=args.num_threads, layout="NHWC"))
+            streams[name] = (len(labels) for _, labels in epoch_after_epoch(loader))
         for storage in storages:
             streams[f"FFCV {storage}"] = ffcv_batches(settings, args.prepared, args.num_threads, storage)
         for batches in streams.values():
             stack.callback(batches.close)
         timed = measure(streams, warmup=args.warmup, iters=args.iters, runs=args.runs)
     report = {"settings": vars(args), "img_s": {name: m.to_dict() for name, m in timed.items()},
-              "ratios": {f"DALI/FFCV {s}": round_ratios(timed[DALI], timed[f"FFCV {s}"]) for s in storages},
+              "ratios": {f"{'DALI npy' if name == DALI_NPY else 'DALI'}/FFCV {s}": round_ratios(timed[name],
+                                                                                            timed[f"FFCV {s}"])
+                         for name in ours for s in storages},
               **record.facts()}
     for name, m in timed.items():
         print(f"{name}: {m.median:.0f} img/s (runs {' '.join(f'{r:.0f}' for r in m.runs)})")

@@ -52,6 +52,7 @@ from dali_has import HaSConfig, fused, validate
 from dali_has.cache import cache_root
 from dali_has.torch_transform import HideAndSeek
 from pipelines import IMAGENET_MEAN, IMAGENET_STD, make_loader
+from pipelines.files import load_dataset, stores_pixels
 from pipelines.settings import DEVICES, DTYPE_NAMES, LAYOUTS, TrainAugment, default_num_threads
 from train.bench.data import bench_jpegs, bench_prepared
 from train.bench.timing import Measurement, batches_consumed, device_sync, measure, nvtx_range
@@ -61,7 +62,7 @@ from train.trainer import make_optimizer
 
 IMPLS = ("none", "composed", "fused")
 RESIZES = ("builtin", "fused")  # the resize_impl values compared ("auto" picks one of them)
-SOURCES = ("originals", "prepared")
+SOURCES = ("originals", "prepared", "prepared npy")  # the original JPEGs, a prepared JPEG copy, decoded pixels
 NUM_CLASSES = 1000  # ImageNet's classifier head, so a step costs what an ImageNet step costs
 WARMUP_QUEUES = 3  # loader stages warm up for at least this many times their prefetch queue depth
 FFCV_BATCHES_AHEAD = 3  # FFCV Loader's default prefetch
@@ -94,6 +95,7 @@ class BenchSettings:
     compile: also time the model step under torch.compile (the end-to-end figure then uses it).
     prepared: a `dali-has prepare` copy of `data` (a folder) for the data comparison; None = the generated set's
         prepared copy when `data` is None, else no prepared variants.
+    prepared_npy: the same with `--encoding npy` (decoded pixels); None = the generated set's when `data` is None.
     resize: `TrainAugment.resize_impl`s compared in the data comparison ("builtin", "fused"); () = both on the
         CPU (fused only where the plugin loads), builtin on the GPU (the fused operator is CPU-only).
     """
@@ -113,6 +115,7 @@ class BenchSettings:
     model: dict = field(default_factory=dict)
     compile: bool = False
     prepared: Optional[str] = None
+    prepared_npy: Optional[str] = None
     resize: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -126,9 +129,12 @@ class BenchSettings:
         if self.data is not None and not os.path.isdir(self.data):
             raise ValueError(f"data={self.data!r} is not a folder DIR/<class>/<image> (the torchvision "
                              "baseline reads it with ImageFolder)")
-        if self.prepared is not None and not os.path.isdir(self.prepared):
-            raise ValueError(f"prepared={self.prepared!r} is not a folder (`dali-has prepare --data DATA --out "
-                             "DIR` writes one)")
+        for name, pixels in (("prepared", False), ("prepared_npy", True)):
+            folder = getattr(self, name)
+            if folder is not None and (not os.path.isdir(folder) or stores_pixels(load_dataset(folder)) != pixels):
+                raise ValueError(f"{name}={folder!r} is not a folder of {'decoded pixels' if pixels else 'JPEGs'} "
+                                 f"(`dali-has prepare --data DATA --out DIR{' --encoding npy' if pixels else ''}` "
+                                 "writes one)")
         set_("resize", tuple(validate.one_of("resize", name, RESIZES) for name in self.resize)
              or (RESIZES if self.device == "cpu" else ("builtin",)))
         if self.device == "gpu" and "fused" in self.resize:
@@ -153,7 +159,8 @@ class BenchSettings:
     def command(self, json_path: Optional[str] = None) -> str:
         """The `dali-has bench` command line that repeats this measurement, defaults spelled out."""
         words = ["dali-has", "bench"] + (["--data", self.data] if self.data else [])
-        words += (["--prepared", self.prepared] if self.prepared else []) + ["--resize", *self.resize]
+        words += (["--prepared", self.prepared] if self.prepared else [])
+        words += (["--prepared-npy", self.prepared_npy] if self.prepared_npy else []) + ["--resize", *self.resize]
         words += ["--device", self.device, "--batch-size", str(self.batch_size), "--num-threads",
                   *map(str, self.threads)]
         if self.hw_decoder_load:
@@ -188,9 +195,10 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
     has_impl = max(("composed", "fused"), key=lambda impl: best["img_s"][impl] or 0.0)
 
     prepared = s.prepared or (None if s.data else str(bench_prepared()))
+    prepared_npy = s.prepared_npy or (None if s.data else str(bench_prepared(encoding="npy")))
     resizes = tuple(r for r in s.resize if r != "fused" or fused_reason is None)
-    compared = timer.data_variants({"originals": data, "prepared": prepared}, best["threads"],
-                                   best["hw_decoder_load"], has_impl, resizes)
+    compared = timer.data_variants({"originals": data, "prepared": prepared, "prepared npy": prepared_npy},
+                                   best["threads"], best["hw_decoder_load"], has_impl, resizes)
     tv = {"has" if v.has else "none": m for v, m in compared.items() if v.loader == "torchvision"}
     steps = {"eager": _train_step(s)}
     if s.compile:
@@ -225,7 +233,8 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
         "data_variants": {"img_s": {v.name: m.median for v, m in compared.items()}, "has_impl": has_impl,
                           "variants": [asdict(v) | {"name": v.name} for v in compared],
                           "ratios": data_ratios({v: m.runs for v, m in compared.items()}),
-                          "prepared": prepared, "ffcv_unavailable": ffcv_unavailable_reason()},
+                          "prepared": prepared, "prepared_npy": prepared_npy,
+                          "ffcv_unavailable": ffcv_unavailable_reason()},
         "runs": {"pipeline": best["runs"], "torchvision": {name: m.to_dict() for name, m in tv.items()},
                  "model_step": model_step.to_dict(), "model_step_eager": model_steps["eager"].to_dict(),
                  "end_to_end": end_to_end.to_dict(),
@@ -249,7 +258,7 @@ class Variant:
     """One stream of the data comparison."""
 
     loader: str  # "DALI", "torchvision" or "FFCV"
-    source: str  # "originals" or "prepared"
+    source: str  # one of SOURCES
     layout: str  # "NCHW" or "NHWC" (FFCV: channels_last memory, as its ImageNet recipe trains)
     resize: Optional[str] = None  # DALI only: its TrainAugment.resize_impl
     has: bool = True  # FFCV has no Hide-and-Seek: it runs without, which favours it
@@ -262,10 +271,10 @@ class Variant:
 
 
 def data_ratios(runs: dict[Variant, Sequence[float]]) -> dict[str, Optional[dict]]:
-    """The comparisons the speed targets are stated in: prepared / originals and NHWC / NCHW for DALI (per
-    resize variant), the best DALI variant / torchvision on the originals (both with HaS), the best DALI
-    variant on the prepared images in NHWC / FFCV on them in the same layout (per FFCV storage), and each resize
-    variant / the first ("best": highest median).
+    """The comparisons the speed targets are stated in: each prepared copy (JPEG, npy) / originals and NHWC / NCHW
+    for DALI (per resize variant), the best DALI variant / torchvision on the originals (both with HaS), the best
+    DALI variant on each prepared copy in NHWC / FFCV on the prepared images in the same layout (per FFCV
+    storage), and each resize variant / the first ("best": highest median).
 
     Each ratio is taken run by run: run k of every stream is timed in the same round of the alternation, so load
     that changes during the bench (another process starting) affects both sides of a run's ratio alike, but not
@@ -282,12 +291,13 @@ def data_ratios(runs: dict[Variant, Sequence[float]]) -> dict[str, Optional[dict
         per_run = [x / y for x, y in zip(a, b)]
         return {"median": statistics.median(per_run), "runs": per_run}
 
-    best_prepared = max((r for (src, layout, _), r in dali.items() if src == "prepared" and layout == "NHWC"),
-                        key=statistics.median, default=None)
+    prepared = SOURCES[1:]
+    best_nhwc = {src: max((r for (source, layout, _), r in dali.items() if source == src and layout == "NHWC"),
+                          key=statistics.median, default=None) for src in prepared}
     resizes = list(dict.fromkeys(resize for _, _, resize in dali))
-    ratios = {f"prepared/originals {layout} {resize} resize": ratio(dali.get(("prepared", layout, resize)),
-                                                                     dali.get(("originals", layout, resize)))
-              for resize in resizes for layout in LAYOUTS}
+    ratios = {f"{src}/originals {layout} {resize} resize": ratio(dali.get((src, layout, resize)),
+                                                                 dali.get(("originals", layout, resize)))
+              for src in prepared for resize in resizes for layout in LAYOUTS}
     ratios.update({f"NHWC/NCHW {src} {resize} resize": ratio(dali.get((src, "NHWC", resize)),
                                                               dali.get((src, "NCHW", resize)))
                    for resize in resizes for src in SOURCES})
@@ -295,7 +305,8 @@ def data_ratios(runs: dict[Variant, Sequence[float]]) -> dict[str, Optional[dict
                                                       torchvision)
     for v, rate in runs.items():
         if v.loader == "FFCV":
-            ratios[f"DALI prepared NHWC/FFCV prepared NHWC {v.storage}"] = ratio(best_prepared, rate)
+            for src in prepared:
+                ratios[f"DALI {src} NHWC/FFCV prepared NHWC {v.storage}"] = ratio(best_nhwc[src], rate)
     for (src, layout, resize), rate in dali.items():
         if resize != first:
             ratios[f"{resize}/{first} resize {src} {layout}"] = ratio(rate, dali.get((src, layout, first)))
@@ -510,7 +521,9 @@ def _torchvision_batches(s: BenchSettings, data: str, workers: int, has: bool, p
     """Batches of the torchvision baseline, from a fresh DataLoader for each turn of `per_turn` batches (its
     warm-up and timed run in the alternation). One DataLoader for the whole alternation would keep its workers
     prefetching while the other loaders are timed: on 16 cores they took the CPU from DALI's decoders (DALI's
-    runs after torchvision's first turn fell from 29,000 to 9,000 img/s)."""
+    runs after torchvision's first turn fell from 29,000 to 9,000 img/s). Workers start from a fork server,
+    not by forking this process: a fork here would first stop the thread pools of the loaders timed alongside
+    (FFCV's numba pool then ran at half speed, "Unable to join threads to shut down before fork()")."""
     steps = [transforms.RandomResizedCrop(s.crop), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
              transforms.Normalize([m / 255 for m in IMAGENET_MEAN], [d / 255 for d in IMAGENET_STD])]
     if has:
@@ -521,7 +534,7 @@ def _torchvision_batches(s: BenchSettings, data: str, workers: int, has: bool, p
     while True:  # the workers of a finished turn idle until this generator resumes, then exit
         sampler = RandomSampler(dataset, num_samples=per_turn * s.batch_size, generator=generator)
         loader = DataLoader(dataset, batch_size=s.batch_size, sampler=sampler, num_workers=workers, pin_memory=gpu,
-                            drop_last=True)
+                            drop_last=True, multiprocessing_context="forkserver" if workers else None)
         for images, labels in loader:
             if gpu:  # DALI delivers on the GPU; the baseline must get there too
                 images.to("cuda", non_blocking=True)

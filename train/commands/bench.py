@@ -15,7 +15,8 @@ def register(subparsers) -> None:
                     "fused HaS operator (for every --num-threads x --hw-decoder-load combination); a torchvision "
                     "DataLoader baseline with and without per-image HaS; the model's training step on synthetic "
                     "on-device input; end-to-end training with the DALI loader; and, with HaS, the DALI pipeline on "
-                    "the original and on `dali-has prepare`d JPEGs in NCHW and NHWC against torchvision on the "
+                    "the original, on `dali-has prepare`d JPEGs and on prepared decoded pixels (npy) in NCHW and NHWC "
+                    "against torchvision on the "
                     "originals (and FFCV on the prepared images if it is installed). Each figure is the median img/s "
                     "of --runs timed runs after warm-up. Prints a table and a verdict; --json writes every figure. "
                     "Defaults depend on --device (CPU: batch 64, 40 batches x 5 runs; GPU: batch 256).")
@@ -24,6 +25,9 @@ def register(subparsers) -> None:
     p.add_argument("--prepared", metavar="DIR",
                    help="a `dali-has prepare` copy of --data, for the prepared variants (default: the generated "
                         "set's copy, made once into the cache; none with --data)")
+    p.add_argument("--prepared-npy", metavar="DIR",
+                   help="a `dali-has prepare --encoding npy` copy of --data (decoded pixels), for the npy variants "
+                        "(default: the generated set's, made once into the cache; none with --data)")
     p.add_argument("--resize", nargs="+", choices=("builtin", "fused"),
                    help="resize + normalize (+ HaS) implementations compared on originals and prepared images "
                         "(default: both on cpu, builtin on gpu)")
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         hw_decoder_load=tuple(args.hw_decoder_load or ()), arch=args.arch,
         model=parse_model_opts(args.model_opt), crop=args.crop, dtype=args.dtype, iters=args.iters,
         model_iters=args.model_iters, warmup=args.warmup, runs=args.runs, compile=args.compile,
-        prepared=args.prepared, resize=tuple(args.resize or ()))
+        prepared=args.prepared, prepared_npy=args.prepared_npy, resize=tuple(args.resize or ()))
     result = run_bench(settings, progress=not args.no_progress, json_path=args.json)
     print(format_report(result))
     print(f"\ncommand: {result['command']}")

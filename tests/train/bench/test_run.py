@@ -167,6 +167,12 @@ def test_settings_take_device_defaults_and_name_bad_values(tmp_path):
                          ({"prepared": str(tmp_path / "none")}, "prepared="), ({"resize": ("bicubic",)}, "resize=")]:
         with pytest.raises(ValueError, match=name):
             BenchSettings(**kwargs)
+    jpegs, pixels = bench_prepared(16, 64, tmp_path), bench_prepared(16, 64, tmp_path, encoding="npy")
+    assert BenchSettings(prepared=str(jpegs), prepared_npy=str(pixels)).prepared_npy == str(pixels)
+    with pytest.raises(ValueError, match="prepared_npy=.* is not a folder of decoded pixels"):
+        BenchSettings(prepared_npy=str(jpegs))
+    with pytest.raises(ValueError, match="prepared=.* is not a folder of JPEGs"):
+        BenchSettings(prepared=str(pixels))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
@@ -247,14 +253,16 @@ def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     data = bench_jpegs(16, tmp / "cache")
     prepared = bench_prepared(16, max_side=64, cache_dir=tmp / "cache")
+    prepared_npy = bench_prepared(16, max_side=64, cache_dir=tmp / "cache", encoding="npy")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("DALI_HAS_CACHE", str(tmp / "cache"))  # where FFCV's .beton goes, if ffcv is installed
-        yield _run_tiny(tmp, data, prepared)
+        yield _run_tiny(tmp, data, prepared, prepared_npy)
 
 
-def _run_tiny(tmp, data, prepared) -> dict:
+def _run_tiny(tmp, data, prepared, prepared_npy) -> dict:
     out = tmp / "bench.json"
-    argv = ["bench", "--data", str(data), "--prepared", str(prepared), "--device", "cpu", "--batch-size", "4",
+    argv = ["bench", "--data", str(data), "--prepared", str(prepared), "--prepared-npy", str(prepared_npy),
+            "--device", "cpu", "--batch-size", "4",
             "--num-threads", "1", "2", "--crop", "32", "--model-opt", "stem=small", "--model-opt", "width=0.125",
             "--iters", "2", "--model-iters", "2", "--warmup", "3", "--runs", "1", "--no-progress", "--json", str(out)]
     assert main(argv) == 0
@@ -281,7 +289,7 @@ def test_bench_compares_originals_and_prepared_in_both_layouts_with_torchvision(
     compared = tiny_run["data_variants"]
     dali = {name for name in compared["img_s"] if name.startswith("DALI")}
     resizes = ("builtin", "fused") if tiny_run["fused"]["available"] else ("builtin",)
-    assert dali == {f"DALI {source} {layout} {resize} resize" for source in ("originals", "prepared")
+    assert dali == {f"DALI {source} {layout} {resize} resize" for source in ("originals", "prepared", "prepared npy")
                     for layout in ("NCHW", "NHWC") for resize in resizes}
     assert {"torchvision originals NCHW", "torchvision originals NCHW (no HaS)"} <= set(compared["img_s"])
     has_ffcv = compared["ffcv_unavailable"] is None
@@ -295,6 +303,8 @@ def test_bench_compares_originals_and_prepared_in_both_layouts_with_torchvision(
                               runs["DALI originals NCHW builtin resize"]["runs"])]
     assert tiny_run["torchvision_img_s"]["has"] == compared["img_s"]["torchvision originals NCHW"]
     assert ("DALI prepared NHWC/FFCV prepared NHWC jpg" in compared["ratios"]) == has_ffcv
+    assert ("DALI prepared npy NHWC/FFCV prepared NHWC raw" in compared["ratios"]) == has_ffcv
+    assert compared["ratios"]["prepared npy/originals NHWC builtin resize"]["median"] > 0
 
 
 def test_bench_times_runs_times_iters_batches_after_a_warmup_that_drains_the_queue(tiny_run):
