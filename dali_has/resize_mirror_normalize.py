@@ -31,12 +31,16 @@ Channels = Union[float, Sequence[float]]
 
 def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mirror=0, mean: Channels = 0.0,
                                  std: Channels = 1.0, dtype=types.FLOAT, layout: str = "CHW",
-                                 has: Optional[HaSConfig] = None, impl: str = "auto", has_impl: str = "auto"):
+                                 has: Optional[HaSConfig] = None, impl: str = "auto", has_impl: str = "auto",
+                                 window=None):
     """Resize, flip, normalize and (optionally) Hide-and-Seek a batch of decoded images in one operator.
 
     Args:
         images: DALI node of uint8 HWC images of any size (e.g. fn.decoders.image_random_crop's windows),
             1 to 4 channels.
+        window: None (resize whole images), or (anchor, shape) CPU nodes of int32 (y, x) and (height, width)
+            per sample, e.g. fn.random_crop_generator's outputs: resize that window of each image. The fused
+            operator reads it in place; the built-ins slice it out first.
         size: output side, or (height, width), in pixels.
         mirror: per-sample horizontal flip: 0/1, or a DALI node such as fn.random.coin_flip().
         mean, std: normalization (x - mean) / std on the 0..255 scale, one value or one per channel.
@@ -68,6 +72,9 @@ def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mir
         raise ValueError(f"has={has!r}; expected None or a dali_has.HaSConfig")
     validate.one_of("impl", impl, IMPLEMENTATIONS)
     validate.one_of("has_impl", has_impl, operator.IMPLEMENTATIONS)
+    if window is not None and (not isinstance(window, (tuple, list)) or len(window) != 2):
+        raise ValueError(f"window={window!r}; expected None or (anchor, shape) nodes, e.g. the outputs of "
+                         "fn.random_crop_generator")
 
     on_gpu = getattr(images, "device", "cpu") == "gpu"
     if impl == "fused" or (impl == "auto" and not on_gpu and has_impl != "composed" and fused.load()):
@@ -77,11 +84,14 @@ def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mir
         if not fused.load():
             raise RuntimeError(f"the fused operator is unavailable: {fused.unavailable_reason()}")
         has_args = has.to_dict() if has is not None else {"patch_sizes": [0], "p_hide": 0.0, "fill": [0.0]}
+        window_args = {} if window is None else {"crop_anchor": window[0], "crop_shape": window[1]}
         return fn.dali_has.resize_mirror_normalize_hide(images, size=[height, width], mirror=mirror,
                                                         mean=list(mean), std=list(std), dtype=dtype,
-                                                        output_layout=layout, **has_args)
+                                                        output_layout=layout, **has_args, **window_args)
     if impl == "auto" and not on_gpu and has_impl != "composed":
         operator.warn_fallback(fused.unavailable_reason())
+    if window is not None:
+        images = fn.slice(images, start=window[0], shape=window[1], axes=[0, 1])
     images = fn.resize(images, size=[height, width])
     images = fn.crop_mirror_normalize(images, mirror=mirror, mean=list(mean), std=list(std), dtype=dtype,
                                       output_layout=layout)

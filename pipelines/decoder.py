@@ -38,19 +38,25 @@ def decoder_kwargs(device: str, image: ImageOptions | None = None) -> dict:
 
 def decode_random_crop(encoded, device: str, image: ImageOptions | None, *, pixels: bool = False, random_area,
                        random_aspect_ratio):
-    """Decode only a random window (area share and width/height ratio drawn per sample): the crop of
-    random-resized-crop happens at decode time, so the discarded pixels are never decoded. `image`: as in
-    `decoder_kwargs`. pixels: `encoded` holds decoded pixels; the window, drawn by the same rule, is sliced out."""
+    """A random window of each image (area share and width/height ratio drawn per sample), as (images, window).
+
+    Encoded images: only the window is decoded (the crop of random-resized-crop happens at decode time, so the
+    discarded pixels are never decoded); `window` is None. `image`: as in `decoder_kwargs`.
+    pixels (`encoded` holds decoded pixels): the window is drawn by the same rule (`fn.random_crop_generator`);
+    on the CPU the whole images come back with window = (anchor, shape), for the resize to read in place
+    (`dali_has.resize_mirror_normalize_hide(window=...)`: slicing it out first would copy it once more); for a
+    GPU pipeline the window is sliced out on the CPU, so only it is moved to the GPU, and `window` is None.
+    """
     if not pixels:
         return fn.decoders.image_random_crop(encoded, random_area=list(random_area),
                                              random_aspect_ratio=list(random_aspect_ratio),
-                                             num_attempts=RANDOM_CROP_ATTEMPTS, **decoder_kwargs(device, image))
+                                             num_attempts=RANDOM_CROP_ATTEMPTS, **decoder_kwargs(device, image)), None
     images = _read_pixels(encoded)
-    anchor, shape = fn.random_crop_generator(images.shape(), random_area=list(random_area),
-                                             random_aspect_ratio=list(random_aspect_ratio),
-                                             num_attempts=RANDOM_CROP_ATTEMPTS)
-    images = fn.slice(images, start=anchor, shape=shape, axes=[0, 1])
-    return images.gpu() if device == "gpu" else images
+    window = fn.random_crop_generator(images.shape(), random_area=list(random_area),
+                                      random_aspect_ratio=list(random_aspect_ratio), num_attempts=RANDOM_CROP_ATTEMPTS)
+    if device != "gpu":
+        return images, window
+    return fn.slice(images, start=window[0], shape=window[1], axes=[0, 1]).gpu(), None
 
 
 def decode(encoded, device: str, image: ImageOptions | None = None, *, pixels: bool = False):

@@ -34,13 +34,15 @@ def train_pipeline(options: PipelineOptions, image: ImageOptions, augment: Train
 def _train_graph(options: PipelineOptions, image: ImageOptions, augment: TrainAugment, files: Optional[Dataset]):
     files = checked_files(image, files)
     encoded, labels = read_files(options, image, shuffle=True, shuffle_buffer=augment.shuffle_buffer, files=files)
-    images = decode_random_crop(encoded, options.device, image, pixels=holds_pixels(files),
-                                random_area=augment.random_area, random_aspect_ratio=augment.random_aspect_ratio)
+    images, window = decode_random_crop(encoded, options.device, image, pixels=holds_pixels(files),
+                                        random_area=augment.random_area,
+                                        random_aspect_ratio=augment.random_aspect_ratio)
     flip = augment.flip_probability
     has = augment.has
     # Linear interpolation with antialiasing when shrinking, like torchvision's RandomResizedCrop.
     images = resize_mirror_normalize_hide(
         images, size=image.crop, mirror=fn.random.coin_flip(probability=flip) if flip > 0 else 0, mean=image.mean,
         std=image.std, dtype=image.dali_dtype, layout=image.layout[1:],
-        has=None if has is None else has.for_channels(3), impl=augment.resize_impl, has_impl=augment.has_impl)
+        has=None if has is None else has.for_channels(3), impl=augment.resize_impl, has_impl=augment.has_impl,
+        window=window)
     return images, labels

@@ -218,8 +218,9 @@ void WithTaps(int taps, F &&f) {
 }
 
 struct SampleJob {
-  const uint8_t *in;
+  const uint8_t *in;  // the window's first pixel
   int in_h, in_w, channels;
+  ptrdiff_t stride;   // between input rows, in elements: the whole image's row when reading a window of it
   void *out;
   int out_h, out_w;
   bool mirror;
@@ -254,7 +255,7 @@ void ProcessSample(const SampleJob &s, const OutputFormat<Out> &fmt, uint64_t th
   t.row.resize(static_cast<size_t>(t.cols.hi + pad_left + 1) * C);
   float *row = t.row.data() + pad_left * C;  // source column 0
   const ptrdiff_t plane = static_cast<ptrdiff_t>(H) * W;
-  const ptrdiff_t stride = static_cast<ptrdiff_t>(s.in_w) * C;
+  const ptrdiff_t stride = s.stride;
   const int ty = t.rows.taps, tx = t.cols.taps;
   t.taps.resize(ty);
   const bool hiding = s.draw.size > 0 && threshold > 0;
@@ -377,11 +378,19 @@ class ResizeMirrorNormalizeHideCPU
             "(decoded images).");
     const auto &shape = in.shape();
     int n = shape.num_samples();
+    ReadWindows(ws, shape);
     dali::TensorListShape<3> out_shape(n);
     for (int i = 0; i < n; i++) {
       auto sh = shape.tensor_shape_span(i);
       int64_t h = sh[0], w = sh[1], c = sh[2];
       Require(h > 0 && w > 0, "Sample ", i, " is empty (", h, "x", w, "x", c, "); nothing to resize.");
+      if (!windows_.empty()) {
+        const Window &win = windows_[i];
+        Require(win.y >= 0 && win.x >= 0 && win.h > 0 && win.w > 0 && int64_t{win.y} + win.h <= h &&
+                int64_t{win.x} + win.w <= w, "Sample ", i, ": the window at (y, x) = (", win.y, ", ", win.x,
+                ") of (height, width) = (", win.h, ", ", win.w, ") is not inside the ", h, "x", w,
+                " image (`crop_anchor`, `crop_shape`).");
+      }
       Require(h < (int64_t{1} << 31) / std::max<int64_t>(w * c, 1), "Sample ", i, " is too large (", h,
               "x", w, "x", c, ").");
       Require(c >= 1 && c <= kMaxChannels, "Sample ", i, " has ", c, " channels; 1 to ", kMaxChannels,
@@ -416,8 +425,10 @@ class ResizeMirrorNormalizeHideCPU
     for (int i = 0; i < n; i++) {
       auto sh = shape.tensor_shape_span(i);
       auto rng = this->GetSampleRNG(i);
-      jobs_[i] = {static_cast<const uint8_t *>(in.raw_tensor(i)), static_cast<int>(sh[0]),
-                  static_cast<int>(sh[1]), static_cast<int>(sh[2]), out.raw_mutable_tensor(i), size_[0],
+      Window win = windows_.empty() ? Window{0, 0, static_cast<int>(sh[0]), static_cast<int>(sh[1])} : windows_[i];
+      const ptrdiff_t stride = sh[1] * sh[2];
+      const uint8_t *first = static_cast<const uint8_t *>(in.raw_tensor(i)) + win.y * stride + win.x * sh[2];
+      jobs_[i] = {first, win.h, win.w, static_cast<int>(sh[2]), stride, out.raw_mutable_tensor(i), size_[0],
                   size_[1], mirror_[i] != 0, has_.Draw(rng)};
     }
     auto &pool = ws.GetThreadPool();
@@ -437,6 +448,34 @@ class ResizeMirrorNormalizeHideCPU
   }
 
  private:
+  struct Window {
+    int y, x, h, w;
+  };
+
+  // The per-sample windows of `crop_anchor` and `crop_shape` ((y, x) and (height, width), e.g. the outputs
+  // of fn.random_crop_generator), or none: the whole image. Both or neither must be given.
+  void ReadWindows(const dali::Workspace &ws, const dali::TensorListShape<> &shape) {
+    windows_.clear();
+    const bool anchor = spec_.HasTensorArgument("crop_anchor"), extent = spec_.HasTensorArgument("crop_shape");
+    Require(anchor == extent, "Give both `crop_anchor` and `crop_shape` (a window), or neither (the whole "
+            "image).");
+    if (!anchor)
+      return;
+    const auto &anchors = ws.ArgumentInput("crop_anchor");
+    const auto &extents = ws.ArgumentInput("crop_shape");
+    int n = shape.num_samples();
+    windows_.resize(n);
+    for (int i = 0; i < n; i++) {
+      for (const auto *arg : {&anchors, &extents}) {
+        Require(arg->type() == DALI_INT32 && arg->tensor_shape(i).num_elements() == 2,
+                "`crop_anchor` and `crop_shape` take two int32 values per sample, (y, x) and (height, width), "
+                "as fn.random_crop_generator gives them for HWC images.");
+      }
+      const int *a = anchors.tensor<int>(i), *e = extents.tensor<int>(i);
+      windows_[i] = {a[0], a[1], e[0], e[1]};
+    }
+  }
+
   static void CheckPerChannel(const char *name, const std::vector<float> &values) {
     Require(!values.empty() && values.size() <= kMaxChannels, "Argument `", name, "` has ", values.size(),
             " values; give a number or one per channel (at most ", kMaxChannels, ").");
@@ -460,6 +499,7 @@ class ResizeMirrorNormalizeHideCPU
   std::vector<float> fill_f32_;
   std::vector<dali::float16> table_f16_, fill_f16_;
   std::vector<int> mirror_;
+  std::vector<Window> windows_;  // empty: whole images
   std::vector<SampleJob> jobs_;
   std::vector<Scratch> scratch_;
 };
@@ -482,6 +522,10 @@ never computed.)")
     .NumOutput(1)
     .AddArg("size", "Output (height, width) in pixels.", DALI_INT_VEC)
     .AddOptionalArg("mirror", "Per sample: non-zero flips the image horizontally.", 0, true)
+    .AddOptionalArg<std::vector<int>>("crop_anchor", "Per sample: (y, x) of the window of the input to resize "
+                                      "(with `crop_shape`); the whole image when not given.", nullptr, true)
+    .AddOptionalArg<std::vector<int>>("crop_shape", "Per sample: (height, width) of that window, e.g. from "
+                                      "fn.random_crop_generator.", nullptr, true)
     .AddOptionalArg("mean", "Subtracted per channel (one value or one per channel), on the 0..255 scale.",
                     std::vector<float>{0.f})
     .AddOptionalArg("std", "Divides per channel after the mean (one value or one per channel).",

@@ -71,8 +71,9 @@ def run(images, graph, *, mirror=None, iterations=1, seed=1, batch_size=None):
 
 
 def op(x, m, *, size=SIZE, mean=MEAN, std=STD, dtype=types.FLOAT, layout="CHW", **has):
-    """The fused operator itself; no Hide-and-Seek unless `has` arguments are given."""
-    has = has or {"patch_sizes": [0], "p_hide": 0.0}
+    """The fused operator itself; no Hide-and-Seek unless `has` arguments are given (other operator arguments,
+    e.g. seed or crop_anchor, pass through with them)."""
+    has = has if "patch_sizes" in has else {"patch_sizes": [0], "p_hide": 0.0, **has}
     return fn.dali_has.resize_mirror_normalize_hide(x, size=list(size), mirror=m, mean=list(mean),
                                                     std=list(std), dtype=dtype, output_layout=layout, **has)
 
@@ -270,6 +271,49 @@ def test_the_wrapper_picks_the_fused_op_and_the_builtin_chain_on_request():
     assert any((mask_of(a, FILL, "HWC")).any() for a in wrapped)
 
 
+@pytest.mark.parametrize("layout", ["CHW", "HWC"])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_a_window_read_in_place_gives_the_same_bits_as_the_window_sliced_out(layout, channels):
+    images = windows([(120, 97), (300, 450), (37, 53), (64, 64)], channels=channels)
+    mirror = [1, 0, 0, 1]
+    # The same seed for both operators, so they draw the same Hide-and-Seek cells.
+    kw = dict(mean=MEAN[:1], std=STD[:1], layout=layout, patch_sizes=[0, 8], p_hide=0.5, fill=FILL[:1], seed=11)
+
+    def graph(x, m):
+        window = fn.random_crop_generator(x.shape(), seed=5)
+        cut = fn.slice(x, start=window[0], shape=window[1], axes=[0, 1])
+        chain = resize_mirror_normalize_hide(x, size=SIZE, mirror=m, mean=MEAN[:1], std=STD[:1], layout=layout,
+                                             window=window, impl="builtin")
+        return op(x, m, crop_anchor=window[0], crop_shape=window[1], **kw), op(cut, m, **kw), chain, window[1]
+
+    for in_place, sliced, builtin, shapes in run(images, graph, mirror=mirror, iterations=2, seed=3):
+        assert any(tuple(shape) != image.shape[:2] for shape, image in zip(shapes, images))  # real windows
+        assert any(mask_of(a, FILL[:1] * channels, layout).any() for a in in_place)
+        for a, b, c in zip(in_place, sliced, builtin):
+            np.testing.assert_array_equal(a, b)
+            assert a.shape == c.shape  # the chain slices the same window out (values: within a level, above)
+
+
+@pytest.mark.parametrize("anchor, shape, message", [
+    ((0, 0), (9, 8), r"window at \(y, x\) = \(0, 0\) of \(height, width\) = \(9, 8\) is not inside the 8x8 image"),
+    ((-1, 0), (2, 2), "is not inside"),
+    ((0, 0), (0, 4), "is not inside"),
+    ((0, 0, 0), (2, 2, 3), "two int32 values per sample"),
+])
+def test_a_window_outside_the_image_is_refused(anchor, shape, message):
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def pipe():
+        x = fn.external_source(source=lambda: [np.zeros((8, 8, 3), np.uint8)], batch=True, layout="HWC")
+        a = fn.external_source(source=lambda: [np.array(anchor, np.int32)], batch=True)
+        e = fn.external_source(source=lambda: [np.array(shape, np.int32)], batch=True)
+        return fn.dali_has.resize_mirror_normalize_hide(x, size=[4, 4], crop_anchor=a, crop_shape=e)
+
+    with pytest.raises(ValueError, match=message):
+        p = pipe()
+        p.build()
+        p.run()
+
+
 def test_gpu_images_get_the_chain_of_built_ins_and_fused_refuses_them():
     @pipeline_def(batch_size=2, num_threads=1, device_id=0)
     def pipe(impl):
@@ -292,6 +336,7 @@ def test_gpu_images_get_the_chain_of_built_ins_and_fused_refuses_them():
     ({"layout": "NCHW"}, "layout='NCHW'"),
     ({"has": {"p_hide": 0.5}}, "has="),
     ({"impl": "gpu"}, "impl='gpu'"),
+    ({"window": (1, 2, 3)}, "window="),
 ])
 def test_wrapper_rejects_bad_arguments_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):

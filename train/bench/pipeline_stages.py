@@ -11,7 +11,9 @@ Four graphs, each one stage longer than the one before, read the same JPEGs (shu
   no_has      the same without Hide-and-Seek (what HaS costs in the one-pass operator: train - no_has).
 A stage's cost is its graph's CPU time per image minus that of the graph before it (fast_idct: minus read).
 Image sets: `dali-has bench`'s ImageNet-like originals (400-500 px), their `dali-has prepare` copy (shorter
-side 256, the default) and a copy bounded on the longer side at 256 (FFCV's `max_resolution`).
+side 256, the default), a copy bounded on the longer side at 256 (FFCV's `max_resolution`), and the default
+copy stored as decoded pixels (`--encoding npy`), whose "decode" copies the pixels out of the file and draws
+the window the resize then reads in place (no fast_idct there: nothing is decoded).
 
 Timing: `train.bench.timing.measure` (warm-up, the graphs in alternation, median of runs), once with the wall
 clock and once with the process's CPU clock (all threads; what one image costs one core).
@@ -28,6 +30,7 @@ from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused, resize_mirror_normalize_hide
 from pipelines.decoder import RANDOM_CROP_ATTEMPTS, decode_random_crop, decoder_kwargs
+from pipelines.files import PIXELS_SUFFIX
 from pipelines.settings import IMAGENET_MEAN, IMAGENET_STD, RANDOM_AREA, RANDOM_ASPECT_RATIO
 from train.bench.data import bench_prepared
 from train.bench.timing import RunRecord, add_timing_arguments, measure_wall_and_cpu, write_json
@@ -47,10 +50,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def file_sets(images: int) -> dict[str, list[Path]]:
-    """{"originals", "prepared" (shorter side 256), "longer256"}: JPEG paths, sorted alike."""
+    """{"originals", "prepared" (shorter side 256), "longer256", "prepared npy"}: paths, sorted alike."""
     sets = image_sets(images)
     prepared = sorted(bench_prepared(images).rglob("*.jpg"))
-    return {"originals": sets["originals"], "prepared": prepared, "longer256": sets["max256"]}
+    pixels = sorted(bench_prepared(images, encoding="npy").rglob("*.npy"))
+    return {"originals": sets["originals"], "prepared": prepared, "longer256": sets["max256"], "prepared npy": pixels}
+
+
+def stages_of(paths: list[Path]) -> tuple[str, ...]:
+    """The stages measured on a set: all of STAGES, but no fast_idct for decoded pixels."""
+    return tuple(s for s in STAGES if s != "fast_idct" or paths[0].suffix != PIXELS_SUFFIX)
 
 
 def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
@@ -66,14 +75,14 @@ def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
                                                  random_area=list(RANDOM_AREA),
                                                  random_aspect_ratio=list(RANDOM_ASPECT_RATIO),
                                                  num_attempts=RANDOM_CROP_ATTEMPTS)
-        images = decode_random_crop(encoded, "cpu", None, random_area=RANDOM_AREA,
-                                    random_aspect_ratio=RANDOM_ASPECT_RATIO)
+        images, window = decode_random_crop(encoded, "cpu", None, pixels=paths[0].suffix == PIXELS_SUFFIX,
+                                            random_area=RANDOM_AREA, random_aspect_ratio=RANDOM_ASPECT_RATIO)
         if stage == "decode":
-            return images
+            return images if window is None else (images, *window)
         return resize_mirror_normalize_hide(images, size=SIZE, mirror=fn.random.coin_flip(), mean=IMAGENET_MEAN,
                                             std=IMAGENET_STD, dtype=types.FLOAT, layout="HWC",
                                             has=HaSConfig() if stage == "train" else None, impl="fused",
-                                            has_impl="fused")
+                                            has_impl="fused", window=window)
 
     p = pipe()
     p.build()
@@ -89,9 +98,11 @@ def main(argv=None) -> dict:
     record = RunRecord()
     results = {}
     for set_name, paths in file_sets(args.images).items():
-        streams = {stage: batches(paths, stage, args) for stage in STAGES}
+        streams = {stage: batches(paths, stage, args) for stage in stages_of(paths)}
         entry = measure_wall_and_cpu(streams, warmup=args.warmup, iters=args.iters, runs=args.runs)
         for stage, before in BEFORE.items():
+            if stage not in entry:
+                continue
             entry[stage]["stage_cpu_ms_per_image"] = (entry[stage]["cpu_ms_per_image"]
                                                       - entry[before]["cpu_ms_per_image"])
         mean_kb = sum(p.stat().st_size for p in paths) / len(paths) / 1024
