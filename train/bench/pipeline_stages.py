@@ -33,7 +33,7 @@ from pipelines.decoder import RANDOM_CROP_ATTEMPTS, decode_random_crop, decoder_
 from pipelines.files import PIXELS_SUFFIX
 from pipelines.settings import IMAGENET_MEAN, IMAGENET_STD, RANDOM_AREA, RANDOM_ASPECT_RATIO
 from train.bench.data import bench_prepared
-from train.bench.timing import RunRecord, add_timing_arguments, measure_wall_and_cpu, write_json
+from train.bench.timing import RunRecord, add_timing_arguments, measure_wall_and_cpu, runs_and_load, write_json
 from train.bench.windows import image_sets
 
 SIZE = 224
@@ -116,8 +116,7 @@ def main(argv=None) -> dict:
 
 def format_report(r: dict) -> str:
     s = r["settings"]
-    lines = [f"batch {s['batch_size']}, {s['num_threads']} threads, median of {s['runs']} runs x {s['iters']} batches; "
-             f"load average {r['load_average']['start'][0]:.2f} -> {r['load_average']['end'][0]:.2f}",
+    lines = [f"batch {s['batch_size']}, {s['num_threads']} threads, {runs_and_load(r)}",
              "| images | graph | img/s (wall) | cpu ms/image | the stage's own cpu ms/image |",
              "|---|---|---:|---:|---:|"]
     for set_name, entry in r["results"].items():

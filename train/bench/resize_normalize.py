@@ -28,7 +28,7 @@ from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused
 from pipelines import IMAGENET_MEAN, IMAGENET_STD
-from train.bench.timing import RunRecord, add_timing_arguments, measure_wall_and_cpu, write_json
+from train.bench.timing import RunRecord, add_timing_arguments, measure_wall_and_cpu, runs_and_load, write_json
 from train.bench.windows import decoded_windows, image_sets
 
 SIZE = 224
@@ -126,9 +126,7 @@ def main(argv=None) -> dict:
 
 def format_report(r: dict) -> str:
     s = r["settings"]
-    lines = [f"{SIZE}x{SIZE} float32, batch {s['batch_size']}, {s['num_threads']} threads, median of {s['runs']} runs "
-             f"x {s['iters']} batches; load average {r['load_average']['start'][0]:.2f} -> "
-             f"{r['load_average']['end'][0]:.2f}",
+    lines = [f"{SIZE}x{SIZE} float32, batch {s['batch_size']}, {s['num_threads']} threads, {runs_and_load(r)}",
              "| images | layout | variant | img/s (wall) | ms/image (wall) | cpu ms/image | minus feed, cpu ms/image |",
              "|---|---|---|---:|---:|---:|---:|"]
     for set_name, entry in r["results"].items():

@@ -126,6 +126,14 @@ class RunRecord:
                 "load_average": {"start": list(self.load_start), "end": list(os.getloadavg())}}
 
 
+def runs_and_load(report: dict) -> str:
+    """"median of R runs x I batches; load average a -> b" for a micro-benchmark's report (its settings and
+    RunRecord facts)."""
+    s, load = report["settings"], report["load_average"]
+    return (f"median of {s['runs']} runs x {s['iters']} batches; load average {load['start'][0]:.2f} -> "
+            f"{load['end'][0]:.2f}")
+
+
 def write_json(path: str | None, report: dict) -> None:
     """The report as JSON at `path` (a script's --json); nothing when it is None."""
     if path:
