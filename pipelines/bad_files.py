@@ -28,7 +28,6 @@ from tqdm import tqdm
 from pipelines.decoder import decode
 from pipelines.errors import UnreadableImageError
 from pipelines.file_check import read_image_file
-from pipelines.files import PIXELS_SUFFIX
 from pipelines.settings import ImageOptions, PipelineOptions
 
 MAPPING_FAILED, DECODE, NO_FILES, SHARDS, OTHER = "file-mapping", "decode", "no-files", "shards", "other"
@@ -139,12 +138,11 @@ def decode_pipeline(options: PipelineOptions, image: Optional[ImageOptions] = No
 
 
 def find_undecodable(paths: Iterable[str], options: PipelineOptions, image: Optional[ImageOptions] = None, *,
-                     total: Optional[int] = None, progress: bool = True) -> list[tuple[str, str]]:
-    """(path, reason) for each file that cannot be read or that the decoder of `options`/`image` cannot decode;
-    files are read CHUNK at a time, so any number of them fits in memory. Decoded pixels (PIXELS_SUFFIX files)
-    are checked as such when every path names one."""
-    paths = list(paths)
-    pixels = bool(paths) and all(str(p).lower().endswith(PIXELS_SUFFIX) for p in paths)
+                     pixels: bool = False, total: Optional[int] = None,
+                     progress: bool = True) -> list[tuple[str, str]]:
+    """(path, reason) for each file that cannot be read or that the decoder of `options`/`image` cannot decode
+    (pixels: the files hold decoded pixels); files are read CHUNK at a time, so any number of them fits in
+    memory."""
     check = DecodeCheck(options, image, pixels=pixels)
     bad: list[tuple[str, str]] = []
     chunk: list[tuple[str, bytes]] = []
@@ -178,15 +176,16 @@ def unreadable_error(bad: list[tuple[str, str]], where: str, data: str) -> Unrea
 
 
 def explain(error: RuntimeError, options: PipelineOptions, paths: Sequence[str], *, data: str, root: str,
-            image: Optional[ImageOptions] = None, progress: bool = True) -> Optional[UnreadableImageError]:
+            image: Optional[ImageOptions] = None, pixels: bool = False,
+            progress: bool = True) -> Optional[UnreadableImageError]:
     """The UnreadableImageError behind a failure of a pipeline (`options`, decoder settings of `image`) that read
-    `paths` of the dataset `data` (its reader's `file_root`: `root`), or None when the error is not about a
-    file, or no file fails on its own."""
+    `paths` of the dataset `data` (its reader's `file_root`: `root`; pixels: it holds decoded pixels), or None
+    when the error is not about a file, or no file fails on its own."""
     failure = read_dali_error(error)
     where = f"shard {options.shard_id} of {data}" if options.num_shards > 1 else data
     if failure.kind not in (MAPPING_FAILED, DECODE):
         return None
     if failure.path is not None:  # DALI's source info: relative to the reader's file_root unless absolute
         return unreadable_error([(os.path.join(root, failure.path), failure.detail)], where, data)
-    bad = find_undecodable(paths, options, image, total=len(paths), progress=progress)
+    bad = find_undecodable(paths, options, image, pixels=pixels, total=len(paths), progress=progress)
     return unreadable_error(bad, where, data) if bad else None

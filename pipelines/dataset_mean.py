@@ -88,7 +88,8 @@ def dataset_mean(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num
                 # The reader reads in dataset order: the failed batch is these samples.
                 batch = [str(dataset.root / name) for name, _ in dataset.samples[start:start + batch_size]]
                 source = str(dataset.root) if isinstance(data, Dataset) else os.fspath(data)
-                explained = explain(error, options, batch, data=source, root=str(dataset.root), progress=progress)
+                explained = explain(error, options, batch, data=source, root=str(dataset.root),
+                                    pixels=stores_pixels(dataset), progress=progress)
                 if explained is None:
                     raise
                 raise explained from error

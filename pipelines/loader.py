@@ -42,7 +42,7 @@ from dali_has import HaSConfig, validate
 from pipelines.bad_files import NO_FILES, SHARDS, explain, read_dali_error
 from pipelines.errors import UnreadableImageError
 from pipelines.file_check import usable_dataset
-from pipelines.files import WEBDATASET, Dataset
+from pipelines.files import WEBDATASET, Dataset, stores_pixels
 from pipelines.reader import READER_NAME
 from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment, split_options
 from pipelines.train_pipeline import train_pipeline
@@ -296,7 +296,7 @@ class DaliLoader(EpochLoader):
         first = o.shard_id * size // o.num_shards
         shard = self._files.samples[first:first + shard_size(size, o.shard_id, o.num_shards)]
         return explain(error, o, [str(self._files.root / name) for name, _ in shard], data=self._image.data,
-                       root=str(self._files.root), image=self._image)
+                       root=str(self._files.root), image=self._image, pixels=stores_pixels(self._files))
 
     def __repr__(self) -> str:
         o = self._options

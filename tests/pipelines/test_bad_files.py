@@ -20,4 +20,4 @@ def test_decoded_pixels_are_read_as_pixels_not_as_images(tmp_path):
     paths = [str(tmp_path / f"{i}.npy") for i in range(3)]
     for path in paths:
         np.save(path, np.zeros((4, 5, 3), np.uint8))
-    assert find_undecodable(paths, OPTIONS, progress=False) == []
+    assert find_undecodable(paths, OPTIONS, pixels=True, progress=False) == []
