@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--quality", type=int, default=defaults.quality, help="JPEG quality (default %(default)s)")
     p.add_argument("--encoding", choices=tuple(ENCODINGS), default=defaults.encoding,
                    help="how images are stored (default %(default)s); npy: decoded pixels, so training decodes "
-                        "nothing (FFCV's raw mode), at about ten times the disk of q90 JPEGs; not with "
+                        "nothing (FFCV's raw mode), at about eight times the disk of q90 JPEGs; not with "
                         "--webdataset")
     p.add_argument("--webdataset", action="store_true",
                    help="write WebDataset tar shards with DALI indexes instead of image files")
