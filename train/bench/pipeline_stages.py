@@ -1,43 +1,70 @@
-"""Micro-benchmark: where the CPU training pipeline's time goes, stage by stage, on the originals and on
-prepared copies.
+"""Micro-benchmark: where the training pipeline's time goes, stage by stage, on the originals and on prepared
+copies, on the CPU or (`--device gpu`) on a GPU.
 
 Four graphs, each one stage longer than the one before, read the same JPEGs (shuffled, as in training):
-  read        fn.readers.file alone (the encoded bytes);
-  decode      + random-resized-crop at decode time (`pipelines.decoder.decode_random_crop`, libjpeg-turbo);
-  fast_idct   the same with DALI's `use_fast_idct` (libjpeg-turbo's less exact integer IDCT, FFCV's choice);
-  train       + the fused resize-flip-normalize-hide operator, NHWC float32 224x224 with the paper's HaS: the
-              training pipeline's work (`make_loader(train=True)` on the CPU, without the hand-off to torch,
-              which DALI 2.4's dynamic executor does through DLPack without a copy);
-  no_has      the same without Hide-and-Seek (what HaS costs in the one-pass operator: train - no_has).
+  read        fn.readers.file alone (the encoded bytes; on the CPU in either case);
+  decode      + random-resized-crop at decode time (`pipelines.decoder.decode_random_crop`: libjpeg-turbo on
+              the CPU; nvJPEG and the hardware decoder, `mixed`, for the GPU);
+  fast_idct   the same with DALI's `use_fast_idct` (libjpeg-turbo's less exact integer IDCT, FFCV's choice;
+              CPU only);
+  train       + resize, flip, normalize and HaS to NHWC 224x224 with the paper's HaS: the training pipeline's
+              work without the hand-off to torch (which DALI 2.4's dynamic executor does through DLPack without
+              a copy). CPU: the fused operator, float32, as `make_loader(train=True)` runs it; GPU: fn.resize +
+              fn.crop_mirror_normalize + the HaS CUDA kernel, float16, as `dali-has bench --device gpu`;
+  no_has      the same without Hide-and-Seek (what HaS costs: train - no_has).
 A stage's cost is its graph's CPU time per image minus that of the graph before it (fast_idct: minus read).
+On the GPU the stages overlap (DALI runs the CPU, mixed and GPU stages of successive batches at once), so there
+the figure to read is each graph's img/s: the ceiling that stage and those before it set.
 Image sets: `dali-has bench`'s ImageNet-like originals (400-500 px), their `dali-has prepare` copy (shorter
 side 256, the default), a copy bounded on the longer side at 256 (FFCV's `max_resolution`), and the default
 copy stored as decoded pixels (`--encoding npy`), whose "decode" copies the pixels out of the file and draws
-the window the resize then reads in place (no fast_idct there: nothing is decoded).
+the window the resize then reads in place (for the GPU: slices the window out and moves it there; no
+fast_idct: nothing is decoded).
 
 Timing: `train.bench.timing.measure` (warm-up, the graphs in alternation, median of runs), once with the wall
-clock and once with the process's CPU clock (all threads; what one image costs one core).
+clock and once with the process's CPU clock (all threads; what one image costs one core); on the GPU the clock
+is read after torch.cuda.synchronize().
 
     python -m train.bench.pipeline_stages --json pipeline_stages.json
+    python -m train.bench.pipeline_stages --device gpu --batch-size 256 --num-threads 16 --json stages_gpu.json
 """
 from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
+import torch
 from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused, resize_mirror_normalize_hide
 from pipelines.decoder import RANDOM_CROP_ATTEMPTS, decode_random_crop, decoder_kwargs
 from pipelines.files import PIXELS_SUFFIX
-from pipelines.settings import IMAGENET_MEAN, IMAGENET_STD, RANDOM_AREA, RANDOM_ASPECT_RATIO
+from pipelines.settings import (
+    DEVICES,
+    HW_DECODER_LOAD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RANDOM_AREA,
+    RANDOM_ASPECT_RATIO,
+    ImageOptions,
+)
 from train.bench.data import bench_prepared
-from train.bench.timing import RunRecord, add_timing_arguments, measure_wall_and_cpu, runs_and_load, write_json
+from train.bench.timing import (
+    RunRecord,
+    add_timing_arguments,
+    device_sync,
+    measure_wall_and_cpu,
+    runs_and_load,
+    write_json,
+)
 from train.bench.windows import image_sets
 
 SIZE = 224
 STAGES = ("read", "decode", "fast_idct", "train", "no_has")
+# The network input's type on each device: what the CPU loader and the GPU bench produce by default.
+OUTPUT_TYPE = {"cpu": types.FLOAT, "gpu": types.FLOAT16}
 # What each stage's own cost is counted from.
 BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "no_has": "decode"}
 
@@ -45,6 +72,9 @@ BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "no_has": "d
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=512, help="JPEGs per set")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="where decoding and augmentation run")
+    p.add_argument("--hw-decoder-load", type=float, default=HW_DECODER_LOAD,
+                   help="GPU only: share of the images the hardware JPEG decoder takes (default %(default)s)")
     add_timing_arguments(p)
     return p.parse_args(argv)
 
@@ -57,15 +87,15 @@ def file_sets(images: int) -> dict[str, list[Path]]:
     return {"originals": sets["originals"], "prepared": prepared, "longer256": sets["max256"], "prepared npy": pixels}
 
 
-def stages_of(paths: list[Path]) -> tuple[str, ...]:
-    """The stages measured on a set: all of STAGES, but no fast_idct for decoded pixels."""
-    return tuple(s for s in STAGES if s != "fast_idct" or paths[0].suffix != PIXELS_SUFFIX)
+def stages_of(paths: list[Path], device: str = "cpu") -> tuple[str, ...]:
+    """The stages measured on a set: all of STAGES, but no fast_idct for decoded pixels or on the GPU."""
+    return tuple(s for s in STAGES if s != "fast_idct" or (paths[0].suffix != PIXELS_SUFFIX and device == "cpu"))
 
 
-def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
-    """A never-restarted stream of iterations of `stage`'s graph over `paths`; yields images per batch."""
+def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int]):
+    """`stage`'s graph over `paths` (not built); device_id: None on the CPU, the GPU's otherwise."""
 
-    @pipeline_def(batch_size=args.batch_size, num_threads=args.num_threads, device_id=None, seed=0)
+    @pipeline_def(batch_size=args.batch_size, num_threads=args.num_threads, device_id=device_id, seed=0)
     def pipe():
         encoded, _ = fn.readers.file(files=[str(p) for p in paths], random_shuffle=True)
         if stage == "read":
@@ -75,16 +105,24 @@ def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
                                                  random_area=list(RANDOM_AREA),
                                                  random_aspect_ratio=list(RANDOM_ASPECT_RATIO),
                                                  num_attempts=RANDOM_CROP_ATTEMPTS)
-        images, window = decode_random_crop(encoded, "cpu", None, pixels=paths[0].suffix == PIXELS_SUFFIX,
+        image = None if args.device == "cpu" else ImageOptions(data=str(paths[0].parent),
+                                                               hw_decoder_load=args.hw_decoder_load)
+        images, window = decode_random_crop(encoded, args.device, image, pixels=paths[0].suffix == PIXELS_SUFFIX,
                                             random_area=RANDOM_AREA, random_aspect_ratio=RANDOM_ASPECT_RATIO)
         if stage == "decode":
             return images if window is None else (images, *window)
         return resize_mirror_normalize_hide(images, size=SIZE, mirror=fn.random.coin_flip(), mean=IMAGENET_MEAN,
-                                            std=IMAGENET_STD, dtype=types.FLOAT, layout="HWC",
-                                            has=HaSConfig() if stage == "train" else None, impl="fused",
+                                            std=IMAGENET_STD, dtype=OUTPUT_TYPE[args.device], layout="HWC",
+                                            has=HaSConfig() if stage == "train" else None,
+                                            impl="fused" if args.device == "cpu" else "builtin",
                                             has_impl="fused", window=window)
 
-    p = pipe()
+    return pipe()
+
+
+def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
+    """A never-restarted stream of iterations of `stage`'s graph over `paths`; yields images per batch."""
+    p = stage_pipeline(paths, stage, args, None if args.device == "cpu" else torch.cuda.current_device())
     p.build()
     while True:
         p.run()
@@ -93,13 +131,19 @@ def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.device == "gpu" and not torch.cuda.is_available():
+        raise SystemExit("--device gpu: no CUDA device is visible here")
     if not fused.load():
         raise SystemExit(f"the fused plugin cannot be built here: {fused.unavailable_reason()}")
+    reason = fused.gpu_unavailable_reason() if args.device == "gpu" else None
+    if reason is not None:
+        raise SystemExit(f"the fused plugin's CUDA kernel cannot run here: {reason}")
     record = RunRecord()
     results = {}
     for set_name, paths in file_sets(args.images).items():
-        streams = {stage: batches(paths, stage, args) for stage in stages_of(paths)}
-        entry = measure_wall_and_cpu(streams, warmup=args.warmup, iters=args.iters, runs=args.runs)
+        streams = {stage: batches(paths, stage, args) for stage in stages_of(paths, args.device)}
+        entry = measure_wall_and_cpu(streams, warmup=args.warmup, iters=args.iters, runs=args.runs,
+                                     sync=device_sync(args.device))
         for stage, before in BEFORE.items():
             if stage not in entry:
                 continue
@@ -116,7 +160,8 @@ def main(argv=None) -> dict:
 
 def format_report(r: dict) -> str:
     s = r["settings"]
-    lines = [f"batch {s['batch_size']}, {s['num_threads']} threads, {runs_and_load(r)}",
+    hw = f" (hw_decoder_load {s['hw_decoder_load']})" if s["device"] == "gpu" else ""
+    lines = [f"{s['device']}{hw}, batch {s['batch_size']}, {s['num_threads']} threads, {runs_and_load(r)}",
              "| images | graph | img/s (wall) | cpu ms/image | the stage's own cpu ms/image |",
              "|---|---|---:|---:|---:|"]
     for set_name, entry in r["results"].items():

@@ -75,13 +75,14 @@ def measure(streams: dict[str, Iterator[int]], *, warmup: Union[int, dict[str, i
     return {name: Measurement(tuple(r), warmups[name], timed[name]) for name, r in rates.items()}
 
 
-def measure_wall_and_cpu(streams: dict[str, Iterator[int]], *, warmup: int, iters: int,
-                         runs: int) -> dict[str, dict]:
+def measure_wall_and_cpu(streams: dict[str, Iterator[int]], *, warmup: int, iters: int, runs: int,
+                         sync: Callable[[], None] = lambda: None) -> dict[str, dict]:
     """`measure` twice, with the wall clock and with the process's CPU clock (all threads: what one image costs
     one core, which other processes on a shared machine inflate far less than wall time): name -> the wall
-    Measurement's dict plus ms_per_image, cpu_ms_per_image and the CPU runs (images per CPU second)."""
-    wall = measure(streams, warmup=warmup, iters=iters, runs=runs)
-    cpu = measure(streams, warmup=warmup, iters=iters, runs=runs, clock=time.process_time)
+    Measurement's dict plus ms_per_image, cpu_ms_per_image and the CPU runs (images per CPU second).
+    sync: as in `measure`."""
+    wall = measure(streams, warmup=warmup, iters=iters, runs=runs, sync=sync)
+    cpu = measure(streams, warmup=warmup, iters=iters, runs=runs, clock=time.process_time, sync=sync)
     return {name: {**wall[name].to_dict(), "ms_per_image": 1e3 / wall[name].median,
                    "cpu_ms_per_image": 1e3 / cpu[name].median, "cpu_runs_img_per_cpu_s": list(cpu[name].runs)}
             for name in streams}

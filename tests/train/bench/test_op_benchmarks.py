@@ -91,21 +91,31 @@ def test_the_resize_benchmark_times_every_variant_and_checks_agreement(tiny_sets
                 assert m["ms_per_image"] == pytest.approx(1e3 / m["img_s"]) and m["cpu_ms_per_image"] > 0
 
 
-@pytest.mark.fused
-def test_the_stage_benchmark_times_every_stage_and_charges_each_its_own_cost(tiny_sets, tmp_path, monkeypatch):
-    if not fused.load():
-        pytest.skip(f"fused plugin cannot be built here: {fused.unavailable_reason()}")
+@pytest.fixture
+def stage_sets(tiny_sets, tmp_path, monkeypatch):
+    """The tiny sets plus their max-256 copy as decoded pixels, as `pipeline_stages.file_sets` returns them."""
     pixels = tmp_path / "npy"
     pixels.mkdir()
     for i, path in enumerate(tiny_sets["max256"]):  # decoded pixels, as `prepare --encoding npy` stores them
         np.save(pixels / f"{i}.npy", np.asarray(Image.open(path).convert("RGB")))
     sets = {**tiny_sets, "npy": sorted(pixels.glob("*.npy"))}
     monkeypatch.setattr(pipeline_stages, "file_sets", lambda images: sets)
+    return sets
+
+
+def run_stages(tmp_path, *options: str) -> dict:
     out = tmp_path / "s.json"
     pipeline_stages.main(["--images", "8", "--batch-size", "4", "--iters", "1", "--runs", "2", "--warmup", "1",
-                          "--json", str(out)])
-    report = json.loads(out.read_text())
-    assert set(report["results"]) == set(sets)
+                          "--json", str(out), *options])
+    return json.loads(out.read_text())
+
+
+@pytest.mark.fused
+def test_the_stage_benchmark_times_every_stage_and_charges_each_its_own_cost(stage_sets, tmp_path):
+    if not fused.load():
+        pytest.skip(f"fused plugin cannot be built here: {fused.unavailable_reason()}")
+    report = run_stages(tmp_path)
+    assert set(report["results"]) == set(stage_sets)
     for name, entry in report["results"].items():
         stages = entry["stages"]
         expected = [s for s in pipeline_stages.STAGES if s != "fast_idct" or name != "npy"]  # nothing to decode
@@ -116,3 +126,23 @@ def test_the_stage_benchmark_times_every_stage_and_charges_each_its_own_cost(tin
             if before is not None:
                 assert m["stage_cpu_ms_per_image"] == pytest.approx(
                     m["cpu_ms_per_image"] - stages[before]["cpu_ms_per_image"])
+
+
+@pytest.mark.fused
+def test_every_gpu_stage_graph_is_defined(stage_sets, fused_on_gpu_definable):
+    args = pipeline_stages.parse_args(["--device", "gpu", "--hw-decoder-load", "0.9"])
+    for paths in stage_sets.values():
+        stages = pipeline_stages.stages_of(paths, "gpu")
+        assert "fast_idct" not in stages and len(stages) == len(pipeline_stages.STAGES) - 1
+        for stage in stages:
+            pipeline_stages.stage_pipeline(paths, stage, args, device_id=0)  # defined, never built
+
+
+@pytest.mark.gpu
+def test_the_stage_benchmark_runs_every_stage_on_the_gpu(stage_sets, tmp_path):
+    report = run_stages(tmp_path, "--device", "gpu", "--hw-decoder-load", "0.9")
+    assert report["settings"]["device"] == "gpu"
+    assert set(report["results"]) == set(stage_sets)
+    for entry in report["results"].values():
+        assert list(entry["stages"]) == [s for s in pipeline_stages.STAGES if s != "fast_idct"]
+        assert all(m["img_s"] > 0 for m in entry["stages"].values())
