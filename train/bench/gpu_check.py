@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.settings import default_num_threads
+from train.bench.memory import device_free_mb, process_tree_mb
 
 REPO = Path(__file__).resolve().parents[2]
 SUMMARY = "gpu_check.json"
@@ -57,8 +58,8 @@ def plan(out: Path, data: Path) -> list[Step]:
                                  "--json", str(out / f"{name}.json")], limit_s, f"{name}.json")
 
     # In order of what matters most when the budget runs out: correctness, the loader's speed on every data
-    # form, training, then the compiled model step and memory. The benches are short runs of batch 256 (on an
-    # H200 with 16 cores each took about 100 s).
+    # form, training, memory, then the compiled model step. The benches are short runs of batch 256 (on an
+    # H200 with 16 cores each took 137-171 s before they measured each loader's memory too).
     steps = [
         Step("environment", [sys.executable, "-m", "train.bench.gpu_check", "environment",
                              str(out / "environment.json")], 60, "environment.json"),
@@ -68,7 +69,7 @@ def plan(out: Path, data: Path) -> list[Step]:
         # AlexNet-GAP's step is fast enough to show the loader's limit; its bench sweeps the hardware decoder's
         # share and times the data comparison (originals, prepared JPEGs, decoded pixels).
         bench("alexnet_gap", "--iters", "20", "--model-iters", "10", "--runs", "3", "--hw-decoder-load", "0.65",
-              "0.9"),
+              "0.9", limit_s=240),
         # Where the GPU pipeline tops out: read alone, + decode, + resize/normalize/HaS, per data form.
         Step("stages", [sys.executable, "-m", "train.bench.pipeline_stages", "--device", "gpu", "--batch-size", "256",
                         "--num-threads", str(default_num_threads()), "--hw-decoder-load", "0.9", "--iters", "20",
@@ -205,8 +206,8 @@ def pipeline_memory(data: str, threads: tuple[int, ...] = MEMORY_THREADS, batch_
     (fewer if one epoch holds fewer).
 
     device_mb: drop in free device memory (cudaMemGetInfo), which includes torch's cached output tensors;
-    host_rss_mb: growth of this process's resident memory (pinned buffers included); both back near zero after
-    the loader is closed (`released_*`).
+    host_mb: growth of this process's proportional set size (`train.bench.memory`; pinned buffers included);
+    both back near zero after the loader is closed (`released_*`).
     """
     import torch
 
@@ -218,29 +219,21 @@ def pipeline_memory(data: str, threads: tuple[int, ...] = MEMORY_THREADS, batch_
         if count > (os.cpu_count() or 1):
             continue
         torch.cuda.synchronize()
-        free0, rss0 = torch.cuda.mem_get_info()[0], _rss()
+        free0, host0 = device_free_mb(), process_tree_mb()
         loader = make_loader(data, train=True, batch_size=batch_size, device="gpu", has=HaSConfig(),
                              num_threads=count, dtype=torch.float16, seed=0)
         batches = iter(loader)
         for _ in range(min(3, len(loader))):  # an epoch of the bench images may hold fewer than 3 batches
             next(batches)
         torch.cuda.synchronize()
-        free1, rss1 = torch.cuda.mem_get_info()[0], _rss()
+        free1, host1 = device_free_mb(), process_tree_mb()
         del batches
         loader.close()
         torch.cuda.empty_cache()
-        free2, rss2 = torch.cuda.mem_get_info()[0], _rss()
-        rows.append({"threads": count, "device_mb": (free0 - free1) / 2**20, "host_rss_mb": (rss1 - rss0) / 2**20,
-                     "released_device_mb": (free2 - free1) / 2**20, "released_host_mb": (rss1 - rss2) / 2**20})
+        free2, host2 = device_free_mb(), process_tree_mb()
+        rows.append({"threads": count, "device_mb": free0 - free1, "host_mb": host1 - host0,
+                     "released_device_mb": free2 - free1, "released_host_mb": host1 - host2})
     return rows
-
-
-def _rss() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _step_main(argv: list[str]) -> None:

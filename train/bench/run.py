@@ -13,6 +13,8 @@ Figures (img/s, median of `runs` timed runs, see `train.bench.timing`):
                holding every image as JPEG (quality 90: the same decoding work as ours) and from one holding
                decoded pixels (FFCV's default `raw` mode: no decoding at all, 4-5x the disk); each is written
                once from the prepared folder with FFCV's own writer, at the images' prepared size;
+  memory       each data-comparison loader's memory, measured alone in a fresh process (`train.bench.memory`):
+               host PSS of the process and its workers, device memory on the GPU (DALI in NCHW only);
   model step   forward + backward + SGD step on synthetic tensors already on the device (bf16 autocast and
                channels_last on the GPU, as the trainer runs): what the model can consume;
   end-to-end   the same step fed by the DALI loader with HaS (best implementation).
@@ -55,6 +57,7 @@ from pipelines import IMAGENET_MEAN, IMAGENET_STD, make_loader
 from pipelines.files import load_dataset, stores_pixels
 from pipelines.settings import DEVICES, DTYPE_NAMES, LAYOUTS, TrainAugment, default_num_threads
 from train.bench.data import bench_jpegs, bench_prepared
+from train.bench.memory import loader_memory
 from train.bench.timing import Measurement, batches_consumed, device_sync, measure, nvtx_range
 from train.config import ARCH_DEFAULTS, MOMENTUM
 from train.models import ARCHS, build_model
@@ -197,8 +200,9 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
     prepared = s.prepared or (None if s.data else str(bench_prepared()))
     prepared_npy = s.prepared_npy or (None if s.data else str(bench_prepared(encoding="npy")))
     resizes = tuple(r for r in s.resize if r != "fused" or fused_reason is None)
-    compared = timer.data_variants({"originals": data, "prepared": prepared, "prepared npy": prepared_npy},
-                                   best["threads"], best["hw_decoder_load"], has_impl, resizes)
+    sources = {"originals": data, "prepared": prepared, "prepared npy": prepared_npy}
+    compared = timer.data_variants(sources, best["threads"], best["hw_decoder_load"], has_impl, resizes)
+    memory = timer.memory(sources, best["threads"], best["hw_decoder_load"], has_impl, resizes)
     tv = {"has" if v.has else "none": m for v, m in compared.items() if v.loader == "torchvision"}
     steps = {"eager": _train_step(s)}
     if s.compile:
@@ -234,7 +238,7 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
                           "variants": [asdict(v) | {"name": v.name} for v in compared],
                           "ratios": data_ratios({v: m.runs for v, m in compared.items()}),
                           "prepared": prepared, "prepared_npy": prepared_npy,
-                          "ffcv_unavailable": ffcv_unavailable_reason()},
+                          "ffcv_unavailable": ffcv_unavailable_reason(), "memory_mb": memory},
         "runs": {"pipeline": best["runs"], "torchvision": {name: m.to_dict() for name, m in tv.items()},
                  "model_step": model_step.to_dict(), "model_step_eager": model_steps["eager"].to_dict(),
                  "end_to_end": end_to_end.to_dict(),
@@ -268,6 +272,16 @@ class Variant:
     def name(self) -> str:
         return " ".join(filter(None, (self.loader, self.source, self.layout, self.resize and f"{self.resize} resize",
                                       self.storage, None if self.has else "(no HaS)")))
+
+
+def comparison_variants(sources: dict[str, Optional[str]], resizes: tuple[str, ...]) -> list[Variant]:
+    """The loaders of the data comparison: DALI with HaS on every source given (a folder, not None) in each layout
+    and resize; FFCV on the prepared JPEG copy when it is importable; the torchvision baseline on the originals."""
+    variants = [Variant("DALI", source, layout, resize) for source, folder in sources.items() if folder
+                for layout in LAYOUTS for resize in resizes]
+    if sources["prepared"] is not None and ffcv_unavailable_reason() is None:
+        variants += [Variant("FFCV", "prepared", "NHWC", has=False, storage=storage) for storage in FFCV_STORAGE]
+    return variants + [Variant("torchvision", "originals", "NCHW", has=has) for has in (False, True)]
 
 
 def data_ratios(runs: dict[Variant, Sequence[float]]) -> dict[str, Optional[dict]]:
@@ -373,6 +387,12 @@ def format_report(r: dict) -> str:
         lines.append("no prepared variants: give --prepared DIR (a `dali-has prepare` copy of --data)")
     if compared["ffcv_unavailable"]:
         lines.append(f"no FFCV variant: {compared['ffcv_unavailable']}")
+    lines += ["", "Memory each loader holds, measured alone (host: PSS of its process and workers; device: drop "
+              "in free memory):", "", "| loader, data, layout | host MB | device MB |", "|---|---:|---:|"]
+    for name, m in compared["memory_mb"].items():
+        figures = f"{m['error']} | |" if "error" in m else \
+            f"{_number(m['host_mb'], '.0f')} | {_number(m['device_mb'], '.0f')} |"
+        lines.append(f"| {name} | {figures}")
     if len(r["sweep"]) > 1:
         lines += ["", "| threads | hw_decoder_load | none | composed | fused |", "|---:|---:|---:|---:|---:|"]
         lines += [f"| {w['threads']} | {w['hw_decoder_load']} | "
@@ -421,33 +441,41 @@ class _Timer:
                       resizes: tuple[str, ...]) -> dict[Variant, Measurement]:
         """Variant -> Measurement of the data comparison, all timed in one alternation: the DALI variants with
         HaS, the torchvision DataLoader baseline (`threads` workers) with and without per-image HaS, FFCV."""
-        s = self.s
-        variants = [Variant("DALI", source, layout, resize) for source, folder in sources.items() if folder
-                    for layout in LAYOUTS for resize in resizes]
         with contextlib.ExitStack() as stack:
-            streams, queues = {}, {}  # queues: each stream's prefetch depth in batches, for its warm-up
-            for v in variants:
-                loader = stack.enter_context(self._dali_loader(sources[v.source], threads, hw, has_impl, v.layout,
-                                                               v.resize))
-                streams[v] = (len(labels) for _, labels in epoch_after_epoch(loader))
-                queues[v] = loader.pipeline.prefetch_queue_depth
-            with_ffcv = sources["prepared"] is not None and ffcv_unavailable_reason() is None
-            for storage in FFCV_STORAGE if with_ffcv else ():
-                v = Variant("FFCV", "prepared", "NHWC", has=False, storage=storage)
-                streams[v] = ffcv_batches(s, sources["prepared"], threads, storage)
-                queues[v] = FFCV_BATCHES_AHEAD
-            warmups = {v.name: self._loader_warmup(queues[v]) for v in streams}
-            iters = dict.fromkeys(warmups, s.iters)
-            # The torchvision loader gets a fresh DataLoader every turn (see _torchvision_batches), whose empty
-            # queue one queue's worth of batches brings to a steady state; its batches arrive in bursts of one
-            # per worker, so a run times whole bursts.
-            tv_warmup, tv_iters = max(s.warmup, 2 * threads), whole_rounds(s.iters, threads)
-            for has in (False, True):
-                v = Variant("torchvision", "originals", "NCHW", has=has)
-                streams[v] = _torchvision_batches(s, sources["originals"], threads, has, tv_warmup + tv_iters)
-                warmups[v.name], iters[v.name] = tv_warmup, tv_iters
+            streams, warmups, iters = {}, {}, {}
+            for v in comparison_variants(sources, resizes):
+                streams[v], warmups[v.name] = self.stream(v, sources[v.source], threads, hw, has_impl, stack)
+                # a DataLoader's batches arrive in bursts of one per worker: a run times whole bursts
+                iters[v.name] = whole_rounds(self.s.iters, threads) if v.loader == "torchvision" else self.s.iters
             timed = self._time("data comparison", {v.name: b for v, b in streams.items()}, warmups, iters)
         return {v: timed[v.name] for v in streams}
+
+    def stream(self, v: Variant, folder: str, threads: int, hw: Optional[float], has_impl: str,
+               stack: contextlib.ExitStack) -> tuple[Iterator[int], int]:
+        """One data-comparison variant's batch stream (its loader closed with `stack`) and its warm-up batches."""
+        s = self.s
+        if v.loader == "DALI":
+            loader = stack.enter_context(self._dali_loader(folder, threads, hw, has_impl, v.layout, v.resize))
+            return ((len(labels) for _, labels in epoch_after_epoch(loader)),
+                    self._loader_warmup(loader.pipeline.prefetch_queue_depth))
+        if v.loader == "FFCV":
+            return ffcv_batches(s, folder, threads, v.storage), self._loader_warmup(FFCV_BATCHES_AHEAD)
+        # The torchvision loader gets a fresh DataLoader every turn (see _torchvision_batches), whose empty queue
+        # one queue's worth of batches brings to a steady state.
+        warmup = max(s.warmup, 2 * threads)
+        return _torchvision_batches(s, folder, threads, v.has, warmup + whole_rounds(s.iters, threads)), warmup
+
+    def memory(self, sources: dict[str, Optional[str]], threads: int, hw: Optional[float], has_impl: str,
+               resizes: tuple[str, ...]) -> dict[str, dict]:
+        """Variant name -> the memory its loader holds (`train.bench.memory`), each measured alone: the DALI
+        variants in NCHW (the layout changes no buffer's size), torchvision with HaS, FFCV."""
+        measured = [v for v in comparison_variants(sources, resizes)
+                    if (v.loader != "DALI" or v.layout == "NCHW") and (v.loader != "torchvision" or v.has)]
+        spec = {"settings": asdict(self.s), "threads": threads, "hw_decoder_load": hw, "has_impl": has_impl}
+        result = {}
+        for v in tqdm(measured, desc="memory", unit="loader", leave=False, disable=not self.progress):
+            result[v.name] = loader_memory(spec | {"variant": asdict(v), "folder": sources[v.source]})
+        return result
 
     def model_step(self, steps: dict) -> dict[str, Measurement]:
         """name -> Measurement of each training step (eager, compiled) on the same synthetic batch, in alternation."""

@@ -307,6 +307,18 @@ def test_bench_compares_originals_and_prepared_in_both_layouts_with_torchvision(
     assert compared["ratios"]["prepared npy/originals NHWC builtin resize"]["median"] > 0
 
 
+def test_bench_reports_the_memory_of_each_loader_measured_alone(tiny_run):
+    memory = tiny_run["data_variants"]["memory_mb"]
+    names = {v["name"] for v in tiny_run["data_variants"]["variants"]
+             if (v["loader"] != "DALI" or v["layout"] == "NCHW") and (v["loader"] != "torchvision" or v["has"])}
+    assert set(memory) == names and "torchvision originals NCHW" in names
+    for name, m in memory.items():
+        assert "error" not in m, (name, m)
+        assert m["host_mb"] > 0 and m["device_mb"] is None and m["batches"] > 3
+    # torchvision's workers are processes of their own, each with its own Python and torch
+    assert memory["torchvision originals NCHW"]["host_mb"] > 50
+
+
 def test_bench_times_runs_times_iters_batches_after_a_warmup_that_drains_the_queue(tiny_run):
     runs = tiny_run["runs"]
     torchvision = [m for name, m in runs["data_variants"].items() if name.startswith("torchvision")]

@@ -1,0 +1,35 @@
+"""How the bench reads a loader's memory: PSS of the process tree, each loader measured in a fresh process."""
+import subprocess
+import sys
+import time
+
+from train.bench import memory
+
+HOLD_200_MB = """
+import sys, time
+block = bytearray(200 << 20)
+for i in range(0, len(block), 4096):
+    block[i] = 1  # touch every page, so it is resident
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_process_tree_includes_the_memory_of_child_processes():
+    alone = memory.process_tree_mb()
+    child = subprocess.Popen([sys.executable, "-c", HOLD_200_MB], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with_child = memory.process_tree_mb()
+        assert memory.process_tree_mb(child.pid) >= 200
+    finally:
+        child.kill()
+        child.wait()
+    assert with_child - alone >= 200
+    time.sleep(0.1)
+    assert memory.process_tree_mb() - alone < 50  # the child's memory left with it
+
+
+def test_a_failed_measurement_says_why_instead_of_stopping_the_bench():
+    result = memory.loader_memory({"settings": {"device": "tpu"}})
+    assert set(result) == {"error"} and "device='tpu'" in result["error"]
