@@ -82,7 +82,7 @@ def loader_memory(spec: dict) -> dict:
 def _measure(spec: dict) -> dict:
     import torch
 
-    from train.bench.run import BenchSettings, Variant, _Timer
+    from train.bench.run import BenchSettings, Timer, Variant
 
     s = BenchSettings(**spec["settings"])
     gpu = s.device == "gpu"
@@ -90,7 +90,7 @@ def _measure(spec: dict) -> dict:
         torch.cuda.init()  # the CUDA context is not the loader's
     free0, host0 = device_free_mb() if gpu else None, process_tree_mb()
     with contextlib.ExitStack() as stack:
-        stream, warmup = _Timer(s, progress=False).stream(Variant(**spec["variant"]), spec["folder"],
+        stream, warmup = Timer(s, progress=False).stream(Variant(**spec["variant"]), spec["folder"],
                                                            spec["threads"], spec["hw_decoder_load"],
                                                            spec["has_impl"], stack)
         stack.callback(stream.close)

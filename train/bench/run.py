@@ -182,7 +182,7 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
     s = settings
     started, load_start = time.perf_counter(), os.getloadavg()
     data = s.data or str(bench_jpegs())
-    timer = _Timer(s, progress)
+    timer = Timer(s, progress)
     if s.device == "gpu":
         torch.backends.cudnn.benchmark = True  # as a training script would: fastest kernels for fixed shapes
     fused_reason = _fused_unavailable_reason(s.device)
@@ -421,7 +421,7 @@ def _has_img_s(row: dict) -> float:
     return max(row["img_s"]["composed"] or 0.0, row["img_s"]["fused"] or 0.0)
 
 
-class _Timer:
+class Timer:
     """Builds each stage's batch streams and times them, with a progress bar and an NVTX range."""
 
     def __init__(self, settings: BenchSettings, progress: bool):

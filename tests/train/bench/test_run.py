@@ -13,8 +13,8 @@ from train.bench import run as bench_run
 from train.bench.data import CLASSES, bench_jpegs, bench_prepared, bench_prepared_shards
 from train.bench.run import (
     BenchSettings,
+    Timer,
     Variant,
-    _Timer,
     _torchvision_batches,
     _train_step,
     data_ratios,
@@ -351,7 +351,7 @@ def test_compile_times_the_compiled_step_beside_the_eager_one(tmp_path, monkeypa
     s = BenchSettings(device="cpu", batch_size=2, crop=32, model={"stem": "small", "width": 0.125}, model_iters=1,
                       runs=2, warmup=1, compile=True)
     steps = {"eager": _train_step(s), "compiled": _train_step(s, compile=True)}
-    timed = _Timer(s, progress=False).model_step(steps)
+    timed = Timer(s, progress=False).model_step(steps)
     assert len(compiled) == 1 and set(timed) == {"eager", "compiled"}
     assert all(len(m.runs) == 2 and m.median > 0 for m in timed.values())
     assert "--compile" in shlex.split(s.command())
