@@ -9,7 +9,7 @@ Device memory is the drop in free memory the CUDA driver reports (DALI's pools, 
 one loader freed but the allocator kept (glibc arenas, DALI's pools) would otherwise be charged to, or hide
 under, the next one.
 
-    python -m train.bench.memory SPEC_JSON   # what loader_memory runs; prints the figures as JSON
+    python -m train.bench.memory SPEC_JSON OUT.json   # what loader_memory runs: the figures into OUT.json
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -69,14 +70,16 @@ def loader_memory(spec: dict) -> dict:
     """Measure one loader in a fresh process. spec: {"settings": BenchSettings as a dict, "variant": Variant as
     a dict, "folder", "threads", "hw_decoder_load", "has_impl"}; returns {"host_mb", "device_mb" (None on the
     CPU), "batches"}, or {"error": why} when the measuring process failed."""
-    try:
-        done = subprocess.run([sys.executable, "-m", "train.bench.memory", json.dumps(spec)], capture_output=True,
-                              text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return {"error": f"no result within {TIMEOUT_S} s"}
-    if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as folder:
+        result = Path(folder) / "memory.json"  # not stdout, which libraries may write to as well
+        try:
+            done = subprocess.run([sys.executable, "-m", "train.bench.memory", json.dumps(spec), str(result)],
+                                  capture_output=True, text=True, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return {"error": f"no result within {TIMEOUT_S} s"}
+        if done.returncode != 0 or not result.is_file():
+            return {"error": (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]}
+        return json.loads(result.read_text())
 
 
 def _measure(spec: dict) -> dict:
@@ -104,4 +107,4 @@ def _measure(spec: dict) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(_measure(json.loads(sys.argv[1]))))
+    Path(sys.argv[2]).write_text(json.dumps(_measure(json.loads(sys.argv[1]))))
