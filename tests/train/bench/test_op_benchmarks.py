@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dali_has import fused
@@ -146,3 +147,9 @@ def test_the_stage_benchmark_runs_every_stage_on_the_gpu(stage_sets, tmp_path):
     for entry in report["results"].values():
         assert list(entry["stages"]) == [s for s in pipeline_stages.STAGES if s != "fast_idct"]
         assert all(m["img_s"] > 0 for m in entry["stages"].values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_the_stage_benchmark_on_the_gpu_without_one_says_so():
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        pipeline_stages.main(["--device", "gpu"])
