@@ -11,7 +11,9 @@ Four graphs, each one stage longer than the one before, read the same JPEGs (shu
               work without the hand-off to torch (which DALI 2.4's dynamic executor does through DLPack without
               a copy). CPU: the fused operator, float32, as `make_loader(train=True)` runs it; GPU: fn.resize +
               fn.crop_mirror_normalize + the HaS CUDA kernel, float16, as `dali-has bench --device gpu`;
-  no_has      the same without Hide-and-Seek (what HaS costs: train - no_has).
+  no_has      the same without Hide-and-Seek (what HaS costs: train - no_has);
+  loader      the train graph as `make_loader` builds it (from a file list of the same files, labels read too),
+              batches handed to torch by the DALI iterator: what the hand-off costs (loader - train).
 A stage's cost is its graph's CPU time per image minus that of the graph before it (fast_idct: minus read).
 On the GPU the stages overlap (DALI runs the CPU, mixed and GPU stages of successive batches at once), so there
 the figure to read is each graph's img/s: the ceiling that stage and those before it set.
@@ -31,6 +33,7 @@ is read after torch.cuda.synchronize().
 from __future__ import annotations
 
 import argparse
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
@@ -39,8 +42,9 @@ import torch
 from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused, resize_mirror_normalize_hide
+from pipelines import make_loader
 from pipelines.decoder import RANDOM_CROP_ATTEMPTS, decode_random_crop, decoder_kwargs
-from pipelines.files import PIXELS_SUFFIX
+from pipelines.files import PIXELS_SUFFIX, write_file_list
 from pipelines.settings import (
     DEVICES,
     HW_DECODER_LOAD,
@@ -49,6 +53,7 @@ from pipelines.settings import (
     RANDOM_AREA,
     RANDOM_ASPECT_RATIO,
     ImageOptions,
+    TrainAugment,
 )
 from train.bench.data import bench_prepared
 from train.bench.timing import (
@@ -62,11 +67,14 @@ from train.bench.timing import (
 from train.bench.windows import image_sets
 
 SIZE = 224
-STAGES = ("read", "decode", "fast_idct", "train", "no_has")
-# The network input's type on each device: what the CPU loader and the GPU bench produce by default.
+STAGES = ("read", "decode", "fast_idct", "train", "no_has", "loader")
+# The network input's type on each device (what the CPU loader and the GPU bench produce by default), and the
+# resize each device's training pipeline uses.
 OUTPUT_TYPE = {"cpu": types.FLOAT, "gpu": types.FLOAT16}
+LOADER_DTYPE = {"cpu": "float32", "gpu": "float16"}
+RESIZE_IMPL = {"cpu": "fused", "gpu": "builtin"}
 # What each stage's own cost is counted from.
-BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "no_has": "decode"}
+BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "no_has": "decode", "loader": "train"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -114,8 +122,7 @@ def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int]
         return resize_mirror_normalize_hide(images, size=SIZE, mirror=fn.random.coin_flip(), mean=IMAGENET_MEAN,
                                             std=IMAGENET_STD, dtype=OUTPUT_TYPE[args.device], layout="HWC",
                                             has=HaSConfig() if stage == "train" else None,
-                                            impl="fused" if args.device == "cpu" else "builtin",
-                                            has_impl="fused", window=window)
+                                            impl=RESIZE_IMPL[args.device], has_impl="fused", window=window)
 
     return pipe()
 
@@ -127,6 +134,21 @@ def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
     while True:
         p.run()
         yield args.batch_size
+
+
+def loader_batches(paths: list[Path], args) -> Iterator[int]:
+    """The `train` graph's work through `make_loader` and the DALI iterator, epoch after epoch."""
+    with tempfile.TemporaryDirectory() as folder:
+        listed = Path(folder) / "files.txt"
+        write_file_list(listed, ((path, 0) for path in paths))  # absolute paths: the files stay where they are
+        augment = TrainAugment(has=HaSConfig(), has_impl="fused", resize_impl=RESIZE_IMPL[args.device])
+        hw = {} if args.device == "cpu" else {"hw_decoder_load": args.hw_decoder_load}
+        with make_loader(str(listed), train=True, batch_size=args.batch_size, augment=augment, crop=SIZE,
+                         device=args.device, num_threads=args.num_threads, dtype=LOADER_DTYPE[args.device],
+                         layout="NHWC", seed=0, **hw) as loader:
+            while True:
+                for images, _ in loader:
+                    yield len(images)
 
 
 def main(argv=None) -> dict:
@@ -141,7 +163,8 @@ def main(argv=None) -> dict:
     record = RunRecord()
     results = {}
     for set_name, paths in file_sets(args.images).items():
-        streams = {stage: batches(paths, stage, args) for stage in stages_of(paths, args.device)}
+        streams = {stage: loader_batches(paths, args) if stage == "loader" else batches(paths, stage, args)
+                   for stage in stages_of(paths, args.device)}
         entry = measure_wall_and_cpu(streams, warmup=args.warmup, iters=args.iters, runs=args.runs,
                                      sync=device_sync(args.device))
         for stage, before in BEFORE.items():

@@ -135,7 +135,7 @@ def test_every_gpu_stage_graph_is_defined(stage_sets, fused_on_gpu_definable):
     for paths in stage_sets.values():
         stages = pipeline_stages.stages_of(paths, "gpu")
         assert "fast_idct" not in stages and len(stages) == len(pipeline_stages.STAGES) - 1
-        for stage in stages:
+        for stage in set(stages) - {"loader"}:  # the loader's graph is make_loader's, defined in test_gpu_graphs
             pipeline_stages.stage_pipeline(paths, stage, args, device_id=0)  # defined, never built
 
 
