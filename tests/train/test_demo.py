@@ -67,3 +67,14 @@ def test_one_seed_keeps_the_single_run_layout_and_bad_options_are_named(tmp_path
     assert "seeds=[1, 1]" in capsys.readouterr().err
     assert main(["demo", "--out", str(out), "--jobs", "0", *TINY]) == 2
     assert "jobs=0" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_the_demo_runs_on_the_gpu(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--seeds", "0", "--jobs", "1", "--device", "gpu", *TINY]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["device"] == torch.cuda.get_device_name(0)
+    for run in ("baseline", "has"):
+        assert all(0 <= results[run][key] <= 100 for key in METRICS)
+    assert (out / "cams.png").stat().st_size > 0

@@ -65,7 +65,7 @@ def plan(out: Path, data: Path) -> list[Step]:
                              str(out / "environment.json")], 60, "environment.json"),
         # -v: one line per test as it finishes, so a step cut off by its time limit still says what passed
         Step("gpu_tests", [sys.executable, "-m", "pytest", "-m", "gpu", "-v", "-rfE", "-p", "no:cacheprovider",
-                           f"--junitxml={out / 'gpu_tests.xml'}", str(REPO / "tests")], 180),
+                           f"--junitxml={out / 'gpu_tests.xml'}", str(REPO / "tests")], 240),
         # AlexNet-GAP's step is fast enough to show the loader's limit; its bench sweeps the hardware decoder's
         # share and times the data comparison (originals, prepared JPEGs, decoded pixels).
         # 40 batches a run: at 35,000 img/s runs of 20 took 0.15 s and scattered from 22,000 to 41,000 img/s.
