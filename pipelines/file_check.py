@@ -59,9 +59,9 @@ MAX_SIDE = 65500
 # PIL's decompression-bomb limit (2 * Image.MAX_IMAGE_PIXELS at its default): decoding more would allocate
 # gigabytes per image.
 MAX_PIXELS = 178_956_970
-# A NumPy file's signature, and how much of its start holds any version-1.0 header (2-byte length field).
+# A NumPy file's signature, and its preamble: signature, version, and (version 1.0) the header's length in 2 bytes.
 NPY_MAGIC = b"\x93NUMPY"
-NPY_HEADER_BYTES = 10 + 0xFFFF
+NPY_PREAMBLE = 10
 # Threads overlap the reads on cold or network storage; each takes CHUNK files at a time.
 _CHECK_THREADS = 8
 _CHUNK = 256
@@ -199,12 +199,14 @@ def _check_header(fd: int, fmt: str, path: str | os.PathLike) -> Verdict:
 def _check_pixels(fd: int, size: int) -> Verdict:
     """A `.npy` file of decoded pixels: see the module docstring."""
     try:
-        head = os.pread(fd, NPY_HEADER_BYTES, 0)
+        head = os.pread(fd, NPY_PREAMBLE, 0)
+        if head[6:8] != b"\x01\x00":
+            return Verdict("bad-header", f"is NumPy format version {head[6:7].hex()}.{head[7:8].hex()}; "
+                                         "DALI reads version 1.0 (what numpy.save writes for small headers)")
+        # Only the header, whose length the preamble gives (usually 118 bytes), not a fixed 64 KB per file.
+        head += os.pread(fd, int.from_bytes(head[8:10], "little"), NPY_PREAMBLE)
     except OSError as error:
         return Verdict("unreadable", f"cannot be read: {error.strerror or error}")
-    if head[6:8] != b"\x01\x00":
-        return Verdict("bad-header", f"is NumPy format version {head[6:7].hex()}.{head[7:8].hex()}; "
-                                     "DALI reads version 1.0 (what numpy.save writes for small headers)")
     stream = io.BytesIO(head[8:])
     try:
         shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
