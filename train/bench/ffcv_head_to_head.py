@@ -19,8 +19,8 @@ import statistics
 
 from dali_has import HaSConfig
 from pipelines import TrainAugment, make_loader
-from train.bench.run import SEED, BenchSettings, epoch_after_epoch, ffcv_batches, ffcv_unavailable_reason
-from train.bench.timing import Measurement, RunRecord, add_timing_arguments, measure, write_json
+from train.bench.run import SEED, BenchSettings, ffcv_batches, ffcv_unavailable_reason
+from train.bench.timing import Measurement, RunRecord, add_timing_arguments, batch_sizes, measure, write_json
 
 DALI = "DALI prepared NHWC fused + HaS"
 DALI_NPY = "DALI prepared npy NHWC fused + HaS"
@@ -60,7 +60,7 @@ def main(argv=None) -> dict:
             loader = stack.enter_context(make_loader(folder, train=True, batch_size=args.batch_size,
                                                      augment=augment, device="cpu", seed=SEED,
                                                      num_threads=args.num_threads, layout="NHWC"))
-            streams[name] = (len(labels) for _, labels in epoch_after_epoch(loader))
+            streams[name] = batch_sizes(loader)
         for storage in storages:
             streams[f"FFCV {storage}"] = ffcv_batches(settings, args.prepared, args.num_threads, storage)
         for batches in streams.values():

@@ -59,6 +59,7 @@ from train.bench.data import bench_prepared
 from train.bench.timing import (
     RunRecord,
     add_timing_arguments,
+    batch_sizes,
     device_sync,
     measure_wall_and_cpu,
     runs_and_load,
@@ -146,9 +147,7 @@ def loader_batches(paths: list[Path], args) -> Iterator[int]:
         with make_loader(str(listed), train=True, batch_size=args.batch_size, augment=augment, crop=SIZE,
                          device=args.device, num_threads=args.num_threads, dtype=LOADER_DTYPE[args.device],
                          layout="NHWC", seed=0, **hw) as loader:
-            while True:
-                for images, _ in loader:
-                    yield len(images)
+            yield from batch_sizes(loader)
 
 
 def main(argv=None) -> dict:

@@ -18,7 +18,7 @@ from dali_has import HaSConfig
 from pipelines import TrainAugment, make_loader
 from pipelines.settings import default_num_threads
 from train.bench.data import bench_prepared, bench_prepared_shards
-from train.bench.timing import measure, write_json
+from train.bench.timing import batch_sizes, measure, write_json
 
 QUEUE = 2  # DALI's prefetch queue depth
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                "webdataset": make_loader(sources["webdataset"], **common),
                "folder, checkpointing": make_loader(sources["folder"], checkpointing=True, **common)}
     try:
-        timed = measure({name: _batches(loader) for name, loader in loaders.items()}, warmup=3 * QUEUE,
+        timed = measure({name: batch_sizes(loader) for name, loader in loaders.items()}, warmup=3 * QUEUE,
                         iters=args.iters, runs=args.runs)
     finally:
         for loader in loaders.values():
@@ -54,12 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {load:.1f} at start, {result['load_average']['end']:.1f} at end, {os.cpu_count()} cores")
     write_json(args.json, result)
     return 0
-
-
-def _batches(loader):
-    while True:  # epoch after epoch, without rebuilding
-        for _, labels in loader:
-            yield len(labels)
 
 
 if __name__ == "__main__":

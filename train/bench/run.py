@@ -58,7 +58,15 @@ from pipelines.files import load_dataset, stores_pixels
 from pipelines.settings import DEVICES, DTYPE_NAMES, LAYOUTS, TrainAugment, default_num_threads
 from train.bench.data import bench_jpegs, bench_prepared
 from train.bench.memory import loader_memory
-from train.bench.timing import Measurement, batches_consumed, device_sync, measure, nvtx_range
+from train.bench.timing import (
+    Measurement,
+    batch_sizes,
+    batches_consumed,
+    device_sync,
+    epoch_after_epoch,
+    measure,
+    nvtx_range,
+)
 from train.config import ARCH_DEFAULTS, MOMENTUM
 from train.models import ARCHS, build_model
 from train.trainer import make_optimizer
@@ -431,7 +439,7 @@ class Timer:
         """impl -> Measurement of the DALI training pipeline alone, the variants timed in alternation."""
         with contextlib.ExitStack() as stack:
             loaders = {impl: stack.enter_context(self._dali_loader(data, threads, hw, impl)) for impl in impls}
-            streams = {impl: (len(labels) for _, labels in epoch_after_epoch(loader))
+            streams = {impl: batch_sizes(loader)
                        for impl, loader in loaders.items()}
             depth = max(loader.pipeline.prefetch_queue_depth for loader in loaders.values())
             label = f"pipeline, {threads} threads" + (f", hw {hw}" if hw is not None else "")
@@ -456,7 +464,7 @@ class Timer:
         s = self.s
         if v.loader == "DALI":
             loader = stack.enter_context(self._dali_loader(folder, threads, hw, has_impl, v.layout, v.resize))
-            return ((len(labels) for _, labels in epoch_after_epoch(loader)),
+            return (batch_sizes(loader),
                     self._loader_warmup(loader.pipeline.prefetch_queue_depth))
         if v.loader == "FFCV":
             return ffcv_batches(s, folder, threads, v.storage), self._loader_warmup(FFCV_BATCHES_AHEAD)
@@ -529,12 +537,6 @@ def _ticking(batches: Iterator[int], bar: tqdm) -> Iterator[int]:
     for images in batches:
         bar.update()
         yield images
-
-
-def epoch_after_epoch(loader):
-    """The loader's batches, epoch after epoch: an epoch that ends normally continues without a rebuild."""
-    while True:
-        yield from loader
 
 
 def whole_rounds(iters: int, workers: int) -> int:

@@ -75,6 +75,17 @@ def measure(streams: dict[str, Iterator[int]], *, warmup: Union[int, dict[str, i
     return {name: Measurement(tuple(r), warmups[name], timed[name]) for name, r in rates.items()}
 
 
+def epoch_after_epoch(loader):
+    """The loader's batches, epoch after epoch: an epoch that ends normally continues without a rebuild."""
+    while True:
+        yield from loader
+
+
+def batch_sizes(loader) -> Iterator[int]:
+    """A loader of (images, labels) batches as a stream for `measure`: each batch's size, epoch after epoch."""
+    return (len(labels) for _, labels in epoch_after_epoch(loader))
+
+
 def measure_wall_and_cpu(streams: dict[str, Iterator[int]], *, warmup: int, iters: int, runs: int,
                          sync: Callable[[], None] = lambda: None) -> dict[str, dict]:
     """`measure` twice, with the wall clock and with the process's CPU clock (all threads: what one image costs
