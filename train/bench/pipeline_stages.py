@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali import fn, pipeline_def
 
 from dali_has import HaSConfig, fused, resize_mirror_normalize_hide
 from pipelines import make_loader
@@ -47,6 +47,8 @@ from pipelines.decoder import RANDOM_CROP_ATTEMPTS, decode_random_crop, decoder_
 from pipelines.files import PIXELS_SUFFIX, write_file_list
 from pipelines.settings import (
     DEVICES,
+    DTYPE_NAMES,
+    DTYPES,
     HW_DECODER_LOAD,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -56,6 +58,7 @@ from pipelines.settings import (
     TrainAugment,
 )
 from train.bench.data import bench_prepared
+from train.bench.run import DEVICE_DEFAULTS
 from train.bench.timing import (
     RunRecord,
     add_timing_arguments,
@@ -69,11 +72,6 @@ from train.bench.windows import image_sets
 
 SIZE = 224
 STAGES = ("read", "decode", "fast_idct", "train", "no_has", "loader")
-# The network input's type on each device (what the CPU loader and the GPU bench produce by default), and the
-# resize each device's training pipeline uses.
-OUTPUT_TYPE = {"cpu": types.FLOAT, "gpu": types.FLOAT16}
-LOADER_DTYPE = {"cpu": "float32", "gpu": "float16"}
-RESIZE_IMPL = {"cpu": "fused", "gpu": "builtin"}
 # What each stage's own cost is counted from.
 BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "no_has": "decode", "loader": "train"}
 
@@ -121,9 +119,9 @@ def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int]
         if stage == "decode":
             return images if window is None else (images, *window)
         return resize_mirror_normalize_hide(images, size=SIZE, mirror=fn.random.coin_flip(), mean=IMAGENET_MEAN,
-                                            std=IMAGENET_STD, dtype=OUTPUT_TYPE[args.device], layout="HWC",
-                                            has=HaSConfig() if stage == "train" else None,
-                                            impl=RESIZE_IMPL[args.device], has_impl="fused", window=window)
+                                            std=IMAGENET_STD, dtype=DTYPES[DTYPE_NAMES[output_dtype(args.device)]],
+                                            layout="HWC", has=HaSConfig() if stage == "train" else None,
+                                            impl="auto", has_impl="fused", window=window)
 
     return pipe()
 
@@ -137,15 +135,20 @@ def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
         yield args.batch_size
 
 
+def output_dtype(device: str) -> str:
+    """The network input's dtype on `device`: `dali-has bench`'s default there."""
+    return DEVICE_DEFAULTS[device]["dtype"]
+
+
 def loader_batches(paths: list[Path], args) -> Iterator[int]:
     """The `train` graph's work through `make_loader` and the DALI iterator, epoch after epoch."""
     with tempfile.TemporaryDirectory() as folder:
         listed = Path(folder) / "files.txt"
         write_file_list(listed, ((path, 0) for path in paths))  # absolute paths: the files stay where they are
-        augment = TrainAugment(has=HaSConfig(), has_impl="fused", resize_impl=RESIZE_IMPL[args.device])
+        augment = TrainAugment(has=HaSConfig(), has_impl="fused")
         hw = {} if args.device == "cpu" else {"hw_decoder_load": args.hw_decoder_load}
         with make_loader(str(listed), train=True, batch_size=args.batch_size, augment=augment, crop=SIZE,
-                         device=args.device, num_threads=args.num_threads, dtype=LOADER_DTYPE[args.device],
+                         device=args.device, num_threads=args.num_threads, dtype=output_dtype(args.device),
                          layout="NHWC", seed=0, **hw) as loader:
             yield from batch_sizes(loader)
 
