@@ -291,11 +291,14 @@ class DaliLoader(EpochLoader):
     def _explain(self, error: RuntimeError) -> Optional[UnreadableImageError]:
         if self._files is None:  # shards: the bad-file search reads files; shards hold what `prepare` checked
             return None
-        # The shard's files: DALI shards the file list in order, then shuffles within the shard.
-        o, size = self._options, len(self._files)
-        first = o.shard_id * size // o.num_shards
-        shard = self._files.samples[first:first + shard_size(size, o.shard_id, o.num_shards)]
-        return explain(error, o, [str(self._files.root / name) for name, _ in shard], data=self._image.data,
+        # The shard's files: DALI shards an unshuffled list in order. A shuffled reader (training) first permutes
+        # the whole list with a fixed seed (std::shuffle, the same on every rank), so its shard is looked for
+        # among all the files.
+        o, samples = self._options, self._files.samples
+        if not self._train:
+            first = o.shard_id * len(samples) // o.num_shards
+            samples = samples[first:first + shard_size(len(samples), o.shard_id, o.num_shards)]
+        return explain(error, o, [str(self._files.root / name) for name, _ in samples], data=self._image.data,
                        root=str(self._files.root), image=self._image, pixels=stores_pixels(self._files))
 
     def __repr__(self) -> str:

@@ -281,6 +281,26 @@ def test_only_the_shard_holding_a_corrupt_jpeg_fails_and_names_it(tmp_path, data
     assert failures == [[str(bad)]]
 
 
+def test_a_bad_file_dali_does_not_name_is_found_in_a_shuffled_shard(tmp_path, dataset):
+    # A shuffled reader permutes the whole list (fixed seed) before sharding it, so a training shard's files are
+    # not a contiguous part of the list; the search for a file DALI did not name (the GPU decoders' failures
+    # may not) must still find it. Which shard holds it: the one whose epoch fails (DALI names it on the CPU).
+    good = sorted(dataset.glob("class*/*.jpg"))
+    bad = tmp_path / "truncated.jpg"
+    bad.write_bytes(cut_in_image_data(good[0].read_bytes()))
+    (tmp_path / "list.txt").write_text("".join(f"{p} {i}\n" for i, p in enumerate([*good, bad])))
+    loaders = [small_loader(tmp_path / "list.txt", shard_id=shard_id, num_shards=3, seed=0) for shard_id in range(3)]
+    holding = []
+    for loader in loaders:
+        try:
+            epoch(loader)
+        except UnreadableImageError:
+            holding.append(loader)
+    (loader,) = holding
+    unnamed = RuntimeError("Error in thread 0: nvImageCodec failure: '#7'")  # a decoder status, no file
+    assert loader._explain(unnamed).paths == [str(bad)]
+
+
 def test_a_zero_byte_file_is_named(tmp_path, dataset):
     good = sorted(dataset.glob("class*/*.jpg"))[:4]
     empty = tmp_path / "empty.jpg"
