@@ -34,8 +34,10 @@ from dali_has.cache import cache_root
 
 CSRC = Path(__file__).parent / "csrc"
 LIB_NAME = "libdali_has_ops.so"
-# The CPU operators, always built; hide_and_seek_gpu.cc and .cu join them when nvcc is found.
-CPU_SOURCES = ("hide_and_seek_rule.cc", "hide_and_seek_cpu.cc", "resize_mirror_normalize_hide_cpu.cc")
+# The CPU operators (and the rule they share), always built; hide_and_seek_gpu.cc and .cu join them when nvcc is
+# found.
+CPU_SOURCES = ("hide_and_seek_rule.cc", "hide_and_seek_cpu.cc", "resize_mirror_normalize_hide_cpu.cc",
+               "file_label_cpu.cc")
 FAILED = "FAILED"
 # Words of compilers and linkers whose failure says nothing about the sources: the next try may succeed.
 _PASSING_FAILURES = ("No space left on device", "Killed signal terminated program", "virtual memory exhausted",

@@ -1,6 +1,7 @@
 """Decoding for the image pipelines: encoded images with nvJPEG + the hardware decoder (`mixed`) on GPU and
-libjpeg-turbo on CPU; decoded pixels (`.npy`, `dali-has prepare --encoding npy`) only copied out of their files
-on the CPU (and moved to the GPU for a GPU pipeline)."""
+libjpeg-turbo on CPU; decoded pixels (`.npy`, `dali-has prepare --encoding npy`), which the training and validation
+pipelines' reader gives as images (`pipelines.reader.read_pixels`) and `npy_pixels` copies out of file bytes, are
+only moved to the GPU for a GPU pipeline."""
 from __future__ import annotations
 
 from nvidia.dali import fn, types
@@ -36,37 +37,41 @@ def decoder_kwargs(device: str, image: ImageOptions | None = None) -> dict:
     return kwargs
 
 
-def decode_random_crop(encoded, device: str, image: ImageOptions | None, *, pixels: bool = False, random_area,
+def decode_random_crop(data, device: str, image: ImageOptions | None, *, pixels: bool = False, random_area,
                        random_aspect_ratio):
     """A random window of each image (area share and width/height ratio drawn per sample), as (images, window).
 
     Encoded images: only the window is decoded (the crop of random-resized-crop happens at decode time, so the
     discarded pixels are never decoded); `window` is None. `image`: as in `decoder_kwargs`.
-    pixels (`encoded` holds decoded pixels): the window is drawn by the same rule (`fn.random_crop_generator`);
-    on the CPU the whole images come back with window = (anchor, shape), for the resize to read in place
-    (`dali_has.resize_mirror_normalize_hide(window=...)`: slicing it out first would copy it once more); for a
-    GPU pipeline the window is sliced out on the CPU, so only it is moved to the GPU, and `window` is None.
+    pixels (`data` are decoded HWC uint8 images, as `pipelines.reader` reads `.npy` files): the window is drawn
+    by the same rule (`fn.random_crop_generator`); on the CPU the whole images come back with window = (anchor,
+    shape), for the resize to read in place (`dali_has.resize_mirror_normalize_hide(window=...)`: slicing it out
+    first would copy it once more); for a GPU pipeline the window is sliced out on the CPU, so only it is moved
+    to the GPU, and `window` is None.
     """
     if not pixels:
-        return fn.decoders.image_random_crop(encoded, random_area=list(random_area),
+        return fn.decoders.image_random_crop(data, random_area=list(random_area),
                                              random_aspect_ratio=list(random_aspect_ratio),
                                              num_attempts=RANDOM_CROP_ATTEMPTS, **decoder_kwargs(device, image)), None
-    images = _read_pixels(encoded)
-    window = fn.random_crop_generator(images.shape(), random_area=list(random_area),
+    window = fn.random_crop_generator(data.shape(), random_area=list(random_area),
                                       random_aspect_ratio=list(random_aspect_ratio), num_attempts=RANDOM_CROP_ATTEMPTS)
     if device != "gpu":
-        return images, window
-    return fn.slice(images, start=window[0], shape=window[1], axes=[0, 1]).gpu(), None
+        return data, window
+    return on_device(fn.slice(data, start=window[0], shape=window[1], axes=[0, 1]), device), None
 
 
 def decode(encoded, device: str, image: ImageOptions | None = None, *, pixels: bool = False):
-    """Decode whole images (pixels: `encoded` holds decoded pixels)."""
+    """Decode whole images (pixels: `encoded` holds the bytes of `.npy` files)."""
     if not pixels:
         return fn.decoders.image(encoded, **decoder_kwargs(device, image))
-    images = _read_pixels(encoded)
+    return on_device(npy_pixels(encoded), device)
+
+
+def on_device(images, device: str):
+    """CPU `images`, moved to the GPU for a GPU pipeline."""
     return images.gpu() if device == "gpu" else images
 
 
-def _read_pixels(encoded):
+def npy_pixels(encoded):
     """HWC uint8 images from `.npy` bytes (the listing check has made sure of dtype, shape and size)."""
     return fn.reshape(fn.decoders.numpy(encoded), layout="HWC")

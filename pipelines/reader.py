@@ -1,6 +1,6 @@
 """The reader both image pipelines start from: the checked files of a folder tree or file list
-(`fn.readers.file`) or WebDataset shards (`fn.readers.webdataset`), shuffled or not, sharded exactly; either way
-(encoded images, int64 labels)."""
+(`fn.readers.file`), decoded pixels in `.npy` files (`fn.readers.numpy`) or WebDataset shards
+(`fn.readers.webdataset`), shuffled or not, sharded exactly; every way (encoded images or pixels, int64 labels)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -8,7 +8,10 @@ from typing import Optional
 import numpy as np
 from nvidia.dali import fn, types
 
+from dali_has import fused
+from dali_has.file_label import file_label, one_label_per_name
 from pipelines import webdataset
+from pipelines.decoder import npy_pixels
 from pipelines.file_check import usable_dataset
 from pipelines.files import WEBDATASET, Dataset, list_shards, stores_pixels
 from pipelines.settings import SHUFFLE_BUFFER, ImageOptions, PipelineOptions
@@ -26,8 +29,9 @@ def reader_kwargs(options: PipelineOptions, image: ImageOptions, *, shuffle: boo
     Shards hold what `dali-has prepare` checked and re-encoded; they are read as they are.
     stick_to_shard keeps every epoch on the same shard, so a shard's size (and the loader's len()) never
     changes between epochs; pad_last_batch makes DALI end each epoch at the shard boundary (the padding is cut
-    off again by the loader) instead of wrapping into the next epoch. Both readers split the samples, in reading
-    order, into `num_shards` contiguous parts, so sharding is exact for every kind of data.
+    off again by the loader) instead of wrapping into the next epoch. Every reader splits the samples into
+    `num_shards` contiguous parts of one order, the same on every rank (the listed order, or for the file
+    readers with random_shuffle a permutation of it by a fixed seed), so sharding is exact for every kind of data.
     """
     if image.kind == WEBDATASET:
         shards = list_shards(image.data)
@@ -56,16 +60,41 @@ def holds_pixels(files: Optional[Dataset]) -> bool:
 
 def read_files(options: PipelineOptions, image: ImageOptions, *, shuffle: bool, shuffle_buffer: int = SHUFFLE_BUFFER,
                files: Optional[Dataset] = None):
-    """(encoded image bytes, labels) nodes; labels come out int64 with one scalar per sample, on the images'
-    device, so the batch is a `[B]` tensor ready for `cross_entropy`. `files`: see `reader_kwargs`."""
+    """(data, labels) nodes: data are the encoded images, or for decoded pixels (`holds_pixels(files)`) HWC
+    uint8 images (`read_pixels`); labels come out int64 with one scalar per sample, on the images' device, so the
+    batch is a `[B]` tensor ready for `cross_entropy`. `files`: see `reader_kwargs`."""
+    files = checked_files(image, files)
     kwargs = reader_kwargs(options, image, shuffle=shuffle, shuffle_buffer=shuffle_buffer, files=files)
     if image.kind == WEBDATASET:
-        encoded, label_text = fn.readers.webdataset(**kwargs)
+        data, label_text = fn.readers.webdataset(**kwargs)
         labels = _decimal(label_text)
+    elif holds_pixels(files):
+        data, labels = read_pixels(**kwargs)
     else:
-        encoded, labels = fn.readers.file(**kwargs)
-        labels = fn.cast(fn.squeeze(labels, axes=[0]), dtype=types.INT64)
-    return encoded, (labels.gpu() if options.device == "gpu" else labels)
+        data, labels = fn.readers.file(**kwargs)
+        labels = _scalars(labels)
+    return data, (labels.gpu() if options.device == "gpu" else labels)
+
+
+def read_pixels(*, files: list[str], labels: list[int], **reader_args):
+    """(HWC uint8 images, int64 scalar labels) of `.npy` files, read by `fn.readers.file`'s arguments.
+
+    `fn.readers.numpy`, with `dali_has.file_label` finding each sample's label by its file name: it maps the
+    files and copies the pixels out in DALI's thread pool, where `fn.readers.file` + `fn.decoders.numpy` copy
+    each file twice, the first time on the reader's one loader thread (1.4x the CPU training pipeline's speed,
+    measured in README). The latter is the fallback when the plugin does not load or a file list gives one
+    name two labels. The readers list, shuffle and shard alike, so either gives the same samples.
+    """
+    if fused.load() and one_label_per_name(files, labels):
+        images = fn.readers.numpy(files=files, **reader_args)
+        return fn.reshape(images, layout="HWC"), file_label(images, names=files, labels=labels)
+    encoded, labels = fn.readers.file(files=files, labels=labels, **reader_args)
+    return npy_pixels(encoded), _scalars(labels)
+
+
+def _scalars(labels):
+    """fn.readers.file's int32 labels, shape [1] per sample, as int64 scalars."""
+    return fn.cast(fn.squeeze(labels, axes=[0]), dtype=types.INT64)
 
 
 def _decimal(text):

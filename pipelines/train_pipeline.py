@@ -33,8 +33,8 @@ def train_pipeline(options: PipelineOptions, image: ImageOptions, augment: Train
 @pipeline_def
 def _train_graph(options: PipelineOptions, image: ImageOptions, augment: TrainAugment, files: Optional[Dataset]):
     files = checked_files(image, files)
-    encoded, labels = read_files(options, image, shuffle=True, shuffle_buffer=augment.shuffle_buffer, files=files)
-    images, window = decode_random_crop(encoded, options.device, image, pixels=holds_pixels(files),
+    data, labels = read_files(options, image, shuffle=True, shuffle_buffer=augment.shuffle_buffer, files=files)
+    images, window = decode_random_crop(data, options.device, image, pixels=holds_pixels(files),
                                         random_area=augment.random_area,
                                         random_aspect_ratio=augment.random_aspect_ratio)
     flip = augment.flip_probability

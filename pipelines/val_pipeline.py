@@ -7,7 +7,7 @@ from typing import Optional
 from nvidia.dali import Pipeline, fn, pipeline_def
 
 from dali_has import validate
-from pipelines.decoder import decode
+from pipelines.decoder import decode, on_device
 from pipelines.files import Dataset
 from pipelines.normalize import crop_mirror_normalize
 from pipelines.reader import checked_files, holds_pixels, read_files
@@ -46,8 +46,9 @@ def val_pipeline(options: PipelineOptions, image: ImageOptions, *, resize: Optio
 @pipeline_def
 def _val_graph(options: PipelineOptions, image: ImageOptions, resize: int, ten_crop: bool, files: Optional[Dataset]):
     files = checked_files(image, files)
-    encoded, labels = read_files(options, image, shuffle=False, files=files)
-    images = fn.resize(decode(encoded, options.device, image, pixels=holds_pixels(files)), resize_shorter=resize)
+    data, labels = read_files(options, image, shuffle=False, files=files)
+    images = on_device(data, options.device) if holds_pixels(files) else decode(data, options.device, image)
+    images = fn.resize(images, resize_shorter=resize)
     if not ten_crop:
         return crop_mirror_normalize(images, image), labels
     crops = [crop_mirror_normalize(images, image, mirror=mirror, crop_pos=pos)

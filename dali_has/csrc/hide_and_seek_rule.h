@@ -14,16 +14,9 @@
 #include "dali/core/float16.h"
 #include "dali/pipeline/operator/operator.h"
 #include "hide_and_seek_kernel.h"
+#include "require.h"
 
 namespace dali_has {
-
-// Errors for users: DALI_ENFORCE would prefix the C++ condition; DALI reports std::invalid_argument
-// with the operator's name and the pipeline line that created it. Arguments are formatted only on failure.
-template <typename... Args>
-void Require(bool ok, const Args &...message) {
-  if (!ok)
-    throw std::invalid_argument(dali::make_string(message...));
-}
 
 // Schema holding `patch_sizes`, `p_hide` and `fill` (registered in hide_and_seek_rule.cc).
 inline constexpr char kHideAndSeekArgs[] = "DaliHasHideAndSeekArgs";

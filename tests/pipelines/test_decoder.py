@@ -17,7 +17,7 @@ def test_random_windows_of_decoded_pixels_are_parts_of_the_image_within_the_rang
     import numpy as np
     from nvidia.dali import fn, pipeline_def
 
-    from pipelines.decoder import decode_random_crop
+    from pipelines.decoder import decode_random_crop, npy_pixels
 
     image = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)  # noise: every window unique
     np.save(tmp_path / "image.npy", image)
@@ -26,7 +26,7 @@ def test_random_windows_of_decoded_pixels_are_parts_of_the_image_within_the_rang
     @pipeline_def(batch_size=64, num_threads=1, device_id=None, seed=3)
     def windows():
         encoded, _ = fn.readers.file(files=[str(tmp_path / "image.npy")] * 64)
-        images, (anchor, shape) = decode_random_crop(encoded, "cpu", None, pixels=True, random_area=area,
+        images, (anchor, shape) = decode_random_crop(npy_pixels(encoded), "cpu", None, pixels=True, random_area=area,
                                                      random_aspect_ratio=ratio)
         return fn.slice(images, start=anchor, shape=shape, axes=[0, 1])  # what the resize reads in place
 

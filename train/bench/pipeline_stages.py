@@ -2,7 +2,9 @@
 copies, on the CPU or (`--device gpu`) on a GPU.
 
 Four graphs, each one stage longer than the one before, read the same JPEGs (shuffled, as in training):
-  read        fn.readers.file alone (the encoded bytes; on the CPU in either case);
+  read        the reader alone, on the CPU in either case: fn.readers.file (the encoded bytes), or for decoded
+              pixels `pipelines.reader.read_pixels` (fn.readers.numpy: the pixels copied out of the files, and
+              the labels found by file name);
   decode      + random-resized-crop at decode time (`pipelines.decoder.decode_random_crop`: libjpeg-turbo on
               the CPU; nvJPEG and the hardware decoder, `mixed`, for the GPU);
   fast_idct   the same with DALI's `use_fast_idct` (libjpeg-turbo's less exact integer IDCT, FFCV's choice;
@@ -19,9 +21,8 @@ On the GPU the stages overlap (DALI runs the CPU, mixed and GPU stages of succes
 the figure to read is each graph's img/s: the ceiling that stage and those before it set.
 Image sets: `dali-has bench`'s ImageNet-like originals (400-500 px), their `dali-has prepare` copy (shorter
 side 256, the default), a copy bounded on the longer side at 256 (FFCV's `max_resolution`), and the default
-copy stored as decoded pixels (`--encoding npy`), whose "decode" copies the pixels out of the file and draws
-the window the resize then reads in place (for the GPU: slices the window out and moves it there; no
-fast_idct: nothing is decoded).
+copy stored as decoded pixels (`--encoding npy`), whose "decode" draws the window the resize then reads in
+place (for the GPU: slices the window out and moves it there; no fast_idct: nothing is decoded).
 
 Timing: `train.bench.timing.measure` (warm-up, the graphs in alternation, median of runs), once with the wall
 clock and once with the process's CPU clock (all threads; what one image costs one core); on the GPU the clock
@@ -45,6 +46,7 @@ from dali_has import HaSConfig, fused, resize_mirror_normalize_hide
 from pipelines import make_loader
 from pipelines.decoder import RANDOM_CROP_ATTEMPTS, decode_random_crop, decoder_kwargs
 from pipelines.files import PIXELS_SUFFIX, write_file_list
+from pipelines.reader import read_pixels
 from pipelines.settings import (
     DEVICES,
     DTYPE_NAMES,
@@ -104,18 +106,22 @@ def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int]
 
     @pipeline_def(batch_size=args.batch_size, num_threads=args.num_threads, device_id=device_id, seed=0)
     def pipe():
-        encoded, _ = fn.readers.file(files=[str(p) for p in paths], random_shuffle=True)
+        files, pixels = [str(p) for p in paths], paths[0].suffix == PIXELS_SUFFIX
+        if pixels:
+            data, _ = read_pixels(files=files, labels=[0] * len(files), random_shuffle=True)
+        else:
+            data, _ = fn.readers.file(files=files, random_shuffle=True)
         if stage == "read":
-            return encoded
+            return data
         if stage == "fast_idct":
-            return fn.decoders.image_random_crop(encoded, **decoder_kwargs("cpu"), use_fast_idct=True,
+            return fn.decoders.image_random_crop(data, **decoder_kwargs("cpu"), use_fast_idct=True,
                                                  random_area=list(RANDOM_AREA),
                                                  random_aspect_ratio=list(RANDOM_ASPECT_RATIO),
                                                  num_attempts=RANDOM_CROP_ATTEMPTS)
         image = None if args.device == "cpu" else ImageOptions(data=str(paths[0].parent),
                                                                hw_decoder_load=args.hw_decoder_load)
-        images, window = decode_random_crop(encoded, args.device, image, pixels=paths[0].suffix == PIXELS_SUFFIX,
-                                            random_area=RANDOM_AREA, random_aspect_ratio=RANDOM_ASPECT_RATIO)
+        images, window = decode_random_crop(data, args.device, image, pixels=pixels, random_area=RANDOM_AREA,
+                                            random_aspect_ratio=RANDOM_ASPECT_RATIO)
         if stage == "decode":
             return images if window is None else (images, *window)
         return resize_mirror_normalize_hide(images, size=SIZE, mirror=fn.random.coin_flip(), mean=IMAGENET_MEAN,

@@ -1,0 +1,37 @@
+"""`file_label`: each sample's label found by its file's name, for a reader that gives no labels.
+
+`fn.readers.numpy` reads `.npy` files in DALI's thread pool from memory-mapped files; `fn.readers.file`, the
+reader that gives labels, copies every file whole on one loader thread and leaves the pixels to be copied out
+once more by `fn.decoders.numpy`. The numpy reader gives no labels, but it gives each sample's file name,
+exactly as listed in its `files` (the `source_info` property); the plugin's `fn.dali_has.file_label` looks the
+label up by that name in a table built once, when the pipeline is built.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dali_has import fused
+
+
+def one_label_per_name(names: Sequence[str], labels: Sequence[int]) -> bool:
+    """Whether a name finds its label: no name is listed twice with different labels (a file list may)."""
+    label_of: dict[str, int] = {}
+    return all(label_of.setdefault(name, label) == label for name, label in zip(names, labels, strict=True))
+
+
+def file_label(images, *, names: Sequence[str], labels: Sequence[int]):
+    """An int64 scalar per sample of `images`: the label of its file in (names, labels).
+
+    images: the output of a reader whose `source_info` is the file name as listed, e.g. fn.readers.numpy;
+        `names` are the names it was given (its `files`).
+    Raises RuntimeError when the plugin is unavailable (`fused.load()` is False), ValueError when a name has
+    two labels (`one_label_per_name`).
+    """
+    if not fused.load():
+        raise RuntimeError(f"the plugin's file_label operator is unavailable: {fused.unavailable_reason()}")
+    if not one_label_per_name(names, labels):
+        raise ValueError("a name is listed with two different labels; read such a list with fn.readers.file")
+    from nvidia.dali import fn
+
+    return fn.dali_has.file_label(fn.get_property(images, key="source_info"), names=list(names),
+                                  labels=list(labels))
