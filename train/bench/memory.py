@@ -69,7 +69,9 @@ def device_free_mb() -> float:
 def loader_memory(spec: dict) -> dict:
     """Measure one loader in a fresh process. spec: {"settings": BenchSettings as a dict, "variant": Variant as
     a dict, "folder", "threads", "hw_decoder_load", "has_impl"}; returns {"host_mb", "device_mb" (None on the
-    CPU), "batches"}, or {"error": why} when the measuring process failed."""
+    CPU), "batches"}, or {"error": why} when the measuring process failed before writing them. A process that
+    fails at exit, after writing them (FFCV 1.0.2's threads can abort the interpreter's teardown), has measured:
+    its figures stand, with "exit" saying what happened."""
     with tempfile.TemporaryDirectory() as folder:
         result = Path(folder) / "memory.json"  # not stdout, which libraries may write to as well
         try:
@@ -77,9 +79,13 @@ def loader_memory(spec: dict) -> dict:
                                   capture_output=True, text=True, timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:
             return {"error": f"no result within {TIMEOUT_S} s"}
-        if done.returncode != 0 or not result.is_file():
-            return {"error": (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]}
-        return json.loads(result.read_text())
+        last_words = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        if not result.is_file():
+            return {"error": last_words}
+        measured = json.loads(result.read_text())
+        if done.returncode != 0:
+            measured["exit"] = f"exit code {done.returncode} after writing its figures: {last_words}"
+        return measured
 
 
 def _measure(spec: dict) -> dict:

@@ -401,6 +401,8 @@ def format_report(r: dict) -> str:
         figures = f"{m['error']} | |" if "error" in m else \
             f"{_number(m['host_mb'], '.0f')} | {_number(m['device_mb'], '.0f')} |"
         lines.append(f"| {name} | {figures}")
+    lines += [f"{name}: the measuring process's {m['exit']}" for name, m in compared["memory_mb"].items()
+              if "exit" in m]
     if len(r["sweep"]) > 1:
         lines += ["", "| threads | hw_decoder_load | none | composed | fused |", "|---:|---:|---:|---:|---:|"]
         lines += [f"| {w['threads']} | {w['hw_decoder_load']} | "

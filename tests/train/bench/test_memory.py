@@ -33,3 +33,17 @@ def test_the_process_tree_includes_the_memory_of_child_processes():
 def test_a_failed_measurement_says_why_instead_of_stopping_the_bench():
     result = memory.loader_memory({"settings": {"device": "tpu"}})
     assert set(result) == {"error"} and "device='tpu'" in result["error"]
+
+
+def test_a_process_that_fails_at_exit_after_measuring_keeps_its_figures(monkeypatch):
+    def measured_then_aborted(command, **kwargs):
+        out = command[-1]  # the child writes its figures there before its teardown aborts
+        with open(out, "w") as f:
+            f.write('{"host_mb": 835.0, "device_mb": null, "batches": 14}')
+        return subprocess.CompletedProcess(command, -6, "", "terminate called without an active exception\n")
+
+    monkeypatch.setattr(memory.subprocess, "run", measured_then_aborted)
+    result = memory.loader_memory({"settings": {}})
+    assert result["host_mb"] == 835.0
+    assert result["exit"] == ("exit code -6 after writing its figures: terminate called without an active "
+                              "exception")
