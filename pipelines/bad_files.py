@@ -41,6 +41,9 @@ _MAPPING_FAILED = re.compile(r"File mapping failed: (.+)")
 _CODEC_FAILURE = re.compile(r"nvImageCodec failure: '#(\d+)'")
 _FAILED_SAMPLE = re.compile(r"Failed to decode sample #\d+ : ?(.*)")  # then the sample's source, when it has one
 _DECODER_OPERATOR = re.compile(r"operator `nvidia\.dali\.fn\.(experimental\.)?decoders\.")
+# fn.readers.numpy on a .npy file changed since the listing check read its header: (pattern, what it means).
+_NPY_FAILURES = ((re.compile(r"Failed to read file: (\S+)"), "shorter than its .npy header says (cut short?)"),
+                 (re.compile(r"File is not a numpy file\.* File: (\S+)"), "not a .npy file (no NumPy header)"))
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ def read_dali_error(error: BaseException) -> DaliFailure:
     detail = _essential(message)
     if named := _MAPPING_FAILED.search(message):
         return DaliFailure(MAPPING_FAILED, named.group(1).strip(), "missing, empty or unreadable file")
+    for pattern, what in _NPY_FAILURES:
+        if named := pattern.search(message):
+            return DaliFailure(DECODE, named.group(1), what)
     if "No files found" in message:
         return DaliFailure(NO_FILES, None, detail)
     if "requested number of shards" in message:

@@ -301,6 +301,24 @@ def test_a_bad_file_dali_does_not_name_is_found_in_a_shuffled_shard(tmp_path, da
     assert loader._explain(unnamed).paths == [str(bad)]
 
 
+@pytest.mark.parametrize("change,says", [
+    (lambda data: data[:len(data) // 2], "shorter than its .npy header says"),
+    (lambda data: b"garbage!" + data[8:], "not a .npy file"),
+    (lambda data: b"", "missing, empty or unreadable"),
+])
+def test_a_pixel_file_changed_after_listing_is_named(tmp_path, change, says):
+    # The listing check read every header; a file cut or overwritten afterwards fails in the reader.
+    (tmp_path / "a").mkdir()
+    for i in range(6):
+        np.save(tmp_path / "a" / f"{i}.npy", np.full((40, 50, 3), i, np.uint8))
+    loader = small_loader(tmp_path, crop=16, seed=0)
+    bad = tmp_path / "a" / "3.npy"
+    bad.write_bytes(change(bad.read_bytes()))
+    with pytest.raises(UnreadableImageError, match=says) as error:
+        epoch(loader)
+    assert error.value.paths == [str(bad)]
+
+
 def test_a_zero_byte_file_is_named(tmp_path, dataset):
     good = sorted(dataset.glob("class*/*.jpg"))[:4]
     empty = tmp_path / "empty.jpg"
