@@ -34,7 +34,8 @@ def run_labels(root, names, labels, *, batch_size=5, label_names=None, label_inp
     def pipe():
         images = fn.readers.numpy(files=names, file_root=str(root), random_shuffle=True)
         if label_input is not None:
-            return images, fn.dali_has.file_label(label_input(images), names=names, labels=labels)
+            return images, fn.dali_has.file_label(label_input(images), names="\0".join(label_names or names),
+                                                  labels=labels)
         return images, file_label(images, names=label_names or names, labels=labels)
 
     p = pipe()
@@ -79,6 +80,13 @@ def test_names_and_labels_must_pair_up(pixel_files):
         run_labels(root, names, [0, 1])
 
 
+def test_the_operator_refuses_a_name_with_two_labels(pixel_files):
+    root, names = pixel_files
+    source_info = lambda images: fn.get_property(images, key="source_info")  # noqa: E731
+    with pytest.raises(ValueError, match=r'File "a/0.npy" is listed with labels 0 and 9'):
+        run_labels(root, names, [0, 1, 2, 3, 4, 9], label_names=[*names, names[0]], label_input=source_info)
+
+
 def test_input_must_be_names(pixel_files):
     root, names = pixel_files
     with pytest.raises(ValueError, match="expected each sample's name as 1-D uint8"):
@@ -90,3 +98,5 @@ def test_a_name_with_two_labels_is_refused():
     assert not one_label_per_name(["a", "b", "a"], [1, 2, 3])
     with pytest.raises(ValueError, match="listed with two different labels"):
         file_label(None, names=["a", "a"], labels=[1, 2])
+    with pytest.raises(ValueError, match="holds a NUL character"):
+        file_label(None, names=["a\0b", "c"], labels=[1, 2])
