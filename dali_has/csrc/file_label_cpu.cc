@@ -12,15 +12,16 @@
 #include <string_view>
 #include <vector>
 
-#include "dali/pipeline/operator/operator.h"
+#include "dali/pipeline/operator/checkpointing/stateless_operator.h"
 #include "require.h"
 
 namespace dali_has {
 
-class FileLabelCPU : public dali::Operator<dali::CPUBackend> {
+// Stateless: a pipeline checkpoint (the trainer's exact resume) has nothing to save for it.
+class FileLabelCPU : public dali::StatelessOperator<dali::CPUBackend> {
  public:
   explicit FileLabelCPU(const dali::OpSpec &spec)
-      : dali::Operator<dali::CPUBackend>(spec),
+      : dali::StatelessOperator<dali::CPUBackend>(spec),
         names_(spec.GetArgument<std::string>("names")),
         labels_(spec.GetRepeatedArgument<int>("labels")) {
     for (size_t start = 0; start <= names_.size();) {

@@ -47,6 +47,17 @@ def dataset(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def pixel_list(tmp_path_factory) -> Path:
+    """A file list of 11 decoded-pixel (.npy) images of different sizes, file i labelled i."""
+    root = tmp_path_factory.mktemp("pixels")
+    rng = np.random.default_rng(1)
+    for i in range(N_IMAGES):
+        np.save(root / f"img{i:02d}.npy", rng.integers(0, 256, (20 + 3 * i, 40 - 2 * i, 3), dtype=np.uint8))
+    (root / "list.txt").write_text("".join(f"img{i:02d}.npy {i}\n" for i in range(N_IMAGES)))
+    return root / "list.txt"
+
+
 def epoch(loader) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     images, labels = [], []
     for x, y in loader:
@@ -145,11 +156,13 @@ def test_iter_without_drawing_a_batch_loses_nothing(dataset):
 
 
 @pytest.mark.parametrize("has", [None, {"patch_sizes": [0, 4], "p_hide": 0.5}])
-def test_a_saved_state_resumes_the_next_epochs_exactly(dataset, has):
+@pytest.mark.parametrize("stored", ["jpeg", "npy"])  # fn.readers.file / fn.readers.numpy
+def test_a_saved_state_resumes_the_next_epochs_exactly(dataset, pixel_list, has, stored):
     def epochs(loader, n):
         return [_by_label(*epoch(loader)) for _ in range(n)]
 
-    make = lambda: small_loader(dataset / "list_11.txt", seed=2, checkpointing=True, has=has)  # noqa: E731
+    data = dataset / "list_11.txt" if stored == "jpeg" else pixel_list
+    make = lambda: small_loader(data, seed=2, checkpointing=True, has=has)  # noqa: E731
     original = make()
     epochs(original, 1)
     state = original.state_dict()
