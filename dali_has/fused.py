@@ -1,12 +1,12 @@
 """The fused Hide-and-Seek DALI operator (C++ CPU kernel, CUDA kernel when built): loading and calling it.
 
 `load()` builds the plugin on first use (see `plugin_build`) and registers it with DALI, after which its
-operators are `fn.dali_has.hide_and_seek` and `fn.dali_has.resize_mirror_normalize_hide` (CPU only; called
-through `dali_has.resize_mirror_normalize`). When it cannot be built, `load()` is False and
-`unavailable_reason()` says why in one line, for the caller's warning.
+operators are `fn.dali_has.hide_and_seek` and `fn.dali_has.resize_mirror_normalize_hide` (called through
+`dali_has.resize_mirror_normalize`), each with a CPU and, when built, a GPU backend. When it cannot be built,
+`load()` is False and `unavailable_reason()` says why in one line, for the caller's warning.
 
-The GPU kernel is usable when it was built *and* this machine's NVIDIA driver can run it: the plugin links the
-CUDA runtime of the nvcc that built it statically, which needs a driver for that CUDA major version (CUDA 13:
+The CUDA kernels are usable when they were built *and* this machine's NVIDIA driver can run them: the plugin links
+the CUDA runtime of the nvcc that built it statically, which needs a driver for that CUDA major version (CUDA 13:
 driver 580 or newer). An older driver would accept the library and fail at the kernel's first launch, so the
 driver is checked here, once, and GPU pipelines fall back to the composition with a warning that says why.
 """

@@ -34,10 +34,12 @@ from dali_has.cache import cache_root
 
 CSRC = Path(__file__).parent / "csrc"
 LIB_NAME = "libdali_has_ops.so"
-# The CPU operators (and the rule they share), always built; hide_and_seek_gpu.cc and .cu join them when nvcc is
-# found.
+# The CPU operators (and the rule they share), always built; the GPU operators (compiled like the CPU ones) and
+# their CUDA kernels (compiled by nvcc) join them when nvcc is found.
 CPU_SOURCES = ("hide_and_seek_rule.cc", "hide_and_seek_cpu.cc", "resize_mirror_normalize_hide_cpu.cc",
                "file_label_cpu.cc")
+GPU_SOURCES = ("hide_and_seek_gpu.cc", "resize_mirror_normalize_hide_gpu.cc")
+CUDA_SOURCES = ("hide_and_seek_gpu.cu", "resize_mirror_normalize_hide_gpu.cu")
 FAILED = "FAILED"
 # Words of compilers and linkers whose failure says nothing about the sources: the next try may succeed.
 _PASSING_FAILURES = ("No space left on device", "Killed signal terminated program", "virtual memory exhausted",
@@ -170,13 +172,15 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
                f"-I{CSRC}", "-c"]
         cpu_objects = [str(tmp / Path(src).with_suffix(".o")) for src in CPU_SOURCES]
         jobs = {src: cxx + [str(CSRC / src), "-o", obj] for src, obj in zip(CPU_SOURCES, cpu_objects)}
+        gpu_objects = [str(tmp / Path(src).with_suffix(".o")) for src in GPU_SOURCES]
+        cuda_objects = [str(tmp / (Path(src).stem + "_cuda.o")) for src in CUDA_SOURCES]
         if tools.nvcc:
-            jobs["gpu_op"] = cxx + [str(CSRC / "hide_and_seek_gpu.cc"), "-o", str(tmp / "gpu_op.o")]
+            jobs.update({src: cxx + [str(CSRC / src), "-o", obj] for src, obj in zip(GPU_SOURCES, gpu_objects)})
             # all-major: SASS for each major architecture nvcc supports (minor versions run it) plus
-            # PTX of the newest for future GPUs; one small kernel, a few seconds.
-            jobs["gpu_kernel"] = [tools.nvcc, "-std=c++17", "-O3", "-arch=all-major", "-ccbin", tools.cxx,
-                                  "-Xcompiler", "-fPIC", f"-I{CSRC}", "-c",
-                                  str(CSRC / "hide_and_seek_gpu.cu"), "-o", str(tmp / "gpu_kernel.o")]
+            # PTX of the newest for future GPUs; small kernels, a few seconds each.
+            jobs.update({src: [tools.nvcc, "-std=c++17", "-O3", "-arch=all-major", "-ccbin", tools.cxx,
+                               "-Xcompiler", "-fPIC", f"-I{CSRC}", "-c", str(CSRC / src), "-o", obj]
+                         for src, obj in zip(CUDA_SOURCES, cuda_objects)})
         with ThreadPoolExecutor(len(jobs)) as pool:  # the compilers run in parallel
             results = dict(zip(jobs, pool.map(_run, jobs.values())))
 
@@ -192,14 +196,14 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
         gpu_reason = None
         if tools.nvcc is None:
             gpu_reason = "nvcc not found (set CUDA_HOME); the GPU kernel was not built"
-        elif not (results["gpu_op"][0] and results["gpu_kernel"][0]):
+        elif not all(results[src][0] for src in GPU_SOURCES + CUDA_SOURCES):
             gpu_reason = f"compiling the GPU kernel failed, see {key_dir / 'build.log'}"
         else:
             # cudart is linked statically: the library then needs only a driver new enough for nvcc's
             # CUDA version, not a matching libcudart on the library path.
-            gpu_link = link + [str(tmp / "gpu_op.o"), str(tmp / "gpu_kernel.o"),
-                               f"-L{Path(tools.nvcc).resolve().parent.parent / 'lib64'}",
-                               "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
+            gpu_link = link + gpu_objects + cuda_objects + [
+                f"-L{Path(tools.nvcc).resolve().parent.parent / 'lib64'}", "-lcudart_static", "-ldl", "-lrt",
+                "-lpthread"]
             ok, out = _run(gpu_link)
             if not ok:
                 gpu_reason = f"linking the GPU kernel failed, see {key_dir / 'build.log'}"

@@ -1,4 +1,4 @@
-"""`resize_mirror_normalize_hide`: from decoded crop windows to the network input in one CPU operator.
+"""`resize_mirror_normalize_hide`: from decoded crop windows to the network input in one operator.
 
 The training pipeline's tail, fn.resize -> fn.crop_mirror_normalize -> hide_and_seek, spends most of its CPU
 time in DALI's general-purpose resize. The plugin's `fn.dali_has.resize_mirror_normalize_hide` does the same
@@ -7,8 +7,13 @@ rounding fn.resize applies, crop_mirror_normalize's normalization (a 256-entry t
 Hide-and-Seek cells written as the fill instead of being computed. It differs from the chain only where
 the two resizes round a value to a different uint8 level (one normalized step, 1 / std).
 
-The operator is CPU only. Where the plugin cannot be built, or the images are on the GPU, `impl="auto"` runs
-the chain of DALI built-ins instead (with `hide_and_seek` in the `has_impl` it is given).
+The operator has a GPU backend too, when the plugin was built with its CUDA kernels and the driver can run them
+(`fused.gpu_available()`): one kernel launch per batch, one thread per output pixel, made to give the CPU
+backend's numbers bit for bit (its per-pixel arithmetic, compiled for the host, is compared with the CPU backend
+in the CPU tests; the kernel itself in `gpu` tests). On the GPU it runs only when asked for (`impl="fused"`):
+`impl="auto"` keeps the built-ins there until the kernel has been measured against them on a GPU. Where the
+plugin cannot be built, `impl="auto"` runs the chain of DALI built-ins (with `hide_and_seek` in the
+`has_impl` it is given).
 """
 from __future__ import annotations
 
@@ -48,9 +53,9 @@ def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mir
         layout: "CHW" or "HWC", of each output sample.
         has: Hide-and-Seek settings, applied on the output grid after the flip, fill in normalized units;
             None hides nothing.
-        impl: "fused" (the plugin's operator: CPU images only), "builtin" (fn.resize + fn.crop_mirror_normalize +
-            `hide_and_seek(impl=has_impl)`), or "auto": the operator for CPU images when the plugin loads and
-            `has_impl` is not "composed", else the built-ins.
+        impl: "fused" (the plugin's operator; GPU images need `fused.gpu_available()`), "builtin" (fn.resize +
+            fn.crop_mirror_normalize + `hide_and_seek(impl=has_impl)`), or "auto": the operator for CPU images
+            when the plugin loads and `has_impl` is not "composed", else the built-ins.
         has_impl: the `hide_and_seek` implementation the built-in chain uses.
 
     Returns:
@@ -58,7 +63,8 @@ def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mir
 
     Raises:
         ValueError: an argument is out of range or of the wrong type (the message names it).
-        RuntimeError: impl="fused" but the plugin is unavailable or the images are on the GPU.
+        RuntimeError: impl="fused" but the plugin is unavailable, or its CUDA kernel is and the images are on
+            the GPU (the message says why).
     """
     sides = (size, size) if isinstance(size, Real) else tuple(size) if isinstance(size, Sequence) else ()
     if len(sides) != 2:
@@ -78,11 +84,11 @@ def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mir
 
     on_gpu = getattr(images, "device", "cpu") == "gpu"
     if impl == "fused" or (impl == "auto" and not on_gpu and has_impl != "composed" and fused.load()):
-        if on_gpu:
-            raise RuntimeError("resize_mirror_normalize_hide has no GPU operator; give it CPU images or use "
-                               "impl='auto' / 'builtin'")
         if not fused.load():
             raise RuntimeError(f"the fused operator is unavailable: {fused.unavailable_reason()}")
+        if on_gpu and not fused.gpu_available():
+            raise RuntimeError(f"the fused operator cannot run on the GPU here: {fused.gpu_unavailable_reason()}; "
+                               "use impl='auto' or 'builtin'")
         has_args = has.to_dict() if has is not None else {"patch_sizes": [0], "p_hide": 0.0, "fill": [0.0]}
         window_args = {} if window is None else {"crop_anchor": window[0], "crop_shape": window[1]}
         return fn.dali_has.resize_mirror_normalize_hide(images, size=[height, width], mirror=mirror,

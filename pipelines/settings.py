@@ -178,10 +178,11 @@ class TrainAugment:
         `pipelines.has_fill`); None = no hiding.
     has_impl: the Hide-and-Seek operator when it runs on its own: "auto" (fused plugin if loadable, else the
         composition), "fused" or "composed".
-    resize_impl: the resize + flip + normalize (+ Hide-and-Seek) tail: "fused" (the plugin's one-pass CPU
-        operator, `dali_has.resize_mirror_normalize_hide`, with Hide-and-Seek folded in), "builtin" (fn.resize +
-        fn.crop_mirror_normalize + the `has_impl` operator) or "auto" (fused for CPU pipelines when the plugin
-        loads and has_impl is not "composed", else builtin; GPU pipelines always use the built-ins).
+    resize_impl: the resize + flip + normalize (+ Hide-and-Seek) tail: "fused" (the plugin's one-pass
+        operator, `dali_has.resize_mirror_normalize_hide`, with Hide-and-Seek folded in; on the GPU its CUDA
+        kernel), "builtin" (fn.resize + fn.crop_mirror_normalize + the `has_impl` operator) or "auto" (fused for
+        CPU pipelines when the plugin loads and has_impl is not "composed", else builtin; GPU pipelines use the
+        built-ins unless "fused" is asked for: the kernel has not been measured against them on a GPU yet).
     random_area, random_aspect_ratio: (min, max) of the crop window's share of the image area and of its
         width / height.
     flip_probability: chance of a horizontal flip per sample (0 for data whose labels a mirror image changes).

@@ -1,5 +1,6 @@
-// dali_has.resize_mirror_normalize_hide (CPU only): from a decoded crop window to the network input in
+// dali_has.resize_mirror_normalize_hide, CPU backend: from a decoded crop window to the network input in
 // one pass over the output. Replaces fn.resize -> fn.crop_mirror_normalize -> dali_has.hide_and_seek.
+// (The GPU backend, _gpu.cc / _gpu.cu, computes the same numbers one output pixel per CUDA thread.)
 //
 // Per output row: a vertical pass of the input rows into one float row (contiguous, vectorized), then a
 // horizontal pass that writes the output pixels directly: rounded to uint8 as fn.resize's output is, then
@@ -19,31 +20,14 @@
 #include <type_traits>
 #include <vector>
 
-#include "dali/core/convert.h"
-#include "dali/core/float16.h"
-#include "dali/operators/random/rng_base.h"
-#include "dali/pipeline/operator/operator.h"
-#include "hide_and_seek_rule.h"
+#include "resize_filter.h"
+#include "resize_mirror_normalize_hide.h"
 
 namespace dali_has {
 namespace {
 
-constexpr int kMaxChannels = 4;  // one pixel is one 4-float vector in the horizontal pass
-
 typedef float Float4 __attribute__((vector_size(16)));
 typedef int32_t Int4 __attribute__((vector_size(16)));
-
-// The [0, 1, 0] table that DALI's triangle filter interpolates linearly (ResamplingFilter::operator()).
-inline float Triangle(float x) {
-  if (!(x > -1.f) || x >= 3.f)
-    return 0.f;
-  static constexpr float kCoeffs[3] = {0.f, 1.f, 0.f};
-  int x0 = std::floor(x), x1 = x0 + 1;
-  float d = x - x0;
-  float f0 = x0 < 0 ? 0.f : kCoeffs[x0];
-  float f1 = x1 >= 3 ? 0.f : kCoeffs[x1];
-  return f0 + d * (f1 - f0);
-}
 
 // The taps of one axis: output index i reads `taps` consecutive source indices from first[i] on, with
 // weights weight[i * taps + k]. Source indices outside the input are the edge (DALI clamps them); the
@@ -55,39 +39,24 @@ struct AxisTaps {
   std::vector<float> weight;
 };
 
-// fn.resize's default filter on one axis, with DALI's float arithmetic step for step so the weights are
-// the same numbers: linear interpolation when enlarging (a triangle of radius 1), a triangle of radius
-// in/out when shrinking (antialiasing). `reversed`: output index i takes the taps of out_size - 1 - i.
-void ComputeTaps(int in_size, int out_size, bool reversed, AxisTaps &t) {
-  const float in = in_size, out = out_size;
-  const float radius = in > out ? in / out : 1.f;                // DefaultFilterRadius
-  const float filter_scale = 2 / std::max(1.f, 2 * radius);      // ResamplingFilter::rescale
-  const float anchor = 1.f * 1.f / filter_scale;                 // anchor * old_scale / scale
-  const int taps = std::ceil(2 / filter_scale);                  // ResamplingFilter::support
-  const float scale = in / out;
-  const float origin = 0.5f * scale - 0.5f - anchor;             // InitializeResamplingFilter
-  t.taps = taps;
+// The taps of `f` for an axis resized to out_size (resize_filter.h). `reversed`: output index i takes the taps
+// of out_size - 1 - i.
+void ComputeTaps(const AxisFilter &f, int out_size, bool reversed, AxisTaps &t) {
+  t.taps = f.taps;
   t.first.resize(out_size);
-  t.weight.resize(static_cast<size_t>(out_size) * taps);
+  t.weight.resize(static_cast<size_t>(out_size) * f.taps);
   for (int x = 0; x < out_size; x++) {
-    float sx0f = x * scale + origin;
-    int sx0 = std::ceil(sx0f);
-    float f0 = sx0 - sx0f;
+    float frac;
     int i = reversed ? out_size - 1 - x : x;
-    t.first[i] = sx0;
-    float *w = &t.weight[static_cast<size_t>(i) * taps];
-    float sum = 0;
-    for (int k = 0; k < taps; k++) {
-      w[k] = Triangle((f0 + k) * filter_scale);
-      sum += w[k];
-    }
-    if (sum)
-      for (int k = 0; k < taps; k++)
-        w[k] /= sum;
+    t.first[i] = FirstTap(f, x, &frac);
+    float *w = &t.weight[static_cast<size_t>(i) * f.taps];
+    const float sum = TapSum(f, frac);
+    for (int k = 0; k < f.taps; k++)
+      w[k] = Tap(f, frac, k, sum);
   }
   auto [lo, hi] = std::minmax_element(t.first.begin(), t.first.end());
   t.lo = *lo;
-  t.hi = *hi + taps;
+  t.hi = *hi + f.taps;
 }
 
 // Values [begin, end) of one vertically resampled row: the weighted sum of T input rows, summed in
@@ -217,16 +186,6 @@ void WithTaps(int taps, F &&f) {
   }
 }
 
-struct SampleJob {
-  const uint8_t *in;  // the window's first pixel
-  int in_h, in_w, channels;
-  ptrdiff_t stride;   // between input rows, in elements: the whole image's row when reading a window of it
-  void *out;
-  int out_h, out_w;
-  bool mirror;
-  CellDraw draw;
-};
-
 // Per-thread buffers, reused across samples and iterations.
 struct Scratch {
   AxisTaps rows, cols;
@@ -241,8 +200,8 @@ struct Scratch {
 template <int C, bool CHW, typename Out>
 void ProcessSample(const SampleJob &s, const OutputFormat<Out> &fmt, uint64_t threshold, Scratch &t) {
   const int H = s.out_h, W = s.out_w;
-  ComputeTaps(s.in_h, H, false, t.rows);
-  ComputeTaps(s.in_w, W, s.mirror, t.cols);
+  ComputeTaps(MakeAxisFilter(s.in_h, H), H, false, t.rows);
+  ComputeTaps(MakeAxisFilter(s.in_w, W), W, s.mirror, t.cols);
   t.weights4.resize(t.cols.weight.size());
   for (size_t i = 0; i < t.cols.weight.size(); i++)
     t.weights4[i] = Float4{} + t.cols.weight[i];
@@ -324,183 +283,39 @@ void DispatchSample(const SampleJob &s, const OutputFormat<Out> &fmt, uint64_t t
 
 }  // namespace
 
-class ResizeMirrorNormalizeHideCPU
-    : public dali::rng::OperatorWithRng<dali::Operator<dali::CPUBackend>> {
-  using Base = dali::rng::OperatorWithRng<dali::Operator<dali::CPUBackend>>;
-
+class ResizeMirrorNormalizeHideCPU : public ResizeMirrorNormalizeHide<dali::CPUBackend> {
  public:
   explicit ResizeMirrorNormalizeHideCPU(const dali::OpSpec &spec)
-      : Base(spec),
-        has_(spec),
-        size_(spec.GetRepeatedArgument<int>("size")),
-        mean_(spec.GetRepeatedArgument<float>("mean")),
-        std_(spec.GetRepeatedArgument<float>("std")),
-        dtype_(spec.GetArgument<dali::DALIDataType>("dtype")),
-        layout_(spec.GetArgument<dali::TensorLayout>("output_layout")),
-        scratch_(num_threads_) {
-    Require(size_.size() == 2, "Argument `size` has ", size_.size(),
-            " values; give the output (height, width), e.g. [224, 224].");
-    Require(size_[0] > 0 && size_[1] > 0 && int64_t{size_[0]} * size_[1] < (int64_t{1} << 31),
-            "Argument `size` = [", size_[0], ", ", size_[1], "]; height and width must be > 0 (and their "
-            "product < 2^31).");
-    CheckPerChannel("mean", mean_);
-    CheckPerChannel("std", std_);
-    for (float s : std_)
-      Require(s > 0 && std::isfinite(s), "Argument `std` contains ", s, "; standard deviations must be > 0.");
-    for (float m : mean_)
-      Require(std::isfinite(m), "Argument `mean` contains ", m, "; it must be finite.");
-    Require(dtype_ == DALI_FLOAT || dtype_ == DALI_FLOAT16, "Argument `dtype` = ", dtype_,
-            " is not supported; expected float (float32) or float16.");
-    Require(layout_ == "CHW" || layout_ == "HWC", "Argument `output_layout` = \"", layout_,
-            "\"; expected \"CHW\" or \"HWC\".");
-    for (int c = 0; c < kMaxChannels; c++) {  // channels a sample lacks are never read
-      mean4_[c] = mean_[std::min<size_t>(c, mean_.size() - 1)];
-      inv_std4_[c] = 1.f / std_[std::min<size_t>(c, std_.size() - 1)];
-    }
-    if (dtype_ == DALI_FLOAT) {
-      BuildFill(fill_f32_);
-    } else {
-      table_f16_.resize(kMaxChannels * 256);
-      for (int c = 0; c < kMaxChannels; c++)
-        for (int level = 0; level < 256; level++)
-          table_f16_[c * 256 + level] =
-              dali::ConvertSat<dali::float16>((static_cast<float>(level) - mean4_[c]) * inv_std4_[c]);
-      BuildFill(fill_f16_);
+      : ResizeMirrorNormalizeHide<dali::CPUBackend>(spec), scratch_(num_threads_) {
+    for (int c = 0; c < kMaxChannels; c++) {
+      mean_v_[c] = mean4_[c];
+      inv_std_v_[c] = inv_std4_[c];
     }
   }
 
  protected:
-  bool SetupImpl(std::vector<dali::OutputDesc> &output_desc, const dali::Workspace &ws) override {
-    const auto &in = ws.Input<dali::CPUBackend>(0);
-    Require(in.GetLayout() == "HWC", "Input layout is \"", in.GetLayout(), "\"; expected \"HWC\" (decoded "
-            "images; set `layout` in fn.external_source).");
-    Require(in.type() == DALI_UINT8, "Input type ", in.type(), " is not supported; expected uint8 "
-            "(decoded images).");
-    const auto &shape = in.shape();
-    int n = shape.num_samples();
-    ReadWindows(ws, shape);
-    dali::TensorListShape<3> out_shape(n);
-    for (int i = 0; i < n; i++) {
-      auto sh = shape.tensor_shape_span(i);
-      int64_t h = sh[0], w = sh[1], c = sh[2];
-      Require(h > 0 && w > 0, "Sample ", i, " is empty (", h, "x", w, "x", c, "); nothing to resize.");
-      if (!windows_.empty()) {
-        const Window &win = windows_[i];
-        Require(win.y >= 0 && win.x >= 0 && win.h > 0 && win.w > 0 && int64_t{win.y} + win.h <= h &&
-                int64_t{win.x} + win.w <= w, "Sample ", i, ": the window at (y, x) = (", win.y, ", ", win.x,
-                ") of (height, width) = (", win.h, ", ", win.w, ") is not inside the ", h, "x", w,
-                " image (`crop_anchor`, `crop_shape`).");
-      }
-      Require(h < (int64_t{1} << 31) / std::max<int64_t>(w * c, 1), "Sample ", i, " is too large (", h,
-              "x", w, "x", c, ").");
-      Require(c >= 1 && c <= kMaxChannels, "Sample ", i, " has ", c, " channels; 1 to ", kMaxChannels,
-              " are supported.");
-      Require(mean_.size() == 1 || static_cast<int64_t>(mean_.size()) == c, "Argument `mean` has ",
-              mean_.size(), " values but sample ", i, " has ", c, " channels.");
-      Require(std_.size() == 1 || static_cast<int64_t>(std_.size()) == c, "Argument `std` has ",
-              std_.size(), " values but sample ", i, " has ", c, " channels.");
-      has_.CheckChannels(i, c);
-      if (layout_ == "CHW")
-        out_shape.set_tensor_shape(i, dali::TensorShape<3>(c, size_[0], size_[1]));
-      else
-        out_shape.set_tensor_shape(i, dali::TensorShape<3>(size_[0], size_[1], c));
-    }
-    output_desc.resize(1);
-    output_desc[0] = {out_shape, dtype_};
-    return true;
-  }
-
   using dali::Operator<dali::CPUBackend>::RunImpl;
 
   void RunImpl(dali::Workspace &ws) override {
-    const auto &in = ws.Input<dali::CPUBackend>(0);
-    auto &out = ws.Output<dali::CPUBackend>(0);
-    out.SetLayout(layout_);
-    const auto &shape = in.shape();
-    int n = shape.num_samples();
-    if (n == 0)
-      return;
-    GetPerSampleArgument(mirror_, "mirror", ws, n);
-    jobs_.resize(n);
-    for (int i = 0; i < n; i++) {
-      auto sh = shape.tensor_shape_span(i);
-      auto rng = this->GetSampleRNG(i);
-      Window win = windows_.empty() ? Window{0, 0, static_cast<int>(sh[0]), static_cast<int>(sh[1])} : windows_[i];
-      const ptrdiff_t stride = sh[1] * sh[2];
-      const uint8_t *first = static_cast<const uint8_t *>(in.raw_tensor(i)) + win.y * stride + win.x * sh[2];
-      jobs_[i] = {first, win.h, win.w, static_cast<int>(sh[2]), stride, out.raw_mutable_tensor(i), size_[0],
-                  size_[1], mirror_[i] != 0, has_.Draw(rng)};
-    }
+    PrepareJobs(ws);
     auto &pool = ws.GetThreadPool();
     const uint64_t threshold = has_.threshold();
     const bool chw = layout_ == "CHW";
     for (const SampleJob &s : jobs_) {
       pool.AddWork([&, s](int tid) {
         if (dtype_ == DALI_FLOAT)
-          DispatchSample(s, OutputFormat<float>{nullptr, fill_f32_.data(), mean4_, inv_std4_, chw},
+          DispatchSample(s, OutputFormat<float>{nullptr, fill_f32_.data(), mean_v_, inv_std_v_, chw},
                          threshold, scratch_[tid]);
         else
-          DispatchSample(s, OutputFormat<dali::float16>{table_f16_.data(), fill_f16_.data(), mean4_,
-                                                        inv_std4_, chw}, threshold, scratch_[tid]);
+          DispatchSample(s, OutputFormat<dali::float16>{table_f16_.data(), fill_f16_.data(), mean_v_,
+                                                        inv_std_v_, chw}, threshold, scratch_[tid]);
       }, int64_t{s.in_h} * s.in_w);  // biggest input first
     }
     pool.RunAll();
   }
 
  private:
-  struct Window {
-    int y, x, h, w;
-  };
-
-  // The per-sample windows of `crop_anchor` and `crop_shape` ((y, x) and (height, width), e.g. the outputs
-  // of fn.random_crop_generator), or none: the whole image. Both or neither must be given.
-  void ReadWindows(const dali::Workspace &ws, const dali::TensorListShape<> &shape) {
-    windows_.clear();
-    const bool anchor = spec_.HasTensorArgument("crop_anchor"), extent = spec_.HasTensorArgument("crop_shape");
-    Require(anchor == extent, "Give both `crop_anchor` and `crop_shape` (a window), or neither (the whole "
-            "image).");
-    if (!anchor)
-      return;
-    const auto &anchors = ws.ArgumentInput("crop_anchor");
-    const auto &extents = ws.ArgumentInput("crop_shape");
-    int n = shape.num_samples();
-    windows_.resize(n);
-    for (int i = 0; i < n; i++) {
-      for (const auto *arg : {&anchors, &extents}) {
-        Require(arg->type() == DALI_INT32 && arg->tensor_shape(i).num_elements() == 2,
-                "`crop_anchor` and `crop_shape` take two int32 values per sample, (y, x) and (height, width), "
-                "as fn.random_crop_generator gives them for HWC images.");
-      }
-      const int *a = anchors.tensor<int>(i), *e = extents.tensor<int>(i);
-      windows_[i] = {a[0], a[1], e[0], e[1]};
-    }
-  }
-
-  static void CheckPerChannel(const char *name, const std::vector<float> &values) {
-    Require(!values.empty() && values.size() <= kMaxChannels, "Argument `", name, "` has ", values.size(),
-            " values; give a number or one per channel (at most ", kMaxChannels, ").");
-  }
-
-  // The fill in the output type, converted as dali.hide_and_seek converts it, for every channel count
-  // a sample may validly have.
-  template <typename Out>
-  void BuildFill(std::vector<Out> &fill) const {
-    size_t channels = has_.fill_values() == 1 ? kMaxChannels : has_.fill_values();
-    fill.resize(std::max<size_t>(channels, kMaxChannels));
-    has_.FillElements(dtype_, channels, fill.data());
-  }
-
-  HideAndSeekArgs has_;
-  std::vector<int> size_;
-  std::vector<float> mean_, std_;
-  dali::DALIDataType dtype_;
-  dali::TensorLayout layout_;
-  Float4 mean4_, inv_std4_;
-  std::vector<float> fill_f32_;
-  std::vector<dali::float16> table_f16_, fill_f16_;
-  std::vector<int> mirror_;
-  std::vector<Window> windows_;  // empty: whole images
-  std::vector<SampleJob> jobs_;
+  Float4 mean_v_, inv_std_v_;
   std::vector<Scratch> scratch_;
 };
 
@@ -510,7 +325,7 @@ DALI_REGISTER_OPERATOR(dali_has__ResizeMirrorNormalizeHide, ::dali_has::ResizeMi
                        ::dali::CPU);
 
 DALI_SCHEMA(dali_has__ResizeMirrorNormalizeHide)
-    .DocStr(R"(From a decoded crop window to the network input in one pass (CPU only).
+    .DocStr(R"(From a decoded crop window to the network input in one pass (CPU and GPU).
 
 Resizes each uint8 HWC image to `size` like fn.resize's default (linear interpolation, antialiased
 when shrinking), rounds to uint8 as fn.resize does, flips horizontally where `mirror` is non-zero,

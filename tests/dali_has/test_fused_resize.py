@@ -1,4 +1,5 @@
-"""The fused resize + flip + normalize + Hide-and-Seek operator (`resize_mirror_normalize_hide`, CPU only).
+"""The fused resize + flip + normalize + Hide-and-Seek operator (`resize_mirror_normalize_hide`) on the CPU
+(its GPU backend: test_fused_resize_gpu.py).
 
 Reference: the chain it replaces, fn.resize (default: linear, antialiased when shrinking) ->
 fn.crop_mirror_normalize -> dali_has.hide_and_seek. Both round the resized image to uint8 and normalize
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from nvidia.dali import fn, pipeline_def, types
 
-from dali_has import HaSConfig, fused, reference, resize_mirror_normalize_hide
+from dali_has import HaSConfig, fused, plugin_build, reference, resize_mirror_normalize_hide
 from tests.dali_has.has_harness import assert_checkpoint_resumes
 
 pytestmark = pytest.mark.fused
@@ -314,15 +315,32 @@ def test_a_window_outside_the_image_is_refused(anchor, shape, message):
         p.run()
 
 
-def test_gpu_images_get_the_chain_of_built_ins_and_fused_refuses_them():
+def gpu_graph(impl):
     @pipeline_def(batch_size=2, num_threads=1, device_id=0)
-    def pipe(impl):
+    def pipe():
         x = fn.external_source(name="x", layout="HWC").gpu()
         return resize_mirror_normalize_hide(x, size=8, impl=impl)
 
-    pipe("auto")  # defines the graph (built-ins on the GPU); building it would need a GPU
-    with pytest.raises(RuntimeError, match="no GPU operator"):
-        pipe("fused")
+    return pipe()  # defined, not built: building would need a GPU
+
+
+def last_operator(pipe) -> str:
+    """The name of the node a defined (not built) pipeline outputs, e.g. "__CropMirrorNormalize_3"."""
+    return pipe._graph_out[0].name
+
+
+def test_gpu_images_get_the_chain_of_built_ins_unless_fused_is_asked_for(fused_on_gpu_definable):
+    """On the GPU "auto" keeps the built-ins (the kernel is opt-in until measured on a GPU); "fused" runs it."""
+    assert "CropMirrorNormalize" in last_operator(gpu_graph("auto"))
+    assert "ResizeMirrorNormalizeHide" in last_operator(gpu_graph("fused"))
+
+
+def test_fused_on_gpu_images_is_refused_saying_why_where_the_kernel_cannot_run(monkeypatch):
+    monkeypatch.setitem(fused._state, "gpu", False)
+    monkeypatch.setitem(fused._state, "gpu_reason", "no NVIDIA driver found")
+    gpu_graph("auto")
+    with pytest.raises(RuntimeError, match="cannot run on the GPU here: no NVIDIA driver found"):
+        gpu_graph("fused")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -375,8 +393,9 @@ def test_operator_rejects_bad_arguments_and_inputs_by_name(kwargs, image, layout
         p.run()
 
 
-def test_the_operator_has_no_gpu_backend():
+def test_the_operator_has_a_gpu_backend_where_the_plugin_has_its_cuda_kernels():
     from nvidia.dali import backend
 
     assert "dali_has__ResizeMirrorNormalizeHide" in backend.RegisteredCPUOps()
-    assert "dali_has__ResizeMirrorNormalizeHide" not in backend.RegisteredGPUOps()
+    built = plugin_build.build()
+    assert ("dali_has__ResizeMirrorNormalizeHide" in backend.RegisteredGPUOps()) == built.gpu

@@ -45,13 +45,16 @@ def image_options(folder, **kwargs):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-@pytest.mark.parametrize("has_impl", [None, "composed", "fused"])
-def test_train_pipeline(folder, dtype, layout, has_impl, request):
-    if has_impl == "fused":
+@pytest.mark.parametrize("has_impl, resize_impl", [(None, "auto"), ("composed", "auto"), ("fused", "auto"),
+                                                   (None, "fused"), ("fused", "fused")])
+def test_train_pipeline(folder, dtype, layout, has_impl, resize_impl, request):
+    if "fused" in (has_impl, resize_impl):
         request.getfixturevalue("fused_on_gpu_definable")
     has = None if has_impl is None else HaSConfig(fill=(0.5, -1.0, 2.0))
-    train_pipeline(GPU, image_options(folder, dtype=dtype, layout=layout),
-                   TrainAugment(has=has, has_impl=has_impl or "auto"))
+    pipe = train_pipeline(GPU, image_options(folder, dtype=dtype, layout=layout),
+                          TrainAugment(has=has, has_impl=has_impl or "auto", resize_impl=resize_impl))
+    images = pipe._graph_out[0]  # defined, not built: the node the images come from
+    assert ("ResizeMirrorNormalizeHide" in images.name) == (resize_impl == "fused") and images.device == "gpu"
 
 
 @pytest.mark.parametrize("train", [True, False])
@@ -76,11 +79,14 @@ def pixels_folder(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("what", ["train", "val", "mean", "bad files"])
-def test_pipelines_reading_decoded_pixels(pixels_folder, what):
+@pytest.mark.parametrize("what", ["train", "train, fused resize", "val", "mean", "bad files"])
+def test_pipelines_reading_decoded_pixels(pixels_folder, what, request):
     image = image_options(pixels_folder)
     if what == "train":
         train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), has_impl="composed"))
+    elif what == "train, fused resize":
+        request.getfixturevalue("fused_on_gpu_definable")
+        train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), resize_impl="fused"))
     elif what == "val":
         val_pipeline(GPU, image, ten_crop=True)
     elif what == "mean":

@@ -13,6 +13,9 @@ Four graphs, each one stage longer than the one before, read the same JPEGs (shu
               work without the hand-off to torch (which DALI 2.4's dynamic executor does through DLPack without
               a copy). CPU: the fused operator, float32, as `make_loader(train=True)` runs it; GPU: fn.resize +
               fn.crop_mirror_normalize + the HaS CUDA kernel, float16, as `dali-has bench --device gpu`;
+  fused       GPU only: the train graph's work with the fused operator's CUDA kernel (`impl="fused"`: resize,
+              flip, normalize and HaS in one launch) instead of the three operators; on the CPU `train` is
+              already the fused operator;
   no_has      the same without Hide-and-Seek (what HaS costs: train - no_has);
   loader      the train graph as `make_loader` builds it (from a file list of the same files, labels read too),
               batches handed to torch by the DALI iterator: what the hand-off costs (loader - train).
@@ -73,9 +76,11 @@ from train.bench.timing import (
 from train.bench.windows import image_sets
 
 SIZE = 224
-STAGES = ("read", "decode", "fast_idct", "train", "no_has", "loader")
+STAGES = ("read", "decode", "fast_idct", "train", "fused", "no_has", "loader")
 # What each stage's own cost is counted from.
-BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "no_has": "decode", "loader": "train"}
+BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "fused": "decode", "no_has": "decode",
+          "loader": "train"}
+CPU_ONLY, GPU_ONLY = ("fast_idct",), ("fused",)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -97,8 +102,9 @@ def file_sets(images: int) -> dict[str, list[Path]]:
 
 
 def stages_of(paths: list[Path], device: str = "cpu") -> tuple[str, ...]:
-    """The stages measured on a set: all of STAGES, but no fast_idct for decoded pixels or on the GPU."""
-    return tuple(s for s in STAGES if s != "fast_idct" or (paths[0].suffix != PIXELS_SUFFIX and device == "cpu"))
+    """The stages measured on a set: STAGES on its device (CPU_ONLY, GPU_ONLY), no fast_idct for decoded pixels."""
+    return tuple(s for s in STAGES if s not in (GPU_ONLY if device == "cpu" else CPU_ONLY)
+                 and (s != "fast_idct" or paths[0].suffix != PIXELS_SUFFIX))
 
 
 def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int]):
@@ -126,8 +132,9 @@ def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int]
             return images if window is None else (images, *window)
         return resize_mirror_normalize_hide(images, size=SIZE, mirror=fn.random.coin_flip(), mean=IMAGENET_MEAN,
                                             std=IMAGENET_STD, dtype=DTYPES[DTYPE_NAMES[output_dtype(args.device)]],
-                                            layout="HWC", has=HaSConfig() if stage == "train" else None,
-                                            impl="auto", has_impl="fused", window=window)
+                                            layout="HWC", has=None if stage == "no_has" else HaSConfig(),
+                                            impl="fused" if stage == "fused" else "auto", has_impl="fused",
+                                            window=window)
 
     return pipe()
 

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
                         "(default: the generated set's, made once into the cache; none with --data)")
     p.add_argument("--resize", nargs="+", choices=("builtin", "fused"),
                    help="resize + normalize (+ HaS) implementations compared on originals and prepared images "
-                        "(default: both on cpu, builtin on gpu)")
+                        "(default: both on cpu, builtin on gpu; fused on gpu runs the plugin's CUDA kernel)")
     add_device(p, help="where DALI decodes and the model trains (default: gpu when CUDA is visible)")
     p.add_argument("--batch-size", type=int)
     add_num_threads(p, sweep=True)
