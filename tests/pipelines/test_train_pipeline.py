@@ -67,6 +67,23 @@ def test_constant_colour_normalizes_to_the_expected_value_in_every_dtype_and_lay
     assert torch.all((channels_last - EXPECTED).abs() <= TOLERANCE)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_the_fused_operator_as_the_gpu_tail_normalizes_and_hides(constant, layout):
+    if not fused.gpu_available():
+        pytest.skip(f"the plugin's CUDA kernels cannot run here: {fused.gpu_unavailable_reason()}")
+    fill = (9.0, -9.0, 9.0)  # outside what the normalized colour can become
+    augment = TrainAugment(has={"patch_sizes": [4], "p_hide": 0.5, "fill": fill}, resize_impl="fused")
+    loader = make_loader(constant, train=True, batch_size=4, crop=12, mean=MEAN, std=STD, dtype=torch.float16,
+                         layout=layout, device="gpu", num_threads=1, augment=augment)
+    assert b"dali_has__ResizeMirrorNormalizeHide" in loader.pipeline.serialize()
+    images = torch.cat([x for x, _ in loader]).float().cpu()
+    channels_last = images if layout == "NHWC" else images.permute(0, 2, 3, 1)
+    hidden = (channels_last == torch.tensor(fill)).all(dim=-1)
+    assert 0 < hidden.float().mean() < 1
+    assert torch.all((channels_last[~hidden] - EXPECTED).abs() <= TOLERANCE)
+
+
 def test_flip_happens_about_half_the_time(half_black_half_white):
     # The crop covers the whole image, so a sample is the image or its mirror image, nothing in between.
     loader = make_loader(half_black_half_white, train=True, batch_size=8, crop=32,
