@@ -130,6 +130,20 @@ def test_the_stage_benchmark_times_every_stage_and_charges_each_its_own_cost(sta
                     m["cpu_ms_per_image"] - stages[before]["cpu_ms_per_image"])
 
 
+def test_two_readers_read_each_file_once_per_epoch_between_them(stage_sets):
+    """read2 (two readers, half the files each) yields both batches' images, and together they read every file."""
+    args = pipeline_stages.parse_args(["--batch-size", "4"])
+    for name in ("originals", "npy"):
+        paths = stage_sets[name]
+        stream = pipeline_stages.batches(paths, "read2", args)
+        assert next(stream) == 8
+        pipe = pipeline_stages.stage_pipeline(paths, "read2", args, device_id=None)
+        pipe.build()
+        read = [bytes(np.array(sample)) for _ in range(len(paths) // 8) for batch in pipe.run() for sample in batch]
+        whole = [np.load(p).tobytes() if p.suffix == ".npy" else p.read_bytes() for p in paths]
+        assert sorted(read) == sorted(whole)
+
+
 @pytest.mark.fused
 def test_every_gpu_stage_graph_is_defined(stage_sets, fused_on_gpu_definable):
     args = pipeline_stages.parse_args(["--device", "gpu", "--hw-decoder-load", "0.9"])
