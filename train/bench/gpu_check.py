@@ -6,8 +6,8 @@ cannot take the others down, and the whole check fits one call of a lent machine
   environment  card, driver, CUDA/torch/DALI versions; builds and loads the fused plugin and says whether its
                CUDA kernel can run on this driver;
   gpu tests    `pytest -m gpu` (junit XML parsed into pass/fail/skip counts and the failing test names);
-  bench        `dali-has bench --device gpu` for AlexNet-GAP (the loader's limit, every data form; shortened);
   stages       `python -m train.bench.pipeline_stages --device gpu`: img/s of the pipeline cut after each stage;
+  bench        `dali-has bench --device gpu` for AlexNet-GAP (the loader's limit, every data form; shortened);
   train        a short GPU training of each architecture with the DALI loader and HaS;
   memory       device and host memory one GPU training pipeline holds, per DALI thread count;
   compile      `dali-has bench --device gpu --compile` for ResNet-50 (eager vs torch.compile step).
@@ -59,24 +59,26 @@ def plan(out: Path, data: Path) -> list[Step]:
         return Step(name, cli + ["bench", "--device", "gpu", "--arch", arch, *options, "--no-progress",
                                  "--json", str(out / f"{name}.json")], limit_s, f"{name}.json")
 
-    # In order of what matters most when the budget runs out: correctness, the loader's speed on every data
-    # form, training, memory, then the compiled model step. The benches are short runs of batch 256 (on an
-    # H200 with 16 cores each took 137-171 s before they measured each loader's memory too).
+    # In order of what matters most when the budget runs out: correctness, where the GPU pipeline tops out, the
+    # loader's speed on every data form, training, memory, then the compiled model step. The benches are short
+    # runs of batch 256 (on an H200 with 16 cores each took 137-171 s before they measured each loader's memory).
     steps = [
         Step("environment", [sys.executable, "-m", "train.bench.gpu_check", "environment",
                              str(out / "environment.json")], 60, "environment.json"),
         # -v: one line per test as it finishes, so a step cut off by its time limit still says what passed
         Step("gpu_tests", [sys.executable, "-m", "pytest", "-m", "gpu", "-v", "-rfE", "-p", "no:cacheprovider",
                            f"--junitxml={out / 'gpu_tests.xml'}", str(REPO / "tests")], 240),
+        # Where the GPU pipeline tops out: read alone (one reader, two), + decode, + resize/normalize/HaS (three
+        # operators, or the fused CUDA kernel), per data form; what the loader speeds below do not say. It writes
+        # its JSON after each data form, so a time-out keeps what it finished.
+        Step("stages", [sys.executable, "-m", "train.bench.pipeline_stages", "--device", "gpu", "--batch-size", "256",
+                        "--num-threads", str(default_num_threads()), "--hw-decoder-load", "0.9", "--iters", "50",
+                        "--runs", "3", "--json", str(out / "stages.json")], 180, "stages.json"),
         # AlexNet-GAP's step is fast enough to show the loader's limit; its bench sweeps the hardware decoder's
         # share and times the data comparison (originals, prepared JPEGs, decoded pixels).
         # 40 batches a run: at 35,000 img/s runs of 20 took 0.15 s and scattered from 22,000 to 41,000 img/s.
         bench("alexnet_gap", "--iters", "40", "--model-iters", "10", "--runs", "3", "--hw-decoder-load", "0.65",
               "0.9", limit_s=240),
-        # Where the GPU pipeline tops out: read alone, + decode, + resize/normalize/HaS, per data form.
-        Step("stages", [sys.executable, "-m", "train.bench.pipeline_stages", "--device", "gpu", "--batch-size", "256",
-                        "--num-threads", str(default_num_threads()), "--hw-decoder-load", "0.9", "--iters", "50",
-                        "--runs", "3", "--json", str(out / "stages.json")], 150, "stages.json"),
     ]
     for arch in ("alexnet_gap", "resnet50"):
         steps.append(Step(f"train_{arch}", cli + ["train", "--data", str(data), "--out", str(out / f"run_{arch}"),

@@ -147,7 +147,10 @@ def runs_and_load(report: dict) -> str:
 
 
 def write_json(path: str | None, report: dict) -> None:
-    """The report as JSON at `path` (a script's --json); nothing when it is None."""
+    """The report as JSON at `path` (a script's --json); nothing when it is None. Written whole or not at all (a
+    temporary file renamed), so a process killed while writing leaves the previous report."""
     if path:
-        with open(path, "w") as f:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
             json.dump(report, f, indent=2)
+        os.replace(tmp, path)

@@ -116,7 +116,7 @@ def test_the_stage_benchmark_times_every_stage_and_charges_each_its_own_cost(sta
     if not fused.load():
         pytest.skip(f"fused plugin cannot be built here: {fused.unavailable_reason()}")
     report = run_stages(tmp_path)
-    assert set(report["results"]) == set(stage_sets)
+    assert set(report["results"]) == set(stage_sets) and report["complete"] is True
     for name, entry in report["results"].items():
         stages = entry["stages"]
         # nothing to decode in npy; `fused` is the GPU's (on the CPU, `train` is the fused operator)
@@ -128,6 +128,27 @@ def test_the_stage_benchmark_times_every_stage_and_charges_each_its_own_cost(sta
             if before is not None:
                 assert m["stage_cpu_ms_per_image"] == pytest.approx(
                     m["cpu_ms_per_image"] - stages[before]["cpu_ms_per_image"])
+
+
+@pytest.mark.fused
+def test_a_stage_run_stopped_midway_keeps_the_sets_it_finished(stage_sets, tmp_path, monkeypatch):
+    """gpu-check stops the stage benchmark at its time limit; the JSON written after each set survives that."""
+    if not fused.load():
+        pytest.skip(f"fused plugin cannot be built here: {fused.unavailable_reason()}")
+    measure, calls = pipeline_stages.measure_wall_and_cpu, []
+
+    def stopped_at_the_second_set(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what a time limit's signal amounts to
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_stages, "measure_wall_and_cpu", stopped_at_the_second_set)
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(tmp_path)
+    report = json.loads((tmp_path / "s.json").read_text())
+    assert list(report["results"]) == [next(iter(stage_sets))] and report["complete"] is False
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_two_readers_read_each_file_once_per_epoch_between_them(stage_sets):
