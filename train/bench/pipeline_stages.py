@@ -1,13 +1,10 @@
 """Micro-benchmark: where the training pipeline's time goes, stage by stage, on the originals and on prepared
 copies, on the CPU or (`--device gpu`) on a GPU.
 
-Graphs, each one stage longer than the one before (read2 aside), read the same JPEGs (shuffled, as in training):
+Graphs, each one stage longer than the one before, read the same JPEGs (shuffled, as in training):
   read        the reader alone, on the CPU in either case: fn.readers.file (the encoded bytes), or for decoded
               pixels `pipelines.reader.read_pixels` (fn.readers.numpy: the pixels copied out of the files, and
               the labels found by file name);
-  read2       two readers in one graph, each reading half the files (num_shards=2) on its own loader thread:
-              whether a rank's files split over two readers would read faster than one reader (not a stage of
-              the pipeline: a measurement of the read ceiling with two threads; counted in images of both);
   decode      + random-resized-crop at decode time (`pipelines.decoder.decode_random_crop`: libjpeg-turbo on
               the CPU; nvJPEG and the hardware decoder, `mixed`, for the GPU);
   fast_idct   the same with DALI's `use_fast_idct` (libjpeg-turbo's less exact integer IDCT, FFCV's choice;
@@ -79,12 +76,11 @@ from train.bench.timing import (
 from train.bench.windows import image_sets
 
 SIZE = 224
-STAGES = ("read", "read2", "decode", "fast_idct", "train", "fused", "no_has", "loader")
+STAGES = ("read", "decode", "fast_idct", "train", "fused", "no_has", "loader")
 # What each stage's own cost is counted from.
 BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "fused": "decode", "no_has": "decode",
           "loader": "train"}
 CPU_ONLY, GPU_ONLY = ("fast_idct",), ("fused",)
-READERS = {"read2": 2}  # stages whose graph reads with more than one reader: each gives a batch per iteration
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -119,15 +115,10 @@ def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int]
     @pipeline_def(batch_size=args.batch_size, num_threads=args.num_threads, device_id=device_id, seed=0)
     def pipe():
         files, pixels = [str(p) for p in paths], paths[0].suffix == PIXELS_SUFFIX
-
-        def read(**shard):
-            if pixels:
-                return read_pixels(files=files, labels=[0] * len(files), random_shuffle=True, **shard)[0]
-            return fn.readers.file(files=files, random_shuffle=True, **shard)[0]
-
-        if stage == "read2":
-            return tuple(read(num_shards=READERS[stage], shard_id=k) for k in range(READERS[stage]))
-        data = read()
+        if pixels:
+            data, _ = read_pixels(files=files, labels=[0] * len(files), random_shuffle=True)
+        else:
+            data, _ = fn.readers.file(files=files, random_shuffle=True)
         if stage == "read":
             return data
         if stage == "fast_idct":
@@ -156,7 +147,7 @@ def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
     p.build()
     while True:
         p.run()
-        yield args.batch_size * READERS.get(stage, 1)
+        yield args.batch_size
 
 
 def output_dtype(device: str) -> str:

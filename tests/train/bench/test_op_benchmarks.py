@@ -151,20 +151,6 @@ def test_a_stage_run_stopped_midway_keeps_the_sets_it_finished(stage_sets, tmp_p
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_two_readers_read_each_file_once_per_epoch_between_them(stage_sets):
-    """read2 (two readers, half the files each) yields both batches' images, and together they read every file."""
-    args = pipeline_stages.parse_args(["--batch-size", "4"])
-    for name in ("originals", "npy"):
-        paths = stage_sets[name]
-        stream = pipeline_stages.batches(paths, "read2", args)
-        assert next(stream) == 8
-        pipe = pipeline_stages.stage_pipeline(paths, "read2", args, device_id=None)
-        pipe.build()
-        read = [bytes(np.array(sample)) for _ in range(len(paths) // 8) for batch in pipe.run() for sample in batch]
-        whole = [np.load(p).tobytes() if p.suffix == ".npy" else p.read_bytes() for p in paths]
-        assert sorted(read) == sorted(whole)
-
-
 @pytest.mark.fused
 def test_every_gpu_stage_graph_is_defined(stage_sets, fused_on_gpu_definable):
     args = pipeline_stages.parse_args(["--device", "gpu", "--hw-decoder-load", "0.9"])
