@@ -8,6 +8,7 @@ GPU data equals the CPU operator bit for bit, draws included.
 """
 import ctypes
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,18 +31,15 @@ def plugin():
 
 @pytest.fixture(scope="module")
 def kernel_on_host(tmp_path_factory):
-    """The kernel body built for the host with the plugin's compiler and flags (no FMA contraction on x86-64's
-    baseline, as for the CPU operator)."""
+    """The kernel body built for the host with the plugin's compiler at its optimization level (on x86-64's
+    baseline, as the CPU operator is built, there is no FMA instruction to contract into)."""
     try:
         tools = plugin_build._Toolchain.find()
     except plugin_build.PluginBuildError as e:
         pytest.skip(str(e))
-    from pathlib import Path
-
-    here = Path(__file__).parent
     lib = tmp_path_factory.mktemp("kernel_on_host") / "kernel_on_host.so"
     subprocess.run([tools.cxx, "-std=c++20", "-O3", "-fPIC", "-shared", f"-I{tools.cuda_include}",
-                    f"-I{plugin_build.CSRC}", str(here / HARNESS), "-o", str(lib)], check=True)
+                    f"-I{plugin_build.CSRC}", str(Path(__file__).parent / HARNESS), "-o", str(lib)], check=True)
     so = ctypes.CDLL(str(lib))
     i32, i64, u32, u64, ptr = ctypes.c_int32, ctypes.c_int64, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p
     so.write_sample.argtypes = [ptr, i64, i32, i32, i32, i32, i32, ptr, i32, i32, i32, u32, u64, u64, ptr, ptr,
