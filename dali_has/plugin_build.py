@@ -12,9 +12,10 @@ them) leaves a FAILED marker, so other processes do not repeat it; `DALI_HAS_REB
 build-plugin --rebuild` retries it. A build that fails for a passing reason (a compiler killed by a signal or
 out of memory, a full disk, a timeout) leaves no marker: the next use tries again.
 
-The CPU kernel is always built. The CUDA kernel is added when nvcc is found and compiles it; otherwise the
-library is CPU-only and `BuildResult.gpu_reason` says why. The CUDA runtime is linked statically, so the kernel
-runs on any driver new enough for nvcc's CUDA version (`BuildResult.cuda_version`; `fused` checks it at load).
+The CPU operators are always built. The GPU operators and their CUDA kernels are added when nvcc is found and
+compiles them (all or none); otherwise the library is CPU-only and `BuildResult.gpu_reason` says why. The CUDA
+runtime is linked statically, so the kernels run on any driver new enough for nvcc's CUDA version
+(`BuildResult.cuda_version`; `fused` checks it at load).
 """
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 crop×crop + random horizontal flip + normalize + layout + Hide-and-Seek on the network input.
 
 On the CPU the tail after decoding is one plugin operator by default (`dali_has.resize_mirror_normalize_hide`:
-one pass per output row, hidden cells written as the fill); elsewhere, or on request, the built-ins fn.resize +
-fn.crop_mirror_normalize followed by `dali_has.hide_and_seek` (`TrainAugment.resize_impl`).
+one pass per output row, hidden cells written as the fill); on the GPU the same operator's CUDA kernel on request;
+otherwise the built-ins fn.resize + fn.crop_mirror_normalize followed by `dali_has.hide_and_seek`
+(`TrainAugment.resize_impl`).
 """
 from __future__ import annotations
 
