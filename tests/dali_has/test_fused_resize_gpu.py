@@ -188,4 +188,5 @@ def run_on(device, images, dtype, layout, cfg, *, size, mean=MEAN, std=STD, iter
 
     p = pipe()
     p.build()
-    return [[np.array(t.as_cpu() if device == "gpu" else t) for t in p.run()[0]] for _ in range(iterations)]
+    batches = (p.run()[0] for _ in range(iterations))
+    return [[np.array(t) for t in (out.as_cpu() if device == "gpu" else out)] for out in batches]
