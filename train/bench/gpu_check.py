@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipelines.settings import default_num_threads
@@ -36,6 +36,7 @@ SUMMARY = "gpu_check.json"
 # A machine lent for a limited time can pass less: the steps run in order of importance.
 DEFAULT_BUDGET_S = 900
 MEMORY_THREADS = (1, 4, 8, 16)
+FUSED_RESIZE_TESTS = "test_fused_resize_gpu"  # the module of the fused resize operator's GPU tests
 
 
 class NoGPUError(RuntimeError):
@@ -109,13 +110,32 @@ def run_check(out: str | os.PathLike, budget_s: float = DEFAULT_BUDGET_S) -> dic
     data = bench_jpegs()
     results = {}
     for step in plan(out, data):
+        step, note = with_what_the_tests_allow(step, out)
         left = budget_s - (time.monotonic() - start)
         results[step.name] = _run_step(step, out, min(step.limit_s, left)) if left > 5 else {"status": "skipped",
                                                                                              "why": "budget spent"}
-        print(f"gpu-check: {step.name}: {results[step.name]['status']}", flush=True)
+        if note:
+            results[step.name]["note"] = note
+        print(f"gpu-check: {step.name}: {results[step.name]['status']}{f' ({note})' if note else ''}", flush=True)
     summary = summarize(out, results, time.monotonic() - start, budget_s)
     (out / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def with_what_the_tests_allow(step: Step, out: Path) -> tuple[Step, str | None]:
+    """`step`, or for the stage benchmark without its `fused` graph where the gpu tests have not shown the fused
+    resize operator's CUDA kernel passing (a kernel that faults takes the CUDA context down, and with it every
+    stage timed in the same process); and a note saying so, or None."""
+    if step.name != "stages" or fused_resize_kernel_passed(out / "gpu_tests.xml"):
+        return step, None
+    return (replace(step, argv=step.argv + ["--skip", "fused"]),
+            f"fused left out: the gpu tests did not show {FUSED_RESIZE_TESTS} passing")
+
+
+def fused_resize_kernel_passed(junit: Path) -> bool:
+    """Whether pytest's junit XML holds passed tests of FUSED_RESIZE_TESTS and no failed one."""
+    outcomes = [outcome for test, outcome in (junit_outcomes(junit) or {}).items() if FUSED_RESIZE_TESTS in test]
+    return "passed" in outcomes and not {"failure", "error"} & set(outcomes)
 
 
 def _run_step(step: Step, out: Path, limit_s: float) -> dict:
@@ -160,23 +180,30 @@ def summarize(out: Path, results: dict, wall_s: float, budget_s: float) -> dict:
     return summary
 
 
-def junit_counts(path: Path) -> dict | None:
-    """Counts and failing test ids from pytest's junit XML, None if the file is missing or unreadable."""
+def junit_outcomes(path: Path) -> dict[str, str] | None:
+    """Each test's outcome ("passed", "failure", "error" or "skipped") by its id (classname::name), from pytest's
+    junit XML; None if the file is missing or unreadable."""
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError):
         return None
-    cases = root.iter("testcase")
+    return {f"{case.get('classname')}::{case.get('name')}":
+            next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")
+            for case in root.iter("testcase")}
+
+
+def junit_counts(path: Path) -> dict | None:
+    """Counts and failing test ids from pytest's junit XML, None if the file is missing or unreadable."""
+    outcomes = junit_outcomes(path)
+    if outcomes is None:
+        return None
     counts = {"passed": 0, "failed": 0, "skipped": 0, "failures": []}
-    for case in cases:
-        outcome = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), None)
-        if outcome is None:
-            counts["passed"] += 1
-        elif outcome == "skipped":
-            counts["skipped"] += 1
+    for test, outcome in outcomes.items():
+        if outcome in ("passed", "skipped"):
+            counts[outcome] += 1
         else:
             counts["failed"] += 1
-            counts["failures"].append(f"{case.get('classname')}::{case.get('name')}")
+            counts["failures"].append(test)
     return counts
 
 

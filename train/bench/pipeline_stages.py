@@ -81,6 +81,7 @@ STAGES = ("read", "decode", "fast_idct", "train", "fused", "no_has", "loader")
 BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "fused": "decode", "no_has": "decode",
           "loader": "train"}
 CPU_ONLY, GPU_ONLY = ("fast_idct",), ("fused",)
+SKIPPABLE = tuple(s for s in STAGES if s not in BEFORE.values())
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -89,6 +90,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where decoding and augmentation run")
     p.add_argument("--hw-decoder-load", type=float, default=HW_DECODER_LOAD,
                    help="GPU only: share of the images the hardware JPEG decoder takes (default %(default)s)")
+    p.add_argument("--skip", nargs="+", default=[], choices=SKIPPABLE, metavar="STAGE",
+                   help=f"stages to leave out ({', '.join(SKIPPABLE)}: those no other stage is counted from)")
     add_timing_arguments(p)
     return p.parse_args(argv)
 
@@ -181,7 +184,7 @@ def main(argv=None) -> dict:
     results, sets = {}, file_sets(args.images)
     for set_name, paths in sets.items():
         streams = {stage: loader_batches(paths, args) if stage == "loader" else batches(paths, stage, args)
-                   for stage in stages_of(paths, args.device)}
+                   for stage in stages_of(paths, args.device) if stage not in args.skip}
         entry = measure_wall_and_cpu(streams, warmup=args.warmup, iters=args.iters, runs=args.runs,
                                      sync=device_sync(args.device))
         for stage, before in BEFORE.items():

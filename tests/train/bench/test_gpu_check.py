@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from train.bench import gpu_check
+from train.bench import gpu_check, pipeline_stages
 from train.cli import build_parser, main
 
 
@@ -64,6 +64,25 @@ def test_junit_counts_and_summary(tmp_path):
     assert summary["memory"] == [{"threads": 1, "device_mb": 10.0}]
     assert summary["train"] == {"resnet50": [{"epoch": 1, "img_s": 100.0}]}
     assert summary["gpu_tests"]["failed"] == 2 and summary["passed"] is False
+
+
+@pytest.mark.parametrize("cases, skips_fused", [
+    ('<testcase classname="tests.dali_has.test_fused_resize_gpu" name="a"/>', False),
+    ('<testcase classname="tests.dali_has.test_fused_resize_gpu" name="a"/>'
+     '<testcase classname="tests.dali_has.test_fused_resize_gpu" name="b"><failure message="x"/></testcase>', True),
+    ('<testcase classname="tests.dali_has.test_fused_resize_gpu" name="a"><skipped/></testcase>', True),
+    ('<testcase classname="tests.dali_has.test_fused" name="a"/>', True),  # the kernel's tests did not run
+    (None, True),  # pytest died before writing its report
+])
+def test_the_stage_benchmark_leaves_the_fused_kernel_out_unless_its_gpu_tests_passed(tmp_path, cases, skips_fused):
+    """A CUDA kernel that faults takes the process's CUDA context down: the stages timed after it would be lost."""
+    if cases is not None:
+        (tmp_path / "gpu_tests.xml").write_text(f"<testsuites><testsuite>{cases}</testsuite></testsuites>")
+    steps = {step.name: step for step in gpu_check.plan(tmp_path, tmp_path / "data")}
+    stages, note = gpu_check.with_what_the_tests_allow(steps["stages"], tmp_path)
+    assert (stages.argv[-2:] == ["--skip", "fused"]) == skips_fused == (note is not None)
+    assert gpu_check.with_what_the_tests_allow(steps["memory"], tmp_path) == (steps["memory"], None)
+    pipeline_stages.parse_args(stages.argv[3:])  # the options it is given parse
 
 
 @pytest.mark.gpu

@@ -152,6 +152,18 @@ def test_a_stage_run_stopped_midway_keeps_the_sets_it_finished(stage_sets, tmp_p
 
 
 @pytest.mark.fused
+def test_skipped_stages_are_left_out_and_said_so(stage_sets, tmp_path):
+    if not fused.load():
+        pytest.skip(f"fused plugin cannot be built here: {fused.unavailable_reason()}")
+    report = run_stages(tmp_path, "--skip", "no_has", "loader")
+    assert report["settings"]["skip"] == ["no_has", "loader"]
+    for entry in report["results"].values():
+        assert "train" in entry["stages"] and not {"no_has", "loader"} & set(entry["stages"])
+    with pytest.raises(SystemExit):
+        pipeline_stages.parse_args(["--skip", "decode"])  # `train` is counted from it
+
+
+@pytest.mark.fused
 def test_every_gpu_stage_graph_is_defined(stage_sets, fused_on_gpu_definable):
     args = pipeline_stages.parse_args(["--device", "gpu", "--hw-decoder-load", "0.9"])
     for paths in stage_sets.values():
