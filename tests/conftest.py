@@ -1,4 +1,4 @@
-"""Shared test configuration: the `gpu` marker skips cleanly where CUDA is absent."""
+"""Shared test configuration: the `gpu` marker skips cleanly where CUDA is absent; `untried_kernel` tests run last."""
 import pytest
 
 
@@ -12,6 +12,8 @@ def _cuda_available() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    # Last: a kernel that faults takes the process's CUDA context down, and every GPU test after it would fail.
+    items.sort(key=lambda item: "untried_kernel" in item.keywords)  # stable: the order otherwise unchanged
     if _cuda_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

@@ -135,6 +135,7 @@ def test_the_kernel_body_hides_the_cells_the_rule_picks_and_nothing_else(kernel_
 
 
 @pytest.mark.gpu
+@pytest.mark.untried_kernel
 @pytest.mark.parametrize("layout", ["CHW", "HWC"])
 @pytest.mark.parametrize("dtype", [types.FLOAT, types.FLOAT16])
 def test_gpu_backend_equals_cpu_backend(dtype, layout):
@@ -151,6 +152,7 @@ def test_gpu_backend_equals_cpu_backend(dtype, layout):
 
 
 @pytest.mark.gpu
+@pytest.mark.untried_kernel
 @pytest.mark.parametrize("shapes, channels, layout, size", [
     ([(2000, 1500), (1500, 2000)], 3, "HWC", (224, 224)),  # 9-14x reductions: 18-27 taps per axis
     ([(2000, 1500)], 3, "CHW", (1024, 1024)),  # a million output pixels: the grid-stride loop wraps

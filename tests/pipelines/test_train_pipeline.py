@@ -68,6 +68,7 @@ def test_constant_colour_normalizes_to_the_expected_value_in_every_dtype_and_lay
 
 
 @pytest.mark.gpu
+@pytest.mark.untried_kernel
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_the_fused_operator_as_the_gpu_tail_normalizes_and_hides(constant, layout):
     if not fused.gpu_available():

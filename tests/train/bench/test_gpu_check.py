@@ -35,6 +35,9 @@ def test_the_test_step_collects_the_gpu_tests_from_the_repository(tmp_path):
     collected = subprocess.run(argv, capture_output=True, text=True, cwd=gpu_check.REPO)
     assert collected.returncode == 0, collected.stdout[-2000:] + collected.stderr[-2000:]
     assert "test_gpu_output_equals_oracle" in collected.stdout
+    # The untried CUDA kernel's tests last (tests/conftest.py): if it faults, the tests before it have run.
+    assert collected.stdout.rindex("<Module test_validation.py>") < collected.stdout.index(
+        "<Module test_fused_resize_gpu.py>")
 
 
 def test_step_runner_reports_ok_failure_and_timeout(tmp_path):

@@ -174,6 +174,7 @@ def test_every_gpu_stage_graph_is_defined(stage_sets, fused_on_gpu_definable):
 
 
 @pytest.mark.gpu
+@pytest.mark.untried_kernel
 def test_the_stage_benchmark_runs_every_stage_on_the_gpu(stage_sets, tmp_path):
     report = run_stages(tmp_path, "--device", "gpu", "--hw-decoder-load", "0.9")
     assert report["settings"]["device"] == "gpu"
