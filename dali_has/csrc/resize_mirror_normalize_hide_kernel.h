@@ -40,10 +40,10 @@ DALI_HAS_HOST_DEV inline void ResizedLevels(const ResizeSample &s, int32_t x, in
   const int32_t y0 = FirstTap(s.rows, y, &fy);
   const int32_t x0 = FirstTap(s.cols, s.mirror ? s.out_w - 1 - x : x, &fx);
   const float sum_y = TapSum(s.rows, fy), sum_x = TapSum(s.cols, fx);
-  float acc[C];
+  float acc[C] = {};  // set by the first tap (taps >= 2); zeroed only to keep compilers from warning
   for (int32_t kx = 0; kx < s.cols.taps; kx++) {
     const uint8_t *column = s.in + static_cast<int64_t>(ClampIndex(x0 + kx, s.in_w)) * C;
-    float v[C];
+    float v[C] = {};
     for (int32_t ky = 0; ky < s.rows.taps; ky++) {
       const uint8_t *px = column + ClampIndex(y0 + ky, s.in_h) * s.stride;
       const float w = Tap(s.rows, fy, ky, sum_y);
