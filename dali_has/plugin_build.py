@@ -41,6 +41,9 @@ CPU_SOURCES = ("hide_and_seek_rule.cc", "hide_and_seek_cpu.cc", "resize_mirror_n
                "file_label_cpu.cc")
 GPU_SOURCES = ("hide_and_seek_gpu.cc", "resize_mirror_normalize_hide_gpu.cc")
 CUDA_SOURCES = ("hide_and_seek_gpu.cu", "resize_mirror_normalize_hide_gpu.cu")
+# -ffp-contract=off: no multiply-add fused into one rounding, on hosts whose baseline has FMA (aarch64) too, so the
+# CPU operators round as the CUDA kernels do (resize_filter.h keeps nvcc from fusing them).
+CXX_FLAGS = ("-std=c++20", "-O3", "-fPIC", "-ffp-contract=off")
 FAILED = "FAILED"
 # Words of compilers and linkers whose failure says nothing about the sources: the next try may succeed.
 _PASSING_FAILURES = ("No space left on device", "Killed signal terminated program", "virtual memory exhausted",
@@ -169,7 +172,7 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
     """Compile in a temporary directory; publish build.json, then the library, by rename."""
     with tempfile.TemporaryDirectory(dir=key_dir) as tmp:
         tmp = Path(tmp)
-        cxx = [tools.cxx, "-std=c++20", "-O3", "-fPIC", *tools.compile_flags, f"-I{tools.cuda_include}",
+        cxx = [tools.cxx, *CXX_FLAGS, *tools.compile_flags, f"-I{tools.cuda_include}",
                f"-I{CSRC}", "-c"]
         cpu_objects = [str(tmp / Path(src).with_suffix(".o")) for src in CPU_SOURCES]
         jobs = {src: cxx + [str(CSRC / src), "-o", obj] for src, obj in zip(CPU_SOURCES, cpu_objects)}

@@ -4,8 +4,8 @@
 // every weight alike. No DALI headers (nvcc compiles this; see hide_and_seek_kernel.h).
 //
 // Products and sums go through Mul/Add: nvcc would otherwise contract a * b + c into one fused multiply-add,
-// which rounds once instead of twice and makes the GPU's numbers differ from the CPU's (x86-64's baseline,
-// which the CPU operator is built for, has no FMA instruction for g++ to contract into).
+// which rounds once instead of twice and makes the GPU's numbers differ from the CPU's (the CPU operators are
+// built with -ffp-contract=off, plugin_build.CXX_FLAGS, so g++ fuses none on any host).
 #ifndef DALI_HAS_CSRC_RESIZE_FILTER_H_
 #define DALI_HAS_CSRC_RESIZE_FILTER_H_
 
