@@ -21,17 +21,6 @@ namespace dali_has {
 
 constexpr int kMaxChannels = 4;  // one pixel is one 4-float vector in the CPU's horizontal pass
 
-// One sample's work: its window, where the output goes, the flip and the Hide-and-Seek draw.
-struct SampleJob {
-  const uint8_t *in;  // the window's first pixel
-  int in_h, in_w, channels;
-  ptrdiff_t stride;   // between input rows, in elements: the whole image's row when reading a window of it
-  void *out;
-  int out_h, out_w;
-  bool mirror;
-  CellDraw draw;
-};
-
 // OperatorWithRng gives the op DALI's own seeding, as for dali_has.hide_and_seek (hide_and_seek.h).
 template <typename Backend>
 class ResizeMirrorNormalizeHide : public dali::rng::OperatorWithRng<dali::Operator<Backend>> {
@@ -119,14 +108,15 @@ class ResizeMirrorNormalizeHide : public dali::rng::OperatorWithRng<dali::Operat
     return true;
   }
 
-  // Describes every sample's work in `jobs_`, drawing its Hide-and-Seek cells from its Philox stream.
-  void PrepareJobs(const dali::Workspace &ws) {
+  // Describes every sample's work in `samples_` (for both backends: the CPU passes and the CUDA kernel read the
+  // same description), drawing its Hide-and-Seek cells from its Philox stream.
+  void PrepareSamples(const dali::Workspace &ws) {
     const auto &in = ws.Input<Backend>(0);
     auto &out = ws.Output<Backend>(0);
     out.SetLayout(layout_);
     const auto &shape = in.shape();
     int n = shape.num_samples();
-    jobs_.resize(n);
+    samples_.resize(n);
     if (n == 0)
       return;
     this->GetPerSampleArgument(mirror_, "mirror", ws, n);
@@ -136,8 +126,10 @@ class ResizeMirrorNormalizeHide : public dali::rng::OperatorWithRng<dali::Operat
       Window win = windows_.empty() ? Window{0, 0, static_cast<int>(sh[0]), static_cast<int>(sh[1])} : windows_[i];
       const ptrdiff_t stride = sh[1] * sh[2];
       const uint8_t *first = static_cast<const uint8_t *>(in.raw_tensor(i)) + win.y * stride + win.x * sh[2];
-      jobs_[i] = {first, win.h, win.w, static_cast<int>(sh[2]), stride, out.raw_mutable_tensor(i), size_[0],
-                  size_[1], mirror_[i] != 0, has_.Draw(rng)};
+      const CellDraw draw = has_.Draw(rng);
+      samples_[i] = MakeResizeSample(first, stride, win.h, win.w, static_cast<int32_t>(sh[2]),
+                                     out.raw_mutable_tensor(i), size_[0], size_[1], mirror_[i] != 0, draw.size,
+                                     draw.key);
     }
   }
 
@@ -150,7 +142,7 @@ class ResizeMirrorNormalizeHide : public dali::rng::OperatorWithRng<dali::Operat
   // [kMaxChannels][kLevels]: the output value of each uint8 level, per channel; fills per channel
   std::vector<float> table_f32_, fill_f32_;
   std::vector<dali::float16> table_f16_, fill_f16_;
-  std::vector<SampleJob> jobs_;
+  std::vector<ResizeSample> samples_;
 
  private:
   struct Window {

@@ -198,10 +198,10 @@ struct Scratch {
 };
 
 template <int C, bool CHW, typename Out>
-void ProcessSample(const SampleJob &s, const OutputFormat<Out> &fmt, uint64_t threshold, Scratch &t) {
+void ProcessSample(const ResizeSample &s, const OutputFormat<Out> &fmt, uint64_t threshold, Scratch &t) {
   const int H = s.out_h, W = s.out_w;
-  ComputeTaps(MakeAxisFilter(s.in_h, H), H, false, t.rows);
-  ComputeTaps(MakeAxisFilter(s.in_w, W), W, s.mirror, t.cols);
+  ComputeTaps(s.rows, H, false, t.rows);
+  ComputeTaps(s.cols, W, s.mirror != 0, t.cols);
   t.weights4.resize(t.cols.weight.size());
   for (size_t i = 0; i < t.cols.weight.size(); i++)
     t.weights4[i] = Float4{} + t.cols.weight[i];
@@ -217,8 +217,8 @@ void ProcessSample(const SampleJob &s, const OutputFormat<Out> &fmt, uint64_t th
   const ptrdiff_t stride = s.stride;
   const int ty = t.rows.taps, tx = t.cols.taps;
   t.taps.resize(ty);
-  const bool hiding = s.draw.size > 0 && threshold > 0;
-  const uint32_t grid_w = hiding ? (W + s.draw.size - 1) / s.draw.size : 0;
+  const bool hiding = s.size > 0 && threshold > 0;
+  const uint32_t grid_w = hiding ? s.grid_w : 0;
   if (!hiding)
     t.runs.assign(1, CellRun{0, static_cast<uint32_t>(W), false});
   t.fill_row.resize(hiding && !CHW ? static_cast<size_t>(W) * C * sizeof(Out) : 0);
@@ -228,8 +228,8 @@ void ProcessSample(const SampleJob &s, const OutputFormat<Out> &fmt, uint64_t th
       fill_row[x * C + c] = fmt.fill[c];
 
   for (int y = 0; y < H; y++) {
-    if (hiding && y % s.draw.size == 0)
-      CellRuns(s.draw.key, y / s.draw.size, grid_w, s.draw.size, W, threshold, t.runs);
+    if (hiding && y % s.size == 0)
+      CellRuns(s.key, y / s.size, grid_w, s.size, W, threshold, t.runs);
     for (int k = 0; k < ty; k++)
       t.taps[k] = s.in + std::clamp(t.rows.first[y] + k, 0, s.in_h - 1) * stride;
     const float *row_weights = &t.rows.weight[static_cast<size_t>(y) * ty];
@@ -265,7 +265,7 @@ void ProcessSample(const SampleJob &s, const OutputFormat<Out> &fmt, uint64_t th
 }
 
 template <typename Out>
-void DispatchSample(const SampleJob &s, const OutputFormat<Out> &fmt, uint64_t threshold, Scratch &t) {
+void DispatchSample(const ResizeSample &s, const OutputFormat<Out> &fmt, uint64_t threshold, Scratch &t) {
   auto run = [&](auto channels) {
     constexpr int C = decltype(channels)::value;
     if (fmt.chw)
@@ -297,11 +297,11 @@ class ResizeMirrorNormalizeHideCPU : public ResizeMirrorNormalizeHide<dali::CPUB
   using dali::Operator<dali::CPUBackend>::RunImpl;
 
   void RunImpl(dali::Workspace &ws) override {
-    PrepareJobs(ws);
+    PrepareSamples(ws);
     auto &pool = ws.GetThreadPool();
     const uint64_t threshold = has_.threshold();
     const bool chw = layout_ == "CHW";
-    for (const SampleJob &s : jobs_) {
+    for (const ResizeSample &s : samples_) {
       pool.AddWork([&, s](int tid) {
         if (dtype_ == DALI_FLOAT)
           DispatchSample(s, OutputFormat<float>{nullptr, fill_f32_.data(), mean_v_, inv_std_v_, chw},

@@ -15,20 +15,12 @@ class ResizeMirrorNormalizeHideGPU : public ResizeMirrorNormalizeHide<dali::GPUB
 
  protected:
   void RunImpl(dali::Workspace &ws) override {
-    PrepareJobs(ws);
-    Require(jobs_.size() <= 65535, "Batches larger than 65535 samples are not supported.");
-    if (jobs_.empty())
+    PrepareSamples(ws);
+    Require(samples_.size() <= 65535, "Batches larger than 65535 samples are not supported.");
+    if (samples_.empty())
       return;
-    // The host's part per sample: its two axes' filter constants and the draw; the kernel derives every
-    // weight from them. One host-to-device copy carries the batch description, the level table and the fill.
-    samples_.resize(jobs_.size());
-    int64_t max_pixels = 0;
-    for (size_t i = 0; i < jobs_.size(); i++) {
-      const SampleJob &j = jobs_[i];
-      samples_[i] = MakeResizeSample(j.in, j.stride, j.in_h, j.in_w, j.channels, j.out, j.out_h, j.out_w, j.mirror,
-                                     j.draw.size, j.draw.key);
-      max_pixels = std::max<int64_t>(max_pixels, int64_t{j.out_h} * j.out_w);
-    }
+    // One host-to-device copy carries the batch description (the kernel derives every weight from each axis's
+    // filter constants in it), the level table and the fill.
     dali::kernels::DynamicScratchpad scratch(ws.stream());
     const bool f32 = dtype_ == DALI_FLOAT;
     const void *table, *fill;
@@ -37,12 +29,10 @@ class ResizeMirrorNormalizeHideGPU : public ResizeMirrorNormalizeHide<dali::GPUB
       std::tie(samples_gpu, table, fill) = scratch.ToContiguousGPU(ws.stream(), samples_, table_f32_, fill_f32_);
     else
       std::tie(samples_gpu, table, fill) = scratch.ToContiguousGPU(ws.stream(), samples_, table_f16_, fill_f16_);
-    CUDA_CALL(LaunchResizeMirrorNormalizeHide(samples_gpu, samples_.size(), max_pixels, table, fill,
-                                              f32 ? 4 : 2, layout_ == "CHW", has_.threshold(), ws.stream()));
+    const int64_t out_pixels = int64_t{size_[0]} * size_[1];  // every sample's output has the same size
+    CUDA_CALL(LaunchResizeMirrorNormalizeHide(samples_gpu, samples_.size(), out_pixels, table, fill, f32 ? 4 : 2,
+                                              layout_ == "CHW", has_.threshold(), ws.stream()));
   }
-
- private:
-  std::vector<ResizeSample> samples_;
 };
 
 }  // namespace dali_has

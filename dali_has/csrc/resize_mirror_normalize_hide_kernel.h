@@ -14,8 +14,8 @@ namespace dali_has {
 
 constexpr int kLevels = 256;  // uint8 levels: the rows of the output value table
 
-// One sample: its window of a uint8 HWC image, where the output goes, the two axes' filters and the
-// Hide-and-Seek draw (the cell grid is on the output, after the flip).
+// One sample, as both backends read it: its window of a uint8 HWC image, where the output goes, the two axes'
+// filters and the Hide-and-Seek draw (the cell grid is on the output, after the flip).
 struct ResizeSample {
   const uint8_t *in;  // the window's first pixel
   int64_t stride;     // between input rows, in elements (the whole image's row when reading a window of it)
