@@ -70,7 +70,8 @@ def plan(out: Path, data: Path) -> list[Step]:
         Step("gpu_tests", [sys.executable, "-m", "pytest", "-m", "gpu", "-v", "-rfE", "-p", "no:cacheprovider",
                            f"--junitxml={out / 'gpu_tests.xml'}", str(REPO / "tests")], 240),
         # Where the GPU pipeline tops out: read alone, + decode, + resize/normalize/HaS (three operators, or the
-        # fused CUDA kernel), per data form; what the loader speeds below do not say. It writes its JSON after
+        # fused CUDA kernel; or split over two pipelines: one pipeline's serial host work vs the card's limits),
+        # per data form; what the loader speeds below do not say. It writes its JSON after
         # each data form, so a time-out keeps what it finished.
         Step("stages", [sys.executable, "-m", "train.bench.pipeline_stages", "--device", "gpu", "--batch-size", "256",
                         "--num-threads", str(default_num_threads()), "--hw-decoder-load", "0.9", "--iters", "50",

@@ -16,6 +16,12 @@ Graphs, each one stage longer than the one before, read the same JPEGs (shuffled
   fused       GPU only: the train graph's work with the fused operator's CUDA kernel (`impl="fused"`: resize,
               flip, normalize and HaS in one launch) instead of the three operators; on the CPU `train` is
               already the fused operator;
+  two_pipelines  GPU only: the train graph as two pipelines with half the threads each, batches taken from
+              them in turn, as a loader over two pipelines would hand them out. DALI runs a pipeline's CPU
+              operators one after another and its GPU operators one at a time; if that serial host work is what
+              stops one pipeline, two give more, and if the card's decoder or kernels are the limit, they do not.
+              (On the 2-core CPU machine two 1-thread pipelines matched one 2-thread pipeline: the cores were
+              busy either way.)
   no_has      the same without Hide-and-Seek (what HaS costs: train - no_has);
   loader      the train graph as `make_loader` builds it (from a file list of the same files, labels read too),
               batches handed to torch by the DALI iterator: what the hand-off costs (loader - train).
@@ -76,11 +82,11 @@ from train.bench.timing import (
 from train.bench.windows import image_sets
 
 SIZE = 224
-STAGES = ("read", "decode", "fast_idct", "train", "fused", "no_has", "loader")
+STAGES = ("read", "decode", "fast_idct", "train", "fused", "two_pipelines", "no_has", "loader")
 # What each stage's own cost is counted from.
-BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "fused": "decode", "no_has": "decode",
-          "loader": "train"}
-CPU_ONLY, GPU_ONLY = ("fast_idct",), ("fused",)
+BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "fused": "decode", "two_pipelines": "decode",
+          "no_has": "decode", "loader": "train"}
+CPU_ONLY, GPU_ONLY = ("fast_idct",), ("fused", "two_pipelines")
 SKIPPABLE = tuple(s for s in STAGES if s not in BEFORE.values())
 
 
@@ -112,10 +118,11 @@ def stages_of(paths: list[Path], device: str = "cpu") -> tuple[str, ...]:
                  and (s != "fast_idct" or paths[0].suffix != PIXELS_SUFFIX))
 
 
-def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int]):
-    """`stage`'s graph over `paths` (not built); device_id: None on the CPU, the GPU's otherwise."""
+def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int], *, seed: int = 0):
+    """`stage`'s graph over `paths` (not built; two_pipelines: one of the two); device_id: None on the CPU, the
+    GPU's otherwise."""
 
-    @pipeline_def(batch_size=args.batch_size, num_threads=args.num_threads, device_id=device_id, seed=0)
+    @pipeline_def(batch_size=args.batch_size, num_threads=args.num_threads, device_id=device_id, seed=seed)
     def pipe():
         files, pixels = [str(p) for p in paths], paths[0].suffix == PIXELS_SUFFIX
         if pixels:
@@ -145,12 +152,20 @@ def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int]
 
 
 def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
-    """A never-restarted stream of iterations of `stage`'s graph over `paths`; yields images per batch."""
-    p = stage_pipeline(paths, stage, args, None if args.device == "cpu" else torch.cuda.current_device())
-    p.build()
+    """A never-restarted stream of iterations of `stage`'s graph over `paths` (two_pipelines: of its two graphs
+    in turn); yields images per batch."""
+    device_id = None if args.device == "cpu" else torch.cuda.current_device()
+    if stage == "two_pipelines":
+        half = argparse.Namespace(**{**vars(args), "num_threads": max(1, args.num_threads // 2)})
+        pipes = [stage_pipeline(paths, "train", half, device_id, seed=seed) for seed in (0, 1)]
+    else:
+        pipes = [stage_pipeline(paths, stage, args, device_id)]
+    for p in pipes:
+        p.build()
     while True:
-        p.run()
-        yield args.batch_size
+        for p in pipes:  # each keeps its own prefetch queue filling while the other is asked
+            p.run()
+            yield args.batch_size
 
 
 def output_dtype(device: str) -> str:

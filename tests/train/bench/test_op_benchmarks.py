@@ -119,8 +119,10 @@ def test_the_stage_benchmark_times_every_stage_and_charges_each_its_own_cost(sta
     assert set(report["results"]) == set(stage_sets) and report["complete"] is True
     for name, entry in report["results"].items():
         stages = entry["stages"]
-        # nothing to decode in npy; `fused` is the GPU's (on the CPU, `train` is the fused operator)
-        expected = [s for s in pipeline_stages.STAGES if (s != "fast_idct" or name != "npy") and s != "fused"]
+        # nothing to decode in npy; `fused` and `two_pipelines` are the GPU's (on the CPU, `train` is the fused
+        # operator)
+        expected = [s for s in pipeline_stages.STAGES
+                    if (s != "fast_idct" or name != "npy") and s not in pipeline_stages.GPU_ONLY]
         assert list(stages) == expected and entry["images"] == 8
         for stage, m in stages.items():
             assert len(m["runs"]) == 2 and m["img_s"] > 0 and m["cpu_ms_per_image"] > 0
@@ -161,6 +163,28 @@ def test_skipped_stages_are_left_out_and_said_so(stage_sets, tmp_path):
         assert "train" in entry["stages"] and not {"no_has", "loader"} & set(entry["stages"])
     with pytest.raises(SystemExit):
         pipeline_stages.parse_args(["--skip", "decode"])  # `train` is counted from it
+
+
+@pytest.mark.fused
+def test_the_two_pipelines_stage_takes_batches_from_two_differently_seeded_pipelines_in_turn(stage_sets,
+                                                                                            monkeypatch):
+    """Each of the two is the train graph with half the threads; together they deliver one batch per step."""
+    if not fused.load():
+        pytest.skip(f"fused plugin cannot be built here: {fused.unavailable_reason()}")
+    define, defined, ran = pipeline_stages.stage_pipeline, [], []
+
+    def recorded(paths, stage, args, device_id, *, seed=0):
+        pipe = define(paths, stage, args, device_id, seed=seed)
+        defined.append((stage, args.num_threads, seed))
+        run = pipe.run
+        pipe.run = lambda: (ran.append(seed), run())[1]
+        return pipe
+
+    monkeypatch.setattr(pipeline_stages, "stage_pipeline", recorded)
+    args = pipeline_stages.parse_args(["--batch-size", "4", "--num-threads", "4"])
+    stream = pipeline_stages.batches(stage_sets["originals"], "two_pipelines", args)
+    assert [next(stream) for _ in range(5)] == [4] * 5
+    assert defined == [("train", 2, 0), ("train", 2, 1)] and ran == [0, 1, 0, 1, 0]
 
 
 @pytest.mark.fused
