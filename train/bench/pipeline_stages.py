@@ -19,13 +19,15 @@ Graphs, each one stage longer than the one before, read the same JPEGs (shuffled
   two_pipelines  GPU only: the train graph as two pipelines with half the threads each, batches taken from
               them in turn, as a loader over two pipelines would hand them out. DALI runs a pipeline's CPU
               operators one after another and its GPU operators one at a time; if that serial host work is what
-              stops one pipeline, two give more, and if the card's decoder or kernels are the limit, they do not.
+              stops one pipeline, two give more; if what they share is the limit (the card's decoder or
+              kernels, or the cores: see `cores_busy`), they do not.
               (On the 2-core CPU machine two 1-thread pipelines matched one 2-thread pipeline: the cores were
               busy either way.)
   no_has      the same without Hide-and-Seek (what HaS costs: train - no_has);
   loader      the train graph as `make_loader` builds it (from a file list of the same files, labels read too),
               batches handed to torch by the DALI iterator: what the hand-off costs (loader - train).
 A stage's cost is its graph's CPU time per image minus that of the graph before it (fast_idct: minus read).
+`cores_busy` (cpu ms/image x img/s / 1000, the two clocks' medians): how many cores a graph keeps busy.
 On the GPU the stages overlap (DALI runs the CPU, mixed and GPU stages of successive batches at once), so there
 the figure to read is each graph's img/s: the ceiling that stage and those before it set.
 Image sets: `dali-has bench`'s ImageNet-like originals (400-500 px), their `dali-has prepare` copy (shorter
@@ -33,9 +35,9 @@ side 256, the default), a copy bounded on the longer side at 256 (FFCV's `max_re
 copy stored as decoded pixels (`--encoding npy`), whose "decode" draws the window the resize then reads in
 place (for the GPU: slices the window out and moves it there; no fast_idct: nothing is decoded).
 
-Timing: `train.bench.timing.measure` (warm-up, the graphs in alternation, median of runs), once with the wall
-clock and once with the process's CPU clock (all threads; what one image costs one core); on the GPU the clock
-is read after torch.cuda.synchronize().
+Timing: `train.bench.timing.measure_wall_and_cpu` (warm-up, the graphs in alternation, median of runs), the
+wall clock and the process's CPU clock (all threads; what one image costs one core) read around the same runs;
+on the GPU the clocks are read after torch.cuda.synchronize().
 
     python -m train.bench.pipeline_stages --json pipeline_stages.json
     python -m train.bench.pipeline_stages --device gpu --batch-size 256 --num-threads 16 --json stages_gpu.json
@@ -202,6 +204,8 @@ def main(argv=None) -> dict:
                    for stage in stages_of(paths, args.device) if stage not in args.skip}
         entry = measure_wall_and_cpu(streams, warmup=args.warmup, iters=args.iters, runs=args.runs,
                                      sync=device_sync(args.device))
+        for m in entry.values():  # CPU seconds per wall second; near the machine's core count: the cores are the limit
+            m["cores_busy"] = m["cpu_ms_per_image"] * m["img_s"] / 1e3
         for stage, before in BEFORE.items():
             if stage not in entry:
                 continue
@@ -221,13 +225,14 @@ def format_report(r: dict) -> str:
     s = r["settings"]
     hw = f" (hw_decoder_load {s['hw_decoder_load']})" if s["device"] == "gpu" else ""
     lines = [f"{s['device']}{hw}, batch {s['batch_size']}, {s['num_threads']} threads, {runs_and_load(r)}",
-             "| images | graph | img/s (wall) | cpu ms/image | the stage's own cpu ms/image |",
-             "|---|---|---:|---:|---:|"]
+             "| images | graph | img/s (wall) | cpu ms/image | cores busy | the stage's own cpu ms/image |",
+             "|---|---|---:|---:|---:|---:|"]
     for set_name, entry in r["results"].items():
         name = f"{set_name} ({entry['mean_file_kb']:.0f} KB)"
         for stage, m in entry["stages"].items():
             own = m.get("stage_cpu_ms_per_image")
             lines.append(f"| {name} | {stage} | {m['img_s']:.0f} | {m['cpu_ms_per_image']:.3f} | "
+                         f"{m['cores_busy']:.1f} | "
                          f"{'' if own is None else f'{own:.3f}'} |")
     return "\n".join(lines)
 

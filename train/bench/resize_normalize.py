@@ -8,9 +8,9 @@ ImageNet-like originals and of their 256-px copies, it times in alternation, per
 with a random flip per sample and the paper's Hide-and-Seek (sizes 0, 16, 32, 44, 56, p 0.5), float32 224x224.
 It also reports how far the two outputs are apart without hiding (uint8 levels and normalized units).
 
-Timing: `train.bench.timing.measure` (warm-up, runs in alternation, median), twice: with the wall clock (img/s,
-ms/image) and with the process's CPU clock (all threads; cpu ms/image: what one image costs one core, which
-other processes on a shared machine inflate far less than wall time).
+Timing: `train.bench.timing.measure_wall_and_cpu` (warm-up, runs in alternation, median), the wall clock (img/s,
+ms/image) and the process's CPU clock (all threads; cpu ms/image: what one image costs one core, which other
+processes on a shared machine inflate far less than wall time) read around the same runs.
 
 A module to run rather than a `dali-has` command: it times one operator for whoever works on the plugin, not a
 user's training setup (that is `dali-has bench`).

@@ -15,7 +15,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Union
 
@@ -54,9 +54,16 @@ def measure(streams: dict[str, Iterator[int]], *, warmup: Union[int, dict[str, i
     sync: waits for queued device work (torch.cuda.synchronize on the GPU); called before each clock read, so
         a run's time includes the kernels its batches launched and not those of the batch before.
     """
+    return measure_clocks(streams, warmup=warmup, iters=iters, runs=runs, sync=sync, clocks=(clock,))[0]
+
+
+def measure_clocks(streams: dict[str, Iterator[int]], *, warmup: Union[int, dict[str, int]],
+                   iters: Union[int, dict[str, int]], runs: int, sync: Callable[[], None] = lambda: None,
+                   clocks: Sequence[Callable[[], float]]) -> list[dict[str, Measurement]]:
+    """`measure` with several clocks read around the same runs: one result per clock, in their order."""
     warmups = warmup if isinstance(warmup, dict) else dict.fromkeys(streams, warmup)
     timed = iters if isinstance(iters, dict) else dict.fromkeys(streams, iters)
-    rates: dict[str, list[float]] = {name: [] for name in streams}
+    rates: list[dict[str, list[float]]] = [{name: [] for name in streams} for _ in clocks]
     previous = None
     for run in range(runs):
         for name, batches in streams.items():
@@ -67,12 +74,15 @@ def measure(streams: dict[str, Iterator[int]], *, warmup: Union[int, dict[str, i
                 previous = name
             with nvtx_range(f"{name} timed run {run + 1}/{runs}"):
                 images = 0
-                start = clock()
+                starts = [clock() for clock in clocks]
                 for _ in range(timed[name]):
                     images += next(batches)
                 sync()
-                rates[name].append(images / (clock() - start))
-    return {name: Measurement(tuple(r), warmups[name], timed[name]) for name, r in rates.items()}
+                ends = [clock() for clock in clocks]
+                for per_clock, start, end in zip(rates, starts, ends):
+                    per_clock[name].append(images / (end - start))
+    return [{name: Measurement(tuple(r), warmups[name], timed[name]) for name, r in per_clock.items()}
+            for per_clock in rates]
 
 
 def epoch_after_epoch(loader):
@@ -88,12 +98,12 @@ def batch_sizes(loader) -> Iterator[int]:
 
 def measure_wall_and_cpu(streams: dict[str, Iterator[int]], *, warmup: int, iters: int, runs: int,
                          sync: Callable[[], None] = lambda: None) -> dict[str, dict]:
-    """`measure` twice, with the wall clock and with the process's CPU clock (all threads: what one image costs
-    one core, which other processes on a shared machine inflate far less than wall time): name -> the wall
-    Measurement's dict plus ms_per_image, cpu_ms_per_image and the CPU runs (images per CPU second).
+    """`measure` with the wall clock and the process's CPU clock (all threads: what one image costs one core,
+    which other processes on a shared machine inflate far less than wall time) read around the same runs: name ->
+    the wall Measurement's dict plus ms_per_image, cpu_ms_per_image and the CPU runs (images per CPU second).
     sync: as in `measure`."""
-    wall = measure(streams, warmup=warmup, iters=iters, runs=runs, sync=sync)
-    cpu = measure(streams, warmup=warmup, iters=iters, runs=runs, clock=time.process_time, sync=sync)
+    wall, cpu = measure_clocks(streams, warmup=warmup, iters=iters, runs=runs, sync=sync,
+                               clocks=(time.perf_counter, time.process_time))
     return {name: {**wall[name].to_dict(), "ms_per_image": 1e3 / wall[name].median,
                    "cpu_ms_per_image": 1e3 / cpu[name].median, "cpu_runs_img_per_cpu_s": list(cpu[name].runs)}
             for name in streams}

@@ -126,6 +126,7 @@ def test_the_stage_benchmark_times_every_stage_and_charges_each_its_own_cost(sta
         assert list(stages) == expected and entry["images"] == 8
         for stage, m in stages.items():
             assert len(m["runs"]) == 2 and m["img_s"] > 0 and m["cpu_ms_per_image"] > 0
+            assert m["cores_busy"] == pytest.approx(m["cpu_ms_per_image"] * m["img_s"] / 1e3)
             before = pipeline_stages.BEFORE.get(stage)
             if before is not None:
                 assert m["stage_cpu_ms_per_image"] == pytest.approx(

@@ -22,7 +22,7 @@ from train.bench.run import (
     verdict,
     whole_rounds,
 )
-from train.bench.timing import batches_consumed, measure
+from train.bench.timing import batches_consumed, measure, measure_clocks
 from train.cli import build_parser, main
 
 
@@ -88,6 +88,21 @@ def test_each_stream_can_warm_up_for_its_own_prefetch_queue():
     timed = measure(streams, warmup={"dali": 1, "torchvision": 3}, iters=2, runs=2, clock=clock)
     assert "".join(log) == "ddd" "ttttt" "ddd" "ttttt"  # its own warm-up, then 2 timed batches, run after run
     assert (timed["dali"].warmup, timed["torchvision"].warmup) == (1, 3)
+
+
+def test_several_clocks_time_the_same_runs():
+    """The wall and CPU clocks of `measure_wall_and_cpu`: one pass of the streams, each run read on both."""
+    wall, log = FakeClock(), []
+
+    class Cpu:  # two cores busy in the first stream's batches, one in the second's
+        def __call__(self):
+            return sum(2.0 if name == "a" else 1.0 for name in log)
+
+    streams = {name: FakeBatches(wall, [1.0], log=log, name=name) for name in ("a", "b")}
+    by_wall, by_cpu = measure_clocks(streams, warmup=1, iters=2, runs=2, clocks=(wall, Cpu()))
+    assert all(s.consumed == batches_consumed(2, warmup=1, iters=2, runs=2) for s in streams.values())
+    assert by_wall["a"].runs == by_wall["b"].runs == (8.0, 8.0)  # 2 batches of 8 images in 2 s
+    assert by_cpu["a"].runs == (4.0, 4.0) and by_cpu["b"].runs == (8.0, 8.0)  # 16 images per 4 / 2 CPU s
 
 
 def test_each_run_waits_for_the_device_before_the_clock_stops():
