@@ -82,9 +82,9 @@ def read_pixels(*, files: list[str], labels: list[int], **reader_args):
     `fn.readers.numpy`, with `dali_has.file_label` finding each sample's label by its file name: it maps the
     files and copies the pixels out in DALI's thread pool, where `fn.readers.file` + `fn.decoders.numpy` copy
     each file twice, the first time on the reader's one loader thread (+14 to +39 % through `make_loader` on
-    two cores: README, "Reading decoded pixels"). The latter is the fallback when the plugin does not load or a
-    file list gives one name two labels. The readers list, shuffle and shard alike, so either gives the same
-    samples.
+    two cores: docs/performance.md, "Reading decoded pixels"). The latter is the fallback when the plugin does
+    not load or a file list gives one name two labels. The readers list, shuffle and shard alike, so either
+    gives the same samples.
     """
     if fused.load() and one_label_per_name(files, labels):
         images = fn.readers.numpy(files=files, **reader_args)
