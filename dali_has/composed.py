@@ -17,11 +17,11 @@ import nvidia.dali.fn as fn
 import nvidia.dali.types as types
 
 from dali_has.blend import blend
-from dali_has.spec import HaSConfig
+from dali_has.spec import MAX_PATCH_SIZE, HaSConfig
 
 _C = ord("C")
 # Grid cell size standing in for S = 0: one cell covering any image, never hidden (its coin has p = 0).
-_NO_HIDE_CELL = 1 << 24
+_NO_HIDE_CELL = MAX_PATCH_SIZE
 
 
 def hide_and_seek_composed(images, cfg: HaSConfig):

@@ -18,6 +18,9 @@ Fill = Union[float, Sequence[float]]
 
 PAPER_PATCH_SIZES = (0, 16, 32, 44, 56)  # paper's HaS-Mixed set for 224-pixel crops
 PAPER_P_HIDE = 0.5
+# Cells larger than any image (the listing check refuses images over 65,500 pixels a side) all hide alike, as one
+# cell; the bound keeps every size and grid computation inside int32 in the operators.
+MAX_PATCH_SIZE = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,12 @@ class HaSConfig:
 
 def _check_patch_sizes(patch_sizes) -> tuple[int, ...]:
     # Sizes may come as 16.0 from a JSON config or numpy: any whole number of pixels is accepted.
-    sizes = (patch_sizes,) if isinstance(patch_sizes, Real) else tuple(patch_sizes) \
-        if isinstance(patch_sizes, Sequence) and not isinstance(patch_sizes, str) else None
+    sizes = validate.as_values(patch_sizes)
     if not sizes:
-        raise ValueError(f"patch_sizes={patch_sizes!r}; give at least one size, e.g. (0, 16, 32, 44, 56)")
+        raise ValueError(f"patch_sizes={patch_sizes!r}; give one size or a sequence of sizes, e.g. (0, 16, 32, 44, 56)")
     for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, Real) or not math.isfinite(s) or int(s) != s or s < 0:
-            raise ValueError(f"patch_sizes contains {s!r}; sizes must be whole numbers of pixels >= 0 "
-                             "(0 means no hiding)")
+        if isinstance(s, bool) or not isinstance(s, Real) or not math.isfinite(s) or int(s) != s or not (
+                0 <= s <= MAX_PATCH_SIZE):
+            raise ValueError(f"patch_sizes contains {s!r}; sizes must be whole numbers of pixels from 0 (no "
+                             f"hiding) to {MAX_PATCH_SIZE:,} (larger than any image: one cell)")
     return tuple(int(s) for s in sizes)

@@ -64,9 +64,21 @@ def number_range(name: str, value: Any, *, low: float = 0.0, high: Optional[floa
     return first, second
 
 
+def as_values(given: Any) -> Optional[tuple]:
+    """The values of a scalar (one), a sequence, or a numpy array or torch tensor (its elements as Python
+    numbers); None for anything else (a string, a mapping, a set)."""
+    if isinstance(given, Real):
+        return (given,)
+    if hasattr(given, "tolist") and hasattr(given, "shape"):  # numpy arrays and scalars, torch tensors
+        given = given.tolist()
+        return (given,) if isinstance(given, Real) else tuple(given) if isinstance(given, list) else None
+    return tuple(given) if isinstance(given, Sequence) and not isinstance(given, str) else None
+
+
 def numbers(name: str, values: Any, *, count: Optional[int] = None, positive: bool = False) -> tuple[float, ...]:
-    """A non-empty sequence of finite numbers (a scalar counts as one value; `count` of them when given)."""
-    vals = (values,) if isinstance(values, Real) else tuple(values) if isinstance(values, Sequence) else None
+    """A non-empty sequence of finite numbers (a scalar counts as one value; `count` of them when given; numpy
+    arrays and torch tensors give their elements)."""
+    vals = as_values(values)
     ok = vals is not None and len(vals) > 0 and (count is None or len(vals) == count) and all(
         not isinstance(v, bool) and isinstance(v, Real) and math.isfinite(v) and (not positive or v > 0)
         for v in vals)

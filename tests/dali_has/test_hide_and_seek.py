@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from dali_has import HaSConfig, hide_and_seek, reference
+from dali_has.spec import MAX_PATCH_SIZE
 from tests.dali_has.has_harness import IMPLS, hidden_mask, random_images, run_has
 
 SHAPES = [(50, 70, 3), (64, 64, 3), (33, 91, 3), (91, 20, 3)]  # non-square, different per sample
@@ -35,6 +36,9 @@ def test_p_zero_is_identity_and_p_one_hides_every_cell(impl):
         np.testing.assert_array_equal(x, y)
     (gone,) = run_has(images, impl=impl, patch_sizes=(13,), p_hide=1.0, fill=-1.0)
     for y in gone:
+        assert (y == -1.0).all()
+    (whole,) = run_has(images, impl=impl, patch_sizes=(MAX_PATCH_SIZE,), p_hide=1.0, fill=-1.0)  # one cell
+    for y in whole:
         assert (y == -1.0).all()
 
 

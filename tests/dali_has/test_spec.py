@@ -1,6 +1,9 @@
+import numpy as np
 import pytest
+import torch
 
 from dali_has import HaSConfig
+from dali_has.spec import MAX_PATCH_SIZE
 
 
 def test_defaults_are_the_papers_mixed_setting():
@@ -14,6 +17,8 @@ def test_defaults_are_the_papers_mixed_setting():
     (dict(patch_sizes=[16, 2.5]), "2.5"),
     (dict(patch_sizes=[True]), "True"),
     (dict(patch_sizes="16"), "patch_sizes"),
+    (dict(patch_sizes=[MAX_PATCH_SIZE + 1]), "16,777,216"),  # would wrap around in the operators' int32
+    (dict(patch_sizes=2**32), "4294967296"),
     (dict(p_hide=-0.1), "p_hide=-0.1"),
     (dict(p_hide="0.5"), "p_hide"),
     (dict(fill=float("nan")), "fill"),
@@ -31,6 +36,14 @@ def test_single_size_and_per_channel_fill():
     assert HaSConfig(fill=7).fill_for(3) == (7.0, 7.0, 7.0)
     with pytest.raises(ValueError, match="3 values but the images have 4 channels"):
         cfg.fill_for(4)
+
+
+def test_numpy_and_torch_values_are_read_as_their_elements():
+    cfg = HaSConfig(patch_sizes=np.array([0, 16]), p_hide=np.float64(0.25), fill=torch.tensor([1.0, 2.0, 3.0]))
+    assert cfg == HaSConfig(patch_sizes=(0, 16), p_hide=0.25, fill=(1.0, 2.0, 3.0))
+    assert HaSConfig(patch_sizes=np.int64(16)).patch_sizes == (16,)
+    with pytest.raises(ValueError, match="patch_sizes contains"):
+        HaSConfig(patch_sizes=np.array([[16, 32]]))  # a nested array is not a list of sizes
 
 
 def test_dict_round_trip_and_unknown_keys():

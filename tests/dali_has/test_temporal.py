@@ -117,6 +117,7 @@ def test_vector_fill_needs_a_channel_axis():
 
 @pytest.mark.parametrize("bad, message", [
     (dict(segment=0), "segment=0"), (dict(segment=2.5), "segment=2.5"), (dict(segment=True), "segment=True"),
+    (dict(segment=2**30), "<= 65536"),  # the composition's mask grows with it: 2**30 took 22 GB
     (dict(segment=4, p_hide=1.5), "p_hide=1.5"), (dict(segment=4, fill="mean"), "fill='mean'"),
 ])
 def test_settings_are_validated(bad, message):
