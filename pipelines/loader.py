@@ -123,7 +123,8 @@ class EpochLoader:
         return dict(state, rebuilds=self._rebuilds, pipeline=self._iterator.checkpoints()[0])
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from a `state_dict()` of a loader with the same settings and data (rebuilds the pipeline)."""
+        """Continue from a `state_dict()` of a loader with the same settings and data (rebuilds the pipeline).
+        A state refused (ValueError) leaves the loader as it was."""
         if self._iterator is None:
             raise RuntimeError("this loader is closed")
         expected = {"version", "dataset_size", "shard", "rebuilds", "pipeline"}
@@ -134,9 +135,20 @@ class EpochLoader:
         theirs = {key: state[key] for key in mine}
         if theirs != mine:
             raise ValueError(f"the loader state is of another data set or shard ({theirs}); this loader has {mine}")
+        rebuilds = validate.whole_number("rebuilds", state["rebuilds"])
+        if state["pipeline"] is not None and not isinstance(state["pipeline"], bytes):
+            raise ValueError(f"the loader state's pipeline is a {type(state['pipeline']).__name__}; expected the "
+                             "bytes of a DALI checkpoint or None, as state_dict() returns")
+        # Where this loader's next `for` would start, to go back to if DALI cannot restore the state.
+        now = self.state_dict() if self._options.checkpointing else dict(rebuilds=self._rebuilds, pipeline=None)
         self._close_pipeline()
-        self._rebuilds = validate.whole_number("rebuilds", state["rebuilds"])
-        self._open(state["pipeline"])
+        try:
+            self._rebuilds = rebuilds
+            self._open(state["pipeline"])
+        except ValueError:
+            self._rebuilds = now["rebuilds"]
+            self._open(now["pipeline"])
+            raise
 
     def close(self) -> None:
         """Release the DALI pipeline now; the loader cannot be iterated afterwards."""
@@ -193,6 +205,10 @@ class EpochLoader:
                 self._pipeline, self._outputs, reader_name=self._reader_name, auto_reset=True,
                 last_batch_policy=LastBatchPolicy.PARTIAL, prepare_first_batch=False)
         except RuntimeError as error:
+            if checkpoint is not None and "checkpoint" in str(error):
+                raise ValueError("the DALI checkpoint cannot be restored by this loader's pipeline ("
+                                 f"{read_dali_error(error).detail}); give the state_dict() of a loader with the same "
+                                 "settings and data") from error
             kind = read_dali_error(error).kind
             if kind == NO_FILES:
                 raise ValueError(self._no_files_message()) from error

@@ -197,6 +197,30 @@ def test_loader_states_are_checked(dataset):
         other.load_state_dict({"pipeline": b""})
     with pytest.raises(ValueError, match="checkpoint of type str"):
         small_loader(dataset, checkpoint="not bytes")
+    with pytest.raises(ValueError, match="DALI checkpoint cannot be restored"):
+        small_loader(dataset, checkpoint=b"not a checkpoint")
+
+
+def test_a_refused_state_leaves_the_loader_as_it_was(dataset):
+    """Before: the old pipeline was closed first, and every later `for` raised "this loader is closed"."""
+    make = lambda: small_loader(dataset / "list_11.txt", seed=3, checkpointing=True)  # noqa: E731
+    loader = make()
+    epoch(loader)
+    state = loader.state_dict()
+    resumed = make()
+    resumed.load_state_dict(state)
+    expected = _by_label(*epoch(resumed))
+    for bad, message in ((dict(state, rebuilds=-1), "rebuilds=-1"),
+                         (dict(state, pipeline="x"), "pipeline is a str"),
+                         (dict(state, pipeline=b"junk"), "DALI checkpoint cannot be restored"),
+                         (dict(state, pipeline=state["pipeline"][:20]), "DALI checkpoint cannot be restored")):
+        with pytest.raises(ValueError, match=message):
+            loader.load_state_dict(bad)
+    assert torch.equal(_by_label(*epoch(loader)), expected)  # the epoch the loader was about to start
+    evaluation = small_loader(dataset / "list_11.txt", train=False, checkpointing=True)
+    with pytest.raises(ValueError, match="another pipeline"):  # DALI's words: a training state, an eval loader
+        evaluation.load_state_dict(state)
+    assert sorted(torch.cat(epoch(evaluation)[1]).tolist()) == list(range(N_IMAGES))
 
 
 def test_default_threads_share_the_cores_among_the_processes_of_a_node(monkeypatch):
