@@ -35,7 +35,8 @@ def cells_to_mask(cells: np.ndarray, size: int, height: int, width: int) -> np.n
     expected = grid_shape(height, width, size)
     if cells.shape != expected:
         raise ValueError(f"cells has shape {cells.shape}, a {size}-pixel grid on {height}x{width} needs {expected}")
-    return np.repeat(np.repeat(cells, size, axis=0), size, axis=1)[:height, :width]
+    # Pixel (y, x) lies in cell (y // size, x // size): memory of the mask's size, whatever the cells' size.
+    return cells[np.arange(height)[:, None] // size, np.arange(width)[None, :] // size]
 
 
 def apply_mask(image: np.ndarray, mask: np.ndarray, fill: float | Sequence[float], layout: str = "HWC") -> np.ndarray:

@@ -18,10 +18,11 @@ plugin cannot be built, `impl="auto"` runs the chain of DALI built-ins (with `hi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Real
 from typing import Optional, Union
 
+import numpy as np
 from nvidia.dali import fn, types
+from nvidia.dali.data_node import DataNode
 
 from dali_has import fused, operator, validate
 from dali_has.spec import HaSConfig
@@ -30,6 +31,7 @@ IMPLEMENTATIONS = ("auto", "fused", "builtin")
 OUTPUT_TYPES = (types.FLOAT, types.FLOAT16)  # DALI 2.4 has no bfloat16
 LAYOUTS = ("CHW", "HWC")
 MAX_CHANNELS = 4  # the operator's limit (one pixel is one 4-float vector)
+LARGEST = {types.FLOAT: float(np.finfo(np.float32).max), types.FLOAT16: float(np.finfo(np.float16).max)}
 
 Channels = Union[float, Sequence[float]]
 
@@ -66,19 +68,23 @@ def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mir
         RuntimeError: impl="fused" but the plugin is unavailable, or its CUDA kernel is and the images are on
             the GPU (the message says why).
     """
-    sides = (size, size) if isinstance(size, Real) else tuple(size) if isinstance(size, Sequence) else ()
-    if len(sides) != 2:
+    sides = validate.as_values(size) or ()
+    if len(sides) not in (1, 2):
         raise ValueError(f"size={size!r}; expected a positive whole number or (height, width)")
-    height, width = (validate.positive_int("size", side) for side in sides)
+    height, width = (validate.positive_int("size", side) for side in sides * (3 - len(sides)))
+    if not isinstance(mirror, DataNode):
+        mirror = int(validate.one_of("mirror", int(mirror) if isinstance(mirror, bool) else mirror, (0, 1)))
     mean = _channels("mean", mean)
     std = _channels("std", std, positive=True)
     validate.one_of("dtype", dtype, OUTPUT_TYPES)
     validate.one_of("layout", layout, LAYOUTS)
     if has is not None and not isinstance(has, HaSConfig):
         raise ValueError(f"has={has!r}; expected None or a dali_has.HaSConfig")
+    _check_output_range(mean, std, () if has is None else has.fill, dtype)
     validate.one_of("impl", impl, IMPLEMENTATIONS)
     validate.one_of("has_impl", has_impl, operator.IMPLEMENTATIONS)
-    if window is not None and (not isinstance(window, (tuple, list)) or len(window) != 2):
+    if window is not None and (not isinstance(window, (tuple, list)) or len(window) != 2
+                               or not all(isinstance(part, DataNode) for part in window)):
         raise ValueError(f"window={window!r}; expected None or (anchor, shape) nodes, e.g. the outputs of "
                          "fn.random_crop_generator")
 
@@ -105,6 +111,23 @@ def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mir
         return images
     return operator.hide_and_seek(images, patch_sizes=has.patch_sizes, p_hide=has.p_hide, fill=has.fill,
                                   impl=has_impl)
+
+
+def _check_output_range(mean: tuple[float, ...], std: tuple[float, ...], fill: tuple[float, ...], dtype) -> None:
+    """Refuse settings whose normalized values, (0 - mean) / std .. (255 - mean) / std, or whose fill, do not fit
+    the output type (they would be written as infinities)."""
+    if len(mean) > 1 and len(std) > 1 and len(mean) != len(std):
+        raise ValueError(f"mean has {len(mean)} values and std {len(std)}; give one value or one per channel")
+    largest = LARGEST[dtype]
+    name = "float16" if dtype == types.FLOAT16 else "float32"
+    m, s = np.array(mean), np.array(std)
+    spread = float(np.max(np.maximum(np.abs(m), np.abs(255 - m)) / s))
+    if not spread <= largest:
+        raise ValueError(f"mean={list(mean)}, std={list(std)} normalize pixels to values up to {spread:.3g}, "
+                         f"beyond {name}'s largest ({largest:.6g}): give them on the 0..255 scale of the pixels")
+    if any(abs(f) > largest for f in fill):
+        raise ValueError(f"Hide-and-Seek fill={list(fill)} does not fit {name} (largest {largest:.6g}); the fill "
+                         "is in normalized units")
 
 
 def _channels(name: str, value: Channels, *, positive: bool = False) -> tuple[float, ...]:

@@ -31,7 +31,8 @@ class HideAndSeek(torch.nn.Module):
         if size == 0 or not cells.any():
             return image
         h, w = image.shape[-2:]
-        mask = cells.repeat_interleave(size, 0).repeat_interleave(size, 1)[:h, :w]
+        # Pixel (y, x) lies in cell (y // size, x // size): memory of the image's size, whatever the cells' size.
+        mask = cells[torch.arange(h)[:, None] // size, torch.arange(w)[None, :] // size]
         fill = torch.tensor(self.cfg.fill_for(image.shape[-3]), dtype=torch.float32)
         if not image.is_floating_point():
             fill = fill.round().clamp(torch.iinfo(image.dtype).min, torch.iinfo(image.dtype).max)
@@ -40,6 +41,11 @@ class HideAndSeek(torch.nn.Module):
         return out
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if not isinstance(image, torch.Tensor):
+            raise TypeError(f"HideAndSeek expects a torch.Tensor [C, H, W], got a {type(image).__name__} (convert "
+                            "it first, e.g. with torchvision.transforms.v2.ToImage)")
+        if image.dtype == torch.bool or image.is_complex():
+            raise TypeError(f"HideAndSeek expects a real-valued image, got dtype {image.dtype}")
         if image.ndim != 3:
             raise ValueError(f"HideAndSeek expects one [C, H, W] image, got shape {tuple(image.shape)}")
         return self.transform(image, self.make_params(*image.shape[-2:]))

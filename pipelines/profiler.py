@@ -53,6 +53,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from numbers import Integral, Real
 from typing import Any, Optional, Union
 
 import torch
@@ -160,7 +161,7 @@ class InputProfiler:
 
     def __init__(self, warmup: int = DEFAULT_WARMUP, timing: Union[str, Timer] = "auto",
                  input_bound_above: float = INPUT_BOUND_ABOVE, count: Callable[[Any], int] = batch_samples):
-        if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        if not isinstance(warmup, Integral) or isinstance(warmup, bool) or warmup < 0:
             raise ValueError(f"warmup={warmup!r} must be an integer >= 0 (batches left out at the start)")
         if isinstance(timing, str):
             if timing not in TIMINGS:
@@ -171,11 +172,12 @@ class InputProfiler:
             self._timer = timing
         else:
             raise ValueError(f"timing={timing!r} must be one of {TIMINGS} or a CpuClock / CudaEvents")
-        if not 0.0 < input_bound_above < 1.0:
+        if isinstance(input_bound_above, bool) or not isinstance(input_bound_above, Real) or not (
+                0.0 < input_bound_above < 1.0):
             raise ValueError(f"input_bound_above={input_bound_above!r} must be a fraction between 0 and 1")
         if not callable(count):
             raise ValueError(f"count={count!r} must be a function of a batch returning its number of samples")
-        self.warmup = warmup
+        self.warmup = int(warmup)
         self.input_bound_above = input_bound_above
         self._count = count
         self._custom_count = count is not batch_samples
@@ -213,6 +215,9 @@ class InputProfiler:
             got = timer.mark()
             self._seen += 1
             samples = self._count(batch)
+            if isinstance(samples, bool) or not isinstance(samples, Integral) or samples < 0:
+                raise ValueError(f"count returned {samples!r} for a batch; it must return the batch's number of "
+                                 "samples, a whole number >= 0")
             cycle = (asked, got, samples) if self._seen > self.warmup else None
             yield batch
 

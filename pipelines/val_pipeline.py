@@ -11,7 +11,7 @@ from pipelines.decoder import decode, on_device
 from pipelines.files import Dataset
 from pipelines.normalize import crop_mirror_normalize
 from pipelines.reader import checked_files, holds_pixels, read_files
-from pipelines.settings import CROP_RATIO, ImageOptions, PipelineOptions
+from pipelines.settings import CROP_RATIO, MAX_CROP, ImageOptions, PipelineOptions
 
 # Ten-crop positions as crop_pos (x, y), 0 = left/top, 1 = right/bottom: top-left, top-right, bottom-left,
 # bottom-right, centre. Crops 0-4 are these, crops 5-9 the same windows mirrored (crop k + 5 == flip(crop k)).
@@ -22,7 +22,9 @@ def eval_resize(crop: int, resize: Optional[int] = None) -> int:
     """The shorter side before cropping: `resize` checked against the crop, or by default 256 for 224 crops."""
     if resize is None:
         return round(crop / CROP_RATIO)
-    resize = validate.positive_int("resize", resize)
+    # Bounded like the crop (pipelines.settings): the resized image is held whole before the crop is cut from it,
+    # and resize=10**6 died in std::bad_alloc.
+    resize = validate.whole_number("resize", resize, minimum=1, maximum=MAX_CROP)
     if resize < crop:
         raise ValueError(f"resize={resize} must be >= crop={crop}: the crop is cut from the resized image")
     return resize

@@ -355,6 +355,14 @@ def test_fused_on_gpu_images_is_refused_saying_why_where_the_kernel_cannot_run(m
     ({"has": {"p_hide": 0.5}}, "has="),
     ({"impl": "gpu"}, "impl='gpu'"),
     ({"window": (1, 2, 3)}, "window="),
+    # Each of these was accepted and then ignored, misread or written as infinities:
+    ({"size": "16"}, "size='16'"),  # read as sides '1' and '6'
+    ({"window": (0, 32)}, "window="),  # ignored by the operator, misread by the built-ins
+    ({"mirror": 0.5}, "mirror=0.5"),  # no flip
+    ({"std": 1e-45}, "beyond float32's largest"),
+    ({"std": 0.001, "dtype": types.FLOAT16}, "beyond float16's largest"),
+    ({"has": HaSConfig(fill=1e6), "dtype": types.FLOAT16}, "fill=.* does not fit float16"),
+    ({"mean": (1.0, 2.0), "std": (1.0, 2.0, 3.0)}, "mean has 2 values and std 3"),  # DALI's assert before
 ])
 def test_wrapper_rejects_bad_arguments_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):

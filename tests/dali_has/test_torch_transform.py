@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from dali_has import HaSConfig, reference
+from dali_has.spec import MAX_PATCH_SIZE
 from dali_has.torch_transform import HideAndSeek
 
 
@@ -26,3 +27,18 @@ def test_hidden_share_and_repr():
     assert repr(t) == "HideAndSeek(patch_sizes=[0, 8, 16], p_hide=0.5, fill=-1.0)"
     with pytest.raises(ValueError, match="one \\[C, H, W\\] image"):
         t(torch.zeros(2, 3, 8, 8))
+
+
+def test_the_largest_patch_size_hides_the_whole_image_as_one_cell():
+    """The mask used to be the cells repeated `size` times per axis: 2**24 per side for this size."""
+    out = HideAndSeek(patch_sizes=MAX_PATCH_SIZE, p_hide=1.0, fill=3.0)(torch.zeros(3, 40, 30))
+    assert (out == 3.0).all()
+    assert reference.cells_to_mask(np.ones((1, 1), bool), MAX_PATCH_SIZE, 40, 30).all()
+
+
+@pytest.mark.parametrize("image, error", [(torch.zeros(3, 8, 8, dtype=torch.bool), "real-valued"),
+                                          (torch.zeros(3, 8, 8, dtype=torch.complex64), "real-valued"),
+                                          (np.zeros((3, 8, 8), np.float32), "torch.Tensor")])
+def test_images_that_are_not_real_tensors_are_refused_saying_so(image, error):
+    with pytest.raises(TypeError, match=error):
+        HideAndSeek()(image)

@@ -149,9 +149,20 @@ def test_nothing_measured_gives_an_empty_summary_that_says_why():
 def test_bad_settings_are_named():
     for kwargs, named in [(dict(warmup=-1), "warmup=-1"), (dict(warmup=1.5), "warmup=1.5"),
                           (dict(timing="gpu"), "timing='gpu'"), (dict(input_bound_above=0.0), "input_bound_above"),
-                          (dict(input_bound_above=1.0), "input_bound_above"), (dict(count=3), "count=3")]:
+                          (dict(input_bound_above=1.0), "input_bound_above"), (dict(count=3), "count=3"),
+                          (dict(input_bound_above="0.1"), "input_bound_above='0.1'")]:  # was a TypeError
         with pytest.raises(ValueError, match=named):
             InputProfiler(**kwargs)
+    assert InputProfiler(warmup=np.int64(2)).warmup == 2
+
+
+@pytest.mark.parametrize("count", [lambda b: -3, lambda b: "x", lambda b: 2.5])
+def test_a_count_function_that_returns_no_sample_count_is_named(count):
+    """-3 gave negative samples and img/s; "x" a TypeError from inside the profiler."""
+    profiler = InputProfiler(warmup=0, count=count)
+    with pytest.raises(ValueError, match="count returned"):
+        for _ in profiler.wrap([batch()] * 2):
+            pass
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where there is no CUDA")

@@ -99,3 +99,10 @@ def test_hide_and_seek_never_runs_at_evaluation(noise):
 def test_default_resize_keeps_the_usual_ratio():
     assert eval_resize(224) == 256
     assert eval_resize(64) == 73
+
+
+@pytest.mark.parametrize("resize, message", [(200, "must be >= crop=224"), (10**6, "<= 8192"), (256.0, "256.0")])
+def test_resize_is_checked_by_name(resize, message):
+    """10**6 was accepted and died in std::bad_alloc when the pipeline was built."""
+    with pytest.raises(ValueError, match=message):
+        eval_resize(224, resize)
