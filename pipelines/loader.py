@@ -16,7 +16,8 @@ fills its shuffle buffer once, and the next epoch's first batches are prefetched
 resume such a run exactly, make the loader with `checkpointing=True`, save `loader.state_dict()` after an epoch
 and give it to `load_state_dict()` of a new loader with the same settings: its next `for` yields exactly what the
 old loader's next `for` would have (DALI's checkpoints restore the readers' positions and shuffle buffers and
-every random generator; a `for` that had stopped early is restored as the rebuild it would have caused).
+every random generator; a `for` that had stopped early is restored as the rebuild it would have caused). A state
+of other settings or data is refused, naming what differs; a refused state leaves the loader as it was.
 
 Shutdown. A loader owns one DALI pipeline. `close()` (or `with make_loader(...) as loader:`) releases it at once,
 and so does dropping the last reference. Loaders still open at interpreter exit are closed by an atexit hook, so
@@ -26,6 +27,7 @@ whatever order garbage collection reaches them during shutdown.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import math
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -49,7 +51,7 @@ from pipelines.train_pipeline import train_pipeline
 from pipelines.val_pipeline import eval_resize, val_pipeline
 
 _OPEN_LOADERS: weakref.WeakSet[EpochLoader] = weakref.WeakSet()
-STATE_VERSION = 1  # of EpochLoader.state_dict()
+STATE_VERSION = 2  # of EpochLoader.state_dict(); 2 added "settings" (version 1 states load without that check)
 
 
 @atexit.register
@@ -64,6 +66,9 @@ class EpochLoader:
 
     define: builds the (unbuilt) pipeline for given options; called again, with a derived seed, on a rebuild.
     outputs: names of the pipeline's outputs; reader_name: the name of its reader (epoch and shard sizes).
+    settings: what else decides the batches (JSON-like values: augmentation, crop, a digest of the files, ...);
+        with the batch size and seed, a saved state holds them and `load_state_dict` refuses a state whose
+        settings differ (DALI would restore it and silently yield other batches).
 
     batch_size: samples per batch (the last batch of an epoch may be smaller).
     num_samples: samples of this shard, i.e. per epoch of this loader.
@@ -73,8 +78,9 @@ class EpochLoader:
     """
 
     def __init__(self, define: Callable[[PipelineOptions], Pipeline], options: PipelineOptions,
-                 outputs: Sequence[str], reader_name: str):
+                 outputs: Sequence[str], reader_name: str, settings: Optional[dict] = None):
         self._define = define
+        self._settings = {"batch_size": options.batch_size, "seed": options.seed, **(settings or {})}
         self._options = replace(options, checkpoint=None)  # a given checkpoint is where the first pipeline starts
         self._outputs = list(outputs)
         self._reader_name = reader_name
@@ -117,7 +123,7 @@ class EpochLoader:
         if not self._options.checkpointing:
             raise ValueError("state_dict() needs a loader made with checkpointing=True")
         state = {"version": STATE_VERSION, "dataset_size": self.dataset_size,
-                 "shard": [self._options.shard_id, self._options.num_shards]}
+                 "shard": [self._options.shard_id, self._options.num_shards], "settings": self._settings}
         if self._mid_epoch:  # the next `for` rebuilds: a fresh pipeline with the next derived seed
             return dict(state, rebuilds=self._rebuilds + 1, pipeline=None)
         return dict(state, rebuilds=self._rebuilds, pipeline=self._iterator.checkpoints()[0])
@@ -127,14 +133,22 @@ class EpochLoader:
         A state refused (ValueError) leaves the loader as it was."""
         if self._iterator is None:
             raise RuntimeError("this loader is closed")
-        expected = {"version", "dataset_size", "shard", "rebuilds", "pipeline"}
-        if not isinstance(state, dict) or set(state) != expected or state["version"] != STATE_VERSION:
+        version = state.get("version") if isinstance(state, dict) else None
+        expected = {"version", "dataset_size", "shard", "rebuilds", "pipeline"} | (
+            {"settings"} if version == STATE_VERSION else set())
+        if version not in (1, STATE_VERSION) or set(state) != expected:
             raise ValueError(f"not a loader state of this version: expected a dict with keys {sorted(expected)} "
                              f"and version {STATE_VERSION}, as state_dict() returns")
         mine = {"dataset_size": self.dataset_size, "shard": [self._options.shard_id, self._options.num_shards]}
         theirs = {key: state[key] for key in mine}
         if theirs != mine:
             raise ValueError(f"the loader state is of another data set or shard ({theirs}); this loader has {mine}")
+        if version == STATE_VERSION and state["settings"] != self._settings:
+            theirs, mine = (state["settings"] if isinstance(state["settings"], dict) else {}), self._settings
+            differ = [f"{key} {theirs.get(key)!r} (this loader: {mine.get(key)!r})"
+                      for key in sorted(set(theirs) | set(mine)) if theirs.get(key) != mine.get(key)]
+            raise ValueError(f"the loader state was taken with other settings: {'; '.join(differ)}; make the loader "
+                             "with the settings and data it was taken with")
         rebuilds = validate.whole_number("rebuilds", state["rebuilds"])
         if state["pipeline"] is not None and not isinstance(state["pipeline"], bytes):
             raise ValueError(f"the loader state's pipeline is a {type(state['pipeline']).__name__}; expected the "
@@ -287,7 +301,12 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
         define = lambda o: train_pipeline(o, image, augment, files=files)  # noqa: E731
     else:
         define = lambda o: val_pipeline(o, image, resize=resize, ten_crop=ten_crop, files=files)  # noqa: E731
-    return DaliLoader(define, run, image, files, train=train)
+    # What decides the batches besides the batch size and seed; a loader state carries it (see EpochLoader).
+    settings = {"train": train, "crop": image.crop, "dtype": str(image.dtype).removeprefix("torch."),
+                "layout": image.layout, "mean": list(image.mean), "std": list(image.std),
+                **({"augment": augment.to_dict()} if train else {"resize": resize, "ten_crop": ten_crop}),
+                "samples": None if files is None else samples_digest(files)}
+    return DaliLoader(define, run, image, files, train=train, settings=settings)
 
 
 class DaliLoader(EpochLoader):
@@ -295,11 +314,11 @@ class DaliLoader(EpochLoader):
     read or decode raises `UnreadableImageError` naming it."""
 
     def __init__(self, define: Callable[[PipelineOptions], Pipeline], options: PipelineOptions,
-                 image: ImageOptions, files: Optional[Dataset], *, train: bool):
+                 image: ImageOptions, files: Optional[Dataset], *, train: bool, settings: Optional[dict] = None):
         self._image = image  # files: the checked files of a folder or file list; None for shards
         self._files = files
         self._train = train
-        super().__init__(define, options, ["images", "labels"], READER_NAME)
+        super().__init__(define, options, ["images", "labels"], READER_NAME, settings)
 
     def _convert(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return batch["images"], batch["labels"]
@@ -322,6 +341,15 @@ class DaliLoader(EpochLoader):
         return (f"DaliLoader(data={self._image.data!r}, train={self._train}, batch_size={self.batch_size}, "
                 f"crop={self._image.crop}, device={o.device!r}, shard={o.shard_id}/{o.num_shards}, "
                 f"num_samples={self.num_samples}, batches={len(self)})")
+
+
+def samples_digest(files: Dataset) -> str:
+    """A SHA-256 of the listed names and labels, in reader order: the same data set (wherever it lies) gives the
+    same digest."""
+    digest = hashlib.sha256()
+    for name, label in files.samples:
+        digest.update(f"{name}\0{label}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def shard_size(dataset_size: int, shard_id: int, num_shards: int) -> int:

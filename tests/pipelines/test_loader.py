@@ -218,9 +218,31 @@ def test_a_refused_state_leaves_the_loader_as_it_was(dataset):
             loader.load_state_dict(bad)
     assert torch.equal(_by_label(*epoch(loader)), expected)  # the epoch the loader was about to start
     evaluation = small_loader(dataset / "list_11.txt", train=False, checkpointing=True)
-    with pytest.raises(ValueError, match="another pipeline"):  # DALI's words: a training state, an eval loader
+    with pytest.raises(ValueError, match="other settings: .*train True"):
         evaluation.load_state_dict(state)
     assert sorted(torch.cat(epoch(evaluation)[1]).tolist()) == list(range(N_IMAGES))
+    no_settings = {key: value for key, value in state.items() if key not in ("settings", "version")}
+    with pytest.raises(ValueError, match="another pipeline"):  # DALI's words, for a version-1 state (no settings)
+        evaluation.load_state_dict(dict(no_settings, version=1))
+
+
+@pytest.mark.parametrize("change, named", [(dict(seed=4), "seed 3 (this loader: 4)"),
+                                           (dict(batch_size=2), "batch_size 3 (this loader: 2)"),
+                                           (dict(crop=CROP + 8), f"crop {CROP} (this loader: {CROP + 8})"),
+                                           (dict(has={"patch_sizes": [4]}), "augment"),
+                                           (dict(data="list_11_relabelled.txt"), "samples")])
+def test_a_state_of_other_settings_or_data_is_refused(dataset, change, named):
+    """DALI restores such a state without a word and the loader yields other batches than the saved run's."""
+    relabelled = dataset / "list_11_relabelled.txt"  # the same files, other labels: another data set
+    relabelled.write_text("".join(f"{line.rsplit(' ', 1)[0]} {(int(line.rsplit(' ', 1)[1]) + 1) % N_IMAGES}\n"
+                                  for line in (dataset / "list_11.txt").read_text().splitlines()))
+    kwargs = {"data": dataset / "list_11.txt", "seed": 3, "checkpointing": True}
+    state = small_loader(**kwargs).state_dict()
+    changed = {**kwargs, **change}
+    changed["data"] = dataset / changed["data"]
+    with pytest.raises(ValueError, match=re.escape(named)):
+        small_loader(**changed).load_state_dict(state)
+    small_loader(**kwargs).load_state_dict(state)  # the same settings: accepted
 
 
 def test_default_threads_share_the_cores_among_the_processes_of_a_node(monkeypatch):
