@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: say what happens next instead of a traceback
+        hint = _AFTER_INTERRUPT.get(args.command, "")
+        print(f"dali-has {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        return 130
     except (ValueError, OSError) as error:  # OSError: missing, unreadable or already existing files
         return _user_error(args.command, error)
     except RuntimeError as error:
@@ -48,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, UnreadableImageError):
             return _user_error(args.command, error)
         raise
+
+
+# What an interrupted command kept and how to go on (commands not named write nothing that needs continuing).
+_AFTER_INTERRUPT = {
+    "train": "the run keeps its last finished epoch (checkpoint.pt); continue with --resume RUN_DIR",
+    "prepare": "the images written so far are kept; run the same command again to finish",
+}
 
 
 # What to do about an operating-system error that carries no message of ours (only errno and file name).

@@ -13,7 +13,7 @@ import pytest
 from pipelines import UnreadableImageError, make_loader
 from pipelines.files import read_file_list
 from tests.pipelines.bad_images import jpeg_bytes
-from train.cli import main
+from train.cli import build_parser, main
 from train.config import TrainConfig
 
 TRAIN = ["train", "--data", "d", "--out", "o"]
@@ -99,3 +99,18 @@ def test_bare_os_errors_say_what_to_do(tmp_path, capsys):
     assert main(["synth-actions", "--out", str(tmp_path / "a-file" / "x")]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'a-file' / 'x'}: Not a directory; a part of this path is a file, not a folder" in err
+
+
+@pytest.mark.parametrize("command, said", [("train", "continue with --resume RUN_DIR"), ("mean", "interrupted")])
+def test_ctrl_c_is_one_line_saying_what_next_not_a_traceback(monkeypatch, capsys, command, said):
+    """Before, every long command ended a Ctrl-C in a multi-frame traceback."""
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    parser = build_parser()
+    monkeypatch.setattr("train.cli.build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices[command].set_defaults(func=interrupted)
+    argv = {"train": ["train", "--data", "d", "--out", "o"], "mean": ["mean", "--data", "d"]}[command]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.startswith(f"dali-has {command}: interrupted") and said in err and "Traceback" not in err

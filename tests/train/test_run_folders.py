@@ -125,6 +125,26 @@ def test_out_naming_a_file_or_an_existing_run_says_what_to_do(trained_run, tiny_
     assert f"continue it with --resume {trained_run}" in capsys.readouterr().err
 
 
+def test_out_holding_other_files_is_left_untouched(tiny_synth, tmp_path, capsys):
+    """Before, the run wrote its config.json over the folder's own and appended its metrics to a metrics.jsonl."""
+    base = ["train", "--data", str(tiny_synth / "train"), "--epochs", "1", "--max-steps-per-epoch", "1",
+            "--model-opt", "stem=small", "--crop", "64"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"mine": 1}')
+    (mine / "notes.txt").write_text("keep")
+    assert main([*base, "--out", str(mine)]) == 2
+    assert "holding other files (notes.txt)" in capsys.readouterr().err
+    (mine / "notes.txt").unlink()
+    assert main([*base, "--out", str(mine)]) == 2  # a config.json that is not a run's
+    assert "holding other files (config.json)" in capsys.readouterr().err
+    assert (mine / "config.json").read_text() == '{"mine": 1}'
+    assert main([*base, "--out", str(tiny_synth / "train")]) == 2  # the data set itself
+    assert "give a new or empty folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([*base, "--out", str(tmp_path / "empty")]) == 0
+
+
 def test_train_stops_on_bad_files_or_skips_them_when_asked(tiny_synth, tmp_path, capsys):
     data = tmp_path / "train"
     shutil.copytree(tiny_synth / "train", data)

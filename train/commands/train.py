@@ -80,7 +80,7 @@ def register(sub) -> None:
 
 def config_from_args(args) -> tuple[TrainConfig, bool]:
     """The run's config and whether it resumes; a bad combination of options is a ValueError."""
-    from train.checkpoint import CHECKPOINT, load_run_config  # torch is imported only once a command runs
+    from train.checkpoint import CHECKPOINT, CONFIG, load_run_config  # torch is imported only once a command runs
 
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("func", "command", "resume", "model_opt")}
@@ -100,6 +100,17 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
     if os.path.exists(os.path.join(args.out, CHECKPOINT)):
         raise ValueError(f"--out {args.out} already holds a trained run; continue it with --resume {args.out}, "
                          "or give another --out")
+    if os.path.isdir(args.out):  # a new run's files would overwrite or join what is there
+        # A run stopped before its first checkpoint leaves its config (and TensorBoard folder): it may start over.
+        others = sorted(set(os.listdir(args.out)) - {CONFIG, "tensorboard"})
+        if not others and os.path.exists(os.path.join(args.out, CONFIG)):
+            try:
+                load_run_config(args.out)
+            except ValueError:
+                others = [CONFIG]  # not a run's
+        if others:
+            raise ValueError(f"--out {args.out} is a folder holding other files ({', '.join(others[:3])}"
+                             f"{', ...' if len(others) > 3 else ''}); give a new or empty folder for the run")
     given["augment"] = _augment(given)
     feature = {key: given.pop(f"feature_has_{key}") for key in ("after", "patch_sizes", "p_hide")
                if f"feature_has_{key}" in given}
