@@ -143,6 +143,10 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
             loader.load_state_dict(loader_state)
         for epoch in range(start_epoch, cfg.epochs):
             last = _run_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
+            if not math.isfinite(last["train_loss"]):  # the same on every rank: the sums were all-reduced
+                kept = f"checkpoint.pt keeps epoch {epoch}" if epoch > 0 else "no epoch was saved"
+                raise ValueError(f"epoch {epoch + 1}: the training loss is {last['train_loss']}, the run diverged "
+                                 f"({kept}); lower the learning rate (lr {cfg.lr}) and start a new run")
             improved = False
             if cfg.val is not None and ((epoch + 1) % cfg.val.every == 0 or epoch + 1 == cfg.epochs):
                 last["val"] = _validate(cfg, env, model)

@@ -156,3 +156,15 @@ def test_train_stops_on_bad_files_or_skips_them_when_asked(tiny_synth, tmp_path,
     assert "notes.jpg: is not an image file" in err and "--skip-bad-files" in err
     with pytest.warns(UserWarning, match="skipping 1 of 38 files"):
         assert main([*base, "--out", str(tmp_path / "b"), "--skip-bad-files"]) == 0
+
+
+def test_a_diverged_run_stops_naming_the_learning_rate(tiny_synth, tmp_path, capsys):
+    """Before, --lr 1e30 trained on with loss nan every epoch, wrote NaN (not JSON) into metrics.jsonl, exit 0."""
+    out = tmp_path / "diverged"
+    assert main(["train", "--data", str(tiny_synth / "train"), "--out", str(out), "--epochs", "2",
+                 "--max-steps-per-epoch", "2", "--model-opt", "stem=small", "--crop", "64", "--lr", "1e30",
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "the training loss is nan, the run diverged" in err and "lr 1e+30" in err
+    metrics = out / "metrics.jsonl"  # only finite epochs are logged
+    assert not metrics.exists() or "NaN" not in metrics.read_text()
