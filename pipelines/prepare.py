@@ -185,10 +185,13 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
             with other settings, or files that are not a prepare output).
     """
     started = time.perf_counter()
-    num_threads = validate.positive_int("num_threads", num_threads or default_num_threads())
+    num_threads = validate.positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
     dataset = load_dataset(data)
     names = target_names(dataset, settings.suffix)
     out = Path(out)
+    if dataset.classes is not None and out.resolve().is_relative_to(dataset.root.resolve()):
+        # It would become a class folder of the data set (its labels shift; its images are trained on).
+        raise ValueError(f"--out {out} lies inside the data folder {dataset.root}; give a folder outside it")
     manifest = {"format_version": FORMAT_VERSION, "source": str(Path(data).resolve()),
                 "settings": asdict(settings), "classes": list(dataset.classes) if dataset.classes else None}
     _claim(out, manifest)

@@ -210,6 +210,12 @@ def test_an_output_of_other_settings_or_data_is_refused(source, prepared, tmp_pa
     for bad in (dict(max_side=0), dict(side="both"), dict(quality=101), dict(shard_samples=0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             PrepareSettings(**bad)
+    classes = sorted(p.name for p in source.iterdir())
+    with pytest.raises(ValueError, match="lies inside the data folder"):  # it became one more class folder
+        prepare(source, source / "copy", SETTINGS, progress=False)
+    assert sorted(p.name for p in source.iterdir()) == classes
+    with pytest.raises(ValueError, match="num_threads=0"):  # 0 meant "the default" before
+        prepare(source, tmp_path / "new", SETTINGS, num_threads=0, progress=False)
 
 
 def test_file_lists_keep_their_names_and_labels_and_clashing_names_are_refused(source, tmp_path):

@@ -114,3 +114,13 @@ def test_ctrl_c_is_one_line_saying_what_next_not_a_traceback(monkeypatch, capsys
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert err.startswith(f"dali-has {command}: interrupted") and said in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("option, value, named", [("--columns", "0", "--columns=0"), ("--count", "0", "--count=0"),
+                                                  ("--scale", "-1", "--scale=-1"),
+                                                  ("--scale", "1000", "the picture would be")])
+def test_show_names_its_bad_options(tiny_synth, tmp_path, capsys, option, value, named):
+    """Before: a ZeroDivisionError, batch_size=0 for --count, PIL's words, and an out-of-memory kill."""
+    argv = ["show", "--data", str(tiny_synth / "train"), "--crop", "32", "--out", str(tmp_path / "s.png")]
+    assert main([*argv, option, value]) == 2
+    assert named in capsys.readouterr().err

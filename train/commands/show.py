@@ -27,10 +27,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from dali_has import HaSConfig
+    from dali_has import HaSConfig, validate
     from pipelines import IMAGENET_MEAN, IMAGENET_STD, TrainAugment, make_loader
     from train.wsol.visualize import grid, save_png, to_uint8_images
 
+    for name in ("count", "columns", "scale"):  # before any work, by their own names (count is the batch size)
+        validate.positive_int(f"--{name}", getattr(args, name))
     mean = tuple(args.mean) if args.mean else IMAGENET_MEAN
     augment = TrainAugment(has=HaSConfig(args.has_patch_sizes, args.has_p_hide, 0.0),  # 0 = the normalization mean
                            random_area=tuple(args.random_area))

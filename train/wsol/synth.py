@@ -67,6 +67,9 @@ BOXES_VERSION = 1
 Range = tuple[float, float]
 
 
+MAX_SIZE = 1024  # image side: the scenes are drawn per pixel in numpy, and the set exists to be quick
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Every design parameter of the synthetic set. Lengths are fractions of `size`; colours are HSV in [0, 1]."""
@@ -100,10 +103,14 @@ class SynthConfig:
         for name in ("size", "classes", "n_train", "n_test", "seed", "jpeg_quality"):
             if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected an integer")
-        if self.size < 32:
-            raise ValueError(f"size={self.size}; expected at least 32 pixels")
-        if self.classes < 2:
-            raise ValueError(f"classes={self.classes}; expected at least 2")
+        if not 32 <= self.size <= MAX_SIZE:  # 100,000 asked numpy for 149 GiB per image
+            raise ValueError(f"size={self.size}; expected 32 to {MAX_SIZE} pixels")
+        # Class stripe directions are 180 / classes degrees apart; they must stay further apart than the jitter.
+        most = math.ceil(180 / (2 * self.stripe_jitter_deg)) - 1 if self.stripe_jitter_deg > 0 else None
+        if self.classes < 2 or (most is not None and self.classes > most):
+            raise ValueError(f"classes={self.classes}; expected 2" + (f" to {most} (class stripe directions are "
+                             f"180 / classes degrees apart and jitter by +-{self.stripe_jitter_deg:g})"
+                             if most is not None else " or more"))
         if self.n_train < 1 or self.n_test < 1 or self.seed < 0:
             raise ValueError(f"n_train={self.n_train}, n_test={self.n_test}, seed={self.seed}; "
                              "expected n_train, n_test >= 1 and seed >= 0")

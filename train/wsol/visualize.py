@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from dali_has import validate
 from train.wsol.localization import box_iou
 
 GREEN, RED = (40, 220, 40), (235, 40, 40)
 IOU_HIT = 0.5  # the IoU GT-known Loc counts as localized
+MAX_PICTURE_PIXELS = 100_000_000  # 300 MB of RGB: far beyond a picture to look at
 CAPTION_SIZE, TITLE_SIZE = 14, 16  # font pixels
 
 
@@ -36,9 +38,14 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarra
 
 def grid(tiles: Sequence[np.ndarray], columns: int, scale: int = 1, pad: int = 2) -> Image.Image:
     """Tile equally sized uint8 [H, W, 3] images into one picture, each enlarged `scale` times."""
+    validate.positive_int("columns", columns)
+    validate.positive_int("scale", scale)
     h, w = tiles[0].shape[:2]
     rows = -(-len(tiles) // columns)
-    sheet = Image.new("RGB", (columns * (w * scale + pad) + pad, rows * (h * scale + pad) + pad), (255, 255, 255))
+    width, height = columns * (w * scale + pad) + pad, rows * (h * scale + pad) + pad
+    if width * height > MAX_PICTURE_PIXELS:  # scale=1000 ran out of memory
+        raise ValueError(f"the picture would be {width} x {height} pixels; lower scale={scale} or columns={columns}")
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
     for i, tile in enumerate(tiles):
         img = Image.fromarray(tile).resize((w * scale, h * scale), Image.NEAREST)
         sheet.paste(img, (pad + (i % columns) * (w * scale + pad), pad + (i // columns) * (h * scale + pad)))

@@ -106,7 +106,9 @@ def test_refuses_a_non_empty_output_folder(tmp_path):
     (dict(stripe_cue_p=1.5), "stripe_cue_p=1.5"),
     (dict(body_length=(0.8, 0.5)), "body_length"),
     (dict(body_length=(0.5, 0.95)), "does not fit"),
-    (dict(classes=30), "stripe_jitter_deg"),
+    (dict(classes=30), r"classes=30; expected 2 to 22 \(class stripe directions"),  # named --classes, not jitter
+    (dict(stripe_jitter_deg=-1.0), "stripe_jitter_deg"),
+    (dict(size=100_000), "size=100000; expected 32 to 1024"),  # asked numpy for 149 GiB per image
     (dict(n_train=0), "n_train=0"),
 ])
 def test_config_validation_names_the_bad_setting(bad, match):
