@@ -124,3 +124,20 @@ def test_show_names_its_bad_options(tiny_synth, tmp_path, capsys, option, value,
     argv = ["show", "--data", str(tiny_synth / "train"), "--crop", "32", "--out", str(tmp_path / "s.png")]
     assert main([*argv, option, value]) == 2
     assert named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["mean", "--json", "{data}/a"], "expected a file name ending in .json"),  # a folder: refused after the work
+    (["scan", "--write-list", "{data}/a/00000.jpg"], "named like a data file"),  # overwrote a training image
+    (["scan", "--json", "{data}/missing/r.json"], "does not exist"),
+    (["show", "--out", "{data}/a"], "ending in .png"),
+])
+def test_output_files_are_checked_before_any_work(tmp_path, capsys, argv, said):
+    data = tmp_path / "data"
+    (data / "a").mkdir(parents=True)
+    (data / "a" / "00000.jpg").write_bytes(jpeg_bytes())
+    before = (data / "a" / "00000.jpg").read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        main([argv[0], "--data", str(data), *(a.format(data=data) for a in argv[1:])])
+    assert stop.value.code == 2 and said in capsys.readouterr().err
+    assert (data / "a" / "00000.jpg").read_bytes() == before

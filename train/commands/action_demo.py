@@ -6,7 +6,7 @@ import json
 
 from train.actions.demo import ActionDemoSettings
 from train.actions.training import ActionTrainConfig
-from train.commands.arguments import add_data, add_no_progress
+from train.commands.arguments import add_data, add_no_progress, output_file
 
 
 def register(subparsers) -> None:
@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch CPU threads (default 1: the model is small, and more threads than free cores "
                         "slow training down several times)")
-    p.add_argument("--json", help="also write the per-seed results to this JSON file")
+    p.add_argument("--json", type=output_file(".json"), help="also write the per-seed results to this JSON file")
     add_no_progress(p)
     p.set_defaults(func=run)
 

@@ -6,8 +6,12 @@ Hide-and-Seek options start with `--has-`; `--device` is cpu or gpu.
 from __future__ import annotations
 
 import argparse
+from fnmatch import fnmatch
+from pathlib import Path
 
+from pipelines.files import IMAGE_FILTERS
 from pipelines.settings import DEVICES
+from pipelines.webdataset import INDEX_SUFFIX, SHARD_SUFFIX
 
 DATA_HELP = "dataset folder DIR/<class>/<image>, or a DALI file list ('path label' lines)"
 # What the loader reads besides: WebDataset shards.
@@ -68,3 +72,27 @@ def _number_or_text(value: str):
         except ValueError:
             pass
     return value
+
+
+def output_file(suffix: str | None = None):
+    """An argparse `type` for a file a command writes, checked before the command does any work (a bench run of
+    minutes used to fail at the end on a folder given as --json): not a folder, in a folder that exists, named
+    `*suffix` when given, otherwise never named like a data file (an image, a .npy, a shard: `scan --write-list
+    DIR/c0/00005.jpg` overwrote a training image; a required .json suffix rules that out too)."""
+
+    def check(value: str) -> str:
+        path = Path(value)
+        if suffix is not None and path.suffix.lower() != suffix:
+            raise argparse.ArgumentTypeError(f"{value!r}: expected a file name ending in {suffix}")
+        if suffix is None and any(fnmatch(path.name.lower(), pattern) for pattern in DATA_FILE_PATTERNS):
+            raise argparse.ArgumentTypeError(f"{value!r} is named like a data file; give another file name")
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{value!r} is a folder; give a file path")
+        if not path.parent.is_dir():
+            raise argparse.ArgumentTypeError(f"{value!r}: its folder {str(path.parent)!r} does not exist")
+        return value
+
+    return check
+
+
+DATA_FILE_PATTERNS = tuple(p.lower() for p in IMAGE_FILTERS) + (f"*{SHARD_SUFFIX}", f"*{INDEX_SUFFIX}")

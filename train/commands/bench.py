@@ -4,7 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from train.commands.arguments import add_device, add_model_opts, add_no_progress, add_num_threads, parse_model_opts
+from train.commands.arguments import (
+    add_device,
+    add_model_opts,
+    add_no_progress,
+    add_num_threads,
+    output_file,
+    parse_model_opts,
+)
 from train.models import ARCHS
 
 
@@ -47,7 +54,8 @@ def register(subparsers) -> None:
     p.add_argument("--model-iters", type=int, help="timed batches per run, model step and end-to-end")
     p.add_argument("--warmup", type=int, help="untimed batches first (loaders: at least 3x their prefetch queue)")
     p.add_argument("--runs", type=int, help="timed runs per figure; the median is reported")
-    p.add_argument("--json", metavar="FILE", help="write every figure, the raw runs and the machine to FILE")
+    p.add_argument("--json", metavar="FILE", type=output_file(".json"),
+                   help="write every figure, the raw runs and the machine to FILE")
     add_no_progress(p)
     p.set_defaults(func=run)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from train.commands.arguments import add_data, add_device, add_num_threads
+from train.commands.arguments import add_data, add_device, add_num_threads, output_file
 
 
 def register(sub) -> None:
@@ -23,9 +23,10 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     add_device(p, default="cpu")
     add_num_threads(p)
-    p.add_argument("--png", help="write CAM overlays with boxes here (default RUN_DIR/cams.png)")
+    p.add_argument("--png", type=output_file(".png"),
+                   help="write CAM overlays with boxes here (default RUN_DIR/cams.png)")
     p.add_argument("--examples", type=int, default=8, help="images in the PNG")
-    p.add_argument("--json", help="write the metrics here")
+    p.add_argument("--json", type=output_file(".json"), help="write the metrics here")
     p.set_defaults(func=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from train.commands.arguments import add_data, add_device, add_no_progress, add_num_threads
+from train.commands.arguments import add_data, add_device, add_no_progress, add_num_threads, output_file
 
 
 def register(subparsers) -> None:
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per DALI batch (default %(default)s)")
     add_num_threads(p)
     add_device(p, default="cpu")
-    p.add_argument("--json", metavar="FILE", help="also write the statistics as JSON")
+    p.add_argument("--json", metavar="FILE", type=output_file(".json"), help="also write the statistics as JSON")
     add_no_progress(p)
     p.set_defaults(func=run)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from train.commands.arguments import add_data, add_no_progress, add_num_threads
+from train.commands.arguments import add_data, add_no_progress, add_num_threads, output_file
 
 
 def register(subparsers) -> None:
@@ -17,9 +17,9 @@ def register(subparsers) -> None:
                     "warnings, and grayscale, progressive and EXIF-rotated JPEGs as notes. Exits 1 if any file is "
                     "unusable, 2 if DATA cannot be listed.")
     add_data(p)
-    p.add_argument("--write-list", metavar="FILE",
+    p.add_argument("--write-list", metavar="FILE", type=output_file(),
                    help="write a DALI file list ('path label' lines) of the usable files, for the loader")
-    p.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    p.add_argument("--json", metavar="FILE", type=output_file(".json"), help="also write the full report as JSON")
     p.add_argument("--batch-size", type=int, default=64, help="files decoded per DALI batch (default %(default)s)")
     add_num_threads(p)
     p.add_argument("--verbose", action="store_true", help="list every note, not only their count")

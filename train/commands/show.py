@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dali_has.spec import PAPER_P_HIDE, PAPER_PATCH_SIZES
 from pipelines.settings import CROP, RANDOM_AREA
-from train.commands.arguments import add_data, add_has
+from train.commands.arguments import add_data, add_has, output_file
 
 
 def register(sub) -> None:
@@ -11,7 +11,8 @@ def register(sub) -> None:
                        description="Runs the DALI training pipeline (crop, flip, normalize, HaS) on DATA and "
                                    "writes the first batch, un-normalized, as a PNG grid.")
     add_data(p)
-    p.add_argument("--out", default="has_samples.png", help="the PNG to write (default %(default)s)")
+    p.add_argument("--out", default="has_samples.png", type=output_file(".png"),
+                   help="the PNG to write (default %(default)s)")
     p.add_argument("--count", type=int, default=16, help="samples (default %(default)s)")
     p.add_argument("--columns", type=int, default=8, help="tiles per row (default %(default)s)")
     p.add_argument("--crop", type=int, default=CROP, help="network input side (default %(default)s)")
