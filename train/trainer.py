@@ -134,19 +134,28 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     if cfg.compile:
         net = torch.compile(net)
     last = {}
-    loader = make_loader(cfg.data, train=True, batch_size=cfg.batch_size, augment=cfg.augment, crop=cfg.crop,
-                         device=cfg.device, seed=seed, shard_id=env.rank, num_shards=env.world_size,
-                         num_threads=cfg.num_threads, dtype=cfg.dtype, mean=cfg.mean, std=cfg.std,
-                         skip_bad_files=cfg.skip_bad_files, checkpointing=True)
-    try:
-        if loader_state is not None:
+
+    def make(seed: int):
+        return make_loader(cfg.data, train=True, batch_size=cfg.batch_size, augment=cfg.augment, crop=cfg.crop,
+                           device=cfg.device, seed=seed, shard_id=env.rank, num_shards=env.world_size,
+                           num_threads=cfg.num_threads, dtype=cfg.dtype, mean=cfg.mean, std=cfg.std,
+                           skip_bad_files=cfg.skip_bad_files, checkpointing=True)
+
+    loader = make(seed)
+    if loader_state is not None:
+        try:
             loader.load_state_dict(loader_state)
+        except ValueError as error:  # e.g. saved by a version whose loader settings differ: resume, not exactly
+            loader.close()
+            loader = make(_afresh_seed(cfg.seed, start_epoch, str(error)))
+    try:
         for epoch in range(start_epoch, cfg.epochs):
             last = _run_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
             if not math.isfinite(last["train_loss"]):  # the same on every rank: the sums were all-reduced
                 kept = f"checkpoint.pt keeps epoch {epoch}" if epoch > 0 else "no epoch was saved"
                 raise ValueError(f"epoch {epoch + 1}: the training loss is {last['train_loss']}, the run diverged "
-                                 f"({kept}); lower the learning rate (lr {cfg.lr}) and start a new run")
+                                 f"({kept}); lower the learning rate (lr {cfg.scaled_lr:g} at this batch size) and "
+                                 "start a new run")
             improved = False
             if cfg.val is not None and ((epoch + 1) % cfg.val.every == 0 or epoch + 1 == cfg.epochs):
                 last["val"] = _validate(cfg, env, model)
@@ -176,9 +185,14 @@ def _resumed_loader(saved: dict, base_seed: int, epoch: int, env) -> tuple[dict 
         return states[env.rank], base_seed
     why = (f"it was written by {len(states)} rank(s), this run has {env.world_size}" if states is not None
            else "it holds no loader states (written by an older version)")
+    return None, _afresh_seed(base_seed, epoch, why)
+
+
+def _afresh_seed(base_seed: int, epoch: int, why: str) -> int:
+    """The loader seed of a run resumed at `epoch` whose saved loader state cannot be used (warned, with why)."""
     warnings.warn(f"resuming at epoch {epoch + 1} cannot replay the data exactly: {why}; the loaders start "
-                  "afresh with new crops and masks", stacklevel=2)
-    return None, base_seed + EPOCH_SEED_STRIDE * epoch
+                  "afresh with new crops and masks", stacklevel=3)
+    return base_seed + EPOCH_SEED_STRIDE * epoch
 
 
 def _validate(cfg: TrainConfig, env: distributed.DistEnv, model: torch.nn.Module) -> dict:

@@ -15,7 +15,7 @@ import torch
 
 from dali_has import HaSConfig
 from pipelines import TrainAugment
-from train.checkpoint import CHECKPOINT, load_checkpoint
+from train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from train.cli import main
 from train.config import TrainConfig
 from train.trainer import fit
@@ -165,6 +165,21 @@ def test_a_diverged_run_stops_naming_the_learning_rate(tiny_synth, tmp_path, cap
                  "--max-steps-per-epoch", "2", "--model-opt", "stem=small", "--crop", "64", "--lr", "1e30",
                  "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "the training loss is nan, the run diverged" in err and "lr 1e+30" in err
+    assert "the training loss is nan, the run diverged" in err and "lower the learning rate (lr 1e+30" in err
     metrics = out / "metrics.jsonl"  # only finite epochs are logged
     assert not metrics.exists() or "NaN" not in metrics.read_text()
+
+
+def test_a_loader_state_that_no_longer_fits_resumes_afresh_with_a_warning(trained_run, tmp_path):
+    """A state this code refuses (here: settings changed as a newer version might change them) must not make the
+    run impossible to continue: it resumes with the loaders started afresh, as for a changed world size."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    state = load_checkpoint(run / CHECKPOINT)
+    for loader_state in state["loader"]["states"]:
+        loader_state["settings"] = dict(loader_state["settings"], crop=32)
+    save_checkpoint(run / CHECKPOINT, state)
+    cfg = TrainConfig.from_dict({**json.loads((run / "config.json").read_text()), "epochs": 2, "out": str(run)})
+    with pytest.warns(UserWarning, match="cannot replay the data exactly: the loader state was taken with other"):
+        last = fit(cfg, resume=True)
+    assert last["epoch"] == 2
