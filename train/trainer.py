@@ -48,6 +48,7 @@ from train.config import TrainConfig
 from train.wsol.evaluate import evaluate_model
 
 EPOCH_SEED_STRIDE = 10_007  # seeds of loaders that cannot resume exactly: base + rank + stride * epoch
+CROP_SEARCH_LIMIT = 1024  # the largest crop tried when looking for the smallest one a network takes
 # Batches the input profiler leaves out at the start of an epoch, at most a quarter of a short one.
 PROFILE_WARMUP = 10
 
@@ -103,6 +104,7 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     # Absolute paths in config.json: the run resumes from any working directory.
     cfg = dataclasses.replace(cfg, data=os.path.abspath(cfg.data), out=os.path.abspath(cfg.out))
     classes = num_classes(cfg.data)  # a bad --data fails here, before the run folder is made
+    _check_crop_fits_model(cfg, classes)  # and a crop the network cannot take
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file; give a folder for the run (a new one, or an existing "
@@ -186,6 +188,30 @@ def _resumed_loader(saved: dict, base_seed: int, epoch: int, env) -> tuple[dict 
     why = (f"it was written by {len(states)} rank(s), this run has {env.world_size}" if states is not None
            else "it holds no loader states (written by an older version)")
     return None, _afresh_seed(base_seed, epoch, why)
+
+
+def _check_crop_fits_model(cfg: TrainConfig, classes: int) -> None:
+    """Refuse a crop the network's pooling reduces to nothing (AlexNet-GAP below 31 pixels raised inside the
+    first training step), naming the smallest that fits. Shapes only: the model runs on the meta device."""
+    def fits(crop: int) -> bool:
+        with torch.device("meta"):
+            model = cfg.build_model(classes).eval()
+        try:
+            model(torch.empty(2, 3, crop, crop, device="meta"))
+        except RuntimeError:
+            return False
+        return True
+
+    if fits(cfg.crop):
+        return
+    low, high = cfg.crop, CROP_SEARCH_LIMIT  # low does not fit; find the smallest that does
+    if not fits(high):
+        raise ValueError(f"crop={cfg.crop} is too small for {cfg.arch}, and so is {high}: check its --model-opt")
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    raise ValueError(f"crop={cfg.crop} is too small for {cfg.arch}: its pooling leaves nothing below {high} pixels; "
+                     f"give --crop {high} or more")
 
 
 def _afresh_seed(base_seed: int, epoch: int, why: str) -> int:

@@ -183,3 +183,13 @@ def test_a_loader_state_that_no_longer_fits_resumes_afresh_with_a_warning(traine
     with pytest.warns(UserWarning, match="cannot replay the data exactly: the loader state was taken with other"):
         last = fit(cfg, resume=True)
     assert last["epoch"] == 2
+
+
+def test_a_crop_the_network_cannot_take_is_refused_before_the_run_folder_is_made(tiny_synth, tmp_path, capsys):
+    """Before, crop 16 made the run folder and raised inside the first training step (a traceback)."""
+    out = tmp_path / "small"
+    assert main(["train", "--data", str(tiny_synth / "train"), "--out", str(out), "--arch", "alexnet_gap",
+                 "--crop", "16", "--epochs", "1", "--device", "cpu"]) == 2
+    assert "crop=16 is too small for alexnet_gap: its pooling leaves nothing below 31 pixels; give --crop 31" in (
+        capsys.readouterr().err)
+    assert not out.exists()
