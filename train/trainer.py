@@ -45,7 +45,7 @@ from pipelines.files import num_classes
 from train import distributed
 from train.checkpoint import BEST, CHECKPOINT, CONFIG, METRICS, load_checkpoint, load_weights, save_checkpoint
 from train.config import TrainConfig
-from train.wsol.evaluate import evaluate_model
+from train.wsol.evaluate import check_evaluation, evaluate_model
 
 EPOCH_SEED_STRIDE = 10_007  # seeds of loaders that cannot resume exactly: base + rank + stride * epoch
 CROP_SEARCH_LIMIT = 1024  # the largest crop tried when looking for the smallest one a network takes
@@ -105,6 +105,8 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     cfg = dataclasses.replace(cfg, data=os.path.abspath(cfg.data), out=os.path.abspath(cfg.out))
     classes = num_classes(cfg.data)  # a bad --data fails here, before the run folder is made
     _check_crop_fits_model(cfg, classes)  # and a crop the network cannot take
+    if cfg.val is not None:  # and validation settings it would refuse only after the first epoch
+        check_evaluation(cfg, cfg.val.data, boxes=cfg.val.boxes, split=cfg.val.split, resize=cfg.val.resize)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file; give a folder for the run (a new one, or an existing "

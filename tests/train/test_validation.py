@@ -113,3 +113,19 @@ def test_compiled_training_on_the_gpu(tiny_synth, tmp_path):
     last = fit(tiny_config(tiny_synth, tmp_path / "run", epochs=1, device="gpu", compile=True,
                            val=validation(tiny_synth)))
     assert last["samples"] == 37 and last["val"]["count"] == 12
+
+
+@pytest.mark.parametrize("options, said", [
+    (["--val-resize", "10"], "resize=10 must be >= crop=64"),
+    (["--val-boxes", "README.txt"], "not a box annotation source"),
+    (["--val-boxes", "boxes.json", "--val-split", "train"], "are --data and --boxes the same split?"),
+])
+def test_bad_validation_settings_are_refused_before_the_first_epoch(tiny_synth, tmp_path, capsys, options, said):
+    """Before, each of these trained a whole epoch first, then failed at validation with nothing saved."""
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(tiny_synth / "train"), "--out", str(run), "--epochs", "1", "--crop", "64",
+            "--batch-size", "8", "--model-opt", "stem=small", "--val-data", str(tiny_synth / "test"),
+            *(str(tiny_synth / o) if o.endswith((".json", ".txt")) else o for o in options)]
+    assert main(argv) == 2
+    assert said in capsys.readouterr().err
+    assert not run.exists()  # refused before the run folder was made

@@ -120,6 +120,15 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, checkpoint: str = CH
                           examples=examples, progress=progress)
 
 
+def check_evaluation(cfg: TrainConfig, data: str, *, boxes: str | None = None, split: str = "test",
+                     resize: int | None = None) -> None:
+    """What `evaluate_model` would refuse about these settings, found now: the resize, the box file and whether
+    it fits the data. The trainer checks its validation settings so before the first epoch, not after it."""
+    eval_resize(cfg.crop, resize)
+    if boxes is not None:
+        match_annotations(data, read_boxes(boxes, split=split))
+
+
 def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | None = None, split: str = "test",
                    ten_crop: bool = False, cam_threshold: float | None = None, batch_size: int = 64,
                    device: str = "cpu", num_threads: int | None = None, resize: int | None = None,
