@@ -438,10 +438,14 @@ def usable_dataset(data: str | os.PathLike | Dataset, *, skip_bad_files: bool = 
         shown = "\n".join(f"  {name}: {verdict.detail}" for name, verdict in checked.refused[:10])
         more = f"\n  ... and {refused - 10} more" if refused > 10 else ""
         listed = f"; all are listed in {checked.refused_list}" if checked.refused_list else ""
+        # scan checks encoded images; a data set of decoded pixels is explained by the list above alone
+        pixels = any(name.lower().endswith(PIXELS_SUFFIX) for name, _ in checked.refused)
+        explains = ("" if pixels else
+                    f"; `dali-has scan --data {os.fspath(data)}` explains every file")
         raise UnreadableImageError(
             f"{refused} of {total} files of {os.fspath(data)} cannot be given to DALI's decoder{listed}:\n"
             f"{shown}{more}\nRemove or replace them, or leave them out with skip_bad_files=True "
-            f"(`dali-has train --skip-bad-files`); `dali-has scan --data {os.fspath(data)}` explains every file.",
+            f"(`dali-has train --skip-bad-files`){explains}.",
             [os.fspath(checked.accepted.root / name) for name, _ in checked.refused])
     if not checked.accepted.samples:
         raise UnreadableImageError(f"none of the {total} files of {os.fspath(data)} can be decoded; they are "

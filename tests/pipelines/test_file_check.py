@@ -303,3 +303,18 @@ def test_decoded_pixel_files_are_checked_whole(tmp_path, name, data, kind, words
     verdict = check_file(tmp_path / name)
     assert verdict.kind == kind and words in verdict.detail, verdict
     assert not PWNED.exists()  # the header is read as literals, never run
+
+
+@pytest.mark.parametrize("pixels", [False, True])
+def test_the_refusal_points_to_scan_only_where_scan_can_explain(tmp_path, pixels):
+    """`dali-has scan` checks encoded images and refuses a data set of decoded pixels: not named for one."""
+    (tmp_path / "a").mkdir()
+    if pixels:
+        np.save(tmp_path / "a" / "0.npy", np.zeros((4, 4, 3), np.uint8))
+        (tmp_path / "a" / "1.npy").write_bytes(b"\x93NUMPY cut short")
+    else:
+        Image.new("RGB", (8, 8)).save(tmp_path / "a" / "0.jpg")
+        (tmp_path / "a" / "1.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(UnreadableImageError, match="1 of 2 files") as refused:
+        usable_dataset(tmp_path, skip_bad_files=False, cache_dir=tmp_path / "cache")
+    assert ("dali-has scan" in str(refused.value)) is not pixels

@@ -267,6 +267,9 @@ def read_boxes(path: str | Path, *, split: str = "test", class_names: Sequence[s
     a JSON file (the synthetic set), or an XML file or a folder of them (ILSVRC). `split` selects CUB's and
     the synthetic set's images; ILSVRC XML holds one split."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; give the box annotations (a CUB-200-2011 folder, a "
+                                "dali-has-synth boxes.json, or ILSVRC XML file(s))")
     if path.is_dir() and (path / "images.txt").is_file():
         return read_cub(path, split)
     if path.is_file() and path.suffix.lower() == ".json":

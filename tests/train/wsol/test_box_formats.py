@@ -144,6 +144,8 @@ def test_read_boxes_rejects_unknown_sources(tmp_path):
     (tmp_path / "boxes.csv").write_text("a,b\n")
     with pytest.raises(BoxFormatError, match="not a box annotation source"):
         read_boxes(tmp_path / "boxes.csv")
+    with pytest.raises(FileNotFoundError, match="missing.json does not exist"):  # not "not a box source"
+        read_boxes(tmp_path / "missing.json")
 
 
 # ------------------------------------------------------------------------------ boxes outside their image
