@@ -25,7 +25,8 @@ def hide_and_seek_temporal(sequences, *, segment: int, p_hide: float = PAPER_P_H
     """Hide random segments of `segment` frames in every sequence of a DALI batch (training only).
 
     sequences: a DALI node whose samples have the frame axis first, e.g. FHWC video from
-        `fn.decoders.video` or FC / TC features; on the CPU or the GPU; any numeric dtype.
+        `fn.decoders.video` or FC / TC features; on the CPU or the GPU; any numeric dtype, blended in float64
+        (so 64-bit integers beyond 2**53 come back rounded to the nearest float64).
     segment: frames per segment, anchored at frame 0; the last segment is clipped to the sequence.
     p_hide: probability that a segment is hidden.
     fill: value of hidden frames, a scalar or one per entry of the layout's `C` axis (channels of video,

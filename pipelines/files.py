@@ -141,7 +141,8 @@ def read_file_list(list_path: str | os.PathLike) -> Dataset:
             raise ValueError(f"{str(list_path)!r} is a binary file (an image?), not a file list: give a folder "
                              "DIR/<class>/<image> or a text file of 'path label' lines")
     samples = []
-    with open(list_path, encoding="utf-8", errors="surrogateescape", newline="\n") as lines:
+    # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the first file name
+    with open(list_path, encoding="utf-8-sig", errors="surrogateescape", newline="\n") as lines:
         for number, line in enumerate(lines, start=1):
             line = line.rstrip("\n")
             if not line.strip():

@@ -208,3 +208,11 @@ def test_a_dataset_holds_decoded_pixels_or_encoded_images_not_both(tmp_path):
         stores_pixels(list_folder(tmp_path))
     (tmp_path / "a" / "0.npy").unlink()
     assert not stores_pixels(list_folder(tmp_path))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
+    """Windows editors start a UTF-8 file with one; it was read as the start of the first file's name."""
+    write(tmp_path / "a.jpg")
+    list_path = tmp_path / "list.txt"
+    list_path.write_bytes("\ufeffa.jpg 1\n".encode())
+    assert list(read_file_list(list_path).samples) == [("a.jpg", 1)]
