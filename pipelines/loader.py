@@ -144,9 +144,9 @@ class EpochLoader:
         if theirs != mine:
             raise ValueError(f"the loader state is of another data set or shard ({theirs}); this loader has {mine}")
         if version == STATE_VERSION and state["settings"] != self._settings:
-            theirs, mine = (state["settings"] if isinstance(state["settings"], dict) else {}), self._settings
-            differ = [f"{key} {theirs.get(key)!r} (this loader: {mine.get(key)!r})"
-                      for key in sorted(set(theirs) | set(mine)) if theirs.get(key) != mine.get(key)]
+            saved, current = (state["settings"] if isinstance(state["settings"], dict) else {}), self._settings
+            differ = [f"{key} {saved.get(key)!r} (this loader: {current.get(key)!r})"
+                      for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
             raise ValueError(f"the loader state was taken with other settings: {'; '.join(differ)}; make the loader "
                              "with the settings and data it was taken with")
         rebuilds = validate.whole_number("rebuilds", state["rebuilds"])

@@ -195,9 +195,10 @@ def _resumed_loader(saved: dict, base_seed: int, epoch: int, env) -> tuple[dict 
 def _check_crop_fits_model(cfg: TrainConfig, classes: int) -> None:
     """Refuse a crop the network's pooling reduces to nothing (AlexNet-GAP below 31 pixels raised inside the
     first training step), naming the smallest that fits. Shapes only: the model runs on the meta device."""
+    with torch.device("meta"):
+        model = cfg.build_model(classes).eval()
+
     def fits(crop: int) -> bool:
-        with torch.device("meta"):
-            model = cfg.build_model(classes).eval()
         try:
             model(torch.empty(2, 3, crop, crop, device="meta"))
         except RuntimeError:

@@ -73,6 +73,9 @@ def _number_or_text(value: str):
             pass
     return value
 
+# Names an output file must not take: it would overwrite, or later be read as, a sample.
+DATA_FILE_PATTERNS = tuple(p.lower() for p in IMAGE_FILTERS) + (f"*{SHARD_SUFFIX}", f"*{INDEX_SUFFIX}")
+
 
 def output_file(suffix: str | None = None):
     """An argparse `type` for a file a command writes, checked before the command does any work (a bench run of
@@ -94,5 +97,3 @@ def output_file(suffix: str | None = None):
 
     return check
 
-
-DATA_FILE_PATTERNS = tuple(p.lower() for p in IMAGE_FILTERS) + (f"*{SHARD_SUFFIX}", f"*{INDEX_SUFFIX}")

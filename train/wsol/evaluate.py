@@ -124,9 +124,14 @@ def check_evaluation(cfg: TrainConfig, data: str, *, boxes: str | None = None, s
                      resize: int | None = None) -> None:
     """What `evaluate_model` would refuse about these settings, found now: the resize, the box file and whether
     it fits the data. The trainer checks its validation settings so before the first epoch, not after it."""
-    eval_resize(cfg.crop, resize)
-    if boxes is not None:
-        match_annotations(data, read_boxes(boxes, split=split))
+    _checked_inputs(cfg, data, boxes, split, resize)
+
+
+def _checked_inputs(cfg: TrainConfig, data: str, boxes: str | None, split: str, resize: int | None
+                    ) -> tuple[int, list | None]:
+    """The resize, and with boxes each sample's annotation in loader order (all shards)."""
+    resize = eval_resize(cfg.crop, resize)
+    return resize, None if boxes is None else match_annotations(data, read_boxes(boxes, split=split))
 
 
 def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | None = None, split: str = "test",
@@ -143,15 +148,15 @@ def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | N
     """
     examples = validate.whole_number("examples", examples)
     torch_device = torch.device("cuda" if device == "gpu" else "cpu")
-    resize = eval_resize(cfg.crop, resize)
+    resize, matched = _checked_inputs(cfg, data, boxes, split, resize)
     threshold = CAM_THRESHOLDS[cfg.arch] if cam_threshold is None else cam_threshold
     loader = make_loader(data, train=False, batch_size=batch_size, crop=cfg.crop, device=device, ten_crop=ten_crop,
                          resize=resize, mean=cfg.mean, std=cfg.std, num_threads=num_threads, shard_id=shard_id,
                          num_shards=num_shards)
     annotations = None
-    if boxes is not None:
+    if matched is not None:
         start = shard_id * loader.dataset_size // num_shards  # DALI's shard i: [i*N/S, (i+1)*N/S) in file order
-        annotations = match_annotations(data, read_boxes(boxes, split=split))[start:start + loader.num_samples]
+        annotations = matched[start:start + loader.num_samples]
     meter = ClassificationMeter() if annotations is None else LocalizationMeter(cam_threshold=threshold)
     kept: list[Example] = []
     index = 0
