@@ -5,9 +5,11 @@ header of a sample in the calling thread's block cannot be parsed it leaves the 
 are done, which crashes the process (SIGSEGV) instead of raising. That needs a batch larger than 4 x (threads
 + 1), so any real training batch; it was seen with text and GIF files named .jpg, with PNGs and JPEGs cut
 inside their headers and with garbage behind a valid signature. A file whose header parses but whose data is
-bad (a JPEG cut mid-scan) raises an ordinary error, which `pipelines.bad_files` turns into one naming the file.
+bad raises an ordinary error, which `pipelines.bad_files` turns into one naming the file, but only when its
+batch is decoded, mid-epoch, where `skip_bad_files` can no longer leave it out; so the commonest such file, a
+JPEG or WebP cut short (an interrupted download or copy), is refused here too, for one more small read.
 
-So before DALI sees a file, each one is checked here, reading a few bytes and its header only:
+So before DALI sees a file, each one is checked here, reading a few bytes, its header and (JPEG) its end:
 * it is a regular file after following links (no FIFO, device or socket: those hang or never end), non-empty
   and at most MAX_FILE_BYTES (a larger one is refused, never read);
 * its first bytes are the signature of a format DALI decodes, by the rules of nvImageCodec's parsers:
@@ -16,6 +18,11 @@ So before DALI sees a file, each one is checked here, reading a few bytes and it
 * nvImageCodec, the library DALI decodes with, parses its header (the same parser DALI runs, reading only the
   header) and the size it finds is sane: 1..MAX_SIDE pixels a side, at most MAX_PIXELS pixels (a
   decompression bomb is refused rather than allocated), at least one channel;
+* a JPEG has its end-of-image marker after its first scan (DALI's CPU decoder fails on one without it, even
+  with all of its data; bytes after the marker are allowed, as they decode): its last 2 bytes are read, and
+  only a file that does not end in the marker is walked through (`pipelines.jpeg_header`); a WebP is at
+  least as long as its RIFF header says. (BMP, TIFF, PNM and JPEG 2000 files cut short still pass: rare in
+  training data, and their ends take a parse of each format to find.)
 * a file of decoded pixels (named `.npy`; a `.npy` name and NumPy content go together) is what
   `fn.decoders.numpy` reads and the pipelines expect: NumPy format 1.0, uint8, C order, height x width x 3 within
   the same size limits, and exactly as many bytes as its header says (a file cut short is refused here, not
@@ -33,6 +40,7 @@ import fcntl
 import hashlib
 import io
 import json
+import mmap
 import os
 import stat
 import tempfile
@@ -50,6 +58,7 @@ from tqdm import tqdm
 from dali_has.cache import cache_root
 from pipelines.errors import UnreadableImageError
 from pipelines.files import PIXELS_SUFFIX, Dataset, load_dataset
+from pipelines.jpeg_header import EOI, parse_jpeg_header
 
 # The largest file read: every image within MAX_PIXELS fits, even uncompressed (179 M pixels x 3 bytes is
 # 537 MB); a training image of more than a gigabyte is an error or an attack, not data.
@@ -65,7 +74,7 @@ NPY_PREAMBLE = 10
 # Threads overlap the reads on cold or network storage; each takes CHUNK files at a time.
 _CHECK_THREADS = 8
 _CHUNK = 256
-_CACHE_FORMAT, _CACHE_VERSION = "dali-has-file-check", 1
+_CACHE_FORMAT, _CACHE_VERSION = "dali-has-file-check", 2  # 2: JPEGs cut short are refused
 _PROC_FDS = os.path.isdir("/proc/self/fd")  # Linux with /proc mounted, i.e. wherever DALI runs, in practice
 OK = "ok"
 
@@ -74,7 +83,8 @@ OK = "ok"
 class Verdict:
     """What the check found: kind OK with `detail` = the format (e.g. "jpeg"), or a refusal kind and a message."""
 
-    kind: str  # OK, or: unreadable, not-a-file, empty, too-large, not-an-image, bad-header, bad-dimensions
+    # OK, or: unreadable, not-a-file, empty, too-large, not-an-image, bad-header, bad-dimensions, truncated
+    kind: str
     detail: str
 
     @property
@@ -124,7 +134,7 @@ def _other_format(head: bytes) -> str:
 
 
 def check_file(path: str | os.PathLike) -> Verdict:
-    """Check one file (see the module docstring); never reads more than its header, never blocks on a FIFO."""
+    """Check one file (see the module docstring); reads its header (and a JPEG's end), never blocks on a FIFO."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; the descriptor is checked before any read.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -174,10 +184,10 @@ def _check_regular(fd: int, size: int, path: str | os.PathLike) -> Verdict:
     fmt = signature_format(head)
     if fmt is None or (fmt == "bmp" and size < 18):
         return Verdict("not-an-image", _other_format(head))
-    return _check_header(fd, fmt, path)
+    return _check_header(fd, fmt, size, path)
 
 
-def _check_header(fd: int, fmt: str, path: str | os.PathLike) -> Verdict:
+def _check_header(fd: int, fmt: str, size: int, path: str | os.PathLike) -> Verdict:
     import nvidia.nvimgcodec as nvimgcodec  # DALI's own image codec library (a dependency of DALI)
 
     # Through /proc the library opens the very file checked above, never one swapped in since (e.g. a FIFO).
@@ -193,7 +203,29 @@ def _check_header(fd: int, fmt: str, path: str | os.PathLike) -> Verdict:
     if width * height > MAX_PIXELS:
         return Verdict("too-large", f"its {fmt} header says {width}x{height} pixels, a decompression-bomb size "
                                     f"(more than {MAX_PIXELS})")
+    try:
+        cut = _cut_short(fd, fmt, size)
+    except OSError as error:
+        return Verdict("unreadable", f"cannot be read: {error.strerror or error}")
+    if cut:
+        return Verdict("truncated", f"is a truncated {fmt.upper()}: {cut} (DALI's decoder stops on it)")
     return Verdict(OK, fmt)
+
+
+def _cut_short(fd: int, fmt: str, size: int) -> Optional[str]:
+    """What is missing from a JPEG or WebP whose header parsed but whose data ends early, or None."""
+    if fmt == "jpeg":
+        # Almost every file ends in its end-of-image marker: 2 bytes are read. Only one that does not (cut
+        # short, or with bytes after the marker) is walked through, mapped rather than read into memory.
+        if os.pread(fd, 2, size - 2) == EOI:
+            return None
+        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as data:
+            header = parse_jpeg_header(data)
+        return None if header is not None and header.has_eoi else "its data ends before the end-of-image marker"
+    if fmt == "webp":
+        riff_size = 8 + int.from_bytes(os.pread(fd, 4, 4), "little")  # the RIFF header and its payload
+        return f"its RIFF header says {riff_size} bytes, the file has {size}" if size < riff_size else None
+    return None
 
 
 def _check_pixels(fd: int, size: int) -> Verdict:
@@ -264,7 +296,7 @@ class _Cache:
 
 
 _KINDS = frozenset({OK, "unreadable", "not-a-file", "empty", "too-large", "not-an-image", "bad-header",
-                    "bad-dimensions"})
+                    "bad-dimensions", "truncated"})
 
 
 def _load_cache(path: Path, source: str) -> _Cache:

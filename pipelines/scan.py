@@ -11,11 +11,12 @@ the whole pipeline and does not always name the sample. Decoding files of unknow
 versions did to dodge DALI 2.4's crash on them in large batches, is no longer needed: such files never pass
 the listing check, and files whose headers parse make DALI raise, not crash.
 
-Observed with DALI 2.4 on CPU: zero-byte, text, GIF, truncated JPEGs (no end-of-image marker) and
-JPEGs whose header says 0 or more than 65500 pixels fail to decode; PNG named .jpg, CMYK (converted to
-RGB, equal to PIL's conversion), grayscale (replicated to RGB), progressive and EXIF-rotated JPEGs
-(rotated, `adjust_orientation=True`) decode. A JPEG cut mid-scan that still ends in an end-of-image
-marker decodes, with only a libjpeg warning on stderr, in DALI as in PIL: it is not caught.
+Observed with DALI 2.4 on CPU: zero-byte, text, GIF, truncated JPEGs (no end-of-image marker) and JPEGs
+whose header says 0 or more than 65500 pixels fail to decode (the listing check refuses all of them now);
+PNG named .jpg, CMYK (converted to RGB, equal to PIL's conversion), grayscale (replicated to RGB),
+progressive and EXIF-rotated JPEGs (rotated, `adjust_orientation=True`) decode. A JPEG cut mid-scan that
+still ends in an end-of-image marker decodes, with only a libjpeg warning on stderr, in DALI as in PIL: it
+is not caught.
 """
 from __future__ import annotations
 
@@ -34,57 +35,10 @@ from dali_has import validate
 from pipelines.bad_files import DecodeCheck
 from pipelines.file_check import Verdict, check_dataset, read_image_file
 from pipelines.files import PIXELS_SUFFIX, Dataset, load_dataset, stores_pixels
+from pipelines.jpeg_header import JpegHeader, parse_jpeg_header
 from pipelines.settings import PipelineOptions, default_num_threads
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
-
-# JPEG markers: SOF0-SOF15 except DHT (C4), JPG (C8), DAC (CC); markers that carry no length field.
-_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
-_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD8)})
-_SOS, _EOI = 0xDA, b"\xff\xd9"
-
-
-@dataclass(frozen=True)
-class JpegHeader:
-    height: int
-    width: int
-    components: int
-    progressive: bool
-    has_eoi: bool  # an end-of-image marker follows the first scan (False: the file was cut short)
-
-
-def parse_jpeg_header(data: bytes) -> JpegHeader | None:
-    """Frame header of a JPEG and whether it is complete; None if `data` is not a parsable JPEG.
-
-    Hand-written rather than PIL: PIL refuses 0-pixel and bomb-sized headers without saying the size,
-    and this reads only the marker segments before the first scan, never the image data.
-    """
-    if not data.startswith(b"\xff\xd8"):
-        return None
-    frame = None
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            i += 1
-            continue
-        if marker in _NO_LENGTH:
-            i += 2
-            continue
-        length = int.from_bytes(data[i + 2:i + 4], "big")
-        if marker in _SOF and i + 10 <= len(data):
-            height, width = int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
-            frame = (height, width, data[i + 9], marker in _PROGRESSIVE_SOF)
-        if marker == _SOS:
-            # Entropy-coded data escapes 0xFF as FF00, so a later FFD9 can only be the EOI marker;
-            # searched from the end, where a complete file has it.
-            return None if frame is None else JpegHeader(*frame, has_eoi=data.rfind(_EOI, i + 2 + length) != -1)
-        i += 2 + length
-    return None if frame is None else JpegHeader(*frame, has_eoi=False)  # cut before the first scan
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -205,8 +159,6 @@ def _judge(name: str, probe: _Probe, decode_error: str | None) -> list[Problem]:
     if probe.read_error is not None:
         return [problem(ERROR, "unreadable", f"cannot be read: {probe.read_error}", _ADVICE["unreadable"])]
     if decode_error is not None:
-        if probe.jpeg is not None and not probe.jpeg.has_eoi:
-            return [problem(ERROR, "truncated", "is a truncated JPEG: its data ends before the end-of-image marker")]
         return [problem(ERROR, "undecodable", f"DALI cannot decode it: {decode_error}")]
 
     found = []

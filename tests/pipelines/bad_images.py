@@ -32,10 +32,22 @@ def patch_jpeg_size(data: bytes, height: int, width: int) -> bytes:
 
 
 def cut_in_image_data(data: bytes) -> bytes:
-    """A JPEG cut halfway through its entropy-coded data: headers intact (it passes the listing check), no
-    end-of-image marker, so only decoding fails."""
+    """A JPEG cut halfway through its entropy-coded data: headers intact, no end-of-image marker."""
     scan = data.index(b"\xff\xda")
     return data[:scan + (len(data) - scan) // 2]
+
+
+def undecodable_jpeg(data: bytes) -> bytes:
+    """A complete JPEG without its quantization tables (DQT segments): its header parses and it ends in its
+    end-of-image marker, so it passes the listing check, and only decoding fails ("Quantization table 0x00 was
+    not defined")."""
+    out, i = bytearray(data[:2]), 2
+    while data[i + 1] != 0xDA:
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if data[i + 1] != 0xDB:
+            out += data[i:i + 2 + length]
+        i += 2 + length
+    return bytes(out + data[i:])
 
 
 def _exif_rotated() -> bytes:
@@ -64,6 +76,7 @@ def make_bad_tree(root: Path) -> dict[str, set[tuple[str, str]]]:
         "bad/zero.jpg": (b"", {("error", "empty")}),
         "bad/cut-mid-scan.jpg": (good[: len(good) // 2], {("error", "truncated")}),
         "bad/no-eoi.jpg": (good[:-2], {("error", "truncated")}),
+        "bad/no-quantization-table.jpg": (undecodable_jpeg(good), {("error", "undecodable")}),
         "bad/text.jpg": (b"hello, I am not an image\n", {("error", "not-an-image")}),
         "bad/gif.jpg": (_formatted("GIF"), {("error", "unsupported-format")}),
         "bad/height0.jpg": (patch_jpeg_size(good, 0, 40), {("error", "bad-dimensions")}),

@@ -3,7 +3,7 @@ import numpy as np
 
 from pipelines import PipelineOptions
 from pipelines.bad_files import find_undecodable
-from tests.pipelines.bad_images import cut_in_image_data, jpeg_bytes
+from tests.pipelines.bad_images import jpeg_bytes, undecodable_jpeg
 
 OPTIONS = PipelineOptions(batch_size=4, num_threads=1)
 
@@ -12,7 +12,7 @@ def test_the_failing_images_are_named_and_the_good_ones_are_not(tmp_path):
     paths = []
     for i in range(5):
         paths.append(str(tmp_path / f"{i}.jpg"))
-        (tmp_path / f"{i}.jpg").write_bytes(cut_in_image_data(jpeg_bytes()) if i == 3 else jpeg_bytes())
+        (tmp_path / f"{i}.jpg").write_bytes(undecodable_jpeg(jpeg_bytes()) if i == 3 else jpeg_bytes())
     assert [path for path, _ in find_undecodable(paths, OPTIONS, progress=False)] == [paths[3]]
 
 

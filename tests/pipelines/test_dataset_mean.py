@@ -5,6 +5,7 @@ from PIL import Image
 
 from pipelines.dataset_mean import dataset_mean, stats_from_sums
 from pipelines.files import list_folder, write_file_list
+from tests.pipelines.bad_images import jpeg_bytes, undecodable_jpeg
 
 
 def pil_pixels(root):
@@ -86,11 +87,9 @@ def test_bad_images_are_named(tmp_path):
     with pytest.raises(RuntimeError, match=r"(?s)c/text\.jpg: is not an image file.*dali-has scan"):
         dataset_mean(tmp_path, batch_size=64, progress=False)
     (tmp_path / "c/text.jpg").unlink()
-    # A JPEG cut inside its image data passes the listing check; DALI's decode fails and the file is found.
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "c/cut.jpg")
-    data = (tmp_path / "c/cut.jpg").read_bytes()
-    (tmp_path / "c/cut.jpg").write_bytes(data[:len(data) // 2])
-    with pytest.raises(RuntimeError, match=r"(?s)c/cut\.jpg: corrupt or truncated.*dali-has scan"):
+    # A JPEG without quantization tables passes the listing check; DALI's decode fails and the file is found.
+    (tmp_path / "c/undecodable.jpg").write_bytes(undecodable_jpeg(jpeg_bytes()))
+    with pytest.raises(RuntimeError, match=r"(?s)c/undecodable\.jpg: corrupt or truncated.*dali-has scan"):
         dataset_mean(tmp_path, batch_size=64, progress=False)
 
 

@@ -18,8 +18,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines import UnreadableImageError, file_check, make_loader
-from pipelines.file_check import MAX_FILE_BYTES, check_dataset, check_file, signature_format, usable_dataset
+from pipelines import PipelineOptions, UnreadableImageError, file_check, make_loader
+from pipelines.bad_files import find_undecodable
+from pipelines.file_check import (
+    MAX_FILE_BYTES,
+    check_dataset,
+    check_file,
+    signature_format,
+    usable_dataset,
+)
 from pipelines.files import list_folder
 from tests.pipelines.bad_images import cut_in_image_data, image, jpeg_bytes, patch_jpeg_size
 
@@ -73,10 +80,50 @@ def test_refusals_say_why(tmp_path, data, kind, words):
     assert verdict.kind == kind and words in verdict.detail
 
 
-def test_a_jpeg_cut_in_its_data_passes_the_listing_check(tmp_path):
-    # Its header parses, so DALI raises on it (pipelines.bad_files names it) instead of crashing.
-    (tmp_path / "cut.jpg").write_bytes(cut_in_image_data(jpeg_bytes()))
-    assert check_file(tmp_path / "cut.jpg").ok
+WEBP = encoded("WEBP")
+
+
+def exif_thumbnailed_jpeg() -> bytes:
+    """A JPEG carrying a JPEG thumbnail in its EXIF segment: an end-of-image marker long before its own end."""
+    thumbnail = jpeg_bytes(image(size=(8, 6)))
+    assert thumbnail.endswith(b"\xff\xd9")
+    exif = image().getexif()
+    exif[0x0112] = 1
+    data = jpeg_bytes(exif=exif.tobytes() + thumbnail)  # the thumbnail's bytes inside APP1, as cameras store it
+    assert thumbnail in data
+    return data
+
+
+@pytest.mark.parametrize("name, data, words", [
+    ("cut-mid-scan.jpg", cut_in_image_data(jpeg_bytes()), "JPEG: its data ends before the end-of-image marker"),
+    ("cut-at-the-marker.jpg", jpeg_bytes()[:-2], "end-of-image marker"),
+    ("progressive-cut.jpg", cut_in_image_data(jpeg_bytes(progressive=True)), "end-of-image marker"),
+    # The thumbnail's end-of-image marker comes before the main image's first scan: it does not count.
+    ("thumbnail-kept-main-image-cut.jpg", cut_in_image_data(exif_thumbnailed_jpeg()), "end-of-image marker"),
+    ("cut.webp", WEBP[:-1], f"WEBP: its RIFF header says {len(WEBP)} bytes, the file has {len(WEBP) - 1}"),
+])
+def test_a_file_cut_short_is_refused_as_truncated(tmp_path, name, data, words):
+    # Its header parses, so without this check DALI would take it and stop on it mid-epoch, past the point where
+    # skip_bad_files can leave it out; `scan` reports it under the same kind.
+    path = tmp_path / name
+    path.write_bytes(data)
+    verdict = check_file(path)
+    assert verdict.kind == "truncated" and words in verdict.detail
+
+
+@pytest.mark.parametrize("name, data", [
+    ("plain.jpg", jpeg_bytes()),
+    ("thumbnailed.jpg", exif_thumbnailed_jpeg()),
+    ("zero-padded.jpg", jpeg_bytes() + b"\0" * 100),
+    ("trailing-data.jpg", jpeg_bytes() + b"appended video " * 100_000),  # 1.5 MB after the marker: motion photos
+    ("trailing-data.webp", WEBP + b"\0" * 10),
+])
+def test_complete_files_pass_with_anything_after_their_end(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert check_file(path).ok
+    options = PipelineOptions(batch_size=1, num_threads=1)
+    assert find_undecodable([str(path)], options, progress=False) == []  # and DALI decodes it
 
 
 def test_special_files_are_refused_without_reading_them(tmp_path):
@@ -192,13 +239,15 @@ def test_error_names_the_files_and_skip_leaves_them_out(tmp_path):
 
 
 def test_loader_skips_refused_files_and_keeps_labels(tmp_path):
-    root = small_tree(tmp_path / "data", {"c0/text.jpg": b"text", "c1/fifo.jpg": b""})
+    # The cut JPEG would stop DALI's decoder mid-epoch: refused with the others, before the first batch.
+    root = small_tree(tmp_path / "data", {"c0/text.jpg": b"text", "c1/fifo.jpg": b"",
+                                          "c1/cut.jpg": cut_in_image_data(jpeg_bytes())})
     (root / "c1/fifo.jpg").unlink()
     os.mkfifo(root / "c1/fifo")
     (root / "c1/fifo.jpg").symlink_to(root / "c1/fifo")  # a loader reading it would hang
-    with pytest.raises(UnreadableImageError, match="fifo.jpg: is not a regular file"):
+    with pytest.raises(UnreadableImageError, match="(?s)cut.jpg: is a truncated JPEG.*fifo.jpg: is not a regular"):
         make_loader(root, train=False, batch_size=2, crop=8)
-    with pytest.warns(UserWarning, match="skipping 2 of 7"):
+    with pytest.warns(UserWarning, match="skipping 3 of 8"):
         loader = make_loader(root, train=False, batch_size=2, crop=8, skip_bad_files=True)
     labels = [label for _, batch in loader for label in batch.tolist()]
     assert labels == [0, 0, 0, 1, 1]  # c0 holds 0, 2, 4; c1 holds 1, 3

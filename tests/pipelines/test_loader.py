@@ -21,7 +21,7 @@ from PIL import Image
 
 from pipelines import UnreadableImageError, make_loader
 from pipelines.settings import default_num_threads
-from tests.pipelines.bad_images import cut_in_image_data
+from tests.pipelines.bad_images import undecodable_jpeg
 
 N_IMAGES = 11
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
@@ -311,10 +311,10 @@ def copy_of(dataset, folder) -> list[Path]:
 
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("source", ["folder", "list"])
-def test_a_jpeg_cut_in_its_data_is_named_with_the_scan_hint(tmp_path, dataset, train, source):
+def test_a_jpeg_that_fails_to_decode_is_named_with_the_scan_hint(tmp_path, dataset, train, source):
     good = copy_of(dataset, tmp_path)
-    bad = tmp_path / "class1" / "truncated.jpg"
-    bad.write_bytes(cut_in_image_data(good[0].read_bytes()))  # headers intact: only decoding fails
+    bad = tmp_path / "class1" / "undecodable.jpg"
+    bad.write_bytes(undecodable_jpeg(good[0].read_bytes()))  # passes the listing check: only decoding fails
     files = sorted(tmp_path.glob("class*/*.jpg"))
     (tmp_path / "list.txt").write_text("".join(f"{p.relative_to(tmp_path)} {i}\n" for i, p in enumerate(files)))
     data = tmp_path if source == "folder" else tmp_path / "list.txt"
@@ -328,8 +328,8 @@ def test_a_jpeg_cut_in_its_data_is_named_with_the_scan_hint(tmp_path, dataset, t
 
 def test_only_the_shard_holding_a_corrupt_jpeg_fails_and_names_it(tmp_path, dataset):
     good = sorted(dataset.glob("class*/*.jpg"))
-    bad = tmp_path / "truncated.jpg"
-    bad.write_bytes(cut_in_image_data(good[0].read_bytes()))
+    bad = tmp_path / "undecodable.jpg"
+    bad.write_bytes(undecodable_jpeg(good[0].read_bytes()))
     (tmp_path / "list.txt").write_text("".join(f"{p} {i}\n" for i, p in enumerate([*good, bad])))
     failures = []
     for shard_id in range(3):
@@ -345,8 +345,8 @@ def test_a_bad_file_dali_does_not_name_is_found_in_a_shuffled_shard(tmp_path, da
     # not a contiguous part of the list; the search for a file DALI did not name (the GPU decoders' failures
     # may not) must still find it. Which shard holds it: the one whose epoch fails (DALI names it on the CPU).
     good = sorted(dataset.glob("class*/*.jpg"))
-    bad = tmp_path / "truncated.jpg"
-    bad.write_bytes(cut_in_image_data(good[0].read_bytes()))
+    bad = tmp_path / "undecodable.jpg"
+    bad.write_bytes(undecodable_jpeg(good[0].read_bytes()))
     (tmp_path / "list.txt").write_text("".join(f"{p} {i}\n" for i, p in enumerate([*good, bad])))
     loaders = [small_loader(tmp_path / "list.txt", shard_id=shard_id, num_shards=3, seed=0) for shard_id in range(3)]
     holding = []

@@ -8,8 +8,8 @@ from nvidia.dali import fn, pipeline_def, types
 from PIL import Image
 
 from pipelines.files import list_folder, read_file_list, write_file_list
-from pipelines.scan import parse_jpeg_header, scan_dataset
-from tests.pipelines.bad_images import image, jpeg_bytes, make_bad_tree, patch_jpeg_size
+from pipelines.scan import scan_dataset
+from tests.pipelines.bad_images import jpeg_bytes, make_bad_tree
 
 
 @pytest.fixture(scope="module")
@@ -40,22 +40,6 @@ def decode_all(list_path):
         images, _ = pipe.run()
         assert all(np.asarray(im).shape[2] == 3 for im in images)
     return size
-
-
-def test_jpeg_header():
-    header = parse_jpeg_header(jpeg_bytes(image(size=(40, 30))))
-    assert (header.width, header.height, header.components, header.progressive, header.has_eoi) == (
-        40, 30, 3, False, True)
-    assert parse_jpeg_header(jpeg_bytes(image("L"), progressive=True)).components == 1
-    assert parse_jpeg_header(jpeg_bytes(progressive=True)).progressive
-    data = jpeg_bytes()
-    assert not parse_jpeg_header(data[:-2]).has_eoi
-    assert not parse_jpeg_header(data[:300]).has_eoi  # cut inside the headers, before the first scan
-    assert parse_jpeg_header(data + b"\0" * 10).has_eoi  # padding after EOI is fine
-    header = parse_jpeg_header(patch_jpeg_size(data, 0, 65535))
-    assert (header.height, header.width) == (0, 65535)
-    assert parse_jpeg_header(b"\x89PNG\r\n") is None
-    assert parse_jpeg_header(b"\xff\xd8garbage") is None
 
 
 @pytest.mark.parametrize("batch_size", [64, 3])  # 3: bad files spread over several failing batches
