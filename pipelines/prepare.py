@@ -44,12 +44,18 @@ Bad files. The files to convert are first checked by `pipelines.scan` (the check
 unusable ones are left out and listed, with scan's reasons, in the manifest `OUT/prepare.json`, which also holds
 the settings, the counts and the bytes before and after.
 
-Interruptions. Every image (or shard) is written under a temporary `.partial` name and renamed when complete,
-and the manifest records the settings first: running the same command again skips what is already complete and
-finishes the rest; different settings for an existing output are an error.
+Interruptions and changes. Every image (or shard) is written under a temporary `.partial` name and renamed when
+complete, and the manifest records the settings first: running the same command again skips what is already
+complete and finishes the rest; different settings for an existing output are an error. A prepared image carries
+its source's modification time, so a run after the source changed converts what was added or changed since and
+lists only current copies in the file list; copies whose source is gone (or now unusable) are not deleted but
+reported as `stale` in the manifest (read the file list, or delete them before reading OUT as a folder). Shards
+cannot be updated in place: their manifest holds a digest of the source's names, labels, sizes and modification
+times, and a changed source is refused.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -182,7 +188,7 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
 
     Raises:
         ValueError: bad settings, a name that cannot be kept, or `out` holding something else (another prepare
-            with other settings, or files that are not a prepare output).
+            with other settings, files that are not a prepare output, or shards of a source that changed since).
     """
     started = time.perf_counter()
     num_threads = validate.positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
@@ -193,7 +199,8 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
         # It would become a class folder of the data set (its labels shift; its images are trained on).
         raise ValueError(f"--out {out} lies inside the data folder {dataset.root}; give a folder outside it")
     manifest = {"format_version": FORMAT_VERSION, "source": str(Path(data).resolve()),
-                "settings": asdict(settings), "classes": list(dataset.classes) if dataset.classes else None}
+                "settings": asdict(settings), "classes": list(dataset.classes) if dataset.classes else None,
+                **({"source_digest": source_digest(dataset)} if settings.webdataset else {})}
     _claim(out, manifest)
     writer = (_ShardOutput if settings.webdataset else _FolderOutput)(out, dataset, names, settings)
     todo = writer.todo()
@@ -205,16 +212,17 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
     converted = 0
 
     def work(i: int):
-        source = dataset.root / dataset.samples[i][0]
         try:
-            data = source.read_bytes()
-            return i, data, shrink(data, settings)
+            with open(dataset.root / dataset.samples[i][0], "rb") as source:
+                mtime_ns = os.fstat(source.fileno()).st_mtime_ns  # of the bytes read, whatever changes it later
+                data = source.read()
+            return i, data, mtime_ns, shrink(data, settings)
         except Exception as error:  # noqa: BLE001 - any failure of one file is reported, the rest go on
-            return i, None, error
+            return i, None, None, error
 
     with ThreadPoolExecutor(num_threads) as pool, tqdm(total=len(convert), unit="image", desc="prepare",
                                                         disable=not progress) as bar:
-        for i, original, result in _in_order(pool, work, convert, ahead=4 * num_threads):
+        for i, original, mtime_ns, result in _in_order(pool, work, convert, ahead=4 * num_threads):
             name = dataset.samples[i][0]
             if isinstance(result, Exception):
                 problems.append(Problem(name, ERROR, "not-converted", f"could not be re-encoded: {result}",
@@ -223,7 +231,7 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
                 problems.append(Problem(name, ERROR, "not-converted", "is missing from a shard an earlier run "
                                         "finished", f"Delete {writer.place(i)} and its index, and run again"))
             else:
-                writer.write(i, original if result is None else result)
+                writer.write(i, original if result is None else result, mtime_ns)
                 converted += 1
             bar.update()
     writer.finish()
@@ -234,6 +242,7 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
         bytes={"source": sum((dataset.root / dataset.samples[i][0]).stat().st_size for i in kept),
                "prepared": writer.prepared_bytes()},
         outputs=writer.outputs(), problems=[asdict(p) for p in sorted(problems, key=lambda p: p.path)],
+        stale=writer.stale(),
         num_threads=num_threads, seconds=round(time.perf_counter() - started, 3))
     _write_json(out / MANIFEST, manifest)
     return manifest
@@ -251,6 +260,11 @@ def _claim(out: Path, manifest: dict) -> None:
             raise ValueError(f"{str(out)!r} holds a preparation of {earlier.get('source')!r} with settings "
                              f"{earlier.get('settings')}; this one is of {manifest['source']!r} with "
                              f"{manifest['settings']}: choose another --out, or delete it")
+        # Outputs written before the digest was recorded resume as they did.
+        if "source_digest" in earlier and earlier["source_digest"] != manifest.get("source_digest"):
+            raise ValueError(f"{str(out)!r} holds shards of {manifest['source']!r} as it was: files were added, "
+                             "removed or changed there since (names, labels, sizes or modification times), and "
+                             "shards are not updated in place: choose another --out, or delete it")
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"{str(out)!r} is not empty and is no `dali-has prepare` output (no {MANIFEST}): choose "
                          "a new or empty folder")
@@ -262,6 +276,19 @@ def _write_json(path: Path, value: dict) -> None:
     partial = path.with_name(path.name + PARTIAL)
     partial.write_text(json.dumps(value, indent=1) + "\n")
     os.replace(partial, path)
+
+
+def source_digest(dataset: Dataset) -> str:
+    """A SHA-256 of every sample's name, label, size and modification time: changes when the source does."""
+    digest = hashlib.sha256()
+    for name, label in dataset.samples:
+        try:
+            info = (dataset.root / name).stat()
+            size, mtime_ns = info.st_size, info.st_mtime_ns
+        except OSError:  # scan reports it; its absence is part of the state
+            size = mtime_ns = -1
+        digest.update(f"{name}\0{label}\0{size}\0{mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def _in_order(pool: ThreadPoolExecutor, work: Callable, items: Iterable, ahead: int) -> Iterator:
@@ -276,15 +303,25 @@ def _in_order(pool: ThreadPoolExecutor, work: Callable, items: Iterable, ahead: 
 
 
 class _FolderOutput:
-    """Images at `out/<relative path>.jpg` (`.npy`) and a DALI file list of them."""
+    """Images at `out/<relative path>.jpg` (`.npy`), each with its source's modification time, and a DALI file
+    list of the current ones."""
 
     def __init__(self, out: Path, dataset: Dataset, names: list[str], settings: PrepareSettings):
-        self.out, self.dataset, self.names = out, dataset, names
+        self.out, self.dataset, self.names, self.suffix = out, dataset, names, settings.suffix
+        self._kept: list[int] = []
         for folder in dataset.classes or ():
             (out / folder).mkdir(parents=True, exist_ok=True)
 
+    def _current(self, i: int) -> bool:
+        """Whether sample i's copy was made from its source as it is now."""
+        try:
+            copy, source = self.out / self.names[i], self.dataset.root / self.dataset.samples[i][0]
+            return copy.stat().st_mtime_ns == source.stat().st_mtime_ns
+        except OSError:
+            return False
+
     def todo(self) -> list[int]:
-        return [i for i, name in enumerate(self.names) if not (self.out / name).is_file()]
+        return [i for i in range(len(self.names)) if not self._current(i)]
 
     def can_write(self, i: int) -> bool:
         return True
@@ -292,21 +329,29 @@ class _FolderOutput:
     def place(self, i: int) -> str:
         return str(self.out / self.names[i])
 
-    def write(self, i: int, jpeg: bytes) -> None:
+    def write(self, i: int, data: bytes, mtime_ns: int) -> None:
         target = self.out / self.names[i]
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + PARTIAL)
-        partial.write_bytes(jpeg)
+        partial.write_bytes(data)
+        os.utime(partial, ns=(mtime_ns, mtime_ns))  # before the rename: a complete copy always carries it
         os.replace(partial, target)
 
     def finish(self) -> None:
         for name in self.names:  # what an interruption left half-written and this run did not finish
             (self.out / (name + PARTIAL)).unlink(missing_ok=True)
+        self._kept = [i for i in range(len(self.names)) if self._current(i)]
         write_file_list(self.out / FILE_LIST, [(self.out / self.names[i], self.dataset.samples[i][1])
-                                               for i in self.kept()])
+                                               for i in self._kept])
 
     def kept(self) -> list[int]:
-        return [i for i, name in enumerate(self.names) if (self.out / name).is_file()]
+        return self._kept
+
+    def stale(self) -> list[str]:
+        """Prepared files not in the file list: their source is gone, or changed and not converted now."""
+        listed = {self.names[i] for i in self._kept}
+        found = (path.relative_to(self.out).as_posix() for path in self.out.rglob(f"*{self.suffix}"))
+        return sorted(name for name in found if name not in listed)
 
     def prepared_bytes(self) -> int:
         return sum((self.out / self.names[i]).stat().st_size for i in self.kept())
@@ -347,7 +392,7 @@ class _ShardOutput:
     def place(self, i: int) -> str:
         return str(self.path(self.shard_of[i]))
 
-    def write(self, i: int, jpeg: bytes) -> None:
+    def write(self, i: int, jpeg: bytes, mtime_ns: int) -> None:
         shard = self.shard_of[i]
         if shard != self._open_shard:
             self._close()
@@ -371,3 +416,6 @@ class _ShardOutput:
 
     def outputs(self) -> dict:
         return {"shards": [self.path(s).name for s in sorted(self.written)]}
+
+    def stale(self) -> list[str]:
+        return []  # a changed source is refused (source_digest)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -297,3 +299,43 @@ def test_an_output_of_before_the_encoding_setting_resumes(source, tmp_path):
     del manifest["settings"]["encoding"]  # as written before the setting existed
     (out / MANIFEST).write_text(json.dumps(manifest))
     assert prepare(source, out, SETTINGS, num_threads=2, progress=False)["reused"] == 7
+
+
+def test_a_run_after_the_source_changed_converts_what_changed_and_reports_stale_copies(source, tmp_path, capsys):
+    data, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(source, data)
+    prepare(data, out, SETTINGS, num_threads=1, progress=False)
+    changed = data / "a/big.jpg"
+    changed.write_bytes(encode(np.ascontiguousarray(smooth(400, 300)[::-1]), quality=95))
+    later = changed.stat().st_mtime_ns + 10**9  # whatever the file system's clock granularity
+    os.utime(changed, ns=(later, later))
+    (data / "a/small.jpg").unlink()
+    (data / "b/new.jpg").write_bytes(encode(smooth(70, 50)))
+    (data / "b/gray.jpg").write_bytes(b"not an image any more")
+    assert main(["prepare", "--data", str(data), "--out", str(out), "--max-side", str(MAX_SIDE),
+                 "--num-threads", "1", "--no-progress"]) == 0
+    again = json.loads((out / MANIFEST).read_text())
+    # The changed and the new image are converted; tall, deep, rotated and cmyk are kept as they were.
+    assert (again["converted"], again["reused"], again["prepared"]) == (2, 4, 6)
+    fresh = prepare(data, tmp_path / "fresh", SETTINGS, num_threads=1, progress=False)
+    listed = read_file_list(out / FILE_LIST).samples
+    assert listed == read_file_list(tmp_path / "fresh" / FILE_LIST).samples
+    assert {name: (out / name).read_bytes() for name, _ in listed} == {
+        name: (tmp_path / "fresh" / name).read_bytes() for name, _ in listed}
+    # Copies whose source is gone or unusable now are kept on disk, left out of the list and reported.
+    assert again["stale"] == ["a/small.jpg", "b/gray.jpg"] and fresh["stale"] == []
+    assert (out / "a/small.jpg").is_file() and (out / "b/gray.jpg").is_file()
+    assert "STALE: 2 prepared file(s)" in capsys.readouterr().out
+
+
+def test_shards_are_not_updated_in_place_when_the_source_changed(source, tmp_path):
+    data, out = tmp_path / "data", tmp_path / "shards"
+    shutil.copytree(source, data)
+    settings = PrepareSettings(max_side=MAX_SIDE, webdataset=True, shard_samples=3)
+    first = prepare(data, out, settings, num_threads=1, progress=False)
+    again = prepare(data, out, settings, progress=False)  # unchanged: resumes, nothing to convert
+    assert (again["reused"], again["converted"]) == (first["prepared"], 0)
+    (data / "b/new.jpg").write_bytes(encode(smooth(70, 50)))
+    with pytest.raises(ValueError, match="shards are not updated in place"):
+        prepare(data, out, settings, progress=False)
+    assert json.loads((out / MANIFEST).read_text()) == again  # nothing written

@@ -18,11 +18,12 @@ def register(subparsers) -> None:
                     "decoded pixels, --encoding npy) whose shorter (or longer) side is at most --max-side, upright "
                     "(EXIF orientation applied), never enlarged; labels and relative paths kept (extension .jpg "
                     "or .npy), OUT/file_list.txt written. Files `dali-has scan` finds unusable are left out and "
-                    "listed. Running it again resumes an interrupted run. OUT/prepare.json records the settings, "
+                    "listed. Running it again resumes an interrupted run and converts what was added or changed "
+                    "in DATA since (shards: refused if DATA changed). OUT/prepare.json records the settings, "
                     "counts, bytes before and after, and every bad file. Train on OUT (or OUT/file_list.txt) like "
                     "on the original.")
     add_data(p)
-    p.add_argument("--out", required=True, help="output folder (new or empty, or an unfinished run to resume)")
+    p.add_argument("--out", required=True, help="output folder (new or empty, or an earlier run's to resume or update)")
     p.add_argument("--max-side", type=int, default=defaults.max_side,
                    help="largest size of the bounded side in pixels, e.g. 256..512 (default %(default)s)")
     p.add_argument("--side", choices=("shorter", "longer"), default=defaults.side,
@@ -56,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
           f"written now, {manifest['reused']} already there), {manifest['unusable']} left out; "
           f"{size['source'] / 1e6:.1f} MB -> {size['prepared'] / 1e6:.1f} MB ({100 * ratio:.0f} %) "
           f"in {manifest['seconds']:.1f} s")
+    if stale := manifest["stale"]:
+        print(f"STALE: {len(stale)} prepared file(s) in {args.out} no longer match a usable source (deleted, renamed "
+              f"or now unusable), e.g. {stale[0]}; the file list leaves them out. Delete them before reading "
+              f"{args.out} as a folder; all are listed under \"stale\" in {Path(args.out, MANIFEST)}.")
     where = Path(args.out, manifest["outputs"].get("file_list", ""))  # the shards' folder, or the file list
     print(f"train on: {where}   (settings and every left-out file: {Path(args.out, MANIFEST)})")
     return 0
