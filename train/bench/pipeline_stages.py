@@ -16,6 +16,14 @@ Graphs, each one stage longer than the one before, read the same JPEGs (shuffled
   fused       GPU only: the train graph's work with the fused operator's CUDA kernel (`impl="fused"`: resize,
               flip, normalize and HaS in one launch) instead of the three operators; on the CPU `train` is
               already the fused operator;
+  concurrent  GPU only: the train graph with DALI's `OperatorConcurrency.FULL` instead of its default,
+              BACKEND. BACKEND gives all GPU operators one semaphore: one of them runs (its host work:
+              argument setup, kernel launches) at a time, whichever batch it works on, so a batch's three GPU
+              operators cost the sum of their host times. FULL lifts that limit for GPU and mixed operators
+              (an operator still never overlaps its own previous batch, DALI's exec_graph.cc), so the resize of
+              one batch can run while the normalize of the one before does: the tail then costs its slowest
+              operator. More from it than from `train` = that serial host work is the limit (and the setting
+              is the fix); the same = it is not;
   two_pipelines  GPU only: the train graph as two pipelines with half the threads each, batches taken from
               them in turn, as a loader over two pipelines would hand them out. DALI runs a pipeline's CPU
               operators one after another and its GPU operators one at a time; if that serial host work is what
@@ -52,6 +60,7 @@ from typing import Optional
 
 import torch
 from nvidia.dali import fn, pipeline_def
+from nvidia.dali.pipeline import OperatorConcurrency
 
 from dali_has import HaSConfig, fused, resize_mirror_normalize_hide
 from pipelines import make_loader
@@ -84,11 +93,11 @@ from train.bench.timing import (
 from train.bench.windows import image_sets
 
 SIZE = 224
-STAGES = ("read", "decode", "fast_idct", "train", "fused", "two_pipelines", "no_has", "loader")
+STAGES = ("read", "decode", "fast_idct", "train", "fused", "concurrent", "two_pipelines", "no_has", "loader")
 # What each stage's own cost is counted from.
-BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "fused": "decode", "two_pipelines": "decode",
-          "no_has": "decode", "loader": "train"}
-CPU_ONLY, GPU_ONLY = ("fast_idct",), ("fused", "two_pipelines")
+BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "fused": "decode", "concurrent": "decode",
+          "two_pipelines": "decode", "no_has": "decode", "loader": "train"}
+CPU_ONLY, GPU_ONLY = ("fast_idct",), ("fused", "concurrent", "two_pipelines")
 SKIPPABLE = tuple(s for s in STAGES if s not in BEFORE.values())
 
 
@@ -98,8 +107,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where decoding and augmentation run")
     p.add_argument("--hw-decoder-load", type=float, default=HW_DECODER_LOAD,
                    help="GPU only: share of the images the hardware JPEG decoder takes (default %(default)s)")
-    p.add_argument("--skip", nargs="+", default=[], choices=SKIPPABLE, metavar="STAGE",
-                   help=f"stages to leave out ({', '.join(SKIPPABLE)}: those no other stage is counted from)")
+    p.add_argument("--skip", nargs="+", action="extend", default=[], choices=SKIPPABLE, metavar="STAGE",
+                   help=f"stages to leave out ({', '.join(SKIPPABLE)}: those no other stage is counted from); "
+                        "given twice, both lists count")
     add_timing_arguments(p)
     return p.parse_args(argv)
 
@@ -123,8 +133,10 @@ def stages_of(paths: list[Path], device: str = "cpu") -> tuple[str, ...]:
 def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int], *, seed: int = 0):
     """`stage`'s graph over `paths` (not built; two_pipelines: one of the two); device_id: None on the CPU, the
     GPU's otherwise."""
+    concurrency = OperatorConcurrency.FULL if stage == "concurrent" else None  # None: DALI's default, BACKEND
 
-    @pipeline_def(batch_size=args.batch_size, num_threads=args.num_threads, device_id=device_id, seed=seed)
+    @pipeline_def(batch_size=args.batch_size, num_threads=args.num_threads, device_id=device_id, seed=seed,
+                  concurrency=concurrency)
     def pipe():
         files, pixels = [str(p) for p in paths], paths[0].suffix == PIXELS_SUFFIX
         if pixels:

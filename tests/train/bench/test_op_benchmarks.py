@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from nvidia.dali.pipeline import OperatorConcurrency
 from PIL import Image
 
 from dali_has import fused
@@ -196,6 +197,30 @@ def test_every_gpu_stage_graph_is_defined(stage_sets, fused_on_gpu_definable):
         assert "fast_idct" not in stages and "fused" in stages and len(stages) == len(pipeline_stages.STAGES) - 1
         for stage in set(stages) - {"loader"}:  # the loader's graph is make_loader's, defined in test_gpu_graphs
             pipeline_stages.stage_pipeline(paths, stage, args, device_id=0)  # defined, never built
+
+
+@pytest.mark.fused
+def test_the_concurrent_stage_asks_for_full_operator_concurrency(stage_sets, fused_on_gpu_definable):
+    args = pipeline_stages.parse_args(["--device", "gpu"])
+    paths = stage_sets["originals"]
+    train = pipeline_stages.stage_pipeline(paths, "train", args, device_id=0)  # defined, never built
+    concurrent = pipeline_stages.stage_pipeline(paths, "concurrent", args, device_id=0)
+    assert train.concurrency is None and concurrent.concurrency == OperatorConcurrency.FULL  # None: BACKEND
+
+
+@pytest.mark.gpu
+def test_full_operator_concurrency_gives_the_same_batches(stage_sets):
+    """What adopting it in the loader needs: DALI keeps each operator's batches in order, so the random draws
+    (crop windows, flips, hidden cells) and the pixels are the same."""
+    args = pipeline_stages.parse_args(["--device", "gpu", "--batch-size", "8", "--num-threads", "2"])
+    outputs = {}
+    for stage in ("train", "concurrent"):
+        pipe = pipeline_stages.stage_pipeline(stage_sets["originals"], stage, args, torch.cuda.current_device())
+        pipe.build()
+        outputs[stage] = [np.array(pipe.run()[0].as_cpu().as_array()) for _ in range(4)]
+        del pipe
+    for train, concurrent in zip(outputs["train"], outputs["concurrent"]):
+        np.testing.assert_array_equal(train, concurrent)
 
 
 @pytest.mark.gpu
