@@ -48,8 +48,9 @@ Interruptions and changes. Every image (or shard) is written under a temporary `
 complete, and the manifest records the settings first: running the same command again skips what is already
 complete and finishes the rest; different settings for an existing output are an error. A prepared image carries
 its source's modification time, so a run after the source changed converts what was added or changed since and
-lists only current copies in the file list; copies whose source is gone (or now unusable) are not deleted but
-reported as `stale` in the manifest (read the file list, or delete them before reading OUT as a folder). Shards
+lists only current copies in the file list; copies whose source is gone (or now unusable) are reported as `stale`
+in the manifest and kept (a source may be missing by accident: a storage mount half there), or deleted when asked
+(`delete_stale`, `--delete-stale`). Shards
 cannot be updated in place: their manifest holds a digest of the source's names, labels, sizes and modification
 times, and a changed source is refused.
 """
@@ -183,14 +184,18 @@ def target_names(dataset: Dataset, suffix: str = ".jpg") -> list[str]:
 
 
 def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSettings = PrepareSettings(), *,
-            num_threads: Optional[int] = None, progress: bool = True) -> dict:
+            num_threads: Optional[int] = None, progress: bool = True, delete_stale: bool = False) -> dict:
     """Prepare `data` (a folder tree or file list) into `out`; returns the manifest (also `out/prepare.json`).
+
+    delete_stale: delete the prepared files that no current, usable source has (their paths are reported under
+        "deleted" instead of "stale"), so that OUT read as a folder holds the data set as it is now.
 
     Raises:
         ValueError: bad settings, a name that cannot be kept, or `out` holding something else (another prepare
             with other settings, files that are not a prepare output, or shards of a source that changed since).
     """
     started = time.perf_counter()
+    validate.boolean("delete_stale", delete_stale)
     num_threads = validate.positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
     dataset = load_dataset(data)
     names = target_names(dataset, settings.suffix)
@@ -235,14 +240,17 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
                 converted += 1
             bar.update()
     writer.finish()
-    kept = writer.kept()
+    kept, stale = writer.kept(), writer.stale()
+    if delete_stale:
+        for name in stale:
+            (out / name).unlink()
     manifest.update(
         complete=True, samples=len(dataset), prepared=len(kept), reused=len(dataset) - len(todo),
         converted=converted, unusable=len(problems),
         bytes={"source": sum((dataset.root / dataset.samples[i][0]).stat().st_size for i in kept),
                "prepared": writer.prepared_bytes()},
         outputs=writer.outputs(), problems=[asdict(p) for p in sorted(problems, key=lambda p: p.path)],
-        stale=writer.stale(),
+        stale=[] if delete_stale else stale, deleted=stale if delete_stale else [],
         num_threads=num_threads, seconds=round(time.perf_counter() - started, 3))
     _write_json(out / MANIFEST, manifest)
     return manifest

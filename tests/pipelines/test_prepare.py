@@ -326,6 +326,13 @@ def test_a_run_after_the_source_changed_converts_what_changed_and_reports_stale_
     assert again["stale"] == ["a/small.jpg", "b/gray.jpg"] and fresh["stale"] == []
     assert (out / "a/small.jpg").is_file() and (out / "b/gray.jpg").is_file()
     assert "STALE: 2 prepared file(s)" in capsys.readouterr().out
+    # Asked to, it deletes them: the output read as a folder is then the fresh run's.
+    assert main(["prepare", "--data", str(data), "--out", str(out), "--max-side", str(MAX_SIDE),
+                 "--num-threads", "1", "--no-progress", "--delete-stale"]) == 0
+    synced = json.loads((out / MANIFEST).read_text())
+    assert (synced["stale"], synced["deleted"], synced["converted"]) == ([], ["a/small.jpg", "b/gray.jpg"], 0)
+    assert "DELETED: 2 prepared file(s)" in capsys.readouterr().out
+    assert list_folder(out).samples == list_folder(tmp_path / "fresh").samples
 
 
 def test_shards_are_not_updated_in_place_when_the_source_changed(source, tmp_path):

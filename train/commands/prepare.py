@@ -38,6 +38,9 @@ def register(subparsers) -> None:
                    help="write WebDataset tar shards with DALI indexes instead of image files")
     p.add_argument("--shard-samples", type=int, default=defaults.shard_samples,
                    help="samples per shard with --webdataset (default %(default)s)")
+    p.add_argument("--delete-stale", action="store_true",
+                   help="delete prepared files in OUT whose source is gone or now unusable (listed as STALE "
+                        "otherwise), so that OUT read as a folder is the data set as it is now")
     add_num_threads(p)
     add_no_progress(p)
     p.set_defaults(func=run)
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = PrepareSettings(max_side=args.max_side, side=args.side, quality=args.quality,
                                webdataset=args.webdataset, shard_samples=args.shard_samples, encoding=args.encoding)
-    manifest = prepare(args.data, args.out, settings, num_threads=args.num_threads, progress=not args.no_progress)
+    manifest = prepare(args.data, args.out, settings, num_threads=args.num_threads, progress=not args.no_progress,
+                       delete_stale=args.delete_stale)
     for problem in manifest["problems"]:
         print(f"LEFT OUT {problem['path']}: {problem['message']}. {problem['advice']}.")
     size = manifest["bytes"]
@@ -59,8 +63,12 @@ def run(args: argparse.Namespace) -> int:
           f"in {manifest['seconds']:.1f} s")
     if stale := manifest["stale"]:
         print(f"STALE: {len(stale)} prepared file(s) in {args.out} no longer match a usable source (deleted, renamed "
-              f"or now unusable), e.g. {stale[0]}; the file list leaves them out. Delete them before reading "
-              f"{args.out} as a folder; all are listed under \"stale\" in {Path(args.out, MANIFEST)}.")
+              f"or now unusable), e.g. {stale[0]}; the file list leaves them out. Delete them (--delete-stale) "
+              f"before reading {args.out} as a folder; all are listed under \"stale\" in "
+              f"{Path(args.out, MANIFEST)}.")
+    if deleted := manifest["deleted"]:
+        print(f"DELETED: {len(deleted)} prepared file(s) whose source is gone or now unusable, e.g. {deleted[0]} "
+              f"(all listed under \"deleted\" in {Path(args.out, MANIFEST)}).")
     where = Path(args.out, manifest["outputs"].get("file_list", ""))  # the shards' folder, or the file list
     print(f"train on: {where}   (settings and every left-out file: {Path(args.out, MANIFEST)})")
     return 0
