@@ -216,11 +216,15 @@ def _cut_short(fd: int, fmt: str, size: int) -> Optional[str]:
     """What is missing from a JPEG or WebP whose header parsed but whose data ends early, or None."""
     if fmt == "jpeg":
         # Almost every file ends in its end-of-image marker: 2 bytes are read. Only one that does not (cut
-        # short, or with bytes after the marker) is walked through, mapped rather than read into memory.
+        # short, or with bytes after the marker) is walked through, mapped rather than read into memory where
+        # the file system can map it.
         if os.pread(fd, 2, size - 2) == EOI:
             return None
-        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as data:
-            header = parse_jpeg_header(data)
+        try:
+            with mmap.mmap(fd, size, prot=mmap.PROT_READ) as data:
+                header = parse_jpeg_header(data)
+        except OSError:
+            header = parse_jpeg_header(os.pread(fd, size, 0))
         return None if header is not None and header.has_eoi else "its data ends before the end-of-image marker"
     if fmt == "webp":
         riff_size = 8 + int.from_bytes(os.pread(fd, 4, 4), "little")  # the RIFF header and its payload

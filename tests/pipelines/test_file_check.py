@@ -126,6 +126,17 @@ def test_complete_files_pass_with_anything_after_their_end(tmp_path, name, data)
     assert find_undecodable([str(path)], options, progress=False) == []  # and DALI decodes it
 
 
+def test_where_files_cannot_be_mapped_a_jpegs_end_is_found_by_reading_it(tmp_path, monkeypatch):
+    def unmappable(*args, **kwargs):
+        raise OSError(19, "No such device")  # what mmap raises on a file system without it
+
+    monkeypatch.setattr(file_check.mmap, "mmap", unmappable)
+    for name, data, kind in (("padded.jpg", jpeg_bytes() + b"\0" * 10, file_check.OK),
+                             ("cut.jpg", cut_in_image_data(jpeg_bytes()), "truncated")):
+        (tmp_path / name).write_bytes(data)
+        assert check_file(tmp_path / name).kind == kind
+
+
 def test_special_files_are_refused_without_reading_them(tmp_path):
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "zero.jpg").symlink_to("/dev/zero")
