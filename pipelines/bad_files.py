@@ -181,6 +181,20 @@ def unreadable_error(bad: list[tuple[str, str]], where: str, data: str) -> Unrea
         "the data.", [path for path, _ in bad])
 
 
+def explain_shard_sample(error: RuntimeError) -> Optional[UnreadableImageError]:
+    """The UnreadableImageError behind a failure to decode a sample of WebDataset shards, when DALI names it
+    (`SHARD.tar:OFFSET:KEY`, as its CPU decoder does), else None. Shards are read as they are: only shards that
+    `dali-has prepare` wrote were checked image by image."""
+    failure = read_dali_error(error)
+    if failure.kind != DECODE or failure.path is None:
+        return None
+    return UnreadableImageError(
+        f"DALI could not decode a sample of the WebDataset shards:\n  {failure.path}: {failure.detail}\n"
+        "Rewrite the shards from the source images with `dali-has prepare --webdataset` (it checks every image "
+        "and leaves out the bad ones), or remove the sample from its shard and rebuild the shard's index.",
+        [failure.path])
+
+
 def explain(error: RuntimeError, options: PipelineOptions, paths: Sequence[str], *, data: str, root: str,
             image: Optional[ImageOptions] = None, pixels: bool = False,
             progress: bool = True) -> Optional[UnreadableImageError]:

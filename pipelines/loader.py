@@ -41,7 +41,7 @@ from nvidia.dali import Pipeline
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
 from dali_has import HaSConfig, validate
-from pipelines.bad_files import NO_FILES, SHARDS, explain, read_dali_error
+from pipelines.bad_files import NO_FILES, SHARDS, explain, explain_shard_sample, read_dali_error
 from pipelines.errors import UnreadableImageError
 from pipelines.file_check import usable_dataset
 from pipelines.files import WEBDATASET, Dataset, stores_pixels
@@ -324,8 +324,8 @@ class DaliLoader(EpochLoader):
         return batch["images"], batch["labels"]
 
     def _explain(self, error: RuntimeError) -> Optional[UnreadableImageError]:
-        if self._files is None:  # shards: the bad-file search reads files; shards hold what `prepare` checked
-            return None
+        if self._files is None:  # shards: no files to search, but DALI's CPU decoder names the shard's sample
+            return explain_shard_sample(error)
         # The shard's files: DALI shards an unshuffled list in order. A shuffled reader (training) first permutes
         # the whole list with a fixed seed (std::shuffle, the same on every rank), so its shard is looked for
         # among all the files.

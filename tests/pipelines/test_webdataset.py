@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines import make_loader
+from pipelines import UnreadableImageError, make_loader
 from pipelines.files import FILE_LIST, FOLDER, WEBDATASET, data_kind, dataset_labels, list_shards, num_classes
 from pipelines.webdataset import ShardWriter, encode_label, index_path, read_index, read_labels, sample_key, sample_name
 
@@ -133,3 +133,19 @@ def test_data_kinds_and_their_errors(shards, tmp_path):
     (broken / "s.idx").write_text("v1.2 5\njpg 512 10 a.jpg\n")
     with pytest.raises(ValueError, match="not a DALI v1.2 index of 1 samples"):
         read_index(broken / "s.tar")
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_a_sample_that_does_not_decode_is_named_by_shard_and_key(tmp_path, train):
+    # Shards a user made themselves are read as they are; a bad sample stops the epoch with its name.
+    writer = ShardWriter(tmp_path / "own.tar")
+    for i in range(6):
+        data = jpeg(i)
+        writer.add(sample_key(f"img{i}.jpg"), data[:len(data) // 2] if i == 3 else data, i)
+    writer.close()
+    loader = make_loader(tmp_path, train=train, batch_size=2, crop=CROP, num_threads=1, seed=0)
+    with pytest.raises(UnreadableImageError) as error:
+        epoch_labels(loader)
+    (path,) = error.value.paths
+    assert path.startswith(str(tmp_path / "own.tar") + ":") and path.endswith(sample_key("img3.jpg") + ".jpg")
+    assert "dali-has prepare --webdataset" in str(error.value) and "C++ context" not in str(error.value)
