@@ -260,7 +260,8 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
             train=False (Hide-and-Seek never runs at evaluation) but still checked.
         ten_crop, resize: evaluation only (`val_pipeline`); ten_crop=True with train=True is an error.
         **options: fields of `PipelineOptions` (device, device_id, seed, shard_id, num_shards, num_threads,
-            checkpointing: needed for `state_dict()`, see "Resuming" in the module docstring) and of
+            checkpointing: needed for `state_dict()`, see "Resuming" in the module docstring;
+            operator_concurrency="full" lets DALI overlap the GPU operators of successive batches) and of
             `ImageOptions` (crop, dtype, layout, mean, std, hw_decoder_load, preallocate_hint, skip_bad_files).
             Every file of a folder or file list is checked when the data is listed (`pipelines.file_check`,
             cached): files DALI's decoder must not see raise `UnreadableImageError` naming them, or with

@@ -19,6 +19,7 @@ from typing import Optional, Union
 
 import torch
 from nvidia.dali import types
+from nvidia.dali.pipeline import OperatorConcurrency
 
 from dali_has import HaSConfig, validate
 from dali_has.operator import IMPLEMENTATIONS as HAS_IMPLEMENTATIONS
@@ -47,6 +48,8 @@ CROP_RATIO = 0.875  # evaluation: resize the shorter side to crop / 0.875 (256 f
 # per-sample state for the whole batch when it builds a pipeline, so batch_size=10**9 dies in std::bad_alloc.
 MAX_CROP = 8192
 MAX_BATCH_SIZE = 65536
+# PipelineOptions.operator_concurrency -> DALI's policy.
+OPERATOR_CONCURRENCY = {"backend": OperatorConcurrency.BACKEND, "full": OperatorConcurrency.FULL}
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,12 @@ class PipelineOptions:
         support it.
     checkpoint: a DALI checkpoint (`Pipeline.checkpoint()`, bytes) the pipeline starts from; set by the loaders'
         `load_state_dict`, implies checkpointing.
+    operator_concurrency: how much of the pipeline DALI may run at once. "backend" (DALI's default): one CPU,
+        one mixed and one GPU operator at a time, whatever batch each works on, so a batch's GPU operators cost
+        the sum of their host work (argument setup, kernel launches). "full": GPU and mixed operators of
+        successive batches may run at once (an operator still waits for its own previous batch, so the batches
+        are the same). Only GPU pipelines differ: DALI runs CPU operators one at a time either way. Whether
+        "full" is faster on a GPU has not been measured yet (`train.bench.pipeline_stages`, stage `concurrent`).
     """
 
     batch_size: int
@@ -76,6 +85,7 @@ class PipelineOptions:
     seed: Optional[int] = None
     checkpointing: bool = False
     checkpoint: Optional[bytes] = None
+    operator_concurrency: str = "backend"
 
     def __post_init__(self):
         _set(self, "batch_size", validate.whole_number("batch_size", self.batch_size, minimum=1,
@@ -96,6 +106,7 @@ class PipelineOptions:
                 raise ValueError(f"checkpoint of type {type(self.checkpoint).__name__}; expected the bytes of a "
                                  "DALI checkpoint (Pipeline.checkpoint())")
             _set(self, "checkpointing", True)
+        validate.one_of("operator_concurrency", self.operator_concurrency, tuple(OPERATOR_CONCURRENCY))
 
     @property
     def pipeline_seed(self) -> Optional[int]:
@@ -106,7 +117,8 @@ class PipelineOptions:
         """Arguments of `nvidia.dali.Pipeline` (and `@pipeline_def` functions) for these options."""
         return dict(batch_size=self.batch_size, num_threads=self.num_threads or default_num_threads(),
                     device_id=dali_device_id(self.device, self.device_id), seed=seed,
-                    enable_checkpointing=self.checkpointing, checkpoint=self.checkpoint)
+                    enable_checkpointing=self.checkpointing, checkpoint=self.checkpoint,
+                    concurrency=OPERATOR_CONCURRENCY[self.operator_concurrency])
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,14 @@ def test_train_pipeline(folder, dtype, layout, has_impl, resize_impl, request):
     assert ("ResizeMirrorNormalizeHide" in images.name) == (resize_impl == "fused") and images.device == "gpu"
 
 
+@pytest.mark.parametrize("policy", ["backend", "full"])
+def test_the_operator_concurrency_policy_reaches_the_gpu_pipelines(folder, policy):
+    options = PipelineOptions(batch_size=4, device="gpu", device_id=0, operator_concurrency=policy)
+    for pipe in (train_pipeline(options, image_options(folder), TrainAugment()),
+                 val_pipeline(options, image_options(folder))):
+        assert pipe.concurrency.name == policy.upper()
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_pipelines_reading_webdataset_shards(folder, tmp_path, train):
     from pipelines.webdataset import ShardWriter

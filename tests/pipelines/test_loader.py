@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nvidia.dali.pipeline import OperatorConcurrency
 from PIL import Image
 
 from pipelines import UnreadableImageError, make_loader
@@ -96,6 +97,22 @@ def test_every_sample_once_per_epoch_and_shards_cover_the_data_set(dataset, devi
             assert set(epoch_labels) == shard_labels  # a shard keeps its samples
         seen_by_shards.append(shard_labels)
     assert sorted(label for shard in seen_by_shards for label in shard) == list(range(n))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_full_operator_concurrency_gives_the_same_batches(dataset, device):
+    """DALI keeps each operator's batches in order whatever it overlaps, so crops, flips and hidden cells are the
+    same draws; on the CPU the policy reaches the pipeline but changes nothing (CPU operators run one at a time)."""
+    has = {"patch_sizes": [0, 4], "p_hide": 0.5}
+    loaders = {policy: small_loader(dataset, device=device, seed=3, has=has, operator_concurrency=policy)
+               for policy in ("backend", "full")}
+    assert loaders["full"].pipeline.concurrency == OperatorConcurrency.FULL
+    assert loaders["backend"].pipeline.concurrency == OperatorConcurrency.BACKEND
+    for _ in range(2):  # two epochs
+        (backend_images, backend_labels), (full_images, full_labels) = epoch(loaders["backend"]), epoch(loaders["full"])
+        assert [y.tolist() for y in full_labels] == [y.tolist() for y in backend_labels]
+        for full, backend in zip(full_images, backend_images, strict=True):
+            torch.testing.assert_close(full, backend, rtol=0, atol=0)
 
 
 def test_folder_tree_labels_are_sorted_class_folders(dataset):
@@ -400,6 +417,7 @@ def test_a_zero_byte_file_is_named(tmp_path, dataset):
     ({"shard_id": -1}, "shard_id=-1"),
     ({"num_shards": 0}, "num_shards=0"),
     ({"num_threads": 0}, "num_threads=0"),
+    ({"operator_concurrency": "all"}, "operator_concurrency='all'; expected one of 'backend', 'full'"),
     ({"seed": -3}, "seed=-3"),
     ({"mean": (1.0, 2.0)}, "mean="),
     ({"std": (0.0, 1.0, 1.0)}, "std="),

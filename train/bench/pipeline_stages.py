@@ -22,8 +22,8 @@ Graphs, each one stage longer than the one before, read the same JPEGs (shuffled
               operators cost the sum of their host times. FULL lifts that limit for GPU and mixed operators
               (an operator still never overlaps its own previous batch, DALI's exec_graph.cc), so the resize of
               one batch can run while the normalize of the one before does: the tail then costs its slowest
-              operator. More from it than from `train` = that serial host work is the limit (and the setting
-              is the fix); the same = it is not;
+              operator. More from it than from `train` = that serial host work is the limit (and
+              `make_loader(..., operator_concurrency="full")` the fix); the same = it is not;
   two_pipelines  GPU only: the train graph as two pipelines with half the threads each, batches taken from
               them in turn, as a loader over two pipelines would hand them out. DALI runs a pipeline's CPU
               operators one after another and its GPU operators one at a time; if that serial host work is what
