@@ -11,6 +11,8 @@ import torch
 
 from dali_has.spec import HaSConfig
 
+IMAGE_CHANNELS = (1, 3, 4)  # gray, RGB, RGBA: how a channel axis is told from a spatial one
+
 
 class HideAndSeek(torch.nn.Module):
     def __init__(self, patch_sizes=HaSConfig().patch_sizes, p_hide: float = HaSConfig().p_hide, fill=0.0):
@@ -48,6 +50,10 @@ class HideAndSeek(torch.nn.Module):
             raise TypeError(f"HideAndSeek expects a real-valued image, got dtype {image.dtype}")
         if image.ndim != 3:
             raise ValueError(f"HideAndSeek expects one [C, H, W] image, got shape {tuple(image.shape)}")
+        if image.shape[-1] in IMAGE_CHANNELS and image.shape[-3] not in IMAGE_CHANNELS:
+            # An [H, W, C] image (torch.from_numpy of a PIL or OpenCV image) would be hidden over W x C, silently.
+            raise ValueError(f"HideAndSeek expects [C, H, W]; shape {tuple(image.shape)} looks like [H, W, C]: "
+                             "convert it with image.permute(2, 0, 1) or torchvision.transforms.v2.ToImage")
         return self.transform(image, self.make_params(*image.shape[-2:]))
 
     def extra_repr(self) -> str:
