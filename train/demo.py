@@ -51,6 +51,7 @@ DEMO_HAS_SIZES = (0, 8, 16, 32)  # the paper's mixed set, scaled from 224 to 64-
 # train from scratch in minutes on a CPU.
 DEMO_MODEL = {"stem": "small", "width": 0.125, "batch_norm": True, "alexnet_convs": 2, "added_convs": 1}
 RUNS = {"baseline": "baseline", "has": "Hide-and-Seek"}  # results key -> name in tables and pictures
+OUTPUTS = ("data", "runs", "cams.png", "results.json")  # what run_demo writes under its --out
 METRICS = ("top1", "gt_known_loc", "top1_loc", "maxboxacc_v2", "part_hidden_top1")
 
 
@@ -89,6 +90,7 @@ def run_demo(out: str | Path, *, seeds=(0, 1, 2), epochs: int = 10, n_train: int
     if jobs < 1:
         raise ValueError(f"jobs={jobs}; expected at least 1")
     out = Path(out)
+    _check_out(out)
     device = device or ("gpu" if torch.cuda.is_available() else "cpu")
     data = out / "data"
     synth = SynthConfig(n_train=n_train, n_test=n_test, seed=data_seed)
@@ -192,6 +194,16 @@ def part_hidden_top1(run_dir: str, data: Path, *, device: str) -> float:
             correct += (model(images).argmax(1) == labels).sum().item()
             index += len(labels)
     return 100.0 * correct / index
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an --out that holds anything but an earlier demo's outputs: the demo replaces those."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a new or empty folder, or an earlier demo's")
+    others = sorted(set(os.listdir(out)) - set(OUTPUTS)) if out.is_dir() else []
+    if others:
+        raise ValueError(f"--out {out} holds files the demo did not write ({', '.join(others[:3])}"
+                         f"{', ...' if len(others) > 3 else ''}); give a new or empty folder, or an earlier demo's")
 
 
 def _same_dataset(data: Path, synth: SynthConfig) -> bool:

@@ -69,6 +69,15 @@ def test_one_seed_keeps_the_single_run_layout_and_bad_options_are_named(tmp_path
     assert "jobs=0" in capsys.readouterr().err
 
 
+def test_a_folder_holding_other_files_is_refused_before_anything_is_written(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(tmp_path), *TINY]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert main(["demo", "--out", str(tmp_path / "notes.txt"), *TINY]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
 @pytest.mark.gpu
 def test_the_demo_runs_on_the_gpu(tmp_path):
     out = tmp_path / "demo"
