@@ -46,13 +46,17 @@ the settings, the counts and the bytes before and after.
 
 Interruptions and changes. Every image (or shard) is written under a temporary `.partial` name and renamed when
 complete, and the manifest records the settings first: running the same command again skips what is already
-complete and finishes the rest; different settings for an existing output are an error. A prepared image carries
-its source's modification time, so a run after the source changed converts what was added or changed since and
-lists only current copies in the file list; copies whose source is gone (or now unusable) are reported as `stale`
-in the manifest and kept (a source may be missing by accident: a storage mount half there), or deleted when asked
-(`delete_stale`, `--delete-stale`). Shards
-cannot be updated in place: their manifest holds a digest of the source's names, labels, sizes and modification
-times, and a changed source is refused.
+complete and finishes the rest; different settings for an existing output are an error. A folder output records
+each prepared file with the size and modification time of the source it was made from (`OUT/prepared.jsonl`,
+appended as files complete), so a run after the source changed converts what was added or changed since, as
+rsync's quick check sees changes (a file rewritten with its size and time kept is not), and lists only current
+copies in the file list. The record, not the copies' own times, decides: output file systems keep times at
+other resolutions (1 s, 2 s on FAT), and a copy whose record was lost to an interruption is simply made again.
+Files this preparation wrote whose source is gone (or now unusable) are reported as `stale` in the manifest and
+kept (a source may be missing by accident: a storage mount half there), or deleted when asked (`delete_stale`,
+`--delete-stale`), with the folders that leaves empty and empty folders that are no classes (renamed ones);
+files it did not write are never touched. Shards cannot be updated in place: their manifest holds a digest of the
+source's names, labels, sizes and modification times, and a changed source is refused.
 """
 from __future__ import annotations
 
@@ -81,6 +85,7 @@ from pipelines.settings import default_num_threads
 SIDES = ("shorter", "longer")
 ENCODINGS = {"jpeg": ".jpg", "npy": PIXELS_SUFFIX}  # how prepared images are stored -> their extension
 MANIFEST = "prepare.json"
+RECORD = "prepared.jsonl"  # folder outputs: each prepared file and the source (name, size, mtime) it was made from
 FILE_LIST = "file_list.txt"
 FORMAT_VERSION = 1  # of the output; bump when prepared images would come out differently
 SHARD_ORDER_SEED = 0
@@ -219,15 +224,15 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
     def work(i: int):
         try:
             with open(dataset.root / dataset.samples[i][0], "rb") as source:
-                mtime_ns = os.fstat(source.fileno()).st_mtime_ns  # of the bytes read, whatever changes it later
+                state = _state(os.fstat(source.fileno()))  # of the bytes read, whatever changes the file later
                 data = source.read()
-            return i, data, mtime_ns, shrink(data, settings)
+            return i, data, state, shrink(data, settings)
         except Exception as error:  # noqa: BLE001 - any failure of one file is reported, the rest go on
             return i, None, None, error
 
     with ThreadPoolExecutor(num_threads) as pool, tqdm(total=len(convert), unit="image", desc="prepare",
                                                         disable=not progress) as bar:
-        for i, original, mtime_ns, result in _in_order(pool, work, convert, ahead=4 * num_threads):
+        for i, original, state, result in _in_order(pool, work, convert, ahead=4 * num_threads):
             name = dataset.samples[i][0]
             if isinstance(result, Exception):
                 problems.append(Problem(name, ERROR, "not-converted", f"could not be re-encoded: {result}",
@@ -236,14 +241,13 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
                 problems.append(Problem(name, ERROR, "not-converted", "is missing from a shard an earlier run "
                                         "finished", f"Delete {writer.place(i)} and its index, and run again"))
             else:
-                writer.write(i, original if result is None else result, mtime_ns)
+                writer.write(i, original if result is None else result, state)
                 converted += 1
             bar.update()
     writer.finish()
     kept, stale = writer.kept(), writer.stale()
     if delete_stale:
-        for name in stale:
-            (out / name).unlink()
+        writer.delete(stale)
     manifest.update(
         complete=True, samples=len(dataset), prepared=len(kept), reused=len(dataset) - len(todo),
         converted=converted, unusable=len(problems),
@@ -286,6 +290,11 @@ def _write_json(path: Path, value: dict) -> None:
     os.replace(partial, path)
 
 
+def _state(info: os.stat_result) -> tuple[int, int]:
+    """What tells a source file's versions apart: (size, modification time in ns), as rsync's quick check."""
+    return info.st_size, info.st_mtime_ns
+
+
 def source_digest(dataset: Dataset) -> str:
     """A SHA-256 of every sample's name, label, size and modification time: changes when the source does."""
     digest = hashlib.sha256()
@@ -311,22 +320,25 @@ def _in_order(pool: ThreadPoolExecutor, work: Callable, items: Iterable, ahead: 
 
 
 class _FolderOutput:
-    """Images at `out/<relative path>.jpg` (`.npy`), each with its source's modification time, and a DALI file
-    list of the current ones."""
+    """Images at `out/<relative path>.jpg` (`.npy`), a record of the source each was made from (RECORD), and a
+    DALI file list of the current ones."""
 
     def __init__(self, out: Path, dataset: Dataset, names: list[str], settings: PrepareSettings):
         self.out, self.dataset, self.names, self.suffix = out, dataset, names, settings.suffix
+        self._made = _read_record(out / RECORD)  # prepared name -> (source name, size, mtime_ns)
+        self._record = None  # opened for appending at the first write
         self._kept: list[int] = []
         for folder in dataset.classes or ():
             (out / folder).mkdir(parents=True, exist_ok=True)
 
     def _current(self, i: int) -> bool:
         """Whether sample i's copy was made from its source as it is now."""
+        name, source = self.names[i], self.dataset.samples[i][0]
         try:
-            copy, source = self.out / self.names[i], self.dataset.root / self.dataset.samples[i][0]
-            return copy.stat().st_mtime_ns == source.stat().st_mtime_ns
+            state = _state((self.dataset.root / source).stat())
         except OSError:
             return False
+        return self._made.get(name) == (source, *state) and (self.out / name).is_file()
 
     def todo(self) -> list[int]:
         return [i for i in range(len(self.names)) if not self._current(i)]
@@ -337,13 +349,19 @@ class _FolderOutput:
     def place(self, i: int) -> str:
         return str(self.out / self.names[i])
 
-    def write(self, i: int, data: bytes, mtime_ns: int) -> None:
-        target = self.out / self.names[i]
+    def write(self, i: int, data: bytes, state: tuple[int, int]) -> None:
+        name = self.names[i]
+        target = self.out / name
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + PARTIAL)
         partial.write_bytes(data)
-        os.utime(partial, ns=(mtime_ns, mtime_ns))  # before the rename: a complete copy always carries it
         os.replace(partial, target)
+        # Recorded once the copy is complete: an interruption in between only makes it again.
+        self._made[name] = (self.dataset.samples[i][0], *state)
+        if self._record is None:
+            self._record = open(self.out / RECORD, "a", encoding="utf-8")
+        self._record.write(json.dumps([name, *self._made[name]]) + "\n")
+        self._record.flush()
 
     def finish(self) -> None:
         for name in self.names:  # what an interruption left half-written and this run did not finish
@@ -351,21 +369,78 @@ class _FolderOutput:
         self._kept = [i for i in range(len(self.names)) if self._current(i)]
         write_file_list(self.out / FILE_LIST, [(self.out / self.names[i], self.dataset.samples[i][1])
                                                for i in self._kept])
+        self._made = {name: made for name, made in self._made.items() if (self.out / name).is_file()}
+        self._write_record()
+
+    def _write_record(self) -> None:
+        """The record rewritten with one line per file (appending leaves a line per write), in name order."""
+        if self._record is not None:
+            self._record.close()
+            self._record = None
+        partial = self.out / (RECORD + PARTIAL)
+        partial.write_text("".join(json.dumps([name, *made]) + "\n" for name, made in sorted(self._made.items())),
+                           encoding="utf-8")
+        os.replace(partial, self.out / RECORD)
 
     def kept(self) -> list[int]:
         return self._kept
 
     def stale(self) -> list[str]:
-        """Prepared files not in the file list: their source is gone, or changed and not converted now."""
+        """Files this preparation wrote that the file list leaves out: their source is gone, or changed and not
+        converted now (unusable)."""
         listed = {self.names[i] for i in self._kept}
-        found = (path.relative_to(self.out).as_posix() for path in self.out.rglob(f"*{self.suffix}"))
-        return sorted(name for name in found if name not in listed)
+        return sorted(name for name in self._made if name not in listed)
+
+    def delete(self, stale: list[str]) -> None:
+        """Delete stale files, the folders that leaves empty and empty folders that are no classes (renamed or
+        removed ones; OUT read as a folder would count them as classes), so that OUT is the data set now."""
+        classes = set(self.dataset.classes or ())
+        folders = set()
+        if self.dataset.classes is not None:  # empty folders of OUT that are no class would be read as classes
+            folders.update(entry.name for entry in self.out.iterdir() if entry.is_dir() and not entry.is_symlink()
+                           and entry.name not in classes)
+        for name in stale:
+            (self.out / name).unlink(missing_ok=True)
+            del self._made[name]
+            folders.update(parent.as_posix() for parent in Path(name).parents if parent.as_posix() not in classes)
+        for folder in sorted(folders - {"."}, key=lambda f: -len(Path(f).parts)):  # the deepest first
+            try:
+                (self.out / folder).rmdir()
+            except OSError:  # not empty (files of its own, e.g. the user's), or gone already
+                pass
+        self._write_record()
 
     def prepared_bytes(self) -> int:
         return sum((self.out / self.names[i]).stat().st_size for i in self.kept())
 
     def outputs(self) -> dict:
-        return {"file_list": FILE_LIST}
+        return {"file_list": FILE_LIST, "record": RECORD}
+
+
+def _inside(name: str) -> bool:
+    """Whether `name` is a relative path that stays inside OUT (a record is data: one handed over with an output
+    must not make --delete-stale delete elsewhere)."""
+    path = Path(name)
+    return bool(name) and not path.is_absolute() and ".." not in path.parts and path.as_posix() == name
+
+
+def _read_record(path: Path) -> dict[str, tuple[str, int, int]]:
+    """RECORD's entries, the last one per name; a line cut by an interruption, or not one of ours, is passed
+    over (its file is then made again)."""
+    made = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return made
+    for line in lines:
+        try:
+            name, source, size, mtime_ns = json.loads(line)
+        except (ValueError, TypeError):
+            continue
+        if (isinstance(name, str) and isinstance(source, str) and type(size) is int and type(mtime_ns) is int
+                and _inside(name)):
+            made[name] = (source, size, mtime_ns)
+    return made
 
 
 class _ShardOutput:
@@ -400,7 +475,7 @@ class _ShardOutput:
     def place(self, i: int) -> str:
         return str(self.path(self.shard_of[i]))
 
-    def write(self, i: int, jpeg: bytes, mtime_ns: int) -> None:
+    def write(self, i: int, jpeg: bytes, state: tuple[int, int]) -> None:
         shard = self.shard_of[i]
         if shard != self._open_shard:
             self._close()
@@ -427,3 +502,6 @@ class _ShardOutput:
 
     def stale(self) -> list[str]:
         return []  # a changed source is refused (source_digest)
+
+    def delete(self, stale: list[str]) -> None:
+        pass

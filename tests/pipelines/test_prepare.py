@@ -17,7 +17,7 @@ from PIL import Image
 import pipelines.prepare as prepare_module
 from pipelines import make_loader
 from pipelines.files import list_folder, read_file_list, write_file_list
-from pipelines.prepare import FILE_LIST, MANIFEST, PrepareSettings, prepare
+from pipelines.prepare import FILE_LIST, MANIFEST, RECORD, PrepareSettings, prepare
 from pipelines.webdataset import read_index, sample_name
 from train.cli import main
 
@@ -333,6 +333,62 @@ def test_a_run_after_the_source_changed_converts_what_changed_and_reports_stale_
     assert (synced["stale"], synced["deleted"], synced["converted"]) == ([], ["a/small.jpg", "b/gray.jpg"], 0)
     assert "DELETED: 2 prepared file(s)" in capsys.readouterr().out
     assert list_folder(out).samples == list_folder(tmp_path / "fresh").samples
+
+
+def test_copies_are_current_by_their_record_not_their_own_times(source, tmp_path):
+    """Output file systems keep times at other resolutions (ext2 1 s, FAT 2 s): every copy used to look changed,
+    the file list came out empty and --delete-stale deleted what the run had just written."""
+    out = tmp_path / "out"
+    first = prepare(source, out, SETTINGS, num_threads=1, progress=False)
+    for copy in out.rglob("*.jpg"):
+        os.utime(copy, (1, 1))
+    again = prepare(source, out, SETTINGS, num_threads=1, progress=False, delete_stale=True)
+    assert (again["reused"], again["converted"], again["deleted"]) == (first["prepared"], 0, [])
+    assert len(read_file_list(out / FILE_LIST).samples) == first["prepared"]
+
+
+def test_a_source_rewritten_with_its_time_kept_is_converted_again_when_its_size_changed(source, tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(source, data)
+    prepare(data, out, SETTINGS, num_threads=1, progress=False)
+    changed = data / "a/big.jpg"
+    kept = changed.stat()
+    changed.write_bytes(encode(np.ascontiguousarray(smooth(400, 300)[::-1]), quality=80))  # cp -p, rsync -t
+    os.utime(changed, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+    assert changed.stat().st_size != kept.st_size
+    again = prepare(data, out, SETTINGS, num_threads=1, progress=False)
+    assert again["converted"] == 1
+    fresh = prepare(data, tmp_path / "fresh", SETTINGS, num_threads=1, progress=False)
+    assert (out / "a/big.jpg").read_bytes() == (tmp_path / "fresh" / "a/big.jpg").read_bytes()
+    assert fresh["converted"] == again["prepared"]
+
+
+def test_delete_stale_removes_renamed_classes_and_touches_no_file_it_did_not_write(source, tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(source, data)
+    prepare(data, out, SETTINGS, num_threads=1, progress=False)
+    mine = [out / "figures" / "confusion.jpg", out / "a" / "mine.jpg", out / "notes.jpg" / "inside.txt"]
+    for path in mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"the user's")
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"not the output's")
+    with open(out / RECORD, "a") as record:  # a record handed over with the output must not reach outside it
+        record.write(json.dumps(["../outside.jpg", "x.jpg", 1, 1]) + "\n" + "a half-written li")
+    (data / "b").rename(data / "bee")  # class b renamed: the labels of c and d shift
+    (data / "d").rename(data / "e")  # an empty class renamed
+    manifest = prepare(data, out, SETTINGS, num_threads=1, progress=False)
+    assert manifest["stale"] == ["b/cmyk.jpg", "b/gray.jpg", "b/rotated.jpg"]
+    manifest = prepare(data, out, SETTINGS, num_threads=1, progress=False, delete_stale=True)
+    assert manifest["deleted"] == ["b/cmyk.jpg", "b/gray.jpg", "b/rotated.jpg"] and manifest["stale"] == []
+    assert not (out / "b").exists() and not (out / "d").exists()
+    assert all(path.read_bytes() == b"the user's" for path in mine) and outside.is_file()
+    prepare(data, tmp_path / "fresh", SETTINGS, num_threads=1, progress=False)
+    assert read_file_list(out / FILE_LIST).samples == read_file_list(tmp_path / "fresh" / FILE_LIST).samples
+    for path in mine[:2]:
+        path.unlink()
+    assert list_folder(out).samples == list_folder(tmp_path / "fresh").samples
+    assert (out / RECORD).read_text() == (tmp_path / "fresh" / RECORD).read_text()
 
 
 def test_shards_are_not_updated_in_place_when_the_source_changed(source, tmp_path):

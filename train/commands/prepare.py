@@ -39,8 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--shard-samples", type=int, default=defaults.shard_samples,
                    help="samples per shard with --webdataset (default %(default)s)")
     p.add_argument("--delete-stale", action="store_true",
-                   help="delete prepared files in OUT whose source is gone or now unusable (listed as STALE "
-                        "otherwise), so that OUT read as a folder is the data set as it is now")
+                   help="delete the files prepare wrote in OUT whose source is gone or now unusable (listed as "
+                        "STALE otherwise) and empty folders that are no classes, so that OUT read as a folder is "
+                        "the data set as it is now")
     add_num_threads(p)
     add_no_progress(p)
     p.set_defaults(func=run)
