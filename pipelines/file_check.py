@@ -40,7 +40,6 @@ import fcntl
 import hashlib
 import io
 import json
-import mmap
 import os
 import stat
 import tempfile
@@ -71,6 +70,9 @@ MAX_PIXELS = 178_956_970
 # A NumPy file's signature, and its preamble: signature, version, and (version 1.0) the header's length in 2 bytes.
 NPY_MAGIC = b"\x93NUMPY"
 NPY_PREAMBLE = 10
+# A WebP's RIFF payload holds at least "WEBP" and one chunk header (4 + 8 bytes); DALI fails on less.
+WEBP_MIN_PAYLOAD = 12
+_RFIND_CHUNK = 1 << 20  # bytes read at a time looking for a JPEG's end-of-image marker from the file's end
 # Threads overlap the reads on cold or network storage; each takes CHUNK files at a time.
 _CHECK_THREADS = 8
 _CHUNK = 256
@@ -208,7 +210,7 @@ def _check_header(fd: int, fmt: str, size: int, path: str | os.PathLike) -> Verd
     except OSError as error:
         return Verdict("unreadable", f"cannot be read: {error.strerror or error}")
     if cut:
-        return Verdict("truncated", f"is a truncated {fmt.upper()}: {cut} (DALI's decoder stops on it)")
+        return Verdict("truncated", f"is a truncated {fmt.upper()}: {cut} (DALI's decoder fails on most such files)")
     return Verdict(OK, fmt)
 
 
@@ -216,20 +218,49 @@ def _cut_short(fd: int, fmt: str, size: int) -> Optional[str]:
     """What is missing from a JPEG or WebP whose header parsed but whose data ends early, or None."""
     if fmt == "jpeg":
         # Almost every file ends in its end-of-image marker: 2 bytes are read. Only one that does not (cut
-        # short, or with bytes after the marker) is walked through, mapped rather than read into memory where
-        # the file system can map it.
+        # short, or with bytes after the marker) is walked through, read where the walk goes.
         if os.pread(fd, 2, size - 2) == EOI:
             return None
         try:
-            with mmap.mmap(fd, size, prot=mmap.PROT_READ) as data:
-                header = parse_jpeg_header(data)
-        except OSError:
-            header = parse_jpeg_header(os.pread(fd, size, 0))
+            header = parse_jpeg_header(_FileBytes(fd, size))
+        except IndexError:  # shorter than it was a moment ago
+            return "it was cut while it was checked"
         return None if header is not None and header.has_eoi else "its data ends before the end-of-image marker"
     if fmt == "webp":
-        riff_size = 8 + int.from_bytes(os.pread(fd, 4, 4), "little")  # the RIFF header and its payload
-        return f"its RIFF header says {riff_size} bytes, the file has {size}" if size < riff_size else None
+        payload = int.from_bytes(os.pread(fd, 4, 4), "little")  # what follows the RIFF header's 8 bytes
+        if payload < WEBP_MIN_PAYLOAD:
+            return f"its RIFF header says it holds {payload} bytes, too few for any image"
+        return f"its RIFF header says {8 + payload} bytes, the file has {size}" if size < 8 + payload else None
     return None
+
+
+class _FileBytes:
+    """The bytes of an open file as `parse_jpeg_header` reads them (len, index, slice, rfind), each read with
+    pread when asked for. Not mmap: a file cut while it is mapped kills the process (SIGBUS), and some FUSE and
+    network file systems cannot map at all."""
+
+    def __init__(self, fd: int, size: int):
+        self.fd, self.size = fd, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, _ = key.indices(self.size)
+            return os.pread(self.fd, max(0, stop - start), start)
+        return os.pread(self.fd, 1, key)[0]  # IndexError when the file is shorter now
+
+    def rfind(self, sub: bytes, start: int) -> int:
+        """Like bytes.rfind(sub, start): read backwards from the end in chunks that overlap by len(sub) - 1."""
+        end = self.size
+        while end - start >= len(sub):
+            begin = max(start, end - _RFIND_CHUNK)
+            found = os.pread(self.fd, end - begin, begin).rfind(sub)
+            if found != -1:
+                return begin + found
+            end = begin + len(sub) - 1
+        return -1
 
 
 def _check_pixels(fd: int, size: int) -> Verdict:

@@ -27,7 +27,7 @@ class JpegHeader:
 
 
 def parse_jpeg_header(data) -> Optional[JpegHeader]:
-    """Frame header of a JPEG (`data`: its bytes, or an mmap of them) and whether it is complete; None if it is
+    """Frame header of a JPEG (`data`: its bytes, or an object read like them) and whether it is complete; None if it is
     not a parsable JPEG. Walks the marker segments by their lengths up to the first scan, so markers inside
     them (an EXIF thumbnail's own end-of-image) are skipped, then looks for the end-of-image marker after it."""
     if data[:2] != b"\xff\xd8":

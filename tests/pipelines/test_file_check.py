@@ -101,6 +101,7 @@ def exif_thumbnailed_jpeg() -> bytes:
     # The thumbnail's end-of-image marker comes before the main image's first scan: it does not count.
     ("thumbnail-kept-main-image-cut.jpg", cut_in_image_data(exif_thumbnailed_jpeg()), "end-of-image marker"),
     ("cut.webp", WEBP[:-1], f"WEBP: its RIFF header says {len(WEBP)} bytes, the file has {len(WEBP) - 1}"),
+    ("empty-riff.webp", WEBP[:4] + bytes(4) + WEBP[8:], "holds 0 bytes, too few for any image"),
 ])
 def test_a_file_cut_short_is_refused_as_truncated(tmp_path, name, data, words):
     # Its header parses, so without this check DALI would take it and stop on it mid-epoch, past the point where
@@ -126,15 +127,30 @@ def test_complete_files_pass_with_anything_after_their_end(tmp_path, name, data)
     assert find_undecodable([str(path)], options, progress=False) == []  # and DALI decodes it
 
 
-def test_where_files_cannot_be_mapped_a_jpegs_end_is_found_by_reading_it(tmp_path, monkeypatch):
-    def unmappable(*args, **kwargs):
-        raise OSError(19, "No such device")  # what mmap raises on a file system without it
+def test_a_jpegs_end_is_found_across_read_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(file_check, "_RFIND_CHUNK", 7)  # the marker straddles chunk boundaries somewhere
+    cut = cut_in_image_data(jpeg_bytes())
+    for pad in range(7):
+        for name, data, kind in ((f"padded{pad}.jpg", jpeg_bytes() + b"\0" * pad + b"x", file_check.OK),
+                                 (f"cut{pad}.jpg", cut + b"\0" * pad + b"x", "truncated")):
+            (tmp_path / name).write_bytes(data)
+            assert check_file(tmp_path / name).kind == kind, name
 
-    monkeypatch.setattr(file_check.mmap, "mmap", unmappable)
-    for name, data, kind in (("padded.jpg", jpeg_bytes() + b"\0" * 10, file_check.OK),
-                             ("cut.jpg", cut_in_image_data(jpeg_bytes()), "truncated")):
-        (tmp_path / name).write_bytes(data)
-        assert check_file(tmp_path / name).kind == kind
+
+def test_a_jpeg_cut_while_it_is_checked_is_refused_not_a_crash(tmp_path, monkeypatch):
+    """The end used to be searched in an mmap of the file: one cut meanwhile (a copy over it) killed the
+    process with SIGBUS."""
+    path = tmp_path / "rewritten.jpg"
+    path.write_bytes(jpeg_bytes() + b"\0" * 100_000)
+    parse = file_check.parse_jpeg_header
+
+    def cut_first(data):
+        os.truncate(path, 10)
+        return parse(data)
+
+    monkeypatch.setattr(file_check, "parse_jpeg_header", cut_first)
+    verdict = check_file(path)
+    assert verdict.kind == "truncated" and "cut while it was checked" in verdict.detail
 
 
 def test_special_files_are_refused_without_reading_them(tmp_path):
