@@ -183,8 +183,8 @@ def unreadable_error(bad: list[tuple[str, str]], where: str, data: str) -> Unrea
 
 def explain_shard_sample(error: RuntimeError) -> Optional[UnreadableImageError]:
     """The UnreadableImageError behind a failure to decode a sample of WebDataset shards, when DALI names it
-    (`SHARD.tar:OFFSET:KEY`, as its CPU decoder does), else None. Shards are read as they are: only shards that
-    `dali-has prepare` wrote were checked image by image."""
+    (`SHARD.tar:OFFSET:KEY`, as its CPU decoder does), else None: a sample the listing check passed
+    (`file_check.check_shard`) whose data is bad behind a good header and end."""
     failure = read_dali_error(error)
     if failure.kind != DECODE or failure.path is None:
         return None

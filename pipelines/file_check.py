@@ -28,6 +28,10 @@ So before DALI sees a file, each one is checked here, reading a few bytes, its h
   the same size limits, and exactly as many bytes as its header says (a file cut short is refused here, not
   while training). Its header is parsed by NumPy's reader, which evaluates literals only: no code runs.
 
+WebDataset shards get the same checks sample by sample (`check_shard`: each image read where the shard's index
+puts it, so the whole shard is read once), and are cached the same way, per shard; a shard with a bad sample
+is refused as a whole, since DALI's WebDataset reader cannot leave samples out.
+
 Verdicts are cached per data source in `cache_root()/file_check/` as JSON, keyed by each file's path, size and
 modification time, so a run over unchanged files pays one `stat` per file. Writers replace the cache file
 atomically under a lock (torchrun ranks of one node check once); a corrupt or unreadable cache is ignored and
@@ -44,7 +48,7 @@ import os
 import stat
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -55,8 +59,9 @@ import numpy as np
 from tqdm import tqdm
 
 from dali_has.cache import cache_root
+from pipelines import webdataset
 from pipelines.errors import UnreadableImageError
-from pipelines.files import PIXELS_SUFFIX, Dataset, load_dataset
+from pipelines.files import PIXELS_SUFFIX, Dataset, list_shards, load_dataset
 from pipelines.jpeg_header import EOI, parse_jpeg_header
 
 # The largest file read: every image within MAX_PIXELS fits, even uncompressed (179 M pixels x 3 bytes is
@@ -76,6 +81,7 @@ _RFIND_CHUNK = 1 << 20  # bytes read at a time looking for a JPEG's end-of-image
 # Threads overlap the reads on cold or network storage; each takes CHUNK files at a time.
 _CHECK_THREADS = 8
 _CHUNK = 256
+_SHOWN_SAMPLES = 3  # bad samples a shard's verdict names
 _CACHE_FORMAT, _CACHE_VERSION = "dali-has-file-check", 2  # 2: JPEGs cut short are refused
 _PROC_FDS = os.path.isdir("/proc/self/fd")  # Linux with /proc mounted, i.e. wherever DALI runs, in practice
 OK = "ok"
@@ -85,7 +91,8 @@ OK = "ok"
 class Verdict:
     """What the check found: kind OK with `detail` = the format (e.g. "jpeg"), or a refusal kind and a message."""
 
-    # OK, or: unreadable, not-a-file, empty, too-large, not-an-image, bad-header, bad-dimensions, truncated
+    # OK, or: unreadable, not-a-file, empty, too-large, not-an-image, bad-header, bad-dimensions, truncated;
+    # bad-samples for a WebDataset shard (`check_shard`)
     kind: str
     detail: str
 
@@ -190,10 +197,27 @@ def _check_regular(fd: int, size: int, path: str | os.PathLike) -> Verdict:
 
 
 def _check_header(fd: int, fmt: str, size: int, path: str | os.PathLike) -> Verdict:
+    # Through /proc the library opens the very file checked above, never one swapped in since (e.g. a FIFO).
+    return _check_image(f"/proc/self/fd/{fd}" if _PROC_FDS else os.fspath(path), _FileBytes(fd, size), fmt, size)
+
+
+def check_image_bytes(data: bytes) -> Verdict:
+    """`check_file`'s checks on an image held in memory (a sample of a WebDataset shard)."""
+    if not data:
+        return Verdict("empty", "is empty (0 bytes)")
+    if len(data) > MAX_FILE_BYTES:
+        return Verdict("too-large", f"is {len(data)} bytes, more than the {MAX_FILE_BYTES} a training image may have")
+    fmt = signature_format(data[:16])
+    if fmt is None or (fmt == "bmp" and len(data) < 18):
+        return Verdict("not-an-image", _other_format(data[:16]))
+    return _check_image(data, data, fmt, len(data))
+
+
+def _check_image(source, data, fmt: str, size: int) -> Verdict:
+    """The header and end checks of an image with a format's signature: `source` is what nvImageCodec parses (a
+    path, or the bytes), `data` the image's `size` bytes as `parse_jpeg_header` reads them."""
     import nvidia.nvimgcodec as nvimgcodec  # DALI's own image codec library (a dependency of DALI)
 
-    # Through /proc the library opens the very file checked above, never one swapped in since (e.g. a FIFO).
-    source = f"/proc/self/fd/{fd}" if _PROC_FDS else os.fspath(path)
     try:
         stream = nvimgcodec.CodeStream(source)
         width, height, channels = stream.width, stream.height, stream.num_channels
@@ -206,7 +230,7 @@ def _check_header(fd: int, fmt: str, size: int, path: str | os.PathLike) -> Verd
         return Verdict("too-large", f"its {fmt} header says {width}x{height} pixels, a decompression-bomb size "
                                     f"(more than {MAX_PIXELS})")
     try:
-        cut = _cut_short(fd, fmt, size)
+        cut = _cut_short(data, fmt, size)
     except OSError as error:
         return Verdict("unreadable", f"cannot be read: {error.strerror or error}")
     if cut:
@@ -214,20 +238,21 @@ def _check_header(fd: int, fmt: str, size: int, path: str | os.PathLike) -> Verd
     return Verdict(OK, fmt)
 
 
-def _cut_short(fd: int, fmt: str, size: int) -> Optional[str]:
-    """What is missing from a JPEG or WebP whose header parsed but whose data ends early, or None."""
+def _cut_short(data, fmt: str, size: int) -> Optional[str]:
+    """What is missing from a JPEG or WebP (`data`: its `size` bytes, or a `_FileBytes`) whose header parsed but
+    whose data ends early, or None."""
     if fmt == "jpeg":
         # Almost every file ends in its end-of-image marker: 2 bytes are read. Only one that does not (cut
         # short, or with bytes after the marker) is walked through, read where the walk goes.
-        if os.pread(fd, 2, size - 2) == EOI:
+        if data[size - 2:size] == EOI:
             return None
         try:
-            header = parse_jpeg_header(_FileBytes(fd, size))
+            header = parse_jpeg_header(data)
         except IndexError:  # shorter than it was a moment ago
             return "it was cut while it was checked"
         return None if header is not None and header.has_eoi else "its data ends before the end-of-image marker"
     if fmt == "webp":
-        payload = int.from_bytes(os.pread(fd, 4, 4), "little")  # what follows the RIFF header's 8 bytes
+        payload = int.from_bytes(data[4:8], "little")  # what follows the RIFF header's 8 bytes
         if payload < WEBP_MIN_PAYLOAD:
             return f"its RIFF header says it holds {payload} bytes, too few for any image"
         return f"its RIFF header says {8 + payload} bytes, the file has {size}" if size < 8 + payload else None
@@ -331,7 +356,7 @@ class _Cache:
 
 
 _KINDS = frozenset({OK, "unreadable", "not-a-file", "empty", "too-large", "not-an-image", "bad-header",
-                    "bad-dimensions", "truncated"})
+                    "bad-dimensions", "truncated", "bad-samples"})
 
 
 def _load_cache(path: Path, source: str) -> _Cache:
@@ -413,10 +438,12 @@ def _locked(path: Path) -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------- a dataset
 
 def check_dataset(dataset: Dataset, source: str | os.PathLike, *, cache_dir: Optional[Path] = None,
-                  progress: bool = True) -> CheckedFiles:
+                  progress: bool = True, check: Callable[[str], Verdict] = check_file, chunk: int = _CHUNK,
+                  bar_from: int = 10_000) -> CheckedFiles:
     """Check every file of `dataset` (listed from `source`, a folder or file list), using and updating the cache.
 
-    progress: show a bar while files are being checked for the first time (only when there are many).
+    progress: show a bar while files are being checked for the first time (when there are at least `bar_from`).
+    check, chunk: the check of one file (`check_shard` for shards), and how many files a thread takes at a time.
     """
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     source = os.path.abspath(source)
@@ -442,15 +469,15 @@ def check_dataset(dataset: Dataset, source: str | os.PathLike, *, cache_dir: Opt
         if todo:
             table = {verdict: k for k, verdict in enumerate(zip(kinds, details))}
             # Chunks, not one task per file: a thread pool's per-task cost is about that of a cached check.
-            chunks = [todo[k:k + _CHUNK] for k in range(0, len(todo), _CHUNK)]
-            check = lambda chunk: [check_file(os.path.join(root, names[i])) for i in chunk]  # noqa: E731
+            chunks = [todo[k:k + chunk] for k in range(0, len(todo), chunk)]
+            check_chunk = lambda part: [check(os.path.join(root, names[i])) for i in part]  # noqa: E731
             with ThreadPoolExecutor(_CHECK_THREADS) as pool, tqdm(
                     total=len(todo), unit="file", desc="checking files", leave=False,
-                    disable=not progress or len(todo) < 10_000) as bar:
-                for chunk, results in zip(chunks, pool.map(check, chunks)):
-                    for i, verdict in zip(chunk, results):
+                    disable=not progress or len(todo) < bar_from) as bar:
+                for part, results in zip(chunks, pool.map(check_chunk, chunks)):
+                    for i, verdict in zip(part, results):
                         verdicts[i] = table.setdefault((verdict.kind, verdict.detail), len(table))
-                    bar.update(len(chunk))
+                    bar.update(len(part))
             kinds, details = [k for k, _ in table], [d for _, d in table]
         if todo or not same:
             keep = [i for i, key in enumerate(keys) if key is not None]  # the others are checked again next time
@@ -521,6 +548,45 @@ def usable_dataset(data: str | os.PathLike | Dataset, *, skip_bad_files: bool = 
     warnings.warn(f"skipping {refused} of {total} files of {os.fspath(data)} that DALI cannot decode; they are "
                   f"listed with the reasons in {checked.refused_list}", UserWarning, stacklevel=2)
     return checked.accepted
+
+
+def check_shard(path: str | os.PathLike) -> Verdict:
+    """Check every image of a WebDataset shard, located by its index, with `check_file`'s checks on its bytes
+    (OK, detail "webdataset"; else kind "bad-samples" naming the first few). The whole shard is read."""
+    entries = webdataset.read_index(path)  # a broken index raises, saying how to rewrite it
+    bad = []
+    with open(path, "rb") as tar:
+        size = os.fstat(tar.fileno()).st_size
+        for entry in entries:
+            if entry.image_offset + entry.image_size > size:
+                verdict = Verdict("truncated", "lies past the shard's end (the tar was cut short)")
+            else:
+                verdict = check_image_bytes(os.pread(tar.fileno(), entry.image_size, entry.image_offset))
+            if not verdict.ok:
+                bad.append(f"{webdataset.sample_name(entry.key)} (byte {entry.image_offset}) {verdict.detail}")
+    if not bad:
+        return Verdict(OK, "webdataset")
+    shown = "; ".join(bad[:_SHOWN_SAMPLES]) + ("; ..." if len(bad) > _SHOWN_SAMPLES else "")
+    return Verdict("bad-samples", f"{len(bad)} of its {len(entries)} samples cannot be given to DALI's decoder: "
+                                  f"{shown}")
+
+
+def check_shards(data, *, cache_dir: Optional[Path] = None, progress: bool = True) -> None:
+    """Refuse WebDataset shards (`pipelines.files.list_shards`'s `data`) holding a sample DALI's decoder must not
+    see: `UnreadableImageError` naming them. Checked once per shard version (size, modification time) and
+    cached like files. Samples cannot be left out of a shard, so `skip_bad_files` does not apply."""
+    shards = [os.path.abspath(shard) for shard in list_shards(data)]
+    source = data if isinstance(data, (str, os.PathLike)) else shards[0]
+    checked = check_dataset(Dataset(Path("/"), tuple((shard, 0) for shard in shards)), source,
+                            cache_dir=cache_dir, progress=progress, check=check_shard, chunk=1, bar_from=2)
+    if checked.refused:
+        shown = "\n".join(f"  {name}: {verdict.detail}" for name, verdict in checked.refused[:10])
+        more = f"\n  ... and {len(checked.refused) - 10} more shards" if len(checked.refused) > 10 else ""
+        raise UnreadableImageError(
+            f"{len(checked.refused)} of {len(shards)} WebDataset shards hold samples DALI's decoder must not see "
+            f"(it may crash on them):\n{shown}{more}\nSamples cannot be left out of a shard: rewrite the shards "
+            "from the source images with `dali-has prepare --webdataset` (it checks every image and leaves out "
+            "the bad ones).", [name for name, _ in checked.refused])
 
 
 _CHECKED: dict[tuple[str, str], tuple[tuple, CheckedFiles]] = {}  # (source, cache) -> (signature, result)

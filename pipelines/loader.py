@@ -43,7 +43,7 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 from dali_has import HaSConfig, validate
 from pipelines.bad_files import NO_FILES, SHARDS, explain, explain_shard_sample, read_dali_error
 from pipelines.errors import UnreadableImageError
-from pipelines.file_check import usable_dataset
+from pipelines.file_check import check_shards, usable_dataset
 from pipelines.files import WEBDATASET, Dataset, stores_pixels
 from pipelines.reader import READER_NAME
 from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment, split_options
@@ -265,8 +265,9 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
             `ImageOptions` (crop, dtype, layout, mean, std, hw_decoder_load, preallocate_hint, skip_bad_files).
             Every file of a folder or file list is checked when the data is listed (`pipelines.file_check`,
             cached): files DALI's decoder must not see raise `UnreadableImageError` naming them, or with
-            skip_bad_files=True are left out with a warning saying how many and where they are listed. Shards are
-            read as `dali-has prepare` wrote them.
+            skip_bad_files=True are left out with a warning saying how many and where they are listed. Shards
+            are checked sample by sample the same way (the first time, cached): one holding a sample DALI must
+            not see raises `UnreadableImageError` naming it (a shard's samples cannot be left out).
 
     Returns:
         A `DaliLoader`. Its images are [B, 3, crop, crop] (NCHW) or [B, crop, crop, 3] (NHWC) in `dtype`,
@@ -297,7 +298,11 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
     else:
         resize = eval_resize(image.crop, resize)
         validate.boolean("ten_crop", ten_crop)
-    files = None if image.kind == WEBDATASET else usable_dataset(image.data, skip_bad_files=image.skip_bad_files)
+    if image.kind == WEBDATASET:
+        check_shards(image.data)
+        files = None
+    else:
+        files = usable_dataset(image.data, skip_bad_files=image.skip_bad_files)
     if train:
         define = lambda o: train_pipeline(o, image, augment, files=files)  # noqa: E731
     else:

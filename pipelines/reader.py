@@ -26,7 +26,7 @@ def reader_kwargs(options: PipelineOptions, image: ImageOptions, *, shuffle: boo
     Files: DALI reads exactly `files`, the files of `image.data` that passed the listing check
     (`pipelines.file_check.usable_dataset`, run here when not given): names, labels and order as DALI would list
     them itself, so epochs, shards and labels are the same, but a file its decoder must not see never reaches it.
-    Shards hold what `dali-has prepare` checked and re-encoded; they are read as they are.
+    Shards are read whole; `make_loader` checked their samples (`pipelines.file_check.check_shards`).
     stick_to_shard keeps every epoch on the same shard, so a shard's size (and the loader's len()) never
     changes between epochs; pad_last_batch makes DALI end each epoch at the shard boundary (the padding is cut
     off again by the loader) instead of wrapping into the next epoch. Every reader splits the samples into

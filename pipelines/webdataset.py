@@ -113,6 +113,8 @@ class _Bytes:
 class IndexEntry:
     key: str
     label_offset: int  # where the `.cls` member's data starts in the tar
+    image_offset: int  # where the `.jpg` member's data starts, and its size in bytes
+    image_size: int
 
 
 def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
@@ -132,12 +134,17 @@ def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
     entries = []
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split()
-        components = {fields[i]: (int(fields[i + 1]), fields[i + 3]) for i in range(0, len(fields) - 3, 4)}
+        try:
+            components = {fields[i]: (int(fields[i + 1]), int(fields[i + 2]), fields[i + 3])
+                          for i in range(0, len(fields) - 3, 4)}
+        except ValueError:
+            components = {}
         if len(fields) % 4 or IMAGE_EXT not in components or LABEL_EXT not in components:
             raise ValueError(f"{str(path)!r} line {number}: expected a .{IMAGE_EXT} and a .{LABEL_EXT} component "
                              f"('<ext> <offset> <size> <name>' each), got {line!r}")
-        offset, name = components[LABEL_EXT]
-        entries.append(IndexEntry(name[:-len(LABEL_EXT) - 1], offset))
+        label_offset, _, name = components[LABEL_EXT]
+        image_offset, image_size, _ = components[IMAGE_EXT]
+        entries.append(IndexEntry(name[:-len(LABEL_EXT) - 1], label_offset, image_offset, image_size))
     return entries
 
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines import UnreadableImageError, make_loader
+from pipelines import UnreadableImageError, file_check, make_loader
 from pipelines.files import FILE_LIST, FOLDER, WEBDATASET, data_kind, dataset_labels, list_shards, num_classes
 from pipelines.webdataset import ShardWriter, encode_label, index_path, read_index, read_labels, sample_key, sample_name
+from tests.pipelines.bad_images import undecodable_jpeg
 
 N = 23  # over 3 shards of 8, 8 and 7 samples
 CROP = 16
@@ -135,14 +136,43 @@ def test_data_kinds_and_their_errors(shards, tmp_path):
         read_index(broken / "s.tar")
 
 
+def own_shard(folder, bad: bytes, samples: int = 6, at: int = 3):
+    """A shard made elsewhere (not by prepare) whose sample `at` is `bad`."""
+    writer = ShardWriter(folder / "own.tar")
+    for i in range(samples):
+        writer.add(sample_key(f"img{i}.jpg"), bad if i == at else jpeg(i % 6), i % 6)
+    writer.close()
+
+
+@pytest.mark.parametrize("bad", ["text", "cut"])
+def test_shards_holding_a_sample_the_decoder_must_not_see_are_refused_when_listed(tmp_path, monkeypatch, bad):
+    """A text sample in a batch of 64 killed the process (SIGSEGV, as a text file named .jpg did before the
+    listing check); a JPEG cut short stopped the epoch with DALI's raw error."""
+    own_shard(tmp_path, b"not an image\n" if bad == "text" else jpeg(3)[:300], samples=64, at=1)
+    named = r"(?s)img1 \(byte \d+\).*dali-has prepare --webdataset"
+    for skip in (False, True):  # a shard's samples cannot be left out
+        with pytest.raises(UnreadableImageError, match=named) as error:
+            make_loader(tmp_path, train=True, batch_size=64, crop=CROP, num_threads=2, seed=0, skip_bad_files=skip)
+        assert error.value.paths == [str(tmp_path / "own.tar")]
+    # The verdict is cached by the shard's size and modification time: the next listing reads no sample.
+    monkeypatch.setattr(file_check, "check_shard", lambda path: pytest.fail("checked again"))
+    with pytest.raises(UnreadableImageError):
+        make_loader(tmp_path, train=True, batch_size=64, crop=CROP, num_threads=2, seed=0)
+
+
+def test_a_shard_cut_short_is_refused_when_listed(tmp_path):
+    own_shard(tmp_path, jpeg(3), samples=6, at=0)
+    tar = tmp_path / "own.tar"
+    entry = read_index(tar)[-1]
+    tar.write_bytes(tar.read_bytes()[:entry.image_offset + entry.image_size // 2])
+    with pytest.raises(UnreadableImageError, match="img5 .* lies past the shard's end"):
+        make_loader(tmp_path, train=False, batch_size=2, crop=CROP, num_threads=1)
+
+
 @pytest.mark.parametrize("train", [False, True])
 def test_a_sample_that_does_not_decode_is_named_by_shard_and_key(tmp_path, train):
-    # Shards a user made themselves are read as they are; a bad sample stops the epoch with its name.
-    writer = ShardWriter(tmp_path / "own.tar")
-    for i in range(6):
-        data = jpeg(i)
-        writer.add(sample_key(f"img{i}.jpg"), data[:len(data) // 2] if i == 3 else data, i)
-    writer.close()
+    # A sample whose header and end are fine passes the listing check; it stops the epoch with its name.
+    own_shard(tmp_path, undecodable_jpeg(jpeg(3)))
     loader = make_loader(tmp_path, train=train, batch_size=2, crop=CROP, num_threads=1, seed=0)
     with pytest.raises(UnreadableImageError) as error:
         epoch_labels(loader)
