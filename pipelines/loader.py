@@ -43,7 +43,7 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 from dali_has import HaSConfig, validate
 from pipelines.bad_files import NO_FILES, SHARDS, explain, explain_shard_sample, read_dali_error
 from pipelines.errors import UnreadableImageError
-from pipelines.file_check import check_shards, usable_dataset
+from pipelines.file_check import usable_dataset
 from pipelines.files import WEBDATASET, Dataset, stores_pixels
 from pipelines.reader import READER_NAME
 from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment, split_options
@@ -298,11 +298,7 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
     else:
         resize = eval_resize(image.crop, resize)
         validate.boolean("ten_crop", ten_crop)
-    if image.kind == WEBDATASET:
-        check_shards(image.data)
-        files = None
-    else:
-        files = usable_dataset(image.data, skip_bad_files=image.skip_bad_files)
+    files = None if image.kind == WEBDATASET else usable_dataset(image.data, skip_bad_files=image.skip_bad_files)
     if train:
         define = lambda o: train_pipeline(o, image, augment, files=files)  # noqa: E731
     else:

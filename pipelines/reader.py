@@ -12,7 +12,7 @@ from dali_has import fused
 from dali_has.file_label import file_label, one_label_per_name
 from pipelines import webdataset
 from pipelines.decoder import npy_pixels
-from pipelines.file_check import usable_dataset
+from pipelines.file_check import check_shards, usable_dataset
 from pipelines.files import WEBDATASET, Dataset, list_shards, stores_pixels
 from pipelines.settings import SHUFFLE_BUFFER, ImageOptions, PipelineOptions
 
@@ -26,7 +26,7 @@ def reader_kwargs(options: PipelineOptions, image: ImageOptions, *, shuffle: boo
     Files: DALI reads exactly `files`, the files of `image.data` that passed the listing check
     (`pipelines.file_check.usable_dataset`, run here when not given): names, labels and order as DALI would list
     them itself, so epochs, shards and labels are the same, but a file its decoder must not see never reaches it.
-    Shards are read whole; `make_loader` checked their samples (`pipelines.file_check.check_shards`).
+    Shards are read whole; their samples are checked first (`pipelines.file_check.check_shards`).
     stick_to_shard keeps every epoch on the same shard, so a shard's size (and the loader's len()) never
     changes between epochs; pad_last_batch makes DALI end each epoch at the shard boundary (the padding is cut
     off again by the loader) instead of wrapping into the next epoch. Every reader splits the samples into
@@ -47,8 +47,12 @@ def reader_kwargs(options: PipelineOptions, image: ImageOptions, *, shuffle: boo
 
 
 def checked_files(image: ImageOptions, files: Optional[Dataset] = None) -> Optional[Dataset]:
-    """`files`, or the checked files of image.data when not given (`usable_dataset`); None for WebDataset shards."""
-    if files is None and image.kind != WEBDATASET:
+    """`files`, or the checked files of image.data when not given (`usable_dataset`); None for WebDataset shards,
+    whose samples are checked here (`check_shards`, cached)."""
+    if image.kind == WEBDATASET:
+        check_shards(image.data)
+        return None
+    if files is None:
         files = usable_dataset(image.data, skip_bad_files=image.skip_bad_files)
     return files
 
