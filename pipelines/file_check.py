@@ -438,13 +438,15 @@ def _locked(path: Path) -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------- a dataset
 
 def check_dataset(dataset: Dataset, source: str | os.PathLike, *, cache_dir: Optional[Path] = None,
-                  progress: bool = True, check: Callable[[str], Verdict] = check_file, chunk: int = _CHUNK,
+                  progress: bool = True, check: Optional[Callable[[str], Verdict]] = None, chunk: int = _CHUNK,
                   bar_from: int = 10_000) -> CheckedFiles:
     """Check every file of `dataset` (listed from `source`, a folder or file list), using and updating the cache.
 
     progress: show a bar while files are being checked for the first time (when there are at least `bar_from`).
-    check, chunk: the check of one file (`check_shard` for shards), and how many files a thread takes at a time.
+    check, chunk: the check of one file (default `check_file`; `check_shard` for shards), and how many files a
+        thread takes at a time.
     """
+    check = check or check_file
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     source = os.path.abspath(source)
     cache_path = _cache_file(cache_dir, source)

@@ -57,11 +57,10 @@ def run(args: argparse.Namespace) -> int:
     for problem in manifest["problems"]:
         print(f"LEFT OUT {problem['path']}: {problem['message']}. {problem['advice']}.")
     size = manifest["bytes"]
-    ratio = size["prepared"] / size["source"] if size["source"] else float("nan")
+    ratio = f" ({100 * size['prepared'] / size['source']:.0f} %)" if size["source"] else ""  # none prepared: no %
     print(f"prepare: {manifest['samples']} samples, {manifest['prepared']} prepared ({manifest['converted']} "
           f"written now, {manifest['reused']} already there), {manifest['unusable']} left out; "
-          f"{size['source'] / 1e6:.1f} MB -> {size['prepared'] / 1e6:.1f} MB ({100 * ratio:.0f} %) "
-          f"in {manifest['seconds']:.1f} s")
+          f"{size['source'] / 1e6:.1f} MB -> {size['prepared'] / 1e6:.1f} MB{ratio} in {manifest['seconds']:.1f} s")
     if stale := manifest["stale"]:
         print(f"STALE: {len(stale)} prepared file(s) in {args.out} no longer match a usable source (deleted, renamed "
               f"or now unusable), e.g. {stale[0]}; the file list leaves them out. Delete them (--delete-stale) "
