@@ -178,8 +178,7 @@ def _check_regular(fd: int, size: int, path: str | os.PathLike) -> Verdict:
     if size == 0:
         return Verdict("empty", "is empty (0 bytes)")
     if size > MAX_FILE_BYTES:
-        return Verdict("too-large", f"is {size} bytes, more than the {MAX_FILE_BYTES} a training image may have; "
-                                    "it is not read")
+        return _too_large(size)
     try:
         head = os.pread(fd, 16, 0)
     except OSError as error:
@@ -201,12 +200,16 @@ def _check_header(fd: int, fmt: str, size: int, path: str | os.PathLike) -> Verd
     return _check_image(f"/proc/self/fd/{fd}" if _PROC_FDS else os.fspath(path), _FileBytes(fd, size), fmt, size)
 
 
+def _too_large(size: int) -> Verdict:
+    return Verdict("too-large", f"is {size} bytes, more than the {MAX_FILE_BYTES} a training image may have; it is "
+                                "not read")
+
+
 def check_image_bytes(data: bytes) -> Verdict:
-    """`check_file`'s checks on an image held in memory (a sample of a WebDataset shard)."""
+    """`check_file`'s checks on an image held in memory (a sample of a WebDataset shard; the caller refuses one
+    of more than MAX_FILE_BYTES before reading it)."""
     if not data:
         return Verdict("empty", "is empty (0 bytes)")
-    if len(data) > MAX_FILE_BYTES:
-        return Verdict("too-large", f"is {len(data)} bytes, more than the {MAX_FILE_BYTES} a training image may have")
     fmt = signature_format(data[:16])
     if fmt is None or (fmt == "bmp" and len(data) < 18):
         return Verdict("not-an-image", _other_format(data[:16]))
@@ -562,6 +565,8 @@ def check_shard(path: str | os.PathLike) -> Verdict:
         for entry in entries:
             if entry.image_offset + entry.image_size > size:
                 verdict = Verdict("truncated", "lies past the shard's end (the tar was cut short)")
+            elif entry.image_size > MAX_FILE_BYTES:
+                verdict = _too_large(entry.image_size)
             else:
                 verdict = check_image_bytes(os.pread(tar.fileno(), entry.image_size, entry.image_offset))
             if not verdict.ok:

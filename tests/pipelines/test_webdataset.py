@@ -169,6 +169,16 @@ def test_a_shard_cut_short_is_refused_when_listed(tmp_path):
         make_loader(tmp_path, train=False, batch_size=2, crop=CROP, num_threads=1)
 
 
+def test_a_sample_over_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
+    own_shard(tmp_path, jpeg(3), samples=2, at=0)
+    monkeypatch.setattr(file_check, "MAX_FILE_BYTES", len(jpeg(3)) - 1)
+    reads = []
+    monkeypatch.setattr(file_check.os, "pread", lambda fd, n, at: reads.append(n) or b"")
+    verdict = file_check.check_shard(tmp_path / "own.tar")
+    assert verdict.kind == "bad-samples" and "img0 " in verdict.detail and "it is not read" in verdict.detail
+    assert len(jpeg(3)) not in reads
+
+
 @pytest.mark.parametrize("train", [False, True])
 def test_a_sample_that_does_not_decode_is_named_by_shard_and_key(tmp_path, train):
     # A sample whose header and end are fine passes the listing check; it stops the epoch with its name.
