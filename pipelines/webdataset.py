@@ -139,9 +139,10 @@ def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
                           for i in range(0, len(fields) - 3, 4)}
         except ValueError:
             components = {}
-        if len(fields) % 4 or IMAGE_EXT not in components or LABEL_EXT not in components:
+        if (len(fields) % 4 or IMAGE_EXT not in components or LABEL_EXT not in components
+                or any(offset < 0 or size < 0 for offset, size, _ in components.values())):
             raise ValueError(f"{str(path)!r} line {number}: expected a .{IMAGE_EXT} and a .{LABEL_EXT} component "
-                             f"('<ext> <offset> <size> <name>' each), got {line!r}")
+                             f"('<ext> <offset> <size> <name>' each, whole numbers of bytes), got {line!r}")
         label_offset, _, name = components[LABEL_EXT]
         image_offset, image_size, _ = components[IMAGE_EXT]
         entries.append(IndexEntry(name[:-len(LABEL_EXT) - 1], label_offset, image_offset, image_size))

@@ -134,6 +134,10 @@ def test_data_kinds_and_their_errors(shards, tmp_path):
     (broken / "s.idx").write_text("v1.2 5\njpg 512 10 a.jpg\n")
     with pytest.raises(ValueError, match="not a DALI v1.2 index of 1 samples"):
         read_index(broken / "s.tar")
+    for line in ("jpg -512 10 a.jpg cls 1024 10 a.cls", "jpg 512 x a.jpg cls 1024 10 a.cls"):
+        (broken / "s.idx").write_text(f"v1.2 1\n{line}\n")
+        with pytest.raises(ValueError, match="line 2: .*whole numbers of bytes"):
+            read_index(broken / "s.tar")
 
 
 def own_shard(folder, bad: bytes, samples: int = 6, at: int = 3):
