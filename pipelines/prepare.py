@@ -55,11 +55,15 @@ other resolutions (1 s, 2 s on FAT), and a copy whose record was lost to an inte
 Files this preparation wrote whose source is gone (or now unusable) are reported as `stale` in the manifest and
 kept (a source may be missing by accident: a storage mount half there), or deleted when asked (`delete_stale`,
 `--delete-stale`), with the folders that leaves empty and empty folders that are no classes (renamed ones);
-files it did not write are never touched. Shards cannot be updated in place: their manifest holds a digest of the
-source's names, labels, sizes and modification times, and a changed source is refused.
+files it did not write are never touched: a record entry counts only with the prepared files' extension and
+no link on its way, and prepare writes no file through a link. One run at a time writes an output (a lock).
+Shards cannot be updated in place: their manifest holds a digest of the source's names, labels, sizes and
+modification times, and a changed source is refused.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -68,6 +72,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -85,6 +90,7 @@ from pipelines.settings import default_num_threads
 SIDES = ("shorter", "longer")
 ENCODINGS = {"jpeg": ".jpg", "npy": PIXELS_SUFFIX}  # how prepared images are stored -> their extension
 MANIFEST = "prepare.json"
+LOCK = "prepare.lock"  # held by the run writing OUT
 RECORD = "prepared.jsonl"  # folder outputs: each prepared file and the source (name, size, mtime) it was made from
 FILE_LIST = "file_list.txt"
 FORMAT_VERSION = 1  # of the output; bump when prepared images would come out differently
@@ -176,6 +182,8 @@ def target_names(dataset: Dataset, suffix: str = ".jpg") -> list[str]:
     names = []
     for name, _ in dataset.samples:
         path = Path(os.path.normpath(name))
+        if path.is_absolute() and path.is_relative_to(os.path.normpath(dataset.root.absolute())):
+            path = path.relative_to(os.path.normpath(dataset.root.absolute()))  # a file list may name its own folder
         if path.is_absolute() or path.parts[0] == "..":
             raise ValueError(f"{name!r} lies outside {str(dataset.root)!r}: prepare keeps relative paths; write "
                              "the file list in a folder that holds all its images")
@@ -212,51 +220,52 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
                 "settings": asdict(settings), "classes": list(dataset.classes) if dataset.classes else None,
                 **({"source_digest": source_digest(dataset)} if settings.webdataset else {})}
     _claim(out, manifest)
-    writer = (_ShardOutput if settings.webdataset else _FolderOutput)(out, dataset, names, settings)
-    todo = writer.todo()
-    report = scan_dataset(Dataset(dataset.root, tuple(dataset.samples[i] for i in todo)),
-                          num_threads=num_threads, progress=progress)
-    problems = [p for p in report.problems if p.severity == ERROR]
-    unusable = {p.path for p in problems}
-    convert = [i for i in todo if dataset.samples[i][0] not in unusable]
-    converted = 0
+    with _sole_writer(out):
+        writer = (_ShardOutput if settings.webdataset else _FolderOutput)(out, dataset, names, settings)
+        todo = writer.todo()
+        report = scan_dataset(Dataset(dataset.root, tuple(dataset.samples[i] for i in todo)),
+                              num_threads=num_threads, progress=progress)
+        problems = [p for p in report.problems if p.severity == ERROR]
+        unusable = {p.path for p in problems}
+        convert = [i for i in todo if dataset.samples[i][0] not in unusable]
+        converted = 0
 
-    def work(i: int):
-        try:
-            with open(dataset.root / dataset.samples[i][0], "rb") as source:
-                state = _state(os.fstat(source.fileno()))  # of the bytes read, whatever changes the file later
-                data = source.read()
-            return i, data, state, shrink(data, settings)
-        except Exception as error:  # noqa: BLE001 - any failure of one file is reported, the rest go on
-            return i, None, None, error
+        def work(i: int):
+            try:
+                with open(dataset.root / dataset.samples[i][0], "rb") as source:
+                    state = _state(os.fstat(source.fileno()))  # of the bytes read, whatever changes the file later
+                    data = source.read()
+                return i, data, state, shrink(data, settings)
+            except Exception as error:  # noqa: BLE001 - any failure of one file is reported, the rest go on
+                return i, None, None, error
 
-    with ThreadPoolExecutor(num_threads) as pool, tqdm(total=len(convert), unit="image", desc="prepare",
-                                                        disable=not progress) as bar:
-        for i, original, state, result in _in_order(pool, work, convert, ahead=4 * num_threads):
-            name = dataset.samples[i][0]
-            if isinstance(result, Exception):
-                problems.append(Problem(name, ERROR, "not-converted", f"could not be re-encoded: {result}",
-                                        "Replace it or convert it yourself"))
-            elif not writer.can_write(i):  # a finished shard of an earlier run left it out, yet it converts now
-                problems.append(Problem(name, ERROR, "not-converted", "is missing from a shard an earlier run "
-                                        "finished", f"Delete {writer.place(i)} and its index, and run again"))
-            else:
-                writer.write(i, original if result is None else result, state)
-                converted += 1
-            bar.update()
-    writer.finish()
-    kept, stale = writer.kept(), writer.stale()
-    if delete_stale:
-        writer.delete(stale)
-    manifest.update(
-        complete=True, samples=len(dataset), prepared=len(kept), reused=len(dataset) - len(todo),
-        converted=converted, unusable=len(problems),
-        bytes={"source": sum((dataset.root / dataset.samples[i][0]).stat().st_size for i in kept),
-               "prepared": writer.prepared_bytes()},
-        outputs=writer.outputs(), problems=[asdict(p) for p in sorted(problems, key=lambda p: p.path)],
-        stale=[] if delete_stale else stale, deleted=stale if delete_stale else [],
-        num_threads=num_threads, seconds=round(time.perf_counter() - started, 3))
-    _write_json(out / MANIFEST, manifest)
+        with ThreadPoolExecutor(num_threads) as pool, tqdm(total=len(convert), unit="image", desc="prepare",
+                                                            disable=not progress) as bar:
+            for i, original, state, result in _in_order(pool, work, convert, ahead=4 * num_threads):
+                name = dataset.samples[i][0]
+                if isinstance(result, Exception):
+                    problems.append(Problem(name, ERROR, "not-converted", f"could not be re-encoded: {result}",
+                                            "Replace it or convert it yourself"))
+                elif not writer.can_write(i):  # a finished shard of an earlier run left it out, yet it converts now
+                    problems.append(Problem(name, ERROR, "not-converted", "is missing from a shard an earlier run "
+                                            "finished", f"Delete {writer.place(i)} and its index, and run again"))
+                else:
+                    writer.write(i, original if result is None else result, state)
+                    converted += 1
+                bar.update()
+        writer.finish()
+        kept, stale = writer.kept(), writer.stale()
+        if delete_stale:
+            writer.delete(stale)
+        manifest.update(
+            complete=True, samples=len(dataset), prepared=len(kept), reused=len(dataset) - len(todo),
+            converted=converted, unusable=len(problems),
+            bytes={"source": sum((dataset.root / dataset.samples[i][0]).stat().st_size for i in kept),
+                   "prepared": writer.prepared_bytes()},
+            outputs=writer.outputs(), problems=[asdict(p) for p in sorted(problems, key=lambda p: p.path)],
+            stale=[] if delete_stale else stale, deleted=stale if delete_stale else [],
+            num_threads=num_threads, seconds=round(time.perf_counter() - started, 3))
+        _write_json(out / MANIFEST, manifest)
     return manifest
 
 
@@ -286,8 +295,34 @@ def _claim(out: Path, manifest: dict) -> None:
 
 def _write_json(path: Path, value: dict) -> None:
     partial = path.with_name(path.name + PARTIAL)
-    partial.write_text(json.dumps(value, indent=1) + "\n")
+    with _open_own(partial) as file:
+        file.write((json.dumps(value, indent=1) + "\n").encode())
     os.replace(partial, path)
+
+
+@contextmanager
+def _sole_writer(out: Path) -> Iterator[None]:
+    """Hold OUT's lock: two runs at once would write the same temporary files."""
+    with _open_own(out / LOCK, append=True) as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another `dali-has prepare` is writing {str(out)!r}; let it finish, then run this "
+                             "again (it resumes)") from None
+        yield
+
+
+def _open_own(path: Path, append: bool = False):
+    """A file prepare writes in OUT, opened for binary writing without following a link put in its place (it
+    would write where the link points, outside OUT)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+    try:
+        return open(os.open(path, flags, 0o666), "ab" if append else "wb")
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ValueError(f"{str(path)!r} is a link; prepare writes its own files in its output and follows no "
+                             "link there: remove it") from None
+        raise
 
 
 def _state(info: os.stat_result) -> tuple[int, int]:
@@ -325,7 +360,7 @@ class _FolderOutput:
 
     def __init__(self, out: Path, dataset: Dataset, names: list[str], settings: PrepareSettings):
         self.out, self.dataset, self.names, self.suffix = out, dataset, names, settings.suffix
-        self._made = _read_record(out / RECORD)  # prepared name -> (source name, size, mtime_ns)
+        self._made = _read_record(out, settings.suffix)  # prepared name -> (source name, size, mtime_ns)
         self._record = None  # opened for appending at the first write
         self._kept: list[int] = []
         for folder in dataset.classes or ():
@@ -354,13 +389,14 @@ class _FolderOutput:
         target = self.out / name
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + PARTIAL)
-        partial.write_bytes(data)
+        with _open_own(partial) as file:
+            file.write(data)
         os.replace(partial, target)
         # Recorded once the copy is complete: an interruption in between only makes it again.
         self._made[name] = (self.dataset.samples[i][0], *state)
         if self._record is None:
-            self._record = open(self.out / RECORD, "a", encoding="utf-8")
-        self._record.write(json.dumps([name, *self._made[name]]) + "\n")
+            self._record = _open_own(self.out / RECORD, append=True)
+        self._record.write((json.dumps([name, *self._made[name]]) + "\n").encode())
         self._record.flush()
 
     def finish(self) -> None:
@@ -378,8 +414,8 @@ class _FolderOutput:
             self._record.close()
             self._record = None
         partial = self.out / (RECORD + PARTIAL)
-        partial.write_text("".join(json.dumps([name, *made]) + "\n" for name, made in sorted(self._made.items())),
-                           encoding="utf-8")
+        with _open_own(partial) as file:
+            file.write("".join(json.dumps([name, *made]) + "\n" for name, made in sorted(self._made.items())).encode())
         os.replace(partial, self.out / RECORD)
 
     def kept(self) -> list[int]:
@@ -417,19 +453,22 @@ class _FolderOutput:
         return {"file_list": FILE_LIST, "record": RECORD}
 
 
-def _inside(name: str) -> bool:
-    """Whether `name` is a relative path that stays inside OUT (a record is data: one handed over with an output
-    must not make --delete-stale delete elsewhere)."""
+def _prepared_file(out: Path, name: str, suffix: str) -> bool:
+    """Whether `name` can be a file prepare wrote: a relative path inside OUT, no link on the way (a record is
+    data: one handed over with an output must not make --delete-stale delete elsewhere or its own files), with
+    the prepared files' extension."""
     path = Path(name)
-    return bool(name) and not path.is_absolute() and ".." not in path.parts and path.as_posix() == name
+    if not name.endswith(suffix) or path.is_absolute() or ".." in path.parts or path.as_posix() != name:
+        return False
+    return (out / path.parent).resolve() == out.resolve() / path.parent
 
 
-def _read_record(path: Path) -> dict[str, tuple[str, int, int]]:
+def _read_record(out: Path, suffix: str) -> dict[str, tuple[str, int, int]]:
     """RECORD's entries, the last one per name; a line cut by an interruption, or not one of ours, is passed
     over (its file is then made again)."""
     made = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = (out / RECORD).read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return made
     for line in lines:
@@ -438,7 +477,7 @@ def _read_record(path: Path) -> dict[str, tuple[str, int, int]]:
         except (ValueError, TypeError):
             continue
         if (isinstance(name, str) and isinstance(source, str) and type(size) is int and type(mtime_ns) is int
-                and _inside(name)):
+                and _prepared_file(out, name, suffix)):
             made[name] = (source, size, mtime_ns)
     return made
 

@@ -70,6 +70,8 @@ class ShardWriter:
         self.path = Path(path)
         self._tar_tmp = self.path.with_name(self.path.name + ".partial")
         self._index_tmp = index_path(self.path).with_name(index_path(self.path).name + ".partial")
+        for tmp in (self._tar_tmp, self._index_tmp):  # an interrupted writer's, or a link: never written through
+            tmp.unlink(missing_ok=True)
         self._tar = tarfile.open(self._tar_tmp, "w", format=tarfile.PAX_FORMAT)  # PAX: names of any length
         self._lines: list[str] = []
         self.keys: list[str] = []

@@ -2,6 +2,7 @@
 orientation and 16-bit images as DALI decodes them, resuming after an interruption, WebDataset output."""
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -231,6 +232,9 @@ def test_file_lists_keep_their_names_and_labels_and_clashing_names_are_refused(s
         (clash / name).write_bytes(SOURCE["a/small.jpg"][0]())
     with pytest.raises(ValueError, match="'a/x.jpg' and 'a/x.png' would both become 'a/x.jpg'"):
         prepare(clash, tmp_path / "clash_out", SETTINGS, progress=False)
+    (source / "absolute.txt").write_text(f"{source / 'a/big.jpg'} 4\n")  # an absolute path inside the list's folder
+    absolute = prepare(source / "absolute.txt", tmp_path / "absolute", SETTINGS, progress=False)
+    assert absolute["prepared"] == 1 and (tmp_path / "absolute" / "a/big.jpg").is_file()
     write_file_list(tmp_path / "lists" / "outside.txt", [(source / "a/big.jpg", 0)])  # written as an absolute path
     with pytest.raises(ValueError, match="lies outside"):
         prepare(tmp_path / "lists" / "outside.txt", tmp_path / "outside_out", SETTINGS, progress=False)
@@ -389,6 +393,36 @@ def test_delete_stale_removes_renamed_classes_and_touches_no_file_it_did_not_wri
         path.unlink()
     assert list_folder(out).samples == list_folder(tmp_path / "fresh").samples
     assert (out / RECORD).read_text() == (tmp_path / "fresh" / RECORD).read_text()
+
+
+def test_a_handed_over_output_cannot_make_prepare_write_or_delete_elsewhere(source, tmp_path):
+    data, out, victim = tmp_path / "data", tmp_path / "out", tmp_path / "victim"
+    shutil.copytree(source, data)
+    prepare(data, out, SETTINGS, num_threads=1, progress=False)
+    victim.mkdir()
+    (victim / "photo.jpg").write_bytes(b"elsewhere")
+    (out / "link").symlink_to(victim)
+    (out / "notes.txt").write_text("the user's")
+    with open(out / RECORD, "a") as record:  # lines for a file behind a link, prepare's own and the user's files
+        for name in ("link/photo.jpg", FILE_LIST, "notes.txt", MANIFEST):
+            record.write(json.dumps([name, "gone.jpg", 1, 1]) + "\n")
+    manifest = prepare(data, out, SETTINGS, num_threads=1, progress=False, delete_stale=True)
+    assert manifest["deleted"] == [] and (victim / "photo.jpg").read_bytes() == b"elsewhere"
+    assert (out / FILE_LIST).is_file() and (out / "notes.txt").is_file()
+    (out / (RECORD + ".partial")).symlink_to(victim / "photo.jpg")  # a link in the place of a temporary file
+    with pytest.raises(ValueError, match="is a link.*remove it"):
+        prepare(data, out, SETTINGS, num_threads=1, progress=False)
+    assert (victim / "photo.jpg").read_bytes() == b"elsewhere"
+
+
+def test_a_second_run_on_the_same_output_at_once_is_refused(source, tmp_path):
+    out = tmp_path / "out"
+    prepare(source, out, SETTINGS, num_threads=1, progress=False)
+    with open(out / prepare_module.LOCK, "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # as the other run holds it
+        with pytest.raises(ValueError, match="another `dali-has prepare` is writing"):
+            prepare(source, out, SETTINGS, num_threads=1, progress=False)
+    assert prepare(source, out, SETTINGS, num_threads=1, progress=False)["converted"] == 0
 
 
 def test_shards_are_not_updated_in_place_when_the_source_changed(source, tmp_path):
