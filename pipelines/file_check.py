@@ -442,14 +442,15 @@ def _locked(path: Path) -> Iterator[None]:
 
 def check_dataset(dataset: Dataset, source: str | os.PathLike, *, cache_dir: Optional[Path] = None,
                   progress: bool = True, check: Optional[Callable[[str], Verdict]] = None, chunk: int = _CHUNK,
-                  bar_from: int = 10_000) -> CheckedFiles:
+                  bar_from: int = 10_000, key: Optional[Callable[[str], Optional[tuple[int, int]]]] = None
+                  ) -> CheckedFiles:
     """Check every file of `dataset` (listed from `source`, a folder or file list), using and updating the cache.
 
     progress: show a bar while files are being checked for the first time (when there are at least `bar_from`).
-    check, chunk: the check of one file (default `check_file`; `check_shard` for shards), and how many files a
-        thread takes at a time.
+    check, chunk, key: the check of one file (default `check_file`; `check_shard` for shards), how many files a
+        thread takes at a time, and what its cached verdict is kept by (default its size and modification time).
     """
-    check = check or check_file
+    check, key = check or check_file, key or _stat_key
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     source = os.path.abspath(source)
     cache_path = _cache_file(cache_dir, source)
@@ -462,10 +463,10 @@ def check_dataset(dataset: Dataset, source: str | os.PathLike, *, cache_dir: Opt
         where = None if same else {name: i for i, name in enumerate(cached.names)}
         keys, verdicts, todo = [], [], []
         for i, name in enumerate(names):
-            key = _stat_key(name if os.path.isabs(name) else f"{root}/{name}")
+            state = key(name if os.path.isabs(name) else f"{root}/{name}")
             j = i if same else where.get(name)
-            keys.append(key)
-            if key is not None and j is not None and key == (cached.size[j], cached.mtime_ns[j]):
+            keys.append(state)
+            if state is not None and j is not None and state == (cached.size[j], cached.mtime_ns[j]):
                 verdicts.append(cached.verdict[j])
             else:
                 verdicts.append(None)
@@ -495,6 +496,13 @@ def check_dataset(dataset: Dataset, source: str | os.PathLike, *, cache_dir: Opt
     if not refused or not _write_refused(refused_list, dataset.root, refused):
         refused_list = None
     return CheckedFiles(Dataset(dataset.root, accepted, dataset.classes), refused, refused_list)
+
+
+def _shard_key(path: str) -> Optional[tuple[int, int]]:
+    """A shard's cache key: its and its index's sizes summed and the later of their modification times, so a
+    rewritten index (e.g. by wds2idx) is checked again."""
+    shard, index = _stat_key(path), _stat_key(os.fspath(webdataset.index_path(path)))
+    return None if shard is None or index is None else (shard[0] + index[0], max(shard[1], index[1]))
 
 
 def _stat_key(path: str) -> Optional[tuple[int, int]]:
@@ -572,6 +580,7 @@ def check_shard(path: str | os.PathLike) -> Verdict:
             if not verdict.ok:
                 bad.append(f"{webdataset.sample_name(entry.key)} (byte {entry.image_offset}) {verdict.detail}")
     if not bad:
+        webdataset.read_labels(path, entries)  # a label the graph cannot read raises (e.g. WebDataset's usual b"3")
         return Verdict(OK, "webdataset")
     shown = "; ".join(bad[:_SHOWN_SAMPLES]) + ("; ..." if len(bad) > _SHOWN_SAMPLES else "")
     return Verdict("bad-samples", f"{len(bad)} of its {len(entries)} samples cannot be given to DALI's decoder: "
@@ -584,8 +593,8 @@ def check_shards(data, *, cache_dir: Optional[Path] = None, progress: bool = Tru
     cached like files. Samples cannot be left out of a shard, so `skip_bad_files` does not apply."""
     shards = [os.path.abspath(shard) for shard in list_shards(data)]
     source = data if isinstance(data, (str, os.PathLike)) else shards[0]
-    checked = check_dataset(Dataset(Path("/"), tuple((shard, 0) for shard in shards)), source,
-                            cache_dir=cache_dir, progress=progress, check=check_shard, chunk=1, bar_from=2)
+    checked = check_dataset(Dataset(Path("/"), tuple((shard, 0) for shard in shards)), source, cache_dir=cache_dir,
+                            progress=progress, check=check_shard, chunk=1, bar_from=2, key=_shard_key)
     if checked.refused:
         shown = "\n".join(f"  {name}: {verdict.detail}" for name, verdict in checked.refused[:10])
         more = f"\n  ... and {len(checked.refused) - 10} more shards" if len(checked.refused) > 10 else ""

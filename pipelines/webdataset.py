@@ -114,7 +114,8 @@ class _Bytes:
 @dataclass(frozen=True)
 class IndexEntry:
     key: str
-    label_offset: int  # where the `.cls` member's data starts in the tar
+    label_offset: int  # where the `.cls` member's data starts in the tar, and its size in bytes
+    label_size: int
     image_offset: int  # where the `.jpg` member's data starts, and its size in bytes
     image_size: int
 
@@ -128,11 +129,17 @@ def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
         raise FileNotFoundError(
             f"shard {str(shard)!r} has no index {str(path)!r}: write one with DALI's `wds2idx {shard} {path}`, "
             "or prepare the data with `dali-has prepare --webdataset`") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text (byte {error.start}); member names must be UTF-8: "
+                         "rewrite the shard with `dali-has prepare --webdataset`") from None
     header = lines[0].split() if lines else []
     if len(header) != 2 or header[0] != INDEX_VERSION or not header[1].isdigit() or int(header[1]) != len(lines) - 1:
         raise ValueError(f"{str(path)!r} is not a DALI {INDEX_VERSION} index of {len(lines) - 1} samples "
                          f"(first line {lines[0]!r} if any); rewrite it with DALI's `wds2idx`" if lines else
                          f"{str(path)!r} is empty; rewrite it with DALI's `wds2idx`")
+    if len(lines) == 1:
+        raise ValueError(f"{str(path)!r} lists no samples: DALI's reader refuses an empty shard; remove "
+                         f"{str(shard)!r} from the data")
     entries = []
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split()
@@ -145,9 +152,9 @@ def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
                 or any(offset < 0 or size < 0 for offset, size, _ in components.values())):
             raise ValueError(f"{str(path)!r} line {number}: expected a .{IMAGE_EXT} and a .{LABEL_EXT} component "
                              f"('<ext> <offset> <size> <name>' each, whole numbers of bytes), got {line!r}")
-        label_offset, _, name = components[LABEL_EXT]
+        label_offset, label_size, name = components[LABEL_EXT]
         image_offset, image_size, _ = components[IMAGE_EXT]
-        entries.append(IndexEntry(name[:-len(LABEL_EXT) - 1], label_offset, image_offset, image_size))
+        entries.append(IndexEntry(name[:-len(LABEL_EXT) - 1], label_offset, label_size, image_offset, image_size))
     return entries
 
 
@@ -157,7 +164,8 @@ def read_labels(shard: str | os.PathLike, entries: Sequence[IndexEntry]) -> list
     with open(shard, "rb") as tar:
         for entry in entries:
             tar.seek(entry.label_offset)
-            text = tar.read(LABEL_DIGITS)
+            text = tar.read(min(entry.label_size, LABEL_DIGITS + 1))
+            # Exactly that many digits: the graph reads the member whole as a number of LABEL_DIGITS places.
             if len(text) != LABEL_DIGITS or not text.isdigit():
                 raise ValueError(f"shard {str(shard)!r}, sample {entry.key!r}: the label is {text!r}, expected "
                                  f"{LABEL_DIGITS} ASCII digits (as `dali-has prepare --webdataset` writes)")

@@ -3,6 +3,8 @@ make_loader (every sample exactly once per epoch, per rank, with its label), for
 from __future__ import annotations
 
 import io
+import os
+import tarfile
 
 import numpy as np
 import pytest
@@ -170,6 +172,48 @@ def test_a_shard_cut_short_is_refused_when_listed(tmp_path):
     entry = read_index(tar)[-1]
     tar.write_bytes(tar.read_bytes()[:entry.image_offset + entry.image_size // 2])
     with pytest.raises(UnreadableImageError, match="img5 .* lies past the shard's end"):
+        make_loader(tmp_path, train=False, batch_size=2, crop=CROP, num_threads=1)
+
+
+def webdataset_shard(path, labels: list[bytes]):
+    """A shard as WebDataset's own tools write it: labels as plain text (b"3"), an index as wds2idx would."""
+    with tarfile.open(path, "w") as tar:
+        for i, label in enumerate(labels):
+            for ext, data in (("jpg", jpeg(i)), ("cls", label)):
+                info = tarfile.TarInfo(f"s{i}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(path) as tar:
+        members = [f"{m.name.split('.')[1]} {m.offset_data} {m.size} {m.name}" for m in tar.getmembers()]
+    lines = [f"{members[k]} {members[k + 1]}" for k in range(0, len(members), 2)]
+    index_path(path).write_text(f"v1.2 {len(labels)}\n" + "\n".join(lines) + "\n")
+
+
+def test_labels_and_indexes_the_graph_cannot_read_are_refused_when_listed(tmp_path):
+    webdataset_shard(tmp_path / "plain.tar", [b"3", b"1"])  # read as 3333333333 and 1111111111 before
+    with pytest.raises(ValueError, match="sample 's0': the label is b'3', expected 10 ASCII digits"):
+        make_loader(tmp_path, train=False, batch_size=2, crop=CROP, num_threads=1)
+    webdataset_shard(tmp_path / "plain.tar", [b"0000000003\n"])  # a member of 11 bytes: 11 places
+    with pytest.raises(ValueError, match="expected 10 ASCII digits"):
+        make_loader(tmp_path, train=False, batch_size=2, crop=CROP, num_threads=1)
+    index_path(tmp_path / "plain.tar").write_text("v1.2 0\n")
+    with pytest.raises(ValueError, match="lists no samples.*remove"):
+        make_loader(tmp_path, train=False, batch_size=2, crop=CROP, num_threads=1)
+    index_path(tmp_path / "plain.tar").write_bytes(b"v1.2 1\njpg 512 10 \xff.jpg cls 1024 10 \xff.cls\n")
+    with pytest.raises(ValueError, match="plain.idx' is not UTF-8"):
+        make_loader(tmp_path, train=False, batch_size=2, crop=CROP, num_threads=1)
+
+
+def test_a_rewritten_index_is_checked_again(tmp_path):
+    webdataset_shard(tmp_path / "s.tar", [b"0000000001", b"0000000002"])
+    make_loader(tmp_path, train=False, batch_size=2, crop=CROP, num_threads=1)  # checked and cached
+    index = index_path(tmp_path / "s.tar")
+    first, second = index.read_text().splitlines()[1:]
+    label_offset = first.split()[5]
+    index.write_text(f"v1.2 2\n{first}\n" + second.replace(second.split()[1], label_offset, 1) + "\n")
+    later = index.stat().st_mtime_ns + 10**9
+    os.utime(index, ns=(later, later))
+    with pytest.raises(UnreadableImageError, match="s1 .* not an image file"):  # its image points at a label
         make_loader(tmp_path, train=False, batch_size=2, crop=CROP, num_threads=1)
 
 
