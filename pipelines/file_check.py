@@ -78,6 +78,7 @@ NPY_PREAMBLE = 10
 # A WebP's RIFF payload holds at least "WEBP" and one chunk header (4 + 8 bytes); DALI fails on less.
 WEBP_MIN_PAYLOAD = 12
 _RFIND_CHUNK = 1 << 20  # bytes read at a time looking for a JPEG's end-of-image marker from the file's end
+_BLOCK = 1 << 16  # bytes read at a time walking a JPEG's marker segments
 # Threads overlap the reads on cold or network storage; each takes CHUNK files at a time.
 _CHECK_THREADS = 8
 _CHUNK = 256
@@ -263,12 +264,14 @@ def _cut_short(data, fmt: str, size: int) -> Optional[str]:
 
 
 class _FileBytes:
-    """The bytes of an open file as `parse_jpeg_header` reads them (len, index, slice, rfind), each read with
-    pread when asked for. Not mmap: a file cut while it is mapped kills the process (SIGBUS), and some FUSE and
-    network file systems cannot map at all."""
+    """The bytes of an open file as `parse_jpeg_header` reads them (len, index, slice, rfind), read with pread
+    a block at a time as the walk goes (one call per byte made a file of fill bytes 10 times slower). Not
+    mmap: a file cut while it is mapped kills the process (SIGBUS), and some FUSE and network file systems
+    cannot map at all."""
 
     def __init__(self, fd: int, size: int):
         self.fd, self.size = fd, size
+        self._start, self._block = 0, b""
 
     def __len__(self) -> int:
         return self.size
@@ -276,8 +279,12 @@ class _FileBytes:
     def __getitem__(self, key):
         if isinstance(key, slice):
             start, stop, _ = key.indices(self.size)
+            if self._start <= start and stop <= self._start + len(self._block):
+                return self._block[start - self._start:stop - self._start]
             return os.pread(self.fd, max(0, stop - start), start)
-        return os.pread(self.fd, 1, key)[0]  # IndexError when the file is shorter now
+        if not self._start <= key < self._start + len(self._block):
+            self._start, self._block = key, os.pread(self.fd, _BLOCK, key)
+        return self._block[key - self._start]  # IndexError when the file is shorter now
 
     def rfind(self, sub: bytes, start: int) -> int:
         """Like bytes.rfind(sub, start): read backwards from the end in chunks that overlap by len(sub) - 1."""

@@ -15,6 +15,7 @@ _PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 _NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD8)})
 _SOS = 0xDA
 EOI = b"\xff\xd9"  # end of image
+_FILL_RUN = 1 << 16  # fill bytes looked at in one step
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,9 @@ def parse_jpeg_header(data) -> Optional[JpegHeader]:
         if data[i] != 0xFF:
             return None
         marker = data[i + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            i += 1
+        if marker == 0xFF:  # fill bytes before a marker, skipped a run at a time (a file may hold millions)
+            run = data[i + 1:i + 1 + _FILL_RUN]
+            i += len(run) - len(run.lstrip(b"\xff"))
             continue
         if marker in _NO_LENGTH:
             i += 2
