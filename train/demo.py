@@ -200,10 +200,25 @@ def _check_out(out: Path) -> None:
     """Refuse an --out that holds anything but an earlier demo's outputs: the demo replaces those."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a new or empty folder, or an earlier demo's")
-    others = sorted(set(os.listdir(out)) - set(OUTPUTS)) if out.is_dir() else []
+    names = set(os.listdir(out)) if out.is_dir() else set()
+    others = sorted(names - set(OUTPUTS))
+    # The outputs' names alone are no proof: a folder or link in their place, or the user's own results.json.
+    others += [name for name in ("data", "runs") if name in names and (out / name).is_symlink()]
+    others += [name for name in ("cams.png", "results.json") if name in names and not (out / name).is_file()]
+    if "results.json" in names and (out / "results.json").is_file() and not _demo_results(out / "results.json"):
+        others.append("results.json")
     if others:
         raise ValueError(f"--out {out} holds files the demo did not write ({', '.join(others[:3])}"
                          f"{', ...' if len(others) > 3 else ''}); give a new or empty folder, or an earlier demo's")
+
+
+def _demo_results(path: Path) -> bool:
+    """Whether `path` is a results.json a demo wrote."""
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(results, dict) and "has_minus_baseline" in results
 
 
 def _same_dataset(data: Path, synth: SynthConfig) -> bool:

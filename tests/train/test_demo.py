@@ -1,6 +1,7 @@
 """`dali-has demo` on a tiny set: results.json's promised keys, several seeds, repeatability, dataset reuse."""
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +77,14 @@ def test_a_folder_holding_other_files_is_refused_before_anything_is_written(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert main(["demo", "--out", str(tmp_path / "notes.txt"), *TINY]) == 2
     assert "is a file" in capsys.readouterr().err
+    for name, make in (("results.json", lambda p: p.write_text('{"mine": 1}')), ("cams.png", Path.mkdir),
+                       ("runs", lambda p: p.symlink_to(tmp_path))):
+        out = tmp_path / f"with_{name}"
+        out.mkdir()
+        make(out / name)
+        assert main(["demo", "--out", str(out), *TINY]) == 2
+        assert f"({name})" in capsys.readouterr().err
+    assert json.loads((tmp_path / "with_results.json" / "results.json").read_text()) == {"mine": 1}
 
 
 @pytest.mark.gpu
