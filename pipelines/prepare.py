@@ -388,6 +388,9 @@ class _FolderOutput:
         name = self.names[i]
         target = self.out / name
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir() and not target.is_symlink():
+            raise ValueError(f"{str(target)!r} is a folder where prepare writes the copy of "
+                             f"{self.dataset.samples[i][0]!r}: move it out of the output and run again (it resumes)")
         partial = target.with_name(target.name + PARTIAL)
         with _open_own(partial) as file:
             file.write(data)

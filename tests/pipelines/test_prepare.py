@@ -415,6 +415,17 @@ def test_a_handed_over_output_cannot_make_prepare_write_or_delete_elsewhere(sour
     assert (victim / "photo.jpg").read_bytes() == b"elsewhere"
 
 
+def test_a_folder_in_the_place_of_a_copy_is_named_and_kept(source, tmp_path):
+    out = tmp_path / "out"
+    prepare(source, out, SETTINGS, num_threads=1, progress=False)
+    (out / "a/big.jpg").unlink()
+    (out / "a/big.jpg").mkdir()
+    (out / "a/big.jpg/mine.txt").write_text("the user's")
+    with pytest.raises(ValueError, match="a/big.jpg' is a folder where prepare writes the copy of 'a/big.jpg'"):
+        prepare(source, out, SETTINGS, num_threads=1, progress=False)
+    assert (out / "a/big.jpg/mine.txt").read_text() == "the user's"
+
+
 def test_a_second_run_on_the_same_output_at_once_is_refused(source, tmp_path):
     out = tmp_path / "out"
     prepare(source, out, SETTINGS, num_threads=1, progress=False)
