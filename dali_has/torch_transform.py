@@ -50,7 +50,7 @@ class HideAndSeek(torch.nn.Module):
             raise TypeError(f"HideAndSeek expects a real-valued image, got dtype {image.dtype}")
         if image.ndim != 3:
             raise ValueError(f"HideAndSeek expects one [C, H, W] image, got shape {tuple(image.shape)}")
-        if image.shape[-1] in IMAGE_CHANNELS and image.shape[-3] not in IMAGE_CHANNELS:
+        if image.shape[-1] in IMAGE_CHANNELS and image.shape[-3] > max(IMAGE_CHANNELS):
             # An [H, W, C] image (torch.from_numpy of a PIL or OpenCV image) would be hidden over W x C, silently.
             raise ValueError(f"HideAndSeek expects [C, H, W]; shape {tuple(image.shape)} looks like [H, W, C]: "
                              "convert it with image.permute(2, 0, 1) or torchvision.transforms.v2.ToImage")

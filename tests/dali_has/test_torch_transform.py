@@ -47,4 +47,5 @@ def test_images_that_are_not_real_tensors_are_refused_saying_so(image, error):
 def test_a_channels_last_image_is_refused_not_hidden_over_width_and_channels():
     with pytest.raises(ValueError, match="looks like \\[H, W, C\\].*permute"):
         HideAndSeek()(torch.zeros(48, 64, 3, dtype=torch.uint8))
-    assert HideAndSeek()(torch.zeros(3, 48, 3)).shape == (3, 48, 3)  # [C, H, W] with a 3-pixel width passes
+    for chw in ((3, 48, 3), (2, 32, 3)):  # [C, H, W] with a 3-pixel width passes, also with 2 channels
+        assert HideAndSeek()(torch.zeros(chw)).shape == chw
