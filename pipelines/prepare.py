@@ -68,6 +68,7 @@ import hashlib
 import io
 import json
 import os
+import posixpath
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -335,8 +336,7 @@ def source_digest(dataset: Dataset) -> str:
     digest = hashlib.sha256()
     for name, label in dataset.samples:
         try:
-            info = (dataset.root / name).stat()
-            size, mtime_ns = info.st_size, info.st_mtime_ns
+            size, mtime_ns = _state((dataset.root / name).stat())
         except OSError:  # scan reports it; its absence is part of the state
             size = mtime_ns = -1
         digest.update(f"{name}\0{label}\0{size}\0{mtime_ns}\n".encode("utf-8", "surrogateescape"))
@@ -456,20 +456,25 @@ class _FolderOutput:
         return {"file_list": FILE_LIST, "record": RECORD}
 
 
-def _prepared_file(out: Path, name: str, suffix: str) -> bool:
-    """Whether `name` can be a file prepare wrote: a relative path inside OUT, no link on the way (a record is
-    data: one handed over with an output must not make --delete-stale delete elsewhere or its own files), with
-    the prepared files' extension."""
-    path = Path(name)
-    if not name.endswith(suffix) or path.is_absolute() or ".." in path.parts or path.as_posix() != name:
-        return False
-    return (out / path.parent).resolve() == out.resolve() / path.parent
-
-
 def _read_record(out: Path, suffix: str) -> dict[str, tuple[str, int, int]]:
     """RECORD's entries, the last one per name; a line cut by an interruption, or not one of ours, is passed
     over (its file is then made again)."""
     made = {}
+    real_out = out.resolve()
+    unlinked: dict[str, bool] = {}  # folder -> no link on its way; resolved once per folder, not per file
+
+    def prepared_file(name: str) -> bool:
+        """Whether `name` can be a file prepare wrote: a relative path inside OUT, no link on the way (a record
+        is data: one handed over with an output must not make --delete-stale delete elsewhere or its own
+        files), with the prepared files' extension. String operations: a record may have a million lines."""
+        if (not name.endswith(suffix) or name.startswith("/") or posixpath.normpath(name) != name
+                or name == ".." or name.startswith("../")):
+            return False
+        folder = posixpath.dirname(name)
+        if folder not in unlinked:
+            unlinked[folder] = (out / folder).resolve() == real_out / folder
+        return unlinked[folder]
+
     try:
         lines = (out / RECORD).read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
@@ -480,7 +485,7 @@ def _read_record(out: Path, suffix: str) -> dict[str, tuple[str, int, int]]:
         except (ValueError, TypeError):
             continue
         if (isinstance(name, str) and isinstance(source, str) and type(size) is int and type(mtime_ns) is int
-                and _prepared_file(out, name, suffix)):
+                and prepared_file(name)):
             made[name] = (source, size, mtime_ns)
     return made
 
