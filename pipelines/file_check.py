@@ -131,6 +131,12 @@ def signature_format(head: bytes) -> Optional[str]:
     return None
 
 
+def _image_format(head: bytes, size: int) -> Optional[str]:
+    """`signature_format` of an image of `size` bytes; None also for a BMP shorter than its 18-byte header."""
+    fmt = signature_format(head)
+    return None if fmt == "bmp" and size < 18 else fmt
+
+
 def _other_format(head: bytes) -> str:
     """Words for a file of no format DALI decodes."""
     known = {b"GIF87a": "a GIF file", b"GIF89a": "a GIF file", b"%PDF": "a PDF file", b"PK\x03\x04": "a ZIP file",
@@ -190,8 +196,8 @@ def _check_regular(fd: int, size: int, path: str | os.PathLike) -> Verdict:
                        f"is a NumPy file; name it *{PIXELS_SUFFIX} (decoded pixels are read by name)")
     if named_pixels:
         return _check_pixels(fd, size)
-    fmt = signature_format(head)
-    if fmt is None or (fmt == "bmp" and size < 18):
+    fmt = _image_format(head, size)
+    if fmt is None:
         return Verdict("not-an-image", _other_format(head))
     return _check_header(fd, fmt, size, path)
 
@@ -211,8 +217,8 @@ def check_image_bytes(data: bytes) -> Verdict:
     of more than MAX_FILE_BYTES before reading it)."""
     if not data:
         return Verdict("empty", "is empty (0 bytes)")
-    fmt = signature_format(data[:16])
-    if fmt is None or (fmt == "bmp" and len(data) < 18):
+    fmt = _image_format(data[:16], len(data))
+    if fmt is None:
         return Verdict("not-an-image", _other_format(data[:16]))
     return _check_image(data, data, fmt, len(data))
 
