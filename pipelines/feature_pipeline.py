@@ -13,6 +13,7 @@ the ground-truth action extents in feature indices, [start, end), used for evalu
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -23,6 +24,7 @@ import nvidia.dali.types as types
 from nvidia.dali import Pipeline, pipeline_def
 
 from dali_has import TemporalHaSConfig, hide_and_seek_temporal
+from pipelines.sequence_loader import SequenceLoader, files_digest
 from pipelines.sequence_reader import read_rows
 from pipelines.settings import PipelineOptions
 from pipelines.temporal_sampling import sample_uniformly
@@ -41,20 +43,39 @@ class FeatureIndex:
     path: str
     classes: tuple[str, ...]
     videos: tuple[Video, ...]
+    dim: int  # D, the features per step of every video
 
     @classmethod
     def load(cls, path: str) -> FeatureIndex:
-        """Read and check an index file; feature paths are taken relative to its folder."""
-        with open(path) as f:
-            raw = json.load(f)
+        """Read and check an index file; feature paths are taken relative to its folder.
+
+        Every feature file's header is read (not its data): it must hold a [T, D] array DALI's numpy decoder
+        reads (C order, little-endian, a bool, integer or float dtype), T must be the video's `frames` and D the
+        same for every video. Anything else raises a ValueError naming the index entry and the file.
+        """
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not a JSON feature index ({error})") from None
         if not isinstance(raw, dict) or set(raw) != {"classes", "videos"}:
             raise ValueError(f"{path}: expected a JSON object with exactly the keys 'classes' and 'videos'")
-        classes = tuple(str(c) for c in raw["classes"])
+        classes = raw["classes"]
+        if (not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes)
+                or len(set(classes)) != len(classes)):
+            raise ValueError(f"{path}: 'classes' must be a list of different, non-empty class names")
+        if not isinstance(raw["videos"], list) or not raw["videos"]:
+            raise ValueError(f"{path}: 'videos' must be a non-empty list of videos")
         base = os.path.dirname(os.path.abspath(path))
-        videos = tuple(_video(entry, i, len(classes), base, path) for i, entry in enumerate(raw["videos"]))
-        if not videos:
-            raise ValueError(f"{path} lists no videos")
-        return cls(os.path.abspath(path), classes, videos)
+        videos, dims = [], []
+        for i, entry in enumerate(raw["videos"]):
+            video, dim = _video(entry, len(classes), base, f"{path}: videos[{i}]")
+            if dims and dim != dims[0]:
+                raise ValueError(f"{path}: videos[{i}]: {video.features} has {dim} features per step, the first "
+                                 f"video {dims[0]}; every video of an index needs the same")
+            videos.append(video)
+            dims.append(dim)
+        return cls(os.path.abspath(path), tuple(classes), tuple(videos), dims[0])
 
     @property
     def labels(self) -> np.ndarray:
@@ -64,13 +85,29 @@ class FeatureIndex:
 def feature_pipeline(index: FeatureIndex, options: PipelineOptions, *, frames: int, train: bool,
                      has: Optional[TemporalHaSConfig] = None) -> Pipeline:
     """A DALI pipeline (not built yet) with outputs (features float32 [frames, D] "FC", row of the video in the
-    index); `pipelines.SequenceLoader(define, options, index.labels)` makes it a PyTorch iterable.
+    index); `feature_loader` makes it a PyTorch iterable.
 
     train=True shuffles and applies `has` (None = no hiding; its fill in feature units, e.g. `mean_feature`);
     train=False reads in index order and never hides.
     """
     return _graph(index, options, frames, has if train else None, train,
                   **options.pipeline_kwargs(options.pipeline_seed))
+
+
+def feature_loader(index: FeatureIndex, options: PipelineOptions, *, frames: int, train: bool,
+                   has: Optional[TemporalHaSConfig] = None) -> SequenceLoader:
+    """`feature_pipeline` as a PyTorch iterable of `SequenceBatch`es; a saved state holds the index's files and
+    labels, frames and HaS, and a state of other ones is refused."""
+    base = os.path.dirname(index.path)
+    settings = {"train": train, "frames": frames, "has": temporal_has_settings(has if train else None),
+                "files": files_digest(os.path.relpath(v.features, base) for v in index.videos)}
+    return SequenceLoader(lambda o: feature_pipeline(index, o, frames=frames, train=train, has=has), options,
+                          index.labels, settings)
+
+
+def temporal_has_settings(has: Optional[TemporalHaSConfig]) -> Optional[dict]:
+    """`has` as JSON-like values, for a loader's settings."""
+    return None if has is None else {"segment": has.segment, "p_hide": has.p_hide, "fill": list(has.fill)}
 
 
 @pipeline_def
@@ -98,16 +135,65 @@ def mean_feature(index: FeatureIndex) -> np.ndarray:
     return total / count
 
 
-def _video(entry, i: int, num_classes: int, base: str, path: str) -> Video:
-    where = f"{path}: videos[{i}]"
+def _video(entry, num_classes: int, base: str, where: str) -> tuple[Video, int]:
+    """One index entry, checked, and the D of its feature file."""
     if not isinstance(entry, dict) or set(entry) != {"features", "label", "frames", "segments"}:
         raise ValueError(f"{where} must have exactly the keys 'features', 'label', 'frames', 'segments'")
-    label, frames = entry["label"], entry["frames"]
-    if not isinstance(label, int) or not 0 <= label < num_classes:
+    label, frames, segments = entry["label"], entry["frames"], entry["segments"]
+    if not isinstance(entry["features"], str) or not entry["features"]:
+        raise ValueError(f"{where}: features={entry['features']!r} must be the path of a .npy file")
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_classes:
         raise ValueError(f"{where}: label={label!r} is not a class index in [0, {num_classes})")
-    if not isinstance(frames, int) or frames < 1:
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise ValueError(f"{where}: frames={frames!r} must be a whole number >= 1")
-    segments = tuple((float(s), float(e)) for s, e in entry["segments"])
+    if not isinstance(segments, list) or not all(
+            isinstance(s, list) and len(s) == 2 and all(_is_number(v) for v in s) for s in segments):
+        raise ValueError(f"{where}: segments={segments!r} must be a list of [start, end] pairs of numbers")
     if any(not 0 <= s < e <= frames for s, e in segments):
-        raise ValueError(f"{where}: segments {entry['segments']} must satisfy 0 <= start < end <= frames={frames}")
-    return Video(os.path.join(base, entry["features"]), label, frames, segments)
+        raise ValueError(f"{where}: segments {segments} must satisfy 0 <= start < end <= frames={frames}")
+    features = os.path.join(base, entry["features"])
+    steps, dim = _feature_shape(features, where)
+    if steps != frames:
+        raise ValueError(f"{where}: frames={frames}, but {features} holds {steps} feature steps; frames is the "
+                         "number of rows of the feature array (the segments are in those rows)")
+    return Video(features, label, frames, tuple((float(s), float(e)) for s, e in segments)), dim
+
+
+# What DALI's numpy decoder reads (and the model takes once cast to float32).
+FEATURE_DTYPES = tuple(np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                             np.uint32, np.uint64, np.float16, np.float32, np.float64))
+
+
+def _feature_shape(path: str, where: str) -> tuple[int, int]:
+    """(T, D) of a feature file, from its header; a file DALI's numpy decoder would refuse or misread raises a
+    ValueError naming it and saying how to write it instead."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: the name {path!r} is not UTF-8, which DALI's reader needs; rename the "
+                         "file") from None
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f".npy format version {version}")
+            shape, fortran_order, dtype = read_header(f)
+    except OSError as error:
+        raise ValueError(f"{where}: {path}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise ValueError(f"{where}: {path} is not a .npy file numpy writes with np.save ({error})") from None
+    if dtype.newbyteorder("=") not in FEATURE_DTYPES or dtype.byteorder == ">":
+        raise ValueError(f"{where}: {path} holds {dtype.str} values; save the features as little-endian bool, "
+                         "integers or floats, e.g. np.save(path, features.astype(np.float32))")
+    if len(shape) != 2 or shape[0] < 1:
+        raise ValueError(f"{where}: {path} holds an array of shape {shape}; expected [T, D] with T >= 1 steps")
+    if fortran_order:
+        raise ValueError(f"{where}: {path} is stored in Fortran order (np.save of a transposed array), which "
+                         "DALI's decoder cannot read; save np.ascontiguousarray(features) instead")
+    return shape[0], shape[1]
+
+
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and (isinstance(value, int) or isinstance(value, float) and math.isfinite(value))

@@ -7,8 +7,9 @@ or video.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -27,16 +28,34 @@ class SequenceBatch(NamedTuple):
 
 class SequenceLoader(EpochLoader):
     """Iterable of `SequenceBatch`es from a pipeline whose outputs are (sequences, rows) and whose reader is
-    `pipelines.sequence_reader.read_rows`; `labels[row]` is the class of each file.
+    `pipelines.sequence_reader.read_rows`; `labels[row]` is the class of each file (one per file).
 
     define: makes the pipeline for given options, e.g.
-        `lambda o: feature_pipeline(index, o, frames=40, train=True)`.
+        `lambda o: feature_pipeline(index, o, frames=40, train=True)`; `feature_loader` and `video_loader` make
+        such loaders with their settings.
+    settings: what else decides the batches (JSON-like values, as `EpochLoader`'s): a saved state holds them, with
+        the labels, and `load_state_dict` refuses a state whose settings differ.
     """
 
-    def __init__(self, define: Callable[[PipelineOptions], Pipeline], options: PipelineOptions, labels):
-        self._labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-        super().__init__(define, options, ["sequences", "rows"], READER_NAME)
+    def __init__(self, define: Callable[[PipelineOptions], Pipeline], options: PipelineOptions, labels,
+                 settings: Optional[dict] = None):
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels of shape {labels.shape} and dtype {labels.dtype}; expected one whole-number "
+                             "class per file")
+        labels = labels.astype(np.int64)
+        self._labels = torch.as_tensor(labels)
+        super().__init__(define, options, ["sequences", "rows"], READER_NAME,
+                         {"labels": hashlib.sha256(labels.tobytes()).hexdigest(), **(settings or {})})
+        if len(labels) != self.dataset_size:
+            self.close()
+            raise ValueError(f"{len(labels)} labels for {self.dataset_size} files; give one label per file")
 
     def _convert(self, batch: dict) -> SequenceBatch:
         sequences, rows = batch["sequences"], batch["rows"].cpu()
         return SequenceBatch(sequences, self._labels[rows].to(sequences.device), rows)
+
+
+def files_digest(paths) -> str:
+    """A SHA-256 of the file names in reader order (a saved state of other files is refused)."""
+    return hashlib.sha256("\0".join(paths).encode("utf-8", "surrogateescape")).hexdigest()

@@ -12,6 +12,11 @@ import nvidia.dali.types as types
 
 from dali_has import validate
 
+# The frames sampled per sequence, at most: the indices are a constant of the graph and every sample becomes
+# [count, ...] (10**8 ran out of memory building the constant); 65,536 is MAX_SEGMENT, beyond any clip a network
+# is trained on.
+MAX_COUNT = 1 << 16
+
 
 def uniform_frame_indices(length: int, count: int) -> np.ndarray:
     """Indices of the `count` frames sampled from a sequence of `length` frames (the numpy rule)."""
@@ -34,4 +39,4 @@ def sample_uniformly(sequences, count: int):
 
 
 def _check_count(count) -> None:
-    validate.positive_int("count", count)
+    validate.whole_number("count", count, minimum=1, maximum=MAX_COUNT)

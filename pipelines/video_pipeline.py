@@ -7,6 +7,7 @@ before sampling, so memory grows with video length: cut long videos into clips f
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Optional
 
@@ -22,13 +23,16 @@ from pipelines.temporal_sampling import sample_uniformly
 def video_pipeline(paths: Sequence[str], options: PipelineOptions, *, frames: int, train: bool,
                    has: Optional[TemporalHaSConfig] = None) -> Pipeline:
     """A DALI pipeline (not built yet) with outputs (uint8 video [frames, H, W, 3] "FHWC", row of the file in
-    `paths`); `pipelines.SequenceLoader(define, options, labels)` makes it a PyTorch iterable.
+    `paths`); `pipelines.SequenceLoader(define, options, labels)` makes it a PyTorch iterable (DALI's video
+    decoder has no checkpoints, so such a loader has no `state_dict`).
 
     has: temporal HaS settings with the fill on the 0..255 pixel scale (e.g. the data set's mean RGB);
         applied when train=True, never when train=False. options.device="gpu" decodes with NVDEC.
     """
-    if not paths:
-        raise ValueError("paths is empty; give at least one video file")
+    if isinstance(paths, (str, bytes, os.PathLike)) or not paths:
+        raise ValueError(f"paths={paths!r}; give a list of one or more video files")
+    if has is not None and not isinstance(has, TemporalHaSConfig):
+        raise ValueError(f"has={has!r}; expected None or a dali_has.TemporalHaSConfig")
     return _graph(list(paths), options, frames, has if train else None, train,
                   **options.pipeline_kwargs(options.pipeline_seed))
 

@@ -1,12 +1,12 @@
 """Feature-sequence pipeline: index checks, uniform sampling, HaS in training only, exactly-once epochs."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dali_has import TemporalHaSConfig, reference
-from pipelines.feature_pipeline import FeatureIndex, feature_pipeline, mean_feature
-from pipelines.sequence_loader import SequenceLoader
+from pipelines.feature_pipeline import FeatureIndex, feature_loader, mean_feature
 from pipelines.settings import PipelineOptions
 from pipelines.temporal_sampling import uniform_frame_indices
 
@@ -28,8 +28,7 @@ def write_index(tmp_path, lengths, dtype=np.float32):
 
 def loader(index, *, frames=8, train=False, has=None, **options):
     options = PipelineOptions(**{"batch_size": 3, **options})
-    return SequenceLoader(lambda o: feature_pipeline(index, o, frames=frames, train=train, has=has), options,
-                          index.labels)
+    return feature_loader(index, options, frames=frames, train=train, has=has)
 
 
 def test_every_video_exactly_once_per_epoch_with_a_partial_last_batch(tmp_path):
@@ -103,3 +102,83 @@ def test_mean_feature_and_index_checks(tmp_path):
         {"features": "v0.npy", "label": 0, "frames": 2, "segments": [[1, 3]]}]}))
     with pytest.raises(ValueError, match="segments"):
         FeatureIndex.load(str(bad))
+
+
+def write_raw_index(tmp_path, videos, classes=("a", "b")):
+    path = tmp_path / "raw.json"
+    path.write_text(json.dumps({"classes": list(classes), "videos": videos}))
+    return str(path)
+
+
+def video(features="v0.npy", label=0, frames=2, segments=((0, 1),)):
+    return {"features": features, "label": label, "frames": frames, "segments": [list(s) for s in segments]}
+
+
+@pytest.mark.parametrize("array, said", [
+    (np.zeros((3, 2), np.float32), "frames=2, but .* holds 3 feature steps"),  # frames must be the rows
+    (np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3)), "Fortran order"),
+    (np.zeros((2, 3), ">f4"), "little-endian"),
+    (np.zeros((2, 3), np.complex64), "little-endian bool, integers or floats"),
+    (np.zeros(2, np.float32), r"shape \(2,\); expected \[T, D\]"),
+    (np.zeros((2, 3, 1), np.float32), r"shape \(2, 3, 1\)"),
+    (np.zeros((0, 3), np.float32), "T >= 1"),
+])
+def test_feature_files_dalis_decoder_would_misread_are_named_when_the_index_loads(tmp_path, array, said):
+    # Each crashed inside DALI (an assert, or "CUDA driver version is insufficient" on a CPU machine) or, for a
+    # wrong frames value, silently scaled every predicted segment.
+    np.save(tmp_path / "v0.npy", array)
+    with pytest.raises(ValueError, match=f"videos\\[0\\]: .*{said}"):
+        FeatureIndex.load(write_raw_index(tmp_path, [video()]))
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"classes": "ab"}, "'classes' must be a list"),  # a string became one class per letter
+    ({"classes": ["a", "a"]}, "different, non-empty class names"),
+    ({"videos": {}}, "'videos' must be a non-empty list"),
+    ({"videos": [video(label=True)]}, "label=True"),  # bools are not numbers
+    ({"videos": [video(frames=True)]}, "frames=True"),
+    ({"videos": [video(segments=[(0, 1, 2)])]}, "pairs of numbers"),
+    ({"videos": [video(segments=[("0", "1")])]}, "pairs of numbers"),
+    ({"videos": [{**video(), "segments": 5}]}, "pairs of numbers"),
+    ({"videos": [video(features=3)]}, "features=3"),
+    ({"videos": [video(features="nope.npy")]}, "nope.npy: No such file"),
+    ({"videos": [video(), video(features="v1.npy")]}, r"videos\[1\]: .*v1.npy has 4 features per step, the first "
+                                                      "video 3"),
+])
+def test_index_entries_of_the_wrong_kind_are_named(tmp_path, change, said):
+    np.save(tmp_path / "v0.npy", np.zeros((2, 3), np.float32))
+    np.save(tmp_path / "v1.npy", np.zeros((2, 4), np.float32))
+    raw = {"classes": ["a", "b"], "videos": [video()], **change}
+    path = tmp_path / "raw.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=said):
+        FeatureIndex.load(str(path))
+
+
+def test_an_index_that_is_not_json_or_has_a_name_dali_cannot_take_is_named(tmp_path):
+    path = tmp_path / "index.json"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match="index.json: not a JSON feature index"):
+        FeatureIndex.load(str(path))
+    path.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ValueError, match="index.json: not a JSON feature index"):
+        FeatureIndex.load(str(path))
+    name = b"caf\xe9.npy".decode("utf-8", "surrogateescape")  # a Latin-1 name on a Linux file system
+    np.save(tmp_path / name, np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="is not UTF-8"):
+        FeatureIndex.load(write_raw_index(tmp_path, [video(features=name)]))
+
+
+def test_a_loader_state_of_another_index_frames_or_hiding_is_refused(tmp_path):
+    index = write_index(tmp_path, [4, 5, 6])
+    has = TemporalHaSConfig(segment=2, p_hide=0.5)
+    state = loader(index, train=True, has=has, checkpointing=True, seed=0).state_dict()
+    loader(index, train=True, has=has, checkpointing=True, seed=0).load_state_dict(state)  # the same: taken
+    reordered = tmp_path / "reordered.json"
+    raw = json.loads(Path(index.path).read_text())
+    reordered.write_text(json.dumps({**raw, "videos": raw["videos"][::-1]}))
+    for other, differs in [(dict(index=FeatureIndex.load(str(reordered))), "files"), (dict(frames=7), "frames"),
+                           (dict(has=None), "has"), (dict(has=TemporalHaSConfig(segment=3, p_hide=0.5)), "has")]:
+        kwargs = {"index": index, "train": True, "has": has, "checkpointing": True, "seed": 0, **other}
+        with pytest.raises(ValueError, match=f"other settings: {differs} "):
+            loader(kwargs.pop("index"), **kwargs).load_state_dict(state)

@@ -67,6 +67,26 @@ def test_evaluation_never_hides(tmp_path):
                                10 * np.arange(10) + 20, atol=3)
 
 
+@pytest.mark.parametrize("paths, has, said", [
+    ("v.mjpeg", None, "give a list"),  # a string was split into one-letter paths
+    ([], None, "give a list"),
+    (["v.mjpeg"], {"segment": 2}, "TemporalHaSConfig"),
+])
+def test_video_pipeline_refuses_a_path_string_and_settings_of_the_wrong_kind(paths, has, said):
+    with pytest.raises(ValueError, match=said):
+        video_pipeline(paths, PipelineOptions(batch_size=1), frames=4, train=True, has=has)
+
+
+def test_labels_must_be_one_class_per_file(tmp_path):
+    path = str(tmp_path / "v.mjpeg")
+    write_mjpeg(path, 2)
+    for labels, said in [([0, 1], "2 labels for 1 files"), ([[0, 1]], "one whole-number class per file"),
+                         ([0.5], "one whole-number class per file")]:
+        with pytest.raises(ValueError, match=said):
+            SequenceLoader(lambda o: video_pipeline([path], o, frames=2, train=False), PipelineOptions(batch_size=1),
+                           labels)
+
+
 @pytest.mark.gpu
 def test_nvdec_decodes_h264_and_temporal_hide_and_seek_keeps_uint8():
     has = TemporalHaSConfig(segment=2, p_hide=0.5, fill=(1.5, 2.5, 3.0))

@@ -10,7 +10,7 @@ import torch
 
 from dali_has import TemporalHaSConfig, validate
 from pipelines.feature_pipeline import FeatureIndex, mean_feature
-from train.actions.training import ActionTrainConfig, evaluate_localization, train_action_model
+from train.actions.training import ActionTrainConfig, check_scorable, evaluate_localization, train_action_model
 from train.tables import format_table
 
 VARIANTS = ("baseline", "temporal HaS")
@@ -38,6 +38,14 @@ def run_action_demo(settings: ActionDemoSettings, *, progress: bool = True) -> d
     """Per variant, one result per seed: {"top1": ..., "mAP": {tIoU: AP}}."""
     train_index = FeatureIndex.load(os.path.join(settings.data, "train.json"))
     test_index = FeatureIndex.load(os.path.join(settings.data, "test.json"))
+    # The model's outputs follow train.json's classes and its input width D: a test set must use the same.
+    if test_index.classes != train_index.classes:
+        raise ValueError(f"{test_index.path} lists other classes (or another order) than {train_index.path}; "
+                         "both must list the same classes in the same order")
+    if test_index.dim != train_index.dim:
+        raise ValueError(f"{test_index.path}'s features have {test_index.dim} values per step, "
+                         f"{train_index.path}'s {train_index.dim}; both must have the same")
+    check_scorable(test_index)  # before any training
     has = TemporalHaSConfig(settings.segment, settings.p_hide, tuple(mean_feature(train_index)))
     threads = torch.get_num_threads()
     torch.set_num_threads(settings.torch_threads)

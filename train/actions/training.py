@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from dali_has import TemporalHaSConfig, validate
-from pipelines.feature_pipeline import FeatureIndex, feature_pipeline
-from pipelines.sequence_loader import SequenceLoader
+from pipelines.feature_pipeline import FeatureIndex, feature_loader
 from pipelines.settings import PipelineOptions
+from pipelines.temporal_sampling import MAX_COUNT
 from train.actions.localization import (
     PAPER_CAM_THRESHOLD,
     THUMOS_IOU_THRESHOLDS,
@@ -37,7 +36,8 @@ class ActionTrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("frames", "epochs", "batch_size"):
+        validate.whole_number("frames", self.frames, minimum=1, maximum=MAX_COUNT)
+        for name in ("epochs", "batch_size"):
             validate.positive_int(name, getattr(self, name))
         validate.number("lr", self.lr, low=0.0, low_open=True)
         validate.number("weight_decay", self.weight_decay, low=0.0)
@@ -47,11 +47,10 @@ class ActionTrainConfig:
 def train_action_model(index: FeatureIndex, cfg: ActionTrainConfig, *, progress: bool = True) -> ActionClassifier:
     """Fit a fresh classifier on the video labels of `index` with Adam; DALI draws new masks every epoch."""
     torch.manual_seed(cfg.seed)
-    dim = int(np.load(index.videos[0].features, mmap_mode="r").shape[1])
-    model = ActionClassifier(dim, len(index.classes))
+    model = ActionClassifier(index.dim, len(index.classes))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loader = SequenceLoader(lambda o: feature_pipeline(index, o, frames=cfg.frames, train=True, has=cfg.has),
-                            PipelineOptions(batch_size=cfg.batch_size, seed=cfg.seed), index.labels)
+    loader = feature_loader(index, PipelineOptions(batch_size=cfg.batch_size, seed=cfg.seed), frames=cfg.frames,
+                            train=True, has=cfg.has)
     name = "HaS" if cfg.has else "baseline"
     model.train()
     for _ in tqdm(range(cfg.epochs), desc=f"{name} seed {cfg.seed}", unit="epoch", disable=not progress,
@@ -64,6 +63,13 @@ def train_action_model(index: FeatureIndex, cfg: ActionTrainConfig, *, progress:
     return model
 
 
+def check_scorable(index: FeatureIndex) -> None:
+    """Refuse an index without ground-truth segments (its mAP would be NaN)."""
+    if not any(v.segments for v in index.videos):
+        raise ValueError(f"{index.path} marks no action segments, so localization cannot be scored; give the "
+                         "videos their segments")
+
+
 @torch.no_grad()
 def evaluate_localization(model: ActionClassifier, index: FeatureIndex, *, frames: int, batch_size: int = 64,
                           cam_threshold: float = PAPER_CAM_THRESHOLD,
@@ -71,8 +77,8 @@ def evaluate_localization(model: ActionClassifier, index: FeatureIndex, *, frame
     """Top-1 accuracy and mAP at each temporal IoU threshold on `index` (never hidden)."""
     model.eval()
     predictions, correct = [], 0
-    loader = SequenceLoader(lambda o: feature_pipeline(index, o, frames=frames, train=False),
-                            PipelineOptions(batch_size=batch_size), index.labels)
+    check_scorable(index)
+    loader = feature_loader(index, PipelineOptions(batch_size=batch_size), frames=frames, train=False)
     for batch in loader:
         probabilities = F.softmax(model(batch.sequences), dim=1).numpy()
         cams = model.cam(batch.sequences).numpy()

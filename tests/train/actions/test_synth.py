@@ -54,3 +54,26 @@ def test_commands_run_end_to_end(tmp_path, capsys):
     assert saved["settings"]["seeds"] == [4]  # a list of seeds, as `dali-has demo --seeds` takes
     assert [len(runs) for runs in saved["results"].values()] == [1, 1]
     assert main(["action-demo", "--data", str(data), "--seeds", "1", "1"]) == 2  # the same seed twice: refused
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda raw: {**raw, "classes": raw["classes"][::-1]}, "lists other classes"),  # top-1 fell to chance, silently
+    (lambda raw: {**raw, "videos": [{**v, "segments": []} for v in raw["videos"]]}, "marks no action segments"),
+])
+def test_action_demo_refuses_a_test_index_it_cannot_score_before_training(tmp_path, monkeypatch, capsys, change,
+                                                                          said):
+    generate(str(tmp_path), SynthActionsConfig(train_videos=6, test_videos=3), progress=False)
+    test = tmp_path / "test.json"
+    test.write_text(json.dumps(change(json.loads(test.read_text()))))
+    monkeypatch.setattr("train.actions.demo.train_action_model", lambda *a, **k: pytest.fail("trained"))
+    assert main(["action-demo", "--data", str(tmp_path), "--seeds", "0", "--no-progress"]) == 2
+    assert said in capsys.readouterr().err
+
+
+def test_action_demo_refuses_test_features_of_another_width(tmp_path, monkeypatch, capsys):
+    generate(str(tmp_path), SynthActionsConfig(train_videos=6, test_videos=3), progress=False)
+    for video in FeatureIndex.load(str(tmp_path / "test.json")).videos:
+        np.save(video.features, np.load(video.features)[:, :5])
+    monkeypatch.setattr("train.actions.demo.train_action_model", lambda *a, **k: pytest.fail("trained"))
+    assert main(["action-demo", "--data", str(tmp_path), "--seeds", "0", "--no-progress"]) == 2
+    assert "features have 5 values per step" in capsys.readouterr().err
