@@ -5,6 +5,8 @@ import argparse
 import importlib
 import sys
 
+from train.commands.arguments import output_among_inputs
+
 # Each module defines `register(subparsers)`, adding one subparser whose `func(args) -> int` runs it.
 COMMANDS = (
     "demo",
@@ -37,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a user error (bad option value, bad or missing file) is one line on stderr and exit 2."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = _subparsers(parser).choices[args.command]
+    problem = output_among_inputs(command, args)
+    if problem:
+        command.error(problem)  # exit 2 before any work, as for other bad option values
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # Ctrl-C: say what happens next instead of a traceback
@@ -52,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, UnreadableImageError):
             return _user_error(args.command, error)
         raise
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 # What an interrupted command kept and how to go on (commands not named write nothing that needs continuing).

@@ -141,3 +141,39 @@ def test_output_files_are_checked_before_any_work(tmp_path, capsys, argv, said):
         main([argv[0], "--data", str(data), *(a.format(data=data) for a in argv[1:])])
     assert stop.value.code == 2 and said in capsys.readouterr().err
     assert (data / "a" / "00000.jpg").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv", [
+    ["synth", "--out", ""], ["synth-actions", "--out", " "], ["prepare", "--data", "d", "--out", ""],
+    ["demo", "--out", ""], ["gpu-check", "--out", ""],
+])
+def test_an_empty_output_folder_is_refused_not_taken_as_the_current_one(tmp_path, monkeypatch, capsys, argv):
+    # `--out "$OUT"` with OUT unset: synth-actions overwrote train.json, test.json and features/ of the current
+    # folder (the "must be empty" check skips a path that does not exist, and "" does not).
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.json").write_text("mine")
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and "an empty path; give the folder to write" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["train.json"] and (tmp_path / "train.json").read_text() == "mine"
+
+
+@pytest.mark.parametrize("argv", [
+    ["action-demo", "--data", "{data}", "--json", "{data}/test.json"],  # overwrote the test index after training
+    ["eval", "--data", "{data}", "--boxes", "{boxes}", "--checkpoint", "c.pt", "--json", "{boxes}"],
+    ["action-demo", "--data", "{data}", "--json", "{data}/sub/new.json"],
+    ["eval", "--data", "{data}", "--boxes", "{data}", "--checkpoint", "c.pt", "--png", "{data}/sub/cams.png"],
+    ["mean", "--data", "{list}", "--json", "{list}"],  # a file list given as --data
+])
+def test_an_output_file_inside_what_the_command_reads_is_refused_before_any_work(tmp_path, capsys, argv):
+    data, boxes, listed = tmp_path / "data", tmp_path / "boxes.json", tmp_path / "list.json"
+    (data / "sub").mkdir(parents=True)
+    (data / "test.json").write_text("index")
+    boxes.write_text("boxes")
+    listed.write_text("a.jpg 0")
+    with pytest.raises(SystemExit) as stop:
+        main([a.format(data=data, boxes=boxes, list=listed) for a in argv])
+    assert stop.value.code == 2 and "which this command reads; write it outside the data set" in \
+        capsys.readouterr().err
+    assert (data / "test.json").read_text() == "index" and boxes.read_text() == "boxes"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["boxes.json", "data", "list.json", "sub", "test.json"]

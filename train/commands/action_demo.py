@@ -32,7 +32,7 @@ def register(subparsers) -> None:
                         "slow training down several times)")
     p.add_argument("--json", type=output_file(".json"), help="also write the per-seed results to this JSON file")
     add_no_progress(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, reads=("data",))  # its indexes and features: no output may land among them
 
 
 def run(args: argparse.Namespace) -> int:

@@ -77,6 +77,34 @@ def _number_or_text(value: str):
 DATA_FILE_PATTERNS = tuple(p.lower() for p in IMAGE_FILTERS) + (f"*{SHARD_SUFFIX}", f"*{INDEX_SUFFIX}")
 
 
+def output_folder(value: str) -> str:
+    """An argparse `type` for a folder a command writes: never an empty path (an unset shell variable, `--out
+    "$OUT"`), which would write into the current folder."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path; give the folder to write")
+    return value
+
+
+def output_among_inputs(command: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """What is wrong when an output file option (`output_file`) would overwrite what the command reads: the
+    --data path itself, or a path inside a folder the command reads whole (`args.reads`, set by commands whose
+    data folder holds more than images: `action-demo --json DATA/test.json` overwrote the test index it had just
+    scored); None when nothing is. (Images inside --data are protected by `output_file`'s name rules.)"""
+    data = Path(args.data).resolve() if getattr(args, "data", None) else None
+    whole = [Path(value).resolve() for value in (getattr(args, name, None) for name in getattr(args, "reads", ()))
+             if value]
+    for action in command._actions:
+        value = getattr(args, action.dest, None)
+        if not getattr(action.type, "writes_file", False) or not value:
+            continue
+        path = Path(value).resolve()
+        source = path if path == data else next((s for s in whole if path == s or s in path.parents), None)
+        if source is not None:
+            return (f"{action.option_strings[0]} {value} would overwrite {source}, which this command reads; "
+                    "write it outside the data set")
+    return None
+
+
 def output_file(suffix: str | None = None):
     """An argparse `type` for a file a command writes, checked before the command does any work (a bench run of
     minutes used to fail at the end on a folder given as --json): not a folder, in a folder that exists, named
@@ -95,5 +123,6 @@ def output_file(suffix: str | None = None):
             raise argparse.ArgumentTypeError(f"{value!r}: its folder {str(path.parent)!r} does not exist")
         return value
 
+    check.writes_file = True  # output_among_inputs looks for it
     return check
 

@@ -1,7 +1,7 @@
 """`dali-has demo`: baseline vs Hide-and-Seek AlexNet-GAP on the embedded synthetic WSOL set."""
 from __future__ import annotations
 
-from train.commands.arguments import add_device
+from train.commands.arguments import add_device, output_folder
 
 
 def register(sub) -> None:
@@ -10,7 +10,7 @@ def register(sub) -> None:
                                    "with and without Hide-and-Seek under each seed, evaluates every run on the "
                                    "held-out split and writes OUT/results.json and OUT/cams.png. Defaults: "
                                    "train.demo.run_demo.")
-    p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    p.add_argument("--out", type=output_folder, default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                    help="training seeds, one baseline and one HaS run each (default 0 1 2)")
     p.add_argument("--epochs", type=int)

@@ -27,7 +27,7 @@ def register(sub) -> None:
                    help="write CAM overlays with boxes here (default RUN_DIR/cams.png)")
     p.add_argument("--examples", type=int, default=8, help="images in the PNG")
     p.add_argument("--json", type=output_file(".json"), help="write the metrics here")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, reads=("boxes",))  # no output may land among the boxes
 
 
 def run(args) -> int:

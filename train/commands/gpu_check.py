@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from train.commands.arguments import output_folder
+
 
 def register(subparsers) -> None:
     from train.bench.gpu_check import DEFAULT_BUDGET_S, SUMMARY
@@ -15,7 +17,8 @@ def register(subparsers) -> None:
                     f"training of each, within --budget seconds. Writes OUT/{SUMMARY} (card, driver, versions, "
                     "every figure) and one log per step. Exits 0 when every step passed, 1 when one failed, 2 "
                     "without a GPU.")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the summary and the logs")
+    p.add_argument("--out", type=output_folder, required=True, metavar="DIR",
+                   help="folder for the summary and the logs")
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="SECONDS",
                    help="time for all steps together (default %(default)s)")
     p.set_defaults(func=run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from train.commands.arguments import add_data, add_no_progress, add_num_threads
+from train.commands.arguments import add_data, add_no_progress, add_num_threads, output_folder
 
 
 def register(subparsers) -> None:
@@ -23,7 +23,8 @@ def register(subparsers) -> None:
                     "counts, bytes before and after, and every bad file. Train on OUT (or OUT/file_list.txt) like "
                     "on the original.")
     add_data(p)
-    p.add_argument("--out", required=True, help="output folder (new or empty, or an earlier run's to resume or update)")
+    p.add_argument("--out", type=output_folder, required=True,
+                   help="output folder (new or empty, or an earlier run's to resume or update)")
     p.add_argument("--max-side", type=int, default=defaults.max_side,
                    help="largest size of the bounded side in pixels, e.g. 256..512 (default %(default)s)")
     p.add_argument("--side", choices=("shorter", "longer"), default=defaults.side,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from train.commands.arguments import add_no_progress
+from train.commands.arguments import add_no_progress, output_folder
 from train.wsol.synth import SynthConfig, generate
 
 
@@ -15,7 +15,7 @@ def register(subparsers) -> None:
                     "part and a larger, less reliable body on cluttered backgrounds (see train/wsol/synth.py). "
                     "Writes OUT/train/<class>/*.jpg, OUT/test/<class>/*.jpg, OUT/boxes.json, OUT/dataset.json "
                     "and OUT/README.txt.")
-    p.add_argument("--out", required=True, help="output folder; must be absent or empty")
+    p.add_argument("--out", type=output_folder, required=True, help="output folder; must be absent or empty")
     p.add_argument("--n-train", type=int, default=defaults.n_train, help="training images (default %(default)s)")
     p.add_argument("--n-test", type=int, default=defaults.n_test, help="held-out images (default %(default)s)")
     p.add_argument("--size", type=int, default=defaults.size, help="image side in pixels (default %(default)s)")

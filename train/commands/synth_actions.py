@@ -5,7 +5,7 @@ import argparse
 import os
 
 from train.actions.synth import SynthActionsConfig, generate
-from train.commands.arguments import add_no_progress
+from train.commands.arguments import add_no_progress, output_folder
 
 
 def register(subparsers) -> None:
@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         description="Generate per-video feature sequences [T, D] with one action each: a long extent with a weak "
                     "class cue and a short, fully reliable burst inside it (see train/actions/synth.py). Writes "
                     "OUT/features/*.npy, OUT/train.json, OUT/test.json and OUT/synth_config.json.")
-    p.add_argument("--out", required=True, help="output folder; must be absent or empty")
+    p.add_argument("--out", type=output_folder, required=True, help="output folder; must be absent or empty")
     p.add_argument("--train-videos", type=int, default=defaults.train_videos, help="default %(default)s")
     p.add_argument("--test-videos", type=int, default=defaults.test_videos, help="default %(default)s")
     p.add_argument("--classes", type=int, default=defaults.classes, help="default %(default)s")
