@@ -45,7 +45,8 @@ ARCH_DEFAULTS = {
 @dataclass(frozen=True)
 class FeatureHaS:
     """Feature-map Hide-and-Seek (paper Table 5) right after the layer named `after` (a name from the model's
-    `named_modules()`, e.g. "body.2" = AlexNet-GAP's conv1 ReLU); cells in feature-map pixels."""
+    `named_modules()`, e.g. "body.1" = AlexNet-GAP's conv1 ReLU, "body.2" with batch_norm); cells in feature-map
+    pixels."""
 
     after: str
     patch_sizes: tuple[int, ...] = (5, 11)  # the paper's sizes on AlexNet's 55x55 conv1 map
@@ -53,7 +54,7 @@ class FeatureHaS:
 
     def __post_init__(self):
         if not isinstance(self.after, str) or not self.after:
-            raise ValueError(f"feature_has after={self.after!r}; expected a layer name such as 'body.2'")
+            raise ValueError(f"feature_has after={self.after!r}; expected a layer name such as 'body.1'")
         has = HaSConfig(self.patch_sizes, self.p_hide)
         object.__setattr__(self, "patch_sizes", has.patch_sizes)
         object.__setattr__(self, "p_hide", has.p_hide)

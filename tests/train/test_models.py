@@ -31,6 +31,17 @@ def test_alexnet_gap_layers_follow_the_paper_at_224():
     assert model.classifier_weight.shape == (1000, 512)
 
 
+@pytest.mark.parametrize("batch_norm, layer", [(False, "body.1"), (True, "body.2")])
+def test_the_layer_the_docs_name_for_feature_hide_and_seek_is_conv1_at_55x55(batch_norm, layer):
+    # README and `--feature-has-after` name these for "after conv1"; body.2 was the max pool (27x27) without BN.
+    model = build_model("alexnet_gap", 10, batch_norm=batch_norm)
+    module = dict(model.named_modules())[layer]
+    shapes = []
+    module.register_forward_hook(lambda m, i, out: shapes.append(tuple(out.shape)))
+    model(torch.zeros(1, 3, 224, 224))
+    assert isinstance(module, nn.ReLU) and shapes == [(1, 96, 55, 55)]
+
+
 def test_alexnet_gap_small_stem_keeps_a_16x16_cam_on_64_pixel_images():
     model = build_model("alexnet_gap", 10, stem="small", width=0.25, batch_norm=True).eval()
     with torch.no_grad():

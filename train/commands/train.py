@@ -55,8 +55,8 @@ def register(sub) -> None:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--feature-has-after", metavar="LAYER",
-                   help="feature-map Hide-and-Seek after this layer (paper Table 5), e.g. body.2 = conv1 of "
-                        "AlexNet-GAP")
+                   help="feature-map Hide-and-Seek after this layer (paper Table 5), e.g. body.1 = conv1 of "
+                        "AlexNet-GAP (body.2 with batch_norm=true)")
     p.add_argument("--feature-has-patch-sizes", type=int, nargs="+", metavar="S",
                    help="cells on the map (default 5 11)")
     p.add_argument("--feature-has-p-hide", type=float)
