@@ -1,8 +1,12 @@
-"""Write a fill into the masked values of a DALI batch: `x * (1 - m) + fill * m`, in x's dtype, on x's device.
+"""Write a fill into the masked values of a DALI batch: x where m = 0, the fill where m = 1 (NaN and infinities
+included), in x's dtype, on x's device.
 
-Shared by the image composition (`composed`) and temporal Hide-and-Seek (`temporal`). Three things make this
-more than one line:
+Shared by the image composition (`composed`) and temporal Hide-and-Seek (`temporal`). Four things make this
+more than one line, `x * (1 - m) + fill * m`:
 
+* Non-finite values. 0 * NaN and 0 * inf are NaN, so a hidden NaN would stay NaN where the numpy oracle writes
+  the fill; DALI's arithmetic has no select, so the hidden values' bits are cleared (x read as an integer of its
+  width, and-ed with all-ones or zero) before the fill is added.
 * Placement. Shapes and layouts are read through CPU nodes (`node.shape()`, `node.property("layout")`) even for
   GPU data: shape arguments such as `fn.random.coin_flip(shape=...)` must live on the CPU.
 * Types. DALI's arithmetic has no float16 on either device (the GPU raises "Right operand data type not
@@ -23,6 +27,7 @@ import nvidia.dali.fn as fn
 import nvidia.dali.types as types
 
 _C = ord("C")
+_SAME_WIDTH_INT = {types.FLOAT: types.INT32, types.FLOAT64: types.INT64}  # compute_dtype's bits, as an integer
 
 
 def fill_node(values: Sequence[float], layout):
@@ -48,8 +53,12 @@ def blend(x, mask, fill: Sequence[float], layout, *, compute_dtype=types.FLOAT):
     fill = _fill_for(x, fill, layout, on_gpu)
     if on_gpu and mask.device != "gpu":
         mask = mask.gpu()
-    mask = fn.cast(mask, dtype=compute_dtype)
-    return fn.cast_like(fn.cast(x, dtype=compute_dtype) * (1 - mask) + fill * mask, x)
+    # x * (1 - mask) would leave NaN and infinities in hidden values (0 * NaN is NaN): the hidden values' bits
+    # are cleared instead (an all-ones or all-zeros integer of x's width), which leaves +0.0, then the fill added.
+    ints = _SAME_WIDTH_INT[compute_dtype]
+    keep = fn.cast(fn.cast(mask, dtype=ints) - 1, dtype=ints)  # -1 (every bit set) where kept, 0 where hidden
+    kept = fn.reinterpret(fn.reinterpret(fn.cast(x, dtype=compute_dtype), dtype=ints) & keep, dtype=compute_dtype)
+    return fn.cast_like(kept + fill * fn.cast(mask, dtype=compute_dtype), x)
 
 
 def _fill_for(x, values: Sequence[float], layout, on_gpu: bool):

@@ -101,6 +101,15 @@ def test_fills_ending_in_a_half_round_to_even_on_integer_images_and_stay_exact_o
         np.testing.assert_array_equal(y, reference.apply_mask(x, np.ones(x.shape[:2], bool), fill, "HWC"))
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def test_hidden_nan_and_infinite_pixels_become_the_fill(impl, device):
+    image = np.full((16, 16, 3), np.nan, np.float32)
+    image[::2, :, 1] = np.inf
+    (batch,) = run_has([image], impl=impl, device=device, patch_sizes=(8,), p_hide=1.0, fill=(1.0, -2.0, 0.5))
+    np.testing.assert_array_equal(batch[0], np.broadcast_to(np.array([1.0, -2.0, 0.5], np.float32), image.shape))
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(p_hide=1.5), "p_hide"),
     (dict(patch_sizes=(16, -1)), "patch_sizes"),

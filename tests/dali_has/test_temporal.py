@@ -61,6 +61,17 @@ def test_fills_ending_in_a_half_round_to_even_on_integer_sequences(device, dtype
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hidden_nan_and_infinite_values_become_the_fill_and_kept_ones_stay(device, dtype):
+    # 0 * NaN is NaN: the blend x * (1 - m) + fill * m left hidden NaN / inf frames NaN, the oracle fills them.
+    x = np.array([[np.nan, 1.0], [np.inf, -np.inf], [2.0, np.nan], [-0.0, 3.0]], dtype)
+    (hidden,) = run_temporal([x], layout="FC", device=device, segment=1, p_hide=1.0, fill=(7.0, -8.0))
+    np.testing.assert_array_equal(hidden[0], np.broadcast_to(np.array([7.0, -8.0], dtype), x.shape))
+    (kept,) = run_temporal([x], layout="FC", device=device, segment=1, p_hide=0.0, fill=(7.0, -8.0))
+    np.testing.assert_array_equal(kept[0], x)  # NaN where NaN was (assert_array_equal treats NaN as equal)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_p_zero_is_identity_and_p_one_hides_every_frame(device):
     sequences = random_sequences(np.random.default_rng(1), [(10, 3), (5, 3)], np.float32)
     (same,) = run_temporal(sequences, layout="FC", device=device, segment=3, p_hide=0.0, fill=-1.0)
