@@ -56,7 +56,7 @@ def blend(x, mask, fill: Sequence[float], layout, *, compute_dtype=types.FLOAT):
     # x * (1 - mask) would leave NaN and infinities in hidden values (0 * NaN is NaN): the hidden values' bits
     # are cleared instead (an all-ones or all-zeros integer of x's width), which leaves +0.0, then the fill added.
     ints = _SAME_WIDTH_INT[compute_dtype]
-    keep = fn.cast(fn.cast(mask, dtype=ints) - 1, dtype=ints)  # -1 (every bit set) where kept, 0 where hidden
+    keep = fn.cast(mask, dtype=ints) - 1  # -1 (every bit set) where kept, 0 where hidden (signed: no promotion)
     kept = fn.reinterpret(fn.reinterpret(fn.cast(x, dtype=compute_dtype), dtype=ints) & keep, dtype=compute_dtype)
     return fn.cast_like(kept + fill * fn.cast(mask, dtype=compute_dtype), x)
 
