@@ -44,9 +44,9 @@ class FeatureHideAndSeek(nn.Module):
                  fill: Union[str, float] = "mean", momentum: float = 0.1):
         super().__init__()
         self.cfg = HaSConfig(patch_sizes, p_hide)
-        if fill not in FEATURE_FILLS and (isinstance(fill, str) or not isinstance(fill, Real)):
+        if not (fill in FEATURE_FILLS if isinstance(fill, str) else isinstance(fill, Real)):
             raise ValueError(f"fill={fill!r}; expected 'mean' or a number")
-        self.fill = fill if fill == "mean" else validate.number("fill", fill)
+        self.fill = fill if isinstance(fill, str) else validate.number("fill", fill)
         self.momentum = validate.number("momentum", momentum, low=0.0, high=1.0, low_open=True)
         # Sized on the first training batch: the module is built before the channel count is known.
         self.register_buffer("running_mean", torch.zeros(0))
@@ -87,6 +87,8 @@ class FeatureHideAndSeek(nn.Module):
             return features
         if features.ndim != 4:
             raise ValueError(f"FeatureHideAndSeek expects [B, C, H, W] features, got shape {tuple(features.shape)}")
+        if features.numel() == 0:  # nothing to hide, and no mean (a NaN would stay in the running mean)
+            return features
         if self.fill == "mean":
             self._update_running_mean(features)
         return self.apply_mask(features, self.draw_mask(features))

@@ -1,4 +1,5 @@
 """FeatureHideAndSeek: the grid rule on feature maps, its statistics, the fill, eval identity and gradients."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -77,6 +78,13 @@ def test_masks_differ_per_sample_and_step():
     assert not torch.equal(a, b)
 
 
+def test_an_empty_batch_leaves_the_running_mean_as_it_was():
+    module = FeatureHideAndSeek([2], p_hide=1.0)
+    module(torch.zeros(0, 3, 4, 4))  # its mean is NaN, which stayed in the running mean for good
+    module(torch.ones(2, 3, 4, 4))
+    torch.testing.assert_close(module.running_mean, torch.ones(3))
+
+
 def test_running_mean_is_saved_and_loaded():
     has = FeatureHideAndSeek((2,))
     has(features())
@@ -88,6 +96,7 @@ def test_running_mean_is_saved_and_loaded():
 @pytest.mark.parametrize("bad, message", [
     (dict(patch_sizes=(-1,)), "patch_sizes"), (dict(patch_sizes=(4,), p_hide=2), "p_hide=2"),
     (dict(patch_sizes=(4,), fill="median"), "fill='median'"), (dict(patch_sizes=(4,), momentum=0), "momentum=0"),
+    (dict(patch_sizes=(4,), fill=np.array([1.0, 2.0])), "expected 'mean' or a number"),
 ])
 def test_settings_are_validated(bad, message):
     with pytest.raises(ValueError, match=message):

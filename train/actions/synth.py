@@ -53,7 +53,7 @@ class SynthActionsConfig:
         for name in ("classes", "dim", "train_videos", "test_videos", "smoothing"):
             validate.positive_int(name, getattr(self, name))
         if self.classes < 2 or self.dim < 2 * self.classes:
-            raise ValueError(f"classes={self.classes}, dim={self.dim}: need classes >= 2 and dim >= 2 * classes "
+            raise ValueError(f"classes={self.classes} with dim={self.dim} features: need 2 <= classes <= dim / 2 "
                              "(one weak and one burst direction per class)")
         _check_pair("frames", self.frames, int, 1)
         _check_pair("extent", self.extent, float, 0.0, 1.0)
@@ -64,6 +64,7 @@ class SynthActionsConfig:
         for name in ("weak_amplitude", "burst_amplitude"):
             validate.number(name, getattr(self, name), low=0.0, low_open=True)
         validate.probability("weak_reliability", self.weak_reliability)
+        validate.whole_number("seed", self.seed)
 
 
 def generate(out_dir: str, cfg: SynthActionsConfig | None = None, *, progress: bool = True) -> dict[str, str]:

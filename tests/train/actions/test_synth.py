@@ -31,7 +31,9 @@ def test_videos_hold_one_action_whose_extent_carries_the_class_cue(tmp_path):
     assert np.linalg.norm(np.concatenate(outside).mean(axis=0)) < 0.2
 
 
-@pytest.mark.parametrize("bad, message", [(dict(classes=1), "classes=1"), (dict(weak_reliability=1.5),
+@pytest.mark.parametrize("bad, message", [(dict(classes=1), "classes=1"), (dict(seed=-1), "seed=-1"),
+                                          (dict(classes=17), "need 2 <= classes <= dim / 2"),
+                                          (dict(weak_reliability=1.5),
                                                                             "weak_reliability=1.5"),
                                           (dict(burst=(30, 40)), "burst=")])
 def test_settings_are_validated(bad, message):
