@@ -3,7 +3,9 @@ sampled uniformly -> temporal HaS (training only).
 
 Codecs (DALI 2.4 `fn.decoders.video`): on the CPU VP8, VP9 and MJPEG (the libavcodec inside DALI's wheel has
 no H.264 / HEVC decoder); with device="gpu" (NVDEC) also H.264, HEVC, AV1 and MPEG-4. Whole videos are decoded
-before sampling, so memory grows with video length: cut long videos into clips first.
+before sampling, so memory grows with video length: cut long videos into clips first. A batch is one dense
+tensor, so every video must have the same frame size (DALI stops with "IsDenseTensor" otherwise, naming no
+file): resize videos to one size when preparing them.
 """
 from __future__ import annotations
 
