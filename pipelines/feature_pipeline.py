@@ -25,7 +25,7 @@ from nvidia.dali import Pipeline, pipeline_def
 
 from dali_has import TemporalHaSConfig, hide_and_seek_temporal
 from pipelines.sequence_loader import SequenceLoader, files_digest
-from pipelines.sequence_reader import read_rows
+from pipelines.sequence_reader import check_name, read_rows
 from pipelines.settings import PipelineOptions
 from pipelines.temporal_sampling import sample_uniformly
 
@@ -167,11 +167,7 @@ FEATURE_DTYPES = tuple(np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int
 def _feature_shape(path: str, where: str) -> tuple[int, int]:
     """(T, D) of a feature file, from its header; a file DALI's numpy decoder would refuse or misread raises a
     ValueError naming it and saying how to write it instead."""
-    try:
-        os.fsencode(path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{where}: the name {path!r} is not UTF-8, which DALI's reader needs; rename the "
-                         "file") from None
+    check_name(path, where)
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)

@@ -71,6 +71,7 @@ def test_evaluation_never_hides(tmp_path):
     ("v.mjpeg", None, "give a list"),  # a string was split into one-letter paths
     ([], None, "give a list"),
     (["v.mjpeg"], {"segment": 2}, "TemporalHaSConfig"),
+    ([b"caf\xe9.mjpeg".decode("utf-8", "surrogateescape")], None, "is not UTF-8"),
 ])
 def test_video_pipeline_refuses_a_path_string_and_settings_of_the_wrong_kind(paths, has, said):
     with pytest.raises(ValueError, match=said):
