@@ -48,6 +48,13 @@ CROP_RATIO = 0.875  # evaluation: resize the shorter side to crop / 0.875 (256 f
 # per-sample state for the whole batch when it builds a pipeline, so batch_size=10**9 dies in std::bad_alloc.
 MAX_CROP = 8192
 MAX_BATCH_SIZE = 65536
+# DALI's CPU threads per pipeline: far more than any machine's cores (100,000 aborted DALI, exit 134, no message).
+MAX_THREADS = 1024
+
+
+def checked_num_threads(value) -> int:
+    """A DALI thread count, 1 to MAX_THREADS (ValueError naming num_threads otherwise)."""
+    return validate.whole_number("num_threads", value, minimum=1, maximum=MAX_THREADS)
 # PipelineOptions.operator_concurrency -> DALI's policy.
 OPERATOR_CONCURRENCY = {"backend": OperatorConcurrency.BACKEND, "full": OperatorConcurrency.FULL}
 
@@ -96,7 +103,7 @@ class PipelineOptions:
         _set(self, "num_shards", validate.positive_int("num_shards", self.num_shards))
         _set(self, "shard_id", validate.whole_number("shard_id", self.shard_id, maximum=self.num_shards - 1))
         if self.num_threads is not None:
-            _set(self, "num_threads", validate.positive_int("num_threads", self.num_threads))
+            _set(self, "num_threads", checked_num_threads(self.num_threads))
         if self.seed is not None:
             # DALI seeds are 64-bit; seed + shard_id + the rebuild offsets must stay below 2**63.
             _set(self, "seed", validate.whole_number("seed", self.seed, maximum=2**62))

@@ -22,6 +22,7 @@ from pipelines.settings import (
     MAX_BATCH_SIZE,
     MAX_CROP,
     TrainAugment,
+    checked_num_threads,
     rgb,
 )
 from train.models import ARCHS, build_model, model_options
@@ -173,7 +174,7 @@ class TrainConfig:
         self.mean, self.std = rgb("mean", self.mean), rgb("std", self.std, positive=True)
         self.seed = validate.whole_number("seed", self.seed, maximum=2**62)
         if self.num_threads is not None:
-            self.num_threads = validate.positive_int("num_threads", self.num_threads)
+            self.num_threads = checked_num_threads(self.num_threads)
         if isinstance(self.feature_has, dict):
             if "after" not in self.feature_has:
                 raise ValueError(f"feature_has={self.feature_has!r} needs 'after', the layer to hide features after")

@@ -37,7 +37,12 @@ class BoxFormatError(ValueError):
 
 
 def _check_box(box: Sequence[float], where: str, size: tuple[int, int] | None = None) -> Box:
-    x0, y0, x1, y1 = (float(v) for v in box)
+    if any(isinstance(v, bool) for v in box):  # JSON true would be read as 1
+        raise BoxFormatError(f"{where}: box {list(box)} holds true/false; expected four numbers")
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except OverflowError:  # a JSON integer beyond float range
+        raise BoxFormatError(f"{where}: box {list(box)} holds a number too large for a pixel coordinate") from None
     if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x0 < 0 or y0 < 0 or x1 < x0 or y1 < y0:
         raise BoxFormatError(f"{where}: box {[x0, y0, x1, y1]} is not 0 <= x0 <= x1, 0 <= y0 <= y1")
     if size is not None and (x1 > size[0] or y1 > size[1]):
@@ -194,25 +199,28 @@ def _read_id_table(path: Path, width: int, kind: type, multi: bool = False) -> d
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; expected the CUB-200-2011 file of that name")
     table: dict = {}
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != width + 1:
-                raise BoxFormatError(f"{path}:{line_no}: {len(parts)} fields, expected an image id and {width}")
-            try:
-                image_id = int(parts[0])
-                values = tuple(kind(p) for p in parts[1:])
-            except ValueError:
-                raise BoxFormatError(f"{path}:{line_no}: cannot read {line.strip()!r} as an image id and "
-                                     f"{width} {kind.__name__} value(s)") from None
-            if multi:
-                table.setdefault(image_id, []).append((line_no, values))
-            elif image_id in table:
-                raise BoxFormatError(f"{path}:{line_no}: image id {image_id} repeats line {table[image_id][0]}")
-            else:
-                table[image_id] = (line_no, values)
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise BoxFormatError(f"{path}: not UTF-8 text") from None
+    for line_no, line in enumerate(lines, start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != width + 1:
+            raise BoxFormatError(f"{path}:{line_no}: {len(parts)} fields, expected an image id and {width}")
+        try:
+            image_id = int(parts[0])
+            values = tuple(kind(p) for p in parts[1:])
+        except ValueError:
+            raise BoxFormatError(f"{path}:{line_no}: cannot read {line.strip()!r} as an image id and "
+                                 f"{width} {kind.__name__} value(s)") from None
+        if multi:
+            table.setdefault(image_id, []).append((line_no, values))
+        elif image_id in table:
+            raise BoxFormatError(f"{path}:{line_no}: image id {image_id} repeats line {table[image_id][0]}")
+        else:
+            table[image_id] = (line_no, values)
     return table
 
 
@@ -230,6 +238,10 @@ def read_synth(path: str | Path, split: str = "all") -> BoxTable:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise BoxFormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise BoxFormatError(f"{path}: not UTF-8 text, as JSON must be") from None
+    except RecursionError:
+        raise BoxFormatError(f"{path}: JSON nested too deep to be a boxes file") from None
     if not isinstance(doc, dict) or doc.get("format") != SYNTH_BOXES_FORMAT or not isinstance(doc.get("images"), dict):
         raise BoxFormatError(f"{path}: not a {SYNTH_BOXES_FORMAT} boxes file (expected 'format' and 'images' keys)")
     out: BoxTable = {}

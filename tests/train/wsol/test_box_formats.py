@@ -69,7 +69,7 @@ def _cub(root, images=None, boxes=None, labels=None, split=None):
         "train_test_split.txt": split or "1 0\n2 1\n3 0\n",
     }
     for name, text in files.items():
-        (root / name).write_text(text)
+        (root / name).write_bytes(text.encode("utf-8", "surrogateescape"))  # a \udcXX character: that raw byte
     return root
 
 
@@ -96,6 +96,7 @@ def test_cub(tmp_path):
     (dict(labels="1 1\n3 200\n"), r"images\.txt:2: image id 2 has no line in image_class_labels"),
     (dict(labels="1 0\n2 1\n3 200\n"), r"image_class_labels\.txt:1: class 0"),
     (dict(split="1 0\n2 2\n3 0\n"), r"train_test_split\.txt:2: is_training is 2"),
+    (dict(images="1 caf\udce9/a.jpg\n"), r"images\.txt: not UTF-8"),
 ])
 def test_cub_errors_name_the_file_and_line(tmp_path, files, match):
     with pytest.raises(BoxFormatError, match=match):
@@ -133,9 +134,16 @@ def test_synth_boxes_and_splits(tmp_path):
      r"image 'a\.jpg': 'boxes' is \[\[0, 0, 1\]\]"),
     ('{"format": "dali-has-synth", "images": {"a.jpg": {"label": 1, "boxes": [[5, 0, 1, 1]]}}}',
      r"image 'a\.jpg': box .* is not"),
+    # Each of these was a raw traceback (OverflowError, RecursionError) or an error naming no file, or was taken.
+    ('{"format": "dali-has-synth", "images": {"a.jpg": {"label": 1, "boxes": [[true, 0, 1, 1]]}}}',
+     r"image 'a\.jpg': box .* holds true/false"),
+    ('{"format": "dali-has-synth", "images": {"a.jpg": {"label": 1, "boxes": [[0, 0, 1, 1%s]]}}}' % ("0" * 400),
+     r"image 'a\.jpg': box .* too large"),
+    ("[" * 100_000 + "]" * 100_000, r"boxes\.json: JSON nested too deep"),
+    (b'{"format": "caf\xe9"}', r"boxes\.json: not UTF-8"),
 ])
 def test_synth_errors_name_the_file_and_place(tmp_path, text, match):
-    (tmp_path / "boxes.json").write_text(text)
+    (tmp_path / "boxes.json").write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(BoxFormatError, match=match):
         read_synth(tmp_path / "boxes.json")
 
