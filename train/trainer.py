@@ -106,7 +106,8 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     classes = num_classes(cfg.data)  # a bad --data fails here, before the run folder is made
     _check_crop_fits_model(cfg, classes)  # and a crop the network cannot take
     if cfg.val is not None:  # and validation settings it would refuse only after the first epoch
-        check_evaluation(cfg, cfg.val.data, boxes=cfg.val.boxes, split=cfg.val.split, resize=cfg.val.resize)
+        check_evaluation(cfg, cfg.val.data, model_classes=classes, boxes=cfg.val.boxes, split=cfg.val.split,
+                         resize=cfg.val.resize)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file; give a folder for the run (a new one, or an existing "

@@ -36,12 +36,11 @@ def run(args) -> int:
     from train.wsol.visualize import cam_comparison
 
     results = {}
-    for run_dir in args.checkpoint:
-        results[Path(run_dir).name] = evaluate(run_dir, args.data, args.boxes, ten_crop=args.ten_crop,
-                                               checkpoint=BEST if args.best else CHECKPOINT,
-                                               cam_threshold=args.cam_threshold, batch_size=args.batch_size,
-                                               device=args.device, num_threads=args.num_threads,
-                                               resize=args.resize, split=args.split, examples=args.examples)
+    for label, run_dir in zip(run_labels(args.checkpoint), args.checkpoint):
+        results[label] = evaluate(run_dir, args.data, args.boxes, ten_crop=args.ten_crop,
+                                  checkpoint=BEST if args.best else CHECKPOINT, cam_threshold=args.cam_threshold,
+                                  batch_size=args.batch_size, device=args.device, num_threads=args.num_threads,
+                                  resize=args.resize, split=args.split, examples=args.examples)
     metrics = {name: r.metrics for name, r in results.items()}
     print(localization_table(metrics))
     if args.json:
@@ -50,3 +49,16 @@ def run(args) -> int:
         png = args.png or str(Path(args.checkpoint[0]) / "cams.png")
         print(f"CAM overlays: {cam_comparison({n: r.examples for n, r in results.items()}, png)}")
     return 0
+
+
+def run_labels(run_dirs: list[str]) -> list[str]:
+    """A row label per run folder: its name, or as many trailing parts of its path as make the labels differ
+    (`exp1/run exp2/run` were both "run", and the second run's numbers replaced the first's)."""
+    parts = [Path(run_dir).resolve().parts for run_dir in run_dirs]
+    if len(set(parts)) != len(parts):
+        raise ValueError("--checkpoint names one run folder twice; give each run once")
+    for count in range(1, max(map(len, parts)) + 1):
+        labels = ["/".join(p[-count:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            break
+    return labels

@@ -1,13 +1,19 @@
 """Class activation maps (Zhou et al. 2016; Hide-and-Seek paper §3.1.3): CAM(c) = Σ_k W[c, k] · F_k.
 
 F are the last conv features [N, K, h, w] and W the linear classifier's weights [classes, K]; the bias is left
-out (it shifts the map by a constant, which normalization removes anyway). Maps are upsampled bilinearly to
-the input size and min-max normalized per image to [0, 1] as wsolevaluation's `normalize_scoremap` does
-(clovaai/wsolevaluation, inference.py; a constant map becomes all zeros). wsolevaluation resizes with
-bicubic interpolation, which overshoots; bilinear keeps the map within the range of its samples.
+out, as in the CAM paper's code (zhoubolei/CAM, `returnCAMmap.m`). Maps are upsampled bilinearly to the input
+size (wsolevaluation resizes with bicubic interpolation, which overshoots; bilinear keeps the map within the
+range of its samples). Two scales, one per metric:
+
+* `fraction_of_max`: the map divided by its maximum, negatives clipped to 0, so that "20 % of the max" (the
+  papers' box rule, GT-known Loc and Top-1 Loc) is the threshold 0.2. The CAM code does the same: it divides
+  by the max and writes the map as an image, which clips negatives.
+* `normalize_cams`: min-max normalized to [0, 1], as wsolevaluation's `normalize_scoremap` (MaxBoxAccV2). On
+  this scale 0.2 means min + 0.2 (max - min), another rule: CAMs have negative minima.
 
     features, logits = model.features_and_logits(images)
-    cams = class_activation_maps(features, model.classifier_weight, labels, size=images.shape[-2:])
+    cams = class_activation_maps(features, model.classifier_weight, labels, size=images.shape[-2:],
+                                 normalize=False)  # raw: LocalizationMeter puts them on each metric's scale
 """
 from __future__ import annotations
 
@@ -21,7 +27,8 @@ def class_activation_maps(features: torch.Tensor, weight: torch.Tensor, classes:
                           size: Sequence[int] | None = None, normalize: bool = True) -> torch.Tensor:
     """CAMs [N, H, W] of class classes[n] for each image n, upsampled to `size` (default: the feature size).
 
-    normalize=False returns the raw, upsampled maps, e.g. to average over test crops before normalizing.
+    normalize=True min-max normalizes them (`normalize_cams`); False returns the raw, upsampled maps, which
+    `LocalizationMeter` takes (it puts them on each metric's scale).
     """
     if features.dim() != 4:
         raise ValueError(f"features have shape {tuple(features.shape)}; expected [N, K, h, w]")
@@ -45,4 +52,14 @@ def normalize_cams(cams: torch.Tensor) -> torch.Tensor:
     span = flat.amax(dim=1, keepdim=True) - lo
     ok = torch.isfinite(span) & (span > 0)
     out = torch.where(ok, (flat - lo) / torch.where(ok, span, torch.ones_like(span)), torch.zeros_like(flat))
+    return out.reshape(cams.shape)
+
+
+def fraction_of_max(cams: torch.Tensor) -> torch.Tensor:
+    """Each map of [N, H, W] divided by its maximum, negatives clipped to 0 (the papers' scale, see the module
+    docstring); maps without a finite positive maximum become zeros."""
+    flat = cams.reshape(cams.shape[0], -1)
+    top = flat.amax(dim=1, keepdim=True)
+    ok = torch.isfinite(top) & (top > 0)
+    out = torch.where(ok, (flat / torch.where(ok, top, torch.ones_like(top))).clamp(0, 1), torch.zeros_like(flat))
     return out.reshape(cams.shape)

@@ -19,14 +19,14 @@ from tqdm import tqdm
 
 from dali_has import validate
 from pipelines import make_loader
-from pipelines.files import load_dataset
+from pipelines.files import load_dataset, num_classes
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, eval_resize
 from train.checkpoint import CHECKPOINT, load_trained_model
 from train.config import TrainConfig
 from train.models import CAMNet
 from train.tables import format_table
 from train.wsol.box_formats import Annotation, BoxTable, read_boxes
-from train.wsol.cam import class_activation_maps
+from train.wsol.cam import class_activation_maps, fraction_of_max
 from train.wsol.localization import ClassificationMeter, LocalizationMeter, boxes_from_cam
 
 CENTER_CROP = TEN_CROP_POSITIONS.index((0.5, 0.5))
@@ -120,17 +120,22 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, checkpoint: str = CH
                           examples=examples, progress=progress)
 
 
-def check_evaluation(cfg: TrainConfig, data: str, *, boxes: str | None = None, split: str = "test",
-                     resize: int | None = None) -> None:
-    """What `evaluate_model` would refuse about these settings, found now: the resize, the box file and whether
-    it fits the data. The trainer checks its validation settings so before the first epoch, not after it."""
-    _checked_inputs(cfg, data, boxes, split, resize)
+def check_evaluation(cfg: TrainConfig, data: str, *, model_classes: int, boxes: str | None = None,
+                     split: str = "test", resize: int | None = None) -> None:
+    """What `evaluate_model` would refuse about these settings, found now: the resize, classes the model has no
+    output for, the box file and whether it fits the data. The trainer checks its validation settings so before
+    the first epoch, not after it."""
+    _checked_inputs(cfg, data, model_classes, boxes, split, resize)
 
 
-def _checked_inputs(cfg: TrainConfig, data: str, boxes: str | None, split: str, resize: int | None
-                    ) -> tuple[int, list | None]:
+def _checked_inputs(cfg: TrainConfig, data: str, model_classes: int, boxes: str | None, split: str,
+                    resize: int | None) -> tuple[int, list | None]:
     """The resize, and with boxes each sample's annotation in loader order (all shards)."""
     resize = eval_resize(cfg.crop, resize)
+    classes = num_classes(data)
+    if classes > model_classes:
+        raise ValueError(f"{data} holds {classes} classes and the model {model_classes}: labels from "
+                         f"{model_classes} on have no output; evaluate on data with the training set's classes")
     return resize, None if boxes is None else match_annotations(data, read_boxes(boxes, split=split))
 
 
@@ -148,7 +153,7 @@ def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | N
     """
     examples = validate.whole_number("examples", examples)
     torch_device = torch.device("cuda" if device == "gpu" else "cpu")
-    resize, matched = _checked_inputs(cfg, data, boxes, split, resize)
+    resize, matched = _checked_inputs(cfg, data, model.num_classes, boxes, split, resize)
     threshold = CAM_THRESHOLDS[cfg.arch] if cam_threshold is None else cam_threshold
     loader = make_loader(data, train=False, batch_size=batch_size, crop=cfg.crop, device=device, ten_crop=ten_crop,
                          resize=resize, mean=cfg.mean, std=cfg.std, num_threads=num_threads, shard_id=shard_id,
@@ -172,7 +177,8 @@ def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | N
             if annotations is None:
                 meter.update(logits.float(), labels)
                 continue
-            cams = class_activation_maps(features, model.classifier_weight, labels, size=center.shape[-2:])
+            cams = class_activation_maps(features, model.classifier_weight, labels, size=center.shape[-2:],
+                                         normalize=False)
             true_boxes = [boxes_in_crop(ann.boxes, *image_size(path, ann), resize, cfg.crop)
                           for path, ann in annotations[index:index + len(labels)]]
             meter.update(logits.float(), labels, cams, true_boxes)
@@ -189,7 +195,9 @@ def _examples(model, features, logits, labels, images, true_boxes, threshold, cf
     from train.wsol.visualize import to_uint8_images
 
     predicted = logits.argmax(1)
-    cams = class_activation_maps(features, model.classifier_weight, predicted, size=images.shape[-2:])
+    # On the scale of GT-known Loc's box, which the picture shows.
+    cams = fraction_of_max(class_activation_maps(features, model.classifier_weight, predicted,
+                                                 size=images.shape[-2:], normalize=False))
     pictures = to_uint8_images(images[:count], cfg.mean, cfg.std)
     out = []
     for i in range(min(count, len(labels))):

@@ -3,9 +3,10 @@
 Conventions follow clovaai/wsolevaluation (Choe et al., CVPR 2020), `evaluation.py`, so MaxBoxAccV2 here is
 their number:
 
-* A CAM is an [H, W] map normalized to [0, 1] (`train.wsol.cam`). It is quantized as `uint8(cam * 255)` and the
-  foreground at threshold t is `cam_u8 > int(t * max(cam_u8))` (their `scoremap2bbox`: cv2.threshold,
-  THRESH_BINARY, which is strict).
+* A CAM is an [H, W] map scaled to [0, 1] (`train.wsol.cam`: min-max for MaxBoxAccV2 as theirs, divided by
+  its max for GT-known Loc as in the papers). It is quantized as `uint8(cam * 255)` and the foreground at
+  threshold t is `cam_u8 > int(t * max(cam_u8))` (their `scoremap2bbox`: cv2.threshold, THRESH_BINARY, which
+  is strict).
 * Components are 8-connected (what cv2.findContours traces); we label them with scipy.ndimage.label
   instead of tracing contours. With all components (MaxBoxAccV2), the candidates are what their
   findContours(RETR_TREE) returns: each component's outer border and also the border of each hole in it.
@@ -31,12 +32,14 @@ wsolevaluation's metadata does.
 Metrics (percent), accumulated batch by batch by `LocalizationMeter`:
 
 * top-1 / top-5 classification accuracy;
-* GT-known Loc (paper §4.1.1): the box of the largest component of the true class's CAM at a fixed fraction
-  of its max (AlexNet-GAP: 0.20) has IoU >= 0.5 with some true box; Top-1 Loc: that and a correct top-1
-  class (the predicted class's CAM is then the true class's);
-* MaxBoxAccV2 (wsolevaluation `BoxEvaluator` with multi_contour_eval and multi_iou_eval): for CAM thresholds
-  0, 0.001, ..., 0.999 the boxes of *all* components, an image being correct at a threshold when any of them
-  has IoU >= δ with any true box; per δ in {0.3, 0.5, 0.7} the accuracy at the best threshold; their mean.
+* GT-known Loc (paper §4.1.1): the box of the largest component of the true class's CAM above a fixed
+  fraction of its max (AlexNet-GAP: 0.20; the map divided by its max, negatives 0: `fraction_of_max`) has
+  IoU >= 0.5 with some true box; Top-1 Loc: that and a correct top-1 class (the predicted class's CAM is
+  then the true class's);
+* MaxBoxAccV2 (wsolevaluation `BoxEvaluator` with multi_contour_eval and multi_iou_eval): for thresholds
+  0, 0.001, ..., 0.999 of the min-max normalized CAM (`normalize_cams`) the boxes of *all* components, an
+  image being correct at a threshold when any of them has IoU >= δ with any true box; per δ in {0.3, 0.5, 0.7}
+  the accuracy at the best threshold; their mean.
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ from scipy import ndimage
 from torchvision.ops import box_iou as _torchvision_box_iou
 
 from dali_has import validate
+from train.wsol.cam import fraction_of_max, normalize_cams
 
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)  # MaxBoxAccV2's δ levels
 CAM_CURVE_INTERVAL = 0.001  # wsolevaluation's default --cam_curve_interval (config.py)
@@ -85,7 +89,8 @@ def quantize_cam(cam) -> np.ndarray:
     if cam.ndim != 2:
         raise ValueError(f"CAM has shape {cam.shape}; expected [H, W]")
     if not np.isfinite(cam).all() or cam.min() < 0 or cam.max() > 1:
-        raise ValueError("CAM values must be finite and in [0, 1]; normalize with train.wsol.cam.normalize_cams")
+        raise ValueError("CAM values must be finite and in [0, 1]; scale them with train.wsol.cam.fraction_of_max "
+                         "or normalize_cams")
     return (cam * 255).astype(np.uint8)
 
 
@@ -239,21 +244,27 @@ class LocalizationMeter(ClassificationMeter):
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor, cams: torch.Tensor,
                gt_boxes: Sequence) -> np.ndarray:
-        """Add a batch: logits [N, C], labels [N], the true classes' normalized CAMs [N, H, W] and, per
-        image, its true boxes [k, 4] in CAM pixels. Returns whether each top-1 prediction is right."""
-        cams = cams.detach().cpu()
+        """Add a batch: logits [N, C], labels [N], the true classes' raw CAMs [N, H, W]
+        (`class_activation_maps(..., normalize=False)`) and, per image, its true boxes [k, 4] in CAM pixels.
+        Returns whether each top-1 prediction is right."""
+        cams = cams.detach().float().cpu()
         n = logits.shape[0]
         if cams.dim() != 3 or cams.shape[0] != n or len(gt_boxes) != n:
             raise ValueError(f"batch shapes disagree: logits {tuple(logits.shape)}, cams {tuple(cams.shape)}, "
                              f"{len(gt_boxes)} box lists; expected [N, C], [N, H, W] and N")
+        if not (torch.isfinite(cams).all() and torch.isfinite(logits).all()):
+            # A model of NaN weights scored a plausible top-1 (argmax of NaN is class 0) and 0 % localization.
+            raise ValueError("the model's logits or CAMs hold NaN or infinite values: its weights or features "
+                             "are not finite")
         top1 = super().update(logits, labels)
+        of_max, min_max = fraction_of_max(cams), normalize_cams(cams)
         for i in range(n):
             gt = np.asarray(gt_boxes[i], dtype=np.float64).reshape(-1, 4)
-            (largest_iou,) = best_iou_per_threshold(cams[i], gt, [self.cam_threshold], all_components=False)
+            (largest_iou,) = best_iou_per_threshold(of_max[i], gt, [self.cam_threshold], all_components=False)
             hit = largest_iou >= self.iou_threshold
             self.gt_known += int(hit)
             self.top1_loc += int(hit and top1[i])
-            best = best_iou_per_threshold(cams[i], gt, self.cam_thresholds, all_components=True)
+            best = best_iou_per_threshold(min_max[i], gt, self.cam_thresholds, all_components=True)
             self.box_correct += best[None, :] >= np.asarray(self.iou_thresholds)[:, None]
         return top1
 

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -7,6 +8,8 @@ from PIL import Image
 from pipelines import TrainAugment, make_loader
 from tests.train.test_trainer import tiny_config
 from train.cli import main
+from train.commands.eval import run_labels
+from train.config import Validation
 from train.trainer import fit
 from train.wsol.box_formats import Annotation
 from train.wsol.evaluate import boxes_in_crop, crop_geometry, evaluate, match_annotations
@@ -100,3 +103,27 @@ def test_negative_examples_are_refused(tiny_synth, tmp_path, capsys):
     code = main(["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
                  "--checkpoint", str(tmp_path / "run"), "--examples", "-3"])
     assert code == 2 and "examples=-3 must be a whole number >= 0" in capsys.readouterr().err
+
+
+def test_runs_with_the_same_folder_name_keep_their_own_rows(tmp_path):
+    # `exp1/run exp2/run` were both "run": one row, holding the second run's numbers.
+    assert run_labels([str(tmp_path / "exp1" / "run"), str(tmp_path / "exp2" / "run")]) == ["exp1/run", "exp2/run"]
+    assert run_labels([str(tmp_path / "base"), str(tmp_path / "has")]) == ["base", "has"]
+    assert run_labels(["."]) == [tmp_path.cwd().name]  # not ""
+    with pytest.raises(ValueError, match="names one run folder twice"):
+        run_labels([str(tmp_path / "a"), str(tmp_path / "b" / ".." / "a")])
+
+
+def test_evaluation_data_with_classes_the_model_has_no_output_for_is_refused_before_any_work(tiny_synth, tmp_path,
+                                                                                            capsys):
+    # A raw IndexError in the CAM; in training after the whole first epoch, with nothing saved.
+    fit(tiny_config(tiny_synth, tmp_path / "run", epochs=1, max_steps_per_epoch=1))  # 3 classes
+    more = tmp_path / "more"
+    shutil.copytree(tiny_synth / "test", more)
+    shutil.copytree(more / sorted(p.name for p in more.iterdir())[0], more / "zz_extra")
+    code = main(["eval", "--data", str(more), "--boxes", str(tiny_synth / "boxes.json"),
+                 "--checkpoint", str(tmp_path / "run")])
+    assert code == 2 and "holds 4 classes and the model 3" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="holds 4 classes and the model 3"):
+        fit(tiny_config(tiny_synth, tmp_path / "val", epochs=1, val=Validation(data=str(more))))
+    assert not (tmp_path / "val").exists()

@@ -4,6 +4,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from train.wsol.cam import fraction_of_max, normalize_cams
 from train.wsol.localization import LocalizationMeter, best_iou_per_threshold, box_iou, boxes_from_cam, scale_boxes
 
 
@@ -137,6 +138,26 @@ def test_meter_gt_known_top1_loc_and_classification():
     assert meter2.compute()["gt_known_loc"] == 100.0 and meter2.compute()["top1_loc"] == 0.0
 
 
+def test_gt_known_loc_thresholds_at_a_fraction_of_the_max_and_maxboxacc_on_the_min_max_scale():
+    # A raw CAM: -1 background, 0 on a ring, 1 on the core. The papers' rule (20 % of the max; the CAM code
+    # divides by the max, negatives clipped) boxes the core; min-max normalized, 0.2 is min + 0.2 (max - min) =
+    # -0.6, which boxes the ring as well (what GT-known Loc computed before, 5 to 8 points apart on demo runs).
+    cam = np.full((10, 10), -1.0)
+    cam[2:8, 2:8] = 0.0
+    cam[4:6, 4:6] = 1.0
+    core = [[4, 4, 6, 6]]
+    assert boxes_from_cam(fraction_of_max(torch.tensor(cam)[None])[0], 0.2).tolist() == core
+    assert boxes_from_cam(normalize_cams(torch.tensor(cam)[None])[0], 0.2).tolist() == [[2, 2, 8, 8]]
+    meter = LocalizationMeter()
+    meter.update(torch.tensor([[1.0, 0.0]]), torch.zeros(1, dtype=torch.long), torch.tensor(cam)[None], [core])
+    r = meter.compute()
+    assert r["gt_known_loc"] == 100.0
+    # MaxBoxAccV2 on the min-max scale: the ring sits at 0.5 there, so only thresholds near 0.5 box the core (on
+    # the fraction-of-max scale the ring is 0, and 0.0 would be the first to)
+    assert r["maxboxacc_by_iou"]["0.5"] == 100.0 and 0.49 <= r["best_cam_threshold"]["0.5"] <= 0.5
+    assert fraction_of_max(torch.full((1, 2, 2), -3.0)).eq(0).all()  # no positive max: nothing is foreground
+
+
 def test_meter_maxboxacc_v2_best_threshold_per_iou_then_mean():
     cams, gt = _four_images()
     meter = LocalizationMeter()
@@ -153,9 +174,12 @@ def test_meter_maxboxacc_v2_best_threshold_per_iou_then_mean():
 
 
 def test_meter_rejects_bad_input():
-    meter = LocalizationMeter()
-    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
-        meter.update(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), torch.full((1, 4, 4), 2.0), [[[0, 0, 1, 1]]])
+    meter, BOX = LocalizationMeter(), [[0, 0, 1, 1]]
+    # A model of NaN weights scored a plausible top-1 (argmax of NaN logits is class 0).
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        meter.update(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), torch.full((1, 4, 4), np.nan), [BOX])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        meter.update(torch.full((1, 2), np.nan), torch.zeros(1, dtype=torch.long), torch.zeros(1, 4, 4), [BOX])
     with pytest.raises(ValueError, match="batch shapes disagree"):
         meter.update(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.zeros(1, 4, 4), [[[0, 0, 1, 1]]])
     with pytest.raises(ValueError, match="no true box"):
