@@ -31,12 +31,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from train.checkpoint import BEST, CHECKPOINT
+    from train.checkpoint import BEST, CHECKPOINT, load_run_config
     from train.wsol.evaluate import evaluate, localization_table
-    from train.wsol.visualize import cam_comparison
+    from train.wsol.visualize import cam_comparison, check_comparison_size
 
+    labels = run_labels(args.checkpoint)
+    if args.examples:  # a picture too large would be refused only after the whole evaluation
+        check_comparison_size(args.examples, len(labels), max(load_run_config(r).crop for r in args.checkpoint))
     results = {}
-    for label, run_dir in zip(run_labels(args.checkpoint), args.checkpoint):
+    for label, run_dir in zip(labels, args.checkpoint):
         results[label] = evaluate(run_dir, args.data, args.boxes, ten_crop=args.ten_crop,
                                   checkpoint=BEST if args.best else CHECKPOINT, cam_threshold=args.cam_threshold,
                                   batch_size=args.batch_size, device=args.device, num_threads=args.num_threads,

@@ -36,7 +36,9 @@ class BoxFormatError(ValueError):
     """A box file that cannot be read as its format; the message names the file and the place."""
 
 
-def _check_box(box: Sequence[float], where: str, size: tuple[int, int] | None = None) -> Box:
+def check_box(box: Sequence[float], where: str, size: tuple[int, int] | None = None) -> Box:
+    """A box [x0, y0, x1, y1] as floats, inside a (width, height) image when `size` is given; else a
+    BoxFormatError naming `where`."""
     if any(isinstance(v, bool) for v in box):  # JSON true would be read as 1
         raise BoxFormatError(f"{where}: box {list(box)} holds true/false; expected four numbers")
     try:
@@ -113,7 +115,7 @@ def _read_one_xml(path: Path, index: dict[str, int] | None) -> tuple[str, str, A
                 values.append(float(text))
             except (TypeError, ValueError):
                 raise BoxFormatError(f"{where}: <bndbox><{tag}> is {text!r}, expected a number") from None
-        boxes.append(_check_box(values, where, size))
+        boxes.append(check_box(values, where, size))
     if len(synsets) > 1:
         raise BoxFormatError(f"{path}: objects of several classes {sorted(synsets)}; expected one per image")
     (synset,) = synsets
@@ -174,7 +176,7 @@ def read_cub(root: str | Path, split: str = "test") -> BoxTable:
             raise BoxFormatError(f"{root / 'image_class_labels.txt'}:{label_line}: class {label}; "
                                  "CUB classes are numbered from 1")
         size = _header_size(root / "images" / path)
-        boxes = [_check_box((x, y, x + w, y + h), f"{root / 'bounding_boxes.txt'}:{box_line}", size)
+        boxes = [check_box((x, y, x + w, y + h), f"{root / 'bounding_boxes.txt'}:{box_line}", size)
                  for box_line, (x, y, w, h) in raw_boxes.get(image_id, [])]
         if not boxes:
             raise BoxFormatError(f"{root / 'images.txt'}:{line}: image id {image_id} has no line in "
@@ -259,7 +261,7 @@ def read_synth(path: str | Path, split: str = "all") -> BoxTable:
                 isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b) for b in boxes):
             raise BoxFormatError(f"{where}: 'boxes' is {boxes!r}, expected a non-empty list of [x0, y0, x1, y1]")
         size = _json_size(entry.get("size"), f"{where}: 'size'") or common_size
-        out[key[len(prefix):]] = Annotation(label, [_check_box(b, where, size) for b in boxes], size)
+        out[key[len(prefix):]] = Annotation(label, [check_box(b, where, size) for b in boxes], size)
     return out
 
 

@@ -20,12 +20,13 @@ from tqdm import tqdm
 from dali_has import validate
 from pipelines import make_loader
 from pipelines.files import load_dataset, num_classes
+from pipelines.prepare import MANIFEST as PREPARE_MANIFEST
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, eval_resize
 from train.checkpoint import CHECKPOINT, load_trained_model
 from train.config import TrainConfig
 from train.models import CAMNet
 from train.tables import format_table
-from train.wsol.box_formats import Annotation, BoxTable, read_boxes
+from train.wsol.box_formats import Annotation, BoxTable, check_box, read_boxes
 from train.wsol.cam import class_activation_maps, fraction_of_max
 from train.wsol.localization import ClassificationMeter, LocalizationMeter, boxes_from_cam
 
@@ -63,9 +64,12 @@ def boxes_in_crop(boxes, width: int, height: int, resize: int, crop: int) -> np.
 
 
 def match_annotations(data: str, table: BoxTable) -> list:
-    """Per sample of `data` in loader order, its annotation; keys match by relative path or file stem."""
+    """Per sample of `data` in loader order, (path, annotation with its image size); keys match by relative path
+    or file stem. Sizes the box file does not store are read from the image headers, and the boxes checked
+    against them."""
     dataset = load_dataset(data)
     by_stem = {Path(k).stem: v for k, v in table.items()}
+    prepared = (dataset.root / PREPARE_MANIFEST).is_file()
     out, missing = [], []
     for name, label in dataset.samples:
         ann = table.get(name) or by_stem.get(Path(name).stem)
@@ -75,18 +79,19 @@ def match_annotations(data: str, table: BoxTable) -> list:
         if ann.label is not None and ann.label != label:
             raise ValueError(f"{name}: the box file says class {ann.label}, the data folder says {label}; "
                              "are --data and --boxes the same split?")
-        out.append((dataset.root / name, ann))
+        path = dataset.root / name
+        if ann.size is None:
+            if prepared:  # its headers give the resized size, and the boxes are in the originals' pixels
+                raise ValueError(f"{data} is a copy `dali-has prepare` resized, and the box file stores no image "
+                                 "sizes to scale its boxes from; evaluate on the original images, or give boxes "
+                                 "that store their images' sizes")
+            with Image.open(path) as image:
+                size = image.size
+            ann = Annotation(ann.label, [check_box(box, str(path), size) for box in ann.boxes], size)
+        out.append((path, ann))
     if missing:
         raise ValueError(f"{len(missing)} image(s) of {data} have no boxes in the box file, e.g. {missing[:3]}")
     return out
-
-
-def image_size(path: Path, annotation: Annotation) -> tuple[int, int]:
-    """(width, height) of an annotated image: stored with its boxes where the format has it, else its header."""
-    if annotation.size is not None:
-        return annotation.size
-    with Image.open(path) as im:
-        return im.size
 
 
 def evaluate(run_dir: str | Path, data: str, boxes: str, *, checkpoint: str = CHECKPOINT, ten_crop: bool = False,
@@ -179,8 +184,8 @@ def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | N
                 continue
             cams = class_activation_maps(features, model.classifier_weight, labels, size=center.shape[-2:],
                                          normalize=False)
-            true_boxes = [boxes_in_crop(ann.boxes, *image_size(path, ann), resize, cfg.crop)
-                          for path, ann in annotations[index:index + len(labels)]]
+            true_boxes = [boxes_in_crop(ann.boxes, *ann.size, resize, cfg.crop)
+                          for _, ann in annotations[index:index + len(labels)]]
             meter.update(logits.float(), labels, cams, true_boxes)
             if len(kept) < examples:
                 kept += _examples(model, features, logits, labels, center, true_boxes, threshold, cfg,

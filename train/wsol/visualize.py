@@ -14,6 +14,7 @@ GREEN, RED = (40, 220, 40), (235, 40, 40)
 IOU_HIT = 0.5  # the IoU GT-known Loc counts as localized
 MAX_PICTURE_PIXELS = 100_000_000  # 300 MB of RGB: far beyond a picture to look at
 CAPTION_SIZE, TITLE_SIZE = 14, 16  # font pixels
+COMPARISON_SCALE = 4  # cam_comparison enlarges each image this many times
 
 
 def to_uint8_images(batch, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -41,8 +42,7 @@ def grid(tiles: Sequence[np.ndarray], columns: int, scale: int = 1, pad: int = 2
     validate.positive_int("columns", columns)
     validate.positive_int("scale", scale)
     h, w = tiles[0].shape[:2]
-    rows = -(-len(tiles) // columns)
-    width, height = columns * (w * scale + pad) + pad, rows * (h * scale + pad) + pad
+    width, height = _grid_size(len(tiles), columns, h * scale, w * scale, pad)
     if width * height > MAX_PICTURE_PIXELS:  # scale=1000 ran out of memory
         raise ValueError(f"the picture would be {width} x {height} pixels; lower scale={scale} or columns={columns}")
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
@@ -50,6 +50,22 @@ def grid(tiles: Sequence[np.ndarray], columns: int, scale: int = 1, pad: int = 2
         img = Image.fromarray(tile).resize((w * scale, h * scale), Image.NEAREST)
         sheet.paste(img, (pad + (i % columns) * (w * scale + pad), pad + (i // columns) * (h * scale + pad)))
     return sheet
+
+
+def _grid_size(count: int, columns: int, tile_h: int, tile_w: int, pad: int) -> tuple[int, int]:
+    """(width, height) of `grid`'s picture of `count` tiles."""
+    return columns * (tile_w + pad) + pad, -(-count // columns) * (tile_h + pad) + pad
+
+
+def check_comparison_size(examples: int, runs: int, side: int, scale: int = COMPARISON_SCALE) -> None:
+    """Refuse, before an evaluation, a `cam_comparison` of `examples` images of `side` pixels for `runs` runs
+    that `grid` would refuse only once they are drawn (ValueError naming `examples`)."""
+    tile = side * scale
+    width, height = _grid_size(examples * (1 + runs), 1 + runs, tile, tile, 2)
+    if width * height > MAX_PICTURE_PIXELS:
+        most = (MAX_PICTURE_PIXELS // width - 2) // (tile + 2)
+        raise ValueError(f"examples={examples}: the picture of {runs} run(s) at {side}-pixel crops would be {width} x "
+                         f"{height} pixels; give at most {most}")
 
 
 def draw_boxes(tile: np.ndarray, boxes_and_colors, scale: int) -> np.ndarray:
@@ -70,7 +86,7 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
     return path
 
 
-def cam_comparison(examples_by_run: dict[str, list], path: str | Path, scale: int = 4) -> Path:
+def cam_comparison(examples_by_run: dict[str, list], path: str | Path, scale: int = COMPARISON_SCALE) -> Path:
     """One row per image: the input, then for each run its CAM overlay with the predicted box (red) and the
     true boxes (green), and the predicted box's IoU with the best-matching true box written on it (green when it
     counts as localized, IoU >= 0.5). A header row names the columns: "input", then the runs' names.

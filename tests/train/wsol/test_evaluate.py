@@ -6,12 +6,13 @@ import pytest
 from PIL import Image
 
 from pipelines import TrainAugment, make_loader
+from pipelines.prepare import MANIFEST as PREPARE_MANIFEST
 from tests.train.test_trainer import tiny_config
 from train.cli import main
 from train.commands.eval import run_labels
 from train.config import Validation
 from train.trainer import fit
-from train.wsol.box_formats import Annotation
+from train.wsol.box_formats import Annotation, read_synth
 from train.wsol.evaluate import boxes_in_crop, crop_geometry, evaluate, match_annotations
 from train.wsol.localization import box_iou, boxes_from_cam
 from train.wsol.synth import _tight_box
@@ -105,6 +106,15 @@ def test_negative_examples_are_refused(tiny_synth, tmp_path, capsys):
     assert code == 2 and "examples=-3 must be a whole number >= 0" in capsys.readouterr().err
 
 
+def test_a_picture_too_large_is_refused_before_the_evaluation(tiny_synth, tmp_path, capsys, monkeypatch):
+    # It was refused only after the whole evaluation, naming options eval does not have (scale, columns).
+    fit(tiny_config(tiny_synth, tmp_path / "run", epochs=1, max_steps_per_epoch=1))
+    monkeypatch.setattr("train.wsol.evaluate.evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    code = main(["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
+                 "--checkpoint", str(tmp_path / "run"), "--examples", "100000"])
+    assert code == 2 and "examples=100000: the picture of 1 run(s) at 64-pixel crops" in capsys.readouterr().err
+
+
 def test_runs_with_the_same_folder_name_keep_their_own_rows(tmp_path):
     # `exp1/run exp2/run` were both "run": one row, holding the second run's numbers.
     assert run_labels([str(tmp_path / "exp1" / "run"), str(tmp_path / "exp2" / "run")]) == ["exp1/run", "exp2/run"]
@@ -127,3 +137,35 @@ def test_evaluation_data_with_classes_the_model_has_no_output_for_is_refused_bef
     with pytest.raises(ValueError, match="holds 4 classes and the model 3"):
         fit(tiny_config(tiny_synth, tmp_path / "val", epochs=1, val=Validation(data=str(more))))
     assert not (tmp_path / "val").exists()
+
+
+def _boxes_without_sizes(tiny_synth, tmp_path, change=lambda boxes: boxes):
+    doc = json.loads((tiny_synth / "boxes.json").read_text())
+    doc.pop("image_size", None)
+    for entry in doc["images"].values():
+        entry.pop("size", None)
+        entry["boxes"] = change(entry["boxes"])
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_sizes_the_box_file_lacks_come_from_the_headers_and_its_boxes_must_fit_them(tiny_synth, tmp_path):
+    boxes = _boxes_without_sizes(tiny_synth, tmp_path)
+    matched = match_annotations(str(tiny_synth / "test"), read_synth(boxes, "test"))
+    assert {ann.size for _, ann in matched} == {(64, 64)}
+    # A box outside its image was clipped silently (GT-known 25.0 instead of 16.7 in the probe that found it).
+    outside = _boxes_without_sizes(tiny_synth, tmp_path, lambda b: [[0, 0, 5000, 5000]])
+    with pytest.raises(ValueError, match=r"\.jpg: box .* reaches outside the 64x64 image"):
+        match_annotations(str(tiny_synth / "test"), read_synth(outside, "test"))
+
+
+def test_a_prepared_copy_is_refused_when_the_box_file_stores_no_sizes(tiny_synth, tmp_path):
+    # Its headers give the resized size, and the boxes are in the originals' pixels: GT-known came out 50.0
+    # instead of 8.3 on a 32-pixel copy.
+    copy = tmp_path / "prepared"
+    shutil.copytree(tiny_synth / "test", copy)
+    (copy / PREPARE_MANIFEST).write_text("{}")
+    with pytest.raises(ValueError, match="is a copy `dali-has prepare` resized"):
+        match_annotations(str(copy), read_synth(_boxes_without_sizes(tiny_synth, tmp_path), "test"))
+    assert len(match_annotations(str(copy), read_synth(tiny_synth / "boxes.json", "test"))) == 12  # sizes stored
