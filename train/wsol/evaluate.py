@@ -70,9 +70,14 @@ def match_annotations(data: str, table: BoxTable) -> list:
     dataset = load_dataset(data)
     by_stem = {Path(k).stem: v for k, v in table.items()}
     prepared = (dataset.root / PREPARE_MANIFEST).is_file()
-    out, missing = [], []
+    out, missing, by_stem_only = [], [], {}
     for name, label in dataset.samples:
-        ann = table.get(name) or by_stem.get(Path(name).stem)
+        ann = table.get(name)
+        if ann is None and (ann := by_stem.get(Path(name).stem)) is not None:
+            other = by_stem_only.setdefault(Path(name).stem, name)
+            if other != name:  # c0/001.jpg and c1/001.jpg both took 001.xml's boxes
+                raise ValueError(f"{other} and {name} both match the box file's {Path(name).stem!r} by file name "
+                                 "alone; key the box file by paths relative to the data folder")
         if ann is None:
             missing.append(name)
             continue

@@ -70,6 +70,15 @@ def test_annotations_are_matched_in_loader_order_and_mismatches_named(tiny_synth
         match_annotations(str(test), {k: v for k, v in table.items() if k != names[-1]})
 
 
+def test_two_images_matching_one_annotation_by_file_name_alone_are_refused(tmp_path):
+    # c0/001.jpg and c1/001.jpg both took the boxes of one 001.xml, silently.
+    for folder in ("c0", "c1"):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / folder / "001.jpg")
+    with pytest.raises(ValueError, match="c0/001.jpg and c1/001.jpg both match the box file's '001'"):
+        match_annotations(str(tmp_path), {"001.JPEG": Annotation(None, [(1, 1, 5, 5)], (8, 8))})
+
+
 def test_eval_command_on_a_trained_run(tiny_synth, tmp_path, capsys):
     fit(tiny_config(tiny_synth, tmp_path / "base", epochs=1, augment=TrainAugment()))
     fit(tiny_config(tiny_synth, tmp_path / "has", epochs=1))
