@@ -50,16 +50,19 @@ class EvalResult:
     examples: list[Example] = field(default_factory=list)
 
 
-def crop_geometry(width: int, height: int, resize: int, crop: int) -> tuple[float, float, float]:
-    """(scale, x offset, y offset) taking original pixels to centre-crop pixels, as the val pipeline does."""
+def crop_geometry(width: int, height: int, resize: int, crop: int) -> tuple[float, float, int, int]:
+    """(x scale, y scale, x offset, y offset) taking original pixels to centre-crop pixels as the val pipeline
+    does: the shorter side resized to `resize` and the other rounded half up, each axis scaled by its rounded
+    size (fn.resize), then the crop's first pixel at (resized - crop) / 2 rounded half up
+    (fn.crop_mirror_normalize). Python's round() (half to even) put boxes up to 0.75 crop pixel off."""
     scale = resize / min(width, height)
-    new_w, new_h = round(width * scale), round(height * scale)
-    return scale, (new_w - crop) / 2, (new_h - crop) / 2
+    new_w, new_h = math.floor(width * scale + 0.5), math.floor(height * scale + 0.5)
+    return new_w / width, new_h / height, math.floor((new_w - crop) / 2 + 0.5), math.floor((new_h - crop) / 2 + 0.5)
 
 
 def boxes_in_crop(boxes, width: int, height: int, resize: int, crop: int) -> np.ndarray:
-    scale, ox, oy = crop_geometry(width, height, resize, crop)
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale - [ox, oy, ox, oy]
+    sx, sy, ox, oy = crop_geometry(width, height, resize, crop)
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * [sx, sy, sx, sy] - [ox, oy, ox, oy]
     return np.clip(np.floor(b), 0, crop - 1)
 
 
