@@ -31,8 +31,8 @@ class SequenceLoader(EpochLoader):
     `pipelines.sequence_reader.read_rows`; `labels[row]` is the class of each file (one per file).
 
     define: makes the pipeline for given options, e.g.
-        `lambda o: feature_pipeline(index, o, frames=40, train=True)`; `feature_loader` and `video_loader` make
-        such loaders with their settings.
+        `lambda o: video_pipeline(paths, o, frames=16, train=True)`; `feature_loader` makes one for a feature
+        index, with its settings.
     settings: what else decides the batches (JSON-like values, as `EpochLoader`'s): a saved state holds them, with
         the labels, and `load_state_dict` refuses a state whose settings differ.
     """

@@ -50,13 +50,13 @@ MAX_CROP = 8192
 MAX_BATCH_SIZE = 65536
 # DALI's CPU threads per pipeline: far more than any machine's cores (100,000 aborted DALI, exit 134, no message).
 MAX_THREADS = 1024
+# PipelineOptions.operator_concurrency -> DALI's policy.
+OPERATOR_CONCURRENCY = {"backend": OperatorConcurrency.BACKEND, "full": OperatorConcurrency.FULL}
 
 
 def checked_num_threads(value) -> int:
     """A DALI thread count, 1 to MAX_THREADS (ValueError naming num_threads otherwise)."""
     return validate.whole_number("num_threads", value, minimum=1, maximum=MAX_THREADS)
-# PipelineOptions.operator_concurrency -> DALI's policy.
-OPERATOR_CONCURRENCY = {"backend": OperatorConcurrency.BACKEND, "full": OperatorConcurrency.FULL}
 
 
 @dataclass(frozen=True)
