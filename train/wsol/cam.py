@@ -12,8 +12,7 @@ range of its samples). Two scales, one per metric:
   this scale 0.2 means min + 0.2 (max - min), another rule: CAMs have negative minima.
 
     features, logits = model.features_and_logits(images)
-    cams = class_activation_maps(features, model.classifier_weight, labels, size=images.shape[-2:],
-                                 normalize=False)  # raw: LocalizationMeter puts them on each metric's scale
+    cams = class_activation_maps(features, model.classifier_weight, labels, size=images.shape[-2:])
 """
 from __future__ import annotations
 
@@ -24,12 +23,9 @@ import torch.nn.functional as F
 
 
 def class_activation_maps(features: torch.Tensor, weight: torch.Tensor, classes: torch.Tensor,
-                          size: Sequence[int] | None = None, normalize: bool = True) -> torch.Tensor:
-    """CAMs [N, H, W] of class classes[n] for each image n, upsampled to `size` (default: the feature size).
-
-    normalize=True min-max normalizes them (`normalize_cams`); False returns the raw, upsampled maps, which
-    `LocalizationMeter` takes (it puts them on each metric's scale).
-    """
+                          size: Sequence[int] | None = None) -> torch.Tensor:
+    """Raw CAMs [N, H, W] of class classes[n] for each image n, upsampled to `size` (default: the feature size);
+    `LocalizationMeter` takes them as they are and puts them on each metric's scale."""
     if features.dim() != 4:
         raise ValueError(f"features have shape {tuple(features.shape)}; expected [N, K, h, w]")
     n, k = features.shape[:2]
@@ -42,7 +38,7 @@ def class_activation_maps(features: torch.Tensor, weight: torch.Tensor, classes:
     cams = torch.einsum("nk,nkhw->nhw", weight[classes].float(), features.float())
     if size is not None and tuple(size) != tuple(cams.shape[-2:]):
         cams = F.interpolate(cams[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
-    return normalize_cams(cams) if normalize else cams
+    return cams
 
 
 def normalize_cams(cams: torch.Tensor) -> torch.Tensor:

@@ -190,8 +190,7 @@ def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | N
             if annotations is None:
                 meter.update(logits.float(), labels)
                 continue
-            cams = class_activation_maps(features, model.classifier_weight, labels, size=center.shape[-2:],
-                                         normalize=False)
+            cams = class_activation_maps(features, model.classifier_weight, labels, size=center.shape[-2:])
             true_boxes = [boxes_in_crop(ann.boxes, *ann.size, resize, cfg.crop)
                           for _, ann in annotations[index:index + len(labels)]]
             meter.update(logits.float(), labels, cams, true_boxes)
@@ -210,7 +209,7 @@ def _examples(model, features, logits, labels, images, true_boxes, threshold, cf
     predicted = logits.argmax(1)
     # On the scale of GT-known Loc's box, which the picture shows.
     cams = fraction_of_max(class_activation_maps(features, model.classifier_weight, predicted,
-                                                 size=images.shape[-2:], normalize=False))
+                                                 size=images.shape[-2:]))
     pictures = to_uint8_images(images[:count], cfg.mean, cfg.std)
     out = []
     for i in range(min(count, len(labels))):

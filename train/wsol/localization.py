@@ -245,7 +245,7 @@ class LocalizationMeter(ClassificationMeter):
     def update(self, logits: torch.Tensor, labels: torch.Tensor, cams: torch.Tensor,
                gt_boxes: Sequence) -> np.ndarray:
         """Add a batch: logits [N, C], labels [N], the true classes' raw CAMs [N, H, W]
-        (`class_activation_maps(..., normalize=False)`) and, per image, its true boxes [k, 4] in CAM pixels.
+        (`class_activation_maps`) and, per image, its true boxes [k, 4] in CAM pixels.
         Returns whether each top-1 prediction is right."""
         cams = cams.detach().float().cpu()
         n = logits.shape[0]

@@ -11,7 +11,7 @@ def test_raw_cam_is_the_weighted_sum_of_feature_maps():
     torch.manual_seed(0)
     features, weight = torch.randn(3, 5, 4, 6), torch.randn(7, 5)
     classes = torch.tensor([6, 0, 3])
-    cams = class_activation_maps(features, weight, classes, normalize=False)
+    cams = class_activation_maps(features, weight, classes)
     expected = torch.einsum("nk,nkhw->nhw", weight[classes], features)
     assert cams.shape == (3, 4, 6)
     torch.testing.assert_close(cams, expected)
@@ -23,7 +23,7 @@ def test_cam_is_upsampled_bilinearly_then_normalized_per_image():
     torch.manual_seed(1)
     features, weight = torch.randn(2, 3, 4, 4), torch.randn(2, 3)
     classes = torch.tensor([1, 0])
-    cams = class_activation_maps(features, weight, classes, size=(16, 12))
+    cams = normalize_cams(class_activation_maps(features, weight, classes, size=(16, 12)))
     raw = F.interpolate(torch.einsum("nk,nkhw->nhw", weight[classes], features)[:, None], size=(16, 12),
                         mode="bilinear", align_corners=False)[:, 0]
     lo = raw.amin(dim=(1, 2), keepdim=True)
@@ -57,6 +57,6 @@ def test_model_cam_matches_the_class_score_under_gap():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         features, logits = model.features_and_logits(x)
-        raw = class_activation_maps(features, model.classifier_weight, torch.tensor([3, 1]), normalize=False)
+        raw = class_activation_maps(features, model.classifier_weight, torch.tensor([3, 1]))
     expected = logits[[0, 1], [3, 1]] - model.classifier.bias[[3, 1]]
     torch.testing.assert_close(raw.mean(dim=(1, 2)), expected, rtol=1e-4, atol=1e-5)
