@@ -13,9 +13,9 @@ the ground-truth action extents in feature indices, [start, end), used for evalu
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -23,8 +23,10 @@ import nvidia.dali.fn as fn
 import nvidia.dali.types as types
 from nvidia.dali import Pipeline, pipeline_def
 
-from dali_has import TemporalHaSConfig, hide_and_seek_temporal
-from pipelines.sequence_loader import SequenceLoader, files_digest
+from dali_has import TemporalHaSConfig, hide_and_seek_temporal, validate
+from pipelines.files import Dataset
+from pipelines.loader import samples_digest
+from pipelines.sequence_loader import SequenceLoader
 from pipelines.sequence_reader import check_name, read_rows
 from pipelines.settings import PipelineOptions
 from pipelines.temporal_sampling import sample_uniformly
@@ -99,8 +101,9 @@ def feature_loader(index: FeatureIndex, options: PipelineOptions, *, frames: int
     """`feature_pipeline` as a PyTorch iterable of `SequenceBatch`es; a saved state holds the index's files and
     labels, frames and HaS, and a state of other ones is refused."""
     base = os.path.dirname(index.path)
+    videos = Dataset(Path(base), tuple((os.path.relpath(v.features, base), v.label) for v in index.videos))
     settings = {"train": train, "frames": frames, "has": temporal_has_settings(has if train else None),
-                "files": files_digest(os.path.relpath(v.features, base) for v in index.videos)}
+                "files": samples_digest(videos)}
     return SequenceLoader(lambda o: feature_pipeline(index, o, frames=frames, train=train, has=has), options,
                           index.labels, settings)
 
@@ -146,17 +149,20 @@ def _video(entry, num_classes: int, base: str, where: str) -> tuple[Video, int]:
         raise ValueError(f"{where}: label={label!r} is not a class index in [0, {num_classes})")
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise ValueError(f"{where}: frames={frames!r} must be a whole number >= 1")
-    if not isinstance(segments, list) or not all(
-            isinstance(s, list) and len(s) == 2 and all(_is_number(v) for v in s) for s in segments):
-        raise ValueError(f"{where}: segments={segments!r} must be a list of [start, end] pairs of numbers")
-    if any(not 0 <= s < e <= frames for s, e in segments):
+    try:
+        if not isinstance(segments, list) or not all(isinstance(s, list) for s in segments):
+            raise ValueError
+        pairs = [validate.numbers("segment", s, count=2) for s in segments]
+    except ValueError:
+        raise ValueError(f"{where}: segments={segments!r} must be a list of [start, end] pairs of numbers") from None
+    if any(not 0 <= s < e <= frames for s, e in pairs):
         raise ValueError(f"{where}: segments {segments} must satisfy 0 <= start < end <= frames={frames}")
     features = os.path.join(base, entry["features"])
     steps, dim = _feature_shape(features, where)
     if steps != frames:
         raise ValueError(f"{where}: frames={frames}, but {features} holds {steps} feature steps; frames is the "
                          "number of rows of the feature array (the segments are in those rows)")
-    return Video(features, label, frames, tuple((float(s), float(e)) for s, e in segments)), dim
+    return Video(features, label, frames, tuple(pairs)), dim
 
 
 # What DALI's numpy decoder reads (and the model takes once cast to float32).
@@ -190,6 +196,3 @@ def _feature_shape(path: str, where: str) -> tuple[int, int]:
                          "DALI's decoder cannot read; save np.ascontiguousarray(features) instead")
     return shape[0], shape[1]
 
-
-def _is_number(value) -> bool:
-    return not isinstance(value, bool) and (isinstance(value, int) or isinstance(value, float) and math.isfinite(value))

@@ -55,7 +55,3 @@ class SequenceLoader(EpochLoader):
         sequences, rows = batch["sequences"], batch["rows"].cpu()
         return SequenceBatch(sequences, self._labels[rows].to(sequences.device), rows)
 
-
-def files_digest(paths) -> str:
-    """A SHA-256 of the file names in reader order (a saved state of other files is refused)."""
-    return hashlib.sha256("\0".join(paths).encode("utf-8", "surrogateescape")).hexdigest()
