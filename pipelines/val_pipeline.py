@@ -2,9 +2,11 @@
 10 crops) + normalize + layout. Never Hide-and-Seek: the paper hides only while training."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
-from nvidia.dali import Pipeline, fn, pipeline_def
+import nvidia.dali.math as dmath
+from nvidia.dali import Pipeline, fn, pipeline_def, types
 
 from dali_has import validate
 from pipelines.decoder import decode, on_device
@@ -22,12 +24,42 @@ def eval_resize(crop: int, resize: Optional[int] = None) -> int:
     """The shorter side before cropping: `resize` checked against the crop, or by default 256 for 224 crops."""
     if resize is None:
         return round(crop / CROP_RATIO)
-    # Bounded like the crop (pipelines.settings): the resized image is held whole before the crop is cut from it,
-    # and resize=10**6 died in std::bad_alloc.
+    # Bounded like the crop (pipelines.settings): a larger shorter side is a typo, not a protocol.
     resize = validate.whole_number("resize", resize, minimum=1, maximum=MAX_CROP)
     if resize < crop:
         raise ValueError(f"resize={resize} must be >= crop={crop}: the crop is cut from the resized image")
     return resize
+
+
+def crop_window(height, width, resize, crop: int, pos=(0.5, 0.5), *, floor=math.floor, minimum=min):
+    """Where the crop at `pos` (0..1 of the free space, x then y) of an image resized to shorter side `resize`
+    lies in the height x width source, as (scale, top, left): crop pixel (y, x) covers the source from
+    (top + y / scale, left + x / scale), 1 / scale wide.
+
+    The rule is DALI's: fn.resize(resize_shorter=...) scales both axes by resize / shorter side, rounds each size
+    half up and keeps the scale by centring the rounded size on the source (its subpixel_scale); then
+    fn.crop_mirror_normalize starts the crop at pos x (resized - crop), rounded half up. Numbers or DALI nodes
+    (floor=nvidia.dali.math.floor, minimum=nvidia.dali.math.min): the pipeline and the box mapping of
+    evaluation share it.
+    """
+    scale = resize / minimum(height, width)
+
+    def start(size, p):
+        resized = floor(size * scale + 0.5)
+        return size / 2 + (floor(p * (resized - crop) + 0.5) - resized / 2) / scale
+
+    return scale, start(height, pos[1]), start(width, pos[0])
+
+
+def resized_crop(images, resize: int, crop: int, pos=(0.5, 0.5)):
+    """The crop x crop window at `pos` of `images` resized to shorter side `resize` (`crop_window`), resized
+    straight from the source region it covers (fn.resize's ROI): the pixels of resizing whole and cropping, to
+    within float rounding, without holding the whole resized image (1 x 65,500 px would take ~12.6 GB at 256)."""
+    shape = fn.cast(images.shape(), dtype=types.FLOAT)
+    scale, top, left = crop_window(shape[0], shape[1], resize, crop, pos, floor=dmath.floor, minimum=dmath.min)
+    extent = crop / scale
+    return fn.resize(images, size=[crop, crop], roi_start=fn.stack(top, left),
+                     roi_end=fn.stack(top + extent, left + extent))
 
 
 def val_pipeline(options: PipelineOptions, image: ImageOptions, *, resize: Optional[int] = None,
@@ -50,9 +82,8 @@ def _val_graph(options: PipelineOptions, image: ImageOptions, resize: int, ten_c
     files = checked_files(image, files)
     data, labels = read_files(options, image, shuffle=False, files=files)
     images = on_device(data, options.device) if holds_pixels(files) else decode(data, options.device, image)
-    images = fn.resize(images, resize_shorter=resize)
     if not ten_crop:
-        return crop_mirror_normalize(images, image), labels
-    crops = [crop_mirror_normalize(images, image, mirror=mirror, crop_pos=pos)
-             for mirror in (0, 1) for pos in TEN_CROP_POSITIONS]
+        return crop_mirror_normalize(resized_crop(images, resize, image.crop), image), labels
+    windows = [resized_crop(images, resize, image.crop, pos) for pos in TEN_CROP_POSITIONS]
+    crops = [crop_mirror_normalize(window, image, mirror=mirror) for mirror in (0, 1) for window in windows]
     return fn.stack(*crops, axis=0), labels

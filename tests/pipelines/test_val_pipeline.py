@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nvidia.dali import fn, pipeline_def
 from PIL import Image
 
 from pipelines import make_loader
-from pipelines.val_pipeline import eval_resize
+from pipelines.val_pipeline import TEN_CROP_POSITIONS, eval_resize, resized_crop
 
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)]
 HEIGHTS_WIDTHS = [(40, 60), (64, 40), (40, 40)]  # landscape, portrait, square; shorter side 40
@@ -106,3 +107,30 @@ def test_resize_is_checked_by_name(resize, message):
     """10**6 was accepted and died in std::bad_alloc when the pipeline was built."""
     with pytest.raises(ValueError, match=message):
         eval_resize(224, resize)
+
+
+@pytest.mark.parametrize("pos", TEN_CROP_POSITIONS)
+def test_each_crop_is_resized_from_its_source_region_as_if_the_whole_image_were_resized(pos):
+    """The pipeline resizes only the region a crop covers (`resized_crop`); DALI resizing the whole image and
+    cutting the crop out is the reference, on noise (any sub-pixel shift shows) of awkward sizes."""
+    sizes = [(300, 457), (375, 500), (500, 333), (513, 512), (129, 128), (224, 900), (40, 4000), (3000, 2)]
+    rng = np.random.default_rng(0)
+    batch = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+    resize, crop = 256, 224
+
+    @pipeline_def(batch_size=len(batch), num_threads=1, device_id=None)
+    def both():
+        images = fn.external_source(source=lambda: batch, batch=True, layout="HWC")
+        whole = fn.resize(images, resize_shorter=resize)
+        reference = fn.crop(whole, crop=(crop, crop), crop_pos_x=pos[0], crop_pos_y=pos[1])
+        return reference, resized_crop(images, resize, crop, pos)
+
+    pipe = both()
+    pipe.build()
+    reference, ours = pipe.run()
+    for i, size in enumerate(sizes):
+        expected, got = np.array(reference[i]), np.array(ours[i])
+        assert got.shape == expected.shape == (crop, crop, 3), size
+        # uint8 rounding of values a float32 ROI moves by ~1e-4 pixel; noise changes by up to ~2.5 levels per
+        # 0.01 pixel, so a real shift (scaling each axis by its rounded size moves up to 0.28 pixel) shows
+        np.testing.assert_allclose(got.astype(int), expected, atol=1, err_msg=str(size))

@@ -21,7 +21,7 @@ from dali_has import validate
 from pipelines import make_loader
 from pipelines.files import load_dataset, num_classes
 from pipelines.prepare import MANIFEST as PREPARE_MANIFEST
-from pipelines.val_pipeline import TEN_CROP_POSITIONS, eval_resize
+from pipelines.val_pipeline import TEN_CROP_POSITIONS, crop_window, eval_resize
 from train.checkpoint import CHECKPOINT, load_trained_model
 from train.config import TrainConfig
 from train.models import CAMNet
@@ -50,19 +50,10 @@ class EvalResult:
     examples: list[Example] = field(default_factory=list)
 
 
-def crop_geometry(width: int, height: int, resize: int, crop: int) -> tuple[float, float, int, int]:
-    """(x scale, y scale, x offset, y offset) taking original pixels to centre-crop pixels as the val pipeline
-    does: the shorter side resized to `resize` and the other rounded half up, each axis scaled by its rounded
-    size (fn.resize), then the crop's first pixel at (resized - crop) / 2 rounded half up
-    (fn.crop_mirror_normalize). Python's round() (half to even) put boxes up to 0.75 crop pixel off."""
-    scale = resize / min(width, height)
-    new_w, new_h = math.floor(width * scale + 0.5), math.floor(height * scale + 0.5)
-    return new_w / width, new_h / height, math.floor((new_w - crop) / 2 + 0.5), math.floor((new_h - crop) / 2 + 0.5)
-
-
 def boxes_in_crop(boxes, width: int, height: int, resize: int, crop: int) -> np.ndarray:
-    sx, sy, ox, oy = crop_geometry(width, height, resize, crop)
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * [sx, sy, sx, sy] - [ox, oy, ox, oy]
+    """(x0, y0, x1, y1) source boxes as the centre-crop pixels they cover (`crop_window`), clipped to the crop."""
+    scale, top, left = crop_window(height, width, resize, crop)
+    b = (np.asarray(boxes, dtype=np.float64).reshape(-1, 4) - [left, top, left, top]) * scale
     return np.clip(np.floor(b), 0, crop - 1)
 
 

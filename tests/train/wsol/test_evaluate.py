@@ -13,34 +13,38 @@ from train.commands.eval import run_labels
 from train.config import Validation
 from train.trainer import fit
 from train.wsol.box_formats import Annotation, read_synth
-from train.wsol.evaluate import boxes_in_crop, crop_geometry, evaluate, match_annotations
+from pipelines.val_pipeline import crop_window
+from train.wsol.evaluate import boxes_in_crop, evaluate, match_annotations
 from train.wsol.localization import box_iou, boxes_from_cam
 from train.wsol.synth import _tight_box
 
 
 def test_boxes_follow_the_resize_and_centre_crop():
-    # 200x100 image, shorter side -> 64, crop 56: scale 0.64, resized 128x64, offsets (36, 4).
-    assert crop_geometry(200, 100, 64, 56) == (0.64, 0.64, 36, 4)
+    # 200x100 image, shorter side -> 64, crop 56: scale 0.64, resized 128x64, crop at (36, 4) of it, which is
+    # source (36 / 0.64, 4 / 0.64) = (56.25, 6.25).
+    assert crop_window(100, 200, 64, 56) == (0.64, 6.25, 56.25)
     box = boxes_in_crop([[100, 50, 150, 90]], 200, 100, 64, 56)
     np.testing.assert_array_equal(box, [[28, 28, 55, 53]])  # 96-36=60 -> clipped to 55
     np.testing.assert_array_equal(boxes_in_crop([[0, 0, 63, 63]], 64, 64, 64, 64), [[0, 0, 63, 63]])
 
 
 @pytest.mark.parametrize("width, height", [(129, 128), (128, 129), (131, 100)])
-def test_crop_geometry_is_where_the_val_pipeline_puts_each_source_pixel(tmp_path, width, height):
-    # 129 x 128 to shorter side 64: DALI rounds 64.5 up to 65 and starts the crop at (65 - 56) / 2 = 4.5 -> 5;
-    # round() gave 64 and 4, and boxes sat up to 0.75 crop pixel off.
+def test_crop_window_is_where_the_val_pipeline_puts_each_source_pixel(tmp_path, width, height):
+    # 129 x 128 to shorter side 64: DALI rounds 64.5 up to 65 (keeping the scale 0.5, the 65 pixels centred on the
+    # source) and starts the crop at (65 - 56) / 2 = 4.5 -> 5. round() gave 64 and 4, and boxes sat up to 0.75
+    # crop pixel off; scaling each axis by its rounded size (65 / 129), up to 0.28 source pixel.
     y, x = np.mgrid[0:height, 0:width]
     (tmp_path / "c0").mkdir()
     Image.fromarray(np.stack([x, y, 0 * x], -1).astype(np.uint8)).save(tmp_path / "c0" / "a.png")
     loader = make_loader(str(tmp_path), train=False, batch_size=1, crop=56, resize=64, mean=(0, 0, 0),
                          std=(1, 1, 1), num_threads=1)
     (image,) = [images[0].numpy() for images, _ in loader]
-    sx, sy, ox, oy = crop_geometry(width, height, 64, 56)
+    scale, top, left = crop_window(height, width, 64, 56)
     middle = np.arange(10, 46)  # the linear filter keeps a ramp linear away from the image's edges
-    # the source position of each output pixel's centre, by the geometry, against the ramp DALI wrote there (uint8)
-    np.testing.assert_allclose(image[0, 28, middle], (middle + ox + 0.5) / sx - 0.5, atol=0.6)
-    np.testing.assert_allclose(image[1, middle, 28], (middle + oy + 0.5) / sy - 0.5, atol=0.6)
+    # the source position of each output pixel's centre, by the rule, against the ramp DALI wrote there: equal up
+    # to the uint8 output's rounding
+    np.testing.assert_allclose(image[0, 28, middle], left + (middle + 0.5) / scale - 0.5, atol=0.51)
+    np.testing.assert_allclose(image[1, middle, 28], top + (middle + 0.5) / scale - 0.5, atol=0.51)
 
 
 @pytest.mark.parametrize("width, height, crop", [(101, 64, 56), (64, 101, 56), (64, 64, 57)])
