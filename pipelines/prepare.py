@@ -16,8 +16,8 @@ because of what the pipelines then do with the pixels:
 The longer side makes smaller files (about 44 % fewer pixels at 4:3) and faster decoding; choose it for
 low-resolution training (e.g. FFCV's 160–192 px progressive resizing) or to compare with FFCV's recipe.
 
-What a prepared image is. Decoded as DALI's loader decodes the original: EXIF orientation applied (DALI rotates
-JPEGs upright when decoding, so the copy is stored upright, without the tag), CMYK and palette images converted
+What a prepared image is. Decoded as DALI's loader decodes the original: EXIF orientation applied (DALI turns
+images upright when decoding, so the copy is stored upright, without the tag), CMYK and palette images converted
 to RGB, alpha dropped (as DALI drops it), 16-bit images scaled to 8 bits by 1/257 (as DALI does; PIL alone would
 clip), grayscale kept grayscale (DALI replicates it to RGB); then resized with Lanczos filtering when larger than
 the bound (JPEGs are first decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling where that still leaves
@@ -85,6 +85,7 @@ from tqdm import tqdm
 from dali_has import validate
 from pipelines import webdataset
 from pipelines.files import PIXELS_SUFFIX, Dataset, load_dataset, write_file_list
+from pipelines.orientation import UPRIGHT, exif_orientation
 from pipelines.scan import ERROR, Problem, scan_dataset
 from pipelines.settings import default_num_threads
 
@@ -98,11 +99,6 @@ FORMAT_VERSION = 1  # of the output; bump when prepared images would come out di
 SHARD_ORDER_SEED = 0
 SHARD_NAME = "shard-{:06d}" + webdataset.SHARD_SUFFIX
 PARTIAL = ".partial"
-ORIENTATION = 0x0112  # EXIF tag
-# PIL transpositions that turn an image stored with EXIF orientation N upright (as ImageOps.exif_transpose).
-UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-           8: Image.Transpose.ROTATE_90}
 
 
 @dataclass(frozen=True)
@@ -151,14 +147,14 @@ def shrink(data: bytes, settings: PrepareSettings) -> Optional[bytes]:
     would be (copy it)."""
     with Image.open(io.BytesIO(data)) as image:
         size = settings.target_size(*image.size)
-        orientation = image.getexif().get(ORIENTATION, 1)
+        orientation = exif_orientation(image)
         if (settings.encoding == "jpeg" and size == image.size and image.format == "JPEG"
-                and image.mode in ("RGB", "L") and orientation not in UPRIGHT and not image.info.get("progressive")):
+                and image.mode in ("RGB", "L") and orientation == 1 and not image.info.get("progressive")):
             return None
         if image.format == "JPEG":
             image.draft(image.mode, size)  # DCT-domain downscale while decoding, to no less than `size`
         image = _eight_bit(image).resize(size, Image.Resampling.LANCZOS, reducing_gap=None)
-        if orientation in UPRIGHT:
+        if orientation != 1:
             image = image.transpose(UPRIGHT[orientation])
         out = io.BytesIO()
         if settings.encoding == "npy":

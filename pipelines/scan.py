@@ -14,7 +14,7 @@ the listing check, and files whose headers parse make DALI raise, not crash.
 Observed with DALI 2.4 on CPU: zero-byte, text, GIF, truncated JPEGs (no end-of-image marker) and JPEGs
 whose header says 0 or more than 65500 pixels fail to decode (the listing check refuses all of them now);
 PNG named .jpg, CMYK (converted to RGB, equal to PIL's conversion), grayscale (replicated to RGB),
-progressive and EXIF-rotated JPEGs (rotated, `adjust_orientation=True`) decode. A JPEG cut mid-scan that
+progressive JPEGs and EXIF-rotated images (turned upright, `pipelines.orientation`) decode. A JPEG cut mid-scan that
 still ends in an end-of-image marker decodes, with only a libjpeg warning on stderr, in DALI as in PIL: it
 is not caught.
 """
@@ -36,6 +36,7 @@ from pipelines.bad_files import DecodeCheck
 from pipelines.file_check import Verdict, check_dataset, read_image_file
 from pipelines.files import PIXELS_SUFFIX, Dataset, load_dataset, stores_pixels
 from pipelines.jpeg_header import JpegHeader, parse_jpeg_header
+from pipelines.orientation import exif_orientation
 from pipelines.settings import PipelineOptions, default_num_threads
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
@@ -112,7 +113,7 @@ def _pil_facts(file) -> tuple[str | None, str | None, int | None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(file) as image:
-                return image.format, image.mode, image.getexif().get(0x0112)
+                return image.format, image.mode, exif_orientation(image)
     except Exception:  # PIL only explains; whether a file is usable is for the check and DALI's decode to say
         return None, None, None
 
@@ -181,10 +182,11 @@ def _judge(name: str, probe: _Probe, decode_error: str | None) -> list[Problem]:
             "Usable: decodes on CPU; the GPU hardware JPEG decoder takes baseline JPEGs only and falls back "
             "to the slower CUDA decoder for these",
         ))
-    if probe.jpeg is not None and probe.orientation not in (None, 1):  # what DALI does checked for JPEG only
+    if probe.orientation not in (None, 1):
         found.append(problem(
             NOTE, "exif-rotated", f"has EXIF orientation {probe.orientation}",
-            "Usable: DALI rotates/flips it upright when decoding; boxes drawn on the stored pixels will not match",
+            "Usable: DALI rotates/flips it upright when decoding, and `dali-has eval` turns boxes drawn on the "
+            "stored pixels with it",
         ))
     return found
 

@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from dali_has import validate
 from pipelines import make_loader
-from pipelines.files import load_dataset, num_classes
+from pipelines.files import PIXELS_SUFFIX, load_dataset, num_classes
+from pipelines.orientation import exif_orientation, upright_boxes, upright_size
 from pipelines.prepare import MANIFEST as PREPARE_MANIFEST
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, crop_window, eval_resize
 from train.checkpoint import CHECKPOINT, load_trained_model
@@ -59,8 +60,10 @@ def boxes_in_crop(boxes, width: int, height: int, resize: int, crop: int) -> np.
 
 def match_annotations(data: str, table: BoxTable) -> list:
     """Per sample of `data` in loader order, (path, annotation with its image size); keys match by relative path
-    or file stem. Sizes the box file does not store are read from the image headers, and the boxes checked
-    against them."""
+    or file stem. Boxes are taken as drawn on the stored pixels, and an EXIF-rotated image's are turned upright
+    with it, as DALI decodes it; a box file whose size for such an image is the upright one is taken as upright
+    already. Sizes the box file does not store are read from the image headers, and the boxes checked against
+    them; sizes it does store must be the image's (a prepared copy's images are smaller by design)."""
     dataset = load_dataset(data)
     by_stem = {Path(k).stem: v for k, v in table.items()}
     prepared = (dataset.root / PREPARE_MANIFEST).is_file()
@@ -79,18 +82,41 @@ def match_annotations(data: str, table: BoxTable) -> list:
             raise ValueError(f"{name}: the box file says class {ann.label}, the data folder says {label}; "
                              "are --data and --boxes the same split?")
         path = dataset.root / name
-        if ann.size is None:
-            if prepared:  # its headers give the resized size, and the boxes are in the originals' pixels
+        if prepared:  # its images are upright and resized, and the boxes are in the originals' pixels
+            if ann.size is None:
                 raise ValueError(f"{data} is a copy `dali-has prepare` resized, and the box file stores no image "
                                  "sizes to scale its boxes from; evaluate on the original images, or give boxes "
                                  "that store their images' sizes")
-            with Image.open(path) as image:
-                size = image.size
-            ann = Annotation(ann.label, [check_box(box, str(path), size) for box in ann.boxes], size)
-        out.append((path, ann))
+            out.append((path, ann))
+            continue
+        out.append((path, _upright(ann, path)))
     if missing:
         raise ValueError(f"{len(missing)} image(s) of {data} have no boxes in the box file, e.g. {missing[:3]}")
     return out
+
+
+def _upright(ann: Annotation, path: Path) -> Annotation:
+    """`ann` checked against its image's header and placed on the image as DALI decodes it (upright)."""
+    size, orientation = _stored_size(path)
+    if ann.size is None:
+        boxes = [check_box(box, str(path), size) for box in ann.boxes]
+    elif ann.size == size:
+        boxes = ann.boxes
+    elif ann.size == upright_size(size, orientation):  # drawn on the upright image
+        return ann
+    else:
+        raise ValueError(f"{path}: the box file gives its size as {ann.size[0]}x{ann.size[1]}, the image is "
+                         f"{size[0]}x{size[1]}; are --data and --boxes the same images?")
+    return Annotation(ann.label, upright_boxes(boxes, size, orientation), upright_size(size, orientation))
+
+
+def _stored_size(path: Path) -> tuple[tuple[int, int], int]:
+    """An image file's stored (width, height) and EXIF orientation, from its header."""
+    if path.suffix == PIXELS_SUFFIX:  # decoded pixels, stored upright
+        height, width = np.load(path, mmap_mode="r").shape[:2]
+        return (width, height), 1
+    with Image.open(path) as image:
+        return image.size, exif_orientation(image)
 
 
 def evaluate(run_dir: str | Path, data: str, boxes: str, *, checkpoint: str = CHECKPOINT, ten_crop: bool = False,

@@ -7,13 +7,14 @@ from PIL import Image
 
 from pipelines import TrainAugment, make_loader
 from pipelines.prepare import MANIFEST as PREPARE_MANIFEST
+from pipelines.val_pipeline import crop_window
+from tests.pipelines.test_orientation import BLOCK, encoded
 from tests.train.test_trainer import tiny_config
 from train.cli import main
 from train.commands.eval import run_labels
 from train.config import Validation
 from train.trainer import fit
 from train.wsol.box_formats import Annotation, read_synth
-from pipelines.val_pipeline import crop_window
 from train.wsol.evaluate import boxes_in_crop, evaluate, match_annotations
 from train.wsol.localization import box_iou, boxes_from_cam
 from train.wsol.synth import _tight_box
@@ -120,13 +121,40 @@ def test_eval_command_on_a_trained_run(tiny_synth, tmp_path, capsys):
     assert (tmp_path / "cams.png").stat().st_size > 0
 
 
-def test_stored_image_sizes_are_used_without_opening_the_images(tiny_synth, tmp_path, monkeypatch):
-    from train.wsol import evaluate as module
+def test_a_box_file_size_other_than_the_images_is_refused(tmp_path):
+    # It was taken as the image's size: the boxes were scaled to the wrong image, silently.
+    (tmp_path / "c0").mkdir()
+    Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(tmp_path / "c0" / "a.png")
+    with pytest.raises(ValueError, match=r"a.png: the box file gives its size as 64x32, the image is 48x32"):
+        match_annotations(str(tmp_path), {"c0/a.png": Annotation(0, [(1, 1, 5, 5)], (64, 32))})
 
-    fit(tiny_config(tiny_synth, tmp_path / "run", epochs=1, max_steps_per_epoch=1))
-    monkeypatch.setattr(module.Image, "open", lambda *a, **k: pytest.fail("opened an image for its size"))
-    result = evaluate(tmp_path / "run", str(tiny_synth / "test"), str(tiny_synth / "boxes.json"), progress=False)
-    assert 0 <= result.metrics["gt_known_loc"] <= 100
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+@pytest.mark.parametrize("stored_size", [False, True])
+def test_boxes_of_an_exif_rotated_image_land_where_dali_puts_its_pixels(tmp_path, orientation, stored_size):
+    """DALI decodes the image upright; the boxes, drawn on the stored pixels, are turned with it."""
+    (tmp_path / "c0").mkdir()
+    (tmp_path / "c0" / "a.png").write_bytes(encoded("PNG", orientation))
+    table = {"c0/a.png": Annotation(0, [BLOCK], (48, 32) if stored_size else None)}
+    ((_, ann),) = match_annotations(str(tmp_path), table)
+    width, height = ann.size
+    crop = min(width, height)  # resize = crop = shorter side: the crop is a window of the upright image
+    loader = make_loader(str(tmp_path), train=False, batch_size=1, crop=crop, resize=crop, mean=(0, 0, 0),
+                         std=(1, 1, 1), num_threads=1)
+    (image,) = [images[0].numpy() for images, _ in loader]
+    rows, cols = np.nonzero(image[0] > 127)
+    box = boxes_in_crop(ann.boxes, width, height, crop, crop)
+    # edges as the box file gives them (x1, y1 one past the last pixel), clipped to the crop like CAM boxes
+    edges = np.clip([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], 0, crop - 1)
+    assert box.tolist() == [edges.tolist()]
+
+
+def test_a_box_file_that_gives_the_upright_size_is_taken_as_upright(tmp_path):
+    (tmp_path / "c0").mkdir()
+    (tmp_path / "c0" / "a.png").write_bytes(encoded("PNG", 6))  # stored 48x32, upright 32x48
+    table = {"c0/a.png": Annotation(0, [(2, 3, 10, 20)], (32, 48))}
+    ((_, ann),) = match_annotations(str(tmp_path), table)
+    assert ann == table["c0/a.png"]
 
 
 def test_negative_examples_are_refused(tiny_synth, tmp_path, capsys):
