@@ -47,11 +47,11 @@ def apply_mask(image: np.ndarray, mask: np.ndarray, fill: float | Sequence[float
     if layout not in ("HWC", "CHW"):
         raise ValueError(f"layout={layout!r}; expected 'HWC' or 'CHW'")
     channels = image.shape[2] if layout == "HWC" else image.shape[0]
-    fill_c = np.asarray(HaSConfig(fill=fill).fill_for(channels), dtype=np.float64)
-    if np.issubdtype(image.dtype, np.integer):
+    values = HaSConfig(fill=fill).fill_for(channels)
+    if np.issubdtype(image.dtype, np.integer):  # clamped as Python integers: float64 cannot hold int64's largest
         info = np.iinfo(image.dtype)
-        fill_c = np.clip(np.rint(fill_c), info.min, info.max)
-    fill_c = fill_c.astype(image.dtype)
+        values = [min(max(int(np.rint(v)), info.min), info.max) for v in values]
+    fill_c = np.asarray(values, dtype=image.dtype)
     out = image.copy()
     if layout == "HWC":
         out[mask] = fill_c

@@ -35,12 +35,22 @@ class HideAndSeek(torch.nn.Module):
         h, w = image.shape[-2:]
         # Pixel (y, x) lies in cell (y // size, x // size): memory of the image's size, whatever the cells' size.
         mask = cells[torch.arange(h)[:, None] // size, torch.arange(w)[None, :] // size]
-        fill = torch.tensor(self.cfg.fill_for(image.shape[-3]), dtype=torch.float32)
-        if not image.is_floating_point():
-            fill = fill.round().clamp(torch.iinfo(image.dtype).min, torch.iinfo(image.dtype).max)
         out = image.clone()
-        out[..., mask] = fill.to(image.dtype)[:, None]
+        out[..., mask] = self._fill(image.shape[-3], image.dtype)[:, None]
         return out
+
+    def _fill(self, channels: int, dtype: torch.dtype) -> torch.Tensor:
+        """The fill per channel in `dtype`: for integer images rounded half to even and clamped to the type's
+        range in Python integers (a float32 clamp turned int32's largest into its smallest), as the numpy oracle
+        and the DALI operators write it; for float images a ValueError when it does not fit (it would be inf)."""
+        values = self.cfg.fill_for(channels)
+        if dtype.is_floating_point:
+            largest = torch.finfo(dtype).max
+            if any(abs(v) > largest for v in values):
+                raise ValueError(f"Hide-and-Seek fill={list(values)} does not fit {dtype} (largest {largest:.6g})")
+            return torch.tensor(values, dtype=dtype)
+        info = torch.iinfo(dtype)
+        return torch.tensor([min(max(round(v), info.min), info.max) for v in values], dtype=dtype)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if not isinstance(image, torch.Tensor):

@@ -49,3 +49,22 @@ def test_a_channels_last_image_is_refused_not_hidden_over_width_and_channels():
         HideAndSeek()(torch.zeros(48, 64, 3, dtype=torch.uint8))
     for chw in ((3, 48, 3), (2, 32, 3)):  # [C, H, W] with a 3-pixel width passes, also with 2 channels
         assert HideAndSeek()(torch.zeros(chw)).shape == chw
+
+
+@pytest.mark.parametrize("dtype, fill", [(torch.int32, 3e9), (torch.int32, -3e9), (torch.int32, 2147483647.0),
+                                         (torch.int64, 1e19), (torch.int64, -1e19), (torch.uint8, 2.5),
+                                         (torch.int16, -2.5), (torch.float64, 0.1)])
+def test_the_fill_is_written_as_the_numpy_oracle_writes_it(dtype, fill):
+    # Clamped in float32, int32's largest became 2**31 and wrapped to its smallest (and 1e19 did so in int64).
+    t = HideAndSeek(patch_sizes=(8,), p_hide=1.0, fill=fill)
+    image = torch.zeros(3, 8, 8, dtype=dtype)
+    out = t(image)
+    expected = reference.apply_mask(image.numpy(), np.ones((8, 8), bool), (fill,), "CHW")
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_a_fill_beyond_a_float_type_is_refused_not_written_as_inf():
+    t = HideAndSeek(patch_sizes=(8,), p_hide=1.0, fill=1e6)
+    with pytest.raises(ValueError, match=r"fill=\[1000000.0, 1000000.0, 1000000.0\] does not fit torch.float16"):
+        t(torch.zeros(3, 8, 8, dtype=torch.float16))
+    assert (t(torch.zeros(3, 8, 8)) == 1e6).all()  # float32 holds it
