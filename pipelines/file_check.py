@@ -61,7 +61,7 @@ from tqdm import tqdm
 from dali_has.cache import cache_root
 from pipelines import webdataset
 from pipelines.errors import UnreadableImageError
-from pipelines.files import PIXELS_SUFFIX, Dataset, list_shards, load_dataset
+from pipelines.files import PIXELS_SUFFIX, Dataset, checked_path, list_shards, load_dataset
 from pipelines.jpeg_header import EOI, parse_jpeg_header
 
 # The largest file read: every image within MAX_PIXELS fits, even uncompressed (179 M pixels x 3 bytes is
@@ -623,7 +623,8 @@ _CHECKED_SOURCES = 4  # sources remembered per process (each holds its listing)
 
 
 def _checked_source(data: str | os.PathLike, cache_dir: Optional[Path], progress: bool) -> CheckedFiles:
-    key = (os.path.abspath(data), os.fspath(default_cache_dir() if cache_dir is None else cache_dir))
+    # checked first: the in-process cache below would take "" for the current folder it may have checked before
+    key = (os.path.abspath(checked_path(data)), os.fspath(default_cache_dir() if cache_dir is None else cache_dir))
     signature = _source_signature(key[0])
     remembered = _CHECKED.pop(key, None)
     if signature is None or remembered is None or remembered[0] != signature:

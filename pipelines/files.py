@@ -170,17 +170,29 @@ def read_file_list(list_path: str | os.PathLike) -> Dataset:
     return Dataset(root=root, samples=tuple(samples))
 
 
+def checked_path(value: str | os.PathLike, name: str = "data") -> Path:
+    """`value` as a Path, never from an empty string: that would be the current folder (an unset shell variable,
+    an empty config field), and a class tree there would be trained on silently."""
+    if not os.fspath(value).strip():
+        raise ValueError(f"{name}={os.fspath(value)!r} is an empty path; give the "
+                         + ("data folder, file list or shards" if name.endswith("data") else "path"))
+    return Path(value)
+
+
 def data_kind(data: DataArg) -> str:
     """FOLDER, FILE_LIST or WEBDATASET: a list of paths or a `.tar` file are shards; another file is a file list;
     a folder is a shard folder when its top level holds `.tar` files, else a class tree (both is an error)."""
     if isinstance(data, (list, tuple)):
         return WEBDATASET
-    path = Path(data)
+    path = checked_path(data)
     if not path.exists():
         raise FileNotFoundError(f"dataset {str(path)!r} does not exist: expected a folder DIR/<class>/<image>, a "
                                 "file list or WebDataset shards")
     if path.is_file():
         return WEBDATASET if path.suffix == webdataset.SHARD_SUFFIX else FILE_LIST
+    if not path.is_dir():
+        raise ValueError(f"dataset {str(path)!r} is neither a file nor a folder (a device, a pipe?): expected a "
+                         "folder DIR/<class>/<image>, a file list or WebDataset shards")
     with os.scandir(path) as entries:
         entries = list(entries)
     if not any(e.name.endswith(webdataset.SHARD_SUFFIX) and e.is_file() for e in entries):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from functools import cached_property
-from pathlib import Path
 from typing import Optional, Union
 
 import torch
@@ -24,7 +23,7 @@ from nvidia.dali.pipeline import OperatorConcurrency
 from dali_has import HaSConfig, validate
 from dali_has.operator import IMPLEMENTATIONS as HAS_IMPLEMENTATIONS
 from dali_has.resize_mirror_normalize import IMPLEMENTATIONS as RESIZE_IMPLEMENTATIONS
-from pipelines.files import FILE_LIST, data_kind
+from pipelines.files import FILE_LIST, checked_path, data_kind
 
 # The usual ImageNet statistics on the 0..255 scale of decoded pixels.
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -41,6 +40,9 @@ RANDOM_AREA = (0.08, 1.0)
 RANDOM_ASPECT_RATIO = (3 / 4, 4 / 3)
 FLIP_PROBABILITY = 0.5
 SHUFFLE_BUFFER = 1024  # samples in the reader's shuffle buffer (DALI's default `initial_fill`)
+# DALI allocates every slot up front whatever the data set's size (10**6 slots took 1.35 GB for 18 images,
+# 10**8 aborted in std::bad_alloc, 2**31 segfaulted on the first batch); each slot then holds one file.
+MAX_SHUFFLE_BUFFER = 1 << 20
 CROP_RATIO = 0.875  # evaluation: resize the shorter side to crop / 0.875 (256 for 224), then centre-crop
 # Upper bounds that turn absurd values into errors naming them instead of DALI failures. One float32 sample of
 # crop 8192 is 805 MB, far beyond any classifier's input, and DALI fails on a crop of 100000 with only "pipeline
@@ -223,7 +225,8 @@ class TrainAugment:
         _set(self, "random_area", validate.number_range("random_area", self.random_area, high=1.0))
         _set(self, "random_aspect_ratio", validate.number_range("random_aspect_ratio", self.random_aspect_ratio))
         _set(self, "flip_probability", validate.probability("flip_probability", self.flip_probability))
-        _set(self, "shuffle_buffer", validate.positive_int("shuffle_buffer", self.shuffle_buffer))
+        _set(self, "shuffle_buffer", validate.whole_number("shuffle_buffer", self.shuffle_buffer, minimum=1,
+                                                           maximum=MAX_SHUFFLE_BUFFER))
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainAugment:
@@ -302,7 +305,7 @@ def _check_data(data) -> Union[str, tuple[str, ...]]:
     if not isinstance(data, (str, os.PathLike)):
         raise ValueError(f"data={data!r}; expected a folder DIR/<class>/<image>, a file list path or WebDataset "
                          "shards (a folder of .tar files or a list of .tar paths)")
-    path = Path(data).expanduser()
+    path = checked_path(data).expanduser()
     if not path.exists():
         raise ValueError(f"data={str(data)!r} does not exist; expected a folder DIR/<class>/<image>, a file list "
                          "(`dali-has scan --data DIR --write-list FILE` writes one) or WebDataset shards "

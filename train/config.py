@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dali_has import FeatureHideAndSeek, HaSConfig, insert_after, validate
+from pipelines.files import checked_path
 from pipelines.settings import (
     CROP,
     DEVICES,
@@ -89,7 +90,7 @@ class Validation:
             if path is not None:
                 if not isinstance(path, (str, os.PathLike)):
                     raise ValueError(f"validation {name}={path!r}; expected a path")
-                if not Path(path).exists():
+                if not checked_path(path, f"validation {name}").exists():
                     raise ValueError(f"validation {name}={path!r} does not exist")
                 object.__setattr__(self, name, str(Path(path).resolve()))
         object.__setattr__(self, "every", validate.positive_int("val every", self.every))
@@ -142,6 +143,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (str, os.PathLike)):
                 raise ValueError(f"{name}={value!r}; expected a path")
+            checked_path(value, name)
             setattr(self, name, os.fspath(value))
         validate.one_of("arch", self.arch, tuple(ARCHS))
         for key, value in ARCH_DEFAULTS[self.arch].items():

@@ -425,6 +425,7 @@ def test_a_zero_byte_file_is_named(tmp_path, dataset):
     ({"augment": {"random_area": (0.5, 0.2)}}, "random_area="),
     ({"augment": {"random_aspect_ratio": (0, 1)}}, "random_aspect_ratio="),
     ({"augment": {"shuffle_buffer": 0}}, "shuffle_buffer=0"),
+    ({"augment": {"shuffle_buffer": 2**31}}, "shuffle_buffer=2147483648 must be a whole number >= 1 and <= 1048576"),
     ({"has": {"patch_size": 8}}, "patch_size"),
     ({"has": {"p_hide": 2}}, "p_hide=2"),
     ({"has": "yes"}, "has='yes'"),
@@ -439,9 +440,14 @@ def test_bad_settings_are_named(dataset, kwargs, named):
         small_loader(dataset / "list_11.txt", **kwargs)
 
 
-def test_bad_data_paths_are_explained(tmp_path):
+def test_bad_data_paths_are_explained(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="does not exist"):
         small_loader(tmp_path / "nowhere")
+    monkeypatch.chdir(tmp_path)  # "" was the current folder, trained on when it held class folders
+    with pytest.raises(ValueError, match="data='' is an empty path"):
+        small_loader("")
+    with pytest.raises(ValueError, match="'/dev/null' is neither a file nor a folder"):
+        small_loader("/dev/null")
     with pytest.raises(ValueError, match="has no class folders"):
         small_loader(tmp_path)
     (tmp_path / "c").mkdir()

@@ -165,6 +165,7 @@ def test_an_empty_output_folder_is_refused_not_taken_as_the_current_one(tmp_path
     ["action-demo", "--data", "{data}", "--json", "{data}/sub/new.json"],
     ["eval", "--data", "{data}", "--boxes", "{data}", "--checkpoint", "c.pt", "--png", "{data}/sub/cams.png"],
     ["mean", "--data", "{list}", "--json", "{list}"],  # a file list given as --data
+    ["show", "--data", "{data}", "--out", "{data}/sub/0.png"],  # replaced a training image with the grid
 ])
 def test_an_output_file_inside_what_the_command_reads_is_refused_before_any_work(tmp_path, capsys, argv):
     data, boxes, listed = tmp_path / "data", tmp_path / "boxes.json", tmp_path / "list.json"
@@ -178,3 +179,25 @@ def test_an_output_file_inside_what_the_command_reads_is_refused_before_any_work
         capsys.readouterr().err
     assert (data / "test.json").read_text() == "index" and boxes.read_text() == "boxes"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["boxes.json", "data", "list.json", "sub", "test.json"]
+
+
+@pytest.mark.parametrize("option", ["--data", "--val-data"])
+def test_a_run_folder_inside_the_data_folder_is_refused(tiny_synth, tmp_path, capsys, option):
+    # It became a class folder: later runs trained on 4 classes, and the run itself could not resume.
+    train = tiny_synth / "train"
+    data = {"--data": train, "--val-data": tiny_synth / "test"}[option]
+    code = main(["train", "--data", str(train), "--val-data", str(tiny_synth / "test"), "--out", str(data / "run"),
+                 "--epochs", "1"])
+    assert code == 2 and f"lies inside the {option} folder" in capsys.readouterr().err
+    assert not (data / "run").exists()
+
+
+@pytest.mark.parametrize("argv", [["prepare", "--data", "", "--out", "{tmp}/p"], ["mean", "--data", ""],
+                                  ["scan", "--data", ""],
+                                  ["train", "--data", "{data}", "--val-data", "", "--out", "{tmp}/r", "--epochs", "1"]])
+def test_an_empty_data_path_is_refused_not_taken_as_the_current_folder(tiny_synth, tmp_path, monkeypatch, capsys,
+                                                                       argv):
+    monkeypatch.chdir(tiny_synth / "train")  # a class tree: "" read as "." would be used
+    code = main([a.format(tmp=tmp_path, data=tiny_synth / "train") for a in argv])
+    assert code == 2 and "data='' is an empty path" in capsys.readouterr().err  # validation data='' for train
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()

@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
                    help="dataset mean RGB, 0..255 (from `dali-has mean`); hidden pixels show it")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, reads=("data",))  # --out must not land among the images it samples
 
 
 def run(args) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from train.commands.arguments import (
     LOADER_DATA_HELP,
@@ -97,6 +98,10 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
         return cfg, True
     if not args.data or not args.out:
         raise ValueError("--data and --out are required (or --resume RUN_DIR)")
+    for option, data in (("--data", args.data), ("--val-data", args.val_data)):
+        if data and os.path.isdir(data) and Path(args.out).resolve().is_relative_to(Path(data).resolve()):
+            # It would become a class folder of the data set: later runs train on it, this one cannot resume.
+            raise ValueError(f"--out {args.out} lies inside the {option} folder {data}; give a folder outside it")
     if os.path.exists(os.path.join(args.out, CHECKPOINT)):
         raise ValueError(f"--out {args.out} already holds a trained run; continue it with --resume {args.out}, "
                          "or give another --out")
