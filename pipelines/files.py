@@ -242,6 +242,11 @@ def dataset_labels(data: DataArg) -> list[int]:
             for label in webdataset.read_labels(shard, webdataset.read_index(shard))]
 
 
+def class_names(data: DataArg) -> list[str] | None:
+    """The class folder names of a folder tree, in label order; None for a file list or shards (labels only)."""
+    return list(list_folder(data).classes) if data_kind(data) == FOLDER else None
+
+
 def num_classes(data: DataArg) -> int:
     """Classes of a training set: its class folders (empty ones count), else the largest label plus one."""
     if data_kind(data) == FOLDER:

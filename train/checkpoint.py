@@ -31,13 +31,30 @@ METRICS = "metrics.jsonl"
 # What every checkpoint holds, and of which type.
 _ENTRIES = {"model": dict, "optimizer": dict, "num_classes": int, "epoch": int,
             "torch_rng": torch.Tensor}
+# Settings an edited config.json may change when a run resumes: where and how it runs, not what it learns. The
+# data may have moved (its classes are compared instead), and so may validation's files.
+RESUME_MAY_CHANGE = frozenset({"data", "out", "epochs", "device", "channels_last", "amp", "num_threads", "compile",
+                               "tensorboard", "max_steps_per_epoch", "skip_bad_files"})
+_MOVABLE_VAL_PATHS = ("data", "boxes")
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write `state` (tensors and plain data only) to `path` atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write `state` (tensors and plain data only) to `path` atomically. A failed write (a full disk: torch
+    reports it as a RuntimeError of its zip writer) is an OSError naming the file, and leaves the file there as
+    it was, with no partial temporary file beside it."""
+    tmp = temporary(path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"could not write {path} ({error}); the file there, if any, is unchanged: free disk space "
+                      "and continue with --resume") from None
+
+
+def temporary(path: Path) -> Path:
+    """Where `save_checkpoint` writes `path` before renaming it."""
+    return path.with_name(path.name + ".tmp")
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -64,7 +81,62 @@ def load_checkpoint(path: Path) -> dict:
             raise ValueError(f"{path}: entry {key!r} is missing or not a {kind.__name__}; not a dali-has checkpoint")
     if state["num_classes"] < 1 or state["epoch"] < 0:
         raise ValueError(f"{path}: num_classes={state['num_classes']}, epoch={state['epoch']} cannot be right")
+    _check_optional_entries(path, state)
     return state
+
+
+def _check_optional_entries(path: Path, state: dict) -> None:
+    """The entries a resume reads besides _ENTRIES, checked before any work: a wrong `best` used to fail only after
+    a whole epoch had trained."""
+    rng = state["torch_rng"]
+    problems = []
+    if rng.dtype != torch.uint8 or rng.dim() != 1:
+        problems.append(f"torch_rng is a {rng.dtype} tensor of {rng.dim()} dimension(s), not torch's byte state")
+    best = state.get("best")
+    if best is not None and not (isinstance(best, dict) and isinstance(best.get("metric"), str)
+                                 and isinstance(best.get("epoch"), int) and isinstance(best.get("value"), (int, float))
+                                 and not isinstance(best.get("value"), bool)):
+        problems.append(f"best is {best!r}, not None or {{'metric': name, 'value': number, 'epoch': number}}")
+    loader = state.get("loader", {})
+    if not isinstance(loader, dict) or not isinstance(loader.get("states", []), list) or not all(
+            isinstance(s, dict) for s in loader.get("states", [])):
+        problems.append("loader is not {'states': [one dict per rank]}")
+    if not isinstance(state.get("config", {}), dict):
+        problems.append("config is not a mapping of settings")
+    classes = state.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        problems.append("classes is not a list of class folder names")
+    if problems:
+        raise ValueError(f"{path}: {'; '.join(problems)}; not a dali-has checkpoint")
+
+
+def check_resumable(path: Path, state: dict, cfg: TrainConfig, classes: list[str] | None) -> None:
+    """Refuse to resume the checkpoint `state` (read from `path`) as `cfg` on data with these class folders
+    (None: a file list or shards) when the run would silently learn something else: config.json edited in what
+    it trains (RESUME_MAY_CHANGE lists what may change), or class folders renamed, added or removed, which
+    shifts every label. Checkpoints written before a setting existed are not held to it."""
+    saved = state.get("config") or {}
+    now = json.loads(json.dumps(cfg.to_dict()))
+    differ = [key for key in sorted(set(saved) & set(now)) if key not in RESUME_MAY_CHANGE
+              and _trained_by(key, saved[key]) != _trained_by(key, now[key])]
+    if differ:
+        said = "; ".join(f"{key} {now[key]!r} (trained with {saved[key]!r})" for key in differ)
+        raise ValueError(f"{path.parent / CONFIG} differs from the settings {path} was trained with: {said}; "
+                         "--resume continues a run as it was trained: restore config.json, or start a new run")
+    trained = state.get("classes")
+    if trained is not None and classes is not None and trained != classes:
+        gone, new = sorted(set(trained) - set(classes)), sorted(set(classes) - set(trained))
+        change = f"missing {gone[:3]}, new {new[:3]}" if gone or new else "in another order"
+        raise ValueError(f"the class folders of {cfg.data} are not the ones {path} was trained on ({change}): every "
+                         "label after the first change would name another class; resume on the data it was "
+                         "trained on, or start a new run")
+
+
+def _trained_by(key: str, value):
+    """A config value as far as it decides what is learned: validation's files may have moved."""
+    if key == "val" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in _MOVABLE_VAL_PATHS}
+    return value
 
 
 def load_weights(path: Path, model: torch.nn.Module, weights: dict) -> None:

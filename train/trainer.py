@@ -41,9 +41,18 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pipelines import InputProfiler, make_loader
-from pipelines.files import num_classes
+from pipelines.files import class_names, num_classes
 from train import distributed
-from train.checkpoint import BEST, CHECKPOINT, CONFIG, METRICS, load_checkpoint, load_weights, save_checkpoint
+from train.checkpoint import (
+    BEST,
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    check_resumable,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from train.config import TrainConfig
 from train.wsol.evaluate import check_evaluation, evaluate_model
 
@@ -103,7 +112,8 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     """The loop inside an initialized process group (or a single process): (last epoch's metrics, model)."""
     # Absolute paths in config.json: the run resumes from any working directory.
     cfg = dataclasses.replace(cfg, data=os.path.abspath(cfg.data), out=os.path.abspath(cfg.out))
-    classes = num_classes(cfg.data)  # a bad --data fails here, before the run folder is made
+    names = class_names(cfg.data)  # a bad --data fails here, before the run folder is made
+    classes = num_classes(cfg.data) if names is None else len(names)
     _check_crop_fits_model(cfg, classes)  # and a crop the network cannot take
     if cfg.val is not None:  # and validation settings it would refuse only after the first epoch
         check_evaluation(cfg, cfg.val.data, model_classes=classes, boxes=cfg.val.boxes, split=cfg.val.split,
@@ -126,6 +136,10 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     start_epoch, best, loader_state, seed = 0, None, None, cfg.seed
     if resume:
         state = load_checkpoint(out / CHECKPOINT)  # on the CPU: the RNG state must stay a CPU tensor
+        check_resumable(out / CHECKPOINT, state, cfg, names)
+        if state["epoch"] > cfg.epochs:
+            raise ValueError(f"{out} has trained {state['epoch']} epochs, more than epochs={cfg.epochs}; give "
+                             f"--epochs N > {state['epoch']} to train on")
         load_weights(out / CHECKPOINT, model, state["model"])
         try:
             opt.load_state_dict(state["optimizer"])
@@ -171,7 +185,7 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
                 last["best"] = best
             loader_states = distributed.all_gather_objects(loader.state_dict())
             if env.is_main:
-                state = _state(model, opt, epoch + 1, cfg, classes, best, loader_states)
+                state = _state(model, opt, epoch + 1, cfg, classes, names, best, loader_states)
                 save_checkpoint(out / CHECKPOINT, state)
                 if improved:
                     save_checkpoint(out / BEST, state)
@@ -328,10 +342,11 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
                                               "timing")}}
 
 
-def _state(model, opt, epoch: int, cfg: TrainConfig, num_classes: int, best: dict | None,
-           loader_states: list[dict]) -> dict:
+def _state(model, opt, epoch: int, cfg: TrainConfig, num_classes: int, names: list[str] | None,
+           best: dict | None, loader_states: list[dict]) -> dict:
     # The learning-rate schedule needs no state of its own: it is lr_factor(config, epoch + step / steps).
-    return {"model": model.state_dict(), "num_classes": num_classes, "optimizer": opt.state_dict(),
+    return {"model": model.state_dict(), "num_classes": num_classes, "classes": names,
+            "optimizer": opt.state_dict(),
             "epoch": epoch, "torch_rng": torch.get_rng_state(),
             "config": json.loads(json.dumps(cfg.to_dict())), "best": best,  # plain data: weights_only loads it
             "loader": {"states": loader_states}}  # every rank's, in rank order (DALI checkpoints are bytes)

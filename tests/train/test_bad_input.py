@@ -188,7 +188,7 @@ def test_a_run_folder_inside_the_data_folder_is_refused(tiny_synth, tmp_path, ca
     data = {"--data": train, "--val-data": tiny_synth / "test"}[option]
     code = main(["train", "--data", str(train), "--val-data", str(tiny_synth / "test"), "--out", str(data / "run"),
                  "--epochs", "1"])
-    assert code == 2 and f"lies inside the {option} folder" in capsys.readouterr().err
+    assert code == 2 and f"is within the {option} folder" in capsys.readouterr().err
     assert not (data / "run").exists()
 
 

@@ -140,7 +140,7 @@ def test_out_holding_other_files_is_left_untouched(tiny_synth, tmp_path, capsys)
     assert "holding other files (config.json)" in capsys.readouterr().err
     assert (mine / "config.json").read_text() == '{"mine": 1}'
     assert main([*base, "--out", str(tiny_synth / "train")]) == 2  # the data set itself
-    assert "give a new or empty folder" in capsys.readouterr().err
+    assert "is within the --data folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main([*base, "--out", str(tmp_path / "empty")]) == 0
 
@@ -193,3 +193,101 @@ def test_a_crop_the_network_cannot_take_is_refused_before_the_run_folder_is_made
     assert "crop=16 is too small for alexnet_gap: its pooling leaves nothing below 31 pixels; give --crop 31" in (
         capsys.readouterr().err)
     assert not out.exists()
+
+
+def _copy(run: Path, folder: Path) -> Path:
+    copy = folder / "copy"
+    shutil.copytree(run, copy)
+    return copy
+
+
+@pytest.mark.parametrize("key, value", [("lr", 0.5), ("batch_size", 4), ("crop", 48), ("seed", 9),
+                                        ("augment", {"has": None})])
+def test_a_config_json_edited_in_what_the_run_learns_is_refused_on_resume(trained_run, tmp_path, capsys, key,
+                                                                           value):
+    # Edited settings trained on with at most a "cannot replay the data exactly" warning (lr: no word at all).
+    run = _copy(trained_run, tmp_path)
+    saved = json.loads((run / "config.json").read_text())
+    before = (run / CHECKPOINT).read_bytes()
+    saved[key] = {**saved[key], **value} if isinstance(value, dict) else value
+    (run / "config.json").write_text(json.dumps(saved))
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "differs from the settings" in err and f"{key} " in err and "restore config.json" in err
+    assert (run / CHECKPOINT).read_bytes() == before
+
+
+def test_where_and_how_a_run_trains_may_change_on_resume(trained_run, tiny_synth, tmp_path):
+    run = _copy(trained_run, tmp_path)
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_synth / "train", moved)  # the data set moved to another disk
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "data": str(moved), "num_threads": 2}))
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+
+
+def test_resuming_on_renamed_class_folders_is_refused(trained_run, tiny_synth, tmp_path, capsys):
+    # Renaming c00 to c99 shifted every label and training carried on, warned only about replaying crops.
+    run = _copy(trained_run, tmp_path)
+    data = tmp_path / "data"
+    shutil.copytree(tiny_synth / "train", data)
+    (data / "c00").rename(data / "c99")
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "data": str(data)}))
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    assert "are not the ones" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("entry, value, said", [
+    ("best", "x", "best is 'x'"),  # failed only after a whole epoch had trained
+    ("loader", "garbage", "loader is not"),
+    ("torch_rng", torch.zeros(5), "torch_rng is a torch.float32 tensor"),
+    ("classes", [1, 2], "classes is not a list"),
+])
+def test_malformed_checkpoint_entries_are_named_before_any_work(trained_run, tmp_path, capsys, entry, value, said):
+    run = _copy(trained_run, tmp_path)
+    state = load_checkpoint(run / CHECKPOINT)
+    state[entry] = value
+    torch.save(state, run / CHECKPOINT)
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "not a dali-has checkpoint" in err
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # no epoch trained
+
+
+def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_the_old_one(trained_run, tmp_path, monkeypatch):
+    # On a full disk torch.save raised its zip writer's RuntimeError ("unexpected pos ..."), naming no file, and
+    # left checkpoint.pt.tmp behind, after which the folder could neither start a run nor resume.
+    run = _copy(trained_run, tmp_path)
+    before = (run / CHECKPOINT).read_bytes()
+    state = load_checkpoint(run / CHECKPOINT)
+
+    def full_disk(obj, f):
+        Path(f).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 48960 vs 48848")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=f"could not write {run / CHECKPOINT} .*unexpected pos.*free disk space"):
+        save_checkpoint(run / CHECKPOINT, state)
+    assert (run / CHECKPOINT).read_bytes() == before
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl"]
+
+
+def test_a_run_killed_while_writing_its_first_checkpoint_can_start_over(tiny_synth, tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(tiny_synth, run))
+    (run / CHECKPOINT).rename(run / "checkpoint.pt.tmp")  # killed before the rename
+    (run / "metrics.jsonl").unlink()
+    assert main(["train", "--data", str(tiny_synth / "train"), "--out", str(run), "--epochs", "1",
+                 "--batch-size", "8", "--crop", "64", "--num-threads", "1", "--max-steps-per-epoch", "1",
+                 "--model-opt", "stem=small", "--model-opt", "width=0.125"]) == 0
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_do(trained_run, tmp_path, capsys):
+    run = _copy(trained_run, tmp_path)  # trained 1 epoch
+    assert main(["train", "--resume", str(run)]) == 0  # a requeued job that already finished
+    assert "has trained its 1 epochs; nothing to do (give --epochs N > 1" in capsys.readouterr().out
+    run2 = _copy(trained_run, tmp_path / "b")
+    assert main(["train", "--resume", str(run2), "--epochs", "2"]) == 0
+    assert main(["train", "--resume", str(run2), "--epochs", "1"]) == 2
+    assert "has trained 2 epochs, more than epochs=1; give --epochs N > 2" in capsys.readouterr().err

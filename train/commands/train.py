@@ -81,7 +81,8 @@ def register(sub) -> None:
 
 def config_from_args(args) -> tuple[TrainConfig, bool]:
     """The run's config and whether it resumes; a bad combination of options is a ValueError."""
-    from train.checkpoint import CHECKPOINT, CONFIG, load_run_config  # torch is imported only once a command runs
+    # torch is imported only once a command runs
+    from train.checkpoint import CHECKPOINT, CONFIG, load_run_config, temporary
 
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("func", "command", "resume", "model_opt")}
@@ -101,13 +102,14 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
     for option, data in (("--data", args.data), ("--val-data", args.val_data)):
         if data and os.path.isdir(data) and Path(args.out).resolve().is_relative_to(Path(data).resolve()):
             # It would become a class folder of the data set: later runs train on it, this one cannot resume.
-            raise ValueError(f"--out {args.out} lies inside the {option} folder {data}; give a folder outside it")
+            raise ValueError(f"--out {args.out} is within the {option} folder {data}; give a folder outside it")
     if os.path.exists(os.path.join(args.out, CHECKPOINT)):
         raise ValueError(f"--out {args.out} already holds a trained run; continue it with --resume {args.out}, "
                          "or give another --out")
     if os.path.isdir(args.out):  # a new run's files would overwrite or join what is there
         # A run stopped before its first checkpoint leaves its config (and TensorBoard folder): it may start over.
-        others = sorted(set(os.listdir(args.out)) - {CONFIG, "tensorboard"})
+        # (and a checkpoint's temporary file, when the process was killed while writing it)
+        others = sorted(set(os.listdir(args.out)) - {CONFIG, "tensorboard", temporary(Path(CHECKPOINT)).name})
         if not others and os.path.exists(os.path.join(args.out, CONFIG)):
             try:
                 load_run_config(args.out)
@@ -149,7 +151,12 @@ def run(args) -> int:
 
     cfg, resume = config_from_args(args)
     last = fit(cfg, resume=resume)
-    if last and os.environ.get("RANK", "0") == "0":  # one summary line per torchrun job, not per rank
+    if os.environ.get("RANK", "0") != "0":  # one summary line per torchrun job, not per rank
+        return 0
+    if last:
         print(f"epoch {last['epoch']}: loss {last['train_loss']:.4f}, top-1 {last['train_top1']:.2f} %, "
               f"{last['img_s']:.0f} img/s -> {cfg.out}")
+    else:  # resumed at its last epoch (a job requeued after it finished ends here too)
+        print(f"{cfg.out} has trained its {cfg.epochs} epochs; nothing to do (give --epochs N > {cfg.epochs} to "
+              "train on)")
     return 0
