@@ -247,7 +247,13 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
                     problems.append(Problem(name, ERROR, "not-converted", "is missing from a shard an earlier run "
                                             "finished", f"Delete {writer.place(i)} and its index, and run again"))
                 else:
-                    writer.write(i, original if result is None else result, state)
+                    try:
+                        writer.write(i, original if result is None else result, state)
+                    except OSError as error:  # a full disk: write() names no file
+                        if error.filename is not None or error.errno is None:
+                            raise
+                        raise OSError(error.errno, f"{error.strerror}; make room, then run the same command again "
+                                                   "(it resumes)", writer.place(i)) from None
                     converted += 1
                 bar.update()
         writer.finish()

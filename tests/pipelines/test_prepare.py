@@ -6,7 +6,10 @@ import fcntl
 import io
 import json
 import os
+import resource
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -447,3 +450,20 @@ def test_shards_are_not_updated_in_place_when_the_source_changed(source, tmp_pat
     with pytest.raises(ValueError, match="shards are not updated in place"):
         prepare(data, out, settings, progress=False)
     assert json.loads((out / MANIFEST).read_text()) == again  # nothing written
+
+
+def test_a_full_disk_names_the_file_and_the_rerun_finishes(tmp_path):
+    # It said only "[Errno 27] File too large".
+    source = tmp_path / "src"
+    (source / "c0").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((200, 200, 3), 40 * i, np.uint8)).save(source / "c0" / f"{i}.png")
+    argv = [sys.executable, "-m", "train.cli", "prepare", "--data", str(source), "--out", str(tmp_path / "out"),
+            "--encoding", "npy", "--num-threads", "1", "--no-progress"]
+    limit = 64 * 1024  # bytes a process may write to one file: less than one 200x200x3 .npy
+    full = subprocess.run(argv, capture_output=True, text=True, cwd=Path(__file__).parents[2],
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert full.returncode == 2
+    assert f"{tmp_path / 'out' / 'c0'}/0.npy: File too large; make room, then run the same command again" in full.stderr
+    assert subprocess.run(argv, capture_output=True, cwd=Path(__file__).parents[2]).returncode == 0
+    assert len(read_file_list(tmp_path / "out" / FILE_LIST).samples) == 3
