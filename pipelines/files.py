@@ -147,6 +147,9 @@ def read_file_list(list_path: str | os.PathLike) -> Dataset:
             line = line.rstrip("\n")
             if not line.strip():
                 continue  # DALI skips blank lines
+            if "\r" in line.rstrip():  # no file name holds one (`unlistable`); a CRLF line end is fine
+                raise ValueError(f"{str(list_path)!r} line {number}: a carriage return inside the line; the file "
+                                 "has old Mac (CR-only) line ends: convert them to LF or CRLF")
             match = _LIST_LINE.fullmatch(line)
             if match is None:
                 raise ValueError(

@@ -134,10 +134,10 @@ class EpochLoader:
         if self._iterator is None:
             raise RuntimeError("this loader is closed")
         version = state.get("version") if isinstance(state, dict) else None
-        expected = {"version", "dataset_size", "shard", "rebuilds", "pipeline"} | (
-            {"settings"} if version == STATE_VERSION else set())
+        current = {"version", "dataset_size", "shard", "rebuilds", "pipeline", "settings"}
+        expected = current if version == STATE_VERSION else current - {"settings"}  # version 1 had no settings
         if version not in (1, STATE_VERSION) or set(state) != expected:
-            raise ValueError(f"not a loader state of this version: expected a dict with keys {sorted(expected)} "
+            raise ValueError(f"not a loader state of this version: expected a dict with keys {sorted(current)} "
                              f"and version {STATE_VERSION}, as state_dict() returns")
         mine = {"dataset_size": self.dataset_size, "shard": [self._options.shard_id, self._options.num_shards]}
         theirs = {key: state[key] for key in mine}
@@ -163,6 +163,12 @@ class EpochLoader:
             self._rebuilds = now["rebuilds"]
             self._open(now["pipeline"])
             raise
+
+    def __reduce__(self):
+        # pickle, copy and deepcopy: DALI's pipeline cannot be copied (it failed deep inside it, then warned from
+        # a half-made Pipeline's __del__), and a shallow copy would share this loader's pipeline and epoch.
+        raise TypeError(f"a {type(self).__name__} cannot be pickled or copied: it owns a DALI pipeline and its "
+                        "threads; make a loader in each process (a state_dict() can be saved and loaded)")
 
     def close(self) -> None:
         """Release the DALI pipeline now; the loader cannot be iterated afterwards."""

@@ -177,6 +177,15 @@ def test_malformed_list_line(tmp_path, line):
         read_file_list(list_path)
 
 
+def test_old_mac_line_ends_are_named_not_read_as_one_name(tmp_path):
+    # "a.jpg 0\rb.jpg 1" was one entry named "a.jpg 0\rb.jpg", reported as a missing file
+    write(tmp_path / "a.jpg")
+    write(tmp_path / "b.jpg")
+    (tmp_path / "list.txt").write_bytes(b"a.jpg 0\rb.jpg 1\r")
+    with pytest.raises(ValueError, match=r"line 1: a carriage return inside the line; .*CR-only"):
+        read_file_list(tmp_path / "list.txt")
+
+
 def test_listed_file_missing(tmp_path):
     list_path = tmp_path / "list.txt"
     list_path.write_text("gone.jpg 0\n")

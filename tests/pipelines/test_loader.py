@@ -5,8 +5,10 @@ over it in which every file has its own label, so the labels of an epoch identif
 """
 from __future__ import annotations
 
+import copy
 import gc
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -212,6 +214,8 @@ def test_loader_states_are_checked(dataset):
         other.load_state_dict(state)
     with pytest.raises(ValueError, match="not a loader state"):
         other.load_state_dict({"pipeline": b""})
+    with pytest.raises(ValueError, match=r"'settings', 'shard', 'version'\] and version 2"):  # the keys of version 2
+        other.load_state_dict({**state, "version": 3})
     with pytest.raises(ValueError, match="checkpoint of type str"):
         small_loader(dataset, checkpoint="not bytes")
     with pytest.raises(ValueError, match="DALI checkpoint cannot be restored"):
@@ -459,3 +463,13 @@ def _by_label(images: list[torch.Tensor], labels: list[torch.Tensor]) -> torch.T
     """An epoch's images sorted by label, to compare epochs whose order was shuffled."""
     images, labels = torch.cat(images), torch.cat(labels)
     return images[labels.argsort()].cpu()
+
+
+@pytest.mark.parametrize("how", [pickle.dumps, copy.copy, copy.deepcopy])
+def test_a_loader_cannot_be_pickled_or_copied_and_says_so(dataset, how):
+    # pickle named a lambda inside make_loader; deepcopy failed inside DALI and warned from a half-made pipeline;
+    # copy.copy shared the pipeline and epoch of the original
+    loader = small_loader(dataset / "list_11.txt", train=False)
+    with pytest.raises(TypeError, match="DaliLoader cannot be pickled or copied: it owns a DALI pipeline"):
+        how(loader)
+    assert sum(len(labels) for _, labels in loader) == 11  # still whole
