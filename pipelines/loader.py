@@ -41,10 +41,11 @@ from nvidia.dali import Pipeline
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
 from dali_has import HaSConfig, validate
+from pipelines import webdataset
 from pipelines.bad_files import NO_FILES, SHARDS, explain, explain_shard_sample, read_dali_error
 from pipelines.errors import UnreadableImageError
 from pipelines.file_check import usable_dataset
-from pipelines.files import WEBDATASET, Dataset, stores_pixels
+from pipelines.files import WEBDATASET, Dataset, list_shards, stores_pixels
 from pipelines.reader import READER_NAME
 from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment, split_options
 from pipelines.train_pipeline import train_pipeline
@@ -258,7 +259,8 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
             WebDataset shards with their DALI indexes: a folder of `*.tar`, one `.tar` or a list of `.tar` paths
             (`dali-has prepare --webdataset` writes them; `pipelines.webdataset` has the format).
         train: True = shuffled, random-resized-crop + flip (+ Hide-and-Seek); False = in order, centre crop.
-        batch_size: samples per batch; the last batch of an epoch may be smaller.
+        batch_size: samples per batch; the last batch of an epoch may be smaller. One larger than a shard's
+            samples gives one batch of the whole shard, and the loader's `batch_size` says that many.
         has: Hide-and-Seek settings (a HaSConfig or a dict of its settings, `fill` in normalized units, see
             `pipelines.has_fill`); None = none. The common case of `augment`; give one or the other.
         augment: all training augmentation settings (`TrainAugment` or a dict of them): HaS and its
@@ -305,6 +307,7 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
         resize = eval_resize(image.crop, resize)
         validate.boolean("ten_crop", ten_crop)
     files = None if image.kind == WEBDATASET else usable_dataset(image.data, skip_bad_files=image.skip_bad_files)
+    run = replace(run, batch_size=min(run.batch_size, _largest_shard(image, files, run.num_shards)))
     if train:
         define = lambda o: train_pipeline(o, image, augment, files=files)  # noqa: E731
     else:
@@ -315,6 +318,17 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
                 **({"augment": augment.to_dict()} if train else {"resize": resize, "ten_crop": ten_crop}),
                 "samples": None if files is None else samples_digest(files)}
     return DaliLoader(define, run, image, files, train=train, settings=settings)
+
+
+def _largest_shard(image: ImageOptions, files: Optional[Dataset], num_shards: int) -> int:
+    """The most samples a shard of the data holds: a batch larger than that is the whole shard, and DALI would
+    otherwise allocate for every slot of the batch (batch_size=4096 took 5.5 GB for 18 images; 65536 failed in
+    std::bad_alloc)."""
+    if files is not None:
+        samples = len(files.samples)
+    else:
+        samples = sum(len(webdataset.read_index(shard)) for shard in list_shards(image.data))
+    return max(1, -(-samples // num_shards))
 
 
 class DaliLoader(EpochLoader):

@@ -70,7 +70,7 @@ def demo_configs(data: Path, runs: Path, *, seed: int, epochs: int, device: str,
     # of 64 (TrainConfig.lr is per 256 images) and weight decay 0.05 were tried alone, not tuned.
     # A mirror image turns stripe angle θ into -θ, another class's cue: no flips here.
     augment = TrainAugment(has=HaSConfig(DEMO_HAS_SIZES, 0.5, 0.0), random_area=(0.85, 1.0), flip_probability=0.0)
-    base = TrainConfig(data=str(data / "train"), out="", arch="alexnet_gap", epochs=epochs, batch_size=64,
+    base = TrainConfig(data=str(data / "train"), out=str(runs), arch="alexnet_gap", epochs=epochs, batch_size=64,
                        optimizer="adamw", lr=2e-3 * 256 / 64, weight_decay=0.05, lr_schedule="onecycle",
                        crop=64, augment=augment, device=device, seed=seed, num_threads=num_threads, mean=mean,
                        std=std, model=dict(DEMO_MODEL))

@@ -473,3 +473,15 @@ def test_a_loader_cannot_be_pickled_or_copied_and_says_so(dataset, how):
     with pytest.raises(TypeError, match="DaliLoader cannot be pickled or copied: it owns a DALI pipeline"):
         how(loader)
     assert sum(len(labels) for _, labels in loader) == 11  # still whole
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("num_shards, largest", [(1, 11), (2, 6), (4, 3)])
+def test_a_batch_larger_than_a_shard_builds_the_pipeline_for_the_shard(dataset, train, num_shards, largest):
+    # batch_size=4096 on 18 images took 5.5 GB (DALI allocates every slot of a batch); 65536 died in bad_alloc
+    for shard_id in range(num_shards):
+        loader = small_loader(dataset / "list_11.txt", train=train, batch_size=4096, num_shards=num_shards,
+                              shard_id=shard_id)
+        assert loader.batch_size == loader.pipeline.max_batch_size == largest
+        labels = torch.cat([y for _, y in loader])
+        assert len(labels) == len(set(labels.tolist())) == loader.num_samples and len(loader) == 1

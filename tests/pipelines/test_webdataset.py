@@ -237,3 +237,8 @@ def test_a_sample_that_does_not_decode_is_named_by_shard_and_key(tmp_path, train
     (path,) = error.value.paths
     assert path.startswith(str(tmp_path / "own.tar") + ":") and path.endswith(sample_key("img3.jpg") + ".jpg")
     assert "dali-has prepare --webdataset" in str(error.value) and "C++ context" not in str(error.value)
+
+
+def test_a_batch_larger_than_the_shards_hold_builds_the_pipeline_for_them(shards):
+    loader = make_loader(shards, train=True, batch_size=4096, crop=CROP, num_threads=1, num_shards=2)
+    assert loader.batch_size == loader.pipeline.max_batch_size == -(-N // 2)

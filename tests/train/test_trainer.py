@@ -198,7 +198,7 @@ def test_exact_resume_when_epochs_stop_early(tiny_synth, tmp_path):
         torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
 
 
-@pytest.mark.parametrize("loader_entry,why", [({"states": ["rank 0", "rank 1"]}, "written by 2 rank"),
+@pytest.mark.parametrize("loader_entry,why", [({"states": [{"rank": 0}, {"rank": 1}]}, "written by 2 rank"),
                                               ({"seed_rule": "base + rank + 10007 * epoch"}, "older version")])
 def test_resume_that_cannot_replay_the_data_says_so(tiny_synth, tmp_path, loader_entry, why):
     fit(tiny_config(tiny_synth, tmp_path / "run", epochs=1))
