@@ -20,6 +20,8 @@ namespace dali_has {
 
 // Schema holding `patch_sizes`, `p_hide` and `fill` (registered in hide_and_seek_rule.cc).
 inline constexpr char kHideAndSeekArgs[] = "DaliHasHideAndSeekArgs";
+// The largest finite float16; a larger fill would be written as inf.
+inline constexpr float kFloat16Max = 65504.f;
 
 // One sample's draw: its grid cell size (0 = hide nothing) and the key its cell decisions hash.
 struct CellDraw {
@@ -74,7 +76,7 @@ class HideAndSeekArgs {
   }
 
   // Writes the fill of `channels` channels as `type` elements to `out` (uint8: rounded half-to-even and
-  // clamped, as reference.apply_mask does).
+  // clamped, as reference.apply_mask does; float16: refused beyond its range, where it would be written as inf).
   void FillElements(dali::DALIDataType type, uint32_t channels, void *out) const {
     auto *bytes = static_cast<uint8_t *>(out);
     for (uint32_t c = 0; c < channels; c++) {
@@ -84,6 +86,8 @@ class HideAndSeekArgs {
           bytes[c] = static_cast<uint8_t>(std::clamp(std::nearbyint(f), 0.f, 255.f));
           break;
         case DALI_FLOAT16: {
+          Require(std::abs(f) <= kFloat16Max, "Argument `fill` = ", f, " does not fit float16 (largest ", kFloat16Max,
+                  "), the type of the images; give a fill within its range.");
           dali::float16 v(f);
           std::memcpy(bytes + 2 * c, &v, 2);
           break;

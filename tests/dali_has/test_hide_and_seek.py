@@ -110,6 +110,17 @@ def test_hidden_nan_and_infinite_pixels_become_the_fill(impl, device):
     np.testing.assert_array_equal(batch[0], np.broadcast_to(np.array([1.0, -2.0, 0.5], np.float32), image.shape))
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def test_the_fused_operator_refuses_a_fill_beyond_float16_on_float16_images(device):
+    # It wrote inf; the type is known only at run time, so the operator names it then. (The composed fallback,
+    # whose graph cannot see the type, still writes inf: README, "In your own DALI pipeline".)
+    image = np.zeros((16, 16, 3), np.float16)
+    with pytest.raises(ValueError, match=r"Argument `fill` = 1e\+06 does not fit float16 \(largest 65504\)"):
+        run_has([image], impl="fused", device=device, patch_sizes=(8,), p_hide=1.0, fill=1e6)
+    (batch,) = run_has([image], impl="fused", device=device, patch_sizes=(8,), p_hide=1.0, fill=65504.0)
+    assert (batch[0] == np.float16(65504)).all()
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(p_hide=1.5), "p_hide"),
     (dict(patch_sizes=(16, -1)), "patch_sizes"),
