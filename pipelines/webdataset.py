@@ -7,7 +7,9 @@ member instead of scanning the tar at start-up.
 * Keys: the sample's relative path without its extension, e.g. `n01440764/n01440764_10026`, so a shard member
   says which source file it came from. WebDataset splits a member name at the first dot of its last path
   component (`a/b.c.jpg` is key `a/b`, component `c.jpg`), and DALI's index format separates fields by
-  whitespace, so `%`, `.` and whitespace in a key are written as `%XX` (percent-encoding; `sample_name` undoes it).
+  whitespace, so `%`, `.` and whitespace in a key are written as `%XX` (percent-encoding; `sample_name` undoes it),
+  and so is each byte of a file name that is not UTF-8 (Python holds it as a lone surrogate, which neither the
+  UTF-8 index nor a PAX member name can hold).
 * Labels: ten ASCII digits, zero-padded (`0000000003`). Text is the WebDataset convention (`int(b"0000000003")`
   reads it in any tool); the fixed width lets the DALI graph turn the bytes into an integer with three
   arithmetic ops (`pipelines.reader`), without a Python callback. Ten digits hold any int32 label.
@@ -32,20 +34,20 @@ INDEX_VERSION = "v1.2"
 SHARD_SUFFIX = ".tar"
 INDEX_SUFFIX = ".idx"
 
-_ESCAPED = re.compile(r"[%.\s]")
+_ESCAPED = re.compile(r"[%.\s\udc80-\udcff]")
 
 
 def sample_key(name: str) -> str:
     """The key of the sample whose relative path is `name`: its path without the extension, escaped."""
     stem = str(Path(name).with_suffix(""))
-    return _ESCAPED.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), stem)
+    return _ESCAPED.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode(errors="surrogateescape")), stem)
 
 
 def sample_name(key: str) -> str:
     """The relative path (without extension) a key was made from."""
     from urllib.parse import unquote
 
-    return unquote(key)
+    return unquote(key, errors="surrogateescape")
 
 
 def encode_label(label: int) -> bytes:
@@ -132,6 +134,8 @@ def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
     except UnicodeDecodeError as error:
         raise ValueError(f"{str(path)!r} is not UTF-8 text (byte {error.start}); member names must be UTF-8: "
                          "rewrite the shard with `dali-has prepare --webdataset`") from None
+    while lines and not lines[-1].strip():  # DALI reads the declared lines only: a blank tail is no sample
+        lines.pop()
     header = lines[0].split() if lines else []
     if len(header) != 2 or header[0] != INDEX_VERSION or not header[1].isdigit() or int(header[1]) != len(lines) - 1:
         raise ValueError(f"{str(path)!r} is not a DALI {INDEX_VERSION} index of {len(lines) - 1} samples "
@@ -143,19 +147,97 @@ def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
     entries = []
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split()
+        where = f"{str(path)!r} line {number} ({line!r})"
         try:
             components = {fields[i]: (int(fields[i + 1]), int(fields[i + 2]), fields[i + 3])
                           for i in range(0, len(fields) - 3, 4)}
         except ValueError:
-            components = {}
-        if (len(fields) % 4 or IMAGE_EXT not in components or LABEL_EXT not in components
-                or any(offset < 0 or size < 0 for offset, size, _ in components.values())):
-            raise ValueError(f"{str(path)!r} line {number}: expected a .{IMAGE_EXT} and a .{LABEL_EXT} component "
-                             f"('<ext> <offset> <size> <name>' each, whole numbers of bytes), got {line!r}")
+            components = None
+        if len(fields) % 4 or components is None or any(o < 0 or n < 0 for o, n, _ in components.values()):
+            raise ValueError(f"{where}: expected '<ext> <offset> <size> <name>' per component, whole numbers of "
+                             "bytes; a member name holding whitespace splits the line (DALI's index cannot hold "
+                             "it): rewrite the shards with `dali-has prepare --webdataset`")
+        if IMAGE_EXT not in components or LABEL_EXT not in components:
+            found = ", ".join(f".{ext}" for ext in components)
+            raise ValueError(f"{where}: a sample here is a .{IMAGE_EXT} JPEG and a .{LABEL_EXT} label, next to each "
+                             f"other in the tar; this one has {found}. Rewrite the shards from the source images "
+                             "with `dali-has prepare --webdataset`")
         label_offset, label_size, name = components[LABEL_EXT]
         image_offset, image_size, _ = components[IMAGE_EXT]
         entries.append(IndexEntry(name[:-len(LABEL_EXT) - 1], label_offset, label_size, image_offset, image_size))
     return entries
+
+
+def check_index(shard: str | os.PathLike, entries: Sequence[IndexEntry]) -> None:
+    """Raise ValueError unless `entries` (the shard's index) describe its tar: each component is a member of
+    that name, size and data offset, none is listed twice, and every `.jpg`/`.cls` member is listed. An index
+    left from before samples were appended skips them; an edited one can repeat or mislabel samples. Reads the
+    tar's member headers, not their data."""
+    path = index_path(shard)
+    rewrite = f"rewrite the index with DALI's `wds2idx {shard} {path}`, or the shards with `dali-has prepare " \
+              "--webdataset`"
+    try:
+        members = tar_members(shard)
+    except tarfile.TarError as error:
+        raise ValueError(f"shard {str(shard)!r} is not a readable tar ({error}): {rewrite}") from None
+    listed: set[int] = set()
+    for entry in entries:
+        for ext, offset, size in ((IMAGE_EXT, entry.image_offset, entry.image_size),
+                                  (LABEL_EXT, entry.label_offset, entry.label_size)):
+            name = f"{entry.key}.{ext}"
+            if offset in listed:
+                raise ValueError(f"{str(path)!r} lists the member at byte {offset} of {str(shard)!r} twice (as "
+                                 f"{name!r}): samples would repeat; {rewrite}")
+            held = members.get(offset)
+            if held != (name, size):
+                found = f"member {held[0]!r} of {held[1]} bytes" if held else "no member's data"
+                raise ValueError(f"{str(path)!r} does not describe {str(shard)!r}: it places {name!r} ({size} "
+                                 f"bytes) at byte {offset}, where the tar holds {found}; {rewrite}")
+            listed.add(offset)
+    unlisted = [name for offset, (name, _) in members.items()
+                if offset not in listed and name.endswith((f".{IMAGE_EXT}", f".{LABEL_EXT}"))]
+    if unlisted:
+        raise ValueError(f"{str(shard)!r} holds {len(unlisted)} members its index {str(path)!r} does not list "
+                         f"(first {unlisted[0]!r}; was the tar written to after its index?): {rewrite}")
+
+
+def tar_members(shard: str | os.PathLike) -> dict[int, tuple[str, int]]:
+    """The regular members of a tar: data offset -> (name, size). Plain ustar headers, what this project writes
+    for names of up to 100 ASCII characters, are parsed here from one 512-byte read each (about 5 µs a member);
+    a tar holding anything else (PAX or GNU long names, other member types, a bad checksum) is read by
+    `tarfile` (about 20 µs a member)."""
+    members = {}
+    with open(shard, "rb") as tar:
+        fd, end, position = tar.fileno(), os.fstat(tar.fileno()).st_size, 0
+        while position + tarfile.BLOCKSIZE <= end:
+            header = os.pread(fd, tarfile.BLOCKSIZE, position)
+            if header == tarfile.NUL * tarfile.BLOCKSIZE:  # the end-of-archive blocks
+                break
+            kind, size, checksum = header[156:157], _octal(header[124:136]), _octal(header[148:156])
+            if (kind not in _PLAIN_TYPES or header[257:262] != b"ustar" or header[345:346] != tarfile.NUL
+                    or size is None or not header[:100].isascii()
+                    or checksum != sum(header[:148]) + 8 * 0x20 + sum(header[156:])):  # field read as spaces
+                return _tarfile_members(shard)
+            position += tarfile.BLOCKSIZE
+            if kind in _FILE_TYPES:  # links and folders have no data (tarfile skips none either)
+                members[position] = (header[:100].split(tarfile.NUL, 1)[0].decode("ascii"), size)
+                position += -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+    return members
+
+
+_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)  # what `TarInfo.isreg()` takes, but sparse
+_PLAIN_TYPES = _FILE_TYPES + (tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.DIRTYPE,
+                              tarfile.FIFOTYPE)  # no header of theirs changes the next member
+
+
+def _octal(field: bytes) -> int | None:
+    digits = field.strip(b"\0 ")
+    return int(digits, 8) if digits and all(0x30 <= b <= 0x37 for b in digits) else None
+
+
+def _tarfile_members(shard: str | os.PathLike) -> dict[int, tuple[str, int]]:
+    with tarfile.open(shard, "r:") as tar:
+        return {info.offset_data: (info.name, info.size) for info in tar if info.isreg()}
 
 
 def read_labels(shard: str | os.PathLike, entries: Sequence[IndexEntry]) -> list[int]:
@@ -164,10 +246,18 @@ def read_labels(shard: str | os.PathLike, entries: Sequence[IndexEntry]) -> list
     with open(shard, "rb") as tar:
         for entry in entries:
             tar.seek(entry.label_offset)
-            text = tar.read(min(entry.label_size, LABEL_DIGITS + 1))
+            wanted = min(entry.label_size, LABEL_DIGITS + 1)
+            text = tar.read(wanted)
+            where = f"shard {str(shard)!r}, sample {entry.key!r}"
+            if len(text) < wanted:
+                raise ValueError(f"{where}: the shard ends inside the label (byte {entry.label_offset}): it was cut "
+                                 "short; copy it again, or rewrite it with `dali-has prepare --webdataset`")
             # Exactly that many digits: the graph reads the member whole as a number of LABEL_DIGITS places.
             if len(text) != LABEL_DIGITS or not text.isdigit():
-                raise ValueError(f"shard {str(shard)!r}, sample {entry.key!r}: the label is {text!r}, expected "
-                                 f"{LABEL_DIGITS} ASCII digits (as `dali-has prepare --webdataset` writes)")
+                raise ValueError(f"{where}: the label is {text!r}, expected {LABEL_DIGITS} ASCII digits (as "
+                                 "`dali-has prepare --webdataset` writes)")
+            if int(text) > MAX_LABEL:
+                raise ValueError(f"{where}: the label is {int(text)}, over {MAX_LABEL} (DALI holds labels as 32-bit "
+                                 "integers); number the classes from 0")
             labels.append(int(text))
     return labels
