@@ -23,6 +23,7 @@ absolute.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,9 @@ from typing import Union
 from pipelines import webdataset
 
 FOLDER, FILE_LIST, WEBDATASET = "folder", "file_list", "webdataset"
+# Written by `dali-has prepare` (`pipelines.prepare`) at the top of its output: the settings, the source's class
+# names, and "complete": false until the run writing the output has finished.
+PREPARE_MANIFEST = "prepare.json"
 # A dataset argument: a path, or (WebDataset only) a list of shard paths.
 DataArg = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
@@ -184,21 +188,24 @@ def checked_path(value: str | os.PathLike, name: str = "data") -> Path:
 
 def data_kind(data: DataArg) -> str:
     """FOLDER, FILE_LIST or WEBDATASET: a list of paths or a `.tar` file are shards; another file is a file list;
-    a folder is a shard folder when its top level holds `.tar` files, else a class tree (both is an error)."""
+    a folder is a shard folder when its top level holds `.tar` files, else a class tree (both is an error).
+    A `dali-has prepare` output still being written (or left by an interrupted run) is refused (`preparation`)."""
     if isinstance(data, (list, tuple)):
+        preparation(data)
         return WEBDATASET
     path = checked_path(data)
     if not path.exists():
         raise FileNotFoundError(f"dataset {str(path)!r} does not exist: expected a folder DIR/<class>/<image>, a "
                                 "file list or WebDataset shards")
+    preparation(path)
     if path.is_file():
-        return WEBDATASET if path.suffix == webdataset.SHARD_SUFFIX else FILE_LIST
+        return WEBDATASET if _is_shard_name(path.name) else FILE_LIST
     if not path.is_dir():
         raise ValueError(f"dataset {str(path)!r} is neither a file nor a folder (a device, a pipe?): expected a "
                          "folder DIR/<class>/<image>, a file list or WebDataset shards")
     with os.scandir(path) as entries:
         entries = list(entries)
-    if not any(e.name.endswith(webdataset.SHARD_SUFFIX) and e.is_file() for e in entries):
+    if not any(_is_shard_name(e.name) and not e.is_dir() for e in entries):  # a broken link too: list_shards says
         return FOLDER
     folders = sorted(e.name for e in entries if e.is_dir())
     if folders:
@@ -207,25 +214,69 @@ def data_kind(data: DataArg) -> str:
     return WEBDATASET
 
 
+def _is_shard_name(name: str) -> bool:
+    return name.lower().endswith(webdataset.SHARD_SUFFIX)  # any case: `list_shards` asks to rename `.TAR`
+
+
 def list_shards(data: DataArg) -> tuple[Path, ...]:
-    """The WebDataset shards of `data` in reading order (a folder's `*.tar` sorted by name), each with its index."""
+    """The WebDataset shards of `data` in reading order (a folder's `*.tar` sorted by name), each with its index.
+
+    Refused, so that no sample is skipped or read twice without a word: a name ending `.TAR` (any other case), a
+    shard that is no file (a broken link), an index in the folder without its shard, a shard listed twice (also
+    through another path or a link)."""
     if isinstance(data, (list, tuple)):
         shards = tuple(Path(p) for p in data)
     elif Path(data).is_dir():
-        shards = tuple(sorted(p for p in Path(data).iterdir()
-                              if p.suffix == webdataset.SHARD_SUFFIX and p.is_file()))
+        with os.scandir(data) as entries:
+            names = sorted(e.name for e in entries)
+        lowered = {name.lower() for name in names}
+        for name in names:
+            stem, _, suffix = name.rpartition(".")
+            if "." + suffix == webdataset.INDEX_SUFFIX and (stem + webdataset.SHARD_SUFFIX).lower() not in lowered:
+                raise FileNotFoundError(
+                    f"index {os.path.join(data, name)!r} has no shard {stem + webdataset.SHARD_SUFFIX!r} next to it: "
+                    "a shard is missing (a copy cut short?); copy it, or delete the index to train without it")
+        shards = tuple(Path(data, name) for name in names if _is_shard_name(name))
     else:
         shards = (Path(data),)
     if not shards:
         raise ValueError(f"no .tar shards in {data!r}")
+    seen: dict[str, Path] = {}
     for shard in shards:
+        if _is_shard_name(shard.name) and shard.suffix != webdataset.SHARD_SUFFIX:
+            raise ValueError(f"WebDataset shard {str(shard)!r}: rename it `*{webdataset.SHARD_SUFFIX}` (lower case, "
+                             f"as DALI's tools and this project expect), its index `*{webdataset.INDEX_SUFFIX}`")
         if shard.suffix != webdataset.SHARD_SUFFIX or not shard.is_file():
             raise FileNotFoundError(f"WebDataset shard {str(shard)!r} is not an existing .tar file")
         if not webdataset.index_path(shard).is_file():
             raise FileNotFoundError(
                 f"shard {str(shard)!r} has no index {str(webdataset.index_path(shard))!r}: write one with DALI's "
                 f"`wds2idx {shard}`, or prepare the data with `dali-has prepare --webdataset`")
+        same = seen.setdefault(os.path.realpath(shard), shard)
+        if same is not shard:
+            raise ValueError(f"WebDataset shard {str(shard)!r} is {str(same)!r}, listed before: its samples would be "
+                             "read twice per epoch; list each shard once")
     return shards
+
+
+def preparation(data: DataArg) -> dict | None:
+    """The manifest of the `dali-has prepare` output `data` is (a folder holding PREPARE_MANIFEST) or lies in (a
+    file list or shards in that folder), or None. Raises ValueError for an output a run has not finished: its
+    files are part of the data set (a run writing it now, or one interrupted)."""
+    paths = [Path(p) for p in data] if isinstance(data, (list, tuple)) else [Path(data)]
+    folders = sorted({path if path.is_dir() else path.parent for path in paths})
+    manifests = []
+    for folder in folders:
+        try:
+            manifest = json.loads((folder / PREPARE_MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # none, or a file of that name that is not ours
+            continue
+        if isinstance(manifest, dict) and manifest.get("complete") is False:
+            raise ValueError(f"{str(folder)!r} is an unfinished `dali-has prepare` output ({PREPARE_MANIFEST} says "
+                             "\"complete\": false): a run is writing it, or one was interrupted and left part of the "
+                             "data. Run the same `dali-has prepare` command again to finish it, then use it")
+        manifests.append(manifest)
+    return manifests[0] if len(folders) == 1 and manifests and isinstance(manifests[0], dict) else None
 
 
 def load_dataset(data: str | os.PathLike) -> Dataset:
@@ -246,15 +297,27 @@ def dataset_labels(data: DataArg) -> list[int]:
 
 
 def class_names(data: DataArg) -> list[str] | None:
-    """The class folder names of a folder tree, in label order; None for a file list or shards (labels only)."""
-    return list(list_folder(data).classes) if data_kind(data) == FOLDER else None
+    """The class names in label order: a folder tree's class folders, or those `dali-has prepare` recorded for the
+    file list or shards it wrote from one (its manifest); None for other file lists and shards (labels only)."""
+    if data_kind(data) == FOLDER:
+        return list(list_folder(data).classes)
+    manifest = preparation(data)
+    names = manifest.get("classes") if manifest else None
+    if not (isinstance(names, list) and names and all(isinstance(name, str) for name in names)):
+        return None
+    largest = max(dataset_labels(data))
+    if largest >= len(names):
+        raise ValueError(f"{data!r} holds label {largest}, but the `dali-has prepare` output it lies in names "
+                         f"{len(names)} classes ({PREPARE_MANIFEST}): it was changed after preparing; prepare it "
+                         "again from the source")
+    return names
 
 
 def num_classes(data: DataArg) -> int:
-    """Classes of a training set: its class folders (empty ones count), else the largest label plus one."""
-    if data_kind(data) == FOLDER:
-        return len(list_folder(data).classes)
-    return max(dataset_labels(data)) + 1
+    """Classes of a training set: its class names (`class_names`; empty class folders count), else the largest
+    label plus one."""
+    names = class_names(data)
+    return len(names) if names is not None else max(dataset_labels(data)) + 1
 
 
 def write_file_list(list_path: str | os.PathLike, samples: Iterable[tuple[str | os.PathLike, int]]) -> int:

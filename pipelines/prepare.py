@@ -84,14 +84,13 @@ from tqdm import tqdm
 
 from dali_has import validate
 from pipelines import webdataset
-from pipelines.files import PIXELS_SUFFIX, Dataset, load_dataset, write_file_list
+from pipelines.files import PIXELS_SUFFIX, PREPARE_MANIFEST, Dataset, load_dataset, write_file_list
 from pipelines.orientation import UPRIGHT, exif_orientation
 from pipelines.scan import ERROR, Problem, scan_dataset
 from pipelines.settings import default_num_threads
 
 SIDES = ("shorter", "longer")
 ENCODINGS = {"jpeg": ".jpg", "npy": PIXELS_SUFFIX}  # how prepared images are stored -> their extension
-MANIFEST = "prepare.json"
 LOCK = "prepare.lock"  # held by the run writing OUT
 RECORD = "prepared.jsonl"  # folder outputs: each prepared file and the source (name, size, mtime) it was made from
 FILE_LIST = "file_list.txt"
@@ -268,13 +267,13 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
             outputs=writer.outputs(), problems=[asdict(p) for p in sorted(problems, key=lambda p: p.path)],
             stale=[] if delete_stale else stale, deleted=stale if delete_stale else [],
             num_threads=num_threads, seconds=round(time.perf_counter() - started, 3))
-        _write_json(out / MANIFEST, manifest)
+        _write_json(out / PREPARE_MANIFEST, manifest)
     return manifest
 
 
 def _claim(out: Path, manifest: dict) -> None:
     """Make `out` this preparation's folder: new, or left by the same source and settings (resume)."""
-    path = out / MANIFEST
+    path = out / PREPARE_MANIFEST
     if path.is_file():
         earlier = json.loads(path.read_text())
         # A setting added since that output was written counts as its default there.
@@ -290,8 +289,8 @@ def _claim(out: Path, manifest: dict) -> None:
                              "removed or changed there since (names, labels, sizes or modification times), and "
                              "shards are not updated in place: choose another --out, or delete it")
     elif out.exists() and any(out.iterdir()):
-        raise ValueError(f"{str(out)!r} is not empty and is no `dali-has prepare` output (no {MANIFEST}): choose "
-                         "a new or empty folder")
+        raise ValueError(f"{str(out)!r} is not empty and is no `dali-has prepare` output (no "
+                         f"{PREPARE_MANIFEST}): choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
     _write_json(path, dict(manifest, complete=False))
 

@@ -49,7 +49,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.prepare import MANIFEST, PrepareSettings, prepare
+    from pipelines.files import PREPARE_MANIFEST
+    from pipelines.prepare import PrepareSettings, prepare
 
     settings = PrepareSettings(max_side=args.max_side, side=args.side, quality=args.quality,
                                webdataset=args.webdataset, shard_samples=args.shard_samples, encoding=args.encoding)
@@ -66,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"STALE: {len(stale)} prepared file(s) in {args.out} no longer match a usable source (deleted, renamed "
               f"or now unusable), e.g. {stale[0]}; the file list leaves them out. Delete them (--delete-stale) "
               f"before reading {args.out} as a folder; all are listed under \"stale\" in "
-              f"{Path(args.out, MANIFEST)}.")
+              f"{Path(args.out, PREPARE_MANIFEST)}.")
     if deleted := manifest["deleted"]:
         print(f"DELETED: {len(deleted)} prepared file(s) whose source is gone or now unusable, e.g. {deleted[0]} "
-              f"(all listed under \"deleted\" in {Path(args.out, MANIFEST)}).")
+              f"(all listed under \"deleted\" in {Path(args.out, PREPARE_MANIFEST)}).")
     where = Path(args.out, manifest["outputs"].get("file_list", ""))  # the shards' folder, or the file list
-    print(f"train on: {where}   (settings and every left-out file: {Path(args.out, MANIFEST)})")
+    print(f"train on: {where}   (settings and every left-out file: {Path(args.out, PREPARE_MANIFEST)})")
     return 0

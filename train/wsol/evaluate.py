@@ -19,9 +19,8 @@ from tqdm import tqdm
 
 from dali_has import validate
 from pipelines import make_loader
-from pipelines.files import PIXELS_SUFFIX, load_dataset, num_classes
+from pipelines.files import PIXELS_SUFFIX, PREPARE_MANIFEST, load_dataset, num_classes
 from pipelines.orientation import exif_orientation, upright_boxes, upright_size
-from pipelines.prepare import MANIFEST as PREPARE_MANIFEST
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, crop_window, eval_resize
 from train.checkpoint import CHECKPOINT, load_trained_model
 from train.config import TrainConfig

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from pipelines import TrainAugment, make_loader
-from pipelines.prepare import MANIFEST as PREPARE_MANIFEST
+from pipelines.files import PREPARE_MANIFEST
 from pipelines.val_pipeline import crop_window
 from tests.pipelines.test_orientation import BLOCK, encoded
 from tests.train.test_trainer import tiny_config
