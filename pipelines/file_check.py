@@ -551,6 +551,7 @@ def usable_dataset(data: str | os.PathLike | Dataset, *, skip_bad_files: bool = 
         data = data.root
     else:
         checked = _checked_source(data, cache_dir, progress)
+    _refuse_names_dali_cannot_take(checked.accepted)
     if not checked.refused:
         return checked.accepted
     refused, total = len(checked.refused), len(checked.refused) + len(checked.accepted)
@@ -576,22 +577,46 @@ def usable_dataset(data: str | os.PathLike | Dataset, *, skip_bad_files: bool = 
     return checked.accepted
 
 
+def _refuse_names_dali_cannot_take(dataset: Dataset) -> None:
+    """DALI's file reader takes its list of names as UTF-8 strings: a name holding other bytes (Python keeps them
+    as lone surrogates) made it fail with "Unsupported argument type"."""
+    bad = [name for name, _ in dataset.samples if not name.isascii() and not _is_utf8(name)]
+    if bad:
+        raise ValueError(f"{len(bad)} file names of {str(dataset.root)!r} are not UTF-8 (first {bad[0]!r}), and "
+                         "DALI's file reader takes UTF-8 names only: rename them (e.g. `convmv -f latin1 -t utf8 "
+                         "-r --notest DIR`), or prepare the data as shards (`dali-has prepare --webdataset`), which "
+                         "keep such names")
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_shard(path: str | os.PathLike) -> Verdict:
-    """Check every image of a WebDataset shard, located by its index, with `check_file`'s checks on its bytes
-    (OK, detail "webdataset"; else kind "bad-samples" naming the first few). The whole shard is read."""
+    """Check a WebDataset shard: its index against the tar (`webdataset.check_index`, raising), then every image,
+    located by the index, with `check_file`'s checks on its bytes (OK, detail "webdataset"; else kind
+    "bad-samples" naming the first few), then the labels (raising). The whole shard is read."""
     entries = webdataset.read_index(path)  # a broken index raises, saying how to rewrite it
     bad = []
-    with open(path, "rb") as tar:
-        size = os.fstat(tar.fileno()).st_size
-        for entry in entries:
-            if entry.image_offset + entry.image_size > size:
-                verdict = Verdict("truncated", "lies past the shard's end (the tar was cut short)")
-            elif entry.image_size > MAX_FILE_BYTES:
-                verdict = _too_large(entry.image_size)
-            else:
-                verdict = check_image_bytes(os.pread(tar.fileno(), entry.image_size, entry.image_offset))
-            if not verdict.ok:
-                bad.append(f"{webdataset.sample_name(entry.key)} (byte {entry.image_offset}) {verdict.detail}")
+    size = os.stat(path).st_size
+    for entry in entries:
+        if max(entry.image_offset + entry.image_size, entry.label_offset + entry.label_size) > size:
+            bad.append(f"{webdataset.sample_name(entry.key)} (byte {entry.image_offset}) lies past the shard's end "
+                       "(the tar was cut short)")
+    if not bad:
+        webdataset.check_index(path, entries)
+        with open(path, "rb") as tar:
+            for entry in entries:
+                if entry.image_size > MAX_FILE_BYTES:
+                    verdict = _too_large(entry.image_size)
+                else:
+                    verdict = check_image_bytes(os.pread(tar.fileno(), entry.image_size, entry.image_offset))
+                if not verdict.ok:
+                    bad.append(f"{webdataset.sample_name(entry.key)} (byte {entry.image_offset}) {verdict.detail}")
     if not bad:
         webdataset.read_labels(path, entries)  # a label the graph cannot read raises (e.g. WebDataset's usual b"3")
         return Verdict(OK, "webdataset")

@@ -20,8 +20,8 @@ from PIL import Image
 
 import pipelines.prepare as prepare_module
 from pipelines import make_loader
-from pipelines.files import list_folder, read_file_list, write_file_list
-from pipelines.prepare import FILE_LIST, MANIFEST, RECORD, PrepareSettings, prepare
+from pipelines.files import PREPARE_MANIFEST, class_names, list_folder, num_classes, read_file_list, write_file_list
+from pipelines.prepare import FILE_LIST, RECORD, PrepareSettings, prepare
 from pipelines.webdataset import read_index, sample_name
 from train.cli import main
 
@@ -101,7 +101,7 @@ def test_bad_files_are_left_out_and_reported_with_scans_reason(prepared):
     assert manifest["complete"] and manifest["samples"] == len(SOURCE)
     assert (manifest["prepared"], manifest["converted"], manifest["reused"], manifest["unusable"]) == (7, 7, 0, 1)
     assert [(p["path"], p["kind"]) for p in manifest["problems"]] == [("c/text.jpg", "not-an-image")]
-    assert json.loads((out / MANIFEST).read_text()) == manifest
+    assert json.loads((out / PREPARE_MANIFEST).read_text()) == manifest
     assert not (out / "c" / "text.jpg").exists()
 
 
@@ -179,7 +179,7 @@ def interrupted(monkeypatch, after: int):
 
 def files_of(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != MANIFEST}
+            if p.is_file() and p.name != PREPARE_MANIFEST}
 
 
 @pytest.mark.parametrize("webdataset", [False, True])
@@ -192,7 +192,9 @@ def test_an_interrupted_run_resumes_where_it_stopped_and_ends_as_an_uninterrupte
         interrupted(patch, after=5)
         with pytest.raises(Interrupt):
             prepare(source, out, settings, num_threads=1, progress=False)
-    assert json.loads((out / MANIFEST).read_text())["complete"] is False
+    assert json.loads((out / PREPARE_MANIFEST).read_text())["complete"] is False
+    with pytest.raises(ValueError, match="unfinished `dali-has prepare` output.*Run the same"):  # trained on before
+        make_loader(out, train=True, batch_size=2, crop=16, num_threads=1)
     finished = [p for p in out.rglob("*") if p.suffix in (".jpg", ".idx")]
     assert 0 < len(finished) < straight["prepared"]
     assert any(p.name.endswith(".partial") for p in out.rglob("*")) == webdataset  # the open shard
@@ -254,6 +256,27 @@ def test_webdataset_output_reads_back_with_every_label_and_name(source, tmp_path
     loader = make_loader(out, train=False, batch_size=4, crop=16, num_threads=1)
     labels = torch.cat([y for _, y in loader]).tolist()
     assert sorted(labels) == sorted(label for name, (_, label) in SOURCE.items() if name != "c/text.jpg")
+    # The classes are the source's, empty class d too (labels alone gave 2 classes: c's only image was bad).
+    assert class_names(out) == ["a", "b", "c", "d"] and num_classes(out) == 4
+
+
+def test_names_that_are_not_utf8_are_kept(tmp_path):
+    """A Latin-1 name failed a shard's index only after the whole shard was converted, again on every rerun."""
+    name = os.fsdecode(b"a/caf\xe9.jpg")
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    (tmp_path / "src" / name).write_bytes(SOURCE["a/small.jpg"][0]())
+    for webdataset in (True, False):
+        out = tmp_path / f"out-{webdataset}"
+        assert prepare(tmp_path / "src", out, PrepareSettings(max_side=MAX_SIDE, webdataset=webdataset),
+                       progress=False)["prepared"] == 1
+        if webdataset:
+            assert [sample_name(e.key) for e in read_index(out / "shard-000000.tar")] == [name[:-len(".jpg")]]
+            loader = make_loader(out, train=False, batch_size=1, crop=16, num_threads=1)
+            assert [y.tolist() for _, y in loader] == [[0]]
+        else:  # kept, but DALI's file reader cannot take the name ("Unsupported argument type" before)
+            assert (out / name).is_file()
+            with pytest.raises(ValueError, match="1 file names .* are not UTF-8 .*caf.*dali-has prepare --webdataset"):
+                make_loader(out, train=False, batch_size=1, crop=16, num_threads=1)
 
 
 def test_cli_prints_the_summary_and_the_left_out_files(source, tmp_path, capsys):
@@ -262,7 +285,7 @@ def test_cli_prints_the_summary_and_the_left_out_files(source, tmp_path, capsys)
     printed = capsys.readouterr().out
     assert "LEFT OUT c/text.jpg: is not an image file" in printed
     assert "8 samples, 7 prepared (7 written now, 0 already there), 1 left out" in printed
-    assert json.loads((tmp_path / "out" / MANIFEST).read_text())["settings"]["quality"] == 80
+    assert json.loads((tmp_path / "out" / PREPARE_MANIFEST).read_text())["settings"]["quality"] == 80
     assert main(["prepare", "--data", str(source), "--out", str(tmp_path / "out"), "--max-side", "0"]) == 2
 
 
@@ -302,9 +325,9 @@ def test_npy_encoding_is_refused_with_webdataset_shards():
 def test_an_output_of_before_the_encoding_setting_resumes(source, tmp_path):
     out = tmp_path / "out"
     prepare(source, out, SETTINGS, num_threads=2, progress=False)
-    manifest = json.loads((out / MANIFEST).read_text())
+    manifest = json.loads((out / PREPARE_MANIFEST).read_text())
     del manifest["settings"]["encoding"]  # as written before the setting existed
-    (out / MANIFEST).write_text(json.dumps(manifest))
+    (out / PREPARE_MANIFEST).write_text(json.dumps(manifest))
     assert prepare(source, out, SETTINGS, num_threads=2, progress=False)["reused"] == 7
 
 
@@ -321,7 +344,7 @@ def test_a_run_after_the_source_changed_converts_what_changed_and_reports_stale_
     (data / "b/gray.jpg").write_bytes(b"not an image any more")
     assert main(["prepare", "--data", str(data), "--out", str(out), "--max-side", str(MAX_SIDE),
                  "--num-threads", "1", "--no-progress"]) == 0
-    again = json.loads((out / MANIFEST).read_text())
+    again = json.loads((out / PREPARE_MANIFEST).read_text())
     # The changed and the new image are converted; tall, deep, rotated and cmyk are kept as they were.
     assert (again["converted"], again["reused"], again["prepared"]) == (2, 4, 6)
     fresh = prepare(data, tmp_path / "fresh", SETTINGS, num_threads=1, progress=False)
@@ -336,7 +359,7 @@ def test_a_run_after_the_source_changed_converts_what_changed_and_reports_stale_
     # Asked to, it deletes them: the output read as a folder is then the fresh run's.
     assert main(["prepare", "--data", str(data), "--out", str(out), "--max-side", str(MAX_SIDE),
                  "--num-threads", "1", "--no-progress", "--delete-stale"]) == 0
-    synced = json.loads((out / MANIFEST).read_text())
+    synced = json.loads((out / PREPARE_MANIFEST).read_text())
     assert (synced["stale"], synced["deleted"], synced["converted"]) == ([], ["a/small.jpg", "b/gray.jpg"], 0)
     assert "DELETED: 2 prepared file(s)" in capsys.readouterr().out
     assert list_folder(out).samples == list_folder(tmp_path / "fresh").samples
@@ -407,7 +430,7 @@ def test_a_handed_over_output_cannot_make_prepare_write_or_delete_elsewhere(sour
     (out / "link").symlink_to(victim)
     (out / "notes.txt").write_text("the user's")
     with open(out / RECORD, "a") as record:  # lines for a file behind a link, prepare's own and the user's files
-        for name in ("link/photo.jpg", FILE_LIST, "notes.txt", MANIFEST):
+        for name in ("link/photo.jpg", FILE_LIST, "notes.txt", PREPARE_MANIFEST):
             record.write(json.dumps([name, "gone.jpg", 1, 1]) + "\n")
     manifest = prepare(data, out, SETTINGS, num_threads=1, progress=False, delete_stale=True)
     assert manifest["deleted"] == [] and (victim / "photo.jpg").read_bytes() == b"elsewhere"
@@ -449,7 +472,7 @@ def test_shards_are_not_updated_in_place_when_the_source_changed(source, tmp_pat
     (data / "b/new.jpg").write_bytes(encode(smooth(70, 50)))
     with pytest.raises(ValueError, match="shards are not updated in place"):
         prepare(data, out, settings, progress=False)
-    assert json.loads((out / MANIFEST).read_text()) == again  # nothing written
+    assert json.loads((out / PREPARE_MANIFEST).read_text()) == again  # nothing written
 
 
 def test_a_full_disk_names_the_file_and_the_rerun_finishes(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,7 +139,7 @@ def test_data_kinds_and_their_errors(shards, tmp_path):
         read_index(broken / "s.tar")
     for line in ("jpg -512 10 a.jpg cls 1024 10 a.cls", "jpg 512 x a.jpg cls 1024 10 a.cls"):
         (broken / "s.idx").write_text(f"v1.2 1\n{line}\n")
-        with pytest.raises(ValueError, match="line 2: .*whole numbers of bytes"):
+        with pytest.raises(ValueError, match="line 2 .*whole numbers of bytes"):
             read_index(broken / "s.tar")
 
 
@@ -213,7 +214,7 @@ def test_a_rewritten_index_is_checked_again(tmp_path):
     index.write_text(f"v1.2 2\n{first}\n" + second.replace(second.split()[1], label_offset, 1) + "\n")
     later = index.stat().st_mtime_ns + 10**9
     os.utime(index, ns=(later, later))
-    with pytest.raises(UnreadableImageError, match="s1 .* not an image file"):  # its image points at a label
+    with pytest.raises(ValueError, match="s.idx' lists the member at byte .* twice"):  # s1's image is s0's label
         make_loader(tmp_path, train=False, batch_size=2, crop=CROP, num_threads=1)
 
 
@@ -242,3 +243,142 @@ def test_a_sample_that_does_not_decode_is_named_by_shard_and_key(tmp_path, train
 def test_a_batch_larger_than_the_shards_hold_builds_the_pipeline_for_them(shards):
     loader = make_loader(shards, train=True, batch_size=4096, crop=CROP, num_threads=1, num_shards=2)
     assert loader.batch_size == loader.pipeline.max_batch_size == -(-N // 2)
+
+
+def test_a_loader_made_after_its_shard_was_rewritten_reads_the_new_samples(tmp_path):
+    """DALI maps a shard once per process and path: a second loader read the first one's mapping of the old
+    tar at the new index's offsets (a decode error, or other samples)."""
+    def write(base: int):
+        writer = ShardWriter(tmp_path / "s.tar")
+        for i in range(8):
+            writer.add(sample_key(f"img{i}.jpg"), jpeg(i + base // 25), base + i)
+        writer.close()
+
+    write(0)
+    first = make_loader(tmp_path, train=False, batch_size=8, crop=CROP, num_threads=1)
+    assert epoch_labels(first) == list(range(8))
+    write(100)  # a new file renamed into place, as prepare writes it; the first loader still holds the old one
+    second = make_loader(tmp_path, train=False, batch_size=8, crop=CROP, num_threads=1)
+    assert epoch_labels(second) == list(range(100, 108))
+    assert epoch_labels(first) == list(range(8))
+
+
+def test_what_a_shard_folder_would_skip_or_repeat_silently_is_refused(shards, tmp_path):
+    def folder(name: str, *tars: str) -> Path:
+        made = tmp_path / name
+        made.mkdir()
+        for tar in tars:
+            (made / tar).write_bytes((shards / "part-0.tar").read_bytes())
+            index_path(made / tar).write_bytes(index_path(shards / "part-0.tar").read_bytes())
+        return made
+
+    orphan = folder("orphan", "a.tar", "b.tar")
+    (orphan / "b.tar").unlink()  # a copy cut short: its samples were skipped
+    with pytest.raises(FileNotFoundError, match="b.idx' has no shard 'b.tar'.*shard is missing"):
+        make_loader(orphan, train=False, batch_size=2, crop=CROP)
+    dangling = folder("dangling", "a.tar")
+    (dangling / "b.tar").symlink_to(tmp_path / "nowhere.tar")
+    with pytest.raises(FileNotFoundError, match="b.tar' is not an existing .tar file"):
+        make_loader(dangling, train=False, batch_size=2, crop=CROP)
+    upper = folder("upper", "a.tar")
+    (upper / "a.tar").rename(upper / "b.TAR")
+    (upper / "a.idx").rename(upper / "b.idx")
+    with pytest.raises(ValueError, match="b.TAR': rename it `\\*.tar`"):  # it was taken as a class tree
+        make_loader(upper, train=False, batch_size=2, crop=CROP)
+    with pytest.raises(ValueError, match="rename it"):
+        make_loader(upper / "b.TAR", train=False, batch_size=2, crop=CROP)  # it was read as a file list
+    tars = [str(t) for t in list_shards(shards)]
+    (tmp_path / "link.tar").symlink_to(tars[1])
+    index_path(tmp_path / "link.tar").symlink_to(index_path(tars[1]))
+    for twice in (tars + [tars[0]], tars + [f"{shards}/../{shards.name}/part-1.tar"], tars + [tmp_path / "link.tar"]):
+        with pytest.raises(ValueError, match="listed before: its samples would be read twice"):
+            make_loader(twice, train=False, batch_size=2, crop=CROP)
+
+
+def test_an_index_that_does_not_describe_its_tar_is_refused(tmp_path):
+    own_shard(tmp_path, jpeg(3), samples=4, at=0)
+    tar, index = tmp_path / "own.tar", index_path(tmp_path / "own.tar")
+    original = index.read_text()
+    header, *lines = original.splitlines()
+    edits = {
+        # another tool appended a sample after the index was written: it was never read
+        "stale": original.replace("v1.2 4", "v1.2 3").replace(lines[-1] + "\n", ""),
+        "repeated": "v1.2 5\n" + "\n".join(lines + [lines[0]]) + "\n",  # sample 0 twice per epoch
+        "relabelled": original.replace(lines[0].split()[5], lines[1].split()[5], 1),  # sample 0 with 1's label
+        "moved": original.replace(f" {lines[2].split()[1]} ", f" {int(lines[2].split()[1]) + 512} ", 1),
+    }
+    messages = {"stale": "holds 2 members its index .* does not list \\(first 'img3.jpg'",
+                "repeated": "lists the member at byte \\d+ .* twice", "relabelled": "places 'img0.cls'",
+                "moved": "places 'img2.jpg' .* where the tar holds"}
+    for edit, text in edits.items():
+        index.write_text(text)
+        with pytest.raises(ValueError, match=f"{messages[edit]}.*wds2idx"):
+            file_check.check_shard(tar)
+    index.write_text(original)
+    assert file_check.check_shard(tar).ok
+
+
+def test_labels_over_int32_and_a_tar_cut_inside_a_label_are_named(tmp_path):
+    webdataset_shard(tmp_path / "big.tar", [b"0000000001", b"9999999999"])  # made 10**10 classes before
+    with pytest.raises(ValueError, match="sample 's1': the label is 9999999999, over 2147483647"):
+        file_check.check_shard(tmp_path / "big.tar")
+    webdataset_shard(tmp_path / "cut.tar", [b"0000000001", b"0000000002"])
+    entry = read_index(tmp_path / "cut.tar")[-1]
+    (tmp_path / "cut.tar").write_bytes((tmp_path / "cut.tar").read_bytes()[:entry.label_offset + 4])
+    assert "s1 (byte" in file_check.check_shard(tmp_path / "cut.tar").detail  # was "expected 10 ASCII digits"
+    with pytest.raises(ValueError, match="sample 's1': the shard ends inside the label"):
+        dataset_labels(tmp_path / "cut.tar")
+
+
+def test_names_that_are_not_utf8_make_keys_that_give_them_back(tmp_path):
+    name = os.fsdecode(b"caf\xe9/\xff photo.jpg")  # Latin-1 names, as old archives hold them
+    key = sample_key(name)
+    assert key.isascii() and sample_name(key) == name[:-len(".jpg")]
+    writer = ShardWriter(tmp_path / "s.tar")  # the index and a PAX member name hold it
+    writer.add(key, jpeg(0), 0)
+    writer.close()
+    assert [sample_name(e.key) for e in read_index(tmp_path / "s.tar")] == [name[:-len(".jpg")]]
+    assert file_check.check_shard(tmp_path / "s.tar").ok
+
+
+def test_indexes_other_tools_write_are_read_or_refused_saying_why(tmp_path):
+    webdataset_shard(tmp_path / "s.tar", [b"0000000001", b"0000000002"])
+    index = index_path(tmp_path / "s.tar")
+    lines = index.read_text().splitlines()
+    index.write_bytes(("\r\n".join(lines) + "\r\n\r\n").encode())  # Windows line ends, a blank line at the end
+    assert epoch_labels(make_loader(tmp_path, train=False, batch_size=2, crop=CROP, num_threads=1)) == [1, 2]
+    for edit, message in ((lambda line: line.replace("jpg", "jpeg"), "this one has .jpeg, .cls"),
+                          (lambda line: line.replace(".cls", " x.cls"), "whitespace splits the line"),
+                          (lambda line: " ".join(line.split()[:4]), "this one has .jpg")):
+        index.write_text("\n".join([lines[0]] + [edit(line) for line in lines[1:]]) + "\n")
+        with pytest.raises(ValueError, match=f"s.idx' line 2 .*{message}"):
+            read_index(tmp_path / "s.tar")
+
+
+@pytest.mark.parametrize("form", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_the_member_walk_agrees_with_tarfile_and_reads_plain_headers_itself(tmp_path, form, monkeypatch, shards):
+    import pipelines.webdataset as module
+
+    path = tmp_path / "t.tar"
+    with tarfile.open(path, "w", format=form) as tar:
+        for name, size in (("n01", None), ("n01/a.jpg", 700), ("n01/a.cls", 10), ("n01/link", None),
+                           ("n01/" + "b" * 140 + ".jpg", 5), ("n01/é.jpg", 513), ("n01/empty.cls", 0)):
+            info = tarfile.TarInfo(name)
+            if name == "n01":
+                info.type = tarfile.DIRTYPE
+            elif name.endswith("link"):
+                info.type, info.linkname = tarfile.SYMTYPE, "a.jpg"
+            else:
+                info.size = size
+            if form == tarfile.USTAR_FORMAT and not (name.isascii() and len(name) <= 100):
+                continue  # ustar cannot hold it
+            tar.addfile(info, io.BytesIO(b"x" * (size or 0)) if size is not None else None)
+    with tarfile.open(path) as tar:
+        expected = {m.offset_data: (m.name, m.size) for m in tar if m.isreg()}
+    assert module.tar_members(path) == expected
+    # This project's shards (short ASCII names) and plain ustar: every header parsed here, none by tarfile.
+    monkeypatch.setattr(module, "_tarfile_members", lambda shard: pytest.fail("read by tarfile"))
+    for shard in list_shards(shards):
+        assert len(module.tar_members(shard)) == 2 * len(read_index(shard))
+    if form == tarfile.USTAR_FORMAT:
+        assert module.tar_members(path) == expected
