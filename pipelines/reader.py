@@ -3,6 +3,7 @@
 (`fn.readers.webdataset`), shuffled or not, sharded exactly; every way (encoded images or pixels, int64 labels)."""
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import numpy as np
@@ -37,13 +38,33 @@ def reader_kwargs(options: PipelineOptions, image: ImageOptions, *, shuffle: boo
         shards = list_shards(image.data)
         # The shuffle buffer mixes samples only locally: `dali-has prepare` writes shards in a random order.
         source = dict(paths=[str(s) for s in shards], index_paths=[str(webdataset.index_path(s)) for s in shards],
-                      ext=[webdataset.IMAGE_EXT, webdataset.LABEL_EXT], missing_component_behavior="error")
+                      ext=[webdataset.IMAGE_EXT, webdataset.LABEL_EXT], missing_component_behavior="error",
+                      dont_use_mmap=_remapped(shards))
     else:
         files = checked_files(image, files)
         source = dict(files=[name for name, _ in files.samples], labels=[label for _, label in files.samples],
                       file_root=str(files.root))
     return dict(source, name=READER_NAME, shard_id=options.shard_id, num_shards=options.num_shards,
                 stick_to_shard=True, pad_last_batch=True, random_shuffle=shuffle, initial_fill=shuffle_buffer)
+
+
+# Each shard's version (device, inode, size, modification time) when this process first gave it to DALI.
+_MAPPED: dict[str, tuple[int, int, int, int]] = {}
+
+
+def _remapped(shards) -> bool:
+    """Whether a shard has changed since this process first gave it to DALI to map, so the reader must use plain
+    file reads: DALI keeps one mapping per path and process while any reader holds it, so a loader made after the
+    shard was rewritten read the old version's bytes at the new index's offsets. Mapping is otherwise kept: plain
+    reads cost 14-23 % of a CPU training pipeline's speed (docs/performance.md). A shard cut short in place under
+    a running loader still kills the process (SIGBUS), as with any memory-mapped reader: write shards anew and
+    rename them into place, as `dali-has prepare` does."""
+    changed = False
+    for shard in shards:
+        info = os.stat(shard)
+        version = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        changed |= _MAPPED.setdefault(os.path.realpath(shard), version) != version
+    return changed
 
 
 def checked_files(image: ImageOptions, files: Optional[Dataset] = None) -> Optional[Dataset]:
