@@ -123,10 +123,15 @@ class IndexEntry:
 
 
 def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
-    """The samples of a shard from its `.idx`, checked: v1.2, the declared count, a `.jpg` and a `.cls` each."""
+    """The samples of a shard from its `.idx`, checked: v1.2, the declared count, one `.jpg` and one `.cls` each.
+
+    Read as DALI reads it: lines end at `\n` (a `\r` before it is whitespace), fields are split at ASCII
+    whitespace, numbers are ASCII digits; Python's own rules (Unicode whitespace and digits, `1_000`) would
+    accept indexes DALI refuses, or split names DALI keeps whole."""
     path = index_path(shard)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        raw = path.read_bytes()
+        raw.decode("utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(
             f"shard {str(shard)!r} has no index {str(path)!r}: write one with DALI's `wds2idx {shard} {path}`, "
@@ -134,66 +139,84 @@ def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
     except UnicodeDecodeError as error:
         raise ValueError(f"{str(path)!r} is not UTF-8 text (byte {error.start}); member names must be UTF-8: "
                          "rewrite the shard with `dali-has prepare --webdataset`") from None
-    while lines and not lines[-1].strip():  # DALI reads the declared lines only: a blank tail is no sample
+    # bytes.split() splits at ASCII whitespace only: C's isspace, as DALI's parser does
+    lines = [line.split() for line in raw.split(b"\n")]
+    while lines and not lines[-1]:  # DALI reads the declared lines only: a blank tail is no sample
         lines.pop()
-    header = lines[0].split() if lines else []
-    if len(header) != 2 or header[0] != INDEX_VERSION or not header[1].isdigit() or int(header[1]) != len(lines) - 1:
-        raise ValueError(f"{str(path)!r} is not a DALI {INDEX_VERSION} index of {len(lines) - 1} samples "
-                         f"(first line {lines[0]!r} if any); rewrite it with DALI's `wds2idx`" if lines else
+    header = lines[0] if lines else []
+    if len(header) != 2 or header[0] != INDEX_VERSION.encode() or not header[1].isdigit() \
+            or int(header[1]) != len(lines) - 1:
+        cr = "; its lines end in a carriage return only (old Mac): convert them to LF" if b"\r" in raw else ""
+        raise ValueError(f"{str(path)!r} is not a DALI {INDEX_VERSION} index of {len(lines) - 1} samples (first line "
+                         f"{_shown(header)!r}){cr}; rewrite it with DALI's `wds2idx`" if lines else
                          f"{str(path)!r} is empty; rewrite it with DALI's `wds2idx`")
     if len(lines) == 1:
         raise ValueError(f"{str(path)!r} lists no samples: DALI's reader refuses an empty shard; remove "
                          f"{str(shard)!r} from the data")
+    image_ext, label_ext = IMAGE_EXT.encode(), LABEL_EXT.encode()
     entries = []
-    for number, line in enumerate(lines[1:], start=2):
-        fields = line.split()
-        where = f"{str(path)!r} line {number} ({line!r})"
-        try:
-            components = {fields[i]: (int(fields[i + 1]), int(fields[i + 2]), fields[i + 3])
-                          for i in range(0, len(fields) - 3, 4)}
-        except ValueError:
-            components = None
-        if len(fields) % 4 or components is None or any(o < 0 or n < 0 for o, n, _ in components.values()):
+    for number, fields in enumerate(lines[1:], start=2):
+        where = f"{str(path)!r} line {number} ({_shown(fields)!r})"
+        # bytes.isdigit(): ASCII digits only, as DALI reads them (not `²`, `١٢` or `1_000`, which int() takes)
+        if len(fields) % 4 or not all(field.isdigit() for k in (1, 2) for field in fields[k::4]):
             raise ValueError(f"{where}: expected '<ext> <offset> <size> <name>' per component, whole numbers of "
-                             "bytes; a member name holding whitespace splits the line (DALI's index cannot hold "
-                             "it): rewrite the shards with `dali-has prepare --webdataset`")
-        if IMAGE_EXT not in components or LABEL_EXT not in components:
-            found = ", ".join(f".{ext}" for ext in components)
+                             "bytes in ASCII digits; a member name holding ASCII whitespace splits the line: "
+                             "rewrite the shards with `dali-has prepare --webdataset`")
+        exts = fields[::4]
+        if len(set(exts)) < len(exts):  # DALI reads the first and warns; a check of another would pass what it reads
+            repeated = next(ext for ext in exts if exts.count(ext) > 1).decode()
+            raise ValueError(f"{where}: the component .{repeated} is listed twice; rewrite the index with DALI's "
+                             f"`wds2idx {shard} {path}`")
+        components = {fields[i]: fields[i + 1:i + 4] for i in range(0, len(fields), 4)}
+        if image_ext not in components or label_ext not in components:
+            found = ", ".join(f".{ext.decode()}" for ext in components)
             raise ValueError(f"{where}: a sample here is a .{IMAGE_EXT} JPEG and a .{LABEL_EXT} label, next to each "
                              f"other in the tar; this one has {found}. Rewrite the shards from the source images "
                              "with `dali-has prepare --webdataset`")
-        label_offset, label_size, name = components[LABEL_EXT]
-        image_offset, image_size, _ = components[IMAGE_EXT]
-        entries.append(IndexEntry(name[:-len(LABEL_EXT) - 1], label_offset, label_size, image_offset, image_size))
+        label_offset, label_size, name = components[label_ext]
+        image_offset, image_size, _ = components[image_ext]
+        entries.append(IndexEntry(name[:-len(label_ext) - 1].decode(), int(label_offset), int(label_size),
+                                  int(image_offset), int(image_size)))
     return entries
 
 
+def _shown(fields: list[bytes]) -> str:
+    return b" ".join(fields).decode()
+
+
 def check_index(shard: str | os.PathLike, entries: Sequence[IndexEntry]) -> None:
-    """Raise ValueError unless `entries` (the shard's index) describe its tar: each component is a member of
-    that name, size and data offset, none is listed twice, and every `.jpg`/`.cls` member is listed. An index
-    left from before samples were appended skips them; an edited one can repeat or mislabel samples. Reads the
-    tar's member headers, not their data."""
+    """Raise ValueError unless `entries` (the shard's index) describe its tar: each sample's image and label are
+    the data of members of those sizes, named `<key>.jpg` and `<key>.cls` with one key, none listed twice, and
+    every `.jpg`/`.cls` member is listed. An index left from before samples were appended skips them; an edited
+    one can repeat or mislabel samples. The index's own name fields are not compared: DALI reads only offsets
+    and sizes, and `wds2idx` writes names as GNU tar quotes them (`\\303\\274` for `ü` in a C locale). Reads
+    the tar's member headers, not their data."""
     path = index_path(shard)
     rewrite = f"rewrite the index with DALI's `wds2idx {shard} {path}`, or the shards with `dali-has prepare " \
               "--webdataset`"
     try:
         members = tar_members(shard)
-    except tarfile.TarError as error:
+    except (tarfile.TarError, OSError, ValueError, OverflowError) as error:  # sizes past any file: EINVAL
         raise ValueError(f"shard {str(shard)!r} is not a readable tar ({error}): {rewrite}") from None
     listed: set[int] = set()
     for entry in entries:
+        stems = []
         for ext, offset, size in ((IMAGE_EXT, entry.image_offset, entry.image_size),
                                   (LABEL_EXT, entry.label_offset, entry.label_size)):
-            name = f"{entry.key}.{ext}"
             if offset in listed:
                 raise ValueError(f"{str(path)!r} lists the member at byte {offset} of {str(shard)!r} twice (as "
-                                 f"{name!r}): samples would repeat; {rewrite}")
+                                 f"{entry.key}.{ext}): samples would repeat; {rewrite}")
             held = members.get(offset)
-            if held != (name, size):
+            if held is None or held[1] != size or not held[0].endswith("." + ext):
                 found = f"member {held[0]!r} of {held[1]} bytes" if held else "no member's data"
-                raise ValueError(f"{str(path)!r} does not describe {str(shard)!r}: it places {name!r} ({size} "
-                                 f"bytes) at byte {offset}, where the tar holds {found}; {rewrite}")
+                raise ValueError(f"{str(path)!r} does not describe {str(shard)!r}: it places sample "
+                                 f"{entry.key!r}'s .{ext} ({size} bytes) at byte {offset}, where the tar holds "
+                                 f"{found}; {rewrite}")
             listed.add(offset)
+            stems.append(held[0][:-len(ext) - 1])
+        if stems[0] != stems[1]:
+            raise ValueError(f"{str(path)!r} pairs the image {stems[0]}.{IMAGE_EXT} of {str(shard)!r} with the label "
+                             f"{stems[1]}.{LABEL_EXT}: it would be trained on with another sample's label; {rewrite}")
     unlisted = [name for offset, (name, _) in members.items()
                 if offset not in listed and name.endswith((f".{IMAGE_EXT}", f".{LABEL_EXT}"))]
     if unlisted:
@@ -205,24 +228,42 @@ def tar_members(shard: str | os.PathLike) -> dict[int, tuple[str, int]]:
     """The regular members of a tar: data offset -> (name, size). Plain ustar headers, what this project writes
     for names of up to 100 ASCII characters, are parsed here from one 512-byte read each (about 5 µs a member);
     a tar holding anything else (PAX or GNU long names, other member types, a bad checksum) is read by
-    `tarfile` (about 20 µs a member)."""
-    members = {}
+    `tarfile` (about 20 µs a member). Raises `tarfile.TarError` for data after the end-of-archive marker: two
+    tars joined with `cat`, whose second part tar tools (and `wds2idx`) never see."""
     with open(shard, "rb") as tar:
-        fd, end, position = tar.fileno(), os.fstat(tar.fileno()).st_size, 0
-        while position + tarfile.BLOCKSIZE <= end:
-            header = os.pread(fd, tarfile.BLOCKSIZE, position)
-            if header == tarfile.NUL * tarfile.BLOCKSIZE:  # the end-of-archive blocks
-                break
-            kind, size, checksum = header[156:157], _octal(header[124:136]), _octal(header[148:156])
-            if (kind not in _PLAIN_TYPES or header[257:262] != b"ustar" or header[345:346] != tarfile.NUL
-                    or size is None or not header[:100].isascii()
-                    or checksum != sum(header[:148]) + 8 * 0x20 + sum(header[156:])):  # field read as spaces
-                return _tarfile_members(shard)
-            position += tarfile.BLOCKSIZE
-            if kind in _FILE_TYPES:  # links and folders have no data (tarfile skips none either)
-                members[position] = (header[:100].split(tarfile.NUL, 1)[0].decode("ascii"), size)
-                position += -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        fd, end = tar.fileno(), os.fstat(tar.fileno()).st_size
+        members, position = _plain_members(fd, end)
+        if members is None:
+            with tarfile.open(fileobj=tar, mode="r:") as archive:
+                members = {info.offset_data: (info.name, info.size) for info in archive if info.isreg()}
+                position = archive.offset  # where it met the end-of-archive marker
+        if os.pread(fd, tarfile.BLOCKSIZE, position) == tarfile.NUL * tarfile.BLOCKSIZE:  # else cut short
+            for chunk_start in range(position, end, 1 << 16):
+                chunk = os.pread(fd, 1 << 16, chunk_start)
+                if chunk.strip(tarfile.NUL):
+                    at = chunk_start + len(chunk) - len(chunk.lstrip(tarfile.NUL))
+                    raise tarfile.TarError(f"data at byte {at} follows its end-of-archive marker at byte {position}: "
+                                           "two tars joined with `cat`? Join them with `tar -A`")
     return members
+
+
+def _plain_members(fd: int, end: int) -> tuple[dict[int, tuple[str, int]] | None, int]:
+    """`tar_members` when every header is plain ustar, and where the end-of-archive marker is; None otherwise."""
+    members, position = {}, 0
+    while position + tarfile.BLOCKSIZE <= end:
+        header = os.pread(fd, tarfile.BLOCKSIZE, position)
+        if header == tarfile.NUL * tarfile.BLOCKSIZE:  # the end-of-archive marker
+            break
+        kind, size, checksum = header[156:157], _octal(header[124:136]), _octal(header[148:156])
+        if (kind not in _PLAIN_TYPES or header[257:262] != b"ustar" or header[345:346] != tarfile.NUL
+                or size is None or not header[:100].isascii()
+                or checksum != sum(header[:148]) + 8 * 0x20 + sum(header[156:])):  # field read as spaces
+            return None, position
+        position += tarfile.BLOCKSIZE
+        if kind in _FILE_TYPES:  # links and folders have no data (tarfile skips none either)
+            members[position] = (header[:100].split(tarfile.NUL, 1)[0].decode("ascii"), size)
+            position += -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+    return members, position
 
 
 _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)  # what `TarInfo.isreg()` takes, but sparse
@@ -233,11 +274,6 @@ _PLAIN_TYPES = _FILE_TYPES + (tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE,
 def _octal(field: bytes) -> int | None:
     digits = field.strip(b"\0 ")
     return int(digits, 8) if digits and all(0x30 <= b <= 0x37 for b in digits) else None
-
-
-def _tarfile_members(shard: str | os.PathLike) -> dict[int, tuple[str, int]]:
-    with tarfile.open(shard, "r:") as tar:
-        return {info.offset_data: (info.name, info.size) for info in tar if info.isreg()}
 
 
 def read_labels(shard: str | os.PathLike, entries: Sequence[IndexEntry]) -> list[int]:

@@ -3,6 +3,7 @@ make_loader (every sample exactly once per epoch, per rank, with its label), for
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -12,8 +13,18 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines import UnreadableImageError, file_check, make_loader
-from pipelines.files import FILE_LIST, FOLDER, WEBDATASET, data_kind, dataset_labels, list_shards, num_classes
+from pipelines import UnreadableImageError, file_check, make_loader, webdataset
+from pipelines.files import (
+    FILE_LIST,
+    FOLDER,
+    PREPARE_MANIFEST,
+    WEBDATASET,
+    data_kind,
+    dataset_labels,
+    list_shards,
+    num_classes,
+    preparation,
+)
 from pipelines.webdataset import ShardWriter, encode_label, index_path, read_index, read_labels, sample_key, sample_name
 from tests.pipelines.bad_images import undecodable_jpeg
 
@@ -307,15 +318,67 @@ def test_an_index_that_does_not_describe_its_tar_is_refused(tmp_path):
         "relabelled": original.replace(lines[0].split()[5], lines[1].split()[5], 1),  # sample 0 with 1's label
         "moved": original.replace(f" {lines[2].split()[1]} ", f" {int(lines[2].split()[1]) + 512} ", 1),
     }
+    # A component repeated on its line: DALI reads the first, so a check of the last passed a label as an image
+    # (SIGSEGV in a batch of 64) or another sample's label.
+    first_jpg = " ".join(lines[1].split()[4:8]).replace("cls", "jpg")
+    edits["repeated component"] = original.replace(lines[0], f"{first_jpg} {lines[0]}")
     messages = {"stale": "holds 2 members its index .* does not list \\(first 'img3.jpg'",
-                "repeated": "lists the member at byte \\d+ .* twice", "relabelled": "places 'img0.cls'",
-                "moved": "places 'img2.jpg' .* where the tar holds"}
+                "repeated": "lists the member at byte \\d+ .* twice",
+                "relabelled": "pairs the image img0.jpg .* with the label img1.cls",
+                "moved": "places sample 'img2''s .jpg .* where the tar holds",
+                "repeated component": "line 2 .* the component .jpg is listed twice"}
     for edit, text in edits.items():
         index.write_text(text)
         with pytest.raises(ValueError, match=f"{messages[edit]}.*wds2idx"):
             file_check.check_shard(tar)
+    # DALI reads offsets and sizes only, and `wds2idx` writes names as GNU tar quotes them: names are not compared.
+    index.write_text(original.replace("img", "\\303\\274img"))
+    assert file_check.check_shard(tar).ok
     index.write_text(original)
     assert file_check.check_shard(tar).ok
+
+
+def test_an_index_is_parsed_as_dali_parses_it(tmp_path):
+    webdataset_shard(tmp_path / "s.tar", [b"0000000001", b"0000000002"])
+    index = index_path(tmp_path / "s.tar")
+    original = index.read_text()
+    offset = original.split()[3]
+    for text, message in ((original.replace("\n", "\r"), "carriage return only"),  # DALI reads one line
+                          (original.replace(f" {offset} ", f" {offset[0]}_{offset[1:]} ", 1), "ASCII digits"),
+                          (original.replace("v1.2 2", "v1.2 \u00b2"), "not a DALI v1.2 index")):
+        index.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            read_index(tmp_path / "s.tar")
+    # A no-break space is no separator to DALI (C's isspace): the name stays whole.
+    with tarfile.open(tmp_path / "nbsp.tar", "w", format=tarfile.GNU_FORMAT) as tar:
+        for ext, data in (("jpg", jpeg(0)), ("cls", b"0000000007")):
+            info = tarfile.TarInfo(f"photo\u00a00.{ext}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(tmp_path / "nbsp.tar") as tar:
+        fields = [f"{m.name.rsplit('.', 1)[1]} {m.offset_data} {m.size} {m.name}" for m in tar]
+    index_path(tmp_path / "nbsp.tar").write_text("v1.2 1\n" + " ".join(fields) + "\n", encoding="utf-8")
+    assert [e.key for e in read_index(tmp_path / "nbsp.tar")] == ["photo\u00a00"]
+    assert file_check.check_shard(tmp_path / "nbsp.tar").ok
+
+
+def test_tars_joined_with_cat_or_with_sizes_past_any_file_are_refused(tmp_path):
+    webdataset_shard(tmp_path / "a.tar", [b"0000000001"])
+    webdataset_shard(tmp_path / "b.tar", [b"0000000002"])
+    joined = tmp_path / "ab.tar"
+    joined.write_bytes((tmp_path / "a.tar").read_bytes() + (tmp_path / "b.tar").read_bytes())
+    index_path(joined).write_bytes(index_path(tmp_path / "a.tar").read_bytes())  # what wds2idx sees: a's part
+    with pytest.raises(ValueError, match="ab.tar' is not a readable tar .*follows its end-of-archive marker.*tar -A"):
+        file_check.check_shard(joined)
+    huge = bytearray((tmp_path / "a.tar").read_bytes())
+    entry = read_index(tmp_path / "a.tar")[-1]
+    header = entry.label_offset - 512
+    huge[header + 124:header + 136] = b"\x80" + (2**62).to_bytes(11, "big")  # base-256: tarfile reads it
+    huge[header + 148:header + 156] = b" " * 8
+    huge[header + 148:header + 156] = b"%06o\0 " % sum(huge[header:header + 512])
+    (tmp_path / "a.tar").write_bytes(bytes(huge))  # (OSError EINVAL from a seek, naming no file, before)
+    with pytest.raises(ValueError, match="a.tar' is not a readable tar"):
+        webdataset.check_index(tmp_path / "a.tar", read_index(tmp_path / "a.tar"))
 
 
 def test_labels_over_int32_and_a_tar_cut_inside_a_label_are_named(tmp_path):
@@ -377,8 +440,44 @@ def test_the_member_walk_agrees_with_tarfile_and_reads_plain_headers_itself(tmp_
         expected = {m.offset_data: (m.name, m.size) for m in tar if m.isreg()}
     assert module.tar_members(path) == expected
     # This project's shards (short ASCII names) and plain ustar: every header parsed here, none by tarfile.
-    monkeypatch.setattr(module, "_tarfile_members", lambda shard: pytest.fail("read by tarfile"))
+    monkeypatch.setattr(module.tarfile, "open", lambda *args, **kwargs: pytest.fail("read by tarfile"))
     for shard in list_shards(shards):
         assert len(module.tar_members(shard)) == 2 * len(read_index(shard))
     if form == tarfile.USTAR_FORMAT:
         assert module.tar_members(path) == expected
+
+
+def test_hard_links_and_naming_mistakes_in_a_shard_folder_are_named(shards, tmp_path):
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for name in ("a", "b"):  # `cp -al` or `ln`: one shard under two names was read twice per epoch
+        for suffix in (".tar", ".idx"):
+            os.link(shards / f"part-0{suffix}", linked / f"{name}{suffix}")
+    with pytest.raises(ValueError, match="b.tar' is .*a.tar', listed before"):
+        make_loader(linked, train=False, batch_size=2, crop=CROP)
+    named = tmp_path / "named"
+    named.mkdir()
+    (named / "s.tar").write_bytes((shards / "part-0.tar").read_bytes())
+    (named / "s.tar.idx").write_bytes(index_path(shards / "part-0.tar").read_bytes())
+    with pytest.raises(ValueError, match="s.tar.idx': DALI and this project look for 's.idx'; rename it"):
+        make_loader(named, train=False, batch_size=2, crop=CROP)  # was "a shard is missing: s.tar.tar"
+    with pytest.raises(ValueError, match="s.tar.idx' is a WebDataset index: give its shard"):
+        make_loader(named / "s.tar.idx", train=False, batch_size=2, crop=CROP)  # was read as a file list
+    compressed = tmp_path / "compressed"
+    compressed.mkdir()
+    (compressed / "s.tar.gz").write_bytes(b"\x1f\x8b")
+    with pytest.raises(ValueError, match="compressed tar shards .*decompress them"):  # was "no class folders"
+        make_loader(compressed, train=False, batch_size=2, crop=CROP)
+
+
+def test_shards_of_prepare_outputs_with_other_classes_are_refused(shards, tmp_path):
+    tars = []
+    for name, classes in (("one", ["cat", "dog"]), ("two", ["dog", "emu"]), ("three", ["cat", "dog"])):
+        (tmp_path / name).mkdir()
+        for suffix in (".tar", ".idx"):
+            (tmp_path / name / f"s{suffix}").write_bytes((shards / f"part-0{suffix}").read_bytes())
+        (tmp_path / name / PREPARE_MANIFEST).write_text(json.dumps({"complete": True, "classes": classes}))
+        tars.append(str(tmp_path / name / "s.tar"))
+    with pytest.raises(ValueError, match="prepare` outputs of other classes, .*one' and .*two'.*a label would mean"):
+        make_loader(tars[:2], train=False, batch_size=2, crop=CROP)
+    assert preparation([tars[0], tars[2]])["classes"] == ["cat", "dog"]  # the same classes: kept
