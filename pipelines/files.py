@@ -199,6 +199,8 @@ def data_kind(data: DataArg) -> str:
                                 "file list or WebDataset shards")
     preparation(path)
     if path.is_file():
+        if path.suffix == webdataset.INDEX_SUFFIX:  # it was read as a file list
+            raise ValueError(f"{str(path)!r} is a WebDataset index: give its shard, the .tar, or their folder")
         return WEBDATASET if _is_shard_name(path.name) else FILE_LIST
     if not path.is_dir():
         raise ValueError(f"dataset {str(path)!r} is neither a file nor a folder (a device, a pipe?): expected a "
@@ -206,6 +208,11 @@ def data_kind(data: DataArg) -> str:
     with os.scandir(path) as entries:
         entries = list(entries)
     if not any(_is_shard_name(e.name) and not e.is_dir() for e in entries):  # a broken link too: list_shards says
+        compressed = sorted(e.name for e in entries if e.name.lower().endswith((".tar.gz", ".tgz", ".tar.zst")))
+        if compressed and not any(e.is_dir() for e in entries):  # else "no class folders"
+            raise ValueError(f"{str(path)!r} holds compressed tar shards ({compressed[0]}, ...): DALI's WebDataset "
+                             "reader reads plain tars: decompress them (`gunzip`, `zstd -d`) and index each with "
+                             "DALI's `wds2idx`")
         return FOLDER
     folders = sorted(e.name for e in entries if e.is_dir())
     if folders:
@@ -233,6 +240,9 @@ def list_shards(data: DataArg) -> tuple[Path, ...]:
         for name in names:
             stem, _, suffix = name.rpartition(".")
             if "." + suffix == webdataset.INDEX_SUFFIX and (stem + webdataset.SHARD_SUFFIX).lower() not in lowered:
+                if _is_shard_name(stem) and stem.lower() in lowered:  # `shard.tar.idx`, as some tools name it
+                    raise ValueError(f"index {os.path.join(data, name)!r}: DALI and this project look for "
+                                     f"{stem[:-len(webdataset.SHARD_SUFFIX)] + webdataset.INDEX_SUFFIX!r}; rename it")
                 raise FileNotFoundError(
                     f"index {os.path.join(data, name)!r} has no shard {stem + webdataset.SHARD_SUFFIX!r} next to it: "
                     "a shard is missing (a copy cut short?); copy it, or delete the index to train without it")
@@ -241,7 +251,7 @@ def list_shards(data: DataArg) -> tuple[Path, ...]:
         shards = (Path(data),)
     if not shards:
         raise ValueError(f"no .tar shards in {data!r}")
-    seen: dict[str, Path] = {}
+    seen: dict[tuple[int, int], Path] = {}
     for shard in shards:
         if _is_shard_name(shard.name) and shard.suffix != webdataset.SHARD_SUFFIX:
             raise ValueError(f"WebDataset shard {str(shard)!r}: rename it `*{webdataset.SHARD_SUFFIX}` (lower case, "
@@ -252,7 +262,8 @@ def list_shards(data: DataArg) -> tuple[Path, ...]:
             raise FileNotFoundError(
                 f"shard {str(shard)!r} has no index {str(webdataset.index_path(shard))!r}: write one with DALI's "
                 f"`wds2idx {shard}`, or prepare the data with `dali-has prepare --webdataset`")
-        same = seen.setdefault(os.path.realpath(shard), shard)
+        info = os.stat(shard)
+        same = seen.setdefault((info.st_dev, info.st_ino), shard)  # also through `..`, a symbolic or hard link
         if same is not shard:
             raise ValueError(f"WebDataset shard {str(shard)!r} is {str(same)!r}, listed before: its samples would be "
                              "read twice per epoch; list each shard once")
@@ -261,22 +272,38 @@ def list_shards(data: DataArg) -> tuple[Path, ...]:
 
 def preparation(data: DataArg) -> dict | None:
     """The manifest of the `dali-has prepare` output `data` is (a folder holding PREPARE_MANIFEST) or lies in (a
-    file list or shards in that folder), or None. Raises ValueError for an output a run has not finished: its
-    files are part of the data set (a run writing it now, or one interrupted)."""
+    file list or shards in that folder), or None (also for shards of several outputs, unless all hold the same
+    classes). Raises ValueError for an output a run has not finished (a run writing it now, or one interrupted:
+    part of the data), one holding no image, and shards of outputs whose labels mean different classes."""
     paths = [Path(p) for p in data] if isinstance(data, (list, tuple)) else [Path(data)]
     folders = sorted({path if path.is_dir() else path.parent for path in paths})
-    manifests = []
+    manifests = {}
     for folder in folders:
+        path = folder / PREPARE_MANIFEST
         try:
-            manifest = json.loads((folder / PREPARE_MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # none, or a file of that name that is not ours
+            # a regular file only: reading a FIFO of that name would wait for ever
+            manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (OSError, ValueError):  # a file of that name that is not ours
+            manifest = None
+        if not isinstance(manifest, dict):
             continue
-        if isinstance(manifest, dict) and manifest.get("complete") is False:
+        if "complete" in manifest and manifest["complete"] is not True:
             raise ValueError(f"{str(folder)!r} is an unfinished `dali-has prepare` output ({PREPARE_MANIFEST} says "
-                             "\"complete\": false): a run is writing it, or one was interrupted and left part of the "
-                             "data. Run the same `dali-has prepare` command again to finish it, then use it")
-        manifests.append(manifest)
-    return manifests[0] if len(folders) == 1 and manifests and isinstance(manifests[0], dict) else None
+                             f"\"complete\": {json.dumps(manifest['complete'])}): a run is writing it, or one was "
+                             "interrupted and left part of the data. Run the same `dali-has prepare` command again "
+                             "to finish it, then use it")
+        if manifest.get("prepared") == 0:
+            raise ValueError(f"{str(folder)!r} holds no image: `dali-has prepare` left out all "
+                             f"{manifest.get('samples')} files of {manifest.get('source')!r} (each with its reason "
+                             f"in {path})")
+        manifests[folder] = manifest
+    found = list(manifests.items())
+    for folder, manifest in found[1:]:
+        if manifest.get("classes") != found[0][1].get("classes"):
+            raise ValueError(f"the shards come from `dali-has prepare` outputs of other classes, {str(found[0][0])!r} "
+                             f"and {str(folder)!r} ({PREPARE_MANIFEST}): a label would mean one class in one and "
+                             "another in the other; prepare one output from one source holding every class")
+    return manifests[folders[0]] if len(manifests) == len(folders) else None
 
 
 def load_dataset(data: str | os.PathLike) -> Dataset:

@@ -1,5 +1,6 @@
 """Dataset listing and DALI file lists, checked against DALI's own `fn.readers.file`."""
 import ast
+import json
 import os
 import re
 
@@ -11,8 +12,11 @@ from pipelines import ImageOptions, PipelineOptions, reader
 from pipelines.files import (
     DALI_FILE_FILTERS,
     IMAGE_FILTERS,
+    PREPARE_MANIFEST,
+    data_kind,
     list_folder,
     load_dataset,
+    preparation,
     read_file_list,
     stores_pixels,
     write_file_list,
@@ -225,3 +229,19 @@ def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
     list_path = tmp_path / "list.txt"
     list_path.write_bytes("\ufeffa.jpg 1\n".encode())
     assert list(read_file_list(list_path).samples) == [("a.jpg", 1)]
+
+
+def test_a_prepare_output_is_read_only_when_finished_and_holding_images(tmp_path):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "0.jpg").write_bytes(jpeg_bytes())
+    manifest = tmp_path / PREPARE_MANIFEST
+    for complete in (False, "false", 0, None):  # prepare writes false, then true; a hand edit is not true either
+        manifest.write_text(json.dumps({"complete": complete, "classes": ["c"]}))
+        with pytest.raises(ValueError, match=f"unfinished .*\"complete\": {re.escape(json.dumps(complete))}"):
+            data_kind(tmp_path)
+    manifest.write_text(json.dumps({"complete": True, "prepared": 0, "samples": 3, "source": "/src"}))
+    with pytest.raises(ValueError, match="holds no image: .* left out all 3 files of '/src'"):
+        data_kind(tmp_path)  # was "no class folders"
+    manifest.unlink()
+    os.mkfifo(manifest)  # reading it waited for ever
+    assert data_kind(tmp_path) == "folder" and preparation(tmp_path) is None

@@ -287,6 +287,11 @@ def test_cli_prints_the_summary_and_the_left_out_files(source, tmp_path, capsys)
     assert "8 samples, 7 prepared (7 written now, 0 already there), 1 left out" in printed
     assert json.loads((tmp_path / "out" / PREPARE_MANIFEST).read_text())["settings"]["quality"] == 80
     assert main(["prepare", "--data", str(source), "--out", str(tmp_path / "out"), "--max-side", "0"]) == 2
+    (tmp_path / "bad" / "c").mkdir(parents=True)
+    (tmp_path / "bad" / "c" / "text.jpg").write_bytes(SOURCE["c/text.jpg"][0]())
+    assert main(["prepare", "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "none"), "--webdataset",
+                 "--no-progress"]) == 2  # was 0, then "train on" an output that was no data set
+    assert "NOTHING PREPARED: none of the 1 files" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

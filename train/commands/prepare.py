@@ -3,6 +3,7 @@ fast, as image files or WebDataset shards (`pipelines.prepare` explains the choi
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from train.commands.arguments import add_data, add_no_progress, add_num_threads, output_folder
@@ -71,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
     if deleted := manifest["deleted"]:
         print(f"DELETED: {len(deleted)} prepared file(s) whose source is gone or now unusable, e.g. {deleted[0]} "
               f"(all listed under \"deleted\" in {Path(args.out, PREPARE_MANIFEST)}).")
+    if not manifest["prepared"]:
+        print(f"NOTHING PREPARED: none of the {manifest['samples']} files of {args.data} could be used (each is "
+              "listed above with its reason); there is nothing to train on", file=sys.stderr)
+        return 2
     where = Path(args.out, manifest["outputs"].get("file_list", ""))  # the shards' folder, or the file list
     print(f"train on: {where}   (settings and every left-out file: {Path(args.out, PREPARE_MANIFEST)})")
     return 0
