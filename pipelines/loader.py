@@ -29,6 +29,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import math
+import os
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -88,6 +89,8 @@ class EpochLoader:
         self._rebuilds = 0
         self._epoch = 0  # id of the newest `for`; older ones stop
         self._mid_epoch = False  # a batch of the current epoch was drawn and the epoch has not ended
+        self._running: Optional[int] = None  # the epoch whose `for` has started and not yet ended or been dropped
+        self._process = os.getpid()  # DALI's threads do not survive a fork
         self._pipeline: Optional[Pipeline] = None
         self._iterator: Optional[DALIGenericIterator] = None
         self._open(options.checkpoint)
@@ -99,8 +102,7 @@ class EpochLoader:
         return math.ceil(self.num_samples / self.batch_size)
 
     def __iter__(self) -> Iterator:
-        if self._iterator is None:
-            raise RuntimeError("this loader is closed")
+        self._check_usable()
         if self._mid_epoch:  # the previous `for` stopped early: start the next epoch from a fresh pipeline
             self._close_pipeline()
             self._rebuilds += 1
@@ -119,10 +121,13 @@ class EpochLoader:
         Take it between epochs: after a `for` ended or stopped early, or before the first. Its "pipeline" entry is
         DALI's checkpoint (bytes, None when the next `for` starts a fresh pipeline).
         """
-        if self._iterator is None:
-            raise RuntimeError("this loader is closed")
+        self._check_usable()
         if not self._options.checkpointing:
             raise ValueError("state_dict() needs a loader made with checkpointing=True")
+        if self._running is not None:
+            raise RuntimeError("state_dict() inside an epoch: a `for` over this loader has not ended, so the state "
+                               "cannot say where its epoch ends (a loader resumed from it gave other batches); take "
+                               "it after the `for` ends or stops (`break`)")
         state = {"version": STATE_VERSION, "dataset_size": self.dataset_size,
                  "shard": [self._options.shard_id, self._options.num_shards], "settings": self._settings}
         if self._mid_epoch:  # the next `for` rebuilds: a fresh pipeline with the next derived seed
@@ -132,8 +137,7 @@ class EpochLoader:
     def load_state_dict(self, state: dict) -> None:
         """Continue from a `state_dict()` of a loader with the same settings and data (rebuilds the pipeline).
         A state refused (ValueError) leaves the loader as it was."""
-        if self._iterator is None:
-            raise RuntimeError("this loader is closed")
+        self._check_usable()
         version = state.get("version") if isinstance(state, dict) else None
         current = {"version", "dataset_size", "shard", "rebuilds", "pipeline", "settings"}
         expected = current if version == STATE_VERSION else current - {"settings"}  # version 1 had no settings
@@ -160,10 +164,37 @@ class EpochLoader:
         try:
             self._rebuilds = rebuilds
             self._open(state["pipeline"])
+            if state["pipeline"] is not None:
+                self._check_restored_position()
         except ValueError:
             self._rebuilds = now["rebuilds"]
             self._open(now["pipeline"])
             raise
+
+    def _check_restored_position(self) -> None:
+        """A state is taken between epochs: DALI's iterator, restored from its checkpoint, must stand at the start
+        of an epoch of this shard. An edited one was restored as it said: 8 of 21 samples an epoch while len()
+        said 6, epochs of repeated samples, an IndexError inside DALI."""
+        it = self._iterator
+        restored = {"size": it._size, "counter": int(it._counter), "shards": [int(i) for i in it._shards_id],
+                    "shard sizes": [int(n) for n in it._shard_sizes_per_gpu],
+                    "counters": [int(n) for n in it._counter_per_gpu]}
+        expected = {"size": self.dataset_size, "counter": 0, "shards": [self._options.shard_id],
+                    "shard sizes": [self.num_samples], "counters": [0]}
+        if restored != expected:
+            differ = "; ".join(f"{key} {restored[key]} (expected {expected[key]})" for key in expected
+                               if restored[key] != expected[key])
+            raise ValueError(f"the loader state's DALI checkpoint does not stand at the start of an epoch of this "
+                             f"loader ({differ}): it was damaged or edited; resume from an intact state")
+
+    def _check_usable(self) -> None:
+        if self._iterator is None:
+            raise RuntimeError("this loader is closed")
+        if os.getpid() != self._process:  # its DALI threads stayed in the parent: the child waited for ever
+            raise RuntimeError(f"this loader was made in process {self._process} and is used in {os.getpid()}, a "
+                               "fork of it (a DataLoader worker?), where its DALI pipeline cannot run: make the "
+                               "loader in the process that reads it; it needs no DataLoader workers (DALI runs its "
+                               "own threads)")
 
     def __reduce__(self):
         # pickle, copy and deepcopy: DALI's pipeline cannot be copied (it failed deep inside it, then warned from
@@ -194,27 +225,35 @@ class EpochLoader:
         return "the pipeline's reader found no files"
 
     def _batches(self, epoch: int) -> Iterator:
-        while True:
-            if epoch != self._epoch:
-                raise RuntimeError("a newer `for` over this loader started a new epoch; this one has ended")
-            if self._iterator is None:
-                raise RuntimeError("this loader was closed during the epoch")
-            self._mid_epoch = True
-            try:
-                (batch,) = next(self._iterator)
-            except StopIteration:  # the iterator has reset itself (auto_reset) for the next epoch
-                self._mid_epoch = False
-                return
-            except RuntimeError as error:
-                explained = self._explain(error)
-                if explained is None:
-                    raise
-                raise explained from error
-            # A shard one sample smaller than the largest can end in a batch of padding only; DALI trims the
-            # padding (LastBatchPolicy.PARTIAL), which leaves it empty.
-            if len(batch[self._outputs[-1]]) == 0:
-                continue
-            yield self._convert(batch)
+        self._running = epoch
+        try:
+            while True:
+                if epoch != self._epoch:
+                    raise RuntimeError("a newer `for` over this loader started a new epoch; this one has ended")
+                if self._iterator is None:
+                    raise RuntimeError("this loader was closed during the epoch (or rebuilt by a `for` in another "
+                                       "thread: iterate a loader from one thread)")
+                if os.getpid() != self._process:
+                    self._check_usable()
+                self._mid_epoch = True
+                try:
+                    (batch,) = next(self._iterator)
+                except StopIteration:  # the iterator has reset itself (auto_reset) for the next epoch
+                    self._mid_epoch = False
+                    return
+                except RuntimeError as error:
+                    explained = self._explain(error)
+                    if explained is None:
+                        raise
+                    raise explained from error
+                # A shard one sample smaller than the largest can end in a batch of padding only; DALI trims the
+                # padding (LastBatchPolicy.PARTIAL), which leaves it empty.
+                if len(batch[self._outputs[-1]]) == 0:
+                    continue
+                yield self._convert(batch)
+        finally:  # ended, failed, or closed (a `break` drops the generator, which closes it)
+            if self._running == epoch:
+                self._running = None
 
     def _open(self, checkpoint: Optional[bytes] = None) -> None:
         options = replace(self._options, seed=rebuild_seed(self._options.seed, self._rebuilds), checkpoint=checkpoint)
@@ -301,8 +340,9 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
     elif not isinstance(augment, TrainAugment):
         raise ValueError(f"augment={augment!r}; expected a pipelines.TrainAugment or a dict of its settings")
     if train:
-        if ten_crop:
-            raise ValueError("ten_crop=True is an evaluation setting; use it with train=False")
+        if ten_crop or resize is not None:  # a training crop is resized from a random window: no resize to ignore
+            raise ValueError(f"{'ten_crop=True' if ten_crop else f'resize={resize!r}'} is an evaluation setting; use "
+                             "it with train=False")
     else:
         resize = eval_resize(image.crop, resize)
         validate.boolean("ten_crop", ten_crop)

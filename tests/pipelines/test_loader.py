@@ -10,6 +10,7 @@ import gc
 import os
 import pickle
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -200,6 +201,54 @@ def test_a_state_taken_after_a_for_stopped_early_resumes_as_the_rebuild_it_impli
     next(iter(original))  # a `for` that stopped after one batch: the next `for` rebuilds
     state = original.state_dict()
     assert state["pipeline"] is None and state["rebuilds"] == 1
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert torch.equal(_by_label(*epoch(original)), _by_label(*epoch(resumed)))
+
+
+def test_a_state_is_not_taken_inside_an_epoch(dataset):
+    """Before: a state taken in the loop body ("checkpoint every N steps") said the next `for` rebuilds, yet the
+    epoch went on to its end, and a loader resumed from it gave other batches, without a word."""
+    loader = small_loader(dataset / "list_11.txt", batch_size=2, seed=4, checkpointing=True)
+    for step, _ in enumerate(loader):
+        if step == 1:
+            with pytest.raises(RuntimeError, match="inside an epoch.*after the `for` ends or stops"):
+                loader.state_dict()
+            break
+    assert loader.state_dict()["rebuilds"] == 1  # stopped early: the next `for` rebuilds
+    epoch(loader)
+    assert loader.state_dict()["rebuilds"] == 1 and loader.state_dict()["pipeline"] is not None
+
+
+def test_a_forked_process_is_told_to_make_its_own_loader(dataset):
+    """Before: a `for` in a fork (a torch DataLoader worker) waited for ever on the parent's DALI threads."""
+    loader = small_loader(dataset / "list_7.txt")
+    child = os.fork()
+    if child == 0:  # the child reports by exit status only, and never runs pytest's teardown
+        signal.alarm(60)  # a hang ends the child with SIGALRM
+        try:
+            next(iter(loader))
+        except RuntimeError as error:
+            os._exit(0 if "a fork of it" in str(error) else 1)
+        os._exit(2)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(epoch(loader)[1]) == len(loader)  # the parent's loader is untouched
+
+
+def test_a_state_whose_checkpoint_is_not_at_an_epoch_start_is_refused(dataset):
+    """An edited DALI iterator record was restored as it said: 8 of 21 samples an epoch while len() said 6."""
+    make = lambda: small_loader(dataset / "list_11.txt", batch_size=2, seed=4, checkpointing=True)  # noqa: E731
+    original = make()
+    epoch(original)
+    state = original.state_dict()
+    for edit in ((b'"_size": 11', b'"_size":  5'), (b'"_counter": 0', b'"_counter": 9'),
+                 (b'"_shards_id": [0]', b'"_shards_id": [1]')):
+        assert state["pipeline"].count(edit[0]) == 1
+        resumed = make()
+        with pytest.raises(ValueError, match="does not stand at the start of an epoch.*damaged or edited"):
+            resumed.load_state_dict({**state, "pipeline": state["pipeline"].replace(*edit)})
+        assert len(epoch(resumed)[1]) == len(resumed)  # left as it was
     resumed = make()
     resumed.load_state_dict(state)
     assert torch.equal(_by_label(*epoch(original)), _by_label(*epoch(resumed)))
@@ -417,9 +466,12 @@ def test_a_zero_byte_file_is_named(tmp_path, dataset):
     ({"dtype": torch.int8}, "dtype=torch.int8"),
     ({"layout": "CHW"}, "layout='CHW'"),
     ({"hw_decoder_load": 1.5}, "hw_decoder_load=1.5"),
+    ({"preallocate_hint": (1.5, 2)}, "preallocate_hint=1.5 must be a whole number"),  # was taken as 1
     ({"shard_id": 2, "num_shards": 2}, "shard_id=2"),
     ({"shard_id": -1}, "shard_id=-1"),
     ({"num_shards": 0}, "num_shards=0"),
+    ({"num_shards": 2**32, "shard_id": 2**32 - 1}, "num_shards=4294967296"),  # DALI's int32 wrapped: SIGFPE
+    ({"num_shards": 2**32 + 1}, "num_shards=4294967297"),  # wrapped to 1: every rank read every sample
     ({"num_threads": 0}, "num_threads=0"),
     ({"operator_concurrency": "all"}, "operator_concurrency='all'; expected one of 'backend', 'full'"),
     ({"seed": -3}, "seed=-3"),
@@ -437,6 +489,8 @@ def test_a_zero_byte_file_is_named(tmp_path, dataset):
     ({"train": "yes"}, "train='yes'"),
     ({"ten_crop": True}, "ten_crop"),
     ({"train": False, "resize": 8}, "resize=8"),
+    ({"resize": 64}, "resize=64 is an evaluation setting"),  # was ignored with train=True
+    ({"train": False, "crop": 8192}, "crop=8192: evaluation resizes the shorter side to crop / 0.875 = 9362"),
     ({"num_shards": 12, "shard_id": 0}, "num_shards=12 is more than the data set's samples"),
 ])
 def test_bad_settings_are_named(dataset, kwargs, named):
