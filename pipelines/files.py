@@ -13,12 +13,12 @@ holding encoded images or, as `dali-has prepare --encoding npy` writes them, dec
 
 Mirrors DALI 2.4 `dali/operators/reader/loader/filesystem.cc` and `file_label_loader.h`:
 class folders are every sub-directory of the root (symlinks followed, hidden ones included, empty ones
-still take a label), sorted bytewise (`std::sort` on the names); labels are indices in that order; each
-class folder is listed one level deep (regular files and symlinks), filtered case-insensitively with
-`fnmatch` by the filters (`IMAGE_FILTERS` unless told otherwise), sorted bytewise. In a file list,
-each line is parsed from its end: trailing whitespace, a decimal label, whitespace, then the name
-(which may contain spaces); empty lines are skipped; names are relative to the list's folder unless
-absolute.
+still take a label; an empty hidden one, a tool's such as `.ipynb_checkpoints`, is refused), sorted bytewise
+(`std::sort` on the names); labels are indices in that order; each class folder is listed one level deep
+(regular files and symlinks), filtered case-insensitively with `fnmatch` by the filters (`IMAGE_FILTERS` unless
+told otherwise), sorted bytewise. In a file list, each line is parsed from its end: trailing whitespace, a
+decimal label, whitespace, then the name (which may contain spaces); empty lines are skipped; names are relative
+to the list's folder unless absolute.
 """
 from __future__ import annotations
 
@@ -126,6 +126,11 @@ def list_folder(root: str | os.PathLike, file_filters: tuple[str, ...] = IMAGE_F
             files = [e.name for e in entries
                      if (e.is_symlink() or e.is_file(follow_symlinks=False)) and _accepted(e.name, file_filters)]
         files.sort(key=_bytewise)
+        if not files and name.startswith("."):
+            # A tool's folder (Jupyter's .ipynb_checkpoints): as class 0 it shifted every label by one, silently.
+            raise ValueError(f"dataset folder {str(root)!r}: the hidden folder {name!r} holds no image, and DALI would "
+                             f"take it as class {label}, shifting the labels of the classes after it; move it out "
+                             "of the data folder (an empty class folder that is not hidden stays a class)")
         samples.extend((f"{name}/{f}", label) for f in files)
     if not samples:
         raise ValueError(

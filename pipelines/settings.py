@@ -102,7 +102,8 @@ class PipelineOptions:
         validate.one_of("device", self.device, DEVICES)
         if self.device_id is not None:
             _set(self, "device_id", validate.whole_number("device_id", self.device_id))
-        _set(self, "num_shards", validate.positive_int("num_shards", self.num_shards))
+        # DALI keeps shard counts as int32: 2**32 wrapped to 0 (SIGFPE), 2**32 + 1 to 1 (every rank read all)
+        _set(self, "num_shards", validate.whole_number("num_shards", self.num_shards, minimum=1, maximum=2**31 - 1))
         _set(self, "shard_id", validate.whole_number("shard_id", self.shard_id, maximum=self.num_shards - 1))
         if self.num_threads is not None:
             _set(self, "num_threads", checked_num_threads(self.num_threads))
@@ -172,8 +173,10 @@ class ImageOptions:
                              "scale (ImageNet std: 58.4, 57.1, 57.4)")
         _set(self, "hw_decoder_load", validate.probability("hw_decoder_load", self.hw_decoder_load))
         if self.preallocate_hint is not None:
-            hint = validate.numbers("preallocate_hint", self.preallocate_hint, count=2, positive=True)
-            _set(self, "preallocate_hint", tuple(validate.positive_int("preallocate_hint", int(v)) for v in hint))
+            validate.numbers("preallocate_hint", self.preallocate_hint, count=2, positive=True)
+            # whole pixels: int() turned 1.5 into 1, and 0.5 into a "preallocate_hint=0" never given
+            _set(self, "preallocate_hint", tuple(validate.positive_int("preallocate_hint", v)
+                                                 for v in self.preallocate_hint))
         validate.boolean("skip_bad_files", self.skip_bad_files)
 
     @cached_property

@@ -23,7 +23,12 @@ TEN_CROP_POSITIONS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5)
 def eval_resize(crop: int, resize: Optional[int] = None) -> int:
     """The shorter side before cropping: `resize` checked against the crop, or by default 256 for 224 crops."""
     if resize is None:
-        return round(crop / CROP_RATIO)
+        resize = round(crop / CROP_RATIO)
+        if resize > MAX_CROP:  # was "resize=9362 must be ... <= 8192", a setting the user never gave
+            raise ValueError(f"crop={crop}: evaluation resizes the shorter side to crop / {CROP_RATIO} = {resize} "
+                             f"first, over {MAX_CROP}; give resize= (crop..{MAX_CROP}) or a crop of at most "
+                             f"{math.floor(MAX_CROP * CROP_RATIO)}")
+        return resize
     # Bounded like the crop (pipelines.settings): a larger shorter side is a typo, not a protocol.
     resize = validate.whole_number("resize", resize, minimum=1, maximum=MAX_CROP)
     if resize < crop:

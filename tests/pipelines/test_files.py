@@ -245,3 +245,15 @@ def test_a_prepare_output_is_read_only_when_finished_and_holding_images(tmp_path
     manifest.unlink()
     os.mkfifo(manifest)  # reading it waited for ever
     assert data_kind(tmp_path) == "folder" and preparation(tmp_path) is None
+
+
+def test_an_empty_hidden_folder_is_no_class(tmp_path):
+    """Jupyter's `.ipynb_checkpoints` sorted first and became class 0: every label shifted by one, silently."""
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "0.jpg").write_bytes(jpeg_bytes())
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    with pytest.raises(ValueError, match="hidden folder '.ipynb_checkpoints' holds no image.*class 0.*move it out"):
+        list_folder(tmp_path)
+    (tmp_path / ".ipynb_checkpoints" / "0.jpg").write_bytes(jpeg_bytes())  # one with images is a class, as in DALI
+    assert list_folder(tmp_path).classes == (".ipynb_checkpoints", "cat", "dog")
