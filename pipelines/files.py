@@ -133,9 +133,11 @@ def list_folder(root: str | os.PathLike, file_filters: tuple[str, ...] = IMAGE_F
                              "of the data folder (an empty class folder that is not hidden stays a class)")
         samples.extend((f"{name}/{f}", label) for f in files)
     if not samples:
+        shards = [name for name in classes if any(_is_shard_name(f) for f in os.listdir(root / name))]
+        hint = f"; {shards[0]!r} holds .tar shards: give that folder itself" if shards else ""
         raise ValueError(
             f"dataset folder {str(root)!r} has {len(classes)} class folder(s) but no image files in them "
-            f"(files matching {', '.join(file_filters)}, any letter case)"
+            f"(files matching {', '.join(file_filters)}, any letter case){hint}"
         )
     return Dataset(root=root, samples=tuple(samples), classes=tuple(classes))
 
@@ -264,6 +266,11 @@ def list_shards(data: DataArg) -> tuple[Path, ...]:
         if shard.suffix != webdataset.SHARD_SUFFIX or not shard.is_file():
             raise FileNotFoundError(f"WebDataset shard {str(shard)!r} is not an existing .tar file")
         if not webdataset.index_path(shard).is_file():
+            other_case = [name for name in os.listdir(shard.parent)
+                          if name.lower() == webdataset.index_path(shard).name.lower()]
+            if other_case:
+                raise ValueError(f"shard {str(shard)!r} has its index as {other_case[0]!r}: rename it "
+                                 f"{webdataset.index_path(shard).name!r} (DALI and this project look for that)")
             raise FileNotFoundError(
                 f"shard {str(shard)!r} has no index {str(webdataset.index_path(shard))!r}: write one with DALI's "
                 f"`wds2idx {shard}`, or prepare the data with `dali-has prepare --webdataset`")

@@ -168,6 +168,9 @@ class ImageOptions:
         validate.one_of("layout", self.layout, LAYOUTS)
         _set(self, "mean", rgb("mean", self.mean))
         _set(self, "std", rgb("std", self.std, positive=True))
+        if 0 < max(self.mean) < 1.0:  # all zeros: no centring, a choice
+            raise ValueError(f"mean={self.mean!r} looks like the 0..1 scale; mean and std are on the 0..255 pixel "
+                             "scale (ImageNet mean: 123.7, 116.3, 103.5)")
         if max(self.std) < 1.0:
             raise ValueError(f"std={self.std!r} looks like the 0..1 scale; mean and std are on the 0..255 pixel "
                              "scale (ImageNet std: 58.4, 57.1, 57.4)")

@@ -478,6 +478,7 @@ def test_a_zero_byte_file_is_named(tmp_path, dataset):
     ({"mean": (1.0, 2.0)}, "mean="),
     ({"std": (0.0, 1.0, 1.0)}, "std="),
     ({"std": (0.229, 0.224, 0.225)}, "0..255"),
+    ({"mean": (0.485, 0.456, 0.406)}, "mean=(0.485, 0.456, 0.406) looks like the 0..1 scale"),  # was taken
     ({"augment": {"random_area": (0.5, 0.2)}}, "random_area="),
     ({"augment": {"random_aspect_ratio": (0, 1)}}, "random_aspect_ratio="),
     ({"augment": {"shuffle_buffer": 0}}, "shuffle_buffer=0"),

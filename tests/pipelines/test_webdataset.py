@@ -463,6 +463,14 @@ def test_hard_links_and_naming_mistakes_in_a_shard_folder_are_named(shards, tmp_
         make_loader(named, train=False, batch_size=2, crop=CROP)  # was "a shard is missing: s.tar.tar"
     with pytest.raises(ValueError, match="s.tar.idx' is a WebDataset index: give its shard"):
         make_loader(named / "s.tar.idx", train=False, batch_size=2, crop=CROP)  # was read as a file list
+    (named / "s.tar.idx").rename(named / "s.IDX")
+    with pytest.raises(ValueError, match="has its index as 's.IDX': rename it 's.idx'"):  # was "has no index"
+        make_loader(named, train=False, batch_size=2, crop=CROP)
+    (named / "s.IDX").rename(named / "s.idx")
+    (tmp_path / "split").mkdir()
+    (named).rename(tmp_path / "split" / "train")  # OUT/train/*.tar given as OUT: read as a class tree
+    with pytest.raises(ValueError, match="'train' holds .tar shards: give that folder itself"):
+        make_loader(tmp_path / "split", train=False, batch_size=2, crop=CROP)
     compressed = tmp_path / "compressed"
     compressed.mkdir()
     (compressed / "s.tar.gz").write_bytes(b"\x1f\x8b")
