@@ -62,8 +62,6 @@ modification times, and a changed source is refused.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import io
 import json
@@ -73,7 +71,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -86,6 +83,7 @@ from dali_has import validate
 from pipelines import webdataset
 from pipelines.files import PIXELS_SUFFIX, PREPARE_MANIFEST, Dataset, load_dataset, write_file_list
 from pipelines.orientation import UPRIGHT, exif_orientation
+from pipelines.own_files import open_own, sole_writer
 from pipelines.scan import ERROR, Problem, scan_dataset
 from pipelines.settings import default_num_threads
 
@@ -216,7 +214,8 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
                 "settings": asdict(settings), "classes": list(dataset.classes) if dataset.classes else None,
                 **({"source_digest": source_digest(dataset)} if settings.webdataset else {})}
     _claim(out, manifest)
-    with _sole_writer(out):
+    with sole_writer(out / LOCK, f"another `dali-has prepare` is writing {str(out)!r}; let it finish, then run "
+                                  "this again (it resumes)"):
         writer = (_ShardOutput if settings.webdataset else _FolderOutput)(out, dataset, names, settings)
         todo = writer.todo()
         report = scan_dataset(Dataset(dataset.root, tuple(dataset.samples[i] for i in todo)),
@@ -297,34 +296,9 @@ def _claim(out: Path, manifest: dict) -> None:
 
 def _write_json(path: Path, value: dict) -> None:
     partial = path.with_name(path.name + PARTIAL)
-    with _open_own(partial) as file:
+    with open_own(partial) as file:
         file.write((json.dumps(value, indent=1) + "\n").encode())
     os.replace(partial, path)
-
-
-@contextmanager
-def _sole_writer(out: Path) -> Iterator[None]:
-    """Hold OUT's lock: two runs at once would write the same temporary files."""
-    with _open_own(out / LOCK, append=True) as lock:
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(f"another `dali-has prepare` is writing {str(out)!r}; let it finish, then run this "
-                             "again (it resumes)") from None
-        yield
-
-
-def _open_own(path: Path, append: bool = False):
-    """A file prepare writes in OUT, opened for binary writing without following a link put in its place (it
-    would write where the link points, outside OUT)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
-    try:
-        return open(os.open(path, flags, 0o666), "ab" if append else "wb")
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise ValueError(f"{str(path)!r} is a link; prepare writes its own files in its output and follows no "
-                             "link there: remove it") from None
-        raise
 
 
 def _state(info: os.stat_result) -> tuple[int, int]:
@@ -393,13 +367,13 @@ class _FolderOutput:
             raise ValueError(f"{str(target)!r} is a folder where prepare writes the copy of "
                              f"{self.dataset.samples[i][0]!r}: move it out of the output and run again (it resumes)")
         partial = target.with_name(target.name + PARTIAL)
-        with _open_own(partial) as file:
+        with open_own(partial) as file:
             file.write(data)
         os.replace(partial, target)
         # Recorded once the copy is complete: an interruption in between only makes it again.
         self._made[name] = (self.dataset.samples[i][0], *state)
         if self._record is None:
-            self._record = _open_own(self.out / RECORD, append=True)
+            self._record = open_own(self.out / RECORD, append=True)
         self._record.write((json.dumps([name, *self._made[name]]) + "\n").encode())
         self._record.flush()
 
@@ -418,7 +392,7 @@ class _FolderOutput:
             self._record.close()
             self._record = None
         partial = self.out / (RECORD + PARTIAL)
-        with _open_own(partial) as file:
+        with open_own(partial) as file:
             file.write("".join(json.dumps([name, *made]) + "\n" for name, made in sorted(self._made.items())).encode())
         os.replace(partial, self.out / RECORD)
 

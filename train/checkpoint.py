@@ -19,6 +19,7 @@ import json
 import os
 import pickle
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -28,6 +29,7 @@ CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 METRICS = "metrics.jsonl"
+RUN_LOCK = "train.lock"  # held by the process training the run
 # What every checkpoint holds, and of which type.
 _ENTRIES = {"model": dict, "optimizer": dict, "num_classes": int, "epoch": int,
             "torch_rng": torch.Tensor}
@@ -63,6 +65,12 @@ def load_checkpoint(path: Path) -> dict:
     is a FileNotFoundError."""
     path = Path(path)
     if not path.is_file():
+        if path.name == BEST and (path.parent / CHECKPOINT).is_file():
+            raise FileNotFoundError(f"{path} does not exist: {path.parent} was trained without --val-data, so no "
+                                    "weights were chosen as best; use its last ones (checkpoint.pt, no --best)")
+        if path.name == CHECKPOINT and (path.parent / CONFIG).is_file():
+            raise FileNotFoundError(f"{path} does not exist: the run in {path.parent} stopped before its first "
+                                    "epoch ended; start it again (the same train command)")
         raise FileNotFoundError(f"{path} does not exist: {path.parent} is not a run folder with that checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -103,6 +111,9 @@ def _check_optional_entries(path: Path, state: dict) -> None:
         problems.append("loader is not {'states': [one dict per rank]}")
     if not isinstance(state.get("config", {}), dict):
         problems.append("config is not a mapping of settings")
+    metrics = state.get("metrics")
+    if metrics is not None and not (isinstance(metrics, dict) and isinstance(metrics.get("epoch"), int)):
+        problems.append("metrics is not the epoch's metrics.jsonl line ({'epoch': number, ...})")
     classes = state.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         problems.append("classes is not a list of class folder names")
@@ -172,12 +183,18 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
         raise ValueError(f"{path}: {error}") from None
 
 
-def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu", checkpoint: str = CHECKPOINT):
-    """The model of a run folder with the weights of `checkpoint` (the latest, or BEST), in eval mode, and the
-    run's config."""
+class TrainedModel(NamedTuple):
+    model: torch.nn.Module  # in eval mode
+    cfg: TrainConfig
+    classes: Optional[list[str]]  # the training set's class names by label, when it had them
+
+
+def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu",
+                       checkpoint: str = CHECKPOINT) -> TrainedModel:
+    """The model of a run folder with the weights of `checkpoint` (the latest, or BEST), its config and classes."""
     cfg = load_run_config(run_dir)
     path = Path(run_dir) / checkpoint
     state = load_checkpoint(path)
     model = cfg.build_model(state["num_classes"])
     load_weights(path, model, state["model"])
-    return model.to(device).eval(), cfg
+    return TrainedModel(model.to(device).eval(), cfg, state.get("classes"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from train.commands.arguments import output_among_inputs
 
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # Ctrl-C: say what happens next instead of a traceback
         hint = _AFTER_INTERRUPT.get(args.command, "")
+        run = getattr(args, "resume", None) or getattr(args, "out", None)
+        if args.command == "train" and run and not Path(run, _checkpoint_name()).is_file():
+            hint = "no epoch had finished, so there is nothing to resume: run the same command again"
         print(f"dali-has {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
     except (ValueError, OSError) as error:  # OSError: missing, unreadable or already existing files
@@ -59,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, UnreadableImageError):
             return _user_error(args.command, error)
         raise
+
+
+def _checkpoint_name() -> str:
+    from train.checkpoint import CHECKPOINT  # imports torch, which a command that got here has imported
+
+    return CHECKPOINT
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:

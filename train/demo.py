@@ -179,7 +179,7 @@ def results_table(per_seed: dict[str, list[dict]]) -> str:
 def part_hidden_top1(run_dir: str, data: Path, *, device: str) -> float:
     """Top-1 (%) on the test split with each object's discriminative part (the head) filled with the dataset
     mean: how much the network learned from the rest of the object (the paper's premise, measured directly)."""
-    model, cfg = load_trained_model(run_dir, "cuda" if device == "gpu" else "cpu")
+    model, cfg, _ = load_trained_model(run_dir, "cuda" if device == "gpu" else "cpu")
     parts = {k[len("test/"):]: v["part"] for k, v in json.loads((data / "boxes.json").read_text())["images"].items()
              if k.startswith("test/")}
     names = [name for name, _ in load_dataset(data / "test").samples]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -25,16 +26,28 @@ def init(device: str) -> DistEnv:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not 0 <= rank < world:  # a RANK left in the shell: it was "shard_id=1 must be ... <= 0"
+        raise ValueError(f"the environment says RANK={rank} of WORLD_SIZE={world}; torchrun sets both: unset them "
+                         "to train in one process")
+    check_device(device)
     if device == "gpu":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device='gpu' but CUDA is not available; use --device cpu")
         torch.cuda.set_device(local_rank)
         torch_device = torch.device("cuda", local_rank)
     else:
         torch_device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
+        # It waits for every rank (torch's timeout: 30 minutes); a lone process with WORLD_SIZE set said nothing.
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        print(f"rank {rank}: waiting for all {world} ranks at {where} (started by torchrun; a process started "
+              "alone with WORLD_SIZE set waits for ranks that never come)", file=sys.stderr, flush=True)
         dist.init_process_group(backend="nccl" if device == "gpu" else "gloo")
     return DistEnv(rank, world, local_rank, torch_device)
+
+
+def check_device(device: str) -> None:
+    """A one-line error for `--device gpu` on a machine without CUDA (torch's own came as a traceback)."""
+    if device == "gpu" and not torch.cuda.is_available():
+        raise ValueError("device='gpu' but CUDA is not available here; use --device cpu")
 
 
 def cleanup() -> None:

@@ -42,12 +42,14 @@ from tqdm import tqdm
 
 from pipelines import InputProfiler, make_loader
 from pipelines.files import class_names, num_classes
+from pipelines.own_files import open_own, sole_writer
 from train import distributed
 from train.checkpoint import (
     BEST,
     CHECKPOINT,
     CONFIG,
     METRICS,
+    RUN_LOCK,
     check_resumable,
     load_checkpoint,
     load_weights,
@@ -114,17 +116,31 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     cfg = dataclasses.replace(cfg, data=os.path.abspath(cfg.data), out=os.path.abspath(cfg.out))
     names = class_names(cfg.data)  # a bad --data fails here, before the run folder is made
     classes = num_classes(cfg.data) if names is None else len(names)
+    if classes < 2:  # a one-class "classifier" trained to loss 0 and 100 % top-1 on nothing
+        raise ValueError(f"--data {cfg.data} holds {classes} class; a classifier needs at least 2")
     _check_crop_fits_model(cfg, classes)  # and a crop the network cannot take
     if cfg.val is not None:  # and validation settings it would refuse only after the first epoch
-        check_evaluation(cfg, cfg.val.data, model_classes=classes, boxes=cfg.val.boxes, split=cfg.val.split,
-                         resize=cfg.val.resize)
+        check_evaluation(cfg, cfg.val.data, model_classes=classes, model_class_names=names, boxes=cfg.val.boxes,
+                         split=cfg.val.split, resize=cfg.val.resize)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file; give a folder for the run (a new one, or an existing "
                          "run folder with --resume)")
+    if not env.is_main:
+        return _train(cfg, env, resume, names, classes)
+    out.mkdir(parents=True, exist_ok=True)
+    # Two processes training one folder (two jobs given one --out) mixed their metrics lines and checkpoints.
+    with sole_writer(out / RUN_LOCK, f"another `dali-has train` is writing {out}; let it finish (or stop it), "
+                                     "then --resume it, or give another --out"):
+        return _train(cfg, env, resume, names, classes)
+
+
+def _train(cfg: TrainConfig, env: distributed.DistEnv, resume: bool, names: list[str] | None,
+           classes: int) -> tuple[dict, torch.nn.Module]:
+    """`run_training` once the settings are checked (and, on rank 0, the run folder is locked)."""
+    out = Path(cfg.out)
     log = None
     if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / CONFIG)
         log = EpochLog(out, cfg.tensorboard)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -148,6 +164,8 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
                              ) from None
         torch.set_rng_state(state["torch_rng"])
         start_epoch, best = state["epoch"], state.get("best")
+        if log is not None:
+            log.restore(state.get("metrics"))
         loader_state, seed = _resumed_loader(state.get("loader", {}), cfg.seed, start_epoch, env)
     net = DistributedDataParallel(model) if env.world_size > 1 else model
     if cfg.compile:
@@ -177,7 +195,7 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
                                  "start a new run")
             improved = False
             if cfg.val is not None and ((epoch + 1) % cfg.val.every == 0 or epoch + 1 == cfg.epochs):
-                last["val"] = _validate(cfg, env, model)
+                last["val"] = _validate(cfg, env, model, names)
                 value = last["val"][cfg.val.metric]
                 improved = best is None or value > best["value"]
                 if improved:
@@ -185,10 +203,13 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
                 last["best"] = best
             loader_states = distributed.all_gather_objects(loader.state_dict())
             if env.is_main:
-                state = _state(model, opt, epoch + 1, cfg, classes, names, best, loader_states)
-                save_checkpoint(out / CHECKPOINT, state)
+                state = _state(model, opt, epoch + 1, cfg, classes, names, best, loader_states, last)
+                # best.pt before checkpoint.pt: a stop between them retrains this epoch (exactly) and writes
+                # both again, where the other order kept an older best.pt for good. The metrics line goes last:
+                # a resume writes it from the checkpoint when a stop took it.
                 if improved:
                     save_checkpoint(out / BEST, state)
+                save_checkpoint(out / CHECKPOINT, state)
                 log.write(last)
     finally:
         loader.close()
@@ -239,12 +260,13 @@ def _afresh_seed(base_seed: int, epoch: int, why: str) -> int:
     return base_seed + EPOCH_SEED_STRIDE * epoch
 
 
-def _validate(cfg: TrainConfig, env: distributed.DistEnv, model: torch.nn.Module) -> dict:
+def _validate(cfg: TrainConfig, env: distributed.DistEnv, model: torch.nn.Module, names: list[str] | None) -> dict:
     """cfg.val's metrics of the model as it is now, every rank evaluating its shard, the counts summed."""
     result = evaluate_model(model, cfg, cfg.val.data, boxes=cfg.val.boxes, split=cfg.val.split, resize=cfg.val.resize,
                             batch_size=cfg.batch_size, device=cfg.device, num_threads=cfg.num_threads,
                             progress=False, shard_id=env.rank, num_shards=env.world_size,
-                            reduce=lambda counts: distributed.all_reduce_sum(counts, env.device))
+                            reduce=lambda counts: distributed.all_reduce_sum(counts, env.device),
+                            model_class_names=names)
     model.train()
     return result.metrics
 
@@ -255,6 +277,8 @@ class EpochLog:
 
     def __init__(self, out: Path, tensorboard: bool):
         self._path = out / METRICS
+        with open_own(self._path, append=True):  # a link there is refused now, not after the first epoch
+            pass
         self._writer = None
         if tensorboard:
             try:
@@ -264,9 +288,25 @@ class EpochLog:
                                  ) from None
             self._writer = SummaryWriter(str(out / "tensorboard"))
 
+    def restore(self, metrics: dict | None) -> None:
+        """Write the checkpoint's epoch line (`metrics`) when a stop after the checkpoint took it."""
+        if metrics is None or metrics.get("epoch", 0) <= self._last_epoch():
+            return
+        self.write(metrics)
+
+    def _last_epoch(self) -> float:
+        try:
+            lines = self._path.read_text().splitlines()
+        except FileNotFoundError:
+            return 0
+        try:
+            return int(json.loads(lines[-1])["epoch"]) if lines else 0
+        except (ValueError, KeyError, TypeError):  # a line cut by the stop: leave the log as it is
+            return math.inf
+
     def write(self, metrics: dict) -> None:
-        with open(self._path, "a") as f:
-            f.write(json.dumps(metrics) + "\n")
+        with open_own(self._path, append=True) as f:  # through a link it appended to a file outside the run
+            f.write((json.dumps(metrics) + "\n").encode())
         if self._writer is not None:
             for key, value in _scalars(metrics):
                 self._writer.add_scalar(key, value, metrics["epoch"])
@@ -343,10 +383,11 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
 
 
 def _state(model, opt, epoch: int, cfg: TrainConfig, num_classes: int, names: list[str] | None,
-           best: dict | None, loader_states: list[dict]) -> dict:
+           best: dict | None, loader_states: list[dict], metrics: dict) -> dict:
     # The learning-rate schedule needs no state of its own: it is lr_factor(config, epoch + step / steps).
     return {"model": model.state_dict(), "num_classes": num_classes, "classes": names,
             "optimizer": opt.state_dict(),
             "epoch": epoch, "torch_rng": torch.get_rng_state(),
             "config": json.loads(json.dumps(cfg.to_dict())), "best": best,  # plain data: weights_only loads it
-            "loader": {"states": loader_states}}  # every rank's, in rank order (DALI checkpoints are bytes)
+            "loader": {"states": loader_states},  # every rank's, in rank order (DALI checkpoints are bytes)
+            "metrics": json.loads(json.dumps(metrics))}  # the epoch's metrics.jsonl line

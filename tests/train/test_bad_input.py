@@ -9,12 +9,15 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from pipelines import UnreadableImageError, make_loader
 from pipelines.files import read_file_list
 from tests.pipelines.bad_images import jpeg_bytes
+from tests.train.test_trainer import tiny_config
 from train.cli import build_parser, main
 from train.config import TrainConfig
+from train.trainer import fit
 
 TRAIN = ["train", "--data", "d", "--out", "o"]
 
@@ -102,16 +105,23 @@ def test_bare_os_errors_say_what_to_do(tmp_path, capsys):
     assert f"{tmp_path / 'a-file' / 'x'}: Not a directory; a part of this path is a file, not a folder" in err
 
 
-@pytest.mark.parametrize("command, said", [("train", "continue with --resume RUN_DIR"), ("mean", "interrupted")])
-def test_ctrl_c_is_one_line_saying_what_next_not_a_traceback(monkeypatch, capsys, command, said):
-    """Before, every long command ended a Ctrl-C in a multi-frame traceback."""
+@pytest.mark.parametrize("command, said", [("train", "continue with --resume RUN_DIR"),
+                                           ("train-early", "no epoch had finished, so there is nothing to resume"),
+                                           ("mean", "interrupted")])
+def test_ctrl_c_is_one_line_saying_what_next_not_a_traceback(monkeypatch, capsys, tmp_path, command, said):
+    """Before, every long command ended a Ctrl-C in a multi-frame traceback (and one in the first epoch said to
+    --resume a run that had no checkpoint)."""
+    if command == "train":
+        (tmp_path / "o").mkdir()
+        (tmp_path / "o" / "checkpoint.pt").write_bytes(b"")
+    command = command.removesuffix("-early")
     def interrupted(args):
         raise KeyboardInterrupt
 
     parser = build_parser()
     monkeypatch.setattr("train.cli.build_parser", lambda: parser)
     parser._subparsers._group_actions[0].choices[command].set_defaults(func=interrupted)
-    argv = {"train": ["train", "--data", "d", "--out", "o"], "mean": ["mean", "--data", "d"]}[command]
+    argv = {"train": ["train", "--data", "d", "--out", str(tmp_path / "o")], "mean": ["mean", "--data", "d"]}[command]
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert err.startswith(f"dali-has {command}: interrupted") and said in err and "Traceback" not in err
@@ -201,3 +211,20 @@ def test_an_empty_data_path_is_refused_not_taken_as_the_current_folder(tiny_synt
     code = main([a.format(tmp=tmp_path, data=tiny_synth / "train") for a in argv])
     assert code == 2 and "data='' is an empty path" in capsys.readouterr().err  # validation data='' for train
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="what a machine without CUDA says")
+def test_gpu_without_cuda_and_a_stray_rank_are_one_line(tiny_synth, tmp_path, capsys, monkeypatch):
+    """Before: a traceback (train: re-raised RuntimeError; eval: torch's "Found no NVIDIA driver"), and a RANK left
+    in the shell was "shard_id=1 must be a whole number >= 0 and <= 0"."""
+    train = ["train", "--data", str(tiny_synth / "train"), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    assert main([*train, "--device", "gpu"]) == 2
+    assert "CUDA is not available here; use --device cpu" in capsys.readouterr().err
+    fit(tiny_config(tiny_synth, tmp_path / "cpu", epochs=1, max_steps_per_epoch=1))
+    assert main(["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
+                 "--checkpoint", str(tmp_path / "cpu"), "--device", "gpu"]) == 2
+    assert "CUDA is not available here" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "1")
+    assert main(train) == 2
+    assert "RANK=1 of WORLD_SIZE=1; torchrun sets both" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

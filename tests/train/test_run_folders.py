@@ -5,6 +5,7 @@ never run foreign code or write into another run.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -270,7 +271,7 @@ def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_the_old_one(tra
     with pytest.raises(OSError, match=f"could not write {run / CHECKPOINT} .*unexpected pos.*free disk space"):
         save_checkpoint(run / CHECKPOINT, state)
     assert (run / CHECKPOINT).read_bytes() == before
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "train.lock"]
 
 
 def test_a_run_killed_while_writing_its_first_checkpoint_can_start_over(tiny_synth, tmp_path):
@@ -291,3 +292,93 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_do(trained_run, tmp_pa
     assert main(["train", "--resume", str(run2), "--epochs", "2"]) == 0
     assert main(["train", "--resume", str(run2), "--epochs", "1"]) == 2
     assert "has trained 2 epochs, more than epochs=1; give --epochs N > 2" in capsys.readouterr().err
+
+
+class Stop(BaseException):
+    """A kill at a chosen point of the trainer's saving (BaseException: nothing catches it on the way out)."""
+
+
+def test_a_stop_while_an_epoch_is_saved_loses_neither_its_metrics_line_nor_the_best_weights(tiny_synth, tmp_path,
+                                                                                            monkeypatch):
+    """Before: a stop after checkpoint.pt lost the epoch's metrics.jsonl line for good, and one while best.pt was
+    written kept an older best.pt for the rest of the run while every record named the newer epoch."""
+    from train import trainer
+    from train.config import Validation
+
+    cfg = tiny_config(tiny_synth, tmp_path / "run", epochs=3, val=Validation(data=str(tiny_synth / "test")))
+    straight = tiny_config(tiny_synth, tmp_path / "straight", epochs=3, val=Validation(data=str(tiny_synth / "test")))
+    fit(straight)
+    write, save = trainer.EpochLog.write, trainer.save_checkpoint
+
+    def stop_before_line_2(log, metrics):
+        if metrics["epoch"] == 2:
+            raise Stop
+        write(log, metrics)
+
+    with monkeypatch.context() as patch, pytest.raises(Stop):
+        patch.setattr(trainer.EpochLog, "write", stop_before_line_2)
+        fit(cfg)
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["epoch"] == 2  # saved, its line not written
+
+    fit(cfg, resume=True)
+    def learned(run):  # each line's numbers that do not depend on timing
+        return [{key: line[key] for key in ("epoch", "train_loss", "val", "best")}
+                for line in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())]
+
+    assert learned("run") == learned("straight")  # epoch 2's line too, written by the resume
+
+    def stop_in_best(path, state):
+        if path.name == "best.pt":
+            raise Stop
+        save(path, state)
+
+    with monkeypatch.context() as patch, pytest.raises(Stop):
+        patch.setattr(trainer, "save_checkpoint", stop_in_best)
+        fit(tiny_config(tiny_synth, tmp_path / "best", epochs=3, val=Validation(data=str(tiny_synth / "test"))))
+    # Epoch 1 improved: with checkpoint.pt first, it said best = epoch 1 while no best.pt held it.
+    assert not (tmp_path / "best" / CHECKPOINT).exists()
+
+
+def test_a_run_folder_has_one_writer_and_links_in_it_are_not_written_through(trained_run, tmp_path):
+    """Before: two jobs given one --out both exited 0 with their metrics lines interleaved; a resume rewrote the
+    file a config.json link pointed to and appended to the one a metrics.jsonl link pointed to."""
+    from pipelines.own_files import sole_writer
+    from train.checkpoint import RUN_LOCK
+    from train.config import TrainConfig
+
+    run = _copy(trained_run, tmp_path)
+    cfg = dataclasses.replace(TrainConfig.load(run / "config.json"), out=str(run))
+    with sole_writer(run / RUN_LOCK, "held by this test"):
+        with pytest.raises(ValueError, match="another `dali-has train` is writing .*--resume it, or give another"):
+            fit(dataclasses.replace(cfg, epochs=2), resume=True)
+    outside = {name: tmp_path / f"victim-{name}" for name in ("config.json", "metrics.jsonl")}
+    for name, victim in outside.items():
+        victim.write_bytes((run / name).read_bytes())
+        (run / name).unlink()
+        (run / name).symlink_to(victim)
+    with pytest.raises(ValueError, match="metrics.jsonl' is a link; dali-has writes its own files"):
+        fit(dataclasses.replace(cfg, epochs=2), resume=True)
+    (run / "metrics.jsonl").unlink()
+    fit(dataclasses.replace(cfg, epochs=2), resume=True)
+    assert not (run / "config.json").is_symlink()  # replaced by the run's own file
+    assert {name: victim.read_bytes() for name, victim in outside.items()} == {
+        "config.json": (trained_run / "config.json").read_bytes(),
+        "metrics.jsonl": (trained_run / "metrics.jsonl").read_bytes()}
+
+
+def test_missing_weights_and_one_class_data_are_explained(trained_run, tiny_synth, tmp_path, capsys):
+    """Before: both missing files said "is not a run folder with that checkpoint", and one class trained to
+    100 % top-1 on nothing."""
+    assert main(["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
+                 "--checkpoint", str(trained_run), "--best"]) == 2
+    assert "was trained without --val-data, so no weights were chosen as best" in capsys.readouterr().err
+    run = _copy(trained_run, tmp_path)
+    (run / CHECKPOINT).unlink()  # stopped in its first epoch: config.json only
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "stopped before its first epoch ended; start it again" in capsys.readouterr().err
+    one = tmp_path / "one"
+    first = sorted(p.name for p in (tiny_synth / "train").iterdir())[0]
+    shutil.copytree(tiny_synth / "train" / first, one / "train" / first)
+    with pytest.raises(ValueError, match="holds 1 class; a classifier needs at least 2"):
+        fit(tiny_config(one, tmp_path / "r"))
+    assert not (tmp_path / "r").exists()

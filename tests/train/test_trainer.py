@@ -156,7 +156,7 @@ def test_feature_map_hide_and_seek_is_inserted_trained_and_reloaded(tiny_synth, 
     from train.checkpoint import load_trained_model
 
     fit(tiny_config(tiny_synth, tmp_path / "f", epochs=1, feature_has=FeatureHaS("body.2", patch_sizes=(3,))))
-    model, cfg = load_trained_model(tmp_path / "f")
+    model, cfg, _ = load_trained_model(tmp_path / "f")
     inserted = [m for m in model.modules() if isinstance(m, FeatureHideAndSeek)]
     assert len(inserted) == 1 and cfg.feature_has.after == "body.2"
     assert inserted[0].running_mean.abs().sum() > 0  # the fill statistics were learned and saved

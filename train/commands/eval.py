@@ -31,11 +31,16 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from train.checkpoint import BEST, CHECKPOINT, load_run_config
+    from train.checkpoint import BEST, CHECKPOINT, CONFIG, METRICS, load_run_config
     from train.wsol.evaluate import evaluate, localization_table
     from train.wsol.visualize import cam_comparison, check_comparison_size
 
     labels = run_labels(args.checkpoint)
+    run_files = {(Path(run_dir) / name).resolve() for run_dir in args.checkpoint
+                 for name in (CONFIG, CHECKPOINT, BEST, METRICS)}
+    for option, value in (("--json", args.json), ("--png", args.png)):
+        if value and Path(value).resolve() in run_files:  # --json RUN/config.json: the run could not be resumed
+            raise ValueError(f"{option} {value} would overwrite a file of the run it evaluates; write it elsewhere")
     if args.examples:  # a picture too large would be refused only after the whole evaluation
         check_comparison_size(args.examples, len(labels), max(load_run_config(r).crop for r in args.checkpoint))
     results = {}

@@ -82,7 +82,7 @@ def register(sub) -> None:
 def config_from_args(args) -> tuple[TrainConfig, bool]:
     """The run's config and whether it resumes; a bad combination of options is a ValueError."""
     # torch is imported only once a command runs
-    from train.checkpoint import CHECKPOINT, CONFIG, load_run_config, temporary
+    from train.checkpoint import CHECKPOINT, CONFIG, RUN_LOCK, load_run_config, temporary
 
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("func", "command", "resume", "model_opt")}
@@ -107,9 +107,10 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
         raise ValueError(f"--out {args.out} already holds a trained run; continue it with --resume {args.out}, "
                          "or give another --out")
     if os.path.isdir(args.out):  # a new run's files would overwrite or join what is there
-        # A run stopped before its first checkpoint leaves its config (and TensorBoard folder): it may start over.
-        # (and a checkpoint's temporary file, when the process was killed while writing it)
-        others = sorted(set(os.listdir(args.out)) - {CONFIG, "tensorboard", temporary(Path(CHECKPOINT)).name})
+        # A run stopped before its first checkpoint leaves its config, lock (and TensorBoard folder): it may start
+        # over (and a file's temporary copy, when the process was killed while writing it).
+        own = {CONFIG, RUN_LOCK, "tensorboard", *(temporary(Path(name)).name for name in (CHECKPOINT, CONFIG))}
+        others = sorted(set(os.listdir(args.out)) - own)
         if not others and os.path.exists(os.path.join(args.out, CONFIG)):
             try:
                 load_run_config(args.out)

@@ -19,11 +19,12 @@ from tqdm import tqdm
 
 from dali_has import validate
 from pipelines import make_loader
-from pipelines.files import PIXELS_SUFFIX, PREPARE_MANIFEST, load_dataset, num_classes
+from pipelines.files import PIXELS_SUFFIX, PREPARE_MANIFEST, class_names, load_dataset, num_classes
 from pipelines.orientation import exif_orientation, upright_boxes, upright_size
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, crop_window, eval_resize
 from train.checkpoint import CHECKPOINT, load_trained_model
 from train.config import TrainConfig
+from train.distributed import check_device
 from train.models import CAMNet
 from train.tables import format_table
 from train.wsol.box_formats import Annotation, BoxTable, check_box, read_boxes
@@ -67,6 +68,10 @@ def match_annotations(data: str, table: BoxTable) -> list:
     by_stem = {Path(k).stem: v for k, v in table.items()}
     prepared = (dataset.root / PREPARE_MANIFEST).is_file()
     out, missing, by_stem_only = [], [], {}
+    # The box file numbers classes in its own data set's order, which a held-out folder of some of the classes
+    # does not keep: its labels must map one to one onto the box file's, whatever the numbers.
+    box_label_of: dict[int, tuple[int, str]] = {}
+    label_of_box: dict[int, tuple[int, str]] = {}
     for name, label in dataset.samples:
         ann = table.get(name)
         if ann is None and (ann := by_stem.get(Path(name).stem)) is not None:
@@ -77,9 +82,15 @@ def match_annotations(data: str, table: BoxTable) -> list:
         if ann is None:
             missing.append(name)
             continue
-        if ann.label is not None and ann.label != label:
-            raise ValueError(f"{name}: the box file says class {ann.label}, the data folder says {label}; "
-                             "are --data and --boxes the same split?")
+        if ann.label is not None:
+            box_label, other = box_label_of.setdefault(label, (ann.label, name))
+            data_label, another = label_of_box.setdefault(ann.label, (label, name))
+            if box_label != ann.label:
+                raise ValueError(f"{other} and {name} are both class {label} in the data, but classes {box_label} "
+                                 f"and {ann.label} in the box file; are --data and --boxes the same split?")
+            if data_label != label:
+                raise ValueError(f"{another} and {name} are classes {data_label} and {label} in the data, but both "
+                                 f"class {ann.label} in the box file; are --data and --boxes the same split?")
         path = dataset.root / name
         if prepared:  # its images are upright and resized, and the boxes are in the originals' pixels
             if ann.size is None:
@@ -143,46 +154,67 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, checkpoint: str = CH
         ValueError / BoxFormatError: images without boxes, labels that disagree, a malformed box file.
         FileNotFoundError: a missing run folder, data or box file.
     """
-    model, cfg = load_trained_model(run_dir, torch.device("cuda" if device == "gpu" else "cpu"), checkpoint)
+    check_device(device)
+    model, cfg, classes = load_trained_model(run_dir, torch.device("cuda" if device == "gpu" else "cpu"), checkpoint)
     return evaluate_model(model, cfg, data, boxes=boxes, split=split, ten_crop=ten_crop, cam_threshold=cam_threshold,
                           batch_size=batch_size, device=device, num_threads=num_threads, resize=resize,
-                          examples=examples, progress=progress)
+                          examples=examples, progress=progress, model_class_names=classes)
 
 
-def check_evaluation(cfg: TrainConfig, data: str, *, model_classes: int, boxes: str | None = None,
-                     split: str = "test", resize: int | None = None) -> None:
+def check_evaluation(cfg: TrainConfig, data: str, *, model_classes: int, model_class_names: list[str] | None = None,
+                     boxes: str | None = None, split: str = "test", resize: int | None = None) -> None:
     """What `evaluate_model` would refuse about these settings, found now: the resize, classes the model has no
     output for, the box file and whether it fits the data. The trainer checks its validation settings so before
     the first epoch, not after it."""
-    _checked_inputs(cfg, data, model_classes, boxes, split, resize)
+    _checked_inputs(cfg, data, model_classes, model_class_names, boxes, split, resize)
 
 
-def _checked_inputs(cfg: TrainConfig, data: str, model_classes: int, boxes: str | None, split: str,
-                    resize: int | None) -> tuple[int, list | None]:
-    """The resize, and with boxes each sample's annotation in loader order (all shards)."""
+def _checked_inputs(cfg: TrainConfig, data: str, model_classes: int, model_class_names: list[str] | None,
+                    boxes: str | None, split: str, resize: int | None) -> tuple[int, list | None, list[int] | None]:
+    """The resize; with boxes each sample's annotation in loader order (all shards); and the model's label of
+    each of the data's labels, where both have class names and they differ (None: the same labels).
+
+    Labels are matched by class name where both sides have names (class folders, or `dali-has prepare` outputs
+    of them): a held-out folder of some of the classes, or a training set with an extra (empty) class, gave
+    every image another class's label, top-1 0 % without a word. Without names only the count is checked."""
     resize = eval_resize(cfg.crop, resize)
-    classes = num_classes(data)
-    if classes > model_classes:
-        raise ValueError(f"{data} holds {classes} classes and the model {model_classes}: labels from "
-                         f"{model_classes} on have no output; evaluate on data with the training set's classes")
-    return resize, None if boxes is None else match_annotations(data, read_boxes(boxes, split=split))
+    names = class_names(data)
+    label_map = None
+    if names is not None and model_class_names is not None:
+        unknown = [name for name in names if name not in model_class_names]
+        if unknown:
+            raise ValueError(f"{data} holds class {unknown[0]!r}, which the model was not trained on (its "
+                             f"{len(model_class_names)} classes: {', '.join(model_class_names[:5])}"
+                             f"{', ...' if len(model_class_names) > 5 else ''}); evaluate on data of the training "
+                             "set's classes (any subset)")
+        if names != model_class_names:
+            label_map = [model_class_names.index(name) for name in names]
+    else:
+        classes = len(names) if names is not None else num_classes(data)
+        if classes > model_classes:
+            raise ValueError(f"{data} holds {classes} classes and the model {model_classes}: labels from "
+                             f"{model_classes} on have no output; evaluate on data with the training set's classes")
+    return resize, None if boxes is None else match_annotations(data, read_boxes(boxes, split=split)), label_map
 
 
 def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | None = None, split: str = "test",
                    ten_crop: bool = False, cam_threshold: float | None = None, batch_size: int = 64,
                    device: str = "cpu", num_threads: int | None = None, resize: int | None = None,
                    examples: int = 0, progress: bool = True, shard_id: int = 0, num_shards: int = 1,
-                   reduce: Callable[[list[float]], list[float]] | None = None) -> EvalResult:
+                   reduce: Callable[[list[float]], list[float]] | None = None,
+                   model_class_names: list[str] | None = None) -> EvalResult:
     """`evaluate` for a model in memory (trained with `cfg`): what the trainer's validation runs.
 
     boxes: None = classification only (top-1 / top-5).
+    model_class_names: the training set's class names by label; the data's labels are matched to them by name.
     shard_id, num_shards, reduce: evaluate this rank's shard of `data` only, then combine the counts of all ranks
         with `reduce` (a sum over ranks, e.g. `train.distributed.all_reduce_sum`), so every image counts once.
     The model is left in eval mode.
     """
     examples = validate.whole_number("examples", examples)
     torch_device = torch.device("cuda" if device == "gpu" else "cpu")
-    resize, matched = _checked_inputs(cfg, data, model.num_classes, boxes, split, resize)
+    resize, matched, label_map = _checked_inputs(cfg, data, model.num_classes, model_class_names, boxes, split, resize)
+    to_model_label = None if label_map is None else torch.tensor(label_map, device=torch_device)
     threshold = CAM_THRESHOLDS[cfg.arch] if cam_threshold is None else cam_threshold
     loader = make_loader(data, train=False, batch_size=batch_size, crop=cfg.crop, device=device, ten_crop=ten_crop,
                          resize=resize, mean=cfg.mean, std=cfg.std, num_threads=num_threads, shard_id=shard_id,
@@ -198,6 +230,8 @@ def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | N
     with loader, torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch_device.type == "cuda"):
         for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):
             images, labels = images.to(torch_device), labels.to(torch_device)
+            if to_model_label is not None:
+                labels = to_model_label[labels]
             center = images[:, CENTER_CROP] if ten_crop else images
             features, logits = model.features_and_logits(center)
             if ten_crop:

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from pipelines import TrainAugment, make_loader
-from pipelines.files import PREPARE_MANIFEST
+from pipelines.files import PREPARE_MANIFEST, load_dataset, write_file_list
 from pipelines.val_pipeline import crop_window
 from tests.pipelines.test_orientation import BLOCK, encoded
 from tests.train.test_trainer import tiny_config
@@ -86,8 +86,11 @@ def test_annotations_are_matched_in_loader_order_and_mismatches_named(tiny_synth
     assert [str(p.relative_to(test)) for p, _ in matched] == names
     wrong = dict(table)
     wrong[names[0]] = Annotation(2 if table[names[0]].label != 2 else 1, [(1, 1, 5, 5)])
-    with pytest.raises(ValueError, match=f"{names[0]}: the box file says class"):
+    with pytest.raises(ValueError, match=f"{names[0]} and .* are both class 0 in the data, but classes"):
         match_annotations(str(test), wrong)
+    # Another numbering that maps one to one (a held-out folder of some of the classes) is the same split.
+    shifted = {n: Annotation(a.label + 5, a.boxes) for n, a in table.items()}
+    assert [p for p, _ in match_annotations(str(test), shifted)] == [p for p, _ in matched]
     with pytest.raises(ValueError, match="1 image\\(s\\) .* have no boxes"):
         match_annotations(str(test), {k: v for k, v in table.items() if k != names[-1]})
 
@@ -118,6 +121,11 @@ def test_eval_command_on_a_trained_run(tiny_synth, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "GT-known Loc" in out and "base" in out and "has" in out
     assert set(json.loads((tmp_path / "m.json").read_text())) == {"base", "has"}
+    config = (tmp_path / "base" / "config.json").read_bytes()
+    assert main(["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
+                 "--checkpoint", str(tmp_path / "base"), "--json", str(tmp_path / "base" / "config.json")]) == 2
+    assert "would overwrite a file of the run it evaluates" in capsys.readouterr().err
+    assert (tmp_path / "base" / "config.json").read_bytes() == config  # was overwritten: no resume, no eval
     assert (tmp_path / "cams.png").stat().st_size > 0
 
 
@@ -191,10 +199,39 @@ def test_evaluation_data_with_classes_the_model_has_no_output_for_is_refused_bef
     shutil.copytree(more / sorted(p.name for p in more.iterdir())[0], more / "zz_extra")
     code = main(["eval", "--data", str(more), "--boxes", str(tiny_synth / "boxes.json"),
                  "--checkpoint", str(tmp_path / "run")])
-    assert code == 2 and "holds 4 classes and the model 3" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="holds 4 classes and the model 3"):
+    assert code == 2 and "holds class 'zz_extra', which the model was not trained on" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="holds class 'zz_extra'"):
         fit(tiny_config(tiny_synth, tmp_path / "val", epochs=1, val=Validation(data=str(more))))
     assert not (tmp_path / "val").exists()
+    listed = tmp_path / "list.txt"  # no class names: only the count can be checked
+    write_file_list(listed, [(more / name, label) for name, label in load_dataset(more).samples])
+    with pytest.raises(ValueError, match="holds 4 classes and the model 3"):
+        evaluate(tmp_path / "run", str(listed), str(tiny_synth / "boxes.json"), progress=False)
+
+
+def test_evaluation_data_of_some_classes_is_scored_by_class_name(tiny_synth, tmp_path):
+    """A held-out folder of 2 of the 3 classes was scored with every label moved to another class (top-1 0 % with
+    a model at 100 %), and so was the full set for a model whose training set had an extra empty class."""
+    fit(tiny_config(tiny_synth, tmp_path / "run", epochs=1, max_steps_per_epoch=2))
+    first, *rest = sorted(p.name for p in (tiny_synth / "test").iterdir())
+    kept, subset = tmp_path / "kept", tmp_path / "subset"
+    for folder in (kept, subset):
+        for name in rest:
+            shutil.copytree(tiny_synth / "test" / name, folder / name)
+    (kept / first).mkdir()  # an empty first class: the labels are the training set's
+    boxes = str(tiny_synth / "boxes.json")
+    same = evaluate(tmp_path / "run", str(kept), boxes, progress=False).metrics
+    assert evaluate(tmp_path / "run", str(subset), boxes, progress=False).metrics == same
+    extra = tmp_path / "extra"  # the training set with an empty class sorting first
+    shutil.copytree(tiny_synth / "train", extra / "train")
+    (extra / "train" / "0_unused").mkdir()
+    fit(tiny_config(extra, tmp_path / "shifted", epochs=1, max_steps_per_epoch=2))
+    full = evaluate(tmp_path / "shifted", str(tiny_synth / "test"), boxes, progress=False).metrics
+    (tmp_path / "test").mkdir()
+    shutil.copytree(tiny_synth / "test", tmp_path / "test" / "t")
+    with_empty = tmp_path / "test" / "t"
+    (with_empty / "0_unused").mkdir()
+    assert evaluate(tmp_path / "shifted", str(with_empty), boxes, progress=False).metrics == full
 
 
 def _boxes_without_sizes(tiny_synth, tmp_path, change=lambda boxes: boxes):
