@@ -1,0 +1,26 @@
+"""Files written in a folder of one's own: a link in their place is refused, and one writer holds the lock."""
+import pytest
+
+from pipelines.own_files import open_own, sole_writer
+
+
+def test_a_link_in_the_place_of_a_file_is_refused_and_not_written_through(tmp_path):
+    target = tmp_path / "outside.txt"
+    target.write_bytes(b"keep me")
+    (tmp_path / "link").symlink_to(target)
+    for append in (False, True):
+        with pytest.raises(ValueError, match="'.*link' is a link; .* follows no link there: remove it"):
+            open_own(tmp_path / "link", append=append)
+    assert target.read_bytes() == b"keep me"
+    with open_own(tmp_path / "own") as file:
+        file.write(b"mine")
+    assert (tmp_path / "own").read_bytes() == b"mine"
+
+
+def test_one_writer_holds_the_lock_until_it_is_done(tmp_path):
+    with sole_writer(tmp_path / "lock", "busy: another writer"):
+        with pytest.raises(ValueError, match="busy: another writer"):
+            with sole_writer(tmp_path / "lock", "busy: another writer"):
+                pass
+    with sole_writer(tmp_path / "lock", "busy"):  # released at the end of the first
+        pass
