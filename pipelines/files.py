@@ -241,45 +241,56 @@ def list_shards(data: DataArg) -> tuple[Path, ...]:
     if isinstance(data, (list, tuple)):
         shards = tuple(Path(p) for p in data)
     elif Path(data).is_dir():
-        with os.scandir(data) as entries:
-            names = sorted(e.name for e in entries)
-        lowered = {name.lower() for name in names}
-        for name in names:
-            stem, _, suffix = name.rpartition(".")
-            if "." + suffix == webdataset.INDEX_SUFFIX and (stem + webdataset.SHARD_SUFFIX).lower() not in lowered:
-                if _is_shard_name(stem) and stem.lower() in lowered:  # `shard.tar.idx`, as some tools name it
-                    raise ValueError(f"index {os.path.join(data, name)!r}: DALI and this project look for "
-                                     f"{stem[:-len(webdataset.SHARD_SUFFIX)] + webdataset.INDEX_SUFFIX!r}; rename it")
-                raise FileNotFoundError(
-                    f"index {os.path.join(data, name)!r} has no shard {stem + webdataset.SHARD_SUFFIX!r} next to it: "
-                    "a shard is missing (a copy cut short?); copy it, or delete the index to train without it")
-        shards = tuple(Path(data, name) for name in names if _is_shard_name(name))
+        shards = _folder_shards(Path(data))
     else:
         shards = (Path(data),)
     if not shards:
         raise ValueError(f"no .tar shards in {data!r}")
     seen: dict[tuple[int, int], Path] = {}
     for shard in shards:
-        if _is_shard_name(shard.name) and shard.suffix != webdataset.SHARD_SUFFIX:
-            raise ValueError(f"WebDataset shard {str(shard)!r}: rename it `*{webdataset.SHARD_SUFFIX}` (lower case, "
-                             f"as DALI's tools and this project expect), its index `*{webdataset.INDEX_SUFFIX}`")
-        if shard.suffix != webdataset.SHARD_SUFFIX or not shard.is_file():
-            raise FileNotFoundError(f"WebDataset shard {str(shard)!r} is not an existing .tar file")
-        if not webdataset.index_path(shard).is_file():
-            other_case = [name for name in os.listdir(shard.parent)
-                          if name.lower() == webdataset.index_path(shard).name.lower()]
-            if other_case:
-                raise ValueError(f"shard {str(shard)!r} has its index as {other_case[0]!r}: rename it "
-                                 f"{webdataset.index_path(shard).name!r} (DALI and this project look for that)")
-            raise FileNotFoundError(
-                f"shard {str(shard)!r} has no index {str(webdataset.index_path(shard))!r}: write one with DALI's "
-                f"`wds2idx {shard}`, or prepare the data with `dali-has prepare --webdataset`")
+        _check_shard_path(shard)
         info = os.stat(shard)
         same = seen.setdefault((info.st_dev, info.st_ino), shard)  # also through `..`, a symbolic or hard link
         if same is not shard:
             raise ValueError(f"WebDataset shard {str(shard)!r} is {str(same)!r}, listed before: its samples would be "
                              "read twice per epoch; list each shard once")
     return shards
+
+
+def _folder_shards(folder: Path) -> tuple[Path, ...]:
+    """A folder's shards by name, after refusing an index whose shard is missing (or misnamed)."""
+    with os.scandir(folder) as entries:
+        names = sorted(e.name for e in entries)
+    lowered = {name.lower() for name in names}
+    for name in names:
+        stem, _, suffix = name.rpartition(".")
+        if "." + suffix != webdataset.INDEX_SUFFIX or (stem + webdataset.SHARD_SUFFIX).lower() in lowered:
+            continue
+        if _is_shard_name(stem) and stem.lower() in lowered:  # `shard.tar.idx`, as some tools name it
+            raise ValueError(f"index {str(folder / name)!r}: DALI and this project look for "
+                             f"{stem[:-len(webdataset.SHARD_SUFFIX)] + webdataset.INDEX_SUFFIX!r}; rename it")
+        raise FileNotFoundError(f"index {str(folder / name)!r} has no shard {stem + webdataset.SHARD_SUFFIX!r} next "
+                                "to it: a shard is missing (a copy cut short?); copy it, or delete the index to "
+                                "train without it")
+    return tuple(folder / name for name in names if _is_shard_name(name))
+
+
+def _check_shard_path(shard: Path) -> None:
+    """A shard named `*.tar`, an existing file, beside its index `*.idx` (both lower case)."""
+    index = webdataset.index_path(shard)
+    if _is_shard_name(shard.name) and shard.suffix != webdataset.SHARD_SUFFIX:
+        raise ValueError(f"WebDataset shard {str(shard)!r}: rename it `*{webdataset.SHARD_SUFFIX}` (lower case, as "
+                         f"DALI's tools and this project expect), its index `*{webdataset.INDEX_SUFFIX}`")
+    if shard.suffix != webdataset.SHARD_SUFFIX or not shard.is_file():
+        raise FileNotFoundError(f"WebDataset shard {str(shard)!r} is not an existing .tar file")
+    if index.is_file():
+        return
+    other_case = [name for name in os.listdir(shard.parent) if name.lower() == index.name.lower()]
+    if other_case:
+        raise ValueError(f"shard {str(shard)!r} has its index as {other_case[0]!r}: rename it {index.name!r} (DALI "
+                         "and this project look for that)")
+    raise FileNotFoundError(f"shard {str(shard)!r} has no index {str(index)!r}: write one with DALI's `wds2idx "
+                            f"{shard}`, or prepare the data with `dali-has prepare --webdataset`")
 
 
 def preparation(data: DataArg) -> dict | None:
