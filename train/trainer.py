@@ -289,20 +289,22 @@ class EpochLog:
             self._writer = SummaryWriter(str(out / "tensorboard"))
 
     def restore(self, metrics: dict | None) -> None:
-        """Write the checkpoint's epoch line (`metrics`) when a stop after the checkpoint took it."""
-        if metrics is None or metrics.get("epoch", 0) <= self._last_epoch():
-            return
-        self.write(metrics)
-
-    def _last_epoch(self) -> float:
+        """Drop a last line a stop cut short, and write the checkpoint's epoch line (`metrics`) when a stop after
+        the checkpoint took it."""
         try:
-            lines = self._path.read_text().splitlines()
+            data = self._path.read_bytes()
         except FileNotFoundError:
-            return 0
+            data = b""
+        whole = data[:data.rfind(b"\n") + 1]
+        if len(whole) < len(data):  # the next line was appended onto it: two epochs lost, no longer JSON lines
+            os.truncate(self._path, len(whole))
+        lines = whole.decode(errors="replace").splitlines()
         try:
-            return int(json.loads(lines[-1])["epoch"]) if lines else 0
-        except (ValueError, KeyError, TypeError):  # a line cut by the stop: leave the log as it is
-            return math.inf
+            last = int(json.loads(lines[-1])["epoch"]) if lines else 0
+        except (ValueError, KeyError, TypeError):  # a line that is not ours: leave the log as it is
+            return
+        if metrics is not None and metrics.get("epoch", 0) > last:
+            self.write(metrics)
 
     def write(self, metrics: dict) -> None:
         with open_own(self._path, append=True) as f:  # through a link it appended to a file outside the run

@@ -319,6 +319,8 @@ def test_a_stop_while_an_epoch_is_saved_loses_neither_its_metrics_line_nor_the_b
         patch.setattr(trainer.EpochLog, "write", stop_before_line_2)
         fit(cfg)
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["epoch"] == 2  # saved, its line not written
+    with open(tmp_path / "run" / "metrics.jsonl", "ab") as log:  # or cut while written: the next line joined it
+        log.write(b'{"epoch": 2, "train_lo')
 
     fit(cfg, resume=True)
     def learned(run):  # each line's numbers that do not depend on timing

@@ -27,7 +27,8 @@ def register(sub) -> None:
                    help="write CAM overlays with boxes here (default RUN_DIR/cams.png)")
     p.add_argument("--examples", type=int, default=8, help="images in the PNG")
     p.add_argument("--json", type=output_file(".json"), help="write the metrics here")
-    p.set_defaults(func=run, reads=("boxes",))  # no output may land among the boxes
+    # No output may land among the boxes or in the data (a --png in a class folder became one of its samples).
+    p.set_defaults(func=run, reads=("boxes", "data"))
 
 
 def run(args) -> int:
@@ -36,10 +37,10 @@ def run(args) -> int:
     from train.wsol.visualize import cam_comparison, check_comparison_size
 
     labels = run_labels(args.checkpoint)
-    run_files = {(Path(run_dir) / name).resolve() for run_dir in args.checkpoint
-                 for name in (CONFIG, CHECKPOINT, BEST, METRICS)}
+    run_files = {_identity(Path(run_dir) / name) for run_dir in args.checkpoint
+                 for name in (CONFIG, CHECKPOINT, BEST, METRICS)} - {None}
     for option, value in (("--json", args.json), ("--png", args.png)):
-        if value and Path(value).resolve() in run_files:  # --json RUN/config.json: the run could not be resumed
+        if value and _identity(Path(value)) in run_files:  # --json RUN/config.json: the run could not be resumed
             raise ValueError(f"{option} {value} would overwrite a file of the run it evaluates; write it elsewhere")
     if args.examples:  # a picture too large would be refused only after the whole evaluation
         check_comparison_size(args.examples, len(labels), max(load_run_config(r).crop for r in args.checkpoint))
@@ -57,6 +58,15 @@ def run(args) -> int:
         png = args.png or str(Path(args.checkpoint[0]) / "cams.png")
         print(f"CAM overlays: {cam_comparison({n: r.examples for n, r in results.items()}, png)}")
     return 0
+
+
+def _identity(path: Path):
+    """(device, inode) of an existing file, so a hard link or symbolic link to it is the same file; else None."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def run_labels(run_dirs: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ back without dropping parts of the image).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +195,11 @@ def _checked_inputs(cfg: TrainConfig, data: str, model_classes: int, model_class
         if classes > model_classes:
             raise ValueError(f"{data} holds {classes} classes and the model {model_classes}: labels from "
                              f"{model_classes} on have no output; evaluate on data with the training set's classes")
+        if classes < model_classes:  # perhaps some of the classes, whose labels then mean others: scored 50 %
+            warnings.warn(f"{data} holds {classes} classes and the model {model_classes}, and the classes cannot be "
+                          "matched by name (one side is a file list, or shards not prepared from class folders): "
+                          f"its labels are taken as the model's first {classes}; if it holds other classes, give "
+                          "it and the training data as class folders", UserWarning, stacklevel=3)
     return resize, None if boxes is None else match_annotations(data, read_boxes(boxes, split=split)), label_map
 
 

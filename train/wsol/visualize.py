@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from dali_has import validate
+from pipelines.own_files import open_own
 from train.wsol.localization import box_iou
 
 GREEN, RED = (40, 220, 40), (235, 40, 40)
@@ -82,7 +83,8 @@ def draw_boxes(tile: np.ndarray, boxes_and_colors, scale: int) -> np.ndarray:
 def save_png(image: Image.Image, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    with open_own(path) as file:  # RUN/cams.png as a link overwrote the file it pointed to
+        image.save(file, format="PNG")
     return path
 
 

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 
 import numpy as np
@@ -126,6 +127,22 @@ def test_eval_command_on_a_trained_run(tiny_synth, tmp_path, capsys):
                  "--checkpoint", str(tmp_path / "base"), "--json", str(tmp_path / "base" / "config.json")]) == 2
     assert "would overwrite a file of the run it evaluates" in capsys.readouterr().err
     assert (tmp_path / "base" / "config.json").read_bytes() == config  # was overwritten: no resume, no eval
+    os.link(tmp_path / "base" / "config.json", tmp_path / "linked.json")  # the same file by another name
+    assert main(["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
+                 "--checkpoint", str(tmp_path / "base"), "--json", str(tmp_path / "linked.json")]) == 2
+    first_class = sorted(p.name for p in (tiny_synth / "test").iterdir())[0]
+    with pytest.raises(SystemExit) as stop:  # refused with the options, before any work
+        main(["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
+              "--checkpoint", str(tmp_path / "base"), "--examples", "2",
+              "--png", str(tiny_synth / "test" / first_class / "cams.png")])  # it became one of the class's samples
+    assert stop.value.code == 2 and "would overwrite" in capsys.readouterr().err
+    assert not (tiny_synth / "test" / first_class / "cams.png").exists()
+    (tmp_path / "outside.png").write_bytes(b"keep")
+    (tmp_path / "base" / "cams.png").unlink(missing_ok=True)
+    (tmp_path / "base" / "cams.png").symlink_to(tmp_path / "outside.png")  # the default picture's place
+    assert main(["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
+                 "--checkpoint", str(tmp_path / "base"), "--examples", "2"]) == 2
+    assert "is a link" in capsys.readouterr().err and (tmp_path / "outside.png").read_bytes() == b"keep"
     assert (tmp_path / "cams.png").stat().st_size > 0
 
 
@@ -207,6 +224,11 @@ def test_evaluation_data_with_classes_the_model_has_no_output_for_is_refused_bef
     write_file_list(listed, [(more / name, label) for name, label in load_dataset(more).samples])
     with pytest.raises(ValueError, match="holds 4 classes and the model 3"):
         evaluate(tmp_path / "run", str(listed), str(tiny_synth / "boxes.json"), progress=False)
+    fewer = tmp_path / "fewer.txt"  # some of the classes, no names: scored as the model's first ones, said so
+    write_file_list(fewer, [(tiny_synth / "test" / name, label) for name, label in
+                            load_dataset(tiny_synth / "test").samples if label < 2])
+    with pytest.warns(UserWarning, match="holds 2 classes and the model 3, and the classes cannot be matched"):
+        evaluate(tmp_path / "run", str(fewer), str(tiny_synth / "boxes.json"), progress=False)
 
 
 def test_evaluation_data_of_some_classes_is_scored_by_class_name(tiny_synth, tmp_path):
