@@ -233,8 +233,6 @@ class EpochLoader:
                 if self._iterator is None:
                     raise RuntimeError("this loader was closed during the epoch (or rebuilt by a `for` in another "
                                        "thread: iterate a loader from one thread)")
-                if os.getpid() != self._process:
-                    self._check_usable()
                 self._mid_epoch = True
                 try:
                     (batch,) = next(self._iterator)

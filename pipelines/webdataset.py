@@ -148,7 +148,7 @@ def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
             or int(header[1]) != len(lines) - 1:
         cr = "; its lines end in a carriage return only (old Mac): convert them to LF" if b"\r" in raw else ""
         raise ValueError(f"{str(path)!r} is not a DALI {INDEX_VERSION} index of {len(lines) - 1} samples (first line "
-                         f"{_shown(header)!r}){cr}; rewrite it with DALI's `wds2idx`" if lines else
+                         f"{b' '.join(header).decode()!r}){cr}; rewrite it with DALI's `wds2idx`" if lines else
                          f"{str(path)!r} is empty; rewrite it with DALI's `wds2idx`")
     if len(lines) == 1:
         raise ValueError(f"{str(path)!r} lists no samples: DALI's reader refuses an empty shard; remove "
@@ -156,23 +156,22 @@ def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
     image_ext, label_ext = IMAGE_EXT.encode(), LABEL_EXT.encode()
     entries = []
     for number, fields in enumerate(lines[1:], start=2):
-        where = f"{str(path)!r} line {number} ({_shown(fields)!r})"
         # bytes.isdigit(): ASCII digits only, as DALI reads them (not `²`, `١٢` or `1_000`, which int() takes)
         if len(fields) % 4 or not all(field.isdigit() for k in (1, 2) for field in fields[k::4]):
-            raise ValueError(f"{where}: expected '<ext> <offset> <size> <name>' per component, whole numbers of "
-                             "bytes in ASCII digits; a member name holding ASCII whitespace splits the line: "
-                             "rewrite the shards with `dali-has prepare --webdataset`")
+            raise ValueError(f"{_line(path, number, fields)}: expected '<ext> <offset> <size> <name>' per "
+                             "component, whole numbers of bytes in ASCII digits; a member name holding ASCII "
+                             "whitespace splits the line: rewrite the shards with `dali-has prepare --webdataset`")
         exts = fields[::4]
         if len(set(exts)) < len(exts):  # DALI reads the first and warns; a check of another would pass what it reads
             repeated = next(ext for ext in exts if exts.count(ext) > 1).decode()
-            raise ValueError(f"{where}: the component .{repeated} is listed twice; rewrite the index with DALI's "
-                             f"`wds2idx {shard} {path}`")
+            raise ValueError(f"{_line(path, number, fields)}: the component .{repeated} is listed twice; rewrite "
+                             f"the index with DALI's `wds2idx {shard} {path}`")
         components = {fields[i]: fields[i + 1:i + 4] for i in range(0, len(fields), 4)}
         if image_ext not in components or label_ext not in components:
             found = ", ".join(f".{ext.decode()}" for ext in components)
-            raise ValueError(f"{where}: a sample here is a .{IMAGE_EXT} JPEG and a .{LABEL_EXT} label, next to each "
-                             f"other in the tar; this one has {found}. Rewrite the shards from the source images "
-                             "with `dali-has prepare --webdataset`")
+            raise ValueError(f"{_line(path, number, fields)}: a sample here is a .{IMAGE_EXT} JPEG and a "
+                             f".{LABEL_EXT} label, next to each other in the tar; this one has {found}. Rewrite the "
+                             "shards from the source images with `dali-has prepare --webdataset`")
         label_offset, label_size, name = components[label_ext]
         image_offset, image_size, _ = components[image_ext]
         entries.append(IndexEntry(name[:-len(label_ext) - 1].decode(), int(label_offset), int(label_size),
@@ -180,8 +179,13 @@ def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
     return entries
 
 
-def _shown(fields: list[bytes]) -> str:
-    return b" ".join(fields).decode()
+def _line(path: Path, number: int, fields: list[bytes]) -> str:
+    """Where an index line is, for an error (made only then: an index has a line per sample)."""
+    return f"{str(path)!r} line {number} ({b' '.join(fields).decode()!r})"
+
+
+def _sample(shard: str | os.PathLike, entry: IndexEntry) -> str:
+    return f"shard {str(shard)!r}, sample {entry.key!r}"
 
 
 def check_index(shard: str | os.PathLike, entries: Sequence[IndexEntry]) -> None:
@@ -284,16 +288,16 @@ def read_labels(shard: str | os.PathLike, entries: Sequence[IndexEntry]) -> list
             tar.seek(entry.label_offset)
             wanted = min(entry.label_size, LABEL_DIGITS + 1)
             text = tar.read(wanted)
-            where = f"shard {str(shard)!r}, sample {entry.key!r}"
             if len(text) < wanted:
-                raise ValueError(f"{where}: the shard ends inside the label (byte {entry.label_offset}): it was cut "
-                                 "short; copy it again, or rewrite it with `dali-has prepare --webdataset`")
+                raise ValueError(f"{_sample(shard, entry)}: the shard ends inside the label (byte "
+                                 f"{entry.label_offset}): it was cut short; copy it again, or rewrite it with "
+                                 "`dali-has prepare --webdataset`")
             # Exactly that many digits: the graph reads the member whole as a number of LABEL_DIGITS places.
             if len(text) != LABEL_DIGITS or not text.isdigit():
-                raise ValueError(f"{where}: the label is {text!r}, expected {LABEL_DIGITS} ASCII digits (as "
-                                 "`dali-has prepare --webdataset` writes)")
+                raise ValueError(f"{_sample(shard, entry)}: the label is {text!r}, expected {LABEL_DIGITS} ASCII "
+                                 "digits (as `dali-has prepare --webdataset` writes)")
             if int(text) > MAX_LABEL:
-                raise ValueError(f"{where}: the label is {int(text)}, over {MAX_LABEL} (DALI holds labels as 32-bit "
-                                 "integers); number the classes from 0")
+                raise ValueError(f"{_sample(shard, entry)}: the label is {int(text)}, over {MAX_LABEL} (DALI holds "
+                                 "labels as 32-bit integers); number the classes from 0")
             labels.append(int(text))
     return labels

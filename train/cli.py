@@ -51,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: say what happens next instead of a traceback
         hint = _AFTER_INTERRUPT.get(args.command, "")
         run = getattr(args, "resume", None) or getattr(args, "out", None)
-        if args.command == "train" and run and not Path(run, _checkpoint_name()).is_file():
-            hint = "no epoch had finished, so there is nothing to resume: run the same command again"
+        if args.command == "train" and run:
+            from train.checkpoint import CHECKPOINT  # imports torch, which a train that got here has imported
+
+            if not Path(run, CHECKPOINT).is_file():
+                hint = "no epoch had finished, so there is nothing to resume: run the same command again"
         print(f"dali-has {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
     except (ValueError, OSError) as error:  # OSError: missing, unreadable or already existing files
@@ -63,12 +66,6 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, UnreadableImageError):
             return _user_error(args.command, error)
         raise
-
-
-def _checkpoint_name() -> str:
-    from train.checkpoint import CHECKPOINT  # imports torch, which a command that got here has imported
-
-    return CHECKPOINT
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
