@@ -141,6 +141,7 @@ def test_show_names_its_bad_options(tiny_synth, tmp_path, capsys, option, value,
     (["mean", "--json", "{data}/a"], "expected a file name ending in .json"),  # a folder: refused after the work
     (["scan", "--write-list", "{data}/a/00000.jpg"], "named like a data file"),  # overwrote a training image
     (["scan", "--json", "{data}/missing/r.json"], "does not exist"),
+    (["scan", "--json", "/proc/r.json"], "is not writable here"),  # failed after the whole scan
     (["show", "--out", "{data}/a"], "ending in .png"),
 ])
 def test_output_files_are_checked_before_any_work(tmp_path, capsys, argv, said):

@@ -384,3 +384,16 @@ def test_missing_weights_and_one_class_data_are_explained(trained_run, tiny_synt
     with pytest.raises(ValueError, match="holds 1 class; a classifier needs at least 2"):
         fit(tiny_config(one, tmp_path / "r"))
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_folder_eval_cannot_write_in_is_refused_before_the_evaluation(trained_run, tiny_synth, monkeypatch,
+                                                                             capsys):
+    """cams.png goes to the run folder by default; a read-only one failed only after the whole evaluation. (Root
+    writes in any folder here, so the folder is made unwritable by answering for it.)"""
+    import train.commands.eval as eval_command
+    monkeypatch.setattr(eval_command, "can_write_in", lambda folder: Path(folder) != trained_run)
+    argv = ["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
+            "--checkpoint", str(trained_run)]
+    assert main(argv) == 2
+    assert "cannot write cams.png in the run folder" in capsys.readouterr().err
+    assert main([*argv, "--examples", "0"]) == 0  # no picture asked for: nothing to write there

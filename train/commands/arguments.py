@@ -6,6 +6,7 @@ Hide-and-Seek options start with `--has-`; `--device` is cpu or gpu.
 from __future__ import annotations
 
 import argparse
+import tempfile
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -121,8 +122,21 @@ def output_file(suffix: str | None = None):
             raise argparse.ArgumentTypeError(f"{value!r} is a folder; give a file path")
         if not path.parent.is_dir():
             raise argparse.ArgumentTypeError(f"{value!r}: its folder {str(path.parent)!r} does not exist")
+        if not can_write_in(path.parent):
+            raise argparse.ArgumentTypeError(f"{value!r}: its folder {str(path.parent)!r} is not writable here "
+                                             "(read-only or not yours); give a file in a folder you can write")
         return value
 
     check.writes_file = True  # output_among_inputs looks for it
     return check
+
+
+def can_write_in(folder: Path) -> bool:
+    """Whether this process can create a file in `folder`, tried with a file deleted at once: `os.access` says yes
+    to root in folders no one can write in (/proc) and cannot see every read-only mount."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from train.commands.arguments import add_data, add_device, add_num_threads, output_file
+from train.commands.arguments import add_data, add_device, add_num_threads, can_write_in, output_file
 
 
 def register(sub) -> None:
@@ -42,8 +42,11 @@ def run(args) -> int:
     for option, value in (("--json", args.json), ("--png", args.png)):
         if value and _identity(Path(value)) in run_files:  # --json RUN/config.json: the run could not be resumed
             raise ValueError(f"{option} {value} would overwrite a file of the run it evaluates; write it elsewhere")
-    if args.examples:  # a picture too large would be refused only after the whole evaluation
+    if args.examples:  # a picture too large, or one it cannot write, would be refused only after the evaluation
         check_comparison_size(args.examples, len(labels), max(load_run_config(r).crop for r in args.checkpoint))
+        if not args.png and not can_write_in(Path(args.checkpoint[0])):
+            raise ValueError(f"cannot write cams.png in the run folder {args.checkpoint[0]} (read-only?); give "
+                             "--png FILE elsewhere, or --examples 0 for no picture")
     results = {}
     for label, run_dir in zip(labels, args.checkpoint):
         results[label] = evaluate(run_dir, args.data, args.boxes, ten_crop=args.ten_crop,
