@@ -141,7 +141,6 @@ def _train(cfg: TrainConfig, env: distributed.DistEnv, resume: bool, names: list
     out = Path(cfg.out)
     log = None
     if env.is_main:
-        cfg.save(out / CONFIG)
         log = EpochLog(out, cfg.tensorboard)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = cfg.build_model(classes).to(env.device)
@@ -167,6 +166,8 @@ def _train(cfg: TrainConfig, env: distributed.DistEnv, resume: bool, names: list
         if log is not None:
             log.restore(state.get("metrics"))
         loader_state, seed = _resumed_loader(state.get("loader", {}), cfg.seed, start_epoch, env)
+    if env.is_main:  # after a resume's checks: a refused --epochs written into the run kept it from resuming
+        cfg.save(out / CONFIG)
     net = DistributedDataParallel(model) if env.world_size > 1 else model
     if cfg.compile:
         net = torch.compile(net)

@@ -290,8 +290,11 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_do(trained_run, tmp_pa
     assert "has trained its 1 epochs; nothing to do (give --epochs N > 1" in capsys.readouterr().out
     run2 = _copy(trained_run, tmp_path / "b")
     assert main(["train", "--resume", str(run2), "--epochs", "2"]) == 0
+    config = (run2 / "config.json").read_bytes()
     assert main(["train", "--resume", str(run2), "--epochs", "1"]) == 2
     assert "has trained 2 epochs, more than epochs=1; give --epochs N > 2" in capsys.readouterr().err
+    assert (run2 / "config.json").read_bytes() == config  # the refused epochs=1 was saved: no resume took it
+    assert main(["train", "--resume", str(run2)]) == 0
 
 
 class Stop(BaseException):
