@@ -53,8 +53,6 @@ IMAGE_FILTERS = DALI_FILE_FILTERS[:-3] + ("*" + PIXELS_SUFFIX,)
 
 # `path label` as DALI parses it: anything, then whitespace, then decimal digits, then optional whitespace.
 _LIST_LINE = re.compile(r"(?P<name>.*\S)\s+(?P<label>[0-9]+)\s*", re.ASCII)  # ASCII: C isspace
-# DALI keeps labels as 32-bit signed integers: 2**31 would silently become -2**31, 2**32 become 0.
-MAX_LABEL = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -168,9 +166,9 @@ def read_file_list(list_path: str | os.PathLike) -> Dataset:
                     f"a non-negative integer label), got {line!r}"
                 )
             label = int(match["label"])
-            if label > MAX_LABEL:
+            if label > webdataset.MAX_LABEL:
                 raise ValueError(f"{str(list_path)!r} line {number}: label {label} is too large; DALI keeps labels "
-                                 f"as 32-bit integers (0..{MAX_LABEL}), so renumber the classes from 0")
+                                 f"as 32-bit integers (0..{webdataset.MAX_LABEL}), so renumber the classes from 0")
             samples.append((match["name"], label))
     if not samples:
         raise ValueError(f"file list {str(list_path)!r} lists no files")
@@ -379,8 +377,9 @@ def write_file_list(list_path: str | os.PathLike, samples: Iterable[tuple[str | 
     """
     lines = []
     for file, label in samples:
-        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= MAX_LABEL:
-            raise ValueError(f"label {label!r} of {str(file)!r}: DALI file lists need an integer in 0..{MAX_LABEL}")
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= webdataset.MAX_LABEL:
+            raise ValueError(f"label {label!r} of {str(file)!r}: DALI file lists need an integer in "
+                             f"0..{webdataset.MAX_LABEL}")
         name = os.fspath(file)
         if reason := unlistable(name) or unlistable(name := list_entry(list_path, file)):
             raise ValueError(f"file name {name!r} cannot be written to a DALI file list: {reason}")

@@ -29,6 +29,8 @@ from pathlib import Path
 IMAGE_EXT = "jpg"
 LABEL_EXT = "cls"
 LABEL_DIGITS = 10
+# DALI keeps labels as 32-bit signed integers (file lists and shards alike): 2**31 would silently become
+# -2**31, 2**32 become 0.
 MAX_LABEL = 2**31 - 1
 INDEX_VERSION = "v1.2"
 SHARD_SUFFIX = ".tar"
