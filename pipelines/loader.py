@@ -175,12 +175,15 @@ class EpochLoader:
         """A state is taken between epochs: DALI's iterator, restored from its checkpoint, must stand at the start
         of an epoch of this shard. An edited one was restored as it said: 8 of 21 samples an epoch while len()
         said 6, epochs of repeated samples, an IndexError inside DALI."""
-        it = self._iterator
+        it, shards = self._iterator, self._options.num_shards
         restored = {"size": it._size, "counter": int(it._counter), "shards": [int(i) for i in it._shards_id],
                     "shard sizes": [int(n) for n in it._shard_sizes_per_gpu],
                     "counters": [int(n) for n in it._counter_per_gpu]}
-        expected = {"size": self.dataset_size, "counter": 0, "shards": [self._options.shard_id],
-                    "shard sizes": [self.num_samples], "counters": [0]}
+        # DALI's record at an epoch start (pad_last_batch, stick_to_shard): its size is the largest shard's, which
+        # every shard is padded to; sizes and counters are kept for all shards, not only this loader's.
+        expected = {"size": math.ceil(self.dataset_size / shards), "counter": 0, "shards": [self._options.shard_id],
+                    "shard sizes": [shard_size(self.dataset_size, i, shards) for i in range(shards)],
+                    "counters": [0] * shards}
         if restored != expected:
             differ = "; ".join(f"{key} {restored[key]} (expected {expected[key]})" for key in expected
                                if restored[key] != expected[key])

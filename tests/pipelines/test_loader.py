@@ -254,6 +254,21 @@ def test_a_state_whose_checkpoint_is_not_at_an_epoch_start_is_refused(dataset):
     assert torch.equal(_by_label(*epoch(original)), _by_label(*epoch(resumed)))
 
 
+@pytest.mark.parametrize("num_shards", [2, 3])
+def test_every_shard_of_a_split_loader_resumes_exactly(dataset, num_shards):
+    """DALI keeps the record of all shards in each one's checkpoint: a check that expected only its own refused every
+    state of a loader split across ranks, so multi-rank training never resumed exactly."""
+    for shard_id in range(num_shards):  # 11 samples: shards of 5, 6 or 3, 4, 4
+        options = dict(batch_size=2, seed=4, shard_id=shard_id, num_shards=num_shards, checkpointing=True)
+        original = small_loader(dataset / "list_11.txt", **options)
+        epoch(original)
+        resumed = small_loader(dataset / "list_11.txt", **options)
+        resumed.load_state_dict(original.state_dict())
+        (images, labels), (resumed_images, resumed_labels) = epoch(original), epoch(resumed)
+        assert torch.equal(torch.cat(labels), torch.cat(resumed_labels))  # the same samples in the same order
+        assert torch.equal(torch.cat(images), torch.cat(resumed_images))  # with the same crops, flips and masks
+
+
 def test_loader_states_are_checked(dataset):
     with pytest.raises(ValueError, match="checkpointing=True"):
         small_loader(dataset).state_dict()
