@@ -64,6 +64,14 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm statistics) on every rank, as DDP makes them before each forward: each rank's
+    last step updated its own, so validation on each rank would use another model than the checkpoint holds."""
+    if dist.is_initialized():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def all_gather_objects(value) -> list:
     """`value` (any picklable object) of every rank, in rank order; `[value]` in a single process."""
     if not dist.is_initialized():

@@ -20,12 +20,17 @@ The epoch with the best `val.metric` so far is kept as RUN/best.pt beside RUN/ch
 the checkpoint, so a resumed run keeps comparing against it.
 
 The learning rate is a function of the position in training (epoch + step / steps per epoch, see `lr_factor`),
-set before every step. So the schedule's state is the epoch the checkpoint records, a resumed run continues it
-exactly, and ranks whose shards differ by a batch still agree on every step's rate.
+set before every step. So the schedule's state is the epoch the checkpoint records, and a resumed run continues
+it exactly.
+
+Under torchrun every rank takes the same number of steps an epoch, those of the smallest shard. Shards differ by
+at most one sample, which can make a batch of its own in a larger shard: that batch is read (the epoch ends and its
+pipeline stays) but not trained on. A rank that stepped once more than another (DDP's `Join`, used before) moved
+its optimizer's momentum apart from the others' while the weights were made equal again at the epoch's end, so the
+ranks trained on different weights, and a run resumed from rank 0's optimizer differed from a straight one.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -36,7 +41,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.distributed.algorithms.join import Join
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -189,6 +193,7 @@ def _train(cfg: TrainConfig, env: distributed.DistEnv, resume: bool, names: list
     try:
         for epoch in range(start_epoch, cfg.epochs):
             last = _run_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
+            distributed.broadcast_buffers(model)
             if not math.isfinite(last["train_loss"]):  # the same on every rank: the sums were all-reduced
                 kept = f"checkpoint.pt keeps epoch {epoch}" if epoch > 0 else "no epoch was saved"
                 raise ValueError(f"epoch {epoch + 1}: the training loss is {last['train_loss']}, the run diverged "
@@ -330,45 +335,43 @@ def _scalars(metrics: dict, prefix: str = ""):
 
 def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader) -> dict:
     net.train()
-    steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
-    # The largest shard's step count, the same on every rank, so all ranks set the same rates.
-    schedule_steps = math.ceil(math.ceil(loader.dataset_size / env.world_size) / cfg.batch_size)
+    steps = math.ceil(loader.dataset_size // env.world_size / cfg.batch_size)  # the smallest shard's, on every rank
     if cfg.max_steps_per_epoch is not None:
-        schedule_steps = min(schedule_steps, cfg.max_steps_per_epoch)
+        steps = min(steps, cfg.max_steps_per_epoch)
     # Sums stay on the device: a .item() per step would stall the GPU every batch.
     loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
     correct = torch.zeros((), dtype=torch.int64, device=env.device)
     seen = 0
     profiler = InputProfiler(warmup=min(PROFILE_WARMUP, steps // 4), timing="cuda" if on_gpu else "cpu")
-    # Shards may differ by a batch; Join lets DDP ranks that run out early shadow the others' all-reduces.
     start = time.perf_counter()
-    with Join([net]) if env.world_size > 1 else contextlib.nullcontext():
-        bar = tqdm(profiler.wrap(loader), total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not env.is_main, leave=False, dynamic_ncols=True)
-        for step, (images, labels) in enumerate(bar):
-            if step >= steps:
-                break
-            images, labels = images.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
-            if cfg.channels_last and on_gpu:
-                images = images.contiguous(memory_format=torch.channels_last)
-            lr = cfg.scaled_lr * lr_factor(cfg, epoch + step / schedule_steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            autocast = on_gpu and cfg.amp
-            if not autocast:  # a float16 loader halves the host-to-device copy; the fp32 model needs fp32 input
-                images = images.float()
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                logits = net(images)
-                loss = F.cross_entropy(logits.float(), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            n = labels.numel()
-            loss_sum += loss.detach() * n
-            correct += (logits.argmax(1) == labels).sum()
-            seen += n
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
+    bar = tqdm(profiler.wrap(loader), total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=not env.is_main, leave=False, dynamic_ncols=True)
+    for step, (images, labels) in enumerate(bar):
+        if step == cfg.max_steps_per_epoch:  # cut short on purpose: the next epoch starts a fresh pipeline
+            break
+        if step >= steps:  # a larger shard's lone last sample (module docstring): read, not trained on
+            continue
+        images, labels = images.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
+        if cfg.channels_last and on_gpu:
+            images = images.contiguous(memory_format=torch.channels_last)
+        lr = cfg.scaled_lr * lr_factor(cfg, epoch + step / steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        autocast = on_gpu and cfg.amp
+        if not autocast:  # a float16 loader halves the host-to-device copy; the fp32 model needs fp32 input
+            images = images.float()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            logits = net(images)
+            loss = F.cross_entropy(logits.float(), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n = labels.numel()
+        loss_sum += loss.detach() * n
+        correct += (logits.argmax(1) == labels).sum()
+        seen += n
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
     if on_gpu:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

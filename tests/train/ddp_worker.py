@@ -1,4 +1,5 @@
-"""Run by test_trainer under torchrun: train, then compare every rank's weights and sample counts."""
+"""Run by test_trainer under torchrun: train, then compare every rank's weights and sample counts. A third argument
+`resume` continues the run; `stop-after-1` stops it as a kill would, once its first epoch is saved."""
 import json
 import sys
 
@@ -6,7 +7,7 @@ import torch
 import torch.distributed as dist
 
 from pipelines.files import num_classes
-from train import distributed
+from train import distributed, trainer
 from train.config import TrainConfig
 from train.models import build_model
 from train.trainer import run_training
@@ -15,7 +16,19 @@ cfg = TrainConfig.load(sys.argv[1])
 env = distributed.init("cpu")
 torch.manual_seed(cfg.seed)
 initial = torch.cat([p.flatten() for p in build_model(cfg.arch, num_classes(cfg.data), **cfg.model).parameters()])
-last, model = run_training(cfg, env)
+mode = sys.argv[3] if len(sys.argv) > 3 else None
+if mode == "stop-after-1":
+    train_epoch = trainer._run_epoch
+
+    def stop_in_second_epoch(cfg, env, net, opt, epoch, on_gpu, loader):
+        if epoch == 1:
+            next(iter(loader))  # a batch drawn: the saved state must not depend on it
+            distributed.cleanup()
+            sys.exit(0)
+        return train_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
+
+    trainer._run_epoch = stop_in_second_epoch
+last, model = run_training(cfg, env, resume=mode == "resume")
 flat = torch.cat([p.detach().flatten() for p in model.parameters()])
 gathered = [torch.empty_like(flat) for _ in range(env.world_size)]
 dist.all_gather(gathered, flat)
