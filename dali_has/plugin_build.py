@@ -5,7 +5,10 @@ building it inside pip's isolated build environment would mean downloading DALI 
 The cache key hashes the sources, this file (it holds the flags), the DALI version, the compilers' paths and
 versions, DALI's compile and link flags and the CUDA headers' folder, so any change of sources or toolchain
 builds afresh in a new folder. A file lock serializes concurrent builders (pytest-xdist workers, torchrun
-ranks) and the library appears by an atomic rename, so no process ever loads a half-written file.
+ranks) and the library appears by an atomic rename, so no process ever loads a half-written file. build.json
+records the library's size and SHA-256: a library damaged later (a cache copied in part, a restored CI cache) is
+built again rather than loaded (a truncated one killed the process with SIGBUS inside dlopen). A cache that holds
+an intact build is used without writing to it, so a read-only one serves.
 
 A build that fails for a reason that will recur (the compiler rejects the sources, the linker cannot resolve
 them) leaves a FAILED marker, so other processes do not repeat it; `DALI_HAS_REBUILD=1` or `dali-has
@@ -74,21 +77,45 @@ def build(rebuild: bool = False) -> BuildResult:
     """
     tools = _Toolchain.find()
     key_dir = cache_root() / tools.cache_key()
-    lib, meta = key_dir / LIB_NAME, key_dir / "build.json"
     failed = key_dir / FAILED
-    key_dir.mkdir(parents=True, exist_ok=True)
-    with open(key_dir / ".lock", "w") as lock:
+    if not rebuild and (built := _intact_build(key_dir)) is not None:  # no lock: a read-only cache serves
+        return built
+    try:
+        key_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(key_dir / ".lock", "w")
+    except OSError as error:
+        raise PluginBuildError(f"cannot write the plugin cache {key_dir} ({error.strerror}); set DALI_HAS_CACHE "
+                               "to a folder you can write") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if rebuild or os.environ.get(REBUILD_ENV) == "1":
             failed.unlink(missing_ok=True)
-            if rebuild:
-                lib.unlink(missing_ok=True)
-        if not lib.exists() and not failed.exists():
+        if rebuild or (_intact_build(key_dir) is None and not failed.exists()):
+            (key_dir / LIB_NAME).unlink(missing_ok=True)  # damaged or asked for: built again below
             _build_into(key_dir, tools)
     if failed.exists():
         raise PluginBuildError(failed.read_text().strip())
-    info = json.loads(meta.read_text())
-    return BuildResult(lib, info["gpu"], info["gpu_reason"], info["cuda_version"])
+    built = _intact_build(key_dir)
+    if built is None:  # changed between the build and this read: another process, or the disk
+        raise PluginBuildError(f"the plugin in {key_dir} does not match its build.json right after its build; "
+                               "run `dali-has build-plugin --rebuild`")
+    return built
+
+
+def _intact_build(key_dir: Path) -> BuildResult | None:
+    """The cached build when its library is the one build.json describes (size, SHA-256), else None."""
+    lib = key_dir / LIB_NAME
+    try:
+        info = json.loads((key_dir / "build.json").read_text())
+        if lib.stat().st_size != info["size"] or _sha256(lib) != info["sha256"]:
+            return None
+        return BuildResult(lib, info["gpu"], info["gpu_reason"], info["cuda_version"])
+    except (OSError, ValueError, TypeError, KeyError):  # missing, unreadable, not JSON, of an older version
+        return None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()  # ~4 MB: about 10 ms
 
 
 def cache_dir() -> Path:
@@ -221,7 +248,8 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
                 _fail(key_dir, "linking the CPU operators failed")
 
         info = {"gpu": gpu_reason is None, "gpu_reason": gpu_reason,
-                "cuda_version": cuda_version_of(_version(tools.nvcc)) if gpu_reason is None else None}
+                "cuda_version": cuda_version_of(_version(tools.nvcc)) if gpu_reason is None else None,
+                "size": (tmp / LIB_NAME).stat().st_size, "sha256": _sha256(tmp / LIB_NAME)}
         (tmp / "build.json").write_text(json.dumps(info))
         os.replace(tmp / "build.json", key_dir / "build.json")
         os.replace(tmp / LIB_NAME, key_dir / LIB_NAME)  # last: the library's presence means "built"

@@ -2,6 +2,7 @@
 passing ones (a killed compiler, a full disk, a timeout) are not; the cache key covers sources and toolchain."""
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -123,3 +124,38 @@ def test_build_plugin_command_reports_a_failure(fake_build, capsys):
     assert main(["build-plugin"]) == 1
     out = capsys.readouterr().out
     assert "plugin: not built: compiling the CPU operators failed" in out and "composition" in out
+
+
+@pytest.mark.parametrize("damage", ["truncated library", "other library", "no build.json", "build.json not JSON",
+                                    "build.json of an older version"])
+def test_a_damaged_cached_build_is_built_again_not_loaded(fake_build, damage):
+    """A truncated library (a cache copied in part) killed the process with SIGBUS inside dlopen; a damaged
+    build.json raised a JSONDecodeError, a missing one failed every later use."""
+    compiler = fake_build(FakeCompiler(None))
+    first = plugin_build.build()
+    lib, meta = first.path, plugin_build.cache_dir() / "build.json"
+    info = json.loads(meta.read_text())
+    if damage == "truncated library":
+        lib.write_bytes(b"bui")
+    elif damage == "other library":
+        lib.write_bytes(b"BUILT")  # the same size
+    elif damage == "no build.json":
+        meta.unlink()
+    elif damage == "build.json not JSON":
+        meta.write_text("{")
+    else:
+        meta.write_text(json.dumps({key: info[key] for key in ("gpu", "gpu_reason", "cuda_version")}))
+    assert plugin_build.build() == first and lib.read_bytes() == b"built"
+    assert compiler.calls == 2 * (len(plugin_build.CPU_SOURCES) + 1)
+
+
+def test_an_intact_cache_is_used_without_writing_to_it_and_an_unwritable_one_is_named(fake_build, monkeypatch):
+    compiler = fake_build(FakeCompiler(None))
+    built = plugin_build.build()
+    (plugin_build.cache_dir() / ".lock").unlink()
+    assert plugin_build.build() == built and compiler.calls == len(plugin_build.CPU_SOURCES) + 1
+    assert not (plugin_build.cache_dir() / ".lock").exists()  # a read-only cache serves: nothing is written
+    monkeypatch.setenv("DALI_HAS_CACHE", "/proc/dali_has")  # no one can create a folder there, root neither
+    with pytest.raises(plugin_build.PluginBuildError, match="cannot write the plugin cache /proc/dali_has.*"
+                                                           "set DALI_HAS_CACHE to a folder you can write"):
+        plugin_build.build()
