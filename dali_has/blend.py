@@ -30,14 +30,16 @@ _C = ord("C")
 _SAME_WIDTH_INT = {types.FLOAT: types.INT32, types.FLOAT64: types.INT64}  # compute_dtype's bits, as an integer
 
 
-def fill_node(values: Sequence[float], layout):
+def fill_node(values: Sequence[float], layout, shape):
     """The fill as a float32 CPU node broadcastable against the data: a scalar, or one value per entry of the
-    layout's `C` axis (`layout` is the data's layout as a CPU node of character codes)."""
+    layout's `C` axis (`layout` is the data's layout as a CPU node of character codes, `shape` its shape)."""
     if len(values) == 1:
         return types.Constant(np.float32(values[0]), device="cpu")
     constant = types.Constant(np.array(values, dtype=np.float32), device="cpu")
-    # C values on the channel axis, 1 on every other axis: [1, 1, C] for HWC, [C, 1, 1] for CHW, [1, C] for FC.
-    shape = fn.cast(layout == _C, dtype=types.INT32) * (len(values) - 1) + 1
+    # The data's channel count on the channel axis, 1 on every other axis: [1, 1, C] for HWC, [C, 1, 1] for CHW,
+    # [1, C] for FC. Data with another number of channels than values fails in this reshape; the values' own count
+    # there let 3 values broadcast 1-channel images to 3 channels, silently.
+    shape = fn.cast(layout == _C, dtype=types.INT32) * (fn.cast(shape, dtype=types.INT32) - 1) + 1
     return fn.reshape(constant, shape=shape)
 
 
@@ -63,11 +65,11 @@ def blend(x, mask, fill: Sequence[float], layout, *, compute_dtype=types.FLOAT):
 
 def _fill_for(x, values: Sequence[float], layout, on_gpu: bool):
     """The fill x's type should get: rounded half-to-even for integer types, exact otherwise (see module doc)."""
-    exact = fill_node(values, layout)
+    exact = fill_node(values, layout, x.shape())
     rounded_values = np.rint(np.asarray(values, dtype=np.float64))
     if np.array_equal(rounded_values, values):  # e.g. fill 0: nothing to round, no run-time choice needed
         return exact.gpu() if on_gpu else exact
-    rounded = fill_node(rounded_values.tolist(), layout)
+    rounded = fill_node(rounded_values.tolist(), layout, x.shape())
     half = types.Constant(np.float32(0.5), device="cpu")
     if on_gpu:
         exact, rounded, half = exact.gpu(), rounded.gpu(), half.gpu()

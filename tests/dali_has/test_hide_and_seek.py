@@ -110,6 +110,16 @@ def test_hidden_nan_and_infinite_pixels_become_the_fill(impl, device):
     np.testing.assert_array_equal(batch[0], np.broadcast_to(np.array([1.0, -2.0, 0.5], np.float32), image.shape))
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+@pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def test_a_fill_of_more_values_than_channels_fails_rather_than_adding_channels(impl, layout, device):
+    """The composition broadcast 1-channel images against 3 fill values: 3-channel output, silently."""
+    image = np.full((1, 8, 8) if layout == "CHW" else (8, 8, 1), 100, np.uint8)
+    with pytest.raises((RuntimeError, ValueError), match="has 3 values but sample 0 has 1 channels|same size in bytes"):
+        run_has([image], layout=layout, impl=impl, device=device, patch_sizes=(4,), p_hide=1.0, fill=(1, 2, 3))
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
 def test_the_fused_operator_refuses_a_fill_beyond_float16_on_float16_images(device):
     # It wrote inf; the type is known only at run time, so the operator names it then. (The composed fallback,
