@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dali_has import fused
+from dali_has import fused, validate
 
 
 def one_label_per_name(names: Sequence[str], labels: Sequence[int]) -> bool:
@@ -27,16 +27,26 @@ def file_label(images, *, names: Sequence[str], labels: Sequence[int]):
 
     images: the output of a reader whose `source_info` is the file name as listed, e.g. fn.readers.numpy;
         `names` are the names it was given (its `files`).
-    Raises RuntimeError when the plugin is unavailable (`fused.load()` is False), ValueError when a name has
-    two labels (`one_label_per_name`).
+    labels: whole numbers in 0..2**31-1, one per name.
+    Raises RuntimeError when the plugin is unavailable (`fused.load()` is False), ValueError for other names or
+    labels, and when a name has two labels (`one_label_per_name`).
     """
     if not fused.load():
         raise RuntimeError(f"the plugin's file_label operator is unavailable: {fused.unavailable_reason()}")
+    names = [] if isinstance(names, (str, bytes)) else list(names)
+    if not names or not all(isinstance(name, str) for name in names):
+        raise ValueError("names: give a list of the reader's file names (str), at least one")
+    labels = [validate.whole_number(f"labels[{i}]", label, maximum=validate.MAX_LABEL)
+              for i, label in enumerate(labels)]
+    if len(labels) != len(names):
+        raise ValueError(f"{len(names)} names and {len(labels)} labels: give one label per name")
     if not one_label_per_name(names, labels):
-        raise ValueError("a name is listed with two different labels; read such a list with fn.readers.file")
+        label_of: dict[str, int] = {}
+        name = next(n for n, label in zip(names, labels) if label_of.setdefault(n, label) != label)
+        raise ValueError(f"{name!r} is listed with two different labels; read such a list with fn.readers.file")
     from nvidia.dali import fn
 
     joined = "\0".join(names)
-    if joined.count("\0") != len(names) - 1:
-        raise ValueError("a name holds a NUL character, which no file name can")
+    if joined.count("\0") != len(names) - 1 or "" in names:
+        raise ValueError("a name is empty or holds a NUL character, which no file name can")
     return fn.dali_has.file_label(fn.get_property(images, key="source_info"), names=joined, labels=list(labels))

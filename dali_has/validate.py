@@ -12,6 +12,10 @@ from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any, Optional
 
+# DALI holds labels as 32-bit signed integers (its readers and this plugin's file_label): 2**31 would silently
+# become -2**31, 2**32 become 0.
+MAX_LABEL = 2**31 - 1
+
 
 def whole_number(name: str, value: Any, *, minimum: int = 0, maximum: Optional[int] = None) -> int:
     """An integer in [minimum, maximum]; integral floats such as 16.0 are not integers here."""

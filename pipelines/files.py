@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
+from dali_has import validate
 from pipelines import webdataset
 
 FOLDER, FILE_LIST, WEBDATASET = "folder", "file_list", "webdataset"
@@ -166,9 +167,9 @@ def read_file_list(list_path: str | os.PathLike) -> Dataset:
                     f"a non-negative integer label), got {line!r}"
                 )
             label = int(match["label"])
-            if label > webdataset.MAX_LABEL:
+            if label > validate.MAX_LABEL:
                 raise ValueError(f"{str(list_path)!r} line {number}: label {label} is too large; DALI keeps labels "
-                                 f"as 32-bit integers (0..{webdataset.MAX_LABEL}), so renumber the classes from 0")
+                                 f"as 32-bit integers (0..{validate.MAX_LABEL}), so renumber the classes from 0")
             samples.append((match["name"], label))
     if not samples:
         raise ValueError(f"file list {str(list_path)!r} lists no files")
@@ -377,9 +378,9 @@ def write_file_list(list_path: str | os.PathLike, samples: Iterable[tuple[str | 
     """
     lines = []
     for file, label in samples:
-        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= webdataset.MAX_LABEL:
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= validate.MAX_LABEL:
             raise ValueError(f"label {label!r} of {str(file)!r}: DALI file lists need an integer in "
-                             f"0..{webdataset.MAX_LABEL}")
+                             f"0..{validate.MAX_LABEL}")
         name = os.fspath(file)
         if reason := unlistable(name) or unlistable(name := list_entry(list_path, file)):
             raise ValueError(f"file name {name!r} cannot be written to a DALI file list: {reason}")

@@ -26,12 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dali_has import validate
+
 IMAGE_EXT = "jpg"
 LABEL_EXT = "cls"
 LABEL_DIGITS = 10
-# DALI keeps labels as 32-bit signed integers (file lists and shards alike): 2**31 would silently become
-# -2**31, 2**32 become 0.
-MAX_LABEL = 2**31 - 1
 INDEX_VERSION = "v1.2"
 SHARD_SUFFIX = ".tar"
 INDEX_SUFFIX = ".idx"
@@ -53,8 +52,8 @@ def sample_name(key: str) -> str:
 
 
 def encode_label(label: int) -> bytes:
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= MAX_LABEL:
-        raise ValueError(f"label {label!r}: WebDataset shards hold labels 0..{MAX_LABEL}")
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= validate.MAX_LABEL:
+        raise ValueError(f"label {label!r}: WebDataset shards hold labels 0..{validate.MAX_LABEL}")
     return str(label).zfill(LABEL_DIGITS).encode("ascii")
 
 
@@ -298,8 +297,8 @@ def read_labels(shard: str | os.PathLike, entries: Sequence[IndexEntry]) -> list
             if len(text) != LABEL_DIGITS or not text.isdigit():
                 raise ValueError(f"{_sample(shard, entry)}: the label is {text!r}, expected {LABEL_DIGITS} ASCII "
                                  "digits (as `dali-has prepare --webdataset` writes)")
-            if int(text) > MAX_LABEL:
-                raise ValueError(f"{_sample(shard, entry)}: the label is {int(text)}, over {MAX_LABEL} (DALI holds "
-                                 "labels as 32-bit integers); number the classes from 0")
+            if int(text) > validate.MAX_LABEL:
+                raise ValueError(f"{_sample(shard, entry)}: the label is {int(text)}, over {validate.MAX_LABEL} "
+                                 "(DALI holds labels as 32-bit integers); number the classes from 0")
             labels.append(int(text))
     return labels

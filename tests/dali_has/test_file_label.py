@@ -76,7 +76,7 @@ def test_names_and_labels_must_pair_up(pixel_files):
     root, names = pixel_files
     with pytest.raises(ValueError, match="have 5 and 2 entries"):
         run_labels(root, names, [0, 1], label_input=lambda images: fn.get_property(images, key="source_info"))
-    with pytest.raises(ValueError, match="zip"):  # the wrapper pairs them with zip(strict=True)
+    with pytest.raises(ValueError, match="5 names and 2 labels: give one label per name"):
         run_labels(root, names, [0, 1])
 
 
@@ -96,7 +96,22 @@ def test_input_must_be_names(pixel_files):
 def test_a_name_with_two_labels_is_refused():
     assert one_label_per_name(["a", "b", "a"], [1, 2, 1])
     assert not one_label_per_name(["a", "b", "a"], [1, 2, 3])
-    with pytest.raises(ValueError, match="listed with two different labels"):
-        file_label(None, names=["a", "a"], labels=[1, 2])
+    with pytest.raises(ValueError, match="'a' is listed with two different labels"):
+        file_label(None, names=["b", "a", "a"], labels=[0, 1, 2])
     with pytest.raises(ValueError, match="holds a NUL character"):
         file_label(None, names=["a\0b", "c"], labels=[1, 2])
+
+
+@pytest.mark.parametrize("names, labels, said", [
+    (["a", "b"], [0, 2**31], r"labels\[1\]=2147483648 must be a whole number >= 0 and <= 2147483647"),  # was -2**31
+    (["a", "b"], [0, 2**40], r"labels\[1\]=1099511627776"),  # was 0
+    (["a", "b"], [0.5, 1], r"labels\[0\]=0.5 must be a whole number"),  # was 0
+    (["a", "b"], [True, 1], r"labels\[0\]=True"),
+    (["a", "b"], [-1, 1], r"labels\[0\]=-1"),
+    ("a.npy", [0], "names: give a list of the reader's file names"),  # said: zip() argument 2 is shorter
+    ([], [], "names: give a list of the reader's file names"),  # said: a name holds a NUL character
+    (["a", ""], [0, 1], "a name is empty"),
+])
+def test_labels_dali_cannot_hold_and_names_that_are_not_a_list_are_refused(names, labels, said):
+    with pytest.raises(ValueError, match=said):
+        file_label(None, names=names, labels=labels)
