@@ -63,8 +63,10 @@ class ResizeMirrorNormalizeHide : public dali::rng::OperatorWithRng<dali::Operat
         table_f32_[c * kLevels + level] = v;
         table_f16_[c * kLevels + level] = dali::ConvertSat<dali::float16>(v);
       }
-    BuildFill(DALI_FLOAT, fill_f32_);
-    BuildFill(DALI_FLOAT16, fill_f16_);
+    if (dtype_ == DALI_FLOAT16)  // only the output type's: a float32 fill beyond float16 was refused
+      BuildFill(DALI_FLOAT16, fill_f16_);
+    else
+      BuildFill(DALI_FLOAT, fill_f32_);
   }
 
  protected:

@@ -374,6 +374,20 @@ def test_has_settings_are_validated_by_hasconfig():
         HaSConfig(p_hide=1.5)
 
 
+def test_a_float32_output_takes_a_fill_beyond_float16():
+    """The operator checked the fill against float16 whatever the output type: 70000 was refused for float32."""
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def pipe():
+        x = fn.external_source(source=lambda: [np.full((8, 8, 3), 9, np.uint8)], batch=True, layout="HWC")
+        return fn.dali_has.resize_mirror_normalize_hide(x, size=[4, 4], dtype=types.FLOAT, patch_sizes=[4],
+                                                        p_hide=1.0, fill=[70000.0])
+
+    p = pipe()
+    p.build()
+    (out,) = p.run()
+    np.testing.assert_array_equal(np.array(out[0]), np.full((3, 4, 4), 70000, np.float32))
+
+
 @pytest.mark.parametrize("kwargs, image, layout, message", [
     ({"size": []}, np.zeros((8, 8, 3), np.uint8), "HWC", "`size` has 0 values"),
     ({"size": [8, 0]}, np.zeros((8, 8, 3), np.uint8), "HWC", r"`size` = \[8, 0\]"),
