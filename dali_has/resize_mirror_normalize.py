@@ -72,6 +72,8 @@ def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mir
     if len(sides) not in (1, 2):
         raise ValueError(f"size={size!r}; expected a positive whole number or (height, width)")
     height, width = (validate.positive_int("size", side) for side in sides * (3 - len(sides)))
+    if height * width >= 2**31:  # the operator's sides are 32-bit: 2**32 + 8 became 8, silently
+        raise ValueError(f"size={size!r}: {height} x {width} pixels; an output image holds fewer than 2**31")
     if not isinstance(mirror, DataNode):
         mirror = int(validate.one_of("mirror", int(mirror) if isinstance(mirror, bool) else mirror, (0, 1)))
     mean = _channels("mean", mean)

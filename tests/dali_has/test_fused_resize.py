@@ -357,6 +357,8 @@ def test_fused_on_gpu_images_is_refused_saying_why_where_the_kernel_cannot_run(m
     ({"window": (1, 2, 3)}, "window="),
     # Each of these was accepted and then ignored, misread or written as infinities:
     ({"size": "16"}, "size='16'"),  # read as sides '1' and '6'
+    ({"size": 2**32 + 8}, "fewer than 2..31"),  # became 8
+    ({"size": (46341, 46341)}, "46341 x 46341 pixels"),  # the built-ins: std::bad_alloc
     ({"window": (0, 32)}, "window="),  # ignored by the operator, misread by the built-ins
     ({"mirror": 0.5}, "mirror=0.5"),  # no flip
     ({"std": 1e-45}, "beyond float32's largest"),
