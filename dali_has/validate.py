@@ -34,7 +34,7 @@ def positive_int(name: str, value: Any) -> int:
 def number(name: str, value: Any, *, low: Optional[float] = None, high: Optional[float] = None,
            low_open: bool = False, high_open: bool = False) -> float:
     """A finite real number within the given bounds (closed unless `low_open` / `high_open`)."""
-    ok = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
+    ok = not isinstance(value, bool) and isinstance(value, Real) and _finite(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
@@ -84,7 +84,7 @@ def numbers(name: str, values: Any, *, count: Optional[int] = None, positive: bo
     arrays and torch tensors give their elements)."""
     vals = as_values(values)
     ok = vals is not None and len(vals) > 0 and (count is None or len(vals) == count) and all(
-        not isinstance(v, bool) and isinstance(v, Real) and math.isfinite(v) and (not positive or v > 0)
+        not isinstance(v, bool) and isinstance(v, Real) and _finite(v) and (not positive or v > 0)
         for v in vals)
     if not ok:
         what = f"{count} " if count is not None else "one or more "
@@ -123,6 +123,14 @@ def known_fields(what: str, mapping: Any, cls) -> dict:
     if unknown:
         raise ValueError(f"unknown {what} option(s) {unknown}; expected some of {sorted(names)}")
     return mapping
+
+
+def _finite(value: Real) -> bool:
+    """math.isfinite, False for an integer too large for a float (10**400 raised OverflowError)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _bounds(low, high, low_open, high_open) -> str:

@@ -137,6 +137,9 @@ def test_the_fused_operator_refuses_a_fill_beyond_float16_on_float16_images(devi
     (dict(patch_sizes=()), "patch_sizes"),
     (dict(fill=[]), "fill"),
     (dict(impl="magic"), "impl"),
+    (dict(fill=1e39), r"fill=1e\+39 is beyond float32's largest"),  # written as inf into float32 images
+    (dict(fill=(0, -1e39, 0)), "beyond float32's largest"),
+    (dict(fill=10**400), "fill=1000.*finite numbers"),  # an OverflowError that did not name the fill
 ])
 def test_bad_settings_are_rejected_with_the_parameter_named(bad, match):
     with pytest.raises(ValueError, match=match):
