@@ -55,7 +55,8 @@ def hide_and_seek(images, *, patch_sizes: Sequence[int] | int = PAPER_PATCH_SIZE
         return fused.hide_and_seek_fused(images, cfg)
     reason = fused.unavailable_reason() or fused.gpu_unavailable_reason()
     if impl == "fused":
-        raise RuntimeError(f"the fused Hide-and-Seek plugin is not available: {reason}")
+        what = "plugin is not available" if fused.unavailable_reason() else "operator cannot run on the GPU"
+        raise RuntimeError(f"the fused Hide-and-Seek {what}: {reason}")
     warn_fallback(reason)
     return composed.hide_and_seek_composed(images, cfg)
 

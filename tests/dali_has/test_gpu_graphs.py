@@ -6,7 +6,7 @@ errors a user with a GPU would otherwise meet first. Running them is what the `g
 import pytest
 from nvidia.dali import fn, pipeline_def, types
 
-from dali_has import hide_and_seek, hide_and_seek_temporal
+from dali_has import fused, hide_and_seek, hide_and_seek_temporal
 
 DTYPES = [types.UINT8, types.FLOAT16, types.FLOAT]
 
@@ -31,6 +31,14 @@ def test_composed_hide_and_seek_on_gpu_data(dtype, layout, fill):
 @pytest.mark.parametrize("layout", ["HWC", "CHW"])
 def test_fused_hide_and_seek_on_gpu_data(dtype, layout, fused_on_gpu_definable):
     define(lambda x: hide_and_seek(x, impl="fused", fill=(1.0, 2.5, -3.0)), 3, layout, dtype)
+
+
+def test_fused_on_gpu_data_where_only_the_kernel_is_unusable_says_so():
+    """It said "the plugin is not available" while the CPU operators of the plugin ran."""
+    if not fused.load() or fused.gpu_available():
+        pytest.skip("needs the plugin loaded and its CUDA kernel unusable (this machine without a GPU)")
+    with pytest.raises(RuntimeError, match="operator cannot run on the GPU: "):
+        define(lambda x: hide_and_seek(x, impl="fused"), 3, "HWC", types.UINT8)
 
 
 @pytest.mark.parametrize("dtype", DTYPES + [types.INT32, types.FLOAT64])
