@@ -60,10 +60,10 @@ from train.checkpoint import (
     save_checkpoint,
 )
 from train.config import TrainConfig
+from train.models import check_crop_fits
 from train.wsol.evaluate import check_evaluation, evaluate_model
 
 EPOCH_SEED_STRIDE = 10_007  # seeds of loaders that cannot resume exactly: base + rank + stride * epoch
-CROP_SEARCH_LIMIT = 1024  # the largest crop tried when looking for the smallest one a network takes
 # Batches the input profiler leaves out at the start of an epoch, at most a quarter of a short one.
 PROFILE_WARMUP = 10
 
@@ -122,7 +122,7 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     classes = num_classes(cfg.data) if names is None else len(names)
     if classes < 2:  # a one-class "classifier" trained to loss 0 and 100 % top-1 on nothing
         raise ValueError(f"--data {cfg.data} holds {classes} class; a classifier needs at least 2")
-    _check_crop_fits_model(cfg, classes)  # and a crop the network cannot take
+    check_crop_fits(lambda: cfg.build_model(classes), cfg.crop, cfg.arch)  # and a crop the network cannot take
     if cfg.val is not None:  # and validation settings it would refuse only after the first epoch
         check_evaluation(cfg, cfg.val.data, model_classes=classes, model_class_names=names, boxes=cfg.val.boxes,
                          split=cfg.val.split, resize=cfg.val.resize)
@@ -232,31 +232,6 @@ def _resumed_loader(saved: dict, base_seed: int, epoch: int, env) -> tuple[dict 
     why = (f"it was written by {len(states)} rank(s), this run has {env.world_size}" if states is not None
            else "it holds no loader states (written by an older version)")
     return None, _afresh_seed(base_seed, epoch, why)
-
-
-def _check_crop_fits_model(cfg: TrainConfig, classes: int) -> None:
-    """Refuse a crop the network's pooling reduces to nothing (AlexNet-GAP below 31 pixels raised inside the
-    first training step), naming the smallest that fits. Shapes only: the model runs on the meta device."""
-    with torch.device("meta"):
-        model = cfg.build_model(classes).eval()
-
-    def fits(crop: int) -> bool:
-        try:
-            model(torch.empty(2, 3, crop, crop, device="meta"))
-        except RuntimeError:
-            return False
-        return True
-
-    if fits(cfg.crop):
-        return
-    low, high = cfg.crop, CROP_SEARCH_LIMIT  # low does not fit; find the smallest that does
-    if not fits(high):
-        raise ValueError(f"crop={cfg.crop} is too small for {cfg.arch}, and so is {high}: check its --model-opt")
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if fits(middle) else (middle, high)
-    raise ValueError(f"crop={cfg.crop} is too small for {cfg.arch}: its pooling leaves nothing below {high} pixels; "
-                     f"give --crop {high} or more")
 
 
 def _afresh_seed(base_seed: int, epoch: int, why: str) -> int:

@@ -69,7 +69,7 @@ from train.bench.timing import (
     nvtx_range,
 )
 from train.config import ARCH_DEFAULTS, MOMENTUM
-from train.models import ARCHS, build_model
+from train.models import ARCHS, build_model, check_crop_fits
 from train.trainer import make_optimizer
 
 IMPLS = ("none", "composed", "fused")
@@ -161,7 +161,8 @@ class BenchSettings:
         set_("threads", tuple(validate.positive_int("threads", t) for t in self.threads) or (default_num_threads(),))
         set_("hw_decoder_load", tuple(validate.probability("hw_decoder_load", load) for load in self.hw_decoder_load))
         validate.boolean("compile", self.compile)
-        build_model(self.arch, NUM_CLASSES, **self.model)  # unknown model options fail here, not mid-bench
+        # Unknown model options and a crop the network cannot take fail here, not after the loaders' runs.
+        check_crop_fits(lambda: build_model(self.arch, NUM_CLASSES, **self.model), self.crop, self.arch)
 
     def combinations(self) -> list[tuple[int, Optional[float]]]:
         """(threads, hw_decoder_load) of each sweep row; hw_decoder_load None on the CPU."""

@@ -6,6 +6,9 @@ Every model is a `CAMNet`: `forward(x) -> logits`, `features_and_logits(x) -> (f
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+
+import torch
 
 from train.models.alexnet_gap import STEMS, AlexNetGAP
 from train.models.cam_net import CAMNet
@@ -32,3 +35,32 @@ def build_model(arch: str, num_classes: int, **opts) -> CAMNet:
 
 
 __all__ = ["ARCHS", "STEMS", "AlexNetGAP", "CAMNet", "ResNet50CAM", "build_model", "model_options"]
+
+
+CROP_SEARCH_LIMIT = 1024  # the largest crop tried when looking for the smallest one a network takes
+
+
+def check_crop_fits(build: Callable[[], torch.nn.Module], crop: int, arch: str) -> None:
+    """Refuse a crop the network `build()` makes reduces to nothing in its pooling (AlexNet-GAP below 31 pixels
+    raised inside the first training step, or the bench's model step after minutes of loader runs), naming the
+    smallest that fits. Shapes only: the model is built and run on the meta device."""
+    with torch.device("meta"):
+        model = build().eval()
+
+    def fits(side: int) -> bool:
+        try:
+            model(torch.empty(2, 3, side, side, device="meta"))
+        except RuntimeError:
+            return False
+        return True
+
+    if fits(crop):
+        return
+    low, high = crop, CROP_SEARCH_LIMIT  # low does not fit; find the smallest that does
+    if not fits(high):
+        raise ValueError(f"crop={crop} is too small for {arch}, and so is {high}: check its --model-opt")
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    raise ValueError(f"crop={crop} is too small for {arch}: its pooling leaves nothing below {high} pixels; "
+                     f"give --crop {high} or more")

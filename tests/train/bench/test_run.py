@@ -179,7 +179,8 @@ def test_settings_take_device_defaults_and_name_bad_values(tmp_path):
                          ({"batch_size": 0}, "batch_size=0"), ({"dtype": "int8"}, "dtype='int8'"),
                          ({"arch": "vgg"}, "arch='vgg'"), ({"device": "tpu"}, "device='tpu'"),
                          ({"model": {"depth": 3}}, "depth"), ({"data": str(tmp_path / "x.txt")}, "x.txt"),
-                         ({"prepared": str(tmp_path / "none")}, "prepared="), ({"resize": ("bicubic",)}, "resize=")]:
+                         ({"prepared": str(tmp_path / "none")}, "prepared="), ({"resize": ("bicubic",)}, "resize="),
+                         ({"crop": 8}, "crop=8 is too small for alexnet_gap.*give --crop 31")]:  # was after the loaders
         with pytest.raises(ValueError, match=name):
             BenchSettings(**kwargs)
     jpegs, pixels = bench_prepared(16, 64, tmp_path), bench_prepared(16, 64, tmp_path, encoding="npy")
