@@ -23,9 +23,12 @@ class DistEnv:
 
 def init(device: str) -> DistEnv:
     """Join the process group that torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK, ...)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world, rank, local_rank = (_environment_int(name, default) for name, default in
+                               (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+    if world > 1 and missing:  # torch said "RANK expected" after a "waiting for all ranks at ?:?" line
+        raise ValueError(f"the environment says WORLD_SIZE={world} but not {', '.join(missing)}; start the ranks "
+                         "with torchrun, which sets them all, or unset WORLD_SIZE to train in one process")
     if not 0 <= rank < world:  # a RANK left in the shell: it was "shard_id=1 must be ... <= 0"
         raise ValueError(f"the environment says RANK={rank} of WORLD_SIZE={world}; torchrun sets both: unset them "
                          "to train in one process")
@@ -42,6 +45,17 @@ def init(device: str) -> DistEnv:
               "alone with WORLD_SIZE set waits for ranks that never come)", file=sys.stderr, flush=True)
         dist.init_process_group(backend="nccl" if device == "gpu" else "gloo")
     return DistEnv(rank, world, local_rank, torch_device)
+
+
+def _environment_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:  # it said "invalid literal for int() with base 10: 'abc'"
+        raise ValueError(f"the environment variable {name}={value!r} is not a whole number; torchrun sets it: "
+                         "unset it to train in one process") from None
 
 
 def check_device(device: str) -> None:

@@ -229,3 +229,11 @@ def test_gpu_without_cuda_and_a_stray_rank_are_one_line(tiny_synth, tmp_path, ca
     assert main(train) == 2
     assert "RANK=1 of WORLD_SIZE=1; torchrun sets both" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+    monkeypatch.setenv("RANK", "abc")  # was "invalid literal for int() with base 10: 'abc'"
+    assert main(train) == 2
+    assert "the environment variable RANK='abc' is not a whole number" in capsys.readouterr().err
+    monkeypatch.delenv("RANK")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # was "waiting for all 2 ranks at ?:?", then torch's "RANK expected"
+    assert main(train) == 2
+    assert "WORLD_SIZE=2 but not RANK, MASTER_ADDR, MASTER_PORT; start the ranks with torchrun" in (
+        capsys.readouterr().err)
