@@ -70,13 +70,14 @@ def number_range(name: str, value: Any, *, low: float = 0.0, high: Optional[floa
 
 def as_values(given: Any) -> Optional[tuple]:
     """The values of a scalar (one), a sequence, or a numpy array or torch tensor (its elements as Python
-    numbers); None for anything else (a string, a mapping, a set)."""
+    numbers); None for anything else (a string, bytes, a mapping, a set)."""
     if isinstance(given, Real):
         return (given,)
     if hasattr(given, "tolist") and hasattr(given, "shape"):  # numpy arrays and scalars, torch tensors
         given = given.tolist()
         return (given,) if isinstance(given, Real) else tuple(given) if isinstance(given, list) else None
-    return tuple(given) if isinstance(given, Sequence) and not isinstance(given, str) else None
+    # bytes are a Sequence of ints: b"\x10" was taken as patch size 16.
+    return tuple(given) if isinstance(given, Sequence) and not isinstance(given, (str, bytes, bytearray)) else None
 
 
 def numbers(name: str, values: Any, *, count: Optional[int] = None, positive: bool = False) -> tuple[float, ...]:

@@ -140,6 +140,7 @@ def test_the_fused_operator_refuses_a_fill_beyond_float16_on_float16_images(devi
     (dict(fill=1e39), r"fill=1e\+39 is beyond float32's largest"),  # written as inf into float32 images
     (dict(fill=(0, -1e39, 0)), "beyond float32's largest"),
     (dict(fill=10**400), "fill=1000.*finite numbers"),  # an OverflowError that did not name the fill
+    (dict(patch_sizes=b"\x10"), "patch_sizes"),  # bytes were taken as patch size 16
 ])
 def test_bad_settings_are_rejected_with_the_parameter_named(bad, match):
     with pytest.raises(ValueError, match=match):
