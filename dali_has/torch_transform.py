@@ -34,9 +34,13 @@ class HideAndSeek(torch.nn.Module):
             return image
         h, w = image.shape[-2:]
         # Pixel (y, x) lies in cell (y // size, x // size): memory of the image's size, whatever the cells' size.
-        mask = cells[torch.arange(h)[:, None] // size, torch.arange(w)[None, :] // size]
+        # On the image's device: index_put_ wants its values there (a CUDA image got CPU ones; no GPU has run this
+        # yet, the gpu test compares it with the CPU), and the mask is not copied to the device every call.
+        device = image.device
+        cells = cells.to(device)
+        mask = cells[torch.arange(h, device=device)[:, None] // size, torch.arange(w, device=device)[None, :] // size]
         out = image.clone()
-        out[..., mask] = self._fill(image.shape[-3], image.dtype)[:, None]
+        out[..., mask] = self._fill(image.shape[-3], image.dtype).to(device)[:, None]
         return out
 
     def _fill(self, channels: int, dtype: torch.dtype) -> torch.Tensor:

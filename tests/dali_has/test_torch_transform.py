@@ -19,6 +19,17 @@ def test_transform_matches_the_numpy_oracle(dtype):
     np.testing.assert_array_equal(out.numpy(), expected)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.float32])
+def test_a_cuda_image_is_hidden_on_its_device_as_on_the_cpu(dtype):
+    t = HideAndSeek(patch_sizes=(13,), p_hide=0.5, fill=(1.6, 2.0, 3.0))
+    image = torch.randint(10, 240, (3, 50, 70)).to(dtype)
+    params = t.make_params(50, 70, generator=torch.Generator().manual_seed(0))
+    out = t.transform(image.cuda(), params)
+    assert out.device.type == "cuda"
+    torch.testing.assert_close(out.cpu(), t.transform(image, params), rtol=0, atol=0)
+
+
 def test_hidden_share_and_repr():
     torch.manual_seed(0)
     t = HideAndSeek(patch_sizes=(0, 8, 16), p_hide=0.5, fill=-1.0)
