@@ -48,6 +48,7 @@ CUDA_SOURCES = ("hide_and_seek_gpu.cu", "resize_mirror_normalize_hide_gpu.cu")
 # CPU operators round as the CUDA kernels do (resize_filter.h keeps nvcc from fusing them).
 CXX_FLAGS = ("-std=c++20", "-O3", "-fPIC", "-ffp-contract=off")
 FAILED = "FAILED"
+BUILDING = "building-"  # the prefix of a build's temporary folder in the cache
 # Words of compilers and linkers whose failure says nothing about the sources: the next try may succeed.
 _PASSING_FAILURES = ("No space left on device", "Killed signal terminated program", "virtual memory exhausted",
                      "Cannot allocate memory", "out of memory", "Disk quota exceeded",
@@ -92,6 +93,8 @@ def build(rebuild: bool = False) -> BuildResult:
             failed.unlink(missing_ok=True)
         if rebuild or (_intact_build(key_dir) is None and not failed.exists()):
             (key_dir / LIB_NAME).unlink(missing_ok=True)  # damaged or asked for: built again below
+            for stale in key_dir.glob(BUILDING + "*"):  # a build killed midway left its objects (this lock is held)
+                shutil.rmtree(stale, ignore_errors=True)
             _build_into(key_dir, tools)
     if failed.exists():
         raise PluginBuildError(failed.read_text().strip())
@@ -197,7 +200,7 @@ def _version(tool: str) -> str:
 
 def _build_into(key_dir: Path, tools: _Toolchain) -> None:
     """Compile in a temporary directory; publish build.json, then the library, by rename."""
-    with tempfile.TemporaryDirectory(dir=key_dir) as tmp:
+    with tempfile.TemporaryDirectory(dir=key_dir, prefix=BUILDING) as tmp:
         tmp = Path(tmp)
         cxx = [tools.cxx, *CXX_FLAGS, *tools.compile_flags, f"-I{tools.cuda_include}",
                f"-I{CSRC}", "-c"]

@@ -145,8 +145,12 @@ def test_a_damaged_cached_build_is_built_again_not_loaded(fake_build, damage):
         meta.write_text("{")
     else:
         meta.write_text(json.dumps({key: info[key] for key in ("gpu", "gpu_reason", "cuda_version")}))
+    killed = plugin_build.cache_dir() / (plugin_build.BUILDING + "x")  # what a build killed midway leaves
+    killed.mkdir()
+    (killed / "hide_and_seek_cpu.o").write_bytes(b"object")
     assert plugin_build.build() == first and lib.read_bytes() == b"built"
     assert compiler.calls == 2 * (len(plugin_build.CPU_SOURCES) + 1)
+    assert not killed.exists()  # cleared by the next build
 
 
 def test_an_intact_cache_is_used_without_writing_to_it_and_an_unwritable_one_is_named(fake_build, monkeypatch):
