@@ -278,10 +278,33 @@ def test_a_run_killed_while_writing_its_first_checkpoint_can_start_over(tiny_syn
     run = tmp_path / "run"
     fit(tiny_config(tiny_synth, run))
     (run / CHECKPOINT).rename(run / "checkpoint.pt.tmp")  # killed before the rename
-    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").write_bytes(b"")  # its epoch line comes after the checkpoint
     assert main(["train", "--data", str(tiny_synth / "train"), "--out", str(run), "--epochs", "1",
                  "--batch-size", "8", "--crop", "64", "--num-threads", "1", "--max-steps-per-epoch", "1",
                  "--model-opt", "stem=small", "--model-opt", "width=0.125"]) == 0
+
+
+def test_a_run_stopped_in_its_first_epoch_starts_again_with_the_same_command(tiny_synth, tmp_path, monkeypatch,
+                                                                              capsys):
+    """Ctrl-C in epoch 1 said "run the same command again", which was refused: the run had made its metrics.jsonl
+    (empty), not one of the files a run stopped before its first checkpoint may leave."""
+    from train import trainer
+
+    argv = ["train", "--data", str(tiny_synth / "train"), "--out", str(tmp_path / "run"), "--epochs", "1",
+            "--batch-size", "8", "--crop", "64", "--num-threads", "1", "--max-steps-per-epoch", "1",
+            "--model-opt", "stem=small", "--model-opt", "width=0.125"]
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "_run_epoch", interrupted)
+        assert main(argv) == 130
+    assert "nothing to resume: run the same command again" in capsys.readouterr().err
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == b""
+    assert main(argv) == 0
+    (tmp_path / "run" / "checkpoint.pt").unlink()  # an epoch line without its checkpoint: not a stopped start
+    assert main(argv) == 2 and "holding other files (metrics.jsonl)" in capsys.readouterr().err
 
 
 def test_resuming_a_finished_run_says_there_is_nothing_to_do(trained_run, tmp_path, capsys):

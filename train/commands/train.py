@@ -82,7 +82,7 @@ def register(sub) -> None:
 def config_from_args(args) -> tuple[TrainConfig, bool]:
     """The run's config and whether it resumes; a bad combination of options is a ValueError."""
     # torch is imported only once a command runs
-    from train.checkpoint import CHECKPOINT, CONFIG, RUN_LOCK, load_run_config, temporary
+    from train.checkpoint import CHECKPOINT, CONFIG, METRICS, RUN_LOCK, load_run_config, temporary
 
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("func", "command", "resume", "model_opt")}
@@ -110,6 +110,8 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
         # A run stopped before its first checkpoint leaves its config, lock (and TensorBoard folder): it may start
         # over (and a file's temporary copy, when the process was killed while writing it).
         own = {CONFIG, RUN_LOCK, "tensorboard", *(temporary(Path(name)).name for name in (CHECKPOINT, CONFIG))}
+        if os.path.isfile(metrics := os.path.join(args.out, METRICS)) and os.path.getsize(metrics) == 0:
+            own.add(METRICS)  # made empty at the start (to refuse a link there early), no epoch written
         others = sorted(set(os.listdir(args.out)) - own)
         if not others and os.path.exists(os.path.join(args.out, CONFIG)):
             try:
