@@ -25,9 +25,10 @@ it exactly.
 
 Under torchrun every rank takes the same number of steps an epoch, those of the smallest shard. Shards differ by
 at most one sample, which can make a batch of its own in a larger shard: that batch is read (the epoch ends and its
-pipeline stays) but not trained on. A rank that stepped once more than another (DDP's `Join`, used before) moved
-its optimizer's momentum apart from the others' while the weights were made equal again at the epoch's end, so the
-ranks trained on different weights, and a run resumed from rank 0's optimizer differed from a straight one.
+pipeline stays) but not trained on, so up to (ranks - 1) samples an epoch, one per larger shard. A rank that
+stepped once more than another (DDP's `Join`, used before) moved its optimizer's momentum apart from the others'
+while the weights were made equal again at the epoch's end, so the ranks trained on different weights, and a run
+resumed from rank 0's optimizer differed from a straight one.
 """
 from __future__ import annotations
 
@@ -310,9 +311,8 @@ def _scalars(metrics: dict, prefix: str = ""):
 
 def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader) -> dict:
     net.train()
-    steps = math.ceil(loader.dataset_size // env.world_size / cfg.batch_size)  # the smallest shard's, on every rank
-    if cfg.max_steps_per_epoch is not None:
-        steps = min(steps, cfg.max_steps_per_epoch)
+    shard_steps = math.ceil(loader.dataset_size // env.world_size / cfg.batch_size)  # the smallest shard's
+    steps = shard_steps if cfg.max_steps_per_epoch is None else min(shard_steps, cfg.max_steps_per_epoch)
     # Sums stay on the device: a .item() per step would stall the GPU every batch.
     loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
     correct = torch.zeros((), dtype=torch.int64, device=env.device)
@@ -322,10 +322,10 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
     bar = tqdm(profiler.wrap(loader), total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                disable=not env.is_main, leave=False, dynamic_ncols=True)
     for step, (images, labels) in enumerate(bar):
-        if step == cfg.max_steps_per_epoch:  # cut short on purpose: the next epoch starts a fresh pipeline
-            break
-        if step >= steps:  # a larger shard's lone last sample (module docstring): read, not trained on
-            continue
+        if step >= steps:
+            if steps < shard_steps:  # cut short on purpose: the next epoch starts a fresh pipeline
+                break
+            continue  # a larger shard's lone last sample (module docstring): read, not trained on
         images, labels = images.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
         if cfg.channels_last and on_gpu:
             images = images.contiguous(memory_format=torch.channels_last)

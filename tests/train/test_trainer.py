@@ -232,3 +232,23 @@ def test_resume_that_cannot_replay_the_data_says_so(tiny_synth, tmp_path, loader
     with pytest.warns(UserWarning, match=f"cannot replay the data exactly: .*{why}"):
         last = fit(tiny_config(tiny_synth, tmp_path / "run", epochs=2), resume=True)
     assert last["epoch"] == 2 and last["samples"] == 37
+
+
+@pytest.mark.parametrize("max_steps, steps, rebuilds", [(None, 3, 0), (3, 3, 0), (2, 2, 1)])
+def test_a_larger_shard_takes_the_smallest_shards_steps_and_keeps_its_pipeline(tiny_synth, tmp_path, max_steps,
+                                                                               steps, rebuilds):
+    """Rank 1 of 2 over 37 samples holds 19: batches of 6, 6, 6, 1 where rank 0's 18 make 3. It trains on 3 and
+    reads the lone sample, so its pipeline serves the next epoch; a cap at the run's step count (3) did `break`
+    there and rebuilt the pipeline every epoch, changing that rank's data."""
+    from pipelines import make_loader
+    from train import distributed
+
+    cfg = tiny_config(tiny_synth, tmp_path / "run", batch_size=6, max_steps_per_epoch=max_steps)
+    env = distributed.DistEnv(rank=1, world_size=2, local_rank=0, device=torch.device("cpu"))
+    model = cfg.build_model(3)
+    loader = make_loader(cfg.data, train=True, batch_size=6, crop=cfg.crop, seed=cfg.seed, shard_id=1, num_shards=2,
+                         num_threads=1, checkpointing=True)
+    with loader:
+        metrics = trainer._run_epoch(cfg, env, model, trainer.build_optimizer(model, cfg), 0, False, loader)
+        assert metrics["rank_samples"] == 6 * steps  # all-reduced over this one process only
+        assert loader.state_dict()["rebuilds"] == rebuilds
