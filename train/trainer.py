@@ -46,7 +46,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pipelines import InputProfiler, make_loader
-from pipelines.files import class_names, num_classes
+from pipelines.files import class_names, dataset_labels, num_classes
 from pipelines.own_files import open_own, sole_writer
 from train import distributed
 from train.checkpoint import (
@@ -127,6 +127,9 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     if cfg.val is not None:  # and validation settings it would refuse only after the first epoch
         check_evaluation(cfg, cfg.val.data, model_classes=classes, model_class_names=names, boxes=cfg.val.boxes,
                          split=cfg.val.split, resize=cfg.val.resize)
+        if (count := len(dataset_labels(cfg.val.data))) < env.world_size:  # every rank validates a shard of it
+            raise ValueError(f"--val-data {cfg.val.data} holds {count} sample(s), fewer than the {env.world_size} "
+                             "ranks that each validate a share; give more held-out data or run fewer ranks")
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file; give a folder for the run (a new one, or an existing "

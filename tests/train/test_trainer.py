@@ -252,3 +252,19 @@ def test_a_larger_shard_takes_the_smallest_shards_steps_and_keeps_its_pipeline(t
         metrics = trainer._run_epoch(cfg, env, model, trainer.build_optimizer(model, cfg), 0, False, loader)
         assert metrics["rank_samples"] == 6 * steps  # all-reduced over this one process only
         assert loader.state_dict()["rebuilds"] == rebuilds
+
+
+def test_held_out_data_smaller_than_the_ranks_is_refused_before_training(tiny_synth, tmp_path):
+    """3 ranks and 2 validation images: each rank trained its first epoch, then failed with "num_shards=3 is more
+    than the data set's samples", naming neither --val-data nor the ranks."""
+    from train import distributed
+
+    val = tmp_path / "val"
+    for source in sorted((tiny_synth / "test").rglob("*.jpg"))[:2]:
+        (val / source.parent.name).mkdir(parents=True, exist_ok=True)
+        (val / source.parent.name / source.name).write_bytes(source.read_bytes())
+    cfg = tiny_config(tiny_synth, tmp_path / "run", val=Validation(data=str(val)))
+    env = distributed.DistEnv(rank=0, world_size=3, local_rank=0, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"--val-data .* holds 2 sample\(s\), fewer than the 3 ranks"):
+        trainer.run_training(cfg, env)
+    assert not (tmp_path / "run").exists()
