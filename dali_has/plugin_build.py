@@ -85,8 +85,11 @@ def build(rebuild: bool = False) -> BuildResult:
         key_dir.mkdir(parents=True, exist_ok=True)
         lock = open(key_dir / ".lock", "w")
     except OSError as error:
-        raise PluginBuildError(f"cannot write the plugin cache {key_dir} ({error.strerror}); set DALI_HAS_CACHE "
-                               "to a folder you can write") from None
+        if failed.exists() and not rebuild and os.environ.get(REBUILD_ENV) != "1":
+            raise PluginBuildError(failed.read_text().strip()) from None
+        held = "a library that does not match its build.json" if (key_dir / LIB_NAME).exists() else "no build"
+        raise PluginBuildError(f"the plugin cache {key_dir} holds {held} and cannot be written ({error.strerror}); "
+                               "set DALI_HAS_CACHE to a folder you can write") from None
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if rebuild or os.environ.get(REBUILD_ENV) == "1":

@@ -2,6 +2,7 @@
 passing ones (a killed compiler, a full disk, a timeout) are not; the cache key covers sources and toolchain."""
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 from dataclasses import replace
@@ -160,6 +161,28 @@ def test_an_intact_cache_is_used_without_writing_to_it_and_an_unwritable_one_is_
     assert plugin_build.build() == built and compiler.calls == len(plugin_build.CPU_SOURCES) + 1
     assert not (plugin_build.cache_dir() / ".lock").exists()  # a read-only cache serves: nothing is written
     monkeypatch.setenv("DALI_HAS_CACHE", "/proc/dali_has")  # no one can create a folder there, root neither
-    with pytest.raises(plugin_build.PluginBuildError, match="cannot write the plugin cache /proc/dali_has.*"
-                                                           "set DALI_HAS_CACHE to a folder you can write"):
+    with pytest.raises(plugin_build.PluginBuildError, match="the plugin cache /proc/dali_has/.* holds no build and "
+                                                           "cannot be written.*set DALI_HAS_CACHE to a folder"):
         plugin_build.build()
+
+
+def test_a_read_only_cache_says_what_it_holds(fake_build, monkeypatch):
+    """A damaged library or a remembered failure in a cache that cannot be written was reported only as "cannot
+    write the plugin cache"."""
+    def read_only(path, mode="r", *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    fake_build(FakeCompiler(None))
+    plugin_build.build().path.write_bytes(b"bui")  # damaged
+    with monkeypatch.context() as patch:
+        patch.setattr(plugin_build, "open", read_only, raising=False)  # the lock file cannot be made
+        with pytest.raises(plugin_build.PluginBuildError, match="holds a library that does not match its "
+                                                               "build.json and cannot be written"):
+            plugin_build.build()
+    fake_build(FakeCompiler("x.cc:1: error: expected ';'"))
+    with pytest.raises(plugin_build.PluginBuildError, match="compiling the CPU operators failed"):
+        plugin_build.build()
+    with monkeypatch.context() as patch:
+        patch.setattr(plugin_build, "open", read_only, raising=False)
+        with pytest.raises(plugin_build.PluginBuildError, match="compiling the CPU operators failed"):
+            plugin_build.build()
