@@ -421,5 +421,11 @@ def test_a_run_folder_eval_cannot_write_in_is_refused_before_the_evaluation(trai
     argv = ["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
             "--checkpoint", str(trained_run)]
     assert main(argv) == 2
-    assert "cannot write cams.png in the run folder" in capsys.readouterr().err
+    assert f"cannot write {trained_run / 'cams.png'} (a folder there, or a read-only run" in capsys.readouterr().err
     assert main([*argv, "--examples", "0"]) == 0  # no picture asked for: nothing to write there
+    monkeypatch.undo()
+    (trained_run / "cams.png").mkdir()  # said "give a file path" after the evaluation, for a path no one gave
+    try:
+        assert main(argv) == 2 and "cannot write" in capsys.readouterr().err
+    finally:
+        (trained_run / "cams.png").rmdir()

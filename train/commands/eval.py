@@ -44,8 +44,9 @@ def run(args) -> int:
             raise ValueError(f"{option} {value} would overwrite a file of the run it evaluates; write it elsewhere")
     if args.examples:  # a picture too large, or one it cannot write, would be refused only after the evaluation
         check_comparison_size(args.examples, len(labels), max(load_run_config(r).crop for r in args.checkpoint))
-        if not args.png and not can_write_in(Path(args.checkpoint[0])):
-            raise ValueError(f"cannot write cams.png in the run folder {args.checkpoint[0]} (read-only?); give "
+        default_png = Path(args.checkpoint[0]) / "cams.png"
+        if not args.png and (default_png.is_dir() or not can_write_in(default_png.parent)):
+            raise ValueError(f"cannot write {default_png} (a folder there, or a read-only run folder); give "
                              "--png FILE elsewhere, or --examples 0 for no picture")
     results = {}
     for label, run_dir in zip(labels, args.checkpoint):
@@ -58,7 +59,7 @@ def run(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
     if args.examples:
-        png = args.png or str(Path(args.checkpoint[0]) / "cams.png")
+        png = args.png or str(default_png)
         print(f"CAM overlays: {cam_comparison({n: r.examples for n, r in results.items()}, png)}")
     return 0
 
