@@ -1,12 +1,13 @@
-"""`dali-has` command line: one subcommand per module in `train.commands`."""
+"""`dali-has` command line: one subcommand per module in `train.commands`.
+
+Importing this module imports nothing heavy: the commands (and torch and DALI with them) are imported inside
+`main`, where a Ctrl-C in the seconds those imports take is one line like any other (it was a traceback)."""
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
 from pathlib import Path
-
-from train.commands.arguments import output_among_inputs
 
 # Each module defines `register(subparsers)`, adding one subparser whose `func(args) -> int` runs it.
 COMMANDS = (
@@ -40,8 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a user error (bad option value, bad or missing file) is one line on stderr and exit 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        from train.commands.arguments import output_among_inputs
+
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # while importing torch and DALI: nothing has started
+        print("dali-has: interrupted", file=sys.stderr)
+        return 130
     command = _subparsers(parser).choices[args.command]
     problem = output_among_inputs(command, args)
     if problem:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,6 +128,23 @@ def test_ctrl_c_is_one_line_saying_what_next_not_a_traceback(monkeypatch, capsys
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert err.startswith(f"dali-has {command}: interrupted") and said in err and "Traceback" not in err
+
+
+def test_ctrl_c_while_the_command_imports_is_one_line_too(monkeypatch, capsys):
+    """The console script imports train.cli before main runs: it imported torch and DALI (2 s), and a Ctrl-C then
+    was a traceback. Now they are imported inside main."""
+    found = subprocess.run([sys.executable, "-c", "import sys, train.cli; print(sorted({'torch', 'pipelines', "
+                            "'nvidia.dali'} & set(sys.modules)))"], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parents[2])
+    assert found.stdout.strip() == "[]"
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("train.cli.build_parser", interrupted)  # a Ctrl-C while the commands import
+    assert main(["train", "--data", "d"]) == 130
+    err = capsys.readouterr().err
+    assert err == "dali-has: interrupted\n"
 
 
 @pytest.mark.parametrize("option, value, named", [("--columns", "0", "--columns=0"), ("--count", "0", "--count=0"),
