@@ -561,7 +561,8 @@ def _torchvision_batches(s: BenchSettings, data: str, workers: int, has: bool, p
              transforms.Normalize([m / 255 for m in IMAGENET_MEAN], [d / 255 for d in IMAGENET_STD])]
     if has:
         steps.append(HideAndSeek())
-    dataset = datasets.ImageFolder(data, transform=transforms.Compose(steps))
+    # allow_empty: an empty class folder keeps its label, as DALI's reader and `dali-has train` keep it.
+    dataset = datasets.ImageFolder(data, transform=transforms.Compose(steps), allow_empty=True)
     generator = torch.Generator().manual_seed(SEED)
     gpu = s.device == "gpu"
     while True:  # the workers of a finished turn idle until this generator resumes, then exit

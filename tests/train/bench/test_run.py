@@ -164,6 +164,14 @@ def test_torchvision_baseline_gets_a_fresh_dataloader_each_turn(tmp_path, monkey
     assert made == [3 * 2] * 3  # batches 1-3, 4-6, then 7 from a third loader
 
 
+def test_the_torchvision_baseline_reads_a_folder_with_an_empty_class(tmp_path):
+    """`train` and `prepare` take it (the class keeps its label); the bench failed in torchvision's ImageFolder."""
+    data = bench_jpegs(CLASSES, tmp_path)
+    (data / "zz_empty").mkdir()
+    settings = BenchSettings(data=str(data), batch_size=2, crop=32)
+    assert next(_torchvision_batches(settings, settings.data, workers=0, has=True, per_turn=1)) == 2
+
+
 def test_has_overhead_is_the_lost_share_of_the_pipeline_rate():
     assert overhead_pct(400.0, 300.0) == 25.0
     assert overhead_pct(400.0, 440.0) == -10.0
