@@ -45,11 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         from train.commands.arguments import output_among_inputs
 
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
     except KeyboardInterrupt:  # while importing torch and DALI: nothing has started
         print("dali-has: interrupted", file=sys.stderr)
         return 130
     command = _subparsers(parser).choices[args.command]
+    if unknown:  # the command's usage, not the top-level one's (parse_args leaves them to the top level)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     problem = output_among_inputs(command, args)
     if problem:
         command.error(problem)  # exit 2 before any work, as for other bad option values

@@ -257,3 +257,12 @@ def test_gpu_without_cuda_and_a_stray_rank_are_one_line(tiny_synth, tmp_path, ca
     assert main(train) == 2
     assert "WORLD_SIZE=2 but not RANK, MASTER_ADDR, MASTER_PORT; start the ranks with torchrun" in (
         capsys.readouterr().err)
+
+
+def test_an_unknown_option_is_refused_with_the_commands_usage(capsys):
+    """It was refused with the top-level usage (`dali-has [-h] COMMAND ...`), which lists no option of train."""
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--data", "d", "--out", "o", "--bogus"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "dali-has train: error: unrecognized arguments: --bogus" in err
+    assert "--model-opt" in err  # train's usage
