@@ -65,12 +65,14 @@ def run_action_demo(settings: ActionDemoSettings, *, progress: bool = True) -> d
 
 
 def map_table(results: dict[str, list[dict]], settings: ActionDemoSettings) -> str:
-    """Mean ± std over seeds, in percent: one row per variant, one column per IoU threshold, then top-1."""
+    """Mean ± sample std over seeds (as the demo's; the mean alone for one seed), in percent: one row per variant,
+    one column per IoU threshold, then top-1."""
     thresholds = list(next(iter(results.values()))[0]["mAP"])
     rows = []
     for name, runs in results.items():
         cells = [np.array([r["mAP"][t] for r in runs]) for t in thresholds] + [np.array([r["top1"] for r in runs])]
-        rows.append([name, *(f"{100 * c.mean():.1f} ±{100 * c.std():>4.1f}" for c in cells)])
+        rows.append([name, *(f"{100 * c.mean():.1f} ±{100 * c.std(ddof=1):>4.1f}" if len(c) > 1 else
+                             f"{100 * c.mean():.1f}" for c in cells)])
     title = (f"seeds {' '.join(map(str, settings.seeds))}, F_total={settings.train.frames}, "
              f"temporal HaS segment={settings.segment}, p_hide={settings.p_hide}, {settings.train.epochs} epochs; "
              f"on {settings.data}")

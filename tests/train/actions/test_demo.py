@@ -1,0 +1,20 @@
+"""The action demo's table: mean ± sample standard deviation over seeds, as the image demo reports."""
+import statistics
+
+from train.actions.demo import ActionDemoSettings, map_table
+
+
+def _runs(values: list[float]) -> list[dict]:
+    return [{"mAP": {0.1: v, 0.5: v / 2}, "top1": 1.0} for v in values]
+
+
+def test_the_spread_is_the_sample_standard_deviation():
+    """It was numpy's population std (ddof 0) while the image demo's table used the sample std."""
+    table = map_table({"baseline": _runs([0.90, 0.95, 0.97])}, ActionDemoSettings(data="d"))
+    spread = 100 * statistics.stdev([0.90, 0.95, 0.97])
+    assert f"{100 * statistics.mean([0.90, 0.95, 0.97]):.1f} ±{spread:>4.1f}" in table  # 94.0 ± 3.6, not ± 2.9
+
+
+def test_one_seed_gives_the_mean_alone():
+    table = map_table({"baseline": _runs([0.9])}, ActionDemoSettings(data="d", seeds=(0,)))
+    assert "90.0" in table and "±" not in table and "nan" not in table
