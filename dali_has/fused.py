@@ -8,7 +8,9 @@ operators are `fn.dali_has.hide_and_seek` and `fn.dali_has.resize_mirror_normali
 The CUDA kernels are usable when they were built *and* this machine's NVIDIA driver can run them: the plugin links
 the CUDA runtime of the nvcc that built it statically, which needs a driver for that CUDA major version (CUDA 13:
 driver 580 or newer). An older driver would accept the library and fail at the kernel's first launch, so the
-driver is checked here, once, and GPU pipelines fall back to the composition with a warning that says why.
+driver is checked here, once, and GPU pipelines fall back to the composition with a warning that says why. So are
+the visible GPUs' architectures: nvcc builds kernels for its oldest supported architecture and newer only (CUDA 13:
+Turing, sm_75), and an older card (a V100) would fail at the first launch with "no kernel image".
 """
 from __future__ import annotations
 
@@ -88,6 +90,42 @@ def driver_problem(kernel_cuda_version: int | None, driver_version: int | None) 
     return None
 
 
+def device_capabilities() -> list[int] | None:
+    """Compute capability of each GPU CUDA sees (major * 10 + minor: 90 = 9.0), None when the driver cannot say.
+    Initializes the driver (cuInit), so it is asked only where a driver is installed."""
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    count = ctypes.c_int(0)
+    if libcuda.cuInit(0) != 0 or libcuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return None
+    found = []
+    for ordinal in range(count.value):
+        device, major, minor = ctypes.c_int(0), ctypes.c_int(0), ctypes.c_int(0)
+        if (libcuda.cuDeviceGet(ctypes.byref(device), ordinal) != 0
+                or libcuda.cuDeviceGetAttribute(ctypes.byref(major), _CC_MAJOR, device) != 0
+                or libcuda.cuDeviceGetAttribute(ctypes.byref(minor), _CC_MINOR, device) != 0):
+            return None
+        found.append(major.value * 10 + minor.value)
+    return found
+
+
+_CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR
+
+
+def architecture_problem(oldest_arch: int | None, capabilities: list[int] | None) -> str | None:
+    """Why the kernel, built for `oldest_arch` and newer, cannot run on every GPU in `capabilities` (None where
+    either is unknown: nothing to check)."""
+    too_old = [(ordinal, cc) for ordinal, cc in enumerate(capabilities or ()) if oldest_arch and cc < oldest_arch]
+    if not too_old:
+        return None
+    ordinal, cc = too_old[0]
+    return (f"GPU {ordinal} has compute capability {cc // 10}.{cc % 10}, older than the {oldest_arch // 10}."
+            f"{oldest_arch % 10} the GPU kernel was built for (nvcc's oldest): build the plugin with an nvcc that "
+            "still supports it (CUDA 12 for Volta and Pascal; set CUDA_HOME, then `dali-has build-plugin --rebuild`)")
+
+
 def _dotted(version: int) -> str:
     return f"{version // 1000}.{version % 1000 // 10}"
 
@@ -105,5 +143,6 @@ def _load_once() -> dict:
         return {"ok": False, "reason": reason, "gpu": False, "gpu_reason": reason}
     gpu_reason = built.gpu_reason
     if built.gpu:
-        gpu_reason = driver_problem(built.cuda_version, driver_cuda_version())
+        gpu_reason = (driver_problem(built.cuda_version, driver_cuda_version())
+                      or architecture_problem(built.oldest_arch, device_capabilities()))
     return {"ok": True, "reason": None, "gpu": gpu_reason is None, "gpu_reason": gpu_reason}

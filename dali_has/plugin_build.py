@@ -18,7 +18,8 @@ out of memory, a full disk, a timeout) leaves no marker: the next use tries agai
 The CPU operators are always built. The GPU operators and their CUDA kernels are added when nvcc is found and
 compiles them (all or none); otherwise the library is CPU-only and `BuildResult.gpu_reason` says why. The CUDA
 runtime is linked statically, so the kernels run on any driver new enough for nvcc's CUDA version
-(`BuildResult.cuda_version`; `fused` checks it at load).
+(`BuildResult.cuda_version`; `fused` checks it at load) and on GPUs of the architectures nvcc builds for
+(`BuildResult.oldest_arch` and newer; `fused` checks the visible GPUs).
 """
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ class BuildResult:
     gpu: bool                # the CUDA kernel is in the library
     gpu_reason: str | None   # why not, when it is not
     cuda_version: int | None  # CUDA version of the kernel's runtime, as the driver API writes it (13000 = 13.0)
+    oldest_arch: int | None = None  # the oldest GPU architecture the kernel was built for (75 = sm_75), when built
 
 
 REBUILD_ENV = "DALI_HAS_REBUILD"  # "1": retry a build that failed before
@@ -115,7 +117,7 @@ def _intact_build(key_dir: Path) -> BuildResult | None:
         info = json.loads((key_dir / "build.json").read_text())
         if lib.stat().st_size != info["size"] or _sha256(lib) != info["sha256"]:
             return None
-        return BuildResult(lib, info["gpu"], info["gpu_reason"], info["cuda_version"])
+        return BuildResult(lib, info["gpu"], info["gpu_reason"], info["cuda_version"], info["oldest_arch"])
     except (OSError, ValueError, TypeError, KeyError):  # missing, unreadable, not JSON, of an older version
         return None
 
@@ -194,6 +196,13 @@ def cuda_version_of(nvcc_version: str) -> int | None:
     return int(match[1]) * 1000 + int(match[2]) * 10 if match else None
 
 
+def oldest_arch_of(listed: str) -> int | None:
+    """The oldest architecture in `nvcc --list-gpu-arch`'s output (compute_75 ... : 75); `-arch=all-major` builds
+    SASS for it (CUDA 13 builds no Volta or Pascal kernel, though its driver still runs those cards)."""
+    found = [int(arch) for arch in re.findall(r"compute_(\d+)", listed)]
+    return min(found) if found else None
+
+
 def _version(tool: str) -> str:
     try:
         return subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=60).stdout
@@ -255,6 +264,8 @@ def _build_into(key_dir: Path, tools: _Toolchain) -> None:
 
         info = {"gpu": gpu_reason is None, "gpu_reason": gpu_reason,
                 "cuda_version": cuda_version_of(_version(tools.nvcc)) if gpu_reason is None else None,
+                "oldest_arch": oldest_arch_of(_run([tools.nvcc, "--list-gpu-arch"])[1]) if gpu_reason is None
+                else None,
                 "size": (tmp / LIB_NAME).stat().st_size, "sha256": _sha256(tmp / LIB_NAME)}
         (tmp / "build.json").write_text(json.dumps(info))
         os.replace(tmp / "build.json", key_dir / "build.json")

@@ -154,13 +154,33 @@ def test_driver_problem_names_both_versions(kernel, driver, problem):
     assert found is None if problem is None else problem in found
 
 
-def test_gpu_kernel_is_used_only_when_the_driver_can_run_it(plugin, monkeypatch):
+@pytest.mark.parametrize("oldest, capabilities, problem", [
+    (75, [70, 90], "GPU 0 has compute capability 7.0, older than the 7.5 the GPU kernel was built for"),
+    (75, [90, 61], "GPU 1 has compute capability 6.1"),
+    (75, [75, 90], None), (75, [], None), (75, None, None), (None, [70], None),
+])
+def test_architecture_problem_names_the_gpu_and_both_architectures(oldest, capabilities, problem):
+    found = fused.architecture_problem(oldest, capabilities)
+    assert found is None if problem is None else problem in found
+
+
+def test_the_oldest_architecture_is_read_from_nvccs_list():
+    assert plugin_build.oldest_arch_of("compute_75\ncompute_80\ncompute_86\ncompute_120\n") == 75
+    assert plugin_build.oldest_arch_of("nvcc fatal: unknown option") is None
+
+
+def test_gpu_kernel_is_used_only_when_the_driver_and_the_gpus_can_run_it(plugin, monkeypatch):
+    """A card older than nvcc's oldest architecture (a V100 under CUDA 13) passed the driver check and would have
+    failed at the kernel's first launch ("no kernel image") instead of falling back."""
     built = plugin_build.build()
     if not built.gpu:
         pytest.skip(f"plugin built without its CUDA kernel: {built.gpu_reason}")
-    assert built.cuda_version is not None and built.cuda_version >= 1000
-    for driver, usable in ((None, False), (built.cuda_version - 1000, False), (built.cuda_version, True)):
+    assert built.cuda_version is not None and built.cuda_version >= 1000 and built.oldest_arch >= 50
+    for driver, gpus, usable in ((None, None, False), (built.cuda_version - 1000, None, False),
+                                 (built.cuda_version, None, True), (built.cuda_version, [built.oldest_arch], True),
+                                 (built.cuda_version, [built.oldest_arch - 5], False)):
         monkeypatch.setattr(fused, "driver_cuda_version", lambda driver=driver: driver)
+        monkeypatch.setattr(fused, "device_capabilities", lambda gpus=gpus: gpus)
         monkeypatch.setattr(fused, "_state", {})
         assert fused.load()  # the CPU kernel is usable whatever the driver
         assert fused.gpu_available() is usable
