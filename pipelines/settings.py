@@ -49,7 +49,7 @@ CROP_RATIO = 0.875  # evaluation: resize the shorter side to crop / 0.875 (256 f
 # no longer valid". Published large-batch training uses a few thousand images per device; DALI allocates
 # per-sample state for the whole batch when it builds a pipeline, so batch_size=10**9 dies in std::bad_alloc.
 MAX_CROP = 8192
-MAX_BATCH_SIZE = 65536
+MAX_BATCH_SIZE = 65535  # and the plugin's GPU operators launch a row of blocks per sample, at most 65535 rows
 # DALI's CPU threads per pipeline: far more than any machine's cores (100,000 aborted DALI, exit 134, no message).
 MAX_THREADS = 1024
 # PipelineOptions.operator_concurrency -> DALI's policy.

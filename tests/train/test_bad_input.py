@@ -34,7 +34,8 @@ TRAIN = ["train", "--data", "d", "--out", "o"]
     (["--has-p-hide", "nan"], "p_hide=nan"),
     (["--seed", str(2**64)], f"seed={2**64}"),
     (["--crop", "100000"], "crop=100000 must be a whole number >= 1 and <= 8192"),
-    (["--batch-size", str(10**9)], f"batch_size={10**9} must be a whole number >= 1 and <= 65536"),
+    (["--batch-size", str(10**9)], f"batch_size={10**9} must be a whole number >= 1 and <= 65535"),
+    (["--batch-size", "65536"], "batch_size=65536"),  # accepted, and refused by the GPU operators at their first run
     (["--num-threads", "100000"], "num_threads=100000 must be a whole number >= 1 and <= 1024"),  # DALI aborted
 ])
 def test_train_refuses_numbers_that_cannot_be_right(capsys, extra, named):
