@@ -6,7 +6,8 @@ errors a user with a GPU would otherwise meet first. Running them is what the `g
 import pytest
 from nvidia.dali import fn, pipeline_def, types
 
-from dali_has import fused, hide_and_seek, hide_and_seek_temporal
+from dali_has import HaSConfig, fused, hide_and_seek, hide_and_seek_temporal, resize_mirror_normalize_hide
+from tests.graph_placement import assert_placed
 
 DTYPES = [types.UINT8, types.FLOAT16, types.FLOAT]
 
@@ -17,7 +18,9 @@ def define(graph, ndim, layout, dtype):
         data = fn.external_source(name="data", dtype=dtype, ndim=ndim, layout=layout)
         return graph(data.gpu())
 
-    return pipe()
+    defined = pipe()
+    assert_placed(defined)
+    return defined
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -46,3 +49,17 @@ def test_fused_on_gpu_data_where_only_the_kernel_is_unusable_says_so():
                                                  ("FCHW", 4, 2.5)])
 def test_temporal_hide_and_seek_on_gpu_data(dtype, layout, ndim, fill):
     define(lambda x: hide_and_seek_temporal(x, segment=3, fill=fill), ndim, layout, dtype)
+
+
+@pytest.mark.parametrize("impl", ["builtin", "fused"])
+def test_resize_mirror_normalize_hide_of_a_window_on_gpu_data(impl, request):
+    """The window's anchor and shape are CPU nodes fed to a GPU operator (or to fn.slice on the built-ins)."""
+    if impl == "fused":
+        request.getfixturevalue("fused_on_gpu_definable")
+
+    def graph(images):
+        anchor, shape = fn.random_crop_generator(images.shape())
+        return resize_mirror_normalize_hide(images, size=8, window=(anchor, shape), has=HaSConfig(), impl=impl,
+                                            has_impl="composed" if impl == "builtin" else "auto")
+
+    define(graph, 3, "HWC", types.UINT8)

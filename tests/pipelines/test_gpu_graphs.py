@@ -1,7 +1,9 @@
 """Every GPU pipeline the project builds, *defined* on the CPU machine (never built, so no GPU is needed).
 
-Defining a DALI graph checks operator placement and arguments: the errors a user with a GPU would otherwise meet
-first. The `gpu`-marked tests run the same pipelines on a GPU.
+Defining a DALI graph checks the arguments (e.g. that named arguments live on the CPU): errors a user with a GPU
+would otherwise meet first. It does not check that an operator placed on the GPU has a GPU backend (a CPU-only
+operator fed GPU data is defined without error), so `assert_placed` walks each graph for that. The `gpu`-marked
+tests run the same pipelines on a GPU.
 """
 import json
 
@@ -17,6 +19,7 @@ from pipelines.dataset_mean import mean_pipeline
 from pipelines.feature_pipeline import FeatureIndex, feature_pipeline
 from pipelines.files import load_dataset
 from pipelines.video_pipeline import video_pipeline
+from tests.graph_placement import assert_placed
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +58,16 @@ def test_train_pipeline(folder, dtype, layout, has_impl, resize_impl, request):
                           TrainAugment(has=has, has_impl=has_impl or "auto", resize_impl=resize_impl))
     images = pipe._graph_out[0]  # defined, not built: the node the images come from
     assert ("ResizeMirrorNormalizeHide" in images.name) == (resize_impl == "fused") and images.device == "gpu"
+    assert_placed(pipe)
+
+
+@pytest.mark.parametrize("resize_impl", ["auto", "fused"])
+def test_train_pipeline_without_flips(folder, resize_impl, request):
+    """mirror is then the number 0, not a coin-flip node, for the fused operator and crop_mirror_normalize."""
+    if resize_impl == "fused":
+        request.getfixturevalue("fused_on_gpu_definable")
+    assert_placed(train_pipeline(GPU, image_options(folder), TrainAugment(flip_probability=0.0,
+                                                                          resize_impl=resize_impl)))
 
 
 @pytest.mark.parametrize("policy", ["backend", "full"])
@@ -65,18 +78,18 @@ def test_the_operator_concurrency_policy_reaches_the_gpu_pipelines(folder, polic
         assert pipe.concurrency.name == policy.upper()
 
 
-@pytest.mark.parametrize("train", [True, False])
-def test_pipelines_reading_webdataset_shards(folder, tmp_path, train):
+@pytest.mark.parametrize("train, has_impl", [(True, "composed"), (True, "fused"), (False, None)])
+def test_pipelines_reading_webdataset_shards(folder, tmp_path, train, has_impl, request):
     from pipelines.webdataset import ShardWriter
 
     writer = ShardWriter(tmp_path / "s.tar")
     writer.add("a/0", (folder / "a" / "0.jpg").read_bytes(), 0)
     writer.close()
     image = ImageOptions(data=str(tmp_path), crop=16)
-    if train:
-        train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), has_impl="composed"))
-    else:
-        val_pipeline(GPU, image)
+    if has_impl == "fused":
+        request.getfixturevalue("fused_on_gpu_definable")
+    assert_placed(train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), has_impl=has_impl)) if train else
+                  val_pipeline(GPU, image))
 
 
 @pytest.fixture(scope="module")
@@ -87,46 +100,50 @@ def pixels_folder(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("what", ["train", "train, fused resize", "val", "mean", "bad files"])
+@pytest.mark.parametrize("what", ["train", "train, fused HaS", "train, fused resize", "val", "mean", "bad files"])
 def test_pipelines_reading_decoded_pixels(pixels_folder, what, request):
     image = image_options(pixels_folder)
-    if what == "train":
-        train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), has_impl="composed"))
-    elif what == "train, fused resize":
+    if "fused" in what:
         request.getfixturevalue("fused_on_gpu_definable")
-        train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), resize_impl="fused"))
+    if what == "train":
+        pipe = train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), has_impl="composed"))
+    elif what == "train, fused HaS":  # with the built-in resize
+        pipe = train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), has_impl="fused", resize_impl="builtin"))
+    elif what == "train, fused resize":
+        pipe = train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), resize_impl="fused"))
     elif what == "val":
-        val_pipeline(GPU, image, ten_crop=True)
+        pipe = val_pipeline(GPU, image, ten_crop=True)
     elif what == "mean":
-        mean_pipeline(load_dataset(pixels_folder), GPU)
+        pipe = mean_pipeline(load_dataset(pixels_folder), GPU)
     else:
-        decode_pipeline(GPU, image, pixels=True)
+        pipe = decode_pipeline(GPU, image, pixels=True)
+    assert_placed(pipe)
 
 
 @pytest.mark.parametrize("ten_crop", [False, True])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_val_pipeline(folder, ten_crop, layout):
-    val_pipeline(GPU, image_options(folder, layout=layout), ten_crop=ten_crop)
+    assert_placed(val_pipeline(GPU, image_options(folder, layout=layout), ten_crop=ten_crop))
 
 
 @pytest.mark.parametrize("train", [False, True])
 def test_feature_pipeline(feature_index, train):
-    feature_pipeline(feature_index, GPU, frames=6, train=train,
-                     has=TemporalHaSConfig(segment=2, fill=(0.5, 1.0, 2.0, 3.0)))
+    assert_placed(feature_pipeline(feature_index, GPU, frames=6, train=train,
+                                   has=TemporalHaSConfig(segment=2, fill=(0.5, 1.0, 2.0, 3.0))))
 
 
 @pytest.mark.parametrize("train", [False, True])
 def test_video_pipeline(tmp_path, train):
-    video_pipeline([str(tmp_path / "v.mjpeg")], GPU, frames=6, train=train,
-                   has=TemporalHaSConfig(segment=2, fill=(1.0, 2.5, 3.0)))
+    assert_placed(video_pipeline([str(tmp_path / "v.mjpeg")], GPU, frames=6, train=train,
+                                 has=TemporalHaSConfig(segment=2, fill=(1.0, 2.5, 3.0))))
 
 
 def test_dataset_mean_pipeline(folder):
-    mean_pipeline(load_dataset(folder), GPU)
+    assert_placed(mean_pipeline(load_dataset(folder), GPU))
 
 
 def test_bad_file_locator_decodes_with_the_gpu_decoder(folder):
-    decode_pipeline(GPU, image_options(folder))
+    assert_placed(decode_pipeline(GPU, image_options(folder)))
 
 
 def test_every_gpu_pipeline_uses_the_current_cuda_device_of_its_rank(folder, feature_index, tmp_path, monkeypatch):
