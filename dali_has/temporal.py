@@ -53,11 +53,17 @@ def draw_frame_mask(sequences, cfg: TemporalHaSConfig):
 def apply_frame_mask(sequences, frame_mask, cfg: TemporalHaSConfig):
     """Give every value of the frames where `frame_mask` (uint8 [F], 1 = hidden) is set `cfg.fill`."""
     shape = sequences.shape(dtype=types.INT32)
+    layout = sequences.property("layout")
+    # The frame axis must lead (F or T; data without a layout is taken as frames first): with CFHW or HWC the
+    # mask hid channels or rows, silently. Another layout makes the frame count 0 in the reshape below, which
+    # fails the batch ("Input and output samples must occupy the same size in bytes", from this reshape).
+    leading = fn.cat(layout, types.Constant(np.array([ord("F")], dtype=np.uint8), device="cpu"))[0:1]
+    frames_first = fn.cast((leading == ord("F")) | (leading == ord("T")), dtype=types.INT32)
     # [F, 1, ..., 1]: as many axes as the sequence, so the mask broadcasts over everything but frames.
-    mask = fn.reshape(frame_mask, shape=fn.cat(shape[0:1], shape[1:] * 0 + 1))
+    mask = fn.reshape(frame_mask, shape=fn.cat(shape[0:1] * frames_first, shape[1:] * 0 + 1))
     # float64 on the CPU: exact for every dtype that video and feature sequences come in (float32 would round
     # float64 and large int32 values).
-    return blend(sequences, mask, cfg.fill, sequences.property("layout"), compute_dtype=types.FLOAT64)
+    return blend(sequences, mask, cfg.fill, layout, compute_dtype=types.FLOAT64)
 
 
 def _int32(values) -> types.Constant:

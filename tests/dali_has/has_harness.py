@@ -29,7 +29,7 @@ def run_graph(graph, batch, *, layout, device="cpu", seed=1, iterations=1):
     out = []
     for _ in range(iterations):
         (result,) = p.run()
-        assert result.layout() == layout
+        assert result.layout() == (layout or "")
         out.append([np.array(t) for t in (result.as_cpu() if device == "gpu" else result)])
     return out
 

@@ -126,6 +126,20 @@ def test_vector_fill_needs_a_channel_axis():
         run_temporal(sequences, layout="FX", segment=2, p_hide=1.0, fill=(1.0, 2.0, 3.0))
 
 
+@pytest.mark.parametrize("layout, shape", [("CFHW", (3, 8, 4, 4)), ("CF", (5, 8)), ("HWC", (8, 4, 3))])
+def test_a_layout_whose_first_axis_is_not_frames_fails_rather_than_hiding_channels(layout, shape):
+    """[C, T, H, W] video (PyTorch's order) had whole channels hidden, HWC images rows, silently."""
+    sequences = random_sequences(np.random.default_rng(6), [shape], np.float32)
+    with pytest.raises(RuntimeError, match="same size in bytes"):
+        run_temporal(sequences, layout=layout, segment=2, p_hide=1.0, fill=0.0)
+
+
+def test_sequences_without_a_layout_are_taken_as_frames_first():
+    sequences = random_sequences(np.random.default_rng(7), [(6, 3)], np.float32)
+    (batch,) = run_temporal(sequences, layout=None, segment=2, p_hide=1.0, fill=-1.0)
+    assert (batch[0] == -1).all()
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(segment=0), "segment=0"), (dict(segment=2.5), "segment=2.5"), (dict(segment=True), "segment=True"),
     (dict(segment=2**30), "<= 65536"),  # the composition's mask grows with it: 2**30 took 22 GB
