@@ -52,8 +52,9 @@ class FeatureIndex:
         """Read and check an index file; feature paths are taken relative to its folder.
 
         Every feature file's header is read (not its data): it must hold a [T, D] array DALI's numpy decoder
-        reads (C order, little-endian, a bool, integer or float dtype), T must be the video's `frames` and D the
-        same for every video. Anything else raises a ValueError naming the index entry and the file.
+        reads (C order, little-endian, a bool, integer or float dtype) in a file of exactly that size, T must be
+        the video's `frames`, and D and the dtype the same for every video (DALI's decoder stops on a batch
+        mixing dtypes). Anything else raises a ValueError naming the index entry and the file.
         """
         try:
             with open(path, encoding="utf-8") as f:
@@ -69,14 +70,18 @@ class FeatureIndex:
         if not isinstance(raw["videos"], list) or not raw["videos"]:
             raise ValueError(f"{path}: 'videos' must be a non-empty list of videos")
         base = os.path.dirname(os.path.abspath(path))
-        videos, dims = [], []
+        videos, dims, dtypes = [], [], []
         for i, entry in enumerate(raw["videos"]):
-            video, dim = _video(entry, len(classes), base, f"{path}: videos[{i}]")
+            video, dim, dtype = _video(entry, len(classes), base, f"{path}: videos[{i}]")
             if dims and dim != dims[0]:
                 raise ValueError(f"{path}: videos[{i}]: {video.features} has {dim} features per step, the first "
                                  f"video {dims[0]}; every video of an index needs the same")
+            if dtypes and dtype != dtypes[0]:
+                raise ValueError(f"{path}: videos[{i}]: {video.features} holds {dtype} features, the first video "
+                                 f"{dtypes[0]}; save every video's features with one dtype (e.g. float32)")
             videos.append(video)
             dims.append(dim)
+            dtypes.append(dtype)
         return cls(os.path.abspath(path), tuple(classes), tuple(videos), dims[0])
 
     @property
@@ -138,8 +143,8 @@ def mean_feature(index: FeatureIndex) -> np.ndarray:
     return total / count
 
 
-def _video(entry, num_classes: int, base: str, where: str) -> tuple[Video, int]:
-    """One index entry, checked, and the D of its feature file."""
+def _video(entry, num_classes: int, base: str, where: str) -> tuple[Video, int, np.dtype]:
+    """One index entry, checked, and the D and dtype of its feature file."""
     if not isinstance(entry, dict) or set(entry) != {"features", "label", "frames", "segments"}:
         raise ValueError(f"{where} must have exactly the keys 'features', 'label', 'frames', 'segments'")
     label, frames, segments = entry["label"], entry["frames"], entry["segments"]
@@ -158,11 +163,11 @@ def _video(entry, num_classes: int, base: str, where: str) -> tuple[Video, int]:
     if any(not 0 <= s < e <= frames for s, e in pairs):
         raise ValueError(f"{where}: segments {segments} must satisfy 0 <= start < end <= frames={frames}")
     features = os.path.join(base, entry["features"])
-    steps, dim = _feature_shape(features, where)
+    steps, dim, dtype = _feature_shape(features, where)
     if steps != frames:
         raise ValueError(f"{where}: frames={frames}, but {features} holds {steps} feature steps; frames is the "
                          "number of rows of the feature array (the segments are in those rows)")
-    return Video(features, label, frames, tuple(pairs)), dim
+    return Video(features, label, frames, tuple(pairs)), dim, dtype
 
 
 # What DALI's numpy decoder reads (and the model takes once cast to float32).
@@ -170,9 +175,9 @@ FEATURE_DTYPES = tuple(np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int
                                              np.uint32, np.uint64, np.float16, np.float32, np.float64))
 
 
-def _feature_shape(path: str, where: str) -> tuple[int, int]:
-    """(T, D) of a feature file, from its header; a file DALI's numpy decoder would refuse or misread raises a
-    ValueError naming it and saying how to write it instead."""
+def _feature_shape(path: str, where: str) -> tuple[int, int, np.dtype]:
+    """(T, D, dtype) of a feature file, from its header; a file DALI's numpy decoder would refuse or misread
+    raises a ValueError naming it and saying how to write it instead."""
     check_name(path, where)
     try:
         with open(path, "rb") as f:
@@ -182,6 +187,7 @@ def _feature_shape(path: str, where: str) -> tuple[int, int]:
             if read_header is None:
                 raise ValueError(f".npy format version {version}")
             shape, fortran_order, dtype = read_header(f)
+            data_bytes = os.fstat(f.fileno()).st_size - f.tell()
     except OSError as error:
         raise ValueError(f"{where}: {path}: {error.strerror or error}") from None
     except ValueError as error:
@@ -194,5 +200,10 @@ def _feature_shape(path: str, where: str) -> tuple[int, int]:
     if fortran_order:
         raise ValueError(f"{where}: {path} is stored in Fortran order (np.save of a transposed array), which "
                          "DALI's decoder cannot read; save np.ascontiguousarray(features) instead")
-    return shape[0], shape[1]
+    expected = shape[0] * shape[1] * dtype.itemsize
+    if data_bytes != expected:  # cut short, or bytes after the array: DALI's decoder failed mid-epoch, unnamed
+        raise ValueError(f"{where}: {path} holds {data_bytes} bytes of data where its header ({shape}, "
+                         f"{dtype.str}) says {expected}: the file is cut short or has bytes after the array; "
+                         "write it again with np.save")
+    return shape[0], shape[1], dtype
 

@@ -131,6 +131,24 @@ def test_feature_files_dalis_decoder_would_misread_are_named_when_the_index_load
         FeatureIndex.load(write_raw_index(tmp_path, [video()]))
 
 
+@pytest.mark.parametrize("damage, said", [(lambda data: data[:-4], "cut short"),
+                                          (lambda data: data + bytes(8), "bytes after the array")])
+def test_a_feature_file_of_another_size_than_its_header_says_is_named_when_the_index_loads(tmp_path, damage, said):
+    """Both failed in DALI's decoder mid-epoch, naming no file (np.load reads the second without a word)."""
+    np.save(tmp_path / "v0.npy", np.zeros((2, 3), np.float32))
+    (tmp_path / "v0.npy").write_bytes(damage((tmp_path / "v0.npy").read_bytes()))
+    with pytest.raises(ValueError, match=f"videos\\[0\\]: .*v0.npy holds .* bytes of data where its header .*{said}"):
+        FeatureIndex.load(write_raw_index(tmp_path, [video()]))
+
+
+def test_feature_files_of_different_dtypes_are_named_when_the_index_loads(tmp_path):
+    """DALI's numpy decoder stopped on the first batch mixing float16 and float32 files."""
+    np.save(tmp_path / "v0.npy", np.zeros((2, 3), np.float32))
+    np.save(tmp_path / "v1.npy", np.zeros((2, 3), np.float16))
+    with pytest.raises(ValueError, match=r"videos\[1\]: .*v1.npy holds float16 features, the first video float32"):
+        FeatureIndex.load(write_raw_index(tmp_path, [video(), video(features="v1.npy")]))
+
+
 @pytest.mark.parametrize("change, said", [
     ({"classes": "ab"}, "'classes' must be a list"),  # a string became one class per letter
     ({"classes": ["a", "a"]}, "different, non-empty class names"),
