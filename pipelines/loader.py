@@ -166,10 +166,14 @@ class EpochLoader:
             self._open(state["pipeline"])
             if state["pipeline"] is not None:
                 self._check_restored_position()
-        except ValueError:
+        except (ValueError, KeyError, TypeError) as error:  # KeyError, TypeError: DALI's record read as it said
+            self._close_pipeline()
             self._rebuilds = now["rebuilds"]
             self._open(now["pipeline"])
-            raise
+            if type(error) is ValueError:  # ours, saying what is wrong
+                raise
+            raise ValueError(f"the loader state's DALI checkpoint is damaged ({type(error).__name__}: {error}); "
+                             "resume from an intact state") from error
 
     def _check_restored_position(self) -> None:
         """A state is taken between epochs: DALI's iterator, restored from its checkpoint, must stand at the start

@@ -249,6 +249,12 @@ def test_a_state_whose_checkpoint_is_not_at_an_epoch_start_is_refused(dataset):
         with pytest.raises(ValueError, match="does not stand at the start of an epoch.*damaged or edited"):
             resumed.load_state_dict({**state, "pipeline": state["pipeline"].replace(*edit)})
         assert len(epoch(resumed)[1]) == len(resumed)  # left as it was
+    for damage, said in (((b'"_counter"', b'"_counteX"'), "damaged \\(KeyError"),  # left the loader closed
+                         ((b'"_size"', b'"\xffsize"'), "damaged \\(UnicodeDecodeError")):  # said nothing of the state
+        resumed = make()
+        with pytest.raises(ValueError, match=f"the loader state's DALI checkpoint is {said}"):
+            resumed.load_state_dict({**state, "pipeline": state["pipeline"].replace(*damage)})
+        assert len(epoch(resumed)[1]) == len(resumed)  # left as it was
     resumed = make()
     resumed.load_state_dict(state)
     assert torch.equal(_by_label(*epoch(original)), _by_label(*epoch(resumed)))
