@@ -102,13 +102,14 @@ class FeatureHideAndSeek(nn.Module):
             raise ValueError(f"features have {batch_mean.numel()} channels, the running mean has "
                              f"{self.running_mean.numel()}")
         else:
-            self.running_mean.lerp_(batch_mean, self.momentum)
+            # In the buffer's dtype: model.half() makes it float16, and lerp_ takes no mixed types.
+            self.running_mean.lerp_(batch_mean.to(self.running_mean.dtype), self.momentum)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A saved running mean replaces the unsized placeholder instead of failing the shape check.
         saved = state_dict.get(prefix + "running_mean")
-        if saved is not None and self.running_mean.numel() == 0:
-            self.running_mean = torch.zeros_like(saved)
+        if saved is not None and self.running_mean.numel() == 0:  # float32 whatever was saved (an integer one
+            self.running_mean = torch.zeros(saved.shape)                  # could not be updated); load converts
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:

@@ -93,6 +93,20 @@ def test_running_mean_is_saved_and_loaded():
     torch.testing.assert_close(fresh.running_mean, has.running_mean)
 
 
+def test_the_running_mean_follows_the_model_to_half_precision_and_loads_from_any_number_type():
+    """After model.half() the next training step raised in lerp_ ("expected dtype c10::Half"); a saved float16 or
+    int64 running mean made the same failure after loading."""
+    has = FeatureHideAndSeek((2,))
+    has(features())
+    has.half()(features().half())  # the running mean is now float16, updated from a float16 batch
+    assert has.running_mean.dtype == torch.float16
+    for saved in (has.running_mean, has.running_mean.round().long()):
+        fresh = FeatureHideAndSeek((2,))
+        fresh.load_state_dict({"running_mean": saved})
+        fresh(features())
+        assert fresh.running_mean.dtype == torch.float32
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(patch_sizes=(-1,)), "patch_sizes"), (dict(patch_sizes=(4,), p_hide=2), "p_hide=2"),
     (dict(patch_sizes=(4,), fill="median"), "fill='median'"), (dict(patch_sizes=(4,), momentum=0), "momentum=0"),
