@@ -10,6 +10,7 @@ import torch
 
 from dali_has import TemporalHaSConfig, validate
 from pipelines.feature_pipeline import FeatureIndex, mean_feature
+from pipelines.settings import MAX_THREADS
 from train.actions.training import ActionTrainConfig, check_scorable, evaluate_localization, train_action_model
 from train.tables import format_table
 
@@ -30,7 +31,8 @@ class ActionDemoSettings:
 
     def __post_init__(self):
         object.__setattr__(self, "seeds", validate.distinct_seeds("seeds", self.seeds))
-        validate.positive_int("torch_threads", self.torch_threads)
+        # At most as many as a DALI pipeline takes: 100,000 made ~32,000 threads, then died in a traceback.
+        validate.whole_number("torch_threads", self.torch_threads, minimum=1, maximum=MAX_THREADS)
         TemporalHaSConfig(self.segment, self.p_hide)
 
 

@@ -1,6 +1,8 @@
 """The action demo's table: mean ± sample standard deviation over seeds, as the image demo reports."""
 import statistics
 
+import pytest
+
 from train.actions.demo import ActionDemoSettings, map_table
 
 
@@ -18,3 +20,9 @@ def test_the_spread_is_the_sample_standard_deviation():
 def test_one_seed_gives_the_mean_alone():
     table = map_table({"baseline": _runs([0.9])}, ActionDemoSettings(data="d", seeds=(0,)))
     assert "90.0" in table and "±" not in table and "nan" not in table
+
+
+def test_torch_threads_beyond_any_machine_are_refused():
+    """100,000 made ~32,000 threads (1.1 GB) and died in a traceback."""
+    with pytest.raises(ValueError, match="torch_threads=100000 must be a whole number >= 1 and <= 1024"):
+        ActionDemoSettings(data="d", torch_threads=100000)
