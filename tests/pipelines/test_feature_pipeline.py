@@ -141,6 +141,18 @@ def test_a_feature_file_of_another_size_than_its_header_says_is_named_when_the_i
         FeatureIndex.load(write_raw_index(tmp_path, [video()]))
 
 
+@pytest.mark.parametrize("value, dtype", [(np.nan, np.float32), (np.inf, np.float16), (1e39, np.float64)])
+def test_the_mean_feature_names_a_file_of_values_that_are_not_finite_in_float32(tmp_path, value, dtype):
+    """It gave a NaN or infinite fill: NaN weights as a library, a 32-value fill error naming no file in the CLI."""
+    np.save(tmp_path / "v0.npy", np.zeros((2, 3), dtype))
+    bad = np.zeros((2, 3), dtype)
+    bad[1, 2] = value
+    np.save(tmp_path / "v1.npy", bad)
+    index = FeatureIndex.load(write_raw_index(tmp_path, [video(), video(features="v1.npy")]))
+    with pytest.raises(ValueError, match="v1.npy holds NaN, infinite or .* beyond float32's range"):
+        mean_feature(index)
+
+
 def test_feature_files_of_different_dtypes_are_named_when_the_index_loads(tmp_path):
     """DALI's numpy decoder stopped on the first batch mixing float16 and float32 files."""
     np.save(tmp_path / "v0.npy", np.zeros((2, 3), np.float32))
