@@ -97,6 +97,9 @@ def feature_pipeline(index: FeatureIndex, options: PipelineOptions, *, frames: i
     train=True shuffles and applies `has` (None = no hiding; its fill in feature units, e.g. `mean_feature`);
     train=False reads in index order and never hides.
     """
+    if has is not None and len(has.fill) not in (1, index.dim):  # it failed at the first batch, in DALI's words
+        raise ValueError(f"the temporal Hide-and-Seek fill has {len(has.fill)} values; the features of "
+                         f"{index.path} have {index.dim}: give one value, or one per feature (mean_feature(index))")
     return _graph(index, options, frames, has if train else None, train,
                   **options.pipeline_kwargs(options.pipeline_seed))
 

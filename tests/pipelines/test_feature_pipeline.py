@@ -153,6 +153,12 @@ def test_the_mean_feature_names_a_file_of_values_that_are_not_finite_in_float32(
         mean_feature(index)
 
 
+def test_a_fill_of_another_length_than_the_features_is_refused_when_the_loader_is_made(tmp_path):
+    index = write_index(tmp_path, [4, 5])  # DIM = 3 features
+    with pytest.raises(ValueError, match="fill has 2 values; the features of .* have 3"):
+        loader(index, train=True, has=TemporalHaSConfig(segment=2, fill=(1.0, 2.0)))
+
+
 def test_feature_files_of_different_dtypes_are_named_when_the_index_loads(tmp_path):
     """DALI's numpy decoder stopped on the first batch mixing float16 and float32 files."""
     np.save(tmp_path / "v0.npy", np.zeros((2, 3), np.float32))
