@@ -17,7 +17,7 @@ import nvidia.dali.fn as fn
 from nvidia.dali import Pipeline, pipeline_def
 
 from dali_has import TemporalHaSConfig, hide_and_seek_temporal
-from pipelines.sequence_reader import read_rows
+from pipelines.sequence_reader import check_name, read_rows
 from pipelines.settings import PipelineOptions
 from pipelines.temporal_sampling import sample_uniformly
 
@@ -35,6 +35,14 @@ def video_pipeline(paths: Sequence[str], options: PipelineOptions, *, frames: in
         raise ValueError(f"paths={paths!r}; give a list of one or more video files")
     if has is not None and not isinstance(has, TemporalHaSConfig):
         raise ValueError(f"has={has!r}; expected None or a dali_has.TemporalHaSConfig")
+    if options.checkpointing:  # DALI failed in the constructor with "not implemented"
+        raise ValueError("checkpointing=True: DALI's video decoder has no checkpoints, so a video loader cannot "
+                         "save its state; leave checkpointing off")
+    for path in paths:  # DALI said "File mapping failed: PATH" at the first batch, or nothing for an empty file
+        check_name(path)
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            what = "is empty" if os.path.isfile(path) else "is a folder" if os.path.isdir(path) else "does not exist"
+            raise ValueError(f"video {path!r} {what}; give the paths of video files")
     return _graph(list(paths), options, frames, has if train else None, train,
                   **options.pipeline_kwargs(options.pipeline_seed))
 

@@ -134,6 +134,7 @@ def test_feature_pipeline(feature_index, train):
 
 @pytest.mark.parametrize("train", [False, True])
 def test_video_pipeline(tmp_path, train):
+    (tmp_path / "v.mjpeg").write_bytes(b"defined, never decoded")
     assert_placed(video_pipeline([str(tmp_path / "v.mjpeg")], GPU, frames=6, train=train,
                                  has=TemporalHaSConfig(segment=2, fill=(1.0, 2.5, 3.0))))
 
@@ -152,6 +153,7 @@ def test_every_gpu_pipeline_uses_the_current_cuda_device_of_its_rank(folder, fea
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
     options = PipelineOptions(batch_size=4, device="gpu")
+    (tmp_path / "v.mjpeg").write_bytes(b"defined, never decoded")
     pipes = [
         train_pipeline(options, image_options(folder)),
         val_pipeline(options, image_options(folder)),

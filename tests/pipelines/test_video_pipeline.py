@@ -78,6 +78,22 @@ def test_video_pipeline_refuses_a_path_string_and_settings_of_the_wrong_kind(pat
         video_pipeline(paths, PipelineOptions(batch_size=1), frames=4, train=True, has=has)
 
 
+@pytest.mark.parametrize("make, said", [(lambda path: None, "does not exist"), (Path.mkdir, "is a folder"),
+                                         (Path.touch, "is empty")])
+def test_a_path_that_is_not_a_video_file_is_named_when_the_pipeline_is_defined(tmp_path, make, said):
+    """DALI said "File mapping failed: PATH" at the first batch, or nothing at all for an empty file."""
+    make(tmp_path / "v.mjpeg")
+    with pytest.raises(ValueError, match=f"video '.*v.mjpeg' {said}; give the paths of video files"):
+        video_pipeline([str(tmp_path / "v.mjpeg")], PipelineOptions(batch_size=1), frames=4, train=True)
+
+
+def test_a_video_loader_with_checkpointing_is_refused_saying_why(tmp_path):
+    write_mjpeg(str(tmp_path / "v.mjpeg"), 2)  # DALI failed in the constructor with "not implemented"
+    with pytest.raises(ValueError, match="DALI's video decoder has no checkpoints"):
+        video_pipeline([str(tmp_path / "v.mjpeg")], PipelineOptions(batch_size=1, checkpointing=True), frames=2,
+                       train=True)
+
+
 def test_labels_must_be_one_class_per_file(tmp_path):
     path = str(tmp_path / "v.mjpeg")
     write_mjpeg(path, 2)
