@@ -8,13 +8,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
-import numpy as np
-
 from dali_has import composed, fused, validate
 from dali_has.spec import PAPER_P_HIDE, PAPER_PATCH_SIZES, Fill, HaSConfig
 
 IMPLEMENTATIONS = ("auto", "fused", "composed")
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 _warned = False
 
 
@@ -45,9 +42,9 @@ def hide_and_seek(images, *, patch_sizes: Sequence[int] | int = PAPER_PATCH_SIZE
         RuntimeError: impl="fused" and the plugin cannot be used here (the message says why).
     """
     cfg = HaSConfig(patch_sizes, p_hide, fill)
-    if any(abs(value) > FLOAT32_MAX for value in cfg.fill):  # float32 images took it as inf, on every path
-        raise ValueError(f"fill={fill!r} is beyond float32's largest ({FLOAT32_MAX:.7g}), the widest image type "
-                         "hide_and_seek takes")
+    if any(abs(value) > validate.FLOAT32_MAX for value in cfg.fill):  # float32 images took it as inf, on every path
+        raise ValueError(f"fill={fill!r} is beyond float32's largest ({validate.FLOAT32_MAX:.7g}), the widest "
+                         "image type hide_and_seek takes")
     validate.one_of("impl", impl, IMPLEMENTATIONS)
     if impl == "composed":
         return composed.hide_and_seek_composed(images, cfg)

@@ -31,7 +31,7 @@ IMPLEMENTATIONS = ("auto", "fused", "builtin")
 OUTPUT_TYPES = (types.FLOAT, types.FLOAT16)  # DALI 2.4 has no bfloat16
 LAYOUTS = ("CHW", "HWC")
 MAX_CHANNELS = 4  # the operator's limit (one pixel is one 4-float vector)
-LARGEST = {types.FLOAT: operator.FLOAT32_MAX, types.FLOAT16: float(np.finfo(np.float16).max)}
+LARGEST = {types.FLOAT: validate.FLOAT32_MAX, types.FLOAT16: float(np.finfo(np.float16).max)}
 
 Channels = Union[float, Sequence[float]]
 

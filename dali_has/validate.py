@@ -12,6 +12,10 @@ from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any, Optional
 
+import numpy as np
+
+# The widest type images and features reach a model in here: a fill or feature beyond it becomes inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # DALI holds labels as 32-bit signed integers (its readers and this plugin's file_label): 2**31 would silently
 # become -2**31, 2**32 become 0.
 MAX_LABEL = 2**31 - 1

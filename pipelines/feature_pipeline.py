@@ -144,7 +144,8 @@ def mean_feature(index: FeatureIndex) -> np.ndarray:
         sums = features.sum(axis=0, dtype=np.float64)
         # NaN or infinite values (or float64 ones beyond float32, which the pipeline casts to) trained into NaN
         # weights, or stopped action-demo with a fill of NaNs that named no file.
-        if not np.isfinite(sums).all() or (features.dtype == np.float64 and np.abs(features).max() > FLOAT32_MAX):
+        beyond_float32 = features.dtype == np.float64 and np.abs(features).max() > validate.FLOAT32_MAX
+        if not np.isfinite(sums).all() or beyond_float32:
             raise ValueError(f"{video.features} holds NaN, infinite or (float64) values beyond float32's range; "
                              "clean the features, or leave the video out of the index")
         total = total + sums
@@ -179,7 +180,6 @@ def _video(entry, num_classes: int, base: str, where: str) -> tuple[Video, int, 
     return Video(features, label, frames, tuple(pairs)), dim, dtype
 
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 # What DALI's numpy decoder reads (and the model takes once cast to float32).
 FEATURE_DTYPES = tuple(np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
                                              np.uint32, np.uint64, np.float16, np.float32, np.float64))
