@@ -12,14 +12,18 @@ cannot take the others down, and the whole check fits one call of a lent machine
   memory       device and host memory one GPU training pipeline holds, per DALI thread count;
   compile      `dali-has bench --device gpu --compile` for ResNet-50 (eager vs torch.compile step).
 
-Every step's output goes to OUT/<step>.log; OUT/gpu_check.json holds the summary and every figure. Without a
-CUDA device it stops at once with a message saying so.
+Every step's output goes to OUT/<step>.log; OUT/gpu_check.json holds the summary and every figure, rewritten
+(whole, by rename) after every step, so a check cut off by its caller keeps what it finished. A step's time limit
+ends its whole process group (the bench's memory measurements run in subprocesses of their own). The trainings'
+checkpoints are deleted once their sizes are recorded: ~470 MB would keep OUT from coming back from a lent
+machine. Without a CUDA device it stops at once with a message saying so.
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -119,10 +123,22 @@ def run_check(out: str | os.PathLike, budget_s: float = DEFAULT_BUDGET_S) -> dic
                                                                                              "why": "budget spent"}
         if note:
             results[step.name]["note"] = note
+        if step.name.startswith("train_"):
+            results[step.name]["checkpoint_bytes"] = _drop_checkpoints(out / f"run_{step.name[len('train_'):]}")
         print(f"gpu-check: {step.name}: {results[step.name]['status']}{f' ({note})' if note else ''}", flush=True)
-    summary = summarize(out, results, time.monotonic() - start, budget_s)
-    (out / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
+        summary = summarize(out, results, time.monotonic() - start, budget_s)
+        (out / (SUMMARY + ".tmp")).write_text(json.dumps(summary, indent=1) + "\n")
+        os.replace(out / (SUMMARY + ".tmp"), out / SUMMARY)
     return summary
+
+
+def _drop_checkpoints(run: Path) -> dict[str, int]:
+    """Delete a training step's checkpoints (the metrics stay), returning their sizes in bytes."""
+    sizes = {}
+    for checkpoint in sorted(run.glob("*.pt")):
+        sizes[checkpoint.name] = checkpoint.stat().st_size
+        checkpoint.unlink()
+    return sizes
 
 
 def with_what_the_tests_allow(step: Step, out: Path) -> tuple[Step, str | None]:
@@ -145,11 +161,16 @@ def _run_step(step: Step, out: Path, limit_s: float) -> dict:
     started = time.monotonic()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     with open(out / f"{step.name}.log", "w") as log:
+        # A session of its own: on a time-out the whole group is killed, the step's own subprocesses too (they
+        # outlived it and overlapped the next steps' timings).
+        process = subprocess.Popen(step.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+                                   start_new_session=True)
         try:
-            code = subprocess.run(step.argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
-                                  timeout=limit_s).returncode
+            code = process.wait(timeout=limit_s)
             status = "ok" if code == 0 else "failed"
         except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
             code, status = None, "timeout"
     result = {"status": status, "returncode": code, "seconds": round(time.monotonic() - started, 1),
               "limit_s": round(limit_s), "log": f"{step.name}.log", "command": step.argv}
@@ -161,8 +182,12 @@ def _run_step(step: Step, out: Path, limit_s: float) -> dict:
 def summarize(out: Path, results: dict, wall_s: float, budget_s: float) -> dict:
     """Collect every step's figures into one JSON-ready dict."""
     def load(name):
-        path = out / name
-        return json.loads(path.read_text()) if path.is_file() else None
+        try:
+            return json.loads((out / name).read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:  # a step cut off while writing it: the summary still holds every other figure
+            return {"unreadable": name}
 
     summary = {"wall_s": round(wall_s, 1), "budget_s": budget_s, "steps": results,
                "environment": load("environment.json"), "gpu_tests": junit_counts(out / "gpu_tests.xml"),
@@ -170,15 +195,16 @@ def summarize(out: Path, results: dict, wall_s: float, budget_s: float) -> dict:
     for arch in ("alexnet_gap", "resnet50_compile"):
         bench = load(f"bench_{arch}.json")
         if bench is not None:
-            summary["bench"][arch] = {key: bench[key] for key in (
+            summary["bench"][arch] = bench if "unreadable" in bench else {key: bench.get(key) for key in (
                 "gpu_name", "batch_size", "threads", "hw_decoder_load", "pipeline_img_s", "torchvision_img_s",
                 "model_step_img_s", "end_to_end_img_s", "end_to_end_pct_of_bound", "verdict", "has_overhead_pct",
                 "dali_vs_torchvision", "data_variants", "fused", "sweep", "model_step_eager_img_s",
                 "compile_speedup")}
     for arch in ("alexnet_gap", "resnet50"):
         metrics = out / f"run_{arch}" / "metrics.jsonl"
-        if metrics.is_file():
-            summary["train"][arch] = [json.loads(line) for line in metrics.read_text().splitlines()]
+        if metrics.is_file():  # whole lines only: a step cut off may have left a part of one
+            summary["train"][arch] = [json.loads(line) for line in metrics.read_text().splitlines(keepends=True)
+                                      if line.endswith("\n")]
     summary["passed"] = all(r["status"] == "ok" for r in results.values())
     return summary
 

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -49,6 +50,41 @@ def test_step_runner_reports_ok_failure_and_timeout(tmp_path):
     failed = gpu_check._run_step(step("bad", "raise SystemExit(3)"), tmp_path, 30)
     assert (failed["status"], failed["returncode"]) == ("failed", 3)
     assert gpu_check._run_step(step("slow", "import time; time.sleep(30)"), tmp_path, 1)["status"] == "timeout"
+    # A time-out ends the step's subprocesses too: they outlived it, running into the next steps' timings.
+    marker = tmp_path / "grandchild-alive"
+    (tmp_path / "grandchild.py").write_text(f"import time\ntime.sleep(3)\nopen({str(marker)!r}, 'w').close()\n")
+    grandchild = str(tmp_path / "grandchild.py")
+    child = f"import subprocess, sys, time; subprocess.Popen([sys.executable, {grandchild!r}]); time.sleep(30)"
+    assert gpu_check._run_step(step("tree", child), tmp_path, 1)["status"] == "timeout"
+    time.sleep(4)
+    assert not marker.exists()
+
+
+def test_the_summary_is_written_after_every_step_and_checkpoints_do_not_stay(tmp_path, monkeypatch):
+    """It was written once, at the end: a check cut off by its caller kept nothing. The trainings' checkpoints
+    (~470 MB) kept OUT from coming back from a lent machine."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("train.bench.data.bench_jpegs", lambda: tmp_path / "data")
+    seen = []
+
+    def fake_step(step, out, limit_s):
+        if seen:  # the summary of every earlier step is on disk before the next step starts
+            assert set(json.loads((out / gpu_check.SUMMARY).read_text())["steps"]) == set(seen)
+        if step.name == "train_resnet50":
+            (out / "run_resnet50").mkdir()
+            (out / "run_resnet50" / "checkpoint.pt").write_bytes(bytes(1000))
+            (out / "run_resnet50" / "metrics.jsonl").write_text('{"epoch": 1}\n{"epo')  # cut off mid-line
+        if step.name == "bench_alexnet_gap":
+            (out / "bench_alexnet_gap.json").write_text('{"gpu_name": "H')  # cut off while writing
+        seen.append(step.name)
+        return {"status": "ok"}
+
+    monkeypatch.setattr(gpu_check, "_run_step", fake_step)
+    summary = gpu_check.run_check(tmp_path / "out", budget_s=600)
+    assert summary["steps"]["train_resnet50"]["checkpoint_bytes"] == {"checkpoint.pt": 1000}
+    assert not list((tmp_path / "out").rglob("*.pt"))
+    assert summary["train"]["resnet50"] == [{"epoch": 1}]
+    assert summary["bench"]["alexnet_gap"] == {"unreadable": "bench_alexnet_gap.json"}
 
 
 def test_junit_counts_and_summary(tmp_path):
