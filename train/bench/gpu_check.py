@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -211,18 +212,37 @@ def summarize(out: Path, results: dict, wall_s: float, budget_s: float) -> dict:
 
 def junit_outcomes(path: Path) -> dict[str, str] | None:
     """Each test's outcome ("passed", "failure", "error" or "skipped") by its id (classname::name), from pytest's
-    junit XML; None if the file is missing or unreadable."""
+    junit XML; without it (pytest writes it at the end: a kernel that kills the process leaves none), from the
+    `-v` log beside it (PATH.log), where a test that started and never finished counts as an error; None when
+    neither is there."""
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError):
-        return None
+        return _log_outcomes(path.with_suffix(".log"))
     return {f"{case.get('classname')}::{case.get('name')}":
             next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")
             for case in root.iter("testcase")}
 
 
+_LOG_OUTCOMES = {"PASSED": "passed", "XPASS": "passed", "FAILED": "failure", "ERROR": "error",
+                 "SKIPPED": "skipped", "XFAIL": "skipped"}
+
+
+def _log_outcomes(log: Path) -> dict[str, str] | None:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    outcomes = {}
+    for line in lines:
+        found = re.match(r"(tests/\S+::\S+)(?:\s+(PASSED|XPASS|FAILED|ERROR|SKIPPED|XFAIL)\b)?", line)
+        if found:
+            outcomes[found[1]] = _LOG_OUTCOMES[found[2]] if found[2] else "error"  # no outcome: it died there
+    return outcomes or None
+
+
 def junit_counts(path: Path) -> dict | None:
-    """Counts and failing test ids from pytest's junit XML, None if the file is missing or unreadable."""
+    """Counts and failing test ids from pytest's junit XML (or its -v log), None if neither is readable."""
     outcomes = junit_outcomes(path)
     if outcomes is None:
         return None

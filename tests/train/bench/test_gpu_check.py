@@ -95,6 +95,14 @@ def test_junit_counts_and_summary(tmp_path):
     assert gpu_check.junit_counts(tmp_path / "gpu_tests.xml") == {
         "passed": 1, "failed": 2, "skipped": 1, "failures": ["a::t2", "b::t4"]}
     assert gpu_check.junit_counts(tmp_path / "missing.xml") is None
+    # A kernel that kills pytest leaves no XML: the -v log says what passed, and which test it died in.
+    (tmp_path / "crashed.log").write_text(
+        "tests/dali_has/test_a.py::test_one PASSED                 [ 10%]\n"
+        "tests/dali_has/test_a.py::test_two[x] SKIPPED (needs it)  [ 20%]\n"
+        "tests/dali_has/test_fused_resize_gpu.py::test_kernel \nFatal Python error: Segmentation fault\n")
+    assert gpu_check.junit_counts(tmp_path / "crashed.xml") == {
+        "passed": 1, "failed": 1, "skipped": 1, "failures": ["tests/dali_has/test_fused_resize_gpu.py::test_kernel"]}
+    assert not gpu_check.fused_resize_kernel_passed(tmp_path / "crashed.xml")
     (tmp_path / "memory.json").write_text(json.dumps([{"threads": 1, "device_mb": 10.0}]))
     (tmp_path / "run_resnet50").mkdir()
     (tmp_path / "run_resnet50" / "metrics.jsonl").write_text('{"epoch": 1, "img_s": 100.0}\n')
