@@ -12,14 +12,16 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "gpu-check", help="verify every GPU path on this machine and write one JSON summary",
-        description="On a machine with a CUDA GPU: the `gpu`-marked tests, the memory one GPU pipeline holds per "
-                    "thread count, `dali-has bench --device gpu` for AlexNet-GAP and ResNet-50, and a short GPU "
-                    f"training of each, within --budget seconds. Writes OUT/{SUMMARY} (card, driver, versions, "
-                    "every figure) and one log per step. Exits 0 when every step passed, 1 when one failed, 2 "
-                    "without a GPU.")
+        description="On a machine with a CUDA GPU, in this order, within --budget seconds: the `gpu`-marked "
+                    "tests, the pipeline stage benchmark (python -m train.bench.pipeline_stages --device gpu), "
+                    "`dali-has bench --device gpu` for AlexNet-GAP, a short GPU training of each architecture, "
+                    "the memory one GPU pipeline holds per thread count, and ResNet-50's bench with "
+                    f"torch.compile. Writes OUT/{SUMMARY} (card, driver, versions, every figure; rewritten after "
+                    "every step) and one log per step. Exits 0 when every step passed, 1 when one failed or was "
+                    "left out for time, 2 without a GPU.")
     p.add_argument("--out", type=output_folder, required=True, metavar="DIR",
                    help="folder for the summary and the logs")
-    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="SECONDS",
+    p.add_argument("--budget", type=positive_seconds, default=DEFAULT_BUDGET_S, metavar="SECONDS",
                    help="time for all steps together (default %(default)s)")
     p.set_defaults(func=run)
 
@@ -37,3 +39,14 @@ def run(args: argparse.Namespace) -> int:
           f"{tests.get('passed', '?')} passed, {tests.get('failed', '?')} failed, {tests.get('skipped', '?')} "
           f"skipped; summary: {args.out}/{SUMMARY}")
     return 0 if summary["passed"] else 1
+
+
+def positive_seconds(value: str) -> float:
+    """An argparse `type`: a finite number of seconds > 0 (nan and -1 were taken, and every step skipped)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: give a number of seconds > 0")
+    return seconds

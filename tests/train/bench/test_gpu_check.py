@@ -141,3 +141,10 @@ def test_memory_step_measures_an_epoch_shorter_than_three_batches(tmp_path):
 
     (row,) = gpu_check.pipeline_memory(str(bench_jpegs(CLASSES * 2, tmp_path)), threads=(1,), batch_size=CLASSES)
     assert row["threads"] == 1 and row["device_mb"] > 0
+
+
+@pytest.mark.parametrize("budget", ["nan", "-1", "0", "inf", "soon"])
+def test_a_budget_that_is_not_a_positive_number_of_seconds_is_refused(budget, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["gpu-check", "--out", str(tmp_path / "out"), "--budget", budget])
+    assert stop.value.code == 2 and "give a number of seconds > 0" in capsys.readouterr().err
