@@ -262,16 +262,20 @@ def environment() -> dict:
     import torch
     import torchvision
 
-    from dali_has import fused
+    from dali_has import fused, plugin_build
 
     try:
         card = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                               "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
-    except OSError as e:
+                               "--format=csv,noheader"], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as e:
         card = f"nvidia-smi unavailable: {e}"
     started = time.monotonic()
     loaded = fused.load()
-    return {"nvidia_smi": card, "torch_device": torch.cuda.get_device_name(0),
+    plugin_s = round(time.monotonic() - started, 1)
+    built = plugin_build.build() if loaded else None  # cached by now: what the notes quote of the build
+    return {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "nvidia_smi": card, "torch_device": torch.cuda.get_device_name(0),
+            "compute_capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
             "driver_cuda_version": fused.driver_cuda_version(), "torch": torch.__version__,
             "torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
             "torchvision": torchvision.__version__, "nvidia_dali": nvidia.dali.__version__,
@@ -279,7 +283,9 @@ def environment() -> dict:
             "fused_plugin": {"loaded": loaded, "reason": fused.unavailable_reason(),
                              "gpu_kernel_usable": fused.gpu_available(),
                              "gpu_reason": fused.gpu_unavailable_reason(),
-                             "load_s": round(time.monotonic() - started, 1)}}
+                             "kernel_cuda_version": built.cuda_version if built else None,
+                             "kernel_oldest_arch": built.oldest_arch if built else None,
+                             "load_s": plugin_s}}
 
 
 def pipeline_memory(data: str, threads: tuple[int, ...] = MEMORY_THREADS, batch_size: int = 256) -> list[dict]:

@@ -148,3 +148,13 @@ def test_a_budget_that_is_not_a_positive_number_of_seconds_is_refused(budget, tm
     with pytest.raises(SystemExit) as stop:
         main(["gpu-check", "--out", str(tmp_path / "out"), "--budget", budget])
     assert stop.value.code == 2 and "give a number of seconds > 0" in capsys.readouterr().err
+
+
+def test_the_environment_records_the_date_the_card_and_the_kernels_build(monkeypatch):
+    """What the notes quote of a GPU run: they had to be pieced together from the logs."""
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: (9, 0))
+    found = gpu_check.environment()
+    assert found["torch_device"] == "NVIDIA H200" and found["compute_capability"] == "9.0"
+    assert found["date_utc"].endswith("Z") and {"kernel_cuda_version", "kernel_oldest_arch"} <= set(
+        found["fused_plugin"])
