@@ -112,7 +112,7 @@ def run_check(out: str | os.PathLike, budget_s: float = DEFAULT_BUDGET_S) -> dic
                          "False); run it on a machine with an NVIDIA GPU and driver")
     from train.bench.data import bench_jpegs
 
-    out = Path(out)
+    out = Path(out).resolve()  # the steps run in the repository's folder: a relative OUT split the results
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     data = bench_jpegs()
@@ -318,8 +318,9 @@ def pipeline_memory(data: str, threads: tuple[int, ...] = MEMORY_THREADS, batch_
         loader.close()
         torch.cuda.empty_cache()
         free2, host2 = device_free_mb(), process_tree_mb()
-        rows.append({"threads": count, "device_mb": free0 - free1, "host_mb": host1 - host0,
-                     "released_device_mb": free2 - free1, "released_host_mb": host1 - host2})
+        known = None not in (host0, host1, host2)  # /proc may not say (process_tree_mb)
+        rows.append({"threads": count, "device_mb": free0 - free1, "host_mb": host1 - host0 if known else None,
+                     "released_device_mb": free2 - free1, "released_host_mb": host1 - host2 if known else None})
     return rows
 
 

@@ -68,6 +68,7 @@ def test_the_summary_is_written_after_every_step_and_checkpoints_do_not_stay(tmp
     seen = []
 
     def fake_step(step, out, limit_s):
+        assert out.is_absolute()  # the steps run in the repository's folder: a relative OUT split the results
         if seen:  # the summary of every earlier step is on disk before the next step starts
             assert set(json.loads((out / gpu_check.SUMMARY).read_text())["steps"]) == set(seen)
         if step.name == "train_resnet50":
@@ -80,7 +81,8 @@ def test_the_summary_is_written_after_every_step_and_checkpoints_do_not_stay(tmp
         return {"status": "ok"}
 
     monkeypatch.setattr(gpu_check, "_run_step", fake_step)
-    summary = gpu_check.run_check(tmp_path / "out", budget_s=600)
+    monkeypatch.chdir(tmp_path)
+    summary = gpu_check.run_check("out", budget_s=600)
     assert summary["steps"]["train_resnet50"]["checkpoint_bytes"] == {"checkpoint.pt": 1000}
     assert not list((tmp_path / "out").rglob("*.pt"))
     assert summary["train"]["resnet50"] == [{"epoch": 1}]
