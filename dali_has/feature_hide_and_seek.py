@@ -109,7 +109,8 @@ class FeatureHideAndSeek(nn.Module):
         # A saved running mean replaces the unsized placeholder instead of failing the shape check.
         saved = state_dict.get(prefix + "running_mean")
         if saved is not None and self.running_mean.numel() == 0:  # float32 whatever was saved (an integer one
-            self.running_mean = torch.zeros(saved.shape)                  # could not be updated); load converts
+            # could not be updated), on the module's device (a GPU run resumed onto a CPU mean); load converts
+            self.running_mean = torch.zeros(saved.shape, device=self.running_mean.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:

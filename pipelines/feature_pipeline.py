@@ -189,14 +189,14 @@ def _feature_shape(path: str, where: str) -> tuple[int, int, np.dtype]:
     """(T, D, dtype) of a feature file, from its header; a file DALI's numpy decoder would refuse or misread
     raises a ValueError naming it and saying how to write it instead."""
     check_name(path, where)
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO hung the index's loading
+        raise ValueError(f"{where}: {path} is not a regular file; give the path of a .npy file")
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-            if read_header is None:
-                raise ValueError(f".npy format version {version}")
-            shape, fortran_order, dtype = read_header(f)
+            if version != (1, 0):  # 2.0 passed here and failed in DALI: "Only major version 1 is supported"
+                raise ValueError(f".npy format version {version}; DALI's decoder reads version 1.0 only")
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
             data_bytes = os.fstat(f.fileno()).st_size - f.tell()
     except OSError as error:
         raise ValueError(f"{where}: {path}: {error.strerror or error}") from None
@@ -205,8 +205,9 @@ def _feature_shape(path: str, where: str) -> tuple[int, int, np.dtype]:
     if dtype.newbyteorder("=") not in FEATURE_DTYPES or dtype.byteorder == ">":
         raise ValueError(f"{where}: {path} holds {dtype.str} values; save the features as little-endian bool, "
                          "integers or floats, e.g. np.save(path, features.astype(np.float32))")
-    if len(shape) != 2 or shape[0] < 1:
-        raise ValueError(f"{where}: {path} holds an array of shape {shape}; expected [T, D] with T >= 1 steps")
+    if len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
+        raise ValueError(f"{where}: {path} holds an array of shape {shape}; expected [T, D] with T >= 1 steps of "
+                         "D >= 1 features")
     if fortran_order:
         raise ValueError(f"{where}: {path} is stored in Fortran order (np.save of a transposed array), which "
                          "DALI's decoder cannot read; save np.ascontiguousarray(features) instead")

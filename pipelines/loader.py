@@ -166,7 +166,7 @@ class EpochLoader:
             self._open(state["pipeline"])
             if state["pipeline"] is not None:
                 self._check_restored_position()
-        except (ValueError, KeyError, TypeError) as error:  # KeyError, TypeError: DALI's record read as it said
+        except (ValueError, KeyError, TypeError, RuntimeError) as error:  # the others: DALI reading damaged bytes
             self._close_pipeline()
             self._rebuilds = now["rebuilds"]
             self._open(now["pipeline"])

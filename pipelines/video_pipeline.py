@@ -41,7 +41,8 @@ def video_pipeline(paths: Sequence[str], options: PipelineOptions, *, frames: in
     for path in paths:  # DALI said "File mapping failed: PATH" at the first batch, or nothing for an empty file
         check_name(path)
         if not os.path.isfile(path) or os.path.getsize(path) == 0:
-            what = "is empty" if os.path.isfile(path) else "is a folder" if os.path.isdir(path) else "does not exist"
+            what = ("is empty" if os.path.isfile(path) else "is a folder" if os.path.isdir(path) else
+                    "is not a regular file" if os.path.exists(path) else "does not exist")
             raise ValueError(f"video {path!r} {what}; give the paths of video files")
     return _graph(list(paths), options, frames, has if train else None, train,
                   **options.pipeline_kwargs(options.pipeline_seed))

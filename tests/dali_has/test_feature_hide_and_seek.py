@@ -105,6 +105,9 @@ def test_the_running_mean_follows_the_model_to_half_precision_and_loads_from_any
         fresh.load_state_dict({"running_mean": saved})
         fresh(features())
         assert fresh.running_mean.dtype == torch.float32
+    on_meta = FeatureHideAndSeek((2,)).to("meta")  # as the trainer does: the model moves, then weights load
+    on_meta.load_state_dict({"running_mean": has.running_mean})
+    assert on_meta.running_mean.device.type == "meta"  # it was made on the CPU: a GPU resume failed its next step
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -1,5 +1,6 @@
 """Feature-sequence pipeline: index checks, uniform sampling, HaS in training only, exactly-once epochs."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,7 @@ def video(features="v0.npy", label=0, frames=2, segments=((0, 1),)):
     (np.zeros(2, np.float32), r"shape \(2,\); expected \[T, D\]"),
     (np.zeros((2, 3, 1), np.float32), r"shape \(2, 3, 1\)"),
     (np.zeros((0, 3), np.float32), "T >= 1"),
+    (np.zeros((2, 0), np.float32), "D >= 1 features"),  # failed later, unnamed
 ])
 def test_feature_files_dalis_decoder_would_misread_are_named_when_the_index_loads(tmp_path, array, said):
     # Each crashed inside DALI (an assert, or "CUDA driver version is insufficient" on a CPU machine) or, for a
@@ -157,6 +159,18 @@ def test_a_fill_of_another_length_than_the_features_is_refused_when_the_loader_i
     index = write_index(tmp_path, [4, 5])  # DIM = 3 features
     with pytest.raises(ValueError, match="fill has 2 values; the features of .* have 3"):
         loader(index, train=True, has=TemporalHaSConfig(segment=2, fill=(1.0, 2.0)))
+
+
+def test_a_npy_of_format_2_or_a_pipe_is_named_when_the_index_loads(tmp_path):
+    """Format 2.0 passed and failed in DALI ("Only major version 1 is supported"); a FIFO hung the loading."""
+    with open(tmp_path / "v0.npy", "wb") as file:
+        np.lib.format.write_array(file, np.zeros((2, 3), np.float32), version=(2, 0))
+    with pytest.raises(ValueError, match=r"videos\[0\]: .*format version \(2, 0\); DALI's decoder reads version 1.0"):
+        FeatureIndex.load(write_raw_index(tmp_path, [video()]))
+    (tmp_path / "v0.npy").unlink()
+    os.mkfifo(tmp_path / "v0.npy")
+    with pytest.raises(ValueError, match=r"videos\[0\]: .*v0.npy is not a regular file"):
+        FeatureIndex.load(write_raw_index(tmp_path, [video()]))
 
 
 def test_feature_files_of_different_dtypes_are_named_when_the_index_loads(tmp_path):

@@ -256,6 +256,19 @@ def test_a_state_whose_checkpoint_is_not_at_an_epoch_start_is_refused(dataset):
             resumed.load_state_dict({**state, "pipeline": state["pipeline"].replace(*damage)})
         assert len(epoch(resumed)[1]) == len(resumed)  # left as it was
     resumed = make()
+    opened = type(resumed)._open
+
+    def damaged_reader_record(self, checkpoint=None):  # what DALI raises for one byte changed in a reader's record
+        if checkpoint == state["pipeline"]:
+            raise RuntimeError("Failed to deserialize loader state snapshot from protobuf")
+        opened(self, checkpoint)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(resumed), "_open", damaged_reader_record)
+        with pytest.raises(ValueError, match="damaged \\(RuntimeError: Failed to deserialize"):
+            resumed.load_state_dict(state)
+    assert len(epoch(resumed)[1]) == len(resumed)  # it was left closed
+    resumed = make()
     resumed.load_state_dict(state)
     assert torch.equal(_by_label(*epoch(original)), _by_label(*epoch(resumed)))
 

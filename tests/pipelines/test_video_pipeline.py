@@ -7,6 +7,7 @@ H.264 baseline, frame i flat grey 10 * i + 20, made with ffmpeg (one PNG per fra
 codec every NVDEC decodes and 128x96 is above its minimum frame size; DALI's CPU decoder cannot read H.264.
 """
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ def test_video_pipeline_refuses_a_path_string_and_settings_of_the_wrong_kind(pat
 
 
 @pytest.mark.parametrize("make, said", [(lambda path: None, "does not exist"), (Path.mkdir, "is a folder"),
-                                         (Path.touch, "is empty")])
+                                         (Path.touch, "is empty"), (os.mkfifo, "is not a regular file")])
 def test_a_path_that_is_not_a_video_file_is_named_when_the_pipeline_is_defined(tmp_path, make, said):
     """DALI said "File mapping failed: PATH" at the first batch, or nothing at all for an empty file."""
     make(tmp_path / "v.mjpeg")

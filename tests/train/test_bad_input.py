@@ -6,6 +6,7 @@ nonsense (NaN weights, a wrapped label, a clipped box).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -163,12 +164,14 @@ def test_show_names_its_bad_options(tiny_synth, tmp_path, capsys, option, value,
     (["scan", "--write-list", "{data}/a/00000.jpg"], "named like a data file"),  # overwrote a training image
     (["scan", "--json", "{data}/missing/r.json"], "does not exist"),
     (["scan", "--json", "/proc/r.json"], "is not writable here"),  # failed after the whole scan
+    (["scan", "--json", "{data}/pipe.json"], "is not a regular file"),  # hung at the end, writing into a FIFO
     (["show", "--out", "{data}/a"], "ending in .png"),
 ])
 def test_output_files_are_checked_before_any_work(tmp_path, capsys, argv, said):
     data = tmp_path / "data"
     (data / "a").mkdir(parents=True)
     (data / "a" / "00000.jpg").write_bytes(jpeg_bytes())
+    os.mkfifo(data / "pipe.json")
     before = (data / "a" / "00000.jpg").read_bytes()
     with pytest.raises(SystemExit) as stop:
         main([argv[0], "--data", str(data), *(a.format(data=data) for a in argv[1:])])

@@ -421,7 +421,8 @@ def test_a_run_folder_eval_cannot_write_in_is_refused_before_the_evaluation(trai
     argv = ["eval", "--data", str(tiny_synth / "test"), "--boxes", str(tiny_synth / "boxes.json"),
             "--checkpoint", str(trained_run)]
     assert main(argv) == 2
-    assert f"cannot write {trained_run / 'cams.png'} (a folder there, or a read-only run" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert f"cannot write {trained_run / 'cams.png'} (a folder, link or pipe there, or a read-only" in said
     assert main([*argv, "--examples", "0"]) == 0  # no picture asked for: nothing to write there
     monkeypatch.undo()
     (trained_run / "cams.png").mkdir()  # said "give a file path" after the evaluation, for a path no one gave
@@ -429,3 +430,8 @@ def test_a_run_folder_eval_cannot_write_in_is_refused_before_the_evaluation(trai
         assert main(argv) == 2 and "cannot write" in capsys.readouterr().err
     finally:
         (trained_run / "cams.png").rmdir()
+    (trained_run / "cams.png").symlink_to(trained_run / "gone.png")  # refused only after the evaluation
+    try:
+        assert main(argv) == 2 and "cannot write" in capsys.readouterr().err
+    finally:
+        (trained_run / "cams.png").unlink()

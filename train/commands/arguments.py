@@ -120,6 +120,8 @@ def output_file(suffix: str | None = None):
             raise argparse.ArgumentTypeError(f"{value!r} is named like a data file; give another file name")
         if path.is_dir():
             raise argparse.ArgumentTypeError(f"{value!r} is a folder; give a file path")
+        if path.exists() and not path.is_file():  # a FIFO: the command hung at its end, writing into it
+            raise argparse.ArgumentTypeError(f"{value!r} is not a regular file; give a file path")
         if not path.parent.is_dir():
             raise argparse.ArgumentTypeError(f"{value!r}: its folder {str(path.parent)!r} does not exist")
         if not can_write_in(path.parent):

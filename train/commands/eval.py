@@ -45,9 +45,10 @@ def run(args) -> int:
     if args.examples:  # a picture too large, or one it cannot write, would be refused only after the evaluation
         check_comparison_size(args.examples, len(labels), max(load_run_config(r).crop for r in args.checkpoint))
         default_png = Path(args.checkpoint[0]) / "cams.png"
-        if not args.png and (default_png.is_dir() or not can_write_in(default_png.parent)):
-            raise ValueError(f"cannot write {default_png} (a folder there, or a read-only run folder); give "
-                             "--png FILE elsewhere, or --examples 0 for no picture")
+        unwritable = default_png.is_symlink() or (default_png.exists() and not default_png.is_file())
+        if not args.png and (unwritable or not can_write_in(default_png.parent)):
+            raise ValueError(f"cannot write {default_png} (a folder, link or pipe there, or a read-only run "
+                             "folder); give --png FILE elsewhere, or --examples 0 for no picture")
     results = {}
     for label, run_dir in zip(labels, args.checkpoint):
         results[label] = evaluate(run_dir, args.data, args.boxes, ten_crop=args.ten_crop,
