@@ -422,16 +422,21 @@ def test_a_run_folder_eval_cannot_write_in_is_refused_before_the_evaluation(trai
             "--checkpoint", str(trained_run)]
     assert main(argv) == 2
     said = capsys.readouterr().err
-    assert f"cannot write {trained_run / 'cams.png'} (a folder, link or pipe there, or a read-only" in said
+    assert f"cannot write {trained_run / 'cams.png'}: the run folder is read-only" in said
     assert main([*argv, "--examples", "0"]) == 0  # no picture asked for: nothing to write there
     monkeypatch.undo()
     (trained_run / "cams.png").mkdir()  # said "give a file path" after the evaluation, for a path no one gave
     try:
-        assert main(argv) == 2 and "cannot write" in capsys.readouterr().err
+        assert main(argv) == 2 and "cams.png: it is a folder" in capsys.readouterr().err
     finally:
         (trained_run / "cams.png").rmdir()
     (trained_run / "cams.png").symlink_to(trained_run / "gone.png")  # refused only after the evaluation
     try:
-        assert main(argv) == 2 and "cannot write" in capsys.readouterr().err
+        assert main(argv) == 2 and "cams.png: it is a link" in capsys.readouterr().err
+    finally:
+        (trained_run / "cams.png").unlink()
+    os.mkfifo(trained_run / "cams.png")  # writing the picture would wait for a reader forever
+    try:
+        assert main(argv) == 2 and "cams.png: it is not a regular file" in capsys.readouterr().err
     finally:
         (trained_run / "cams.png").unlink()

@@ -45,10 +45,10 @@ def run(args) -> int:
     if args.examples:  # a picture too large, or one it cannot write, would be refused only after the evaluation
         check_comparison_size(args.examples, len(labels), max(load_run_config(r).crop for r in args.checkpoint))
         default_png = Path(args.checkpoint[0]) / "cams.png"
-        unwritable = default_png.is_symlink() or (default_png.exists() and not default_png.is_file())
-        if not args.png and (unwritable or not can_write_in(default_png.parent)):
-            raise ValueError(f"cannot write {default_png} (a folder, link or pipe there, or a read-only run "
-                             "folder); give --png FILE elsewhere, or --examples 0 for no picture")
+        problem = None if args.png else _default_png_problem(default_png)
+        if problem:
+            raise ValueError(f"cannot write {default_png}: {problem}; give --png FILE elsewhere, or --examples 0 "
+                             "for no picture")
     results = {}
     for label, run_dir in zip(labels, args.checkpoint):
         results[label] = evaluate(run_dir, args.data, args.boxes, ten_crop=args.ten_crop,
@@ -63,6 +63,17 @@ def run(args) -> int:
         png = args.png or str(default_png)
         print(f"CAM overlays: {cam_comparison({n: r.examples for n, r in results.items()}, png)}")
     return 0
+
+
+def _default_png_problem(png: Path) -> str | None:
+    """Why the default picture path cannot be written (a link would write outside the run), or None."""
+    if png.is_symlink():
+        return "it is a link"
+    if png.exists() and not png.is_file():
+        return "it is a folder" if png.is_dir() else "it is not a regular file (a pipe or device)"
+    if not can_write_in(png.parent):
+        return "the run folder is read-only"
+    return None
 
 
 def _identity(path: Path):
