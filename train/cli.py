@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
             if not Path(run, CHECKPOINT).is_file():
                 hint = "no epoch had finished, so there is nothing to resume: run the same command again"
+        if args.command == "bench" and args.json:
+            hint = f'the figures measured so far are in {args.json}, marked "complete": false'
         print(f"dali-has {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
     except (ValueError, OSError) as error:  # OSError: missing, unreadable or already existing files

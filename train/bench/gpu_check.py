@@ -197,10 +197,10 @@ def summarize(out: Path, results: dict, wall_s: float, budget_s: float) -> dict:
         bench = load(f"bench_{arch}.json")
         if bench is not None:
             summary["bench"][arch] = bench if "unreadable" in bench else {key: bench.get(key) for key in (
-                "gpu_name", "batch_size", "threads", "hw_decoder_load", "pipeline_img_s", "torchvision_img_s",
-                "model_step_img_s", "end_to_end_img_s", "end_to_end_pct_of_bound", "verdict", "has_overhead_pct",
-                "dali_vs_torchvision", "data_variants", "fused", "sweep", "model_step_eager_img_s",
-                "compile_speedup")}
+                "complete", "gpu_name", "batch_size", "threads", "hw_decoder_load", "pipeline_img_s",
+                "torchvision_img_s", "model_step_img_s", "end_to_end_img_s", "end_to_end_pct_of_bound", "verdict",
+                "has_overhead_pct", "dali_vs_torchvision", "data_variants", "fused", "sweep",
+                "model_step_eager_img_s", "compile_speedup")}
     for arch in ("alexnet_gap", "resnet50"):
         metrics = out / f"run_{arch}" / "metrics.jsonl"
         if metrics.is_file():  # whole lines only: a step cut off may have left a part of one

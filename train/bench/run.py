@@ -67,6 +67,7 @@ from train.bench.timing import (
     epoch_after_epoch,
     measure,
     nvtx_range,
+    write_json,
 )
 from train.config import ARCH_DEFAULTS, MOMENTUM
 from train.models import ARCHS, build_model, check_crop_fits
@@ -197,12 +198,17 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
     fused_reason = _fused_unavailable_reason(s.device)
 
     measured = tuple(impl for impl in IMPLS if impl != "fused" or fused_reason is None)
+    # A bench cut off by a time limit (gpu-check gives each one) keeps what it measured: each stage's figures are
+    # written as they come, marked incomplete, and the whole report replaces them at the end.
+    partial = {"complete": False, "device": s.device, "command": s.command(json_path), "settings": asdict(s),
+               "fused": {"available": fused_reason is None, "reason": fused_reason}}
     sweep = []
     for threads, hw in s.combinations():
         timed = timer.pipelines(data, threads, hw, measured)
         sweep.append({"threads": threads, "hw_decoder_load": hw,
                       "img_s": {impl: timed[impl].median if impl in timed else None for impl in IMPLS},
                       "runs": {impl: timed[impl].to_dict() if impl in timed else None for impl in IMPLS}})
+        write_json(json_path, partial | {"sweep": sweep})
     best = max(sweep, key=_has_img_s)
     has_impl = max(("composed", "fused"), key=lambda impl: best["img_s"][impl] or 0.0)
 
@@ -211,12 +217,18 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
     resizes = tuple(r for r in s.resize if r != "fused" or fused_reason is None)
     sources = {"originals": data, "prepared": prepared, "prepared npy": prepared_npy}
     compared = timer.data_variants(sources, best["threads"], best["hw_decoder_load"], has_impl, resizes)
+    partial |= {"sweep": sweep, "data_variants": {"img_s": {v.name: m.median for v, m in compared.items()},
+                                                  "runs": {v.name: m.to_dict() for v, m in compared.items()}}}
+    write_json(json_path, partial)
     memory = timer.memory(sources, best["threads"], best["hw_decoder_load"], has_impl, resizes)
+    partial["data_variants"]["memory_mb"] = memory
+    write_json(json_path, partial)
     tv = {"has" if v.has else "none": m for v, m in compared.items() if v.loader == "torchvision"}
     steps = {"eager": _train_step(s)}
     if s.compile:
         steps["compiled"] = _train_step(s, compile=True)
     model_steps = timer.model_step(steps)
+    write_json(json_path, partial | {"model_step_img_s": {name: m.median for name, m in model_steps.items()}})
     # End to end with the step training would use: compiled when asked for.
     model_step = model_steps["compiled" if s.compile else "eager"]
     end_to_end = timer.end_to_end(data, best["threads"], best["hw_decoder_load"], has_impl,
@@ -225,6 +237,7 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
     pipeline = best["img_s"]
     loader_img_s, model_img_s = pipeline[has_impl], model_step.median
     return {
+        "complete": True,
         "device": s.device,
         "gpu_name": torch.cuda.get_device_name() if s.device == "gpu" else None,
         "batch_size": s.batch_size, "threads": best["threads"], "hw_decoder_load": best["hw_decoder_load"],

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from train.commands.arguments import (
     add_device,
@@ -64,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from train.bench.run import BenchSettings, format_report, run_bench  # heavy imports only when benchmarking
+    from train.bench.timing import write_json
 
     settings = BenchSettings(
         data=args.data, device=args.device or ("gpu" if torch.cuda.is_available() else "cpu"),
@@ -75,7 +75,5 @@ def run(args: argparse.Namespace) -> int:
     result = run_bench(settings, progress=not args.no_progress, json_path=args.json)
     print(format_report(result))
     print(f"\ncommand: {result['command']}")
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(result, out, indent=1)
+    write_json(args.json, result)  # replaces the incomplete report written while it measured
     return 0

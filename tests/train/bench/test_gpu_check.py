@@ -108,8 +108,11 @@ def test_junit_counts_and_summary(tmp_path):
     (tmp_path / "memory.json").write_text(json.dumps([{"threads": 1, "device_mb": 10.0}]))
     (tmp_path / "run_resnet50").mkdir()
     (tmp_path / "run_resnet50" / "metrics.jsonl").write_text('{"epoch": 1, "img_s": 100.0}\n')
+    sweep = [{"threads": 16, "img_s": {"none": 9e4}}]  # a bench cut off by its time limit after its sweep
+    (tmp_path / "bench_alexnet_gap.json").write_text(json.dumps({"complete": False, "sweep": sweep}))
     summary = gpu_check.summarize(tmp_path, {"memory": {"status": "ok"}, "gpu_tests": {"status": "failed"}}, 12.3,
                                   450)
+    assert summary["bench"]["alexnet_gap"]["complete"] is False and summary["bench"]["alexnet_gap"]["sweep"] == sweep
     assert summary["memory"] == [{"threads": 1, "device_mb": 10.0}]
     assert summary["train"] == {"resnet50": [{"epoch": 1, "img_s": 100.0}]}
     assert summary["gpu_tests"]["failed"] == 2 and summary["passed"] is False

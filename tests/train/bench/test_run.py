@@ -295,7 +295,7 @@ def _run_tiny(tmp, data, prepared, prepared_npy) -> dict:
 
 def test_bench_json_holds_every_figure_the_sweep_and_the_machine(tiny_run):
     r = tiny_run
-    assert r["device"] == "cpu" and r["gpu_name"] is None and r["batch_size"] == 4
+    assert r["complete"] is True and r["device"] == "cpu" and r["gpu_name"] is None and r["batch_size"] == 4
     assert r["threads"] in (1, 2) and r["cpu_count"] >= 1 and r["versions"]["torch"] == torch.__version__
     assert set(r["pipeline_img_s"]) == {"none", "composed", "fused"}
     assert set(r["torchvision_img_s"]) == {"none", "has"}
@@ -357,6 +357,26 @@ def test_bench_times_runs_times_iters_batches_after_a_warmup_that_drains_the_que
         assert m["warmup_batches"] == max(3, 2 * workers)
         assert m["timed_batches_per_run"] == whole_rounds(2, workers)
     assert runs["model_step"]["warmup_batches"] == 3 and runs["model_step"]["timed_batches_per_run"] == 2
+
+
+def test_a_bench_cut_off_keeps_the_figures_it_measured(tmp_path, monkeypatch, capsys):
+    """gpu-check gives each bench a time limit; the JSON was written only at the end, so a cut bench left nothing."""
+    def cut_off(*args, **kwargs):
+        raise KeyboardInterrupt  # what a time limit's signal amounts to
+
+    monkeypatch.setattr(bench_run.Timer, "model_step", cut_off)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--data", str(bench_jpegs(8, tmp_path / "cache")), "--device", "cpu", "--batch-size", "4",
+                 "--num-threads", "1", "--crop", "32", "--model-opt", "stem=small", "--model-opt", "width=0.125",
+                 "--resize", "builtin", "--iters", "1", "--model-iters", "1", "--warmup", "1", "--runs", "1",
+                 "--no-progress", "--json", str(out)]) == 130
+    assert f"the figures measured so far are in {out}" in capsys.readouterr().err
+    report = json.loads(out.read_text())
+    assert report["complete"] is False and "model_step_img_s" not in report
+    assert [row["threads"] for row in report["sweep"]] == [1] and report["sweep"][0]["img_s"]["none"] > 0
+    assert report["data_variants"]["img_s"]["DALI originals NCHW builtin resize"] > 0
+    assert report["data_variants"]["memory_mb"]["torchvision originals NCHW"]["host_mb"] > 0
+    assert "--json" in report["command"] and not list(tmp_path.glob("*.tmp"))
 
 
 def test_bench_json_command_repeats_the_run(tiny_run):
