@@ -61,7 +61,7 @@ from tqdm import tqdm
 from dali_has.cache import cache_root
 from pipelines import webdataset
 from pipelines.errors import UnreadableImageError
-from pipelines.files import PIXELS_SUFFIX, Dataset, checked_path, list_shards, load_dataset
+from pipelines.files import PIXELS_SUFFIX, Dataset, checked_path, is_utf8, list_shards, load_dataset
 from pipelines.jpeg_header import EOI, parse_jpeg_header
 
 # The largest file read: every image within MAX_PIXELS fits, even uncompressed (179 M pixels x 3 bytes is
@@ -92,7 +92,7 @@ OK = "ok"
 class Verdict:
     """What the check found: kind OK with `detail` = the format (e.g. "jpeg"), or a refusal kind and a message."""
 
-    # OK, or: unreadable, not-a-file, empty, too-large, not-an-image, bad-header, bad-dimensions, truncated;
+    # OK, or: missing, unreadable, not-a-file, empty, too-large, not-an-image, bad-header, bad-dimensions, truncated;
     # bad-samples for a WebDataset shard (`check_shard`)
     kind: str
     detail: str
@@ -155,7 +155,7 @@ def check_file(path: str | os.PathLike) -> Verdict:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; the descriptor is checked before any read.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        return Verdict("unreadable", "does not exist (or is a broken link)")
+        return Verdict("missing", "does not exist (or is a broken link)")
     except OSError as error:
         return Verdict("unreadable", f"cannot be opened: {error.strerror or error}")
     try:
@@ -371,7 +371,7 @@ class _Cache:
         return cls([], [], [], [], [], [])
 
 
-_KINDS = frozenset({OK, "unreadable", "not-a-file", "empty", "too-large", "not-an-image", "bad-header",
+_KINDS = frozenset({OK, "missing", "unreadable", "not-a-file", "empty", "too-large", "not-an-image", "bad-header",
                     "bad-dimensions", "truncated", "bad-samples"})
 
 
@@ -580,20 +580,13 @@ def usable_dataset(data: str | os.PathLike | Dataset, *, skip_bad_files: bool = 
 def _refuse_names_dali_cannot_take(dataset: Dataset) -> None:
     """DALI's file reader takes its list of names as UTF-8 strings: a name holding other bytes (Python keeps them
     as lone surrogates) made it fail with "Unsupported argument type"."""
-    bad = [name for name, _ in dataset.samples if not name.isascii() and not _is_utf8(name)]
+    bad = [name for name, _ in dataset.samples if not is_utf8(name)]
     if bad:
         raise ValueError(f"{len(bad)} file names of {str(dataset.root)!r} are not UTF-8 (first {bad[0]!r}), and "
                          "DALI's file reader takes UTF-8 names only: rename them (e.g. `convmv -f latin1 -t utf8 "
                          "-r --notest DIR`), or prepare the data as shards (`dali-has prepare --webdataset`), which "
                          "keep such names")
 
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def check_shard(path: str | os.PathLike) -> Verdict:

@@ -203,7 +203,7 @@ def data_kind(data: DataArg) -> str:
     if not path.exists():
         raise FileNotFoundError(f"dataset {str(path)!r} does not exist: expected a folder DIR/<class>/<image>, a "
                                 "file list or WebDataset shards")
-    preparation(path)
+    manifest = preparation(path)
     if path.is_file():
         if path.suffix == webdataset.INDEX_SUFFIX:  # it was read as a file list
             raise ValueError(f"{str(path)!r} is a WebDataset index: give its shard, the .tar, or their folder")
@@ -219,12 +219,35 @@ def data_kind(data: DataArg) -> str:
             raise ValueError(f"{str(path)!r} holds compressed tar shards ({compressed[0]}, ...): DALI's WebDataset "
                              "reader reads plain tars: decompress them (`gunzip`, `zstd -d`) and index each with "
                              "DALI's `wds2idx`")
+        if manifest is not None:
+            _check_prepared_classes(path, manifest, sorted((e.name for e in entries if e.is_dir()), key=_bytewise))
         return FOLDER
     folders = sorted(e.name for e in entries if e.is_dir())
     if folders:
         raise ValueError(f"{str(path)!r} holds both .tar shards and sub-folders ({', '.join(folders[:3])}): is it "
                          "a WebDataset or a class tree DIR/<class>/<image>? Keep the shards in a folder of their own")
     return WEBDATASET
+
+
+def _check_prepared_classes(folder: Path, manifest: dict, folders: list[str]) -> None:
+    """A `dali-has prepare` output read as a class tree must hold the classes it was prepared with: one prepared
+    from a file list keeps the list's paths (its folders are no classes), and a class folder removed from the
+    source since stays in it, shifting the labels of the classes after it."""
+    if "classes" not in manifest:  # written before the manifest recorded them
+        return
+    outputs = manifest.get("outputs")
+    listed = folder / outputs["file_list"] if isinstance(outputs, dict) and "file_list" in outputs else folder
+    if manifest["classes"] is None:
+        raise ValueError(f"{str(folder)!r} was prepared from a file list: its folders are not classes and its "
+                         f"labels are in {str(listed)!r}; give that")
+    if folders != manifest["classes"]:
+        extra = sorted(set(folders) - set(manifest["classes"]))
+        missing = sorted(set(manifest["classes"]) - set(folders))
+        raise ValueError(f"{str(folder)!r} holds other class folders than it was prepared with ({PREPARE_MANIFEST}): "
+                         + "; ".join(filter(None, (extra and f"not a class there: {', '.join(extra[:3])}",
+                                                   missing and f"missing: {', '.join(missing[:3])}")))
+                         + f", so its labels would differ from the source's. Run the same `dali-has prepare` command "
+                         f"with --delete-stale, or read {str(listed)!r}")
 
 
 def _is_shard_name(name: str) -> bool:
@@ -370,11 +393,23 @@ def num_classes(data: DataArg) -> int:
 
 
 def write_file_list(list_path: str | os.PathLike, samples: Iterable[tuple[str | os.PathLike, int]]) -> int:
-    """Write `(file, label)` pairs as a DALI `file_list` at `list_path`; returns the number of lines.
+    """Write `(file, label)` pairs as a DALI `file_list` at `list_path` (`file_list_text`); returns the number of
+    lines."""
+    text = file_list_text(list_path, samples)
+    list_path = Path(list_path)
+    list_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(list_path, "w", encoding="utf-8", newline="\n") as out:
+        out.write(text)
+    return text.count("\n")
+
+
+def file_list_text(list_path: str | os.PathLike, samples: Iterable[tuple[str | os.PathLike, int]]) -> str:
+    """The text of a DALI `file_list` at `list_path` naming `(file, label)` pairs, one line each.
 
     Files inside the list's folder are written relative to it (DALI resolves them against that folder,
     so list and data move together); files elsewhere are written as absolute paths, which DALI takes
-    as they are (a `..` path would resolve differently when the list's folder is a symlink).
+    as they are (a `..` path would resolve differently when the list's folder is a symlink). A name a list
+    cannot hold (`unlistable`) or a label DALI cannot take is a ValueError.
     """
     lines = []
     for file, label in samples:
@@ -385,11 +420,7 @@ def write_file_list(list_path: str | os.PathLike, samples: Iterable[tuple[str | 
         if reason := unlistable(name) or unlistable(name := list_entry(list_path, file)):
             raise ValueError(f"file name {name!r} cannot be written to a DALI file list: {reason}")
         lines.append(f"{name} {label}\n")
-    list_path = Path(list_path)
-    list_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(list_path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as out:
-        out.writelines(lines)
-    return len(lines)
+    return "".join(lines)
 
 
 def list_entry(list_path: str | os.PathLike, file: str | os.PathLike) -> str:
@@ -401,11 +432,22 @@ def list_entry(list_path: str | os.PathLike, file: str | os.PathLike) -> str:
 
 def unlistable(name: str) -> str | None:
     """Why a DALI file list cannot name `name` (one line per entry, the name ends at its last non-space
-    character), or None when it can."""
+    character, UTF-8 as DALI's reader takes names), or None when it can."""
     if not name:
         return "an empty name"
     if "\n" in name or "\r" in name:
         return "it contains a newline or carriage return, and a file list holds one file per line"
     if name != name.rstrip():
         return "it ends in white space (a trailing space, tab, ...), which DALI strips from a file list line"
+    if not is_utf8(name):
+        return "it is not UTF-8, and DALI's file reader takes UTF-8 names only"
     return None
+
+
+def is_utf8(name: str) -> bool:
+    """Whether a file name is UTF-8 (Python holds a name's other bytes as lone surrogates, which do not encode)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

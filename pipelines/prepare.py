@@ -62,13 +62,14 @@ modification times, and a changed source is refused.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import posixpath
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -81,7 +82,15 @@ from tqdm import tqdm
 
 from dali_has import validate
 from pipelines import webdataset
-from pipelines.files import PIXELS_SUFFIX, PREPARE_MANIFEST, Dataset, load_dataset, write_file_list
+from pipelines.files import (
+    PIXELS_SUFFIX,
+    PREPARE_MANIFEST,
+    Dataset,
+    file_list_text,
+    load_dataset,
+    stores_pixels,
+    unlistable,
+)
 from pipelines.orientation import UPRIGHT, exif_orientation
 from pipelines.own_files import open_own, sole_writer
 from pipelines.scan import ERROR, Problem, scan_dataset
@@ -172,8 +181,9 @@ def _eight_bit(image: Image.Image) -> Image.Image:
 
 
 def target_names(dataset: Dataset, suffix: str = ".jpg") -> list[str]:
-    """Each sample's relative path in the output: the same path with the prepared files' extension."""
-    names = []
+    """Each sample's relative path in the output: the same path with the prepared files' extension. A file a list
+    names twice (oversampling, a second label) has one target; two files with one target are an error."""
+    names, sources = [], []
     for name, _ in dataset.samples:
         path = Path(os.path.normpath(name))
         if path.is_absolute() and path.is_relative_to(os.path.normpath(dataset.root.absolute())):
@@ -182,12 +192,40 @@ def target_names(dataset: Dataset, suffix: str = ".jpg") -> list[str]:
             raise ValueError(f"{name!r} lies outside {str(dataset.root)!r}: prepare keeps relative paths; write "
                              "the file list in a folder that holds all its images")
         names.append(path.with_suffix(suffix).as_posix())
+        sources.append(path)
     first = {}
-    for source, target in zip(dataset.samples, names):
-        if target in first:
-            raise ValueError(f"{first[target]!r} and {source[0]!r} would both become {target!r}; rename one")
-        first[target] = source[0]
+    for (source, _), path, target in zip(dataset.samples, sources, names):
+        if target in first and first[target][1] != path:
+            raise ValueError(f"{first[target][0]!r} and {source!r} would both become {target!r}; rename one")
+        first.setdefault(target, (source, path))
     return names
+
+
+def _refuse_what_the_output_cannot_hold(dataset: Dataset, names: list[str], settings: PrepareSettings) -> None:
+    """Before the output is claimed: a refusal after it would leave an unfinished output no rerun can finish."""
+    if stores_pixels(dataset):
+        raise ValueError(f"{str(dataset.root)!r} holds decoded pixels (.npy files, a `dali-has prepare --encoding "
+                         "npy` output): prepare re-encodes images; prepare the images it was made from")
+    if settings.webdataset:
+        twice = next((name for name, count in Counter(names).items() if count > 1), None)
+        if twice is not None:
+            raise ValueError(f"the file list names {twice!r} (as prepared) more than once: a shard holds each "
+                             "sample once, under its name; prepare a folder (leave out --webdataset: its file list "
+                             "keeps every entry with its label), or list the file once")
+        return
+    bad = [(source, reason) for (source, _), name in zip(dataset.samples, names) if (reason := unlistable(name))]
+    if bad:
+        raise ValueError(f"{len(bad)} file name(s) cannot be written to the output's {FILE_LIST}, first "
+                         f"{bad[0][0]!r}: {bad[0][1]}; rename them, or prepare shards (--webdataset), which keep "
+                         "such names")
+
+
+def _first_of_each_name(indices: list[int], names: list[str]) -> list[int]:
+    """`indices` without the later ones of a name already there: a file listed twice is converted once."""
+    first: dict[str, int] = {}
+    for i in indices:
+        first.setdefault(names[i], i)
+    return [i for i in indices if first[names[i]] == i]
 
 
 def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSettings = PrepareSettings(), *,
@@ -206,6 +244,7 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
     num_threads = validate.positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
     dataset = load_dataset(data)
     names = target_names(dataset, settings.suffix)
+    _refuse_what_the_output_cannot_hold(dataset, names, settings)
     out = Path(out)
     if dataset.classes is not None and out.resolve().is_relative_to(dataset.root.resolve()):
         # It would become a class folder of the data set (its labels shift; its images are trained on).
@@ -218,11 +257,12 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
                                   "this again (it resumes)"):
         writer = (_ShardOutput if settings.webdataset else _FolderOutput)(out, dataset, names, settings)
         todo = writer.todo()
-        report = scan_dataset(Dataset(dataset.root, tuple(dataset.samples[i] for i in todo)),
+        files = _first_of_each_name(todo, names)
+        report = scan_dataset(Dataset(dataset.root, tuple(dataset.samples[i] for i in files)),
                               num_threads=num_threads, progress=progress)
         problems = [p for p in report.problems if p.severity == ERROR]
         unusable = {p.path for p in problems}
-        convert = [i for i in todo if dataset.samples[i][0] not in unusable]
+        convert = [i for i in files if dataset.samples[i][0] not in unusable]
         converted = 0
 
         def work(i: int):
@@ -245,26 +285,24 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
                     problems.append(Problem(name, ERROR, "not-converted", "is missing from a shard an earlier run "
                                             "finished", f"Delete {writer.place(i)} and its index, and run again"))
                 else:
-                    try:
+                    with _resumable(writer.place(i)):
                         writer.write(i, original if result is None else result, state)
-                    except OSError as error:  # a full disk: write() names no file
-                        if error.filename is not None or error.errno is None:
-                            raise
-                        raise OSError(error.errno, f"{error.strerror}; make room, then run the same command again "
-                                                   "(it resumes)", writer.place(i)) from None
                     converted += 1
                 bar.update()
-        writer.finish()
+        with _resumable(str(out)):
+            writer.finish()
         kept, stale = writer.kept(), writer.stale()
         if delete_stale:
             writer.delete(stale)
         manifest.update(
             complete=True, samples=len(dataset), prepared=len(kept), reused=len(dataset) - len(todo),
             converted=converted, unusable=len(problems),
-            bytes={"source": sum((dataset.root / dataset.samples[i][0]).stat().st_size for i in kept),
+            bytes={"source": sum((dataset.root / dataset.samples[i][0]).stat().st_size
+                                 for i in _first_of_each_name(kept, names)),
                    "prepared": writer.prepared_bytes()},
             outputs=writer.outputs(), problems=[asdict(p) for p in sorted(problems, key=lambda p: p.path)],
             stale=[] if delete_stale else stale, deleted=stale if delete_stale else [],
+            stale_folders=writer.stale_folders(),
             num_threads=num_threads, seconds=round(time.perf_counter() - started, 3))
         _write_json(out / PREPARE_MANIFEST, manifest)
     return manifest
@@ -295,10 +333,27 @@ def _claim(out: Path, manifest: dict) -> None:
 
 
 def _write_json(path: Path, value: dict) -> None:
+    _write_own(path, (json.dumps(value, indent=1) + "\n").encode())
+
+
+def _write_own(path: Path, data: bytes) -> None:
+    """`data` as `path`, whole or not at all (written under a temporary name, renamed), through no link."""
     partial = path.with_name(path.name + PARTIAL)
-    with open_own(partial) as file:
-        file.write((json.dumps(value, indent=1) + "\n").encode())
+    with _resumable(str(path)), open_own(partial) as file:
+        file.write(data)
     os.replace(partial, path)
+
+
+@contextlib.contextmanager
+def _resumable(place: str):
+    """A write error that names no file (a full disk) named with the file it was writing, and what to do."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, f"{error.strerror}; make room, then run the same command again (it resumes)",
+                      place) from None
 
 
 def _state(info: os.stat_result) -> tuple[int, int]:
@@ -348,7 +403,9 @@ class _FolderOutput:
             state = _state((self.dataset.root / source).stat())
         except OSError:
             return False
-        return self._made.get(name) == (source, *state) and (self.out / name).is_file()
+        made = self._made.get(name)
+        return (made is not None and posixpath.normpath(made[0]) == posixpath.normpath(source)
+                and made[1:] == state and (self.out / name).is_file())
 
     def todo(self) -> list[int]:
         return [i for i in range(len(self.names)) if not self._current(i)]
@@ -381,8 +438,8 @@ class _FolderOutput:
         for name in self.names:  # what an interruption left half-written and this run did not finish
             (self.out / (name + PARTIAL)).unlink(missing_ok=True)
         self._kept = [i for i in range(len(self.names)) if self._current(i)]
-        write_file_list(self.out / FILE_LIST, [(self.out / self.names[i], self.dataset.samples[i][1])
-                                               for i in self._kept])
+        _write_own(self.out / FILE_LIST, file_list_text(self.out / FILE_LIST, [
+            (self.out / self.names[i], self.dataset.samples[i][1]) for i in self._kept]).encode())
         self._made = {name: made for name, made in self._made.items() if (self.out / name).is_file()}
         self._write_record()
 
@@ -391,10 +448,8 @@ class _FolderOutput:
         if self._record is not None:
             self._record.close()
             self._record = None
-        partial = self.out / (RECORD + PARTIAL)
-        with open_own(partial) as file:
-            file.write("".join(json.dumps([name, *made]) + "\n" for name, made in sorted(self._made.items())).encode())
-        os.replace(partial, self.out / RECORD)
+        _write_own(self.out / RECORD,
+                   "".join(json.dumps([name, *made]) + "\n" for name, made in sorted(self._made.items())).encode())
 
     def kept(self) -> list[int]:
         return self._kept
@@ -425,7 +480,15 @@ class _FolderOutput:
         self._write_record()
 
     def prepared_bytes(self) -> int:
-        return sum((self.out / self.names[i]).stat().st_size for i in self.kept())
+        return sum((self.out / name).stat().st_size for name in {self.names[i] for i in self.kept()})
+
+    def stale_folders(self) -> list[str]:
+        """Folders of OUT that are no class of the source (removed or renamed since): OUT read as a folder would
+        count them as classes, and the labels of the classes after them would shift."""
+        if self.dataset.classes is None:
+            return []
+        return sorted(entry.name for entry in self.out.iterdir()
+                      if entry.is_dir() and not entry.is_symlink() and entry.name not in self.dataset.classes)
 
     def outputs(self) -> dict:
         return {"file_list": FILE_LIST, "record": RECORD}
@@ -524,6 +587,9 @@ class _ShardOutput:
 
     def stale(self) -> list[str]:
         return []  # a changed source is refused (source_digest)
+
+    def stale_folders(self) -> list[str]:
+        return []
 
     def delete(self, stale: list[str]) -> None:
         pass

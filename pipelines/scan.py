@@ -128,6 +128,7 @@ def _named_as(name: str, fmt: str | None) -> str:
 
 _REPLACE = "Replace it with a good copy or remove it (`--write-list` writes a list without it)"
 _ADVICE = {"unreadable": "Fix its permissions or remove it",
+           "missing": "Restore it (or the file the link points to) or remove it",
            "not-a-file": "Remove it: only regular files (or links to them) can be images"}
 
 

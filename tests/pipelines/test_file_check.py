@@ -163,7 +163,7 @@ def test_special_files_are_refused_without_reading_them(tmp_path):
     assert check_file(tmp_path / "zero.jpg").kind == "not-a-file"
     assert "a character device" in check_file(tmp_path / "zero.jpg").detail
     assert "a FIFO" in check_file(tmp_path / "fifo.jpg").detail  # would block a reader forever
-    assert check_file(tmp_path / "broken.jpg").kind == "unreadable"
+    assert check_file(tmp_path / "broken.jpg").kind == "missing"
     assert check_file(tmp_path / "link.jpg").ok  # links to regular files are fine
 
 

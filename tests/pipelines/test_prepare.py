@@ -2,6 +2,7 @@
 orientation and 16-bit images as DALI decodes them, resuming after an interruption, WebDataset output."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import json
@@ -231,6 +232,10 @@ def test_file_lists_keep_their_names_and_labels_and_clashing_names_are_refused(s
     manifest = prepare(source / "some.txt", tmp_path / "out", SETTINGS, progress=False)
     assert manifest["prepared"] == 2 and manifest["classes"] is None
     assert read_file_list(tmp_path / "out" / FILE_LIST).samples == (("b/gray.jpg", 7), ("a/tall.jpg", 3))
+    # Read as a folder its paths became classes: labels 7 and 3 were 1 and 0, silently.
+    with pytest.raises(ValueError, match=f"was prepared from a file list: its folders are not classes and its labels "
+                                         f"are in '{tmp_path / 'out' / FILE_LIST}'; give that"):
+        make_loader(tmp_path / "out", train=False, batch_size=2, crop=16, num_threads=1)
     clash = tmp_path / "clash"
     for name in ("a/x.png", "a/x.jpg"):
         (clash / name).parent.mkdir(parents=True, exist_ok=True)
@@ -243,6 +248,95 @@ def test_file_lists_keep_their_names_and_labels_and_clashing_names_are_refused(s
     write_file_list(tmp_path / "lists" / "outside.txt", [(source / "a/big.jpg", 0)])  # written as an absolute path
     with pytest.raises(ValueError, match="lies outside"):
         prepare(tmp_path / "lists" / "outside.txt", tmp_path / "outside_out", SETTINGS, progress=False)
+
+
+def test_a_file_listed_twice_is_converted_once_and_listed_with_each_label(source, tmp_path):
+    """A list may name a file twice (oversampling, a second label); prepare refused it: "rename one"."""
+    (source / "twice.txt").write_text("b/gray.jpg 7\na/tall.png 3\n./b/gray.jpg 2\n")
+    manifest = prepare(source / "twice.txt", tmp_path / "out", SETTINGS, progress=False)
+    assert (manifest["samples"], manifest["prepared"], manifest["converted"]) == (3, 3, 2)
+    assert manifest["bytes"]["source"] == sum((source / name).stat().st_size for name in ("b/gray.jpg", "a/tall.png"))
+    listed = read_file_list(tmp_path / "out" / FILE_LIST).samples
+    assert listed == (("b/gray.jpg", 7), ("a/tall.jpg", 3), ("b/gray.jpg", 2))
+    again = prepare(source / "twice.txt", tmp_path / "out", SETTINGS, progress=False)
+    assert (again["converted"], again["reused"]) == (0, 3)
+    with pytest.raises(ValueError, match="names 'b/gray.jpg' .* more than once: a shard holds each sample once"):
+        prepare(source / "twice.txt", tmp_path / "shards", PrepareSettings(max_side=MAX_SIDE, webdataset=True),
+                progress=False)
+    assert not (tmp_path / "shards").exists()
+
+
+def test_what_a_folder_output_cannot_hold_is_refused_before_the_output_is_made(source, tmp_path):
+    """A name with a newline failed at the very end, after converting everything, and every rerun the same way;
+    a pixel source failed with scan's message; both left an unfinished output no rerun could finish."""
+    data = tmp_path / "data"
+    shutil.copytree(source, data)
+    (data / "a" / "new\nline.jpg").write_bytes(SOURCE["a/small.jpg"][0]())
+    with pytest.raises(ValueError, match=r"1 file name\(s\) cannot be written to the output's file_list.txt, first "
+                                         r"'a/new\\nline.jpg': it contains a newline.*prepare shards"):
+        prepare(data, tmp_path / "out", SETTINGS, progress=False)
+    assert not (tmp_path / "out").exists()
+    shards = prepare(data, tmp_path / "shards", PrepareSettings(max_side=MAX_SIDE, webdataset=True), progress=False)
+    assert shards["prepared"] == 8
+    pixels = tmp_path / "pixels"
+    prepare(source, pixels, PrepareSettings(max_side=MAX_SIDE, encoding="npy"), progress=False)
+    with pytest.raises(ValueError, match="holds decoded pixels .* prepare re-encodes images; prepare the images"):
+        prepare(pixels, tmp_path / "again", SETTINGS, progress=False)
+    assert not (tmp_path / "again").exists()
+
+
+def test_class_folders_no_longer_in_the_source_are_reported_and_the_output_is_refused_until_deleted(source,
+                                                                                                  tmp_path, capsys):
+    """An empty class folder removed from the source stayed in OUT, unreported: read as a folder, the classes
+    after it got other labels than in the source and the file list."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(source, data)
+    (data / "aa").mkdir()  # an empty class between a and b
+    prepare(data, out, SETTINGS, num_threads=1, progress=False)
+    assert num_classes(out) == 5
+    (data / "aa").rmdir()
+    assert main(["prepare", "--data", str(data), "--out", str(out), "--max-side", str(MAX_SIDE),
+                 "--no-progress"]) == 0
+    assert "STALE FOLDERS: 1 folder(s) of" in capsys.readouterr().out
+    assert json.loads((out / PREPARE_MANIFEST).read_text())["stale_folders"] == ["aa"]
+    with pytest.raises(ValueError, match="holds other class folders than it was prepared with .*not a class there: "
+                                         "aa, so its labels would differ.*--delete-stale"):
+        make_loader(out, train=False, batch_size=2, crop=16, num_threads=1)
+    (out / "d").rename(out / "zz")  # an (empty) class missing, as well as a folder that is none
+    with pytest.raises(ValueError, match="not a class there: aa, zz; missing: d"):
+        prepare(out, tmp_path / "again", SETTINGS, progress=False)  # any reader of OUT as a folder
+    (out / "zz").rename(out / "d")
+    manifest = prepare(data, out, SETTINGS, num_threads=1, progress=False, delete_stale=True)
+    assert manifest["stale_folders"] == [] and not (out / "aa").exists()
+    assert class_names(out) == class_names(data) and num_classes(out) == 4
+
+
+def test_the_file_list_is_written_whole_and_through_no_link(source, tmp_path):
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    prepare(source, out, SETTINGS, num_threads=1, progress=False)
+    victim.write_text("precious")
+    (out / FILE_LIST).unlink()
+    (out / FILE_LIST).symlink_to(victim)
+    prepare(source, out, SETTINGS, num_threads=1, progress=False)
+    assert victim.read_text() == "precious" and not (out / FILE_LIST).is_symlink()
+    assert len(read_file_list(out / FILE_LIST).samples) == 7
+
+
+def test_a_full_disk_while_finishing_names_the_file(source, tmp_path, monkeypatch):
+    """It said only "[Errno 28] No space left on device" when the file list was the file that did not fit."""
+    out, real = tmp_path / "out", prepare_module.open_own
+
+    def full(path, **kwargs):
+        if Path(path).name == FILE_LIST + ".partial":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a write() says it: no file name
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "open_own", full)
+    with pytest.raises(OSError, match="make room, then run the same command again") as error:
+        prepare(source, out, SETTINGS, num_threads=1, progress=False)
+    assert error.value.filename == str(out / FILE_LIST)
+    monkeypatch.undo()
+    assert prepare(source, out, SETTINGS, num_threads=1, progress=False)["converted"] == 0  # it resumes
 
 
 def test_webdataset_output_reads_back_with_every_label_and_name(source, tmp_path):
@@ -267,16 +361,16 @@ def test_names_that_are_not_utf8_are_kept(tmp_path):
     (tmp_path / "src" / name).write_bytes(SOURCE["a/small.jpg"][0]())
     for webdataset in (True, False):
         out = tmp_path / f"out-{webdataset}"
-        assert prepare(tmp_path / "src", out, PrepareSettings(max_side=MAX_SIDE, webdataset=webdataset),
-                       progress=False)["prepared"] == 1
         if webdataset:
+            assert prepare(tmp_path / "src", out, PrepareSettings(max_side=MAX_SIDE, webdataset=True),
+                           progress=False)["prepared"] == 1
             assert [sample_name(e.key) for e in read_index(out / "shard-000000.tar")] == [name[:-len(".jpg")]]
             loader = make_loader(out, train=False, batch_size=1, crop=16, num_threads=1)
             assert [y.tolist() for _, y in loader] == [[0]]
-        else:  # kept, but DALI's file reader cannot take the name ("Unsupported argument type" before)
-            assert (out / name).is_file()
-            with pytest.raises(ValueError, match="1 file names .* are not UTF-8 .*caf.*dali-has prepare --webdataset"):
-                make_loader(out, train=False, batch_size=1, crop=16, num_threads=1)
+        else:  # DALI's file reader cannot take the name: refused before any work (it said "train on" before)
+            with pytest.raises(ValueError, match="first 'a/caf.*it is not UTF-8.*prepare shards"):
+                prepare(tmp_path / "src", out, PrepareSettings(max_side=MAX_SIDE), progress=False)
+            assert not out.exists()
 
 
 def test_cli_prints_the_summary_and_the_left_out_files(source, tmp_path, capsys):
