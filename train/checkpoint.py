@@ -23,6 +23,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from pipelines.own_files import open_own
 from train.config import TrainConfig
 
 CONFIG = "config.json"
@@ -46,12 +47,26 @@ def save_checkpoint(path: Path, state: dict) -> None:
     it was, with no partial temporary file beside it."""
     tmp = temporary(path)
     try:
-        torch.save(state, tmp)
+        with open_own(tmp) as file:  # torch.save(state, tmp) wrote through a link there, outside the run
+            torch.save(state, file)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as error:
         tmp.unlink(missing_ok=True)
         raise OSError(f"could not write {path} ({error}); the file there, if any, is unchanged: free disk space "
                       "and continue with --resume") from None
+
+
+def prepare_run_files(run_dir: Path) -> None:
+    """Before any epoch: refuse a folder (or another non-file) where a checkpoint or its temporary file is written
+    (found only when the epoch's checkpoint was written, losing the epoch), and remove temporary files a killed
+    write left (a link among them is removed, not followed)."""
+    for name in (CHECKPOINT, BEST):
+        for path in (run_dir / name, temporary(run_dir / name)):
+            if path.exists() and not path.is_file() and not path.is_symlink():
+                raise ValueError(f"{path} is not a file (a folder?), and `dali-has train` writes its {name} there: "
+                                 "move it out of the run folder")
+        if temporary(run_dir / name).is_symlink() or temporary(run_dir / name).is_file():
+            temporary(run_dir / name).unlink()
 
 
 def temporary(path: Path) -> Path:
@@ -64,6 +79,8 @@ def load_checkpoint(path: Path) -> dict:
     tensors and plain data, a damaged file or a missing entry is a ValueError naming the file; a missing file
     is a FileNotFoundError."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path} is not a file (a folder?); a checkpoint is a file written by `dali-has train`")
     if not path.is_file():
         if path.name == BEST and (path.parent / CHECKPOINT).is_file():
             raise FileNotFoundError(f"{path} does not exist: {path.parent} was trained without --val-data, so no "
@@ -72,16 +89,20 @@ def load_checkpoint(path: Path) -> dict:
             raise FileNotFoundError(f"{path} does not exist: the run in {path.parent} stopped before its first "
                                     "epoch ended; start it again (the same train command)")
         raise FileNotFoundError(f"{path} does not exist: {path.parent} is not a run folder with that checkpoint")
+    damaged = (f"{path} is damaged or not a checkpoint{{}}: use another (best.pt with --best, a backup), or "
+               "train again")
+    if path.stat().st_size == 0:
+        raise ValueError(damaged.format(" (it is empty)"))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Weights only load failed" in str(error):
+        if "GLOBAL" in str(error):  # a class or function named: not for other refusals, which damage makes too
             raise ValueError(f"{path} holds objects other than tensors and plain data; refusing to load it, since "
                              "unpickling them could run code. dali-has checkpoints never hold such objects: "
                              "use a checkpoint written by `dali-has train`") from None
-        raise ValueError(f"{path} is not a readable checkpoint ({error})") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as error:
-        raise ValueError(f"{path} is not a readable checkpoint ({error})") from None
+        raise ValueError(damaged.format(" (its data is not a pickle torch writes)")) from None
+    except Exception as error:  # noqa: BLE001 - damaged bytes raise KeyError, IndexError, struct.error, ... in torch
+        raise ValueError(damaged.format(f" ({type(error).__name__}: {_first_line(error)})")) from None
     if not isinstance(state, dict):
         raise ValueError(f"{path} is not a dali-has checkpoint (it holds a {type(state).__name__}, not a dict)")
     for key, kind in _ENTRIES.items():
@@ -91,6 +112,39 @@ def load_checkpoint(path: Path) -> dict:
         raise ValueError(f"{path}: num_classes={state['num_classes']}, epoch={state['epoch']} cannot be right")
     _check_optional_entries(path, state)
     return state
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().split("\n", 1)[0][:200]
+
+
+def check_finite(path: Path, tensors: dict, what: str) -> None:
+    """Refuse a checkpoint whose `tensors` (its weights, or its optimizer's state) hold NaN or infinity: resumed,
+    a whole epoch trained before the loss said so, blaming the learning rate."""
+    for name, value in tensors.items():
+        if isinstance(value, dict):
+            check_finite(path, value, what)
+        elif isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all()):
+            raise ValueError(f"{path}: its {what} hold values that are not finite ({name}); the run it comes from "
+                             "diverged or the file is damaged: use another checkpoint (best.pt with --best, a backup)")
+
+
+def check_optimizer_state(path: Path, opt: torch.optim.Optimizer) -> None:
+    """After `opt.load_state_dict`, which checks neither: every hyperparameter a number, every state tensor of its
+    parameter's shape (a wrong one failed in the first step, after the loader was built)."""
+    for group in opt.param_groups:
+        for key, default in opt.defaults.items():
+            if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                    isinstance(group.get(key), bool) or not isinstance(group.get(key), (int, float))):
+                raise ValueError(f"{path}: optimizer setting {key}={group.get(key)!r} is not a number; not a "
+                                 "checkpoint of `dali-has train`")
+        for param in group["params"]:
+            for key, value in opt.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+                    raise ValueError(f"{path}: optimizer state {key} of shape {tuple(value.shape)} belongs to no "
+                                     f"parameter of shape {tuple(param.shape)}; not a checkpoint of this run")
+    check_finite(path, {key: value for group in opt.state.values() for key, value in group.items()},
+                 "optimizer state")
 
 
 def _check_optional_entries(path: Path, state: dict) -> None:
@@ -117,6 +171,12 @@ def _check_optional_entries(path: Path, state: dict) -> None:
     classes = state.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         problems.append("classes is not a list of class folder names")
+    elif classes is not None and len(classes) != state["num_classes"]:
+        problems.append(f"classes names {len(classes)} classes, num_classes is {state['num_classes']}")
+    # The model is built with num_classes outputs before its weights are compared: 10**9 allocated 256 GB.
+    if not any(isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[0] == state["num_classes"]
+               for t in state["model"].values()):
+        problems.append(f"num_classes={state['num_classes']} is the size of none of its weights")
     if problems:
         raise ValueError(f"{path}: {'; '.join(problems)}; not a dali-has checkpoint")
 
@@ -195,6 +255,7 @@ def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu",
     cfg = load_run_config(run_dir)
     path = Path(run_dir) / checkpoint
     state = load_checkpoint(path)
+    check_finite(path, state["model"], "weights")
     model = cfg.build_model(state["num_classes"])
     load_weights(path, model, state["model"])
     return TrainedModel(model.to(device).eval(), cfg, state.get("classes"))

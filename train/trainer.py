@@ -55,9 +55,12 @@ from train.checkpoint import (
     CONFIG,
     METRICS,
     RUN_LOCK,
+    check_finite,
+    check_optimizer_state,
     check_resumable,
     load_checkpoint,
     load_weights,
+    prepare_run_files,
     save_checkpoint,
 )
 from train.config import TrainConfig
@@ -149,6 +152,9 @@ def _train(cfg: TrainConfig, env: distributed.DistEnv, resume: bool, names: list
     out = Path(cfg.out)
     log = None
     if env.is_main:
+        prepare_run_files(out)
+        if not resume:  # a first epoch stopped between writing best.pt and checkpoint.pt: this run starts over
+            (out / BEST).unlink(missing_ok=True)
         log = EpochLog(out, cfg.tensorboard)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = cfg.build_model(classes).to(env.device)
@@ -163,13 +169,18 @@ def _train(cfg: TrainConfig, env: distributed.DistEnv, resume: bool, names: list
         if state["epoch"] > cfg.epochs:
             raise ValueError(f"{out} has trained {state['epoch']} epochs, more than epochs={cfg.epochs}; give "
                              f"--epochs N > {state['epoch']} to train on")
+        check_finite(out / CHECKPOINT, state["model"], "weights")
         load_weights(out / CHECKPOINT, model, state["model"])
         try:
             opt.load_state_dict(state["optimizer"])
         except (KeyError, ValueError, RuntimeError, TypeError) as error:
             raise ValueError(f"{out / CHECKPOINT}: its optimizer state does not fit this run's config ({error})"
                              ) from None
-        torch.set_rng_state(state["torch_rng"])
+        check_optimizer_state(out / CHECKPOINT, opt)
+        try:
+            torch.set_rng_state(state["torch_rng"])
+        except RuntimeError as error:
+            raise ValueError(f"{out / CHECKPOINT}: torch_rng is not torch's random state ({error})") from None
         start_epoch, best = state["epoch"], state.get("best")
         if log is not None:
             log.restore(state.get("metrics"))

@@ -78,15 +78,25 @@ def test_a_checkpoint_that_would_run_code_is_refused(trained_run, tiny_synth, tm
     assert str(copy / CHECKPOINT) in err and "refusing to load it" in err
 
 
-@pytest.mark.parametrize("content, words", [(b"", "not a readable checkpoint"),
-                                            (b"PK\x03\x04 not really a zip", "not a readable checkpoint")])
+@pytest.mark.parametrize("content, words", [
+    (b"", "damaged or not a checkpoint .it is empty.: use another"),
+    (b"PK\x03\x04 not really a zip", "damaged or not a checkpoint"),
+    (b"hello\n", "damaged or not a checkpoint .KeyError"),  # torch's unpickler: a traceback, exit 1
+    (b"x", "damaged or not a checkpoint"),  # said "holds objects ... could run code": damage looked like an attack
+    (None, "damaged or not a checkpoint"),  # three bytes of a real one changed inside its data.pkl
+])
 def test_damaged_checkpoints_are_named(trained_run, tmp_path, content, words):
     copy = tmp_path / "damaged"
     shutil.copytree(trained_run, copy)
+    if content is None:
+        data = bytearray((trained_run / CHECKPOINT).read_bytes())
+        start = data.index(b"data.pkl") + 200  # inside the pickle stream, past the zip header
+        data[start:start + 3] = b"\xec\xec\xec"
+        content = bytes(data)
     (copy / CHECKPOINT).write_bytes(content)
     with pytest.raises(ValueError, match=words) as error:
         load_checkpoint(copy / CHECKPOINT)
-    assert str(copy / CHECKPOINT) in str(error.value)
+    assert str(copy / CHECKPOINT) in str(error.value) and "could run code" not in str(error.value)
     torch.save({"model": {}, "epoch": 1}, copy / CHECKPOINT)
     with pytest.raises(ValueError, match="entry 'optimizer' is missing"):
         load_checkpoint(copy / CHECKPOINT)
@@ -256,6 +266,53 @@ def test_malformed_checkpoint_entries_are_named_before_any_work(trained_run, tmp
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # no epoch trained
 
 
+def _optimizer_state_of_another_shape(state):
+    buffer = next(iter(state["optimizer"]["state"].values()))
+    buffer["momentum_buffer"] = torch.zeros(3)
+
+
+@pytest.mark.parametrize("edit, said", [
+    (_optimizer_state_of_another_shape, "optimizer state momentum_buffer of shape (3,) belongs to no parameter"),
+    (lambda state: state["optimizer"]["param_groups"][0].update(momentum=None), "momentum=None is not a number"),
+    (lambda state: state.update(torch_rng=torch.zeros(10, dtype=torch.uint8)), "torch_rng is not torch's random"),
+    (lambda state: next(iter(state["model"].values())).fill_(float("nan")), "weights hold values that are not fin"),
+    (lambda state: state.update(num_classes=10**9), "num_classes=1000000000 is the size of none of its weights"),
+    (lambda state: state.update(classes=["a", "b"]), "classes names 2 classes, num_classes is"),
+])
+def test_checkpoint_contents_that_would_fail_in_training_are_refused_before_any_epoch(trained_run, tmp_path, capsys,
+                                                                                       edit, said):
+    """Each failed with a traceback in the first step (or allocated num_classes outputs: 256 GB), or trained a
+    whole epoch of NaN and blamed the learning rate."""
+    run = _copy(trained_run, tmp_path)
+    state = load_checkpoint(run / CHECKPOINT)
+    edit(state)
+    torch.save(state, run / CHECKPOINT)
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    assert said in capsys.readouterr().err
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # no epoch trained
+
+
+def test_what_is_in_the_place_of_a_checkpoint_is_dealt_with_before_any_epoch(trained_run, tmp_path, capsys):
+    """A link at checkpoint.pt.tmp made the save write through it, outside the run, and then made checkpoint.pt
+    that link; a folder at best.pt failed after the epoch had trained, advising to free disk space."""
+    run, victim = _copy(trained_run, tmp_path), tmp_path / "victim.txt"
+    victim.write_text("precious")
+    for name in ("checkpoint.pt.tmp", "best.pt.tmp"):
+        (run / name).symlink_to(victim)
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+    assert victim.read_text() == "precious" and not (run / CHECKPOINT).is_symlink()
+    assert load_checkpoint(run / CHECKPOINT)["epoch"] == 2
+    (run / "best.pt").mkdir()
+    assert main(["train", "--resume", str(run), "--epochs", "3"]) == 2
+    assert "best.pt is not a file (a folder?), and `dali-has train` writes its best.pt there" in capsys.readouterr().err
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # no epoch trained
+    (run / "best.pt").rmdir()
+    (run / CHECKPOINT).rename(run / "kept.pt")
+    (run / CHECKPOINT).mkdir()
+    with pytest.raises(ValueError, match="checkpoint.pt is not a file"):  # said "stopped before its first epoch"
+        load_checkpoint(run / CHECKPOINT)
+
+
 def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_the_old_one(trained_run, tmp_path, monkeypatch):
     # On a full disk torch.save raised its zip writer's RuntimeError ("unexpected pos ..."), naming no file, and
     # left checkpoint.pt.tmp behind, after which the folder could neither start a run nor resume.
@@ -264,7 +321,7 @@ def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_the_old_one(tra
     state = load_checkpoint(run / CHECKPOINT)
 
     def full_disk(obj, f):
-        Path(f).write_bytes(b"partial")
+        f.write(b"partial")
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 48960 vs 48848")
 
     monkeypatch.setattr(torch, "save", full_disk)
@@ -365,6 +422,29 @@ def test_a_stop_while_an_epoch_is_saved_loses_neither_its_metrics_line_nor_the_b
         fit(tiny_config(tiny_synth, tmp_path / "best", epochs=3, val=Validation(data=str(tiny_synth / "test"))))
     # Epoch 1 improved: with checkpoint.pt first, it said best = epoch 1 while no best.pt held it.
     assert not (tmp_path / "best" / CHECKPOINT).exists()
+
+
+def test_a_first_epoch_stopped_after_best_pt_starts_again_with_the_same_command(tiny_synth, tmp_path, monkeypatch):
+    """best.pt is written before checkpoint.pt: a stop in between left a folder --resume sent back to the train
+    command ("stopped before its first epoch ended") and the train command refused ("holding other files")."""
+    from train import trainer
+
+    argv = ["train", "--data", str(tiny_synth / "train"), "--out", str(tmp_path / "run"), "--epochs", "1",
+            "--batch-size", "8", "--crop", "64", "--num-threads", "1", "--max-steps-per-epoch", "1",
+            "--model-opt", "stem=small", "--model-opt", "width=0.125", "--val-data", str(tiny_synth / "test")]
+    save = trainer.save_checkpoint
+
+    def stop_before_the_checkpoint(path, state):
+        if path.name == CHECKPOINT:
+            raise Stop
+        save(path, state)
+
+    with monkeypatch.context() as patch, pytest.raises(Stop):
+        patch.setattr(trainer, "save_checkpoint", stop_before_the_checkpoint)
+        main(argv)
+    assert (tmp_path / "run" / "best.pt").is_file() and not (tmp_path / "run" / CHECKPOINT).exists()
+    assert main(argv) == 0
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 1
 
 
 def test_a_run_folder_has_one_writer_and_links_in_it_are_not_written_through(trained_run, tmp_path):

@@ -82,7 +82,7 @@ def register(sub) -> None:
 def config_from_args(args) -> tuple[TrainConfig, bool]:
     """The run's config and whether it resumes; a bad combination of options is a ValueError."""
     # torch is imported only once a command runs
-    from train.checkpoint import CHECKPOINT, CONFIG, METRICS, RUN_LOCK, load_run_config, temporary
+    from train.checkpoint import BEST, CHECKPOINT, CONFIG, METRICS, RUN_LOCK, load_run_config, temporary
 
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("func", "command", "resume", "model_opt")}
@@ -109,7 +109,9 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
     if os.path.isdir(args.out):  # a new run's files would overwrite or join what is there
         # A run stopped before its first checkpoint leaves its config, lock (and TensorBoard folder): it may start
         # over (and a file's temporary copy, when the process was killed while writing it).
-        own = {CONFIG, RUN_LOCK, "tensorboard", *(temporary(Path(name)).name for name in (CHECKPOINT, CONFIG))}
+        # best.pt is written before checkpoint.pt: a stop in between leaves it from the first epoch.
+        own = {CONFIG, RUN_LOCK, "tensorboard", BEST,
+               *(temporary(Path(name)).name for name in (CHECKPOINT, CONFIG, BEST))}
         if os.path.isfile(metrics := os.path.join(args.out, METRICS)) and os.path.getsize(metrics) == 0:
             own.add(METRICS)  # made empty at the start (to refuse a link there early), no epoch written
         others = sorted(set(os.listdir(args.out)) - own)
