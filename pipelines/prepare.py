@@ -312,7 +312,14 @@ def _claim(out: Path, manifest: dict) -> None:
     """Make `out` this preparation's folder: new, or left by the same source and settings (resume)."""
     path = out / PREPARE_MANIFEST
     if path.is_file():
-        earlier = json.loads(path.read_text())
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            earlier = error
+        if not isinstance(earlier, dict) or not isinstance(earlier.get("settings", {}), dict):
+            raise ValueError(f"{str(path)!r} is damaged (not the manifest `dali-has prepare` writes), so what "
+                             f"{str(out)!r} holds is unknown: delete that folder and prepare again, or choose "
+                             "another --out")
         # A setting added since that output was written counts as its default there.
         earlier["settings"] = {**asdict(PrepareSettings()), **earlier.get("settings", {})}
         keys = ("format_version", "source", "settings")

@@ -225,8 +225,12 @@ def _same_dataset(data: Path, synth: SynthConfig) -> bool:
     meta = data / "dataset.json"
     if not meta.is_file():
         return False
+    try:
+        saved = json.loads(meta.read_text())
+    except (ValueError, UnicodeDecodeError):  # damaged: the data is generated again, as for other settings
+        return False
     # Regenerate when any design parameter differs (JSON round trip: tuples were saved as lists).
-    return json.loads(meta.read_text()).get("config") == json.loads(json.dumps(asdict(synth)))
+    return isinstance(saved, dict) and saved.get("config") == json.loads(json.dumps(asdict(synth)))
 
 
 def _device_name(device: str, threads: int, jobs: int) -> str:

@@ -322,6 +322,16 @@ def test_the_file_list_is_written_whole_and_through_no_link(source, tmp_path):
     assert len(read_file_list(out / FILE_LIST).samples) == 7
 
 
+@pytest.mark.parametrize("manifest", ["[1]", '{"settings": 5}', '{"format_version": '])
+def test_a_damaged_manifest_is_named(source, tmp_path, manifest):
+    """They raised AttributeError, TypeError, or "Expecting value" naming no file."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / PREPARE_MANIFEST).write_text(manifest)
+    with pytest.raises(ValueError, match="prepare.json' is damaged .*delete that folder and prepare again"):
+        prepare(source, tmp_path / "out", SETTINGS, progress=False)
+    assert (tmp_path / "out" / PREPARE_MANIFEST).read_text() == manifest
+
+
 def test_a_full_disk_while_finishing_names_the_file(source, tmp_path, monkeypatch):
     """It said only "[Errno 28] No space left on device" when the file list was the file that did not fit."""
     out, real = tmp_path / "out", prepare_module.open_own

@@ -96,3 +96,13 @@ def test_the_demo_runs_on_the_gpu(tmp_path):
     for run in ("baseline", "has"):
         assert all(0 <= results[run][key] <= 100 for key in METRICS)
     assert (out / "cams.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("content", ["[1]", '{"config": ', "\xff"])
+def test_a_damaged_dataset_json_makes_the_data_generated_again(tmp_path, content):
+    """It raised AttributeError (a list) or "Expecting value" naming no file."""
+    from train.demo import _same_dataset
+    from train.wsol.synth import SynthConfig
+
+    (tmp_path / "dataset.json").write_text(content, encoding="latin-1")
+    assert _same_dataset(tmp_path, SynthConfig()) is False
