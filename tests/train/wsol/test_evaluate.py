@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pipelines import TrainAugment, make_loader
@@ -28,6 +29,23 @@ def test_boxes_follow_the_resize_and_centre_crop():
     box = boxes_in_crop([[100, 50, 150, 90]], 200, 100, 64, 56)
     np.testing.assert_array_equal(box, [[28, 28, 55, 53]])  # 96-36=60 -> clipped to 55
     np.testing.assert_array_equal(boxes_in_crop([[0, 0, 63, 63]], 64, 64, 64, 64), [[0, 0, 63, 63]])
+
+
+def test_a_true_box_outside_the_crop_is_left_out_and_cannot_be_hit():
+    """Clipped, a box wholly outside the crop became a strip on the crop's edge, which a CAM component along
+    that edge matched at IoU 0.5: a GT-known hit on an object the network never saw."""
+    from train.wsol.localization import LocalizationMeter
+
+    boxes = boxes_in_crop([[0, 10, 40, 50], [60, 10, 120, 90]], 200, 100, 64, 64)  # the first lies left of the crop
+    np.testing.assert_array_equal(boxes, [[6, 6, 44, 57]])
+    assert boxes_in_crop([[0, 10, 40, 50]], 200, 100, 64, 64).shape == (0, 4)
+    cam = torch.zeros(1, 64, 64)
+    cam[0, 6:32, 0] = 1.0  # a component on the crop's left edge, where the clipped strip was
+    meter = LocalizationMeter()
+    unseen = boxes_in_crop([[0, 10, 40, 50]], 200, 100, 64, 64)
+    meter.update(torch.tensor([[1.0, 0.0]]), torch.tensor([0]), cam, [unseen])
+    result = meter.compute()
+    assert result["gt_known_loc"] == 0.0 and result["maxboxacc_v2"] == 0.0 and result["top1"] == 100.0
 
 
 @pytest.mark.parametrize("width, height", [(129, 128), (128, 129), (131, 100)])
@@ -60,7 +78,8 @@ def test_boxes_in_crop_lands_on_the_pixels_dali_crops_with_half_pixel_offsets(tm
     (image,) = [images[0].numpy() for images, _ in loader]
     for row, col in ((0, 0), (crop - 1, crop - 1)):
         source_x, source_y = image[0, row, col], image[1, row, col]
-        mapped = boxes_in_crop([[source_x, source_y, source_x, source_y]], width, height, min(width, height), crop)
+        pixel = [source_x, source_y, source_x + 1, source_y + 1]  # one pixel's box: x1, y1 one past it
+        mapped = boxes_in_crop([pixel], width, height, min(width, height), crop)
         assert mapped[0, :2].tolist() == [col, row]
 
 

@@ -182,8 +182,9 @@ def test_meter_rejects_bad_input():
         meter.update(torch.full((1, 2), np.nan), torch.zeros(1, dtype=torch.long), torch.zeros(1, 4, 4), [BOX])
     with pytest.raises(ValueError, match="batch shapes disagree"):
         meter.update(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.zeros(1, 4, 4), [[[0, 0, 1, 1]]])
-    with pytest.raises(ValueError, match="no true box"):
-        meter.update(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), torch.zeros(1, 4, 4), [[]])
+    # No true box (every object outside the evaluated crop): nothing to localize, a miss at every threshold.
+    meter.update(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), torch.ones(1, 4, 4), [[]])
+    assert (meter.gt_known, meter.box_correct.sum()) == (0, 0) and meter.count == 1
     with pytest.raises(ValueError, match="cam_threshold=1.5"):
         LocalizationMeter(cam_threshold=1.5)
     with pytest.raises(ValueError, match="no images"):
