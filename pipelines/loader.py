@@ -14,8 +14,9 @@ new ones (DALI's generators run on); a fixed seed gives the same batches run aft
 Resuming. Keep one loader for a whole training run: its pipeline then lists the files, allocates its decoders and
 fills its shuffle buffer once, and the next epoch's first batches are prefetched while the last ones train. To
 resume such a run exactly, make the loader with `checkpointing=True`, save `loader.state_dict()` after an epoch
-and give it to `load_state_dict()` of a new loader with the same settings: its next `for` yields exactly what the
-old loader's next `for` would have (DALI's checkpoints restore the readers' positions and shuffle buffers and
+and give it to `load_state_dict()` of a new loader with the same settings (checkpointing too): its next `for`
+yields exactly what the old loader's next `for` would have (DALI's checkpoints restore the readers' positions
+and shuffle buffers and
 every random generator; a `for` that had stopped early is restored as the rebuild it would have caused). A state
 of other settings or data is refused, naming what differs; a refused state leaves the loader as it was.
 
@@ -144,6 +145,9 @@ class EpochLoader:
         if version not in (1, STATE_VERSION) or set(state) != expected:
             raise ValueError(f"not a loader state of this version: expected a dict with keys {sorted(current)} "
                              f"and version {STATE_VERSION}, as state_dict() returns")
+        if not self._options.checkpointing:  # it resumed, then failed in state_dict() after a whole epoch
+            raise ValueError("load_state_dict() needs a loader made with checkpointing=True, as the one the state "
+                             "was taken from: without it this loader could not save its own state later")
         mine = {"dataset_size": self.dataset_size, "shard": [self._options.shard_id, self._options.num_shards]}
         theirs = {key: state[key] for key in mine}
         if theirs != mine:
@@ -159,7 +163,7 @@ class EpochLoader:
             raise ValueError(f"the loader state's pipeline is a {type(state['pipeline']).__name__}; expected the "
                              "bytes of a DALI checkpoint or None, as state_dict() returns")
         # Where this loader's next `for` would start, to go back to if DALI cannot restore the state.
-        now = self.state_dict() if self._options.checkpointing else dict(rebuilds=self._rebuilds, pipeline=None)
+        now = self.state_dict()
         self._close_pipeline()
         try:
             self._rebuilds = rebuilds
@@ -312,7 +316,7 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
             train=False (Hide-and-Seek never runs at evaluation) but still checked.
         ten_crop, resize: evaluation only (`val_pipeline`); ten_crop=True with train=True is an error.
         **options: fields of `PipelineOptions` (device, device_id, seed, shard_id, num_shards, num_threads,
-            checkpointing: needed for `state_dict()`, see "Resuming" in the module docstring;
+            checkpointing: needed for `state_dict()` and `load_state_dict()`, see "Resuming" in the module docstring;
             operator_concurrency="full" lets DALI overlap the GPU operators of successive batches) and of
             `ImageOptions` (crop, dtype, layout, mean, std, hw_decoder_load, preallocate_hint, skip_bad_files).
             Every file of a folder or file list is checked when the data is listed (`pipelines.file_check`,

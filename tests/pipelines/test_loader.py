@@ -299,6 +299,9 @@ def test_loader_states_are_checked(dataset):
         other.load_state_dict({"pipeline": b""})
     with pytest.raises(ValueError, match=r"'settings', 'shard', 'version'\] and version 2"):  # the keys of version 2
         other.load_state_dict({**state, "version": 3})
+    # Without checkpointing the state was restored, and the epoch after it ended in state_dict()'s refusal.
+    with pytest.raises(ValueError, match="load_state_dict.. needs a loader made with checkpointing=True"):
+        small_loader(dataset / "list_7.txt").load_state_dict(state)
     with pytest.raises(ValueError, match="checkpoint of type str"):
         small_loader(dataset, checkpoint="not bytes")
     with pytest.raises(ValueError, match="DALI checkpoint cannot be restored"):
