@@ -252,9 +252,14 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
     manifest = {"format_version": FORMAT_VERSION, "source": str(Path(data).resolve()),
                 "settings": asdict(settings), "classes": list(dataset.classes) if dataset.classes else None,
                 **({"source_digest": source_digest(dataset)} if settings.webdataset else {})}
-    _claim(out, manifest)
+    _check_claim(out, manifest)  # before the folder is made: a refused run leaves nothing
+    out.mkdir(parents=True, exist_ok=True)
     with sole_writer(out / LOCK, f"another `dali-has prepare` is writing {str(out)!r}; let it finish, then run "
                                   "this again (it resumes)"):
+        # Again under the lock, and only then marked unfinished: a run refused the lock (or one that took it after
+        # another finished) rewrote a finished output's manifest as unfinished, or as of its own settings.
+        _check_claim(out, manifest)
+        _write_json(out / PREPARE_MANIFEST, dict(manifest, complete=False))
         writer = (_ShardOutput if settings.webdataset else _FolderOutput)(out, dataset, names, settings)
         todo = writer.todo()
         files = _first_of_each_name(todo, names)
@@ -308,8 +313,8 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
     return manifest
 
 
-def _claim(out: Path, manifest: dict) -> None:
-    """Make `out` this preparation's folder: new, or left by the same source and settings (resume)."""
+def _check_claim(out: Path, manifest: dict) -> None:
+    """Whether `out` may be this preparation's folder: new, or left by the same source and settings (resume)."""
     path = out / PREPARE_MANIFEST
     if path.is_file():
         try:
@@ -332,11 +337,9 @@ def _claim(out: Path, manifest: dict) -> None:
             raise ValueError(f"{str(out)!r} holds shards of {manifest['source']!r} as it was: files were added, "
                              "removed or changed there since (names, labels, sizes or modification times), and "
                              "shards are not updated in place: choose another --out, or delete it")
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(entry.name != LOCK for entry in out.iterdir()):
         raise ValueError(f"{str(out)!r} is not empty and is no `dali-has prepare` output (no "
                          f"{PREPARE_MANIFEST}): choose a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(path, dict(manifest, complete=False))
 
 
 def _write_json(path: Path, value: dict) -> None:

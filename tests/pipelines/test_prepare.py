@@ -568,6 +568,8 @@ def test_a_second_run_on_the_same_output_at_once_is_refused(source, tmp_path):
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # as the other run holds it
         with pytest.raises(ValueError, match="another `dali-has prepare` is writing"):
             prepare(source, out, SETTINGS, num_threads=1, progress=False)
+        # The refused run had marked the output unfinished first: every loader then refused it.
+        assert json.loads((out / PREPARE_MANIFEST).read_text())["complete"] is True
     assert prepare(source, out, SETTINGS, num_threads=1, progress=False)["converted"] == 0
 
 
