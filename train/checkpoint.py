@@ -168,6 +168,8 @@ def _check_optional_entries(path: Path, state: dict) -> None:
     metrics = state.get("metrics")
     if metrics is not None and not (isinstance(metrics, dict) and isinstance(metrics.get("epoch"), int)):
         problems.append("metrics is not the epoch's metrics.jsonl line ({'epoch': number, ...})")
+    elif metrics is not None and metrics["epoch"] != state["epoch"]:  # a resume appends it to metrics.jsonl
+        problems.append(f"metrics is the line of epoch {metrics['epoch']}, the checkpoint of epoch {state['epoch']}")
     classes = state.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         problems.append("classes is not a list of class folder names")
@@ -238,9 +240,12 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
                              "dataset's absolute path into config.json")
         saved["data"] = str(resolved)
     try:
-        return TrainConfig.from_dict({**saved, "out": str(run_dir.resolve())})
+        cfg = TrainConfig.from_dict({**saved, "out": str(run_dir.resolve())})
+        with torch.device("meta"):  # the model options are checked where the model is built: shapes only, here
+            cfg.build_model(2)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
+    return cfg
 
 
 class TrainedModel(NamedTuple):

@@ -75,6 +75,15 @@ def test_resume_from_a_config_json_with_a_wrong_value_names_file_and_key(tmp_pat
     assert str(tmp_path / "config.json") in err and "lr_milestones=5" in err
 
 
+@pytest.mark.parametrize("model, said", [({"width": 1000}, "width=1000"), ({"stem": "huge"}, "stem")])
+def test_model_options_of_a_config_json_are_named_with_the_file(tmp_path, capsys, model, said):
+    """They were checked only when the model was built, and the message did not name config.json."""
+    (tmp_path / "config.json").write_text(json.dumps({"data": "/d", "out": "o", "arch": "alexnet_gap", "model": model}))
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'config.json'}: " in err and said in err
+
+
 def test_an_image_given_as_data_is_named(tmp_path):
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(jpeg_bytes())

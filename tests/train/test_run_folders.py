@@ -254,6 +254,7 @@ def test_resuming_on_renamed_class_folders_is_refused(trained_run, tiny_synth, t
     ("loader", "garbage", "loader is not"),
     ("torch_rng", torch.zeros(5), "torch_rng is a torch.float32 tensor"),
     ("classes", [1, 2], "classes is not a list"),
+    ("metrics", {"epoch": 99}, "metrics is the line of epoch 99, the checkpoint of epoch 1"),  # appended on resume
 ])
 def test_malformed_checkpoint_entries_are_named_before_any_work(trained_run, tmp_path, capsys, entry, value, said):
     run = _copy(trained_run, tmp_path)
