@@ -85,7 +85,8 @@ def build(rebuild: bool = False) -> BuildResult:
         return built
     try:
         key_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(key_dir / ".lock", "w")
+        # Not through a link: open(..., "w") truncated whatever file a link put there pointed to.
+        lock = os.fdopen(os.open(key_dir / ".lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644), "w")
     except OSError as error:
         if failed.exists() and not rebuild and os.environ.get(REBUILD_ENV) != "1":
             raise PluginBuildError(failed.read_text().strip()) from None

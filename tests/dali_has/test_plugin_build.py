@@ -2,7 +2,6 @@
 passing ones (a killed compiler, a full disk, a timeout) are not; the cache key covers sources and toolchain."""
 from __future__ import annotations
 
-import errno
 import json
 import subprocess
 from dataclasses import replace
@@ -169,20 +168,26 @@ def test_an_intact_cache_is_used_without_writing_to_it_and_an_unwritable_one_is_
 def test_a_read_only_cache_says_what_it_holds(fake_build, monkeypatch):
     """A damaged library or a remembered failure in a cache that cannot be written was reported only as "cannot
     write the plugin cache"."""
-    def read_only(path, mode="r", *args, **kwargs):
-        raise OSError(errno.EROFS, "Read-only file system", str(path))
-
     fake_build(FakeCompiler(None))
     plugin_build.build().path.write_bytes(b"bui")  # damaged
-    with monkeypatch.context() as patch:
-        patch.setattr(plugin_build, "open", read_only, raising=False)  # the lock file cannot be made
-        with pytest.raises(plugin_build.PluginBuildError, match="holds a library that does not match its "
-                                                               "build.json and cannot be written"):
-            plugin_build.build()
+    lock = plugin_build.cache_dir() / ".lock"
+    lock.unlink()
+    lock.mkdir()  # the lock file cannot be made (as in a read-only folder; root writes in any here)
+    with pytest.raises(plugin_build.PluginBuildError, match="holds a library that does not match its "
+                                                           "build.json and cannot be written"):
+        plugin_build.build()
+    lock.rmdir()
+    victim = plugin_build.cache_dir().parent / "victim.txt"
+    victim.write_text("kept")
+    lock.symlink_to(victim)  # open(..., "w") truncated the file a link there pointed to
+    with pytest.raises(plugin_build.PluginBuildError, match="cannot be written"):
+        plugin_build.build()
+    assert victim.read_text() == "kept"
+    lock.unlink()
     fake_build(FakeCompiler("x.cc:1: error: expected ';'"))
     with pytest.raises(plugin_build.PluginBuildError, match="compiling the CPU operators failed"):
         plugin_build.build()
-    with monkeypatch.context() as patch:
-        patch.setattr(plugin_build, "open", read_only, raising=False)
-        with pytest.raises(plugin_build.PluginBuildError, match="compiling the CPU operators failed"):
-            plugin_build.build()
+    lock.unlink()
+    lock.mkdir()
+    with pytest.raises(plugin_build.PluginBuildError, match="compiling the CPU operators failed"):
+        plugin_build.build()
