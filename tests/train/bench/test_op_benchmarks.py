@@ -239,3 +239,15 @@ def test_the_stage_benchmark_runs_every_stage_on_the_gpu(stage_sets, tmp_path):
 def test_the_stage_benchmark_on_the_gpu_without_one_says_so():
     with pytest.raises(SystemExit, match="no CUDA device"):
         pipeline_stages.main(["--device", "gpu"])
+
+
+def test_an_unusable_gpu_kernel_leaves_out_only_the_graph_that_needs_it(monkeypatch):
+    """The stage benchmark stopped at once where the kernel could not run: the read and decode graphs, which need
+    none, went unmeasured too."""
+    monkeypatch.setattr(fused, "gpu_unavailable_reason", lambda: "the driver is older than CUDA 13")
+    skip, note = pipeline_stages.without_an_unusable_kernel("gpu", ["no_has"])
+    assert skip == ["no_has", "fused"] and "the driver is older than CUDA 13" in note
+    assert pipeline_stages.without_an_unusable_kernel("gpu", ["fused"]) == (["fused"], None)
+    assert pipeline_stages.without_an_unusable_kernel("cpu", []) == ([], None)
+    monkeypatch.setattr(fused, "gpu_unavailable_reason", lambda: None)
+    assert pipeline_stages.without_an_unusable_kernel("gpu", []) == ([], None)
