@@ -21,8 +21,8 @@ def register(subparsers) -> None:
                     "or .npy), OUT/file_list.txt written. Files `dali-has scan` finds unusable are left out and "
                     "listed. Running it again resumes an interrupted run and converts what was added or changed "
                     "in DATA since (shards: refused if DATA changed). OUT/prepare.json records the settings, "
-                    "counts, bytes before and after, and every bad file. Train on OUT (or OUT/file_list.txt) like "
-                    "on the original.")
+                    "counts, bytes before and after, and every bad file. Train on OUT/file_list.txt like on the "
+                    "original (or on OUT itself when DATA was a folder of class folders).")
     add_data(p)
     p.add_argument("--out", type=output_folder, required=True,
                    help="output folder (new or empty, or an earlier run's to resume or update)")
