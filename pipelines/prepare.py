@@ -185,9 +185,7 @@ def target_names(dataset: Dataset, suffix: str = ".jpg") -> list[str]:
     names twice (oversampling, a second label) has one target; two files with one target are an error."""
     names, sources = [], []
     for name, _ in dataset.samples:
-        path = Path(os.path.normpath(name))
-        if path.is_absolute() and path.is_relative_to(os.path.normpath(dataset.root.absolute())):
-            path = path.relative_to(os.path.normpath(dataset.root.absolute()))  # a file list may name its own folder
+        path = _relative_source(dataset, name)
         if path.is_absolute() or path.parts[0] == "..":
             raise ValueError(f"{name!r} lies outside {str(dataset.root)!r}: prepare keeps relative paths; write "
                              "the file list in a folder that holds all its images")
@@ -199,6 +197,14 @@ def target_names(dataset: Dataset, suffix: str = ".jpg") -> list[str]:
             raise ValueError(f"{first[target][0]!r} and {source!r} would both become {target!r}; rename one")
         first.setdefault(target, (source, path))
     return names
+
+
+def _relative_source(dataset: Dataset, name: str) -> Path:
+    """A sample's file as one path relative to the data's folder however it is written ("a.jpg", "./a.jpg", the
+    absolute path: a file list may name its own folder), or absolute / "../" for a file outside it."""
+    path = Path(os.path.normpath(name))
+    root = os.path.normpath(dataset.root.absolute())
+    return path.relative_to(root) if path.is_absolute() and path.is_relative_to(root) else path
 
 
 def _refuse_what_the_output_cannot_hold(dataset: Dataset, names: list[str], settings: PrepareSettings) -> None:
@@ -413,8 +419,8 @@ class _FolderOutput:
             state = _state((self.dataset.root / source).stat())
         except OSError:
             return False
-        made = self._made.get(name)
-        return (made is not None and posixpath.normpath(made[0]) == posixpath.normpath(source)
+        made = self._made.get(name)  # the same file however the list writes it: a file listed twice is made once
+        return (made is not None and _relative_source(self.dataset, made[0]) == _relative_source(self.dataset, source)
                 and made[1:] == state and (self.out / name).is_file())
 
     def todo(self) -> list[int]:
@@ -497,8 +503,8 @@ class _FolderOutput:
         count them as classes, and the labels of the classes after them would shift."""
         if self.dataset.classes is None:
             return []
-        return sorted(entry.name for entry in self.out.iterdir()
-                      if entry.is_dir() and not entry.is_symlink() and entry.name not in self.dataset.classes)
+        return sorted(entry.name for entry in self.out.iterdir()  # links to folders too: read as classes as well
+                      if entry.is_dir() and entry.name not in self.dataset.classes)
 
     def outputs(self) -> dict:
         return {"file_list": FILE_LIST, "record": RECORD}

@@ -125,7 +125,7 @@ def check_finite(path: Path, tensors: dict, what: str) -> None:
         if isinstance(value, dict):
             check_finite(path, value, what)
         elif isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all()):
-            raise ValueError(f"{path}: its {what} hold values that are not finite ({name}); the run it comes from "
+            raise ValueError(f"{path}: NaN or infinite values in its {what} ({name}); the run it comes from "
                              "diverged or the file is damaged: use another checkpoint (best.pt with --best, a backup)")
 
 
@@ -143,8 +143,8 @@ def check_optimizer_state(path: Path, opt: torch.optim.Optimizer) -> None:
                 if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
                     raise ValueError(f"{path}: optimizer state {key} of shape {tuple(value.shape)} belongs to no "
                                      f"parameter of shape {tuple(param.shape)}; not a checkpoint of this run")
-    check_finite(path, {key: value for group in opt.state.values() for key, value in group.items()},
-                 "optimizer state")
+    check_finite(path, {f"{key} of parameter {n}": value for n, state in enumerate(opt.state.values())
+                        for key, value in state.items()}, "optimizer state")
 
 
 def _check_optional_entries(path: Path, state: dict) -> None:

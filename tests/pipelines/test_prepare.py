@@ -252,14 +252,16 @@ def test_file_lists_keep_their_names_and_labels_and_clashing_names_are_refused(s
 
 def test_a_file_listed_twice_is_converted_once_and_listed_with_each_label(source, tmp_path):
     """A list may name a file twice (oversampling, a second label); prepare refused it: "rename one"."""
-    (source / "twice.txt").write_text("b/gray.jpg 7\na/tall.png 3\n./b/gray.jpg 2\n")
+    # Written three ways: as given, with "./", and absolute (one entry was lost, its label flipping run by run).
+    (source / "twice.txt").write_text(f"b/gray.jpg 7\na/tall.png 3\n./b/gray.jpg 2\n{source / 'b/gray.jpg'} 5\n")
     manifest = prepare(source / "twice.txt", tmp_path / "out", SETTINGS, progress=False)
-    assert (manifest["samples"], manifest["prepared"], manifest["converted"]) == (3, 3, 2)
+    assert (manifest["samples"], manifest["prepared"], manifest["converted"]) == (4, 4, 2)
     assert manifest["bytes"]["source"] == sum((source / name).stat().st_size for name in ("b/gray.jpg", "a/tall.png"))
     listed = read_file_list(tmp_path / "out" / FILE_LIST).samples
-    assert listed == (("b/gray.jpg", 7), ("a/tall.jpg", 3), ("b/gray.jpg", 2))
+    assert listed == (("b/gray.jpg", 7), ("a/tall.jpg", 3), ("b/gray.jpg", 2), ("b/gray.jpg", 5))
     again = prepare(source / "twice.txt", tmp_path / "out", SETTINGS, progress=False)
-    assert (again["converted"], again["reused"]) == (0, 3)
+    assert (again["converted"], again["reused"]) == (0, 4)
+    assert read_file_list(tmp_path / "out" / FILE_LIST).samples == listed
     with pytest.raises(ValueError, match="names 'b/gray.jpg' .* more than once: a shard holds each sample once"):
         prepare(source / "twice.txt", tmp_path / "shards", PrepareSettings(max_side=MAX_SIDE, webdataset=True),
                 progress=False)
@@ -306,8 +308,11 @@ def test_class_folders_no_longer_in_the_source_are_reported_and_the_output_is_re
     with pytest.raises(ValueError, match="not a class there: aa, zz; missing: d"):
         prepare(out, tmp_path / "again", SETTINGS, progress=False)  # any reader of OUT as a folder
     (out / "zz").rename(out / "d")
+    (tmp_path / "elsewhere").mkdir()
+    (out / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # a class when read; kept
     manifest = prepare(data, out, SETTINGS, num_threads=1, progress=False, delete_stale=True)
-    assert manifest["stale_folders"] == [] and not (out / "aa").exists()
+    assert manifest["stale_folders"] == ["linked"] and not (out / "aa").exists()
+    (out / "linked").unlink()
     assert class_names(out) == class_names(data) and num_classes(out) == 4
 
 

@@ -276,7 +276,9 @@ def _optimizer_state_of_another_shape(state):
     (_optimizer_state_of_another_shape, "optimizer state momentum_buffer of shape (3,) belongs to no parameter"),
     (lambda state: state["optimizer"]["param_groups"][0].update(momentum=None), "momentum=None is not a number"),
     (lambda state: state.update(torch_rng=torch.zeros(10, dtype=torch.uint8)), "torch_rng is not torch's random"),
-    (lambda state: next(iter(state["model"].values())).fill_(float("nan")), "weights hold values that are not fin"),
+    (lambda state: next(iter(state["model"].values())).fill_(float("nan")), "NaN or infinite values in its weights"),
+    (lambda state: state["optimizer"]["state"][0]["momentum_buffer"].fill_(float("inf")),  # the first of many
+     "NaN or infinite values in its optimizer state (momentum_buffer of parameter 0)"),
     (lambda state: state.update(num_classes=10**9), "num_classes=1000000000 is the size of none of its weights"),
     (lambda state: state.update(classes=["a", "b"]), "classes names 2 classes, num_classes is"),
 ])
@@ -443,9 +445,11 @@ def test_a_first_epoch_stopped_after_best_pt_starts_again_with_the_same_command(
     with monkeypatch.context() as patch, pytest.raises(Stop):
         patch.setattr(trainer, "save_checkpoint", stop_before_the_checkpoint)
         main(argv)
-    assert (tmp_path / "run" / "best.pt").is_file() and not (tmp_path / "run" / CHECKPOINT).exists()
+    stopped = (tmp_path / "run" / "best.pt").stat()
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
     assert main(argv) == 0
-    assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 1
+    restarted = (tmp_path / "run" / "best.pt").stat()  # written again by this run, not the stopped one's
+    assert (restarted.st_ino, restarted.st_mtime_ns) != (stopped.st_ino, stopped.st_mtime_ns)
 
 
 def test_a_run_folder_has_one_writer_and_links_in_it_are_not_written_through(trained_run, tmp_path):

@@ -112,6 +112,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"stages to leave out ({', '.join(SKIPPABLE)}: those no other stage is counted from); "
                         "given twice, both lists count")
     add_timing_arguments(p)
+    p.set_defaults(has_impl="fused")  # not an option: `main` turns to the composition where the kernels cannot run
     return p.parse_args(argv)
 
 
@@ -160,7 +161,7 @@ def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int]
         return resize_mirror_normalize_hide(images, size=SIZE, mirror=fn.random.coin_flip(), mean=IMAGENET_MEAN,
                                             std=IMAGENET_STD, dtype=DTYPES[DTYPE_NAMES[output_dtype(args.device)]],
                                             layout="HWC", has=None if stage == "no_has" else HaSConfig(),
-                                            impl="fused" if stage == "fused" else "auto", has_impl="fused",
+                                            impl="fused" if stage == "fused" else "auto", has_impl=args.has_impl,
                                             window=window)
 
     return pipe()
@@ -193,7 +194,7 @@ def loader_batches(paths: list[Path], args) -> Iterator[int]:
     with tempfile.TemporaryDirectory() as folder:
         listed = Path(folder) / "files.txt"
         write_file_list(listed, ((path, 0) for path in paths))  # absolute paths: the files stay where they are
-        augment = TrainAugment(has=HaSConfig(), has_impl="fused")
+        augment = TrainAugment(has=HaSConfig(), has_impl=args.has_impl)
         hw = {} if args.device == "cpu" else {"hw_decoder_load": args.hw_decoder_load}
         with make_loader(str(listed), train=True, batch_size=args.batch_size, augment=augment, crop=SIZE,
                          device=args.device, num_threads=args.num_threads, dtype=output_dtype(args.device),
@@ -201,14 +202,16 @@ def loader_batches(paths: list[Path], args) -> Iterator[int]:
             yield from batch_sizes(loader)
 
 
-def without_an_unusable_kernel(device: str, skip: list[str]) -> tuple[list[str], str | None]:
-    """The stages to skip on `device`, with `fused` added where the plugin's CUDA kernel cannot run (an old driver
-    or card): the other graphs need no kernel (GPU Hide-and-Seek then runs as the composition), so they are still
-    measured; and a note saying so, or None."""
+def kernel_choice(device: str, skip: list[str]) -> tuple[list[str], str, str | None]:
+    """(stages to skip, the Hide-and-Seek operator of the graphs, a note or None) on `device`. Where the plugin's
+    CUDA kernels cannot run (an old driver or card), the `fused` graph is left out and the others hide with the
+    composition of DALI built-ins, so read, decode and the train graph are still measured."""
     reason = fused.gpu_unavailable_reason() if device == "gpu" else None
-    if reason is None or "fused" in skip:
-        return skip, None
-    return [*skip, "fused"], f"fused left out, the other graphs use no kernel of ours: {reason}"
+    if reason is None:
+        return skip, "fused", None
+    return ([*skip, "fused"] if "fused" not in skip else skip), "composed", (
+        f"fused left out and Hide-and-Seek composed of DALI built-ins: the plugin's CUDA kernels cannot run here "
+        f"({reason})")
 
 
 def main(argv=None) -> dict:
@@ -217,7 +220,7 @@ def main(argv=None) -> dict:
         raise SystemExit("--device gpu: no CUDA device is visible here")
     if not fused.load():
         raise SystemExit(f"the fused plugin cannot be built here: {fused.unavailable_reason()}")
-    args.skip, kernel_note = without_an_unusable_kernel(args.device, args.skip)
+    args.skip, args.has_impl, kernel_note = kernel_choice(args.device, args.skip)
     if kernel_note:
         print(kernel_note, file=sys.stderr)
     record = RunRecord()

@@ -202,6 +202,7 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
     # written as they come, marked incomplete, and the whole report replaces them at the end.
     partial = {"complete": False, "device": s.device, "command": s.command(json_path), "settings": asdict(s),
                "fused": {"available": fused_reason is None, "reason": fused_reason}}
+    write_json(json_path, partial)  # at once: an earlier run's report there must not pass for this one's
     sweep = []
     for threads, hw in s.combinations():
         timed = timer.pipelines(data, threads, hw, measured)

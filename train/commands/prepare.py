@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if folders := manifest["stale_folders"]:
         print(f"STALE FOLDERS: {len(folders)} folder(s) of {args.out} are no class of {args.data} now (removed or "
               f"renamed), e.g. {folders[0]}; read as a folder, {args.out} would count them as classes, so it is "
-              "refused until they are gone: run again with --delete-stale (it keeps folders holding files prepare "
-              "did not write), or read the file list.")
+              "refused until they are gone: run again with --delete-stale (it keeps links and folders holding files "
+              "prepare did not write: move those yourself), or read the file list.")
     if deleted := manifest["deleted"]:
         print(f"DELETED: {len(deleted)} prepared file(s) whose source is gone or now unusable, e.g. {deleted[0]} "
               f"(all listed under \"deleted\" in {Path(args.out, PREPARE_MANIFEST)}).")

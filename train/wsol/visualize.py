@@ -99,7 +99,8 @@ def cam_comparison(examples_by_run: dict[str, list], path: str | Path, scale: in
         tiles.append(draw_boxes(row[0].image, [(b, GREEN) for b in row[0].true_boxes], scale))
         for ex in row:
             boxes = [(b, GREEN) for b in ex.true_boxes] + [(ex.predicted_box, RED)]
-            iou = float(box_iou(ex.predicted_box, ex.true_boxes).max())
+            ious = box_iou(ex.predicted_box, ex.true_boxes)  # no true box: the object lies outside the crop
+            iou = float(ious.max()) if ious.numel() else 0.0
             tiles.append(_caption(draw_boxes(overlay(ex.image, ex.cam), boxes, scale), f"IoU {iou:.2f}",
                                   GREEN if iou >= IOU_HIT else RED))
     sheet = grid(tiles, columns=1 + len(runs))

@@ -241,13 +241,24 @@ def test_the_stage_benchmark_on_the_gpu_without_one_says_so():
         pipeline_stages.main(["--device", "gpu"])
 
 
-def test_an_unusable_gpu_kernel_leaves_out_only_the_graph_that_needs_it(monkeypatch):
-    """The stage benchmark stopped at once where the kernel could not run: the read and decode graphs, which need
-    none, went unmeasured too."""
-    monkeypatch.setattr(fused, "gpu_unavailable_reason", lambda: "the driver is older than CUDA 13")
-    skip, note = pipeline_stages.without_an_unusable_kernel("gpu", ["no_has"])
-    assert skip == ["no_has", "fused"] and "the driver is older than CUDA 13" in note
-    assert pipeline_stages.without_an_unusable_kernel("gpu", ["fused"]) == (["fused"], None)
-    assert pipeline_stages.without_an_unusable_kernel("cpu", []) == ([], None)
+@pytest.mark.fused
+def test_an_unusable_gpu_kernel_leaves_out_the_fused_graph_and_the_others_hide_composed(stage_sets, monkeypatch):
+    """The stage benchmark stopped at once where the kernel could not run, so read and decode went unmeasured;
+    then the train graphs, asking for the plugin's Hide-and-Seek on the GPU, raised when defined."""
+    if not fused.load():
+        pytest.skip(f"fused plugin cannot be built here: {fused.unavailable_reason()}")
+    monkeypatch.setitem(fused._state, "gpu", False)
+    monkeypatch.setitem(fused._state, "gpu_reason", "the driver is older than CUDA 13")
+    args = pipeline_stages.parse_args(["--device", "gpu", "--skip", "no_has"])
+    args.skip, args.has_impl, note = pipeline_stages.kernel_choice("gpu", args.skip)
+    assert args.skip == ["no_has", "fused"] and args.has_impl == "composed"
+    assert "the driver is older than CUDA 13" in note
+    paths = stage_sets["originals"]
+    for stage in set(pipeline_stages.stages_of(paths, "gpu")) - set(args.skip) - {"loader"}:
+        pipeline_stages.stage_pipeline(paths, stage, args, device_id=0)  # defined, never built
+    with pytest.raises(RuntimeError):  # what every train graph did before
+        pipeline_stages.stage_pipeline(paths, "train", pipeline_stages.parse_args(["--device", "gpu"]), device_id=0)
+    assert pipeline_stages.kernel_choice("cpu", []) == ([], "fused", None)
+    monkeypatch.setitem(fused._state, "gpu", True)
     monkeypatch.setattr(fused, "gpu_unavailable_reason", lambda: None)
-    assert pipeline_stages.without_an_unusable_kernel("gpu", []) == ([], None)
+    assert pipeline_stages.kernel_choice("gpu", []) == ([], "fused", None)

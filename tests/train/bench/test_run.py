@@ -366,6 +366,7 @@ def test_a_bench_cut_off_keeps_the_figures_it_measured(tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(bench_run.Timer, "model_step", cut_off)
     out = tmp_path / "bench.json"
+    out.write_text('{"complete": true, "sweep": "an earlier run\'s"}')  # replaced before the first figure
     assert main(["bench", "--data", str(bench_jpegs(8, tmp_path / "cache")), "--device", "cpu", "--batch-size", "4",
                  "--num-threads", "1", "--crop", "32", "--model-opt", "stem=small", "--model-opt", "width=0.125",
                  "--resize", "builtin", "--iters", "1", "--model-iters", "1", "--warmup", "1", "--runs", "1",
@@ -377,6 +378,12 @@ def test_a_bench_cut_off_keeps_the_figures_it_measured(tmp_path, monkeypatch, ca
     assert report["data_variants"]["img_s"]["DALI originals NCHW builtin resize"] > 0
     assert report["data_variants"]["memory_mb"]["torchvision originals NCHW"]["host_mb"] > 0
     assert "--json" in report["command"] and not list(tmp_path.glob("*.tmp"))
+    with monkeypatch.context() as patch:  # cut before any figure: the file is this run's, empty of figures
+        patch.setattr(bench_run.Timer, "pipelines", cut_off)
+        assert main(["bench", "--data", str(bench_jpegs(8, tmp_path / "cache")), "--device", "cpu", "--crop", "32",
+                     "--model-opt", "stem=small", "--no-progress", "--json", str(out)]) == 130
+    report = json.loads(out.read_text())
+    assert report["complete"] is False and "sweep" not in report and report["settings"]["crop"] == 32
 
 
 def test_bench_json_command_repeats_the_run(tiny_run):

@@ -33,3 +33,14 @@ def test_columns_are_titled_and_each_cam_tile_shows_its_iou(tmp_path):
     assert _count(corner(0), GREEN) == _count(corner(0), RED) == 0  # the input has no caption
     assert _count(corner(1), RED) > 10 and _count(corner(1), GREEN) == 0  # "IoU 0.25", not localized
     assert _count(corner(2), GREEN) > 10 and _count(corner(2), RED) == 0  # "IoU 1.00"
+
+
+def test_an_example_without_a_true_box_in_the_crop_is_drawn_as_a_miss(tmp_path):
+    """Its object lies outside the evaluated crop (no true box left): the picture failed after the evaluation."""
+    image, cam = np.full((32, 32, 3), 128, np.uint8), np.zeros((32, 32), np.float32)
+    unseen = Example(image, cam, np.array([12, 12, 28, 28]), np.zeros((0, 4)), True)
+    picture = np.asarray(Image.open(cam_comparison({"run": [unseen]}, tmp_path / "cams.png", scale=SCALE)))
+    tile = 32 * SCALE
+    header = picture.shape[0] - (tile + 2 * PAD)
+    corner = picture[header + PAD:header + PAD + 20, 2 * PAD + tile:][:, :60, :3]
+    assert _count(corner, RED) > 10 and _count(corner, GREEN) == 0  # "IoU 0.00"
