@@ -56,6 +56,8 @@ class FeatureIndex:
         the video's `frames`, and D and the dtype the same for every video (DALI's decoder stops on a batch
         mixing dtypes). Anything else raises a ValueError naming the index entry and the file.
         """
+        if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would be waited on for ever
+            raise ValueError(f"{path}: not a regular file; a feature index is a JSON file")
         try:
             with open(path, encoding="utf-8") as f:
                 raw = json.load(f)

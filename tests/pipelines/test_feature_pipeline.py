@@ -103,6 +103,10 @@ def test_mean_feature_and_index_checks(tmp_path):
         {"features": "v0.npy", "label": 0, "frames": 2, "segments": [[1, 3]]}]}))
     with pytest.raises(ValueError, match="segments"):
         FeatureIndex.load(str(bad))
+    bad.unlink()
+    os.mkfifo(bad)  # read, it waited for a writer for ever (action-demo with a FIFO at DATA/train.json)
+    with pytest.raises(ValueError, match="bad.json: not a regular file"):
+        FeatureIndex.load(str(bad))
 
 
 def write_raw_index(tmp_path, videos, classes=("a", "b")):

@@ -24,3 +24,19 @@ def test_one_writer_holds_the_lock_until_it_is_done(tmp_path):
                 pass
     with sole_writer(tmp_path / "lock", "busy"):  # released at the end of the first
         pass
+
+
+def test_a_fifo_or_device_in_the_place_of_a_file_is_refused_at_once(tmp_path):
+    """Opening a FIFO for writing waited for a reader for ever: `train --resume` with a FIFO at metrics.jsonl or
+    train.lock, `prepare` with one at prepare.lock, hung."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    for append in (False, True):
+        with pytest.raises(ValueError, match="'.*fifo' is not a regular file .a FIFO or a device.*remove it"):
+            open_own(tmp_path / "fifo", append=append)
+    with pytest.raises(ValueError, match="is not a regular file"):
+        with sole_writer(tmp_path / "fifo", "busy"):
+            pass
+    with pytest.raises(ValueError, match="'/dev/null' is not a regular file"):  # opened, then refused
+        open_own("/dev/null")
