@@ -19,6 +19,8 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 # DALI holds labels as 32-bit signed integers (its readers and this plugin's file_label): 2**31 would silently
 # become -2**31, 2**32 become 0.
 MAX_LABEL = 2**31 - 1
+# DALI seeds are 64-bit, and torch's too: a pipeline's seed + shard_id + its rebuild offsets must stay below 2**63.
+MAX_SEED = 2**62
 
 
 def whole_number(name: str, value: Any, *, minimum: int = 0, maximum: Optional[int] = None) -> int:
@@ -98,11 +100,11 @@ def numbers(name: str, values: Any, *, count: Optional[int] = None, positive: bo
 
 
 def distinct_seeds(name: str, values: Any) -> tuple[int, ...]:
-    """One or more different whole numbers (the seeds of repeated runs)."""
+    """One or more different whole numbers up to MAX_SEED (the seeds of repeated runs)."""
     vals = tuple(values) if isinstance(values, Sequence) and not isinstance(values, str) else ()
     if not vals or len(set(vals)) != len(vals):
         raise ValueError(f"{name}={values!r}; expected one or more different seeds, e.g. 0 1 2")
-    return tuple(whole_number(name, v) for v in vals)
+    return tuple(whole_number(name, v, maximum=MAX_SEED) for v in vals)
 
 
 def one_of(name: str, value: Any, choices: Sequence) -> Any:

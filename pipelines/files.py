@@ -416,8 +416,9 @@ def file_list_text(list_path: str | os.PathLike, samples: Iterable[tuple[str | o
         if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= validate.MAX_LABEL:
             raise ValueError(f"label {label!r} of {str(file)!r}: DALI file lists need an integer in "
                              f"0..{validate.MAX_LABEL}")
-        name = os.fspath(file)
-        if reason := unlistable(name) or unlistable(name := list_entry(list_path, file)):
+        # What the line holds (a folder above the list may hold a newline); "" would become the current folder.
+        name = list_entry(list_path, file) if os.fspath(file) else ""
+        if reason := unlistable(name):
             raise ValueError(f"file name {name!r} cannot be written to a DALI file list: {reason}")
         lines.append(f"{name} {label}\n")
     return "".join(lines)

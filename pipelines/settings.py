@@ -108,8 +108,7 @@ class PipelineOptions:
         if self.num_threads is not None:
             _set(self, "num_threads", checked_num_threads(self.num_threads))
         if self.seed is not None:
-            # DALI seeds are 64-bit; seed + shard_id + the rebuild offsets must stay below 2**63.
-            _set(self, "seed", validate.whole_number("seed", self.seed, maximum=2**62))
+            _set(self, "seed", validate.whole_number("seed", self.seed, maximum=validate.MAX_SEED))
         validate.boolean("checkpointing", self.checkpointing)
         if self.checkpoint is not None:
             if not isinstance(self.checkpoint, bytes):

@@ -175,7 +175,7 @@ class TrainConfig:
         validate.boolean("channels_last", self.channels_last)
         validate.boolean("amp", self.amp)
         self.mean, self.std = rgb("mean", self.mean), rgb("std", self.std, positive=True)
-        self.seed = validate.whole_number("seed", self.seed, maximum=2**62)
+        self.seed = validate.whole_number("seed", self.seed, maximum=validate.MAX_SEED)
         if self.num_threads is not None:
             self.num_threads = checked_num_threads(self.num_threads)
         if isinstance(self.feature_has, dict):

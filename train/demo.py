@@ -33,6 +33,7 @@ from dali_has import HaSConfig, validate
 from pipelines import TrainAugment, make_loader
 from pipelines.dataset_mean import dataset_mean
 from pipelines.files import load_dataset
+from pipelines.settings import MAX_THREADS
 from train.checkpoint import load_trained_model
 from train.config import TrainConfig
 from train.models import build_model
@@ -87,8 +88,7 @@ def run_demo(out: str | Path, *, seeds=(0, 1, 2), epochs: int = 10, n_train: int
     epochs take about 800 CPU-seconds, some 7 minutes on 2 free cores (15 epochs would need about 9.5)."""
     start = time.perf_counter()
     seeds = list(validate.distinct_seeds("seeds", seeds))
-    if jobs < 1:
-        raise ValueError(f"jobs={jobs}; expected at least 1")
+    validate.whole_number("jobs", jobs, minimum=1, maximum=MAX_THREADS)  # 10**30 failed in the process pool
     out = Path(out)
     _check_out(out)
     device = device or ("gpu" if torch.cuda.is_available() else "cpu")

@@ -287,6 +287,13 @@ def test_what_a_folder_output_cannot_hold_is_refused_before_the_output_is_made(s
     assert not (tmp_path / "again").exists()
 
 
+def test_an_output_folder_with_a_newline_in_its_path_is_usable(source, tmp_path):
+    """Its file list holds paths relative to it: prepare converted everything, then refused the folder's name."""
+    out = tmp_path / "o\nut"
+    assert prepare(source, out, SETTINGS, num_threads=1, progress=False)["prepared"] == 7
+    assert len(read_file_list(out / FILE_LIST).samples) == 7
+
+
 def test_class_folders_no_longer_in_the_source_are_reported_and_the_output_is_refused_until_deleted(source,
                                                                                                   tmp_path, capsys):
     """An empty class folder removed from the source stayed in OUT, unreported: read as a folder, the classes

@@ -225,6 +225,34 @@ def test_an_output_file_inside_what_the_command_reads_is_refused_before_any_work
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["boxes.json", "data", "list.json", "sub", "test.json"]
 
 
+def test_two_outputs_naming_one_file_are_refused_before_any_work(tiny_synth, tmp_path, capsys):
+    """`scan` said it wrote the file list, then wrote its report over it."""
+    with pytest.raises(SystemExit) as stop:
+        main(["scan", "--data", str(tiny_synth / "test"), "--write-list", str(tmp_path / "o.json"),
+              "--json", str(tmp_path / "o.json"), "--no-progress"])
+    assert stop.value.code == 2
+    assert f"--write-list and --json both name {tmp_path / 'o.json'}" in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()
+
+
+HUGE = str(10**30)
+
+
+@pytest.mark.parametrize("argv, said", [  # each failed in a traceback, some after writing part of the output
+    (["synth", "--out", "{tmp}/s", "--n-train", HUGE], "n_train=1000000000000000000000000000000"),
+    (["synth-actions", "--out", "{tmp}/s", "--train-videos", HUGE], "train_videos="),
+    (["action-demo", "--data", "{tmp}", "--epochs", HUGE], "epochs="),
+    (["action-demo", "--data", "{tmp}", "--seeds", HUGE], "seeds="),
+    (["demo", "--out", "{tmp}/s", "--jobs", HUGE], "jobs="),
+    (["bench", "--data", "{tmp}", "--device", "cpu", "--crop", HUGE], "crop="),
+])
+def test_huge_counts_are_refused_before_anything_is_written(tmp_path, capsys, argv, said):
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.parametrize("option", ["--data", "--val-data"])
 def test_a_run_folder_inside_the_data_folder_is_refused(tiny_synth, tmp_path, capsys, option):
     # It became a class folder: later runs trained on 4 classes, and the run itself could not resume.
@@ -245,6 +273,23 @@ def test_an_empty_data_path_is_refused_not_taken_as_the_current_folder(tiny_synt
     code = main([a.format(tmp=tmp_path, data=tiny_synth / "train") for a in argv])
     assert code == 2 and "data='' is an empty path" in capsys.readouterr().err  # validation data='' for train
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["eval", "--data", "{data}", "--boxes", "", "--checkpoint", "{tmp}"], "--boxes: an empty path"),
+    (["eval", "--data", "{data}", "--boxes", "{tmp}", "--checkpoint", ""], "--checkpoint: an empty path"),
+    (["train", "--resume", ""], "--resume: an empty path"),
+])
+def test_an_empty_input_path_is_named_as_such(tiny_synth, tmp_path, capsys, argv, said):
+    """They were read as the current folder and named as '.' or as a file in it."""
+    with pytest.raises(SystemExit) as stop:
+        main([a.format(tmp=tmp_path, data=tiny_synth / "test") for a in argv])
+    assert stop.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_an_empty_action_data_path_is_named_as_such(capsys):
+    assert main(["action-demo", "--data", ""]) == 2
+    assert "data='' is an empty path" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="what a machine without CUDA says")

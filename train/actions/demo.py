@@ -10,6 +10,7 @@ import torch
 
 from dali_has import TemporalHaSConfig, validate
 from pipelines.feature_pipeline import FeatureIndex, mean_feature
+from pipelines.files import checked_path
 from pipelines.settings import MAX_THREADS
 from train.actions.training import ActionTrainConfig, check_scorable, evaluate_localization, train_action_model
 from train.tables import format_table
@@ -30,6 +31,7 @@ class ActionDemoSettings:
     train: ActionTrainConfig = ActionTrainConfig()
 
     def __post_init__(self):
+        checked_path(self.data)  # "" was read as the current folder, and named as train.json in the error
         object.__setattr__(self, "seeds", validate.distinct_seeds("seeds", self.seeds))
         # At most as many as a DALI pipeline takes: 100,000 made ~32,000 threads, then died in a traceback.
         validate.whole_number("torch_threads", self.torch_threads, minimum=1, maximum=MAX_THREADS)

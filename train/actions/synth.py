@@ -20,6 +20,7 @@ from tqdm import tqdm
 from dali_has import validate
 
 SPLITS = ("train", "test")
+MAX_VIDEOS = 1_000_000  # per split: 10**30 failed in a traceback after the features folder was made
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,10 @@ class SynthActionsConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("classes", "dim", "train_videos", "test_videos", "smoothing"):
+        for name in ("classes", "dim", "smoothing"):
             validate.positive_int(name, getattr(self, name))
+        for name in ("train_videos", "test_videos"):
+            validate.whole_number(name, getattr(self, name), minimum=1, maximum=MAX_VIDEOS)
         if self.classes < 2 or self.dim < 2 * self.classes:
             raise ValueError(f"classes={self.classes} with dim={self.dim} features: need 2 <= classes <= dim / 2 "
                              "(one weak and one burst direction per class)")

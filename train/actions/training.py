@@ -22,6 +22,8 @@ from train.actions.localization import (
 )
 from train.actions.model import ActionClassifier
 
+MAX_EPOCHS = 1_000_000
+
 
 @dataclass(frozen=True)
 class ActionTrainConfig:
@@ -37,11 +39,12 @@ class ActionTrainConfig:
 
     def __post_init__(self):
         validate.whole_number("frames", self.frames, minimum=1, maximum=MAX_COUNT)
-        for name in ("epochs", "batch_size"):
-            validate.positive_int(name, getattr(self, name))
+        # Bounded: 10**30 epochs failed in a traceback (a range that long has no len()).
+        validate.whole_number("epochs", self.epochs, minimum=1, maximum=MAX_EPOCHS)
+        validate.positive_int("batch_size", self.batch_size)
         validate.number("lr", self.lr, low=0.0, low_open=True)
         validate.number("weight_decay", self.weight_decay, low=0.0)
-        validate.whole_number("seed", self.seed)
+        validate.whole_number("seed", self.seed, maximum=validate.MAX_SEED)
 
 
 def train_action_model(index: FeatureIndex, cfg: ActionTrainConfig, *, progress: bool = True) -> ActionClassifier:

@@ -56,7 +56,7 @@ from dali_has.cache import cache_root
 from dali_has.torch_transform import HideAndSeek
 from pipelines import IMAGENET_MEAN, IMAGENET_STD, make_loader
 from pipelines.files import load_dataset, stores_pixels
-from pipelines.settings import DEVICES, DTYPE_NAMES, LAYOUTS, TrainAugment, default_num_threads
+from pipelines.settings import DEVICES, DTYPE_NAMES, LAYOUTS, MAX_CROP, TrainAugment, default_num_threads
 from train.bench.data import bench_jpegs, bench_prepared
 from train.bench.memory import loader_memory
 from train.bench.timing import (
@@ -156,8 +156,10 @@ class BenchSettings:
             if getattr(self, name) in (None, ()):
                 set_(name, default)
         validate.one_of("dtype", self.dtype, tuple(DTYPE_NAMES))
-        for name in ("batch_size", "crop", "iters", "model_iters", "runs"):
+        for name in ("batch_size", "iters", "model_iters", "runs"):
             set_(name, validate.positive_int(name, getattr(self, name)))
+        # Bounded before the crop-fits check builds a tensor of it (10**30 failed there, in torch's C++).
+        set_("crop", validate.whole_number("crop", self.crop, minimum=1, maximum=MAX_CROP))
         set_("warmup", validate.whole_number("warmup", self.warmup))
         set_("threads", tuple(validate.positive_int("threads", t) for t in self.threads) or (default_num_threads(),))
         set_("hw_decoder_load", tuple(validate.probability("hw_decoder_load", load) for load in self.hw_decoder_load))

@@ -78,6 +78,14 @@ def _number_or_text(value: str):
 DATA_FILE_PATTERNS = tuple(p.lower() for p in IMAGE_FILTERS) + (f"*{SHARD_SUFFIX}", f"*{INDEX_SUFFIX}")
 
 
+def input_path(value: str) -> str:
+    """An argparse `type` for a file or folder a command reads: never an empty path (an unset shell variable),
+    which was read as the current folder and named as '.' in the error."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path; give the file or folder to read")
+    return value
+
+
 def output_folder(value: str) -> str:
     """An argparse `type` for a folder a command writes: never an empty path (an unset shell variable, `--out
     "$OUT"`), which would write into the current folder."""
@@ -87,13 +95,15 @@ def output_folder(value: str) -> str:
 
 
 def output_among_inputs(command: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
-    """What is wrong when an output file option (`output_file`) would overwrite what the command reads: the
-    --data path itself, or a path inside a folder the command reads whole (`args.reads`, set by commands whose
-    data folder holds more than images: `action-demo --json DATA/test.json` overwrote the test index it had just
-    scored); None when nothing is. (Images inside --data are protected by `output_file`'s name rules.)"""
+    """What is wrong when an output file option (`output_file`) would overwrite what the command reads, or another
+    output: the --data path itself, or a path inside a folder the command reads whole (`args.reads`, set by
+    commands whose data folder holds more than images: `action-demo --json DATA/test.json` overwrote the test
+    index it had just scored); None when nothing is. (Images inside --data are protected by `output_file`'s
+    name rules.)"""
     data = Path(args.data).resolve() if getattr(args, "data", None) else None
     whole = [Path(value).resolve() for value in (getattr(args, name, None) for name in getattr(args, "reads", ()))
              if value]
+    written: dict[Path, str] = {}
     for action in command._actions:
         value = getattr(args, action.dest, None)
         if not getattr(action.type, "writes_file", False) or not value:
@@ -103,6 +113,10 @@ def output_among_inputs(command: argparse.ArgumentParser, args: argparse.Namespa
         if source is not None:
             return (f"{action.option_strings[0]} {value} would overwrite {source}, which this command reads; "
                     "write it outside the data set")
+        if path in written:  # `scan --write-list o.json --json o.json`: the list was written, then replaced
+            return (f"{written[path]} and {action.option_strings[0]} both name {value}; give each output a file "
+                    "of its own")
+        written[path] = action.option_strings[0]
     return None
 
 

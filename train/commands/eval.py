@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from train.commands.arguments import add_data, add_device, add_num_threads, can_write_in, output_file
+from train.commands.arguments import add_data, add_device, add_num_threads, can_write_in, input_path, output_file
 
 
 def register(sub) -> None:
@@ -12,8 +12,10 @@ def register(sub) -> None:
                        description="Evaluate trained runs on a held-out folder with true boxes. Two runs "
                                    "(e.g. baseline and HaS) are compared side by side in the PNG.")
     add_data(p, "held-out folder DIR/<class>/*.jpg or a file list")
-    p.add_argument("--boxes", required=True, help="ILSVRC XML file/folder, CUB-200-2011 folder or synth boxes.json")
-    p.add_argument("--checkpoint", required=True, nargs="+", metavar="RUN_DIR", help="one or more run folders")
+    p.add_argument("--boxes", required=True, type=input_path,
+                   help="ILSVRC XML file/folder, CUB-200-2011 folder or synth boxes.json")
+    p.add_argument("--checkpoint", required=True, nargs="+", metavar="RUN_DIR", type=input_path,
+                   help="one or more run folders")
     p.add_argument("--best", action="store_true",
                    help="evaluate the run's best validated weights (best.pt) instead of the latest (checkpoint.pt)")
     p.add_argument("--split", default="test", help="CUB / synth split the data folder holds (default test)")

@@ -12,6 +12,7 @@ from train.commands.arguments import (
     add_has,
     add_model_opts,
     add_num_threads,
+    input_path,
     parse_model_opts,
 )
 from train.config import LR_SCHEDULES, OPTIMIZERS, VAL_METRICS, TrainConfig
@@ -24,7 +25,7 @@ def register(sub) -> None:
                                    "(seed = base + rank). Defaults follow the paper's schedule per architecture.")
     add_data(p, "training " + LOADER_DATA_HELP, required=False)
     p.add_argument("--out", help="run folder: config.json, metrics.jsonl, checkpoint.pt")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint "
+    p.add_argument("--resume", metavar="RUN_DIR", type=input_path, help="continue RUN_DIR from its last checkpoint "
                                                         "(its config; only --epochs may change)")
     p.add_argument("--arch", choices=tuple(ARCHS))
     p.add_argument("--has", action=argparse.BooleanOptionalAction, default=None,

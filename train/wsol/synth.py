@@ -68,6 +68,7 @@ Range = tuple[float, float]
 
 
 MAX_SIZE = 1024  # image side: the scenes are drawn per pixel in numpy, and the set exists to be quick
+MAX_IMAGES = 10_000_000  # per split: 10**30 failed in numpy after the class folders were made
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,9 @@ class SynthConfig:
             raise ValueError(f"classes={self.classes}; expected 2" + (f" to {most} (class stripe directions are "
                              f"180 / classes degrees apart and jitter by +-{self.stripe_jitter_deg:g})"
                              if most is not None else " or more"))
-        if self.n_train < 1 or self.n_test < 1 or self.seed < 0:
+        if not (1 <= self.n_train <= MAX_IMAGES and 1 <= self.n_test <= MAX_IMAGES) or self.seed < 0:
             raise ValueError(f"n_train={self.n_train}, n_test={self.n_test}, seed={self.seed}; "
-                             "expected n_train, n_test >= 1 and seed >= 0")
+                             f"expected n_train, n_test from 1 to {MAX_IMAGES:,} and seed >= 0")
         for name in ("body_length", "body_aspect", "body_saturation", "body_value", "stripe_period",
                      "head_radius", "background_value", "clutter_size"):
             lo, hi = getattr(self, name)
