@@ -411,6 +411,8 @@ def file_list_text(list_path: str | os.PathLike, samples: Iterable[tuple[str | o
     as they are (a `..` path would resolve differently when the list's folder is a symlink). A name a list
     cannot hold (`unlistable`) or a label DALI cannot take is a ValueError.
     """
+    if reason := unlistable_folder(list_path):
+        raise ValueError(reason)
     lines = []
     for file, label in samples:
         if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= validate.MAX_LABEL:
@@ -442,6 +444,16 @@ def unlistable(name: str) -> str | None:
         return "it ends in white space (a trailing space, tab, ...), which DALI strips from a file list line"
     if not is_utf8(name):
         return "it is not UTF-8, and DALI's file reader takes UTF-8 names only"
+    return None
+
+
+def unlistable_folder(list_path: str | os.PathLike) -> str | None:
+    """Why DALI cannot read a file list at `list_path` whatever it names (its folder, DALI's file_root, is not
+    UTF-8: "Unsupported argument type" inside DALI), or None."""
+    folder = os.path.dirname(os.path.abspath(list_path))
+    if not is_utf8(folder):
+        return (f"the folder {folder!r} is not UTF-8, and DALI's file reader takes UTF-8 paths only: choose a "
+                "folder whose path is")
     return None
 
 

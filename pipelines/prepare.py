@@ -90,6 +90,7 @@ from pipelines.files import (
     load_dataset,
     stores_pixels,
     unlistable,
+    unlistable_folder,
 )
 from pipelines.orientation import UPRIGHT, exif_orientation
 from pipelines.own_files import open_own, sole_writer
@@ -207,11 +208,14 @@ def _relative_source(dataset: Dataset, name: str) -> Path:
     return path.relative_to(root) if path.is_absolute() and path.is_relative_to(root) else path
 
 
-def _refuse_what_the_output_cannot_hold(dataset: Dataset, names: list[str], settings: PrepareSettings) -> None:
+def _refuse_what_the_output_cannot_hold(dataset: Dataset, names: list[str], settings: PrepareSettings,
+                                        out: Path) -> None:
     """Before the output is claimed: a refusal after it would leave an unfinished output no rerun can finish."""
     if stores_pixels(dataset):
         raise ValueError(f"{str(dataset.root)!r} holds decoded pixels (.npy files, a `dali-has prepare --encoding "
                          "npy` output): prepare re-encodes images; prepare the images it was made from")
+    if reason := unlistable_folder(out / FILE_LIST):  # DALI's readers take UTF-8 paths, shards' too
+        raise ValueError(f"--out {str(out)!r}: {reason}")
     if settings.webdataset:
         twice = next((name for name, count in Counter(names).items() if count > 1), None)
         if twice is not None:
@@ -250,8 +254,8 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, settings: PrepareSe
     num_threads = validate.positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)
     dataset = load_dataset(data)
     names = target_names(dataset, settings.suffix)
-    _refuse_what_the_output_cannot_hold(dataset, names, settings)
     out = Path(out)
+    _refuse_what_the_output_cannot_hold(dataset, names, settings, out)
     if dataset.classes is not None and out.resolve().is_relative_to(dataset.root.resolve()):
         # It would become a class folder of the data set (its labels shift; its images are trained on).
         raise ValueError(f"--out {out} lies inside the data folder {dataset.root}; give a folder outside it")

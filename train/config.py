@@ -34,6 +34,8 @@ OPTIMIZERS = ("sgd", "adamw")  # SGD with momentum; AdamW with betas (momentum, 
 # onecycle: cosine rise from lr/25 to lr over the first 30 % of all steps, then cosine decay to lr/25e4
 # (torch's OneCycleLR defaults, without its momentum cycling), updated every step.
 LR_SCHEDULES = ("step", "onecycle")
+# Epochs of any training here, bounded: 10**30 failed in a traceback (a range that long has no len()).
+MAX_EPOCHS = 1_000_000
 
 # Paper-style SGD schedules (lr for batch 256, scaled linearly with the batch): ResNet-50 as in the standard
 # ImageNet recipe (90 epochs, /10 at 30 and 60); AlexNet-GAP as trained from scratch in the HaS paper's code
@@ -150,7 +152,7 @@ class TrainConfig:
         for key, value in ARCH_DEFAULTS[self.arch].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
-        self.epochs = validate.positive_int("epochs", self.epochs)
+        self.epochs = validate.whole_number("epochs", self.epochs, minimum=1, maximum=MAX_EPOCHS)
         self.batch_size = validate.whole_number("batch_size", self.batch_size, minimum=1, maximum=MAX_BATCH_SIZE)
         self.crop = validate.whole_number("crop", self.crop, minimum=1, maximum=MAX_CROP)
         self.lr = validate.number("lr", self.lr, low=0.0, low_open=True)

@@ -35,7 +35,7 @@ from pipelines.dataset_mean import dataset_mean
 from pipelines.files import load_dataset
 from pipelines.settings import MAX_THREADS
 from train.checkpoint import load_trained_model
-from train.config import TrainConfig
+from train.config import MAX_EPOCHS, TrainConfig
 from train.models import build_model
 from train.trainer import fit
 from train.wsol.evaluate import evaluate, localization_table
@@ -89,6 +89,7 @@ def run_demo(out: str | Path, *, seeds=(0, 1, 2), epochs: int = 10, n_train: int
     start = time.perf_counter()
     seeds = list(validate.distinct_seeds("seeds", seeds))
     validate.whole_number("jobs", jobs, minimum=1, maximum=MAX_THREADS)  # 10**30 failed in the process pool
+    validate.whole_number("epochs", epochs, minimum=1, maximum=MAX_EPOCHS)  # 0 was refused after generating the data
     out = Path(out)
     _check_out(out)
     device = device or ("gpu" if torch.cuda.is_available() else "cpu")

@@ -294,6 +294,17 @@ def test_an_output_folder_with_a_newline_in_its_path_is_usable(source, tmp_path)
     assert len(read_file_list(out / FILE_LIST).samples) == 7
 
 
+def test_an_output_folder_whose_path_is_not_utf8_is_refused_before_any_work(source, tmp_path):
+    """Its file list was written, then every loader failed inside DALI ("Unsupported argument type")."""
+    out = tmp_path / os.fsdecode(b"bad\xff") / "out"
+    for webdataset in (False, True):
+        with pytest.raises(ValueError, match="is not UTF-8, and DALI's file reader takes UTF-8 paths only"):
+            prepare(source, out, PrepareSettings(max_side=MAX_SIDE, webdataset=webdataset), progress=False)
+    assert not out.parent.exists()
+    with pytest.raises(ValueError, match="is not UTF-8"):
+        write_file_list(out.parent / "list.txt", [("/elsewhere/a.jpg", 0)])
+
+
 def test_class_folders_no_longer_in_the_source_are_reported_and_the_output_is_refused_until_deleted(source,
                                                                                                   tmp_path, capsys):
     """An empty class folder removed from the source stayed in OUT, unreported: read as a folder, the classes

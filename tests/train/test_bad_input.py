@@ -244,6 +244,8 @@ HUGE = str(10**30)
     (["action-demo", "--data", "{tmp}", "--epochs", HUGE], "epochs="),
     (["action-demo", "--data", "{tmp}", "--seeds", HUGE], "seeds="),
     (["demo", "--out", "{tmp}/s", "--jobs", HUGE], "jobs="),
+    (["demo", "--out", "{tmp}/s", "--epochs", HUGE], "epochs="),
+    (["demo", "--out", "{tmp}/s", "--epochs", "0"], "epochs=0"),  # refused after the data set was generated
     (["bench", "--data", "{tmp}", "--device", "cpu", "--crop", HUGE], "crop="),
 ])
 def test_huge_counts_are_refused_before_anything_is_written(tmp_path, capsys, argv, said):
@@ -324,3 +326,11 @@ def test_an_unknown_option_is_refused_with_the_commands_usage(capsys):
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "dali-has train: error: unrecognized arguments: --bogus" in err
     assert "--model-opt" in err  # train's usage
+
+
+def test_an_output_path_that_is_a_link_loop_is_one_line(tiny_synth, tmp_path, capsys):
+    """The check of outputs against inputs raised "Symlink loop" in a traceback."""
+    (tmp_path / "a.json").symlink_to(tmp_path / "b.json")
+    (tmp_path / "b.json").symlink_to(tmp_path / "a.json")
+    assert main(["scan", "--data", str(tiny_synth / "test"), "--json", str(tmp_path / "a.json"), "--no-progress"]) == 2
+    assert "Too many levels of symbolic links" in capsys.readouterr().err

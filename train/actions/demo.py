@@ -10,7 +10,6 @@ import torch
 
 from dali_has import TemporalHaSConfig, validate
 from pipelines.feature_pipeline import FeatureIndex, mean_feature
-from pipelines.files import checked_path
 from pipelines.settings import MAX_THREADS
 from train.actions.training import ActionTrainConfig, check_scorable, evaluate_localization, train_action_model
 from train.tables import format_table
@@ -31,7 +30,8 @@ class ActionDemoSettings:
     train: ActionTrainConfig = ActionTrainConfig()
 
     def __post_init__(self):
-        checked_path(self.data)  # "" was read as the current folder, and named as train.json in the error
+        if not str(self.data).strip():  # it was read as the current folder, and named as train.json in the error
+            raise ValueError(f"data={self.data!r} is an empty path; give the folder holding train.json and test.json")
         object.__setattr__(self, "seeds", validate.distinct_seeds("seeds", self.seeds))
         # At most as many as a DALI pipeline takes: 100,000 made ~32,000 threads, then died in a traceback.
         validate.whole_number("torch_threads", self.torch_threads, minimum=1, maximum=MAX_THREADS)

@@ -21,8 +21,7 @@ from train.actions.localization import (
     predict_segments,
 )
 from train.actions.model import ActionClassifier
-
-MAX_EPOCHS = 1_000_000
+from train.config import MAX_EPOCHS
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,6 @@ class ActionTrainConfig:
 
     def __post_init__(self):
         validate.whole_number("frames", self.frames, minimum=1, maximum=MAX_COUNT)
-        # Bounded: 10**30 epochs failed in a traceback (a range that long has no len()).
         validate.whole_number("epochs", self.epochs, minimum=1, maximum=MAX_EPOCHS)
         validate.positive_int("batch_size", self.batch_size)
         validate.number("lr", self.lr, low=0.0, low_open=True)

@@ -6,6 +6,7 @@ Hide-and-Seek options start with `--has-`; `--device` is cpu or gpu.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from fnmatch import fnmatch
 from pathlib import Path
@@ -108,7 +109,7 @@ def output_among_inputs(command: argparse.ArgumentParser, args: argparse.Namespa
         value = getattr(args, action.dest, None)
         if not getattr(action.type, "writes_file", False) or not value:
             continue
-        path = Path(value).resolve()
+        path = Path(os.path.realpath(value))  # Path.resolve raises on a symbolic link loop
         source = path if path == data else next((s for s in whole if path == s or s in path.parents), None)
         if source is not None:
             return (f"{action.option_strings[0]} {value} would overwrite {source}, which this command reads; "
