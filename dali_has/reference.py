@@ -71,15 +71,14 @@ def infer_cells(mask: np.ndarray, patch_sizes: Sequence[int]) -> tuple[int, np.n
     """Recover (size, cells) from a pixel mask that some size in `patch_sizes` produced.
 
     Raises ValueError when no allowed grid explains the mask exactly: the check that an operator's output
-    is a union of top-left-anchored grid cells. An all-clear mask is explained by the smallest size
-    (0 where allowed).
+    is a union of top-left-anchored grid cells. Where several sizes explain it, the likeliest: 0 for an
+    all-clear mask where allowed, else the largest (fewest cells drawn). Smallest first read every mask of
+    size 32 as one of size 16 with the paper's sizes (a 32-cell is four 16-cells).
     """
     h, w = mask.shape
-    for size in sorted(set(patch_sizes)):
-        if size == 0:
-            if not mask.any():
-                return 0, np.zeros((0, 0), dtype=bool)
-            continue
+    if 0 in patch_sizes and not mask.any():
+        return 0, np.zeros((0, 0), dtype=bool)
+    for size in sorted(set(patch_sizes) - {0}, reverse=True):
         cells = mask[::size, ::size]  # each cell's top-left pixel decides the cell
         if np.array_equal(cells_to_mask(cells, size, h, w), mask):
             return size, cells

@@ -48,3 +48,8 @@ def test_infer_cells_rejects_masks_off_the_grid():
     mask[10:, :10] = True
     size, cells = reference.infer_cells(mask, (0, 10))
     assert size == 10 and cells.tolist() == [[False, False], [True, False]]
+    # Nested sizes: a mask of 32-cells is also one of 16-cells; smallest first read it as 16.
+    cells = np.array([[True, False], [False, True]])
+    size, found = reference.infer_cells(reference.cells_to_mask(cells, 32, 64, 64), (0, 16, 32, 44, 56))
+    assert size == 32 and np.array_equal(found, cells)
+    assert reference.infer_cells(np.zeros((64, 64), bool), (0, 16, 32))[0] == 0
