@@ -76,8 +76,8 @@ def temporary(path: Path) -> Path:
 
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint, its tensors on the CPU, loaded without running code (`weights_only=True`). Anything but
-    tensors and plain data, a damaged file or a missing entry is a ValueError naming the file; a missing file
-    is a FileNotFoundError."""
+    tensors and plain data, a damaged file, a missing entry or weights that are not finite is a ValueError naming
+    the file; a missing file is a FileNotFoundError."""
     path = Path(path)
     if path.exists() and not path.is_file():
         raise ValueError(f"{path} is not a file (a folder?); a checkpoint is a file written by `dali-has train`")
@@ -111,6 +111,7 @@ def load_checkpoint(path: Path) -> dict:
     if state["num_classes"] < 1 or state["epoch"] < 0:
         raise ValueError(f"{path}: num_classes={state['num_classes']}, epoch={state['epoch']} cannot be right")
     _check_optional_entries(path, state)
+    check_finite(path, state["model"], "weights")  # resumed, such weights trained an epoch of NaN first
     return state
 
 
@@ -260,7 +261,6 @@ def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu",
     cfg = load_run_config(run_dir)
     path = Path(run_dir) / checkpoint
     state = load_checkpoint(path)
-    check_finite(path, state["model"], "weights")
     model = cfg.build_model(state["num_classes"])
     load_weights(path, model, state["model"])
     return TrainedModel(model.to(device).eval(), cfg, state.get("classes"))

@@ -55,7 +55,6 @@ from train.checkpoint import (
     CONFIG,
     METRICS,
     RUN_LOCK,
-    check_finite,
     check_optimizer_state,
     check_resumable,
     load_checkpoint,
@@ -169,7 +168,6 @@ def _train(cfg: TrainConfig, env: distributed.DistEnv, resume: bool, names: list
         if state["epoch"] > cfg.epochs:
             raise ValueError(f"{out} has trained {state['epoch']} epochs, more than epochs={cfg.epochs}; give "
                              f"--epochs N > {state['epoch']} to train on")
-        check_finite(out / CHECKPOINT, state["model"], "weights")
         load_weights(out / CHECKPOINT, model, state["model"])
         try:
             opt.load_state_dict(state["optimizer"])
