@@ -65,8 +65,7 @@ def prepare_run_files(run_dir: Path) -> None:
             if path.exists() and not path.is_file() and not path.is_symlink():
                 raise ValueError(f"{path} is not a file (a folder?), and `dali-has train` writes its {name} there: "
                                  "move it out of the run folder")
-        if temporary(run_dir / name).is_symlink() or temporary(run_dir / name).is_file():
-            temporary(run_dir / name).unlink()
+        temporary(run_dir / name).unlink(missing_ok=True)  # a file or a link: a folder was refused above
 
 
 def temporary(path: Path) -> Path:
