@@ -410,6 +410,8 @@ class _FolderOutput:
 
     def __init__(self, out: Path, dataset: Dataset, names: list[str], settings: PrepareSettings):
         self.out, self.dataset, self.names, self.suffix = out, dataset, names, settings.suffix
+        # Each sample's file however the list writes it ("a.jpg", "./a.jpg", absolute): a file listed twice is one.
+        self._sources = [_relative_source(dataset, name) for name, _ in dataset.samples]
         self._made = _read_record(out, settings.suffix)  # prepared name -> (source name, size, mtime_ns)
         self._record = None  # opened for appending at the first write
         self._kept: list[int] = []
@@ -423,8 +425,8 @@ class _FolderOutput:
             state = _state((self.dataset.root / source).stat())
         except OSError:
             return False
-        made = self._made.get(name)  # the same file however the list writes it: a file listed twice is made once
-        return (made is not None and _relative_source(self.dataset, made[0]) == _relative_source(self.dataset, source)
+        made = self._made.get(name)
+        return (made is not None and _relative_source(self.dataset, made[0]) == self._sources[i]
                 and made[1:] == state and (self.out / name).is_file())
 
     def todo(self) -> list[int]:
