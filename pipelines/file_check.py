@@ -588,7 +588,6 @@ def _refuse_names_dali_cannot_take(dataset: Dataset) -> None:
                          "keep such names")
 
 
-
 def check_shard(path: str | os.PathLike) -> Verdict:
     """Check a WebDataset shard: its index against the tar (`webdataset.check_index`, raising), then every image,
     located by the index, with `check_file`'s checks on its bytes (OK, detail "webdataset"; else kind

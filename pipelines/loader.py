@@ -16,9 +16,9 @@ fills its shuffle buffer once, and the next epoch's first batches are prefetched
 resume such a run exactly, make the loader with `checkpointing=True`, save `loader.state_dict()` after an epoch
 and give it to `load_state_dict()` of a new loader with the same settings (checkpointing too): its next `for`
 yields exactly what the old loader's next `for` would have (DALI's checkpoints restore the readers' positions
-and shuffle buffers and
-every random generator; a `for` that had stopped early is restored as the rebuild it would have caused). A state
-of other settings or data is refused, naming what differs; a refused state leaves the loader as it was.
+and shuffle buffers and every random generator; a `for` that had stopped early is restored as the rebuild it
+would have caused). A state of other settings or data is refused, naming what differs; a refused state leaves
+the loader as it was.
 
 Shutdown. A loader owns one DALI pipeline. `close()` (or `with make_loader(...) as loader:`) releases it at once,
 and so does dropping the last reference. Loaders still open at interpreter exit are closed by an atexit hook, so
