@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -83,15 +84,17 @@ def test_a_checkpoint_that_would_run_code_is_refused(trained_run, tiny_synth, tm
     (b"PK\x03\x04 not really a zip", "damaged or not a checkpoint"),
     (b"hello\n", "damaged or not a checkpoint .KeyError"),  # torch's unpickler: a traceback, exit 1
     (b"x", "damaged or not a checkpoint"),  # said "holds objects ... could run code": damage looked like an attack
-    (None, "damaged or not a checkpoint"),  # three bytes of a real one changed inside its data.pkl
+    ("data.pkl", "damaged or not a checkpoint"),  # three bytes of a real one changed inside its pickle stream
+    # three bytes of a weight: torch.load loaded them as another model, silently
+    ("data/0", "damaged or not a checkpoint .its record archive/data/0 does not match the checksum"),
 ])
 def test_damaged_checkpoints_are_named(trained_run, tmp_path, content, words):
     copy = tmp_path / "damaged"
     shutil.copytree(trained_run, copy)
-    if content is None:
+    if isinstance(content, str):  # a record of a real checkpoint, three bytes of it changed past its zip header
         data = bytearray((trained_run / CHECKPOINT).read_bytes())
-        start = data.index(b"data.pkl") + 200  # inside the pickle stream, past the zip header
-        data[start:start + 3] = b"\xec\xec\xec"
+        start = data.index(f"archive/{content}".encode()) + 200
+        data[start:start + 3] = bytes(255 - b for b in data[start:start + 3])
         content = bytes(data)
     (copy / CHECKPOINT).write_bytes(content)
     with pytest.raises(ValueError, match=words) as error:
@@ -314,6 +317,20 @@ def test_what_is_in_the_place_of_a_checkpoint_is_dealt_with_before_any_epoch(tra
     (run / CHECKPOINT).mkdir()
     with pytest.raises(ValueError, match="checkpoint.pt is not a file"):  # said "stopped before its first epoch"
         load_checkpoint(run / CHECKPOINT)
+
+
+def test_checkpoints_carry_checksums_even_where_the_process_turned_them_off(tmp_path):
+    # torch writes a CRC-32 of every record unless told not to; load_checkpoint reads them, so a checkpoint written
+    # without them would be refused as damaged.
+    was = torch.serialization.get_crc32_options()
+    torch.serialization.set_crc32_options(False)
+    try:
+        save_checkpoint(tmp_path / CHECKPOINT, {"weights": torch.ones(8)})
+        assert torch.serialization.get_crc32_options() is False  # the caller's setting is left as it was
+    finally:
+        torch.serialization.set_crc32_options(was)
+    with zipfile.ZipFile(tmp_path / CHECKPOINT) as archive:
+        assert archive.testzip() is None and all(record.CRC for record in archive.infolist())
 
 
 def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_the_old_one(trained_run, tmp_path, monkeypatch):
