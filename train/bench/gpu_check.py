@@ -5,7 +5,10 @@ cannot take the others down, and the whole check fits one call of a lent machine
 
   environment  card, driver, CUDA/torch/DALI versions; builds and loads the fused plugin and says whether its
                CUDA kernel can run on this driver;
-  gpu tests    `pytest -m gpu` (junit XML parsed into pass/fail/skip counts and the failing test names);
+  kernel tests `pytest -m "gpu and untried_kernel"`: the tests of CUDA kernels that have not run on a GPU yet,
+               first and in a process of their own (a kernel that faults takes its process's CUDA context down);
+  gpu tests    `pytest -m "gpu and not untried_kernel"` (each test step's junit XML parsed into pass/fail/skip
+               counts and the failing test names);
   stages       `python -m train.bench.pipeline_stages --device gpu`: img/s of the pipeline cut after each stage;
   bench        `dali-has bench --device gpu` for AlexNet-GAP (the loader's limit, every data form; shortened);
   train        a short GPU training of each architecture with the DALI loader and HaS;
@@ -60,6 +63,11 @@ def plan(out: Path, data: Path) -> list[Step]:
     """The steps, in order; `data` is an image folder DIR/<class>/<image> for the short trainings."""
     cli = [sys.executable, "-m", "train.cli"]
 
+    def tests(name: str, markers: str, limit_s: int) -> Step:
+        # -v: one line per test as it finishes, so a step cut off by its time limit still says what passed
+        return Step(name, [sys.executable, "-m", "pytest", "-m", markers, "-v", "-rfE", "-p", "no:cacheprovider",
+                           f"--junitxml={out / (name + '.xml')}", str(REPO / "tests")], limit_s)
+
     def bench(arch: str, *options: str, limit_s: int = 180) -> Step:
         name = "_".join(["bench", arch] + (["compile"] if "--compile" in options else []))
         return Step(name, cli + ["bench", "--device", "gpu", "--arch", arch, *options, "--no-progress",
@@ -71,9 +79,10 @@ def plan(out: Path, data: Path) -> list[Step]:
     steps = [
         Step("environment", [sys.executable, "-m", "train.bench.gpu_check", "environment",
                              str(out / "environment.json")], 60, "environment.json"),
-        # -v: one line per test as it finishes, so a step cut off by its time limit still says what passed
-        Step("gpu_tests", [sys.executable, "-m", "pytest", "-m", "gpu", "-v", "-rfE", "-p", "no:cacheprovider",
-                           f"--junitxml={out / 'gpu_tests.xml'}", str(REPO / "tests")], 240),
+        # The never-run kernels' few tests first: in the one pytest process they came last (a fault would take
+        # the CUDA context, and every test after it, down), after ~100 slower tests, past the step's time limit.
+        tests("kernel_tests", "gpu and untried_kernel", 120),
+        tests("gpu_tests", "gpu and not untried_kernel", 240),
         # Where the GPU pipeline tops out: read alone, + decode, + resize/normalize/HaS (three operators, the
         # fused CUDA kernel, the three with DALI's full operator concurrency, or split over two pipelines: one
         # pipeline's serial host work vs the card's limits), per data form; what the loader speeds below do not
@@ -143,13 +152,13 @@ def _drop_checkpoints(run: Path) -> dict[str, int]:
 
 
 def with_what_the_tests_allow(step: Step, out: Path) -> tuple[Step, str | None]:
-    """`step`, or for the stage benchmark without its `fused` graph where the gpu tests have not shown the fused
+    """`step`, or for the stage benchmark without its `fused` graph where the kernel tests have not shown the fused
     resize operator's CUDA kernel passing (a kernel that faults takes the CUDA context down, and with it every
     stage timed in the same process); and a note saying so, or None."""
-    if step.name != "stages" or fused_resize_kernel_passed(out / "gpu_tests.xml"):
+    if step.name != "stages" or fused_resize_kernel_passed(out / "kernel_tests.xml"):
         return step, None
     return (replace(step, argv=step.argv + ["--skip", "fused"]),
-            f"fused left out: the gpu tests did not show {FUSED_RESIZE_TESTS} passing")
+            f"fused left out: the kernel tests did not show {FUSED_RESIZE_TESTS} passing")
 
 
 def fused_resize_kernel_passed(junit: Path) -> bool:
@@ -191,7 +200,8 @@ def summarize(out: Path, results: dict, wall_s: float, budget_s: float) -> dict:
             return {"unreadable": name}
 
     summary = {"wall_s": round(wall_s, 1), "budget_s": budget_s, "steps": results,
-               "environment": load("environment.json"), "gpu_tests": junit_counts(out / "gpu_tests.xml"),
+               "environment": load("environment.json"), "kernel_tests": junit_counts(out / "kernel_tests.xml"),
+               "gpu_tests": junit_counts(out / "gpu_tests.xml"),
                "memory": load("memory.json"), "stages": load("stages.json"), "bench": {}, "train": {}}
     for arch in ("alexnet_gap", "resnet50_compile"):
         bench = load(f"bench_{arch}.json")

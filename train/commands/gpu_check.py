@@ -13,8 +13,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "gpu-check", help="verify every GPU path on this machine and write one JSON summary",
         description="On a machine with a CUDA GPU, in this order, within --budget seconds: the `gpu`-marked "
-                    "tests, the pipeline stage benchmark (python -m train.bench.pipeline_stages --device gpu), "
-                    "`dali-has bench --device gpu` for AlexNet-GAP, a short GPU training of each architecture, "
+                    "tests (those of CUDA kernels that never ran on a GPU first, in a process of their own), the "
+                    "pipeline stage benchmark (python -m train.bench.pipeline_stages --device gpu), `dali-has "
+                    "bench --device gpu` for AlexNet-GAP, a short GPU training of each architecture, "
                     "the memory one GPU pipeline holds per thread count, and ResNet-50's bench with "
                     f"torch.compile. Writes OUT/{SUMMARY} (card, driver, versions, every figure; rewritten after "
                     "every step) and one log per step. Exits 0 when every step passed, 1 when one failed or was "
@@ -34,10 +35,12 @@ def run(args: argparse.Namespace) -> int:
     except NoGPUError as e:
         print(f"dali-has gpu-check: error: {e}", file=sys.stderr)
         return 2
-    tests = summary["gpu_tests"] or {}
-    print(f"gpu-check: {'passed' if summary['passed'] else 'FAILED'} in {summary['wall_s']:.0f} s; gpu tests: "
-          f"{tests.get('passed', '?')} passed, {tests.get('failed', '?')} failed, {tests.get('skipped', '?')} "
-          f"skipped; summary: {args.out}/{SUMMARY}")
+    counts = "; ".join(f"{what}: {tests.get('passed', '?')} passed, {tests.get('failed', '?')} failed, "
+                       f"{tests.get('skipped', '?')} skipped"
+                       for what, tests in (("kernel tests", summary["kernel_tests"] or {}),
+                                           ("gpu tests", summary["gpu_tests"] or {})))
+    print(f"gpu-check: {'passed' if summary['passed'] else 'FAILED'} in {summary['wall_s']:.0f} s; {counts}; "
+          f"summary: {args.out}/{SUMMARY}")
     return 0 if summary["passed"] else 1
 
 

@@ -27,18 +27,25 @@ def test_every_planned_dali_has_command_parses(tmp_path):
         parser.parse_args(argv)  # a misspelt option would exit here
 
 
-def test_the_test_step_collects_the_gpu_tests_from_the_repository(tmp_path):
-    """The first run on a GPU (an H200) found the step looking for train/tests: REPO was one folder too deep."""
+def test_the_test_steps_collect_the_gpu_tests_from_the_repository_the_untried_kernels_first(tmp_path):
+    """The first run on a GPU (an H200) found the step looking for train/tests: REPO was one folder too deep. The
+    never-run kernels' tests came last in one pytest process of 240 s, after ~100 slower tests: they run first
+    now, in a process of their own."""
     assert (gpu_check.REPO / "pyproject.toml").is_file()
-    (step,) = [s for s in gpu_check.plan(tmp_path, tmp_path / "data") if s.name == "gpu_tests"]
-    assert step.argv[-1] == str(gpu_check.REPO / "tests")
-    argv = [a for a in step.argv if not a.startswith("--junitxml")] + ["--collect-only"]
-    collected = subprocess.run(argv, capture_output=True, text=True, cwd=gpu_check.REPO)
-    assert collected.returncode == 0, collected.stdout[-2000:] + collected.stderr[-2000:]
-    assert "test_gpu_output_equals_oracle" in collected.stdout
-    # The untried CUDA kernel's tests last (tests/conftest.py): if it faults, the tests before it have run.
-    assert collected.stdout.rindex("<Module test_validation.py>") < collected.stdout.index(
-        "<Module test_fused_resize_gpu.py>")
+    steps = [s for s in gpu_check.plan(tmp_path, tmp_path / "data") if s.name.endswith("_tests")]
+    assert [s.name for s in steps] == ["kernel_tests", "gpu_tests"]
+    collected = {}
+    for step in steps:
+        assert step.argv[-1] == str(gpu_check.REPO / "tests")
+        # -qq after the step's -v: one test id a line
+        argv = [a for a in step.argv if not a.startswith("--junitxml")] + ["--collect-only", "-qq"]
+        run = subprocess.run(argv, capture_output=True, text=True, cwd=gpu_check.REPO)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        collected[step.name] = {line for line in run.stdout.splitlines() if "::" in line}
+    kernel, other = collected["kernel_tests"], collected["gpu_tests"]
+    assert not kernel & other and any(gpu_check.FUSED_RESIZE_TESTS in test for test in kernel)
+    assert any("test_gpu_output_equals_oracle" in test for test in other)
+    assert not any(gpu_check.FUSED_RESIZE_TESTS in test for test in other)
 
 
 def test_step_runner_reports_ok_failure_and_timeout(tmp_path):
@@ -110,8 +117,11 @@ def test_junit_counts_and_summary(tmp_path):
     (tmp_path / "run_resnet50" / "metrics.jsonl").write_text('{"epoch": 1, "img_s": 100.0}\n')
     sweep = [{"threads": 16, "img_s": {"none": 9e4}}]  # a bench cut off by its time limit after its sweep
     (tmp_path / "bench_alexnet_gap.json").write_text(json.dumps({"complete": False, "sweep": sweep}))
+    (tmp_path / "kernel_tests.xml").write_text('<testsuites><testsuite><testcase classname="k" name="t"/>'
+                                               '</testsuite></testsuites>')
     summary = gpu_check.summarize(tmp_path, {"memory": {"status": "ok"}, "gpu_tests": {"status": "failed"}}, 12.3,
                                   450)
+    assert summary["kernel_tests"] == {"passed": 1, "failed": 0, "skipped": 0, "failures": []}
     assert summary["bench"]["alexnet_gap"]["complete"] is False and summary["bench"]["alexnet_gap"]["sweep"] == sweep
     assert summary["memory"] == [{"threads": 1, "device_mb": 10.0}]
     assert summary["train"] == {"resnet50": [{"epoch": 1, "img_s": 100.0}]}
@@ -129,7 +139,7 @@ def test_junit_counts_and_summary(tmp_path):
 def test_the_stage_benchmark_leaves_the_fused_kernel_out_unless_its_gpu_tests_passed(tmp_path, cases, skips_fused):
     """A CUDA kernel that faults takes the process's CUDA context down: the stages timed after it would be lost."""
     if cases is not None:
-        (tmp_path / "gpu_tests.xml").write_text(f"<testsuites><testsuite>{cases}</testsuite></testsuites>")
+        (tmp_path / "kernel_tests.xml").write_text(f"<testsuites><testsuite>{cases}</testsuite></testsuites>")
     steps = {step.name: step for step in gpu_check.plan(tmp_path, tmp_path / "data")}
     stages, note = gpu_check.with_what_the_tests_allow(steps["stages"], tmp_path)
     assert (stages.argv[-2:] == ["--skip", "fused"]) == skips_fused == (note is not None)
@@ -163,3 +173,12 @@ def test_the_environment_records_the_date_the_card_and_the_kernels_build(monkeyp
     assert found["torch_device"] == "NVIDIA H200" and found["compute_capability"] == "9.0"
     assert found["date_utc"].endswith("Z") and {"kernel_cuda_version", "kernel_oldest_arch"} <= set(
         found["fused_plugin"])
+
+
+def test_the_command_reports_the_kernel_tests_and_the_other_gpu_tests(tmp_path, monkeypatch, capsys):
+    summary = {"passed": False, "wall_s": 401.0, "kernel_tests": {"passed": 5, "failed": 1, "skipped": 0},
+               "gpu_tests": None}  # cut off before pytest wrote its report
+    monkeypatch.setattr(gpu_check, "run_check", lambda out, budget: summary)
+    assert main(["gpu-check", "--out", str(tmp_path)]) == 1
+    assert ("FAILED in 401 s; kernel tests: 5 passed, 1 failed, 0 skipped; gpu tests: ? passed, ? failed, ? skipped"
+            in capsys.readouterr().out)
