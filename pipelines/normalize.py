@@ -20,14 +20,12 @@ def has_fill(data_mean: Sequence[float], mean: Sequence[float] = IMAGENET_MEAN,
     return tuple((d - m) / s for d, m, s in zip(data_mean, mean, std))
 
 
-def crop_mirror_normalize(images, image: ImageOptions, *, mirror=0, crop_pos=(0.5, 0.5)):
-    """crop×crop window at `crop_pos` (0..1 of the free space, (0.5, 0.5) = centre), optional horizontal flip,
+def crop_mirror_normalize(images, image: ImageOptions, *, mirror=0):
+    """The centre crop×crop window (the callers' windows already are that size), optional horizontal flip,
     (x - mean) / std, cast to the output dtype, HWC -> CHW when the layout asks for it."""
     return fn.crop_mirror_normalize(
         images,
         crop=(image.crop, image.crop),
-        crop_pos_x=crop_pos[0],
-        crop_pos_y=crop_pos[1],
         mirror=mirror,
         mean=list(image.mean),
         std=list(image.std),

@@ -23,7 +23,7 @@ from nvidia.dali.pipeline import OperatorConcurrency
 from dali_has import HaSConfig, validate
 from dali_has.operator import IMPLEMENTATIONS as HAS_IMPLEMENTATIONS
 from dali_has.resize_mirror_normalize import IMPLEMENTATIONS as RESIZE_IMPLEMENTATIONS
-from pipelines.files import FILE_LIST, checked_path, data_kind
+from pipelines.files import checked_path, data_kind
 
 # The usual ImageNet statistics on the 0..255 scale of decoded pixels.
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -185,10 +185,6 @@ class ImageOptions:
     def kind(self) -> str:
         """FOLDER, FILE_LIST or WEBDATASET (`pipelines.files`)."""
         return data_kind(self.data)
-
-    @property
-    def is_file_list(self) -> bool:
-        return self.kind == FILE_LIST
 
     @property
     def dali_dtype(self):

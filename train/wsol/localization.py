@@ -18,7 +18,7 @@ their number:
 * A box is [x0, y0, x0 + w, y0 + h] with w, h the pixel extents of the contour (cv2.boundingRect), x1 and
   y1 clipped to W - 1 and H - 1. No foreground at all gives the box [0, 0, 0, 0].
 * IoU counts pixels inclusively, area = (x1 - x0 + 1)(y1 - y0 + 1) (their `calculate_multiple_iou`).
-  Ground-truth boxes are [x0, y0, x1, y1] in pixels of the CAM (see `scale_boxes`).
+  Ground-truth boxes are [x0, y0, x1, y1] in pixels of the CAM (train.wsol.evaluate.boxes_in_crop).
 
 Box convention of the project (written down here only): [x0, y0, x1, y1] in pixels, x0/y0 the first column
 and row, x1/y1 one past the last — cv2.boundingRect's x + w above, CUB's x + w (train.wsol.box_formats), the
@@ -73,14 +73,6 @@ def box_iou(boxes_a, boxes_b) -> torch.Tensor:
             raise ValueError(f"{name} has a box with x1 < x0 or y1 < y0: expected [x0, y0, x1, y1]")
     grow = torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=torch.float64)
     return _torchvision_box_iou(a + grow, b + grow)
-
-
-def scale_boxes(boxes, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
-    """Map boxes from an image of (width, height) `from_size` to `to_size`, truncating to integers as
-    wsolevaluation's `resize_bbox` does (e.g. original image -> the 224×224 evaluation input)."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
-    return (b * np.array([sx, sy, sx, sy])).astype(np.int64)
 
 
 def quantize_cam(cam) -> np.ndarray:

@@ -5,7 +5,7 @@ import torch
 from scipy import ndimage
 
 from train.wsol.cam import fraction_of_max, normalize_cams
-from train.wsol.localization import LocalizationMeter, best_iou_per_threshold, box_iou, boxes_from_cam, scale_boxes
+from train.wsol.localization import LocalizationMeter, best_iou_per_threshold, box_iou, boxes_from_cam
 
 
 def _map(shape=(10, 12), **blobs):
@@ -68,10 +68,6 @@ def test_box_iou_counts_pixels_inclusively():
     torch.testing.assert_close(iou, torch.tensor([[0.5, 4 / 100, 0.0], [4 / 50, 1 / 7, 0.0]], dtype=torch.float64))
     with pytest.raises(ValueError, match="x1 < x0"):
         box_iou([[5, 0, 4, 3]], [[0, 0, 1, 1]])
-
-
-def test_scale_boxes_truncates_like_wsolevaluation_resize_bbox():
-    assert scale_boxes([[10, 20, 30, 40]], (100, 200), (224, 224)).tolist() == [[22, 22, 67, 44]]
 
 
 def _oracle_best_iou(cam, gt, thresholds):
