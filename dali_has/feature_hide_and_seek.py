@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from dali_has import validate
-from dali_has.reference import grid_shape
-from dali_has.spec import PAPER_P_HIDE, HaSConfig
+from dali_has.spec import PAPER_P_HIDE, HaSConfig, grid_shape
 
 FEATURE_FILLS = ("mean",)
 

@@ -5,20 +5,18 @@ compared pixel for pixel and the sampler checked statistically.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from dali_has.spec import HaSConfig
+from dali_has.spec import HaSConfig, grid_shape
 from dali_has.temporal_spec import TemporalHaSConfig
 
 
-def grid_shape(height: int, width: int, size: int) -> tuple[int, int]:
-    """Cells of a top-left-anchored size×size grid: ceil(H/S) × ceil(W/S), edge cells clipped."""
-    if size <= 0:
-        return (0, 0)
-    return (math.ceil(height / size), math.ceil(width / size))
+def hiding_share(cfg: HaSConfig) -> float:
+    """Expected fraction of hidden pixels: p_hide times the share of non-zero sizes (what the statistical tests
+    compare the operators' outputs with)."""
+    return cfg.p_hide * sum(s > 0 for s in cfg.patch_sizes) / len(cfg.patch_sizes)
 
 
 def draw_cells(rng: np.random.Generator, height: int, width: int, cfg: HaSConfig) -> tuple[int, np.ndarray]:

@@ -23,6 +23,13 @@ PAPER_P_HIDE = 0.5
 MAX_PATCH_SIZE = 1 << 24
 
 
+def grid_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """Cells of a top-left-anchored size×size grid: ceil(H/S) × ceil(W/S), edge cells clipped; (0, 0) for S = 0."""
+    if size <= 0:
+        return (0, 0)
+    return (math.ceil(height / size), math.ceil(width / size))
+
+
 @dataclass(frozen=True)
 class HaSConfig:
     """Validated, immutable Hide-and-Seek parameters, shared by every implementation.
@@ -55,11 +62,6 @@ class HaSConfig:
 
     def to_dict(self) -> dict:
         return {"patch_sizes": list(self.patch_sizes), "p_hide": self.p_hide, "fill": list(self.fill)}
-
-    @property
-    def hiding_share(self) -> float:
-        """Expected fraction of hidden pixels: p_hide times the share of non-zero sizes."""
-        return self.p_hide * sum(s > 0 for s in self.patch_sizes) / len(self.patch_sizes)
 
     def for_channels(self, channels: int) -> HaSConfig:
         """These settings with the fill given per channel (a scalar fill repeated)."""

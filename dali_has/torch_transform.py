@@ -5,11 +5,9 @@ torchvision pipeline. `make_params` draws the randomness, `transform` applies it
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
-from dali_has.spec import HaSConfig
+from dali_has.spec import HaSConfig, grid_shape
 
 IMAGE_CHANNELS = (1, 3, 4)  # gray, RGB, RGBA: how a channel axis is told from a spatial one
 
@@ -25,8 +23,8 @@ class HideAndSeek(torch.nn.Module):
         size = sizes[int(torch.randint(len(sizes), (1,), generator=generator))]
         if size == 0:
             return {"size": 0, "cells": torch.zeros(0, 0, dtype=torch.bool)}
-        grid = (math.ceil(height / size), math.ceil(width / size))
-        return {"size": size, "cells": torch.rand(grid, generator=generator) < self.cfg.p_hide}
+        cells = torch.rand(grid_shape(height, width, size), generator=generator) < self.cfg.p_hide
+        return {"size": size, "cells": cells}
 
     def transform(self, image: torch.Tensor, params: dict) -> torch.Tensor:
         size, cells = params["size"], params["cells"]

@@ -18,14 +18,6 @@ from dali_has import validate
 MAX_COUNT = 1 << 16
 
 
-def uniform_frame_indices(length: int, count: int) -> np.ndarray:
-    """Indices of the `count` frames sampled from a sequence of `length` frames (the numpy rule)."""
-    _check_count(count)
-    if length < 1:
-        raise ValueError(f"length={length!r}; a sequence needs at least one frame")
-    return (2 * np.arange(count, dtype=np.int64) + 1) * length // (2 * count)
-
-
 def sample_uniformly(sequences, count: int):
     """Resample every sequence of a DALI batch to `count` frames along its leading axis.
 

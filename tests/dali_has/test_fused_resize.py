@@ -218,7 +218,7 @@ def test_hidden_share_and_size_choice_match_the_rule():
             shares.append(mask.mean())
             counts[reference.infer_cells(mask, cfg.patch_sizes)[0]] += 1
     n = len(shares)
-    assert abs(np.mean(shares) - cfg.hiding_share) < 0.04  # 4 sigma of the mean of 400 samples
+    assert abs(np.mean(shares) - reference.hiding_share(cfg)) < 0.04  # 4 sigma of the mean of 400 samples
     for size, c in counts.items():  # multinomial, p = 1/4: std ~ 8.7; 4 sigma
         assert abs(c - n / 4) < 35, (size, counts)
 

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 
 from dali_has import HaSConfig, reference
+from dali_has.spec import grid_shape
 
 
 def test_grid_covers_the_image_with_clipped_edge_cells():
-    assert reference.grid_shape(224, 224, 44) == (6, 6)  # 5 full cells + a 4-pixel strip
+    assert grid_shape(224, 224, 44) == (6, 6) and grid_shape(224, 224, 0) == (0, 0)  # 5 full cells + a 4-px strip
     cells = np.zeros((6, 6), bool)
     cells[5, 5] = True
     mask = reference.cells_to_mask(cells, 44, 224, 224)
@@ -36,7 +37,7 @@ def test_drawn_masks_hide_the_expected_share():
     for _ in range(2000):
         size, cells = reference.draw_cells(rng, 64, 96, cfg)
         shares.append(reference.cells_to_mask(cells, size, 64, 96).mean())
-    assert abs(np.mean(shares) - cfg.hiding_share) < 0.02
+    assert abs(np.mean(shares) - reference.hiding_share(cfg)) < 0.02
 
 
 def test_infer_cells_rejects_masks_off_the_grid():

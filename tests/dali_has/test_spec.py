@@ -9,7 +9,6 @@ from dali_has.spec import MAX_PATCH_SIZE
 def test_defaults_are_the_papers_mixed_setting():
     cfg = HaSConfig()
     assert cfg.patch_sizes == (0, 16, 32, 44, 56) and cfg.p_hide == 0.5 and cfg.fill == (0.0,)
-    assert cfg.hiding_share == pytest.approx(0.5 * 4 / 5)
     assert repr(cfg) == "HaSConfig(patch_sizes=[0, 16, 32, 44, 56], p_hide=0.5, fill=0.0)"
 
 

@@ -9,7 +9,7 @@ import pytest
 from dali_has import TemporalHaSConfig, reference
 from pipelines.feature_pipeline import FeatureIndex, feature_loader, mean_feature
 from pipelines.settings import PipelineOptions
-from pipelines.temporal_sampling import uniform_frame_indices
+from tests.pipelines.frame_sampling import uniform_frame_indices
 
 DIM = 3
 

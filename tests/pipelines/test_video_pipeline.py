@@ -18,8 +18,8 @@ from PIL import Image
 from dali_has import TemporalHaSConfig, reference
 from pipelines.sequence_loader import SequenceLoader
 from pipelines.settings import PipelineOptions
-from pipelines.temporal_sampling import uniform_frame_indices
 from pipelines.video_pipeline import video_pipeline
+from tests.pipelines.frame_sampling import uniform_frame_indices
 
 FILL = (1, 2, 3)
 H264 = Path(__file__).parent / "data" / "grey16_128x96_h264.mp4"
