@@ -85,7 +85,7 @@ def _check_patch_sizes(patch_sizes) -> tuple[int, ...]:
     # Sizes may come as 16.0 from a JSON config or numpy: any whole number of pixels is accepted.
     sizes = validate.as_values(patch_sizes)
     if not sizes:
-        raise ValueError(f"patch_sizes={patch_sizes!r}; give one size or a sequence of sizes, e.g. (0, 16, 32, 44, 56)")
+        raise ValueError(f"patch_sizes={patch_sizes!r}; give one size or a sequence of sizes, e.g. {PAPER_PATCH_SIZES}")
     for s in sizes:
         if isinstance(s, bool) or not isinstance(s, Real) or not math.isfinite(s) or int(s) != s or not (
                 0 <= s <= MAX_PATCH_SIZE):

@@ -23,7 +23,7 @@ from pipelines.bad_files import explain
 from pipelines.decoder import decode
 from pipelines.file_check import usable_dataset
 from pipelines.files import Dataset, stores_pixels
-from pipelines.settings import PipelineOptions
+from pipelines.settings import PASS_BATCH_SIZE, PipelineOptions
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,9 @@ def mean_pipeline(dataset: Dataset, options: PipelineOptions):
     return sums()
 
 
-def dataset_mean(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num_threads: int | None = None,
-                 device: str = "cpu", device_id: int | None = None, progress: bool = True) -> ChannelStats:
+def dataset_mean(data: str | os.PathLike | Dataset, *, batch_size: int = PASS_BATCH_SIZE,
+                 num_threads: int | None = None, device: str = "cpu", device_id: int | None = None,
+                 progress: bool = True) -> ChannelStats:
     """Exact per-channel mean/std over every image of a folder tree or file list (each image once)."""
     options = PipelineOptions(batch_size=batch_size, num_threads=num_threads, device=device, device_id=device_id)
     dataset = usable_dataset(data, progress=progress)

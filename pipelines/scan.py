@@ -37,7 +37,7 @@ from pipelines.file_check import Verdict, check_dataset, read_image_file
 from pipelines.files import PIXELS_SUFFIX, Dataset, load_dataset, stores_pixels
 from pipelines.jpeg_header import JpegHeader, parse_jpeg_header
 from pipelines.orientation import exif_orientation
-from pipelines.settings import PipelineOptions, default_num_threads
+from pipelines.settings import PASS_BATCH_SIZE, PipelineOptions, default_num_threads
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 
@@ -192,8 +192,8 @@ def _judge(name: str, probe: _Probe, decode_error: str | None) -> list[Problem]:
     return found
 
 
-def scan_dataset(data: str | os.PathLike | Dataset, *, batch_size: int = 64, num_threads: int | None = None,
-                 progress: bool = True) -> ScanReport:
+def scan_dataset(data: str | os.PathLike | Dataset, *, batch_size: int = PASS_BATCH_SIZE,
+                 num_threads: int | None = None, progress: bool = True) -> ScanReport:
     """Check, probe and DALI-decode every file of a folder tree or file list; problems in dataset order."""
     batch_size = validate.positive_int("batch_size", batch_size)
     num_threads = validate.positive_int("num_threads", default_num_threads() if num_threads is None else num_threads)

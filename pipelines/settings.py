@@ -43,6 +43,7 @@ SHUFFLE_BUFFER = 1024  # samples in the reader's shuffle buffer (DALI's default 
 # DALI allocates every slot up front whatever the data set's size (10**6 slots took 1.35 GB for 18 images,
 # 10**8 aborted in std::bad_alloc, 2**31 segfaulted on the first batch); each slot then holds one file.
 MAX_SHUFFLE_BUFFER = 1 << 20
+PASS_BATCH_SIZE = 64  # images per batch of a single pass over a data set: scan, mean, evaluation
 CROP_RATIO = 0.875  # evaluation: resize the shorter side to crop / 0.875 (256 for 224), then centre-crop
 # Upper bounds that turn absurd values into errors naming them instead of DALI failures. One float32 sample of
 # crop 8192 is 805 MB, far beyond any classifier's input, and DALI fails on a crop of 100000 with only "pipeline

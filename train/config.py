@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dali_has import FeatureHideAndSeek, HaSConfig, insert_after, validate
+from dali_has.spec import PAPER_P_HIDE
 from pipelines.files import checked_path
 from pipelines.own_files import open_own
 from pipelines.settings import (
@@ -28,6 +29,7 @@ from pipelines.settings import (
     rgb,
 )
 from train.models import ARCHS, build_model, model_options
+from train.wsol.box_formats import BOX_SPLITS, HELD_OUT_SPLIT
 
 OPTIMIZERS = ("sgd", "adamw")  # SGD with momentum; AdamW with betas (momentum, 0.999), decoupled weight decay
 # step: lr x gamma at each milestone epoch, after a linear warm-up of warmup_epochs (changes once per epoch);
@@ -55,7 +57,7 @@ class FeatureHaS:
 
     after: str
     patch_sizes: tuple[int, ...] = (5, 11)  # the paper's sizes on AlexNet's 55x55 conv1 map
-    p_hide: float = 0.5
+    p_hide: float = PAPER_P_HIDE
 
     def __post_init__(self):
         if not isinstance(self.after, str) or not self.after:
@@ -85,7 +87,7 @@ class Validation:
     every: int = 1
     metric: str | None = None
     resize: int | None = None
-    split: str = "test"
+    split: str = HELD_OUT_SPLIT
 
     def __post_init__(self):
         for name in ("data", "boxes"):
@@ -104,7 +106,16 @@ class Validation:
         object.__setattr__(self, "metric", metric)
         if self.resize is not None:
             object.__setattr__(self, "resize", validate.positive_int("val resize", self.resize))
-        validate.one_of("val split", self.split, ("train", "test", "all"))
+        validate.one_of("val split", self.split, BOX_SPLITS)
+
+
+# Learning rates (TrainConfig.lr, ARCH_DEFAULTS) are given per this many images and scaled linearly to the batch.
+LR_REFERENCE_BATCH = 256
+
+
+def scaled_lr(lr: float, batch_size: int) -> float:
+    """The learning rate for `batch_size` images of one given per LR_REFERENCE_BATCH (the linear scaling rule)."""
+    return lr * batch_size / LR_REFERENCE_BATCH
 
 
 @dataclass
@@ -114,7 +125,7 @@ class TrainConfig:
     arch: str = "alexnet_gap"
     epochs: int | None = None
     batch_size: int = 256
-    lr: float | None = None  # for batch 256; scaled by batch_size / 256 (for every optimizer)
+    lr: float | None = None  # per LR_REFERENCE_BATCH images; scaled by batch_size / it (for every optimizer)
     momentum: float = MOMENTUM  # SGD's momentum; AdamW's beta1
     weight_decay: float | None = None
     optimizer: str = "sgd"
@@ -214,7 +225,7 @@ class TrainConfig:
 
     @property
     def scaled_lr(self) -> float:
-        return self.lr * self.batch_size / 256
+        return scaled_lr(self.lr, self.batch_size)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

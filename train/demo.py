@@ -30,19 +30,21 @@ from pathlib import Path
 import torch
 
 from dali_has import HaSConfig, validate
+from dali_has.spec import PAPER_P_HIDE
 from pipelines import TrainAugment, make_loader
 from pipelines.dataset_mean import dataset_mean
 from pipelines.files import load_dataset
 from pipelines.settings import MAX_THREADS
 from train.checkpoint import load_trained_model
-from train.config import MAX_EPOCHS, TrainConfig
+from train.config import LR_REFERENCE_BATCH, MAX_EPOCHS, TrainConfig
 from train.models import build_model
 from train.trainer import fit
 from train.wsol.evaluate import evaluate, localization_table
-from train.wsol.synth import SynthConfig, generate
-from train.wsol.visualize import cam_comparison
+from train.wsol.synth import BOXES_FILE, DATASET_FILE, SynthConfig, generate
+from train.wsol.visualize import CAM_PICTURE, cam_comparison
 
 DEMO_HAS_SIZES = (0, 8, 16, 32)  # the paper's mixed set, scaled from 224 to 64-pixel images
+DEMO_BATCH = 64
 # AlexNet-GAP cut down for 64-pixel images. With the small stem the full network's last-layer cells see 59 of
 # the 64 pixels (`receptive_field`), so every cell near the object's small, fully reliable head answers to the
 # head and both CAMs are one blob around it: HaS cannot change where the CAM is (validation set, i.e. data seed
@@ -52,7 +54,8 @@ DEMO_HAS_SIZES = (0, 8, 16, 32)  # the paper's mixed set, scaled from 224 to 64-
 # train from scratch in minutes on a CPU.
 DEMO_MODEL = {"stem": "small", "width": 0.125, "batch_norm": True, "alexnet_convs": 2, "added_convs": 1}
 RUNS = {"baseline": "baseline", "has": "Hide-and-Seek"}  # results key -> name in tables and pictures
-OUTPUTS = ("data", "runs", "cams.png", "results.json")  # what run_demo writes under its --out
+RESULTS = "results.json"
+OUTPUTS = ("data", "runs", CAM_PICTURE, RESULTS)  # what run_demo writes under its --out
 METRICS = ("top1", "gt_known_loc", "top1_loc", "maxboxacc_v2", "part_hidden_top1")
 
 
@@ -68,13 +71,14 @@ def demo_configs(data: Path, runs: Path, *, seed: int, epochs: int, device: str,
                  num_threads: int | None = None) -> dict[str, TrainConfig]:
     # AdamW with a one-cycle schedule: SGD (lr 0.4, /10 at 60 % and 85 % of the epochs) left this network at
     # 0.0 -> 7.7 GT-known Loc on the validation set (data seed 1, training seed 0, 10 epochs). lr 2e-3 per batch
-    # of 64 (TrainConfig.lr is per 256 images) and weight decay 0.05 were tried alone, not tuned.
+    # of 64 (TrainConfig.lr is per LR_REFERENCE_BATCH images) and weight decay 0.05 were tried alone, not tuned.
     # A mirror image turns stripe angle θ into -θ, another class's cue: no flips here.
-    augment = TrainAugment(has=HaSConfig(DEMO_HAS_SIZES, 0.5, 0.0), random_area=(0.85, 1.0), flip_probability=0.0)
-    base = TrainConfig(data=str(data / "train"), out=str(runs), arch="alexnet_gap", epochs=epochs, batch_size=64,
-                       optimizer="adamw", lr=2e-3 * 256 / 64, weight_decay=0.05, lr_schedule="onecycle",
-                       crop=64, augment=augment, device=device, seed=seed, num_threads=num_threads, mean=mean,
-                       std=std, model=dict(DEMO_MODEL))
+    augment = TrainAugment(has=HaSConfig(DEMO_HAS_SIZES, PAPER_P_HIDE, 0.0), random_area=(0.85, 1.0),
+                           flip_probability=0.0)
+    base = TrainConfig(data=str(data / "train"), out=str(runs), arch="alexnet_gap", epochs=epochs,
+                       batch_size=DEMO_BATCH, optimizer="adamw", lr=2e-3 * LR_REFERENCE_BATCH / DEMO_BATCH,
+                       weight_decay=0.05, lr_schedule="onecycle", crop=64, augment=augment, device=device,
+                       seed=seed, num_threads=num_threads, mean=mean, std=std, model=dict(DEMO_MODEL))
     return {name: replace(base, out=str(runs / f"seed{seed}" / name),
                           augment=augment if name == "has" else replace(augment, has=None)) for name in RUNS}
 
@@ -96,7 +100,7 @@ def run_demo(out: str | Path, *, seeds=(0, 1, 2), epochs: int = 10, n_train: int
     data = out / "data"
     synth = SynthConfig(n_train=n_train, n_test=n_test, seed=data_seed)
     if not _same_dataset(data, synth):
-        if (data / "dataset.json").is_file():
+        if (data / DATASET_FILE).is_file():
             shutil.rmtree(data)  # an earlier demo's set with other settings: ours to replace
         generate(data, synth, progress=progress)
     stats = dataset_mean(data / "train", device=device, progress=progress)
@@ -122,20 +126,20 @@ def run_demo(out: str | Path, *, seeds=(0, 1, 2), epochs: int = 10, n_train: int
         per_seed[name].append({"seed": seed, **metrics})
         if kept:
             examples[RUNS[name]] = kept
-    png = cam_comparison(examples, out / "cams.png")
+    png = cam_comparison(examples, out / CAM_PICTURE)
     results = {name: summarize(rows) for name, rows in per_seed.items()}
     summary = {"model": model_name(), **results,
                "has_minus_baseline": {k: results["has"][k] - results["baseline"][k] for k in METRICS},
                "wall_s": time.perf_counter() - start, "device": _device_name(device, threads, jobs),
                "epochs": epochs, "n_train": n_train, "n_test": n_test, "data_seed": data_seed, "png": str(png)}
-    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / RESULTS).write_text(json.dumps(summary, indent=2) + "\n")
     print(summary["model"])
     print(results_table(per_seed))
     gain = summary["has_minus_baseline"]
     over = f"mean of {len(seeds)} seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
     print(f"Hide-and-Seek - baseline ({over}): GT-known Loc {gain['gt_known_loc']:+.1f} points, "
           f"top-1 {gain['top1']:+.1f} points")
-    print(f"{summary['wall_s']:.0f} s on {summary['device']}; CAM overlays: {png}; results: {out / 'results.json'}")
+    print(f"{summary['wall_s']:.0f} s on {summary['device']}; CAM overlays: {png}; results: {out / RESULTS}")
     return summary
 
 
@@ -147,7 +151,7 @@ def train_and_evaluate(cfg: TrainConfig, data: Path, *, examples: int) -> tuple[
     with open(Path(cfg.out) / "log.txt", "w") as log, contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
         fit(cfg)
         # resize=crop: the whole 64-pixel test image is the network input, as in wsolevaluation's protocol.
-        ev = evaluate(cfg.out, str(data / "test"), str(data / "boxes.json"), device=cfg.device,
+        ev = evaluate(cfg.out, str(data / "test"), str(data / BOXES_FILE), device=cfg.device,
                       examples=examples, resize=cfg.crop, num_threads=cfg.num_threads, progress=False)
         metrics = {key: ev.metrics[key] for key in METRICS if key in ev.metrics}
         metrics["part_hidden_top1"] = part_hidden_top1(cfg.out, data, device=cfg.device)
@@ -181,7 +185,7 @@ def part_hidden_top1(run_dir: str, data: Path, *, device: str) -> float:
     """Top-1 (%) on the test split with each object's discriminative part (the head) filled with the dataset
     mean: how much the network learned from the rest of the object (the paper's premise, measured directly)."""
     model, cfg, _ = load_trained_model(run_dir, "cuda" if device == "gpu" else "cpu")
-    parts = {k[len("test/"):]: v["part"] for k, v in json.loads((data / "boxes.json").read_text())["images"].items()
+    parts = {k[len("test/"):]: v["part"] for k, v in json.loads((data / BOXES_FILE).read_text())["images"].items()
              if k.startswith("test/")}
     names = [name for name, _ in load_dataset(data / "test").samples]
     correct, index = 0, 0
@@ -205,9 +209,9 @@ def _check_out(out: Path) -> None:
     others = sorted(names - set(OUTPUTS))
     # The outputs' names alone are no proof: a folder or link in their place, or the user's own results.json.
     others += [name for name in ("data", "runs") if name in names and (out / name).is_symlink()]
-    others += [name for name in ("cams.png", "results.json") if name in names and not (out / name).is_file()]
-    if "results.json" in names and (out / "results.json").is_file() and not _demo_results(out / "results.json"):
-        others.append("results.json")
+    others += [name for name in (CAM_PICTURE, RESULTS) if name in names and not (out / name).is_file()]
+    if RESULTS in names and (out / RESULTS).is_file() and not _demo_results(out / RESULTS):
+        others.append(RESULTS)
     if others:
         raise ValueError(f"--out {out} holds files the demo did not write ({', '.join(others[:3])}"
                          f"{', ...' if len(others) > 3 else ''}); give a new or empty folder, or an earlier demo's")
@@ -223,7 +227,7 @@ def _demo_results(path: Path) -> bool:
 
 
 def _same_dataset(data: Path, synth: SynthConfig) -> bool:
-    meta = data / "dataset.json"
+    meta = data / DATASET_FILE
     if not meta.is_file():
         return False
     try:

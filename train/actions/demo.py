@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from dali_has import TemporalHaSConfig, validate
+from dali_has.spec import PAPER_P_HIDE
 from pipelines.feature_pipeline import FeatureIndex, mean_feature
 from pipelines.settings import MAX_THREADS
 from train.actions.training import ActionTrainConfig, check_scorable, evaluate_localization, train_action_model
@@ -25,7 +26,7 @@ class ActionDemoSettings:
     data: str
     seeds: tuple[int, ...] = (0, 1, 2)
     segment: int = 2
-    p_hide: float = 0.5
+    p_hide: float = PAPER_P_HIDE
     torch_threads: int = 1
     train: ActionTrainConfig = ActionTrainConfig()
 

@@ -6,7 +6,7 @@ import json
 
 from train.actions.demo import ActionDemoSettings
 from train.actions.training import ActionTrainConfig
-from train.commands.arguments import add_data, add_no_progress, output_file
+from train.commands.arguments import add_data, add_no_progress, output_file, spaced
 
 
 def register(subparsers) -> None:
@@ -20,16 +20,18 @@ def register(subparsers) -> None:
                     "mean ± std over seeds. `dali-has synth-actions` makes a DATA folder.")
     add_data(p, "folder with train.json and test.json feature indexes")
     p.add_argument("--seeds", type=int, nargs="+", default=list(ActionDemoSettings.seeds), metavar="SEED",
-                   help="training seeds, one baseline and one temporal-HaS run each (default 0 1 2)")
+                   help="training seeds, one baseline and one temporal-HaS run each "
+                        f"(default {spaced(ActionDemoSettings.seeds)})")
     p.add_argument("--frames", type=int, default=defaults.frames, help="F_total sampled features (default %(default)s)")
-    p.add_argument("--has-segment", type=int, default=2, help="F_segment of temporal HaS (default %(default)s)")
-    p.add_argument("--has-p-hide", type=float, default=0.5, help="default %(default)s")
+    p.add_argument("--has-segment", type=int, default=ActionDemoSettings.segment,
+                   help="F_segment of temporal HaS (default %(default)s)")
+    p.add_argument("--has-p-hide", type=float, default=ActionDemoSettings.p_hide, help="default %(default)s")
     p.add_argument("--epochs", type=int, default=defaults.epochs, help="default %(default)s")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default %(default)s")
     p.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (default %(default)s)")
-    p.add_argument("--torch-threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the model is small, and more threads than free cores "
-                        "slow training down several times)")
+    p.add_argument("--torch-threads", type=int, default=ActionDemoSettings.torch_threads,
+                   help="torch CPU threads (default %(default)s: the model is small, and more threads than free "
+                        "cores slow training down several times)")
     p.add_argument("--json", type=output_file(".json"), help="also write the per-seed results to this JSON file")
     add_no_progress(p)
     p.set_defaults(func=run, reads=("data",))  # its indexes and features: no output may land among them

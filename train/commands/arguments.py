@@ -20,6 +20,11 @@ DATA_HELP = "dataset folder DIR/<class>/<image>, or a DALI file list ('path labe
 LOADER_DATA_HELP = DATA_HELP + ", or a folder of WebDataset .tar shards (`dali-has prepare --webdataset`)"
 
 
+def spaced(values) -> str:
+    """A default of several values as the command line takes them: `0 16 32`."""
+    return " ".join(map(str, values))
+
+
 def add_data(p: argparse.ArgumentParser, help: str = DATA_HELP, required: bool = True) -> None:
     p.add_argument("--data", required=required, metavar="DATA", help=help)
 

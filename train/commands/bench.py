@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from pipelines.settings import DTYPE_NAMES
+from train.bench.run import DEVICE_DEFAULTS, RESIZES, BenchSettings, format_report, run_bench
+from train.bench.timing import write_json
 from train.commands.arguments import (
     add_device,
     add_model_opts,
@@ -10,11 +13,13 @@ from train.commands.arguments import (
     add_num_threads,
     output_file,
     parse_model_opts,
+    spaced,
 )
 from train.models import ARCHS
 
 
 def register(subparsers) -> None:
+    cpu, gpu = DEVICE_DEFAULTS["cpu"], DEVICE_DEFAULTS["gpu"]
     p = subparsers.add_parser(
         "bench", help="measure loader and model speeds: is training input-bound?",
         description="In one run: the DALI training pipeline without Hide-and-Seek, with the composed and with the "
@@ -25,7 +30,9 @@ def register(subparsers) -> None:
                     "against torchvision on the "
                     "originals (and FFCV on the prepared images if it is installed). Each figure is the median img/s "
                     "of --runs timed runs after warm-up. Prints a table and a verdict; --json writes every figure. "
-                    "Defaults depend on --device (CPU: batch 64, 40 batches x 5 runs; GPU: batch 256).")
+                    f"Defaults depend on --device (CPU: batch {cpu['batch_size']}, {cpu['iters']} batches x "
+                    f"{cpu['runs']} runs; GPU: batch {gpu['batch_size']}, {gpu['iters']} batches x {gpu['runs']} "
+                    "runs).")
     p.add_argument("--data", metavar="DIR", help="image folder DIR/<class>/<image> (default: a generated, cached "
                                                  "set of 512 ImageNet-like JPEGs)")
     p.add_argument("--prepared", metavar="DIR",
@@ -34,21 +41,23 @@ def register(subparsers) -> None:
     p.add_argument("--prepared-npy", metavar="DIR",
                    help="a `dali-has prepare --encoding npy` copy of --data (decoded pixels), for the npy variants "
                         "(default: the generated set's, made once into the cache; none with --data)")
-    p.add_argument("--resize", nargs="+", choices=("builtin", "fused"),
+    p.add_argument("--resize", nargs="+", choices=RESIZES,
                    help="resize + normalize (+ HaS) implementations compared on originals and prepared images "
                         "(default: both on cpu, builtin on gpu; fused on gpu runs the plugin's CUDA kernel)")
     add_device(p, help="where DALI decodes and the model trains (default: gpu when CUDA is visible)")
     p.add_argument("--batch-size", type=int)
     add_num_threads(p, sweep=True)
     p.add_argument("--hw-decoder-load", type=float, nargs="+", metavar="X",
-                   help="GPU only: share of JPEGs for the hardware decoder, swept (default 0.65 0.9)")
-    p.add_argument("--arch", choices=tuple(ARCHS), default="alexnet_gap")
+                   help="GPU only: share of JPEGs for the hardware decoder, swept "
+                        f"(default {spaced(gpu['hw_decoder_load'])})")
+    p.add_argument("--arch", choices=tuple(ARCHS), default=BenchSettings.arch)
     add_model_opts(p)
     p.add_argument("--compile", action="store_true",
                    help="also time the model step under torch.compile (worth it on a GPU; compiling takes a while)")
-    p.add_argument("--crop", type=int, default=224, help="network input side in pixels (default %(default)s)")
-    p.add_argument("--dtype", choices=("float32", "float16"),
-                   help="loader output dtype (default: float16 on gpu, float32 on cpu)")
+    p.add_argument("--crop", type=int, default=BenchSettings.crop,
+                   help="network input side in pixels (default %(default)s)")
+    p.add_argument("--dtype", choices=tuple(DTYPE_NAMES),
+                   help=f"loader output dtype (default: {gpu['dtype']} on gpu, {cpu['dtype']} on cpu)")
     p.add_argument("--iters", type=int, help="timed batches per run, loader figures")
     p.add_argument("--model-iters", type=int, help="timed batches per run, model step and end-to-end")
     p.add_argument("--warmup", type=int, help="untimed batches first (loaders: at least 3x their prefetch queue)")
@@ -61,9 +70,6 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-
-    from train.bench.run import BenchSettings, format_report, run_bench  # heavy imports only when benchmarking
-    from train.bench.timing import write_json
 
     settings = BenchSettings(
         data=args.data, device=args.device or ("gpu" if torch.cuda.is_available() else "cpu"),

@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipelines.settings import CROP_RATIO, PASS_BATCH_SIZE
 from train.commands.arguments import add_data, add_device, add_num_threads, can_write_in, input_path, output_file
+from train.wsol.box_formats import BOX_SPLITS, HELD_OUT_SPLIT
 
 
 def register(sub) -> None:
@@ -18,11 +20,12 @@ def register(sub) -> None:
                    help="one or more run folders")
     p.add_argument("--best", action="store_true",
                    help="evaluate the run's best validated weights (best.pt) instead of the latest (checkpoint.pt)")
-    p.add_argument("--split", default="test", help="CUB / synth split the data folder holds (default test)")
+    p.add_argument("--split", choices=BOX_SPLITS, default=HELD_OUT_SPLIT,
+                   help="CUB / synth split the data folder holds (default %(default)s)")
     p.add_argument("--ten-crop", action="store_true", help="class scores averaged over the paper's 10 crops")
     p.add_argument("--cam-threshold", type=float, help="fraction of the CAM max for the box (default per arch)")
-    p.add_argument("--resize", type=int, help="shorter side before the centre crop (default crop / 0.875)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--resize", type=int, help=f"shorter side before the centre crop (default crop / {CROP_RATIO})")
+    p.add_argument("--batch-size", type=int, default=PASS_BATCH_SIZE, help="images per batch (default %(default)s)")
     add_device(p, default="cpu")
     add_num_threads(p)
     p.add_argument("--png", type=output_file(".png"),
@@ -36,7 +39,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from train.checkpoint import BEST, CHECKPOINT, CONFIG, METRICS, load_run_config
     from train.wsol.evaluate import evaluate, localization_table
-    from train.wsol.visualize import cam_comparison, check_comparison_size
+    from train.wsol.visualize import CAM_PICTURE, cam_comparison, check_comparison_size
 
     labels = run_labels(args.checkpoint)
     run_files = {_identity(Path(run_dir) / name) for run_dir in args.checkpoint
@@ -46,7 +49,7 @@ def run(args) -> int:
             raise ValueError(f"{option} {value} would overwrite a file of the run it evaluates; write it elsewhere")
     if args.examples:  # a picture too large, or one it cannot write, would be refused only after the evaluation
         check_comparison_size(args.examples, len(labels), max(load_run_config(r).crop for r in args.checkpoint))
-        default_png = Path(args.checkpoint[0]) / "cams.png"
+        default_png = Path(args.checkpoint[0]) / CAM_PICTURE
         problem = None if args.png else _default_png_problem(default_png)
         if problem:
             raise ValueError(f"cannot write {default_png}: {problem}; give --png FILE elsewhere, or --examples 0 "

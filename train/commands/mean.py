@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from pipelines.settings import PASS_BATCH_SIZE
 from train.commands.arguments import add_data, add_device, add_no_progress, add_num_threads, output_file
 
 
@@ -14,7 +15,8 @@ def register(subparsers) -> None:
                     "(RGB) mean and population std, on the 0..255 and the 0..1 scale. Normalizing with this mean "
                     "makes Hide-and-Seek's fill exactly 0. Run `dali-has scan` on unchecked data first.")
     add_data(p)
-    p.add_argument("--batch-size", type=int, default=64, help="images per DALI batch (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=PASS_BATCH_SIZE,
+                   help="images per DALI batch (default %(default)s)")
     add_num_threads(p)
     add_device(p, default="cpu")
     p.add_argument("--json", metavar="FILE", type=output_file(".json"), help="also write the statistics as JSON")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from pipelines.settings import PASS_BATCH_SIZE
 from train.commands.arguments import add_data, add_no_progress, add_num_threads, output_file
 
 
@@ -20,7 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--write-list", metavar="FILE", type=output_file(),
                    help="write a DALI file list ('path label' lines) of the usable files, for the loader")
     p.add_argument("--json", metavar="FILE", type=output_file(".json"), help="also write the full report as JSON")
-    p.add_argument("--batch-size", type=int, default=64, help="files decoded per DALI batch (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=PASS_BATCH_SIZE,
+                   help="files decoded per DALI batch (default %(default)s)")
     add_num_threads(p)
     p.add_argument("--verbose", action="store_true", help="list every note, not only their count")
     add_no_progress(p)

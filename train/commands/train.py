@@ -5,6 +5,8 @@ import argparse
 import os
 from pathlib import Path
 
+from dali_has.spec import PAPER_P_HIDE, PAPER_PATCH_SIZES
+from pipelines.settings import CROP_RATIO, DTYPE_NAMES, FLIP_PROBABILITY, RANDOM_AREA
 from train.commands.arguments import (
     LOADER_DATA_HELP,
     add_data,
@@ -14,9 +16,11 @@ from train.commands.arguments import (
     add_num_threads,
     input_path,
     parse_model_opts,
+    spaced,
 )
-from train.config import LR_SCHEDULES, OPTIMIZERS, VAL_METRICS, TrainConfig
+from train.config import LR_SCHEDULES, OPTIMIZERS, VAL_METRICS, FeatureHaS, TrainConfig, Validation
 from train.models import ARCHS
+from train.wsol.box_formats import BOX_SPLITS
 
 
 def register(sub) -> None:
@@ -30,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--arch", choices=tuple(ARCHS))
     p.add_argument("--has", action=argparse.BooleanOptionalAction, default=None,
                    help="Hide-and-Seek on the training images (default on)")
-    add_has(p, defaults=" (default 0 16 32 44 56, p 0.5)")
+    add_has(p, defaults=f" (default {spaced(PAPER_PATCH_SIZES)}, p {PAPER_P_HIDE})")
     p.add_argument("--has-fill", type=float, nargs="+", metavar="V",
                    help="fill after normalization (0 = the normalization mean)")
     for name, kind in (("epochs", int), ("batch-size", int), ("lr", float), ("momentum", float),
@@ -43,15 +47,15 @@ def register(sub) -> None:
                         "regular file), with a warning saying how many and where they are listed; by default "
                         "they stop the run with an error naming them")
     p.add_argument("--random-area", type=float, nargs=2, metavar=("MIN", "MAX"),
-                   help="random-resized-crop area range (default 0.08 1)")
-    p.add_argument("--flip-probability", type=float, help="horizontal flips (default 0.5)")
+                   help=f"random-resized-crop area range (default {spaced(RANDOM_AREA)})")
+    p.add_argument("--flip-probability", type=float, help=f"horizontal flips (default {FLIP_PROBABILITY})")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="default sgd (momentum); adamw uses --momentum as beta1")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                    help="step (default): x --lr-gamma at --lr-milestones after --warmup-epochs; onecycle: cosine "
                         "rise to --lr over the first 30%% of steps, then cosine decay")
     p.add_argument("--lr-milestones", type=int, nargs="+", metavar="EPOCH")
-    add_device(p, default=None, help="cpu or gpu (default cpu)")
-    p.add_argument("--dtype", choices=("float32", "float16"))
+    add_device(p, default=None, help=f"cpu or gpu (default {TrainConfig.device})")
+    p.add_argument("--dtype", choices=tuple(DTYPE_NAMES))
     p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="normalization mean, 0..255")
     p.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalization std, 0..255")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
@@ -60,18 +64,21 @@ def register(sub) -> None:
                    help="feature-map Hide-and-Seek after this layer (paper Table 5), e.g. body.1 = conv1 of "
                         "AlexNet-GAP (body.2 with batch_norm=true)")
     p.add_argument("--feature-has-patch-sizes", type=int, nargs="+", metavar="S",
-                   help="cells on the map (default 5 11)")
-    p.add_argument("--feature-has-p-hide", type=float)
+                   help=f"cells on the map (default {spaced(FeatureHaS.patch_sizes)})")
+    p.add_argument("--feature-has-p-hide", type=float, metavar="P",
+                   help=f"probability that a cell of the map is hidden (default {FeatureHaS.p_hide})")
     p.add_argument("--val-data", metavar="DATA", help="held-out folder or file list evaluated while training")
     p.add_argument("--val-boxes", metavar="BOXES",
                    help="true boxes of --val-data (ILSVRC XML, CUB folder, synthetic boxes.json): adds GT-known Loc, "
                         "Top-1 Loc and MaxBoxAccV2")
-    p.add_argument("--val-every", type=int, metavar="N", help="validate every N epochs and after the last (default 1)")
+    p.add_argument("--val-every", type=int, metavar="N", help="validate every N epochs and after the last "
+                                                                f"(default {Validation.every})")
     p.add_argument("--val-metric", choices=VAL_METRICS,
                    help="the metric that picks RUN/best.pt (default gt_known_loc with --val-boxes, else top1)")
     p.add_argument("--val-resize", type=int, metavar="PIXELS", help="shorter side before the centre crop "
-                                                                     "(default crop / 0.875)")
-    p.add_argument("--val-split", choices=("train", "test", "all"), help="CUB / synthetic split of --val-data")
+                                                                     f"(default crop / {CROP_RATIO})")
+    p.add_argument("--val-split", choices=BOX_SPLITS,
+                   help=f"CUB / synthetic split of --val-data (default {Validation.split})")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model (worth it on a GPU; `dali-has bench --compile` measures it)")
     p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,

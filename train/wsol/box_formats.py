@@ -18,9 +18,14 @@ from typing import NamedTuple
 
 from PIL import Image
 
+from dali_has import validate
+
 Box = tuple[float, float, float, float]
 # The `format` tag of the synthetic set's boxes.json (`train.wsol.synth` writes it, `read_synth` reads it).
 SYNTH_BOXES_FORMAT = "dali-has-synth"
+# The splits a box file's images can be read as (CUB's train_test_split.txt; the synthetic set's folders).
+BOX_SPLITS = ("train", "test", "all")
+HELD_OUT_SPLIT = "test"  # the split a held-out folder holds unless told otherwise (evaluation, validation)
 
 
 class Annotation(NamedTuple):
@@ -142,13 +147,12 @@ def _xml_size(root: ET.Element, path: Path) -> tuple[int, int] | None:
 
 # ------------------------------------------------------------------------------------------- CUB-200-2011
 
-def read_cub(root: str | Path, split: str = "test") -> BoxTable:
+def read_cub(root: str | Path, split: str = HELD_OUT_SPLIT) -> BoxTable:
     """CUB-200-2011 boxes from its `images.txt`, `bounding_boxes.txt` (x y w h), `image_class_labels.txt`
     (1-based) and `train_test_split.txt` (1 = train). Keys are the paths of images.txt (relative to
     `root/images`); labels are 0-based; boxes are (x, y, x + w, y + h); sizes come from the headers of the
     images under `root/images` (None for an image not there). split: "train", "test" or "all"."""
-    if split not in ("train", "test", "all"):
-        raise ValueError(f"split={split!r}; expected 'train', 'test' or 'all'")
+    validate.one_of("split", split, BOX_SPLITS)
     root = Path(root)
     paths = _read_id_table(root / "images.txt", 1, str)
     raw_boxes = _read_id_table(root / "bounding_boxes.txt", 4, float, multi=True)
@@ -233,8 +237,7 @@ def read_synth(path: str | Path, split: str = "all") -> BoxTable:
     dataset folder (`test/c03/00012.jpg`); "train" or "test": that split only, keys relative to its folder
     (`c03/00012.jpg`), as a loader reading DIR/test sees them. Image sizes: an image's "size" [width, height],
     else the file's "image_size" (every image of the synthetic set has the same), else unknown."""
-    if split not in ("train", "test", "all"):
-        raise ValueError(f"split={split!r}; expected 'train', 'test' or 'all'")
+    validate.one_of("split", split, BOX_SPLITS)
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

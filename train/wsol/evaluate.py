@@ -22,13 +22,14 @@ from dali_has import validate
 from pipelines import make_loader
 from pipelines.files import PIXELS_SUFFIX, PREPARE_MANIFEST, class_names, load_dataset, num_classes
 from pipelines.orientation import exif_orientation, upright_boxes, upright_size
+from pipelines.settings import PASS_BATCH_SIZE
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, crop_window, eval_resize
 from train.checkpoint import CHECKPOINT, load_trained_model
 from train.config import TrainConfig
 from train.distributed import check_device
 from train.models import CAMNet
 from train.tables import format_table
-from train.wsol.box_formats import Annotation, BoxTable, check_box, read_boxes
+from train.wsol.box_formats import HELD_OUT_SPLIT, Annotation, BoxTable, check_box, read_boxes
 from train.wsol.cam import class_activation_maps, fraction_of_max
 from train.wsol.localization import ClassificationMeter, LocalizationMeter, boxes_from_cam
 
@@ -134,8 +135,8 @@ def _stored_size(path: Path) -> tuple[tuple[int, int], int]:
 
 
 def evaluate(run_dir: str | Path, data: str, boxes: str, *, checkpoint: str = CHECKPOINT, ten_crop: bool = False,
-             cam_threshold: float | None = None, batch_size: int = 64, device: str = "cpu",
-             num_threads: int | None = None, resize: int | None = None, split: str = "test",
+             cam_threshold: float | None = None, batch_size: int = PASS_BATCH_SIZE, device: str = "cpu",
+             num_threads: int | None = None, resize: int | None = None, split: str = HELD_OUT_SPLIT,
              examples: int = 0, progress: bool = True) -> EvalResult:
     """Classification and CAM localization metrics of a trained run on a held-out set with true boxes.
 
@@ -166,7 +167,7 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, checkpoint: str = CH
 
 
 def check_evaluation(cfg: TrainConfig, data: str, *, model_classes: int, model_class_names: list[str] | None = None,
-                     boxes: str | None = None, split: str = "test", resize: int | None = None) -> None:
+                     boxes: str | None = None, split: str = HELD_OUT_SPLIT, resize: int | None = None) -> None:
     """What `evaluate_model` would refuse about these settings, found now: the resize, classes the model has no
     output for, the box file and whether it fits the data. The trainer checks its validation settings so before
     the first epoch, not after it."""
@@ -206,8 +207,8 @@ def _checked_inputs(cfg: TrainConfig, data: str, model_classes: int, model_class
     return resize, None if boxes is None else match_annotations(data, read_boxes(boxes, split=split)), label_map
 
 
-def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | None = None, split: str = "test",
-                   ten_crop: bool = False, cam_threshold: float | None = None, batch_size: int = 64,
+def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | None = None, split: str = HELD_OUT_SPLIT,
+                   ten_crop: bool = False, cam_threshold: float | None = None, batch_size: int = PASS_BATCH_SIZE,
                    device: str = "cpu", num_threads: int | None = None, resize: int | None = None,
                    examples: int = 0, progress: bool = True, shard_id: int = 0, num_shards: int = 1,
                    reduce: Callable[[list[float]], list[float]] | None = None,

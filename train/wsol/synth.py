@@ -63,6 +63,8 @@ from train.wsol.box_formats import SYNTH_BOXES_FORMAT
 
 SPLITS = ("train", "test")
 BOXES_VERSION = 1
+BOXES_FILE = "boxes.json"  # the test split's true boxes
+DATASET_FILE = "dataset.json"  # the configuration, class table and mean
 
 Range = tuple[float, float]
 
@@ -298,7 +300,7 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress: bool =
                 bar.update()
 
     mean_rgb = [round(float(m), 4) for m in pixel_sum / (cfg.n_train * cfg.size * cfg.size)]
-    (out / "boxes.json").write_text(json.dumps(
+    (out / BOXES_FILE).write_text(json.dumps(
         {"format": SYNTH_BOXES_FORMAT, "version": BOXES_VERSION, "classes": names, "image_size": [cfg.size, cfg.size],
          "images": entries}))
     info = {
@@ -310,7 +312,7 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress: bool =
         "classes": [{"name": names[k], "stripe_angle_deg": cfg.stripe_angle_deg(k),
                      "head_rgb": [round(c * 255) for c in cfg.head_rgb(k)]} for k in range(cfg.classes)],
     }
-    (out / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out / DATASET_FILE).write_text(json.dumps(info, indent=2) + "\n")
     (out / "README.txt").write_text(_readme(info))
     return info
 

@@ -16,6 +16,7 @@ IOU_HIT = 0.5  # the IoU GT-known Loc counts as localized
 MAX_PICTURE_PIXELS = 100_000_000  # 300 MB of RGB: far beyond a picture to look at
 CAPTION_SIZE, TITLE_SIZE = 14, 16  # font pixels
 COMPARISON_SCALE = 4  # cam_comparison enlarges each image this many times
+CAM_PICTURE = "cams.png"  # where eval (in the run folder) and the demo write it
 
 
 def to_uint8_images(batch, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
