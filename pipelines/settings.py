@@ -262,6 +262,11 @@ def split_options(options: dict) -> tuple[dict, dict]:
             {k: v for k, v in options.items() if k in image_names})
 
 
+def default_device() -> str:
+    """Where a command runs unless told: "gpu" when CUDA is visible, else "cpu"."""
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
 def default_num_threads() -> int:
     """Usable CPU cores shared by the processes of this node (torchrun sets LOCAL_WORLD_SIZE)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

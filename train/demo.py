@@ -34,7 +34,7 @@ from dali_has.spec import PAPER_P_HIDE
 from pipelines import TrainAugment, make_loader
 from pipelines.dataset_mean import dataset_mean
 from pipelines.files import load_dataset
-from pipelines.settings import MAX_THREADS
+from pipelines.settings import MAX_THREADS, default_device
 from train.checkpoint import load_trained_model
 from train.config import LR_REFERENCE_BATCH, MAX_EPOCHS, TrainConfig
 from train.models import build_model
@@ -96,7 +96,7 @@ def run_demo(out: str | Path, *, seeds=(0, 1, 2), epochs: int = 10, n_train: int
     validate.whole_number("epochs", epochs, minimum=1, maximum=MAX_EPOCHS)  # 0 was refused after generating the data
     out = Path(out)
     _check_out(out)
-    device = device or ("gpu" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     data = out / "data"
     synth = SynthConfig(n_train=n_train, n_test=n_test, seed=data_seed)
     if not _same_dataset(data, synth):

@@ -29,10 +29,14 @@ def add_data(p: argparse.ArgumentParser, help: str = DATA_HELP, required: bool =
     p.add_argument("--data", required=required, metavar="DATA", help=help)
 
 
-def add_device(p: argparse.ArgumentParser, default: str | None = None, help: str | None = None) -> None:
-    p.add_argument("--device", choices=DEVICES, default=default,
-                   help=help or ("cpu, or gpu (nvJPEG / hardware decoder and GPU augmentation); default "
-                                 + (default or "gpu when CUDA is visible")))
+DEVICE_DEFAULT_HELP = "default gpu when CUDA is visible"
+
+
+def add_device(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    """--device; None when not given: the command takes `pipelines.settings.default_device()` (every command
+    alike: a GPU machine trained on its CPU unless told, while demo and bench took the GPU)."""
+    p.add_argument("--device", choices=DEVICES, help=(help or "cpu, or gpu (nvJPEG / hardware decoder and GPU "
+                                                            "augmentation)") + f"; {DEVICE_DEFAULT_HELP}")
 
 
 def add_num_threads(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:

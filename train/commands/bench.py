@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.settings import DTYPE_NAMES
+from pipelines.settings import DTYPE_NAMES, default_device
 from train.bench.run import DEVICE_DEFAULTS, RESIZES, BenchSettings, format_report, run_bench
 from train.bench.timing import write_json
 from train.commands.arguments import (
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     p.add_argument("--resize", nargs="+", choices=RESIZES,
                    help="resize + normalize (+ HaS) implementations compared on originals and prepared images "
                         "(default: both on cpu, builtin on gpu; fused on gpu runs the plugin's CUDA kernel)")
-    add_device(p, help="where DALI decodes and the model trains (default: gpu when CUDA is visible)")
+    add_device(p, help="where DALI decodes and the model trains")
     p.add_argument("--batch-size", type=int)
     add_num_threads(p, sweep=True)
     p.add_argument("--hw-decoder-load", type=float, nargs="+", metavar="X",
@@ -69,10 +69,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     settings = BenchSettings(
-        data=args.data, device=args.device or ("gpu" if torch.cuda.is_available() else "cpu"),
+        data=args.data, device=args.device or default_device(),
         batch_size=args.batch_size, threads=tuple(args.num_threads or ()),
         hw_decoder_load=tuple(args.hw_decoder_load or ()), arch=args.arch,
         model=parse_model_opts(args.model_opt), crop=args.crop, dtype=args.dtype, iters=args.iters,

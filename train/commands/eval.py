@@ -4,8 +4,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.settings import CROP_RATIO, PASS_BATCH_SIZE
-from train.commands.arguments import add_data, add_device, add_num_threads, can_write_in, input_path, output_file
+from pipelines.settings import CROP_RATIO, PASS_BATCH_SIZE, default_device
+from train.commands.arguments import (
+    add_data,
+    add_device,
+    add_no_progress,
+    add_num_threads,
+    can_write_in,
+    input_path,
+    output_file,
+)
 from train.wsol.box_formats import BOX_SPLITS, HELD_OUT_SPLIT
 
 
@@ -26,12 +34,13 @@ def register(sub) -> None:
     p.add_argument("--cam-threshold", type=float, help="fraction of the CAM max for the box (default per arch)")
     p.add_argument("--resize", type=int, help=f"shorter side before the centre crop (default crop / {CROP_RATIO})")
     p.add_argument("--batch-size", type=int, default=PASS_BATCH_SIZE, help="images per batch (default %(default)s)")
-    add_device(p, default="cpu")
+    add_device(p)
     add_num_threads(p)
     p.add_argument("--png", type=output_file(".png"),
                    help="write CAM overlays with boxes here (default RUN_DIR/cams.png)")
     p.add_argument("--examples", type=int, default=8, help="images in the PNG")
     p.add_argument("--json", type=output_file(".json"), help="write the metrics here")
+    add_no_progress(p)
     # No output may land among the boxes or in the data (a --png in a class folder became one of its samples).
     p.set_defaults(func=run, reads=("boxes", "data"))
 
@@ -58,8 +67,9 @@ def run(args) -> int:
     for label, run_dir in zip(labels, args.checkpoint):
         results[label] = evaluate(run_dir, args.data, args.boxes, ten_crop=args.ten_crop,
                                   checkpoint=BEST if args.best else CHECKPOINT, cam_threshold=args.cam_threshold,
-                                  batch_size=args.batch_size, device=args.device, num_threads=args.num_threads,
-                                  resize=args.resize, split=args.split, examples=args.examples)
+                                  batch_size=args.batch_size, device=args.device or default_device(),
+                                  num_threads=args.num_threads, resize=args.resize, split=args.split,
+                                  examples=args.examples, progress=not args.no_progress)
     metrics = {name: r.metrics for name, r in results.items()}
     print(localization_table(metrics))
     if args.json:

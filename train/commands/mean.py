@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipelines.settings import PASS_BATCH_SIZE
+from pipelines.settings import PASS_BATCH_SIZE, default_device
 from train.commands.arguments import add_data, add_device, add_no_progress, add_num_threads, output_file
 
 
@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=PASS_BATCH_SIZE,
                    help="images per DALI batch (default %(default)s)")
     add_num_threads(p)
-    add_device(p, default="cpu")
+    add_device(p)
     p.add_argument("--json", metavar="FILE", type=output_file(".json"), help="also write the statistics as JSON")
     add_no_progress(p)
     p.set_defaults(func=run)
@@ -27,8 +27,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pipelines.dataset_mean import dataset_mean
 
-    stats = dataset_mean(args.data, batch_size=args.batch_size, num_threads=args.num_threads, device=args.device,
-                         progress=not args.no_progress)
+    stats = dataset_mean(args.data, batch_size=args.batch_size, num_threads=args.num_threads,
+                         device=args.device or default_device(), progress=not args.no_progress)
     unit = stats.scaled(255)
     print(f"{stats.images} images, {stats.pixels} pixels")
     print("mean (0..255): " + " ".join(f"{v:.4f}" for v in stats.mean))

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from dali_has.spec import PAPER_P_HIDE, PAPER_PATCH_SIZES
-from pipelines.settings import CROP_RATIO, DTYPE_NAMES, FLIP_PROBABILITY, RANDOM_AREA
+from pipelines.settings import CROP_RATIO, DTYPE_NAMES, FLIP_PROBABILITY, RANDOM_AREA, default_device
 from train.commands.arguments import (
     LOADER_DATA_HELP,
     add_data,
@@ -54,7 +54,7 @@ def register(sub) -> None:
                    help="step (default): x --lr-gamma at --lr-milestones after --warmup-epochs; onecycle: cosine "
                         "rise to --lr over the first 30%% of steps, then cosine decay")
     p.add_argument("--lr-milestones", type=int, nargs="+", metavar="EPOCH")
-    add_device(p, default=None, help=f"cpu or gpu (default {TrainConfig.device})")
+    add_device(p)
     p.add_argument("--dtype", choices=tuple(DTYPE_NAMES))
     p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="normalization mean, 0..255")
     p.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalization std, 0..255")
@@ -132,6 +132,7 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
             raise ValueError(f"--out {args.out} is a folder holding other files ({', '.join(others[:3])}"
                              f"{', ...' if len(others) > 3 else ''}); give a new or empty folder for the run")
     given["augment"] = _augment(given)
+    given.setdefault("device", default_device())
     feature = {key: given.pop(f"feature_has_{key}") for key in ("after", "patch_sizes", "p_hide")
                if f"feature_has_{key}" in given}
     if feature:
