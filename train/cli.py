@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # the command's usage, not the top-level one's (parse_args leaves them to the top level)
         command.error(f"unrecognized arguments: {' '.join(unknown)}")
     problem = output_among_inputs(command, args)
-    if problem:
-        command.error(problem)  # exit 2 before any work, as for other bad option values
+    if problem:  # exit 2 before any work: one line, as for other bad values
+        return _user_error(args.command, ValueError(problem))
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # Ctrl-C: say what happens next instead of a traceback

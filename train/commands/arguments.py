@@ -121,8 +121,8 @@ def output_among_inputs(command: argparse.ArgumentParser, args: argparse.Namespa
         path = Path(os.path.realpath(value))  # Path.resolve raises on a symbolic link loop
         source = path if path == data else next((s for s in whole if path == s or s in path.parents), None)
         if source is not None:
-            return (f"{action.option_strings[0]} {value} would overwrite {source}, which this command reads; "
-                    "write it outside the data set")
+            return (f"{action.option_strings[0]} {value} would {'overwrite' if path == source else 'write inside'} "
+                    f"{source}, which this command reads; write it outside the data set")
         if path in written:  # `scan --write-list o.json --json o.json`: the list was written, then replaced
             return (f"{written[path]} and {action.option_strings[0]} both name {value}; give each output a file "
                     "of its own")
