@@ -41,7 +41,7 @@ def bench_jpegs(images: int = DEFAULT_IMAGES, cache_dir: os.PathLike | str | Non
             imagenet_like_image(np.random.default_rng(i)).save(_class_folder(folder, i, CLASSES) / f"{i:05d}.jpg",
                                                                quality=90)
 
-    return _cached(f"bench-jpegs-v{VERSION}-{images}", write, cache_dir)
+    return cached(f"bench-jpegs-v{VERSION}-{images}", write, cache_dir)
 
 
 def bench_prepared(images: int = DEFAULT_IMAGES, max_side: int = PREPARED_MAX_SIDE,
@@ -53,8 +53,8 @@ def bench_prepared(images: int = DEFAULT_IMAGES, max_side: int = PREPARED_MAX_SI
     source = bench_jpegs(images, cache_dir)
     settings = PrepareSettings(max_side=max_side, encoding=encoding)
     name = f"{source.name}-prepared-v{FORMAT_VERSION}-{max_side}" + ("" if encoding == "jpeg" else f"-{encoding}")
-    return _cached(name, lambda folder: prepare(source, folder, settings, progress=False),  # a changed prepare is
-                   cache_dir)                                                             # not reused
+    return cached(name, lambda folder: prepare(source, folder, settings, progress=False),  # a changed prepare is
+                  cache_dir)                                                             # not reused
 
 
 def bench_prepared_shards(images: int = DEFAULT_IMAGES, max_side: int = PREPARED_MAX_SIDE,
@@ -63,10 +63,10 @@ def bench_prepared_shards(images: int = DEFAULT_IMAGES, max_side: int = PREPARED
     from pipelines.prepare import FORMAT_VERSION, PrepareSettings, prepare
 
     source = bench_jpegs(images, cache_dir)
-    return _cached(f"{source.name}-shards-v{FORMAT_VERSION}-{max_side}",
-                   lambda folder: prepare(source, folder, PrepareSettings(max_side=max_side, webdataset=True),
-                                          progress=False),
-                   cache_dir)
+    return cached(f"{source.name}-shards-v{FORMAT_VERSION}-{max_side}",
+                  lambda folder: prepare(source, folder, PrepareSettings(max_side=max_side, webdataset=True),
+                                         progress=False),
+                  cache_dir)
 
 
 def tiny_jpegs(images: int, side: int = 16, classes: int = 100, cache_dir: os.PathLike | str | None = None) -> Path:
@@ -80,7 +80,7 @@ def tiny_jpegs(images: int, side: int = 16, classes: int = 100, cache_dir: os.Pa
             pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(_class_folder(folder, i, classes) / f"{i:07d}.jpg", quality=90)
 
-    return _cached(f"tiny-jpegs-v{VERSION}-{images}x{side}", write, cache_dir)
+    return cached(f"tiny-jpegs-v{VERSION}-{images}x{side}", write, cache_dir)
 
 
 def _class_folder(root: Path, i: int, classes: int) -> Path:
@@ -89,7 +89,7 @@ def _class_folder(root: Path, i: int, classes: int) -> Path:
     return folder
 
 
-def _cached(name: str, write, cache_dir: os.PathLike | str | None) -> Path:
+def cached(name: str, write, cache_dir: os.PathLike | str | None) -> Path:
     """`<cache>/<name>`, made by `write(folder)` if missing. Written into a temporary folder and renamed into
     place when complete, so an interrupted run never leaves a partial set that later runs would trust."""
     cache = Path(cache_dir) if cache_dir is not None else cache_root()  # beside the compiled plugin

@@ -17,20 +17,14 @@ alternation, epoch by epoch (the per-epoch one first), so a machine whose load d
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
 
-import nvidia.dali
-
 from pipelines import make_loader
 from train.bench.data import tiny_jpegs
-from train.bench.timing import write_json
-
-SEED = 0
-EPOCH_SEED_STRIDE = 10_007  # the old trainer's rule: seed base + rank + 10007·epoch
+from train.bench.timing import SEED, RunRecord, write_json
+from train.trainer import EPOCH_SEED_STRIDE
 
 
 def measure(data: str, *, epochs: int, batch_size: int, crop: int, num_threads: int | None) -> dict:
@@ -77,15 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 2:
         p.error("--epochs must be >= 2: epoch 1 builds a pipeline either way")
     data = str(tiny_jpegs(args.images))
-    load = os.getloadavg()[0]
+    record = RunRecord()
     result = measure(data, epochs=args.epochs, batch_size=args.batch_size, crop=args.crop,
                      num_threads=args.num_threads)
-    machine = {"python": platform.python_version(), "nvidia_dali": nvidia.dali.__version__, "cores": os.cpu_count(),
-               "load_average_start": load, "load_average_end": os.getloadavg()[0]}
-    result.update(data=data, machine=machine)
-    first, later = result["first_epoch_delay_s"], result["later_epochs_median_delay_s"]
-    print(f"{result['images']} files, batch {args.batch_size}, {args.epochs} epochs, load average {load:.1f} "
-          f"at start, {machine['load_average_end']:.1f} at end ({machine['cores']} cores)")
+    result.update(data=data, **record.facts())
+    first, later, load = result["first_epoch_delay_s"], result["later_epochs_median_delay_s"], result["load_average"]
+    print(f"{result['images']} files, batch {args.batch_size}, {args.epochs} epochs, load average "
+          f"{load['start'][0]:.1f} at start, {load['end'][0]:.1f} at end ({result['cpu_count']} cores)")
     print(f"epoch 1 (both build a pipeline): per-epoch loader {first['per_epoch']:.3f} s, one loader "
           f"{first['one_loader']:.3f} s")
     print(f"epochs 2..{args.epochs}, median delay to the first batch: a loader per epoch {later['per_epoch']:.3f} s, "

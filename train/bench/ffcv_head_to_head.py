@@ -19,8 +19,8 @@ import statistics
 
 from dali_has import HaSConfig
 from pipelines import TrainAugment, make_loader
-from train.bench.run import SEED, BenchSettings, ffcv_batches, ffcv_unavailable_reason
-from train.bench.timing import Measurement, RunRecord, add_timing_arguments, batch_sizes, measure, write_json
+from train.bench.run import BenchSettings, ffcv_batches, ffcv_unavailable_reason
+from train.bench.timing import SEED, Measurement, RunRecord, add_timing_arguments, batch_sizes, measure, write_json
 
 DALI = "DALI prepared NHWC fused + HaS"
 DALI_NPY = "DALI prepared npy NHWC fused + HaS"

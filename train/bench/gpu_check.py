@@ -37,6 +37,8 @@ from pathlib import Path
 
 from pipelines.settings import default_num_threads
 from train.bench.memory import device_free_mb, process_tree_mb
+from train.bench.timing import SEED
+from train.checkpoint import METRICS
 
 REPO = Path(__file__).resolve().parents[2]
 SUMMARY = "gpu_check.json"
@@ -212,7 +214,7 @@ def summarize(out: Path, results: dict, wall_s: float, budget_s: float) -> dict:
                 "has_overhead_pct", "dali_vs_torchvision", "data_variants", "fused", "sweep",
                 "model_step_eager_img_s", "compile_speedup")}
     for arch in ("alexnet_gap", "resnet50"):
-        metrics = out / f"run_{arch}" / "metrics.jsonl"
+        metrics = out / f"run_{arch}" / METRICS
         if metrics.is_file():  # whole lines only: a step cut off may have left a part of one
             summary["train"][arch] = [json.loads(line) for line in metrics.read_text().splitlines(keepends=True)
                                       if line.endswith("\n")]
@@ -318,7 +320,7 @@ def pipeline_memory(data: str, threads: tuple[int, ...] = MEMORY_THREADS, batch_
         torch.cuda.synchronize()
         free0, host0 = device_free_mb(), process_tree_mb()
         loader = make_loader(data, train=True, batch_size=batch_size, device="gpu", has=HaSConfig(),
-                             num_threads=count, dtype=torch.float16, seed=0)
+                             num_threads=count, dtype=torch.float16, seed=SEED)
         batches = iter(loader)
         for _ in range(min(3, len(loader))):  # an epoch of the bench images may hold fewer than 3 batches
             next(batches)

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from train.bench.timing import RunRecord, write_json
+from pipelines.settings import CROP
+from train.bench.timing import SEED, RunRecord, write_json
 from train.bench.windows import image_sets, random_resized_crop_window
 
-SIZE = 224
 POWER_OF_TWO = (1 / 2, 1 / 4, 1 / 8)  # PIL's draft (libjpeg's scale_denom 2, 4, 8)
 DECODERS = ("decoders__Image", "decoders__ImageRandomCrop", "decoders__ImageCrop", "decoders__ImageSlice")
 
@@ -43,12 +43,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def reduced_scale(win_h: int, win_w: int, scales) -> float:
-    """The smallest scale in `scales` (< 1) that keeps the window >= SIZE on both sides, else 1."""
-    fits = [s for s in scales if s < 1 and win_h * s >= SIZE and win_w * s >= SIZE]
+    """The smallest scale in `scales` (< 1) that keeps the window >= CROP on both sides, else 1."""
+    fits = [s for s in scales if s < 1 and win_h * s >= CROP and win_w * s >= CROP]
     return min(fits, default=1.0)
 
 
-def applicability(paths: list[Path], windows_per_image: int, seed: int = 0) -> dict:
+def applicability(paths: list[Path], windows_per_image: int, seed: int = SEED) -> dict:
     rng = np.random.default_rng(seed)
     eighths = [m / 8 for m in range(1, 8)]
     pow2, m8, applicable_images = [], [], set()
@@ -108,9 +108,9 @@ def decode_timings(paths: list[Path], scale: float, repeats: int) -> dict:
             "saved_share": 1 - draft_ms / full_ms}
 
 
-def simplejpeg_m8_timings(paths: list[Path], windows_per_image: int, repeats: int, seed: int = 0) -> dict | None:
+def simplejpeg_m8_timings(paths: list[Path], windows_per_image: int, repeats: int, seed: int = SEED) -> dict | None:
     """libjpeg-turbo's M/8 scaled decoding (simplejpeg), full vs the smallest factor that keeps the window
-    >= SIZE, over the windows where one < 1 applies; None when simplejpeg is not installed."""
+    >= CROP, over the windows where one < 1 applies; None when simplejpeg is not installed."""
     try:
         import simplejpeg
     except ImportError:
@@ -123,8 +123,8 @@ def simplejpeg_m8_timings(paths: list[Path], windows_per_image: int, repeats: in
         t_full = None
         for _ in range(windows_per_image):
             _, _, h, w = random_resized_crop_window(rng, height, width)
-            s = max(SIZE / h, SIZE / w)
-            if s >= 7 / 8:  # no M/8 factor below 1 keeps the window >= SIZE
+            s = max(CROP / h, CROP / w)
+            if s >= 7 / 8:  # no M/8 factor below 1 keeps the window >= CROP
                 continue
             count += 1
             t_full = t_full or _median_seconds(lambda data=data: simplejpeg.decode_jpeg(data, colorspace="RGB"),

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,7 +29,7 @@ from PIL import Image
 
 from pipelines.file_check import check_dataset, usable_dataset
 from pipelines.files import load_dataset
-from train.bench.timing import write_json
+from train.bench.timing import RunRecord, write_json
 
 CLASSES = 100
 
@@ -81,14 +79,12 @@ def measure(root: Path, runs: int) -> dict:
                 seconds[name].append(time.perf_counter() - start)
         cache_bytes = sum(p.stat().st_size for p in warm_cache.glob("*.json"))
     median = {name: statistics.median(s) for name, s in seconds.items()}
-    return {"files": files, "runs": runs, "seconds": seconds,
+    return {"files": files, "runs": runs, "run_seconds": seconds,
             "median_s": median,
             "us_per_file": {name: 1e6 * s / files for name, s in median.items()},
             "check_overhead_s": {"cold": median["cold"] - median["listing"],
                                  "cached": median["cached"] - median["listing"]},
-            "cache_bytes": cache_bytes,
-            "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                        "cores": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}}
+            "cache_bytes": cache_bytes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.files < 1 or args.runs < 1:
         p.error("--files and --runs must be at least 1")
     root = Path(args.dir) if args.dir else Path(tempfile.gettempdir()) / f"dali_has_listing_{args.files}"
-    result = measure(make_tree(root, args.files), args.runs)
+    tree = make_tree(root, args.files)
+    record = RunRecord()
+    result = measure(tree, args.runs) | record.facts()
     result["command"] = " ".join(["python -m train.bench.listing_cost", *(argv if argv is not None else sys.argv[1:])])
     write_json(args.json, result)
     m, us = result["median_s"], result["us_per_file"]
@@ -109,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({us['listing']:.1f} us per file); listing + check, cold {m['cold']:.3f} s ({us['cold']:.1f} us per "
           f"file); cached {m['cached']:.3f} s ({us['cached']:.1f} us per file); again in the same process "
           f"{m['again']:.4f} s; cache {result['cache_bytes']} bytes (load average "
-          f"{result['machine']['load_average_1min']:.1f})")
+          f"{result['load_average']['end'][0]:.1f})")
     return 0
 
 

@@ -69,6 +69,7 @@ from pipelines.decoder import RANDOM_CROP_ATTEMPTS, decode_random_crop, decoder_
 from pipelines.files import PIXELS_SUFFIX, write_file_list
 from pipelines.reader import read_pixels
 from pipelines.settings import (
+    CROP,
     DEVICES,
     DTYPE_NAMES,
     DTYPES,
@@ -83,6 +84,7 @@ from pipelines.settings import (
 from train.bench.data import bench_prepared
 from train.bench.run import DEVICE_DEFAULTS
 from train.bench.timing import (
+    SEED,
     RunRecord,
     add_timing_arguments,
     batch_sizes,
@@ -93,7 +95,6 @@ from train.bench.timing import (
 )
 from train.bench.windows import image_sets
 
-SIZE = 224
 STAGES = ("read", "decode", "fast_idct", "train", "fused", "concurrent", "two_pipelines", "no_has", "loader")
 # What each stage's own cost is counted from.
 BEFORE = {"decode": "read", "fast_idct": "read", "train": "decode", "fused": "decode", "concurrent": "decode",
@@ -132,7 +133,7 @@ def stages_of(paths: list[Path], device: str = "cpu") -> tuple[str, ...]:
                  and (s != "fast_idct" or paths[0].suffix != PIXELS_SUFFIX))
 
 
-def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int], *, seed: int = 0):
+def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int], *, seed: int = SEED):
     """`stage`'s graph over `paths` (not built; two_pipelines: one of the two); device_id: None on the CPU, the
     GPU's otherwise."""
     concurrency = OperatorConcurrency.FULL if stage == "concurrent" else None  # None: DALI's default, BACKEND
@@ -158,7 +159,7 @@ def stage_pipeline(paths: list[Path], stage: str, args, device_id: Optional[int]
                                             random_aspect_ratio=RANDOM_ASPECT_RATIO)
         if stage == "decode":
             return images if window is None else (images, *window)
-        return resize_mirror_normalize_hide(images, size=SIZE, mirror=fn.random.coin_flip(), mean=IMAGENET_MEAN,
+        return resize_mirror_normalize_hide(images, size=CROP, mirror=fn.random.coin_flip(), mean=IMAGENET_MEAN,
                                             std=IMAGENET_STD, dtype=DTYPES[DTYPE_NAMES[output_dtype(args.device)]],
                                             layout="HWC", has=None if stage == "no_has" else HaSConfig(),
                                             impl="fused" if stage == "fused" else "auto", has_impl=args.has_impl,
@@ -173,7 +174,7 @@ def batches(paths: list[Path], stage: str, args) -> Iterator[int]:
     device_id = None if args.device == "cpu" else torch.cuda.current_device()
     if stage == "two_pipelines":
         half = argparse.Namespace(**{**vars(args), "num_threads": max(1, args.num_threads // 2)})
-        pipes = [stage_pipeline(paths, "train", half, device_id, seed=seed) for seed in (0, 1)]
+        pipes = [stage_pipeline(paths, "train", half, device_id, seed=seed) for seed in (SEED, SEED + 1)]
     else:
         pipes = [stage_pipeline(paths, stage, args, device_id)]
     for p in pipes:
@@ -196,9 +197,9 @@ def loader_batches(paths: list[Path], args) -> Iterator[int]:
         write_file_list(listed, ((path, 0) for path in paths))  # absolute paths: the files stay where they are
         augment = TrainAugment(has=HaSConfig(), has_impl=args.has_impl)
         hw = {} if args.device == "cpu" else {"hw_decoder_load": args.hw_decoder_load}
-        with make_loader(str(listed), train=True, batch_size=args.batch_size, augment=augment, crop=SIZE,
+        with make_loader(str(listed), train=True, batch_size=args.batch_size, augment=augment, crop=CROP,
                          device=args.device, num_threads=args.num_threads, dtype=output_dtype(args.device),
-                         layout="NHWC", seed=0, **hw) as loader:
+                         layout="NHWC", seed=SEED, **hw) as loader:
             yield from batch_sizes(loader)
 
 
@@ -240,7 +241,7 @@ def main(argv=None) -> dict:
         mean_kb = sum(p.stat().st_size for p in paths) / len(paths) / 1024
         results[set_name] = {"images": len(paths), "mean_file_kb": mean_kb, "stages": entry}
         # After every set, so a run stopped by a time limit (gpu-check's) keeps the sets it finished.
-        report = {"settings": vars(args), "size": SIZE, "has": HaSConfig().to_dict(), "results": results,
+        report = {"settings": vars(args), "size": CROP, "has": HaSConfig().to_dict(), "results": results,
                   "complete": len(results) == len(sets), "note": kernel_note, **record.facts()}
         write_json(args.json, report)
     print(format_report(report))

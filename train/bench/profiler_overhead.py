@@ -11,8 +11,6 @@ load drifts affects both alike. Reported: each loop's median time per batch and 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -20,7 +18,7 @@ import time
 import torch
 
 from pipelines.profiler import InputProfiler
-from train.bench.timing import write_json
+from train.bench.timing import RunRecord, write_json
 
 
 def measure(batches: int, runs: int, timing: str) -> dict:
@@ -46,12 +44,9 @@ def measure(batches: int, runs: int, timing: str) -> dict:
             loop()
             seconds[name].append(time.perf_counter() - start)
     us = {name: 1e6 * statistics.median(s) / batches for name, s in seconds.items()}
-    return {"timing": timing, "batches": batches, "runs": runs, "seconds": seconds,
+    return {"timing": timing, "batches": batches, "runs": runs, "run_seconds": seconds,
             "plain_us_per_batch": us["plain"], "wrapped_us_per_batch": us["wrapped"],
-            "overhead_us_per_batch": us["wrapped"] - us["plain"],
-            "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                        "load_average_1min": os.getloadavg()[0]}}
+            "overhead_us_per_batch": us["wrapped"] - us["plain"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--{name} must be >= 1")
     if args.timing == "cuda" and not torch.cuda.is_available():
         p.error("--timing cuda needs a CUDA device")
-    result = measure(args.batches, args.runs, args.timing)
+    record = RunRecord()
+    result = measure(args.batches, args.runs, args.timing) | record.facts()
     print(f"InputProfiler overhead ({args.timing} timing): {result['overhead_us_per_batch']:.2f} us per batch "
           f"(plain loop {result['plain_us_per_batch']:.3f} us, wrapped {result['wrapped_us_per_batch']:.3f} us "
           f"per batch; median of {args.runs} runs of {args.batches} batches; load average "
-          f"{result['machine']['load_average_1min']:.1f} on {result['machine']['cores']} cores)")
+          f"{result['load_average']['end'][0]:.1f} on {result['cpu_count']} cores)")
     write_json(args.json, result)
     return 0
 

@@ -28,10 +28,10 @@ from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused
 from pipelines import IMAGENET_MEAN, IMAGENET_STD
-from train.bench.timing import RunRecord, add_timing_arguments, measure_wall_and_cpu, runs_and_load, write_json
+from pipelines.settings import CROP
+from train.bench.timing import SEED, RunRecord, add_timing_arguments, measure_wall_and_cpu, runs_and_load, write_json
 from train.bench.windows import decoded_windows, image_sets
 
-SIZE = 224
 HAS = HaSConfig()  # the paper's sizes (0, 16, 32, 44, 56), p_hide 0.5, fill 0
 VARIANTS = ("feed", "chain", "fused")
 LAYOUTS = {"NCHW": "CHW", "NHWC": "HWC"}
@@ -50,9 +50,9 @@ def graph(variant: str, x, layout: str):
     if variant == "feed":
         return x
     if variant == "chain":
-        y = fn.crop_mirror_normalize(fn.resize(x, size=[SIZE, SIZE]), output_layout=layout, **common)
+        y = fn.crop_mirror_normalize(fn.resize(x, size=[CROP, CROP]), output_layout=layout, **common)
         return fn.dali_has.hide_and_seek(y, **HAS.to_dict())
-    return fn.dali_has.resize_mirror_normalize_hide(x, size=[SIZE, SIZE], output_layout=layout, **common,
+    return fn.dali_has.resize_mirror_normalize_hide(x, size=[CROP, CROP], output_layout=layout, **common,
                                                     **HAS.to_dict())
 
 
@@ -60,7 +60,7 @@ def batches(windows: list[np.ndarray], variant: str, layout: str, args) -> Itera
     """A never-restarted stream of pipeline iterations over `windows` in a cycle; yields images per batch."""
     cycle = itertools.cycle(windows)
 
-    @pipeline_def(batch_size=args.batch_size, num_threads=args.num_threads, device_id=None, seed=0,
+    @pipeline_def(batch_size=args.batch_size, num_threads=args.num_threads, device_id=None, seed=SEED,
                   prefetch_queue_depth=1)
     def pipe():
         x = fn.external_source(source=lambda: [next(cycle) for _ in range(args.batch_size)], batch=True,
@@ -79,13 +79,13 @@ def agreement(windows: list[np.ndarray], args) -> dict:
     bs = min(args.batch_size, len(windows))
     feed = iter(windows[i:i + bs] for i in range(0, len(windows) - bs + 1, bs))
 
-    @pipeline_def(batch_size=bs, num_threads=args.num_threads, device_id=None, seed=0)
+    @pipeline_def(batch_size=bs, num_threads=args.num_threads, device_id=None, seed=SEED)
     def pipe():
         x = fn.external_source(source=lambda: next(feed), batch=True, layout="HWC")
         common = dict(mirror=fn.random.coin_flip(), mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
-        return (fn.dali_has.resize_mirror_normalize_hide(x, size=[SIZE, SIZE], patch_sizes=[0], p_hide=0.0,
+        return (fn.dali_has.resize_mirror_normalize_hide(x, size=[CROP, CROP], patch_sizes=[0], p_hide=0.0,
                                                          **common),
-                fn.crop_mirror_normalize(fn.resize(x, size=[SIZE, SIZE]), **common))
+                fn.crop_mirror_normalize(fn.resize(x, size=[CROP, CROP]), **common))
 
     p = pipe()
     p.build()
@@ -111,14 +111,14 @@ def main(argv=None) -> dict:
         windows = decoded_windows(paths)
         sides = np.array([w.shape[:2] for w in windows])
         entry = {"windows": len(windows), "window_mean_hw": sides.mean(axis=0).round(1).tolist(),
-                 "shrunk_share": float((sides.min(axis=1) > SIZE).mean()),
+                 "shrunk_share": float((sides.min(axis=1) > CROP).mean()),
                  "agreement_without_has_nchw": agreement(windows, args), "layouts": {}}
         for layout_name, layout in LAYOUTS.items():
             streams = {v: batches(windows, v, layout, args) for v in VARIANTS}
             entry["layouts"][layout_name] = measure_wall_and_cpu(streams, warmup=args.warmup, iters=args.iters,
                                                                  runs=args.runs)
         results[set_name] = entry
-    report = {"settings": vars(args), "size": SIZE, "has": HAS.to_dict(), "results": results, **record.facts()}
+    report = {"settings": vars(args), "size": CROP, "has": HAS.to_dict(), "results": results, **record.facts()}
     print(format_report(report))
     write_json(args.json, report)
     return report
@@ -126,7 +126,7 @@ def main(argv=None) -> dict:
 
 def format_report(r: dict) -> str:
     s = r["settings"]
-    lines = [f"{SIZE}x{SIZE} float32, batch {s['batch_size']}, {s['num_threads']} threads, {runs_and_load(r)}",
+    lines = [f"{CROP}x{CROP} float32, batch {s['batch_size']}, {s['num_threads']} threads, {runs_and_load(r)}",
              "| images | layout | variant | img/s (wall) | ms/image (wall) | cpu ms/image | minus feed, cpu ms/image |",
              "|---|---|---|---:|---:|---:|---:|"]
     for set_name, entry in r["results"].items():

@@ -30,25 +30,18 @@ import contextlib
 import hashlib
 import itertools
 import os
-import platform
 import shlex
 import statistics
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
-import nvidia.dali
-import PIL
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch.utils.data import DataLoader, RandomSampler
 from torchvision import datasets, transforms
-from tqdm import __version__ as tqdm_version
 from tqdm import tqdm
 
 from dali_has import HaSConfig, fused, validate
@@ -56,11 +49,23 @@ from dali_has.cache import cache_root
 from dali_has.torch_transform import HideAndSeek
 from pipelines import IMAGENET_MEAN, IMAGENET_STD, make_loader
 from pipelines.files import load_dataset, stores_pixels
-from pipelines.settings import DEVICES, DTYPE_NAMES, LAYOUTS, MAX_CROP, TrainAugment, default_num_threads
+from pipelines.settings import (
+    CROP,
+    DEVICES,
+    DTYPE_NAMES,
+    HW_DECODER_LOAD,
+    LAYOUTS,
+    MAX_CROP,
+    TrainAugment,
+    default_num_threads,
+)
 from train.bench.data import bench_jpegs, bench_prepared
 from train.bench.memory import loader_memory
 from train.bench.timing import (
+    SEED,
+    WARMUP_QUEUES,
     Measurement,
+    RunRecord,
     batch_sizes,
     batches_consumed,
     device_sync,
@@ -77,10 +82,8 @@ IMPLS = ("none", "composed", "fused")
 RESIZES = ("builtin", "fused")  # the resize_impl values compared ("auto" picks one of them)
 SOURCES = ("originals", "prepared", "prepared npy")  # the original JPEGs, a prepared JPEG copy, decoded pixels
 NUM_CLASSES = 1000  # ImageNet's classifier head, so a step costs what an ImageNet step costs
-WARMUP_QUEUES = 3  # loader stages warm up for at least this many times their prefetch queue depth
 FFCV_BATCHES_AHEAD = 3  # FFCV Loader's default prefetch
 FFCV_STORAGE = ("jpg", "raw")  # RGBImageField write modes compared: JPEG like ours, decoded pixels (its default)
-SEED = 0
 # End-to-end below this share of min(loader, model): the two slow each other down (an H200 measured 59 %: AlexNet-GAP's
 # step and DALI's GPU stages sharing the card), which the loader-vs-model verdict alone would hide.
 CONTENTION_PCT = 80.0
@@ -91,7 +94,7 @@ CONTENTION_PCT = 80.0
 DEVICE_DEFAULTS = {
     "cpu": dict(batch_size=64, iters=40, model_iters=2, runs=5, warmup=3, dtype="float32", hw_decoder_load=()),
     "gpu": dict(batch_size=256, iters=50, model_iters=50, runs=3, warmup=10, dtype="float16",
-                hw_decoder_load=(0.65, 0.9)),
+                hw_decoder_load=(HW_DECODER_LOAD, 0.9)),
 }
 
 
@@ -120,7 +123,7 @@ class BenchSettings:
     threads: tuple[int, ...] = ()
     hw_decoder_load: tuple[float, ...] = ()
     arch: str = "alexnet_gap"
-    crop: int = 224
+    crop: int = CROP
     dtype: Optional[str] = None
     iters: Optional[int] = None
     model_iters: Optional[int] = None
@@ -192,7 +195,7 @@ class BenchSettings:
 def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Optional[str] = None) -> dict:
     """Measure every figure; returns the report as a JSON-ready dict (see `format_report`)."""
     s = settings
-    started, load_start = time.perf_counter(), os.getloadavg()
+    record = RunRecord()
     data = s.data or str(bench_jpegs())
     timer = Timer(s, progress)
     if s.device == "gpu":
@@ -272,11 +275,8 @@ def run_bench(settings: BenchSettings, *, progress: bool = True, json_path: Opti
         "has": HaSConfig().to_dict(),
         "fused": {"available": fused_reason is None, "reason": fused_reason},
         "data": data, "data_generated": s.data is None,
-        "versions": _versions(),
-        "cpu_count": os.cpu_count(), "usable_cores": default_num_threads(), "cpu_model": _cpu_model(),
-        "platform": platform.platform(),
-        "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
-        "seconds": time.perf_counter() - started,
+        "usable_cores": default_num_threads(),
+        **record.facts(),
         "command": s.command(json_path),
         "settings": asdict(s),
     }
@@ -675,26 +675,3 @@ def _fused_unavailable_reason(device: str) -> Optional[str]:
     if not fused.load():
         return fused.unavailable_reason()
     return fused.gpu_unavailable_reason() if device == "gpu" else None
-
-
-def _versions() -> dict:
-    return {"python": platform.python_version(), "dali_has": _installed_version("dali-has"),
-            "nvidia_dali": nvidia.dali.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": np.__version__, "pillow": PIL.__version__, "tqdm": tqdm_version, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None}
-
-
-def _installed_version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:  # run from a source checkout on PYTHONPATH
-        return "not installed (source checkout)"
-
-
-def _cpu_model() -> Optional[str]:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or None

@@ -17,10 +17,18 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Union
+from importlib import metadata
+from typing import Optional, Union
 
+import numpy as np
 import nvidia.dali
+import PIL
 import torch
+import torchvision
+from tqdm import __version__ as tqdm_version
+
+SEED = 0  # every bench's loaders and random draws: a rerun times the same batches
+WARMUP_QUEUES = 3  # loader stages warm up for at least this many times their prefetch queue depth
 
 
 @dataclass(frozen=True)
@@ -123,29 +131,58 @@ def device_sync(device: str) -> Callable[[], None]:
     return torch.cuda.synchronize if device == "gpu" else (lambda: None)
 
 
-def add_timing_arguments(p: argparse.ArgumentParser, *, iters: int = 20, runs: int = 5, warmup: int = 5,
-                         threads_help: str = "DALI threads") -> None:
-    """The options every micro-benchmark script shares: batch, threads, `measure`'s counts, --json."""
+def add_timing_arguments(p: argparse.ArgumentParser, *, iters: int = 20, runs: int = 5, warmup: Optional[int] = 5,
+                         threads: Optional[int] = 2, threads_help: str = "DALI threads") -> None:
+    """The options every micro-benchmark script shares: batch, threads, `measure`'s counts, --json.
+
+    warmup None: no --warmup (the script derives it from its loaders' queues); threads None: the usable cores."""
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-threads", type=int, default=2, help=f"{threads_help} (default %(default)s)")
+    p.add_argument("--num-threads", type=int, default=threads,
+                   help=f"{threads_help} (default{': usable cores' if threads is None else ' %(default)s'})")
     p.add_argument("--iters", type=int, default=iters, help="batches per timed run (default %(default)s)")
     p.add_argument("--runs", type=int, default=runs, help="timed runs, the median reported (default %(default)s)")
-    p.add_argument("--warmup", type=int, default=warmup,
-                   help="untimed batches before each run (default %(default)s)")
+    if warmup is not None:
+        p.add_argument("--warmup", type=int, default=warmup,
+                       help="untimed batches before each run (default %(default)s)")
     p.add_argument("--json", help="write every figure here")
 
 
 class RunRecord:
-    """What a micro-benchmark's report says about its run: how long it took, on what, and how loaded the
-    machine was (the load average at the start and at the end; other jobs skew every figure). Start it first."""
+    """What a benchmark's report says about its run: how long it took, on what, and how loaded the machine was
+    (the load average at the start and at the end; other jobs skew every figure). Start it first."""
 
     def __init__(self):
         self.started, self.load_start = time.perf_counter(), os.getloadavg()
 
     def facts(self) -> dict:
         return {"seconds": round(time.perf_counter() - self.started, 1), "platform": platform.platform(),
-                "cpu_count": os.cpu_count(), "dali": nvidia.dali.__version__,
+                "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "versions": versions(),
                 "load_average": {"start": list(self.load_start), "end": list(os.getloadavg())}}
+
+
+def versions() -> dict:
+    """The versions of what a figure depends on: Python, this package, the libraries, CUDA."""
+    return {"python": platform.python_version(), "dali_has": _installed_version("dali-has"),
+            "nvidia_dali": nvidia.dali.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__, "pillow": PIL.__version__, "tqdm": tqdm_version, "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None}
+
+
+def _installed_version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:  # run from a source checkout on PYTHONPATH
+        return "not installed (source checkout)"
+
+
+def cpu_model() -> Optional[str]:
+    """The CPU's model name (/proc/cpuinfo); what `platform` says elsewhere."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or None
 
 
 def runs_and_load(report: dict) -> str:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from pipelines.settings import RANDOM_AREA, RANDOM_ASPECT_RATIO
-from train.bench.data import bench_jpegs
+from train.bench.data import bench_jpegs, cached
+from train.bench.timing import SEED
 
 SMALL_SIDE = 256
 QUALITY = 90
@@ -30,24 +29,17 @@ def image_sets(images: int, cache_dir: os.PathLike | str | None = None) -> dict[
     """
     root = bench_jpegs(images, cache_dir)
     originals = sorted(root.rglob("*.jpg"))
-    small_root = root.with_name(f"{root.name}-max{SMALL_SIDE}")
-    if not small_root.is_dir():
-        staging = Path(tempfile.mkdtemp(prefix=small_root.name + ".", dir=root.parent))
-        try:
-            for path in originals:
-                target = staging / path.relative_to(root)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with Image.open(path) as img:
-                    scale = SMALL_SIDE / max(img.size)
-                    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-                    img.convert("RGB").resize(size, Image.LANCZOS).save(target, quality=QUALITY)
-            try:
-                os.rename(staging, small_root)
-            except OSError:
-                if not small_root.is_dir():  # else another process finished first: use theirs
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+
+    def write(folder: Path) -> None:
+        for path in originals:
+            target = folder / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(path) as img:
+                scale = SMALL_SIDE / max(img.size)
+                size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+                img.convert("RGB").resize(size, Image.LANCZOS).save(target, quality=QUALITY)
+
+    small_root = cached(f"{root.name}-max{SMALL_SIDE}", write, cache_dir)
     return {"originals": originals, "max256": [small_root / p.relative_to(root) for p in originals]}
 
 
@@ -73,7 +65,7 @@ def random_resized_crop_window(rng: np.random.Generator, height: int, width: int
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def decoded_windows(paths: list[Path], seed: int = 0) -> list[np.ndarray]:
+def decoded_windows(paths: list[Path], seed: int = SEED) -> list[np.ndarray]:
     """One random-resized-crop window per image, decoded (uint8 HWC RGB), as the decoder hands them on."""
     rng = np.random.default_rng(seed)
     out = []
