@@ -1,6 +1,7 @@
 """Files a command writes in a folder of its own (a `dali-has prepare` output, a training run): opened without
-following a link put in their place, which would write where the link points, outside the folder; and one
-writing process at a time, by a lock file held while it writes (two at once mixed their files)."""
+following a link put in their place, which would write where the link points, outside the folder; written whole
+or not at all (under a temporary name, then renamed); and one writing process at a time, by a lock file held
+while it writes (two at once mixed their files)."""
 from __future__ import annotations
 
 import errno
@@ -33,6 +34,33 @@ def open_own(path: Path, append: bool = False) -> BinaryIO:
         raise ValueError(not_a_file)
     os.set_blocking(fd, True)
     return open(fd, "ab" if append else "wb")
+
+
+TEMPORARY_SUFFIX = ".partial"
+
+
+def temporary(path: Path) -> Path:
+    """Where `written_whole` writes `path` until it is complete (what a killed writer leaves behind)."""
+    return path.with_name(path.name + TEMPORARY_SUFFIX)
+
+
+@contextmanager
+def written_whole(path: Path) -> Iterator[BinaryIO]:
+    """A binary file whose content becomes `path` when the block ends: written under `temporary(path)` through no
+    link (`open_own`) and renamed into place, so a reader sees the old file or the new one, never half of one, and
+    a link at `path` is replaced, not written through. When the block or the rename fails, the temporary file is
+    removed and `path` is as it was. For files one process writes; a cache many processes share needs unique
+    temporary names instead (`pipelines.file_check`)."""
+    path = Path(path)
+    partial = temporary(path)
+    file = open_own(partial)
+    try:
+        with file:
+            yield file
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 @contextmanager

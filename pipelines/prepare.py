@@ -93,7 +93,7 @@ from pipelines.files import (
     unlistable_folder,
 )
 from pipelines.orientation import UPRIGHT, exif_orientation
-from pipelines.own_files import open_own, sole_writer
+from pipelines.own_files import open_own, sole_writer, temporary, written_whole
 from pipelines.scan import ERROR, Problem, scan_dataset
 from pipelines.settings import default_num_threads
 
@@ -105,7 +105,6 @@ FILE_LIST = "file_list.txt"
 FORMAT_VERSION = 1  # of the output; bump when prepared images would come out differently
 SHARD_ORDER_SEED = 0
 SHARD_NAME = "shard-{:06d}" + webdataset.SHARD_SUFFIX
-PARTIAL = ".partial"
 
 
 @dataclass(frozen=True)
@@ -358,10 +357,8 @@ def _write_json(path: Path, value: dict) -> None:
 
 def _write_own(path: Path, data: bytes) -> None:
     """`data` as `path`, whole or not at all (written under a temporary name, renamed), through no link."""
-    partial = path.with_name(path.name + PARTIAL)
-    with _resumable(str(path)), open_own(partial) as file:
+    with _resumable(str(path)), written_whole(path) as file:
         file.write(data)
-    os.replace(partial, path)
 
 
 @contextlib.contextmanager
@@ -445,10 +442,8 @@ class _FolderOutput:
         if target.is_dir() and not target.is_symlink():
             raise ValueError(f"{str(target)!r} is a folder where prepare writes the copy of "
                              f"{self.dataset.samples[i][0]!r}: move it out of the output and run again (it resumes)")
-        partial = target.with_name(target.name + PARTIAL)
-        with open_own(partial) as file:
+        with written_whole(target) as file:
             file.write(data)
-        os.replace(partial, target)
         # Recorded once the copy is complete: an interruption in between only makes it again.
         self._made[name] = (self.dataset.samples[i][0], *state)
         if self._record is None:
@@ -458,7 +453,7 @@ class _FolderOutput:
 
     def finish(self) -> None:
         for name in self.names:  # what an interruption left half-written and this run did not finish
-            (self.out / (name + PARTIAL)).unlink(missing_ok=True)
+            temporary(self.out / name).unlink(missing_ok=True)
         self._kept = [i for i in range(len(self.names)) if self._current(i)]
         _write_own(self.out / FILE_LIST, file_list_text(self.out / FILE_LIST, [
             (self.out / self.names[i], self.dataset.samples[i][1]) for i in self._kept]).encode())

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dali_has import validate
+from pipelines.own_files import temporary
 
 IMAGE_EXT = "jpg"
 LABEL_EXT = "cls"
@@ -71,8 +72,7 @@ class ShardWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._tar_tmp = self.path.with_name(self.path.name + ".partial")
-        self._index_tmp = index_path(self.path).with_name(index_path(self.path).name + ".partial")
+        self._tar_tmp, self._index_tmp = temporary(self.path), temporary(index_path(self.path))
         for tmp in (self._tar_tmp, self._index_tmp):  # an interrupted writer's, or a link: never written through
             tmp.unlink(missing_ok=True)
         self._tar = tarfile.open(self._tar_tmp, "w", format=tarfile.PAX_FORMAT)  # PAX: names of any length

@@ -26,7 +26,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from pipelines.own_files import open_own
+from pipelines.own_files import temporary, written_whole
 from train.config import TrainConfig
 
 CONFIG = "config.json"
@@ -48,13 +48,10 @@ def save_checkpoint(path: Path, state: dict) -> None:
     """Write `state` (tensors and plain data only) to `path` atomically. A failed write (a full disk: torch
     reports it as a RuntimeError of its zip writer) is an OSError naming the file, and leaves the file there as
     it was, with no partial temporary file beside it."""
-    tmp = temporary(path)
     try:
-        with open_own(tmp) as file, _checksums_written():  # torch.save(tmp) wrote through a link, outside the run
+        with written_whole(path) as file, _checksums_written():  # torch.save(path) wrote through a link
             torch.save(state, file)
-        os.replace(tmp, path)
     except (OSError, RuntimeError) as error:
-        tmp.unlink(missing_ok=True)
         raise OSError(f"could not write {path} ({error}); the file there, if any, is unchanged: free disk space "
                       "and continue with --resume") from None
 
@@ -69,11 +66,6 @@ def prepare_run_files(run_dir: Path) -> None:
                 raise ValueError(f"{path} is not a file (a folder?), and `dali-has train` writes its {name} there: "
                                  "move it out of the run folder")
         temporary(run_dir / name).unlink(missing_ok=True)  # a file or a link: a folder was refused above
-
-
-def temporary(path: Path) -> Path:
-    """Where `save_checkpoint` writes `path` before renaming it."""
-    return path.with_name(path.name + ".tmp")
 
 
 def load_checkpoint(path: Path) -> dict:

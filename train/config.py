@@ -15,7 +15,7 @@ from pathlib import Path
 from dali_has import FeatureHideAndSeek, HaSConfig, insert_after, validate
 from dali_has.spec import PAPER_P_HIDE
 from pipelines.files import checked_path
-from pipelines.own_files import open_own
+from pipelines.own_files import written_whole
 from pipelines.settings import (
     CROP,
     DEVICES,
@@ -243,13 +243,8 @@ class TrainConfig:
     def save(self, path: Path) -> None:
         """Written whole under a temporary name, then renamed into place: a link there is replaced, not written
         through (a resume rewrote the file a link in the run folder pointed to)."""
-        from train.checkpoint import temporary  # checkpoint imports this module
-
-        path = Path(path)
-        partial = temporary(path)
-        with open_own(partial) as file:
+        with written_whole(path) as file:
             file.write((json.dumps(self.to_dict(), indent=2) + "\n").encode())
-        os.replace(partial, path)
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:

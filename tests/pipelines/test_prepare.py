@@ -20,7 +20,7 @@ from nvidia.dali import fn, pipeline_def, types
 from PIL import Image
 
 import pipelines.prepare as prepare_module
-from pipelines import make_loader
+from pipelines import make_loader, own_files
 from pipelines.files import PREPARE_MANIFEST, class_names, list_folder, num_classes, read_file_list, write_file_list
 from pipelines.prepare import FILE_LIST, RECORD, PrepareSettings, prepare
 from pipelines.webdataset import read_index, sample_name
@@ -357,14 +357,14 @@ def test_a_damaged_manifest_is_named(source, tmp_path, manifest):
 
 def test_a_full_disk_while_finishing_names_the_file(source, tmp_path, monkeypatch):
     """It said only "[Errno 28] No space left on device" when the file list was the file that did not fit."""
-    out, real = tmp_path / "out", prepare_module.open_own
+    out, real = tmp_path / "out", own_files.open_own
 
     def full(path, **kwargs):
-        if Path(path).name == FILE_LIST + ".partial":
+        if Path(path) == own_files.temporary(out / FILE_LIST):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a write() says it: no file name
         return real(path, **kwargs)
 
-    monkeypatch.setattr(prepare_module, "open_own", full)
+    monkeypatch.setattr(own_files, "open_own", full)
     with pytest.raises(OSError, match="make room, then run the same command again") as error:
         prepare(source, out, SETTINGS, num_threads=1, progress=False)
     assert error.value.filename == str(out / FILE_LIST)

@@ -17,6 +17,7 @@ import torch
 
 from dali_has import HaSConfig
 from pipelines import TrainAugment
+from pipelines.own_files import temporary
 from train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from train.cli import main
 from train.config import TrainConfig
@@ -303,8 +304,8 @@ def test_what_is_in_the_place_of_a_checkpoint_is_dealt_with_before_any_epoch(tra
     that link; a folder at best.pt failed after the epoch had trained, advising to free disk space."""
     run, victim = _copy(trained_run, tmp_path), tmp_path / "victim.txt"
     victim.write_text("precious")
-    for name in ("checkpoint.pt.tmp", "best.pt.tmp"):
-        (run / name).symlink_to(victim)
+    for name in (CHECKPOINT, "best.pt"):
+        temporary(run / name).symlink_to(victim)
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
     assert victim.read_text() == "precious" and not (run / CHECKPOINT).is_symlink()
     assert load_checkpoint(run / CHECKPOINT)["epoch"] == 2
@@ -354,7 +355,7 @@ def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_the_old_one(tra
 def test_a_run_killed_while_writing_its_first_checkpoint_can_start_over(tiny_synth, tmp_path):
     run = tmp_path / "run"
     fit(tiny_config(tiny_synth, run))
-    (run / CHECKPOINT).rename(run / "checkpoint.pt.tmp")  # killed before the rename
+    (run / CHECKPOINT).rename(temporary(run / CHECKPOINT))  # killed before the rename
     (run / "metrics.jsonl").write_bytes(b"")  # its epoch line comes after the checkpoint
     assert main(["train", "--data", str(tiny_synth / "train"), "--out", str(run), "--epochs", "1",
                  "--batch-size", "8", "--crop", "64", "--num-threads", "1", "--max-steps-per-epoch", "1",

@@ -35,6 +35,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pipelines.own_files import written_whole
 from pipelines.settings import default_num_threads
 from train.bench.memory import device_free_mb, process_tree_mb
 from train.bench.timing import SEED
@@ -139,8 +140,8 @@ def run_check(out: str | os.PathLike, budget_s: float = DEFAULT_BUDGET_S) -> dic
             results[step.name]["checkpoint_bytes"] = _drop_checkpoints(out / f"run_{step.name[len('train_'):]}")
         print(f"gpu-check: {step.name}: {results[step.name]['status']}{f' ({note})' if note else ''}", flush=True)
         summary = summarize(out, results, time.monotonic() - start, budget_s)
-        (out / (SUMMARY + ".tmp")).write_text(json.dumps(summary, indent=1) + "\n")
-        os.replace(out / (SUMMARY + ".tmp"), out / SUMMARY)
+        with written_whole(out / SUMMARY) as file:
+            file.write((json.dumps(summary, indent=1) + "\n").encode())
     return summary
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
@@ -26,6 +27,8 @@ import PIL
 import torch
 import torchvision
 from tqdm import __version__ as tqdm_version
+
+from pipelines.own_files import written_whole
 
 SEED = 0  # every bench's loaders and random draws: a rerun times the same batches
 WARMUP_QUEUES = 3  # loader stages warm up for at least this many times their prefetch queue depth
@@ -197,7 +200,5 @@ def write_json(path: str | None, report: dict) -> None:
     """The report as JSON at `path` (a script's --json); nothing when it is None. Written whole or not at all (a
     temporary file renamed), so a process killed while writing leaves the previous report."""
     if path:
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(report, f, indent=2)
-        os.replace(tmp, path)
+        with written_whole(Path(path)) as file:
+            file.write(json.dumps(report, indent=2).encode())

@@ -90,7 +90,8 @@ def register(sub) -> None:
 def config_from_args(args) -> tuple[TrainConfig, bool]:
     """The run's config and whether it resumes; a bad combination of options is a ValueError."""
     # torch is imported only once a command runs
-    from train.checkpoint import BEST, CHECKPOINT, CONFIG, METRICS, RUN_LOCK, load_run_config, temporary
+    from pipelines.own_files import temporary
+    from train.checkpoint import BEST, CHECKPOINT, CONFIG, METRICS, RUN_LOCK, load_run_config
 
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("func", "command", "resume", "model_opt")}

@@ -12,6 +12,7 @@ from nvidia.dali.pipeline import OperatorConcurrency
 from PIL import Image
 
 from dali_has import fused
+from pipelines.own_files import TEMPORARY_SUFFIX
 from train.bench import jpeg_scaled_decode, pipeline_stages, resize_normalize
 from train.bench import windows as inputs
 
@@ -152,7 +153,7 @@ def test_a_stage_run_stopped_midway_keeps_the_sets_it_finished(stage_sets, tmp_p
         run_stages(tmp_path)
     report = json.loads((tmp_path / "s.json").read_text())
     assert list(report["results"]) == [next(iter(stage_sets))] and report["complete"] is False
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob(f"*{TEMPORARY_SUFFIX}"))
 
 
 @pytest.mark.fused

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from pipelines.own_files import TEMPORARY_SUFFIX
 from train.bench import run as bench_run
 from train.bench.data import CLASSES, bench_jpegs, bench_prepared, bench_prepared_shards
 from train.bench.run import (
@@ -377,7 +378,7 @@ def test_a_bench_cut_off_keeps_the_figures_it_measured(tmp_path, monkeypatch, ca
     assert [row["threads"] for row in report["sweep"]] == [1] and report["sweep"][0]["img_s"]["none"] > 0
     assert report["data_variants"]["img_s"]["DALI originals NCHW builtin resize"] > 0
     assert report["data_variants"]["memory_mb"]["torchvision originals NCHW"]["host_mb"] > 0
-    assert "--json" in report["command"] and not list(tmp_path.glob("*.tmp"))
+    assert "--json" in report["command"] and not list(tmp_path.glob(f"*{TEMPORARY_SUFFIX}"))
     with monkeypatch.context() as patch:  # cut before any figure: the file is this run's, empty of figures
         patch.setattr(bench_run.Timer, "pipelines", cut_off)
         assert main(["bench", "--data", str(bench_jpegs(8, tmp_path / "cache")), "--device", "cpu", "--crop", "32",
