@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+CACHE_ENV = "DALI_HAS_CACHE"
+
 
 def cache_root() -> Path:
-    if os.environ.get("DALI_HAS_CACHE"):
-        return Path(os.environ["DALI_HAS_CACHE"])
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dali_has"

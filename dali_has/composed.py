@@ -16,10 +16,9 @@ import numpy as np
 import nvidia.dali.fn as fn
 import nvidia.dali.types as types
 
-from dali_has.blend import blend
+from dali_has.blend import _C, blend
 from dali_has.spec import MAX_PATCH_SIZE, HaSConfig
 
-_C = ord("C")
 # Grid cell size standing in for S = 0: one cell covering any image, never hidden (its coin has p = 0).
 _NO_HIDE_CELL = MAX_PATCH_SIZE
 

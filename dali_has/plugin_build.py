@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from dali_has.cache import cache_root
+from dali_has.cache import CACHE_ENV, cache_root
 
 CSRC = Path(__file__).parent / "csrc"
 LIB_NAME = "libdali_has_ops.so"
@@ -92,7 +92,7 @@ def build(rebuild: bool = False) -> BuildResult:
             raise PluginBuildError(failed.read_text().strip()) from None
         held = "a library that does not match its build.json" if (key_dir / LIB_NAME).exists() else "no build"
         raise PluginBuildError(f"the plugin cache {key_dir} holds {held} and cannot be written ({error.strerror}); "
-                               "set DALI_HAS_CACHE to a folder you can write") from None
+                               f"set {CACHE_ENV} to a folder you can write") from None
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if rebuild or os.environ.get(REBUILD_ENV) == "1":

@@ -5,11 +5,11 @@ turns rows into class labels. Shuffled or in order, sharded, every file exactly 
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from nvidia.dali import fn, types
 
+from pipelines.files import is_utf8
 from pipelines.settings import PipelineOptions
 
 READER_NAME = "SequenceReader"  # the loader finds epoch and shard sizes through this name
@@ -33,8 +33,6 @@ def read_rows(paths: Sequence[str], options: PipelineOptions, *, shuffle: bool):
 def check_name(path: str, where: str = "") -> None:
     """Refuse a file name DALI's reader cannot take (it takes UTF-8 only; a Latin-1 name on a Linux file system
     gave "Unsupported argument type with name files")."""
-    try:
-        os.fsencode(path).decode("utf-8")
-    except UnicodeDecodeError:
+    if not is_utf8(path):
         raise ValueError(f"{where}{': ' if where else ''}the name {path!r} is not UTF-8, which DALI's reader "
-                         "needs; rename the file") from None
+                         "needs; rename the file")

@@ -267,11 +267,20 @@ def default_device() -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+def torch_device(device: str) -> torch.device:
+    """The torch device of a `device` name ("cpu" or "gpu": the current CUDA device)."""
+    return torch.device("cuda" if validate.one_of("device", device, DEVICES) == "gpu" else "cpu")
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, e.g. a container's or taskset's share)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_num_threads() -> int:
     """Usable CPU cores shared by the processes of this node (torchrun sets LOCAL_WORLD_SIZE)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    return max(1, cores // max(1, local_procs))
+    return max(1, usable_cores() // max(1, local_procs))
 
 
 def dali_device_id(device: str, device_id: Optional[int] = None) -> Optional[int]:

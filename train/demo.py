@@ -34,7 +34,7 @@ from dali_has.spec import PAPER_P_HIDE
 from pipelines import TrainAugment, make_loader
 from pipelines.dataset_mean import dataset_mean
 from pipelines.files import load_dataset
-from pipelines.settings import MAX_THREADS, default_device
+from pipelines.settings import MAX_THREADS, default_device, torch_device, usable_cores
 from train.checkpoint import load_trained_model
 from train.config import LR_REFERENCE_BATCH, MAX_EPOCHS, TrainConfig
 from train.models import build_model
@@ -104,7 +104,7 @@ def run_demo(out: str | Path, *, seeds=(0, 1, 2), epochs: int = 10, n_train: int
             shutil.rmtree(data)  # an earlier demo's set with other settings: ours to replace
         generate(data, synth, progress=progress)
     stats = dataset_mean(data / "train", device=device, progress=progress)
-    threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+    threads = max(1, usable_cores() // jobs)
     configs = [(seed, name, cfg) for seed in seeds
                for name, cfg in demo_configs(data, out / "runs", seed=seed, epochs=epochs, device=device,
                                              mean=stats.mean, std=stats.std, num_threads=threads).items()]
@@ -184,7 +184,7 @@ def results_table(per_seed: dict[str, list[dict]]) -> str:
 def part_hidden_top1(run_dir: str, data: Path, *, device: str) -> float:
     """Top-1 (%) on the test split with each object's discriminative part (the head) filled with the dataset
     mean: how much the network learned from the rest of the object (the paper's premise, measured directly)."""
-    model, cfg, _ = load_trained_model(run_dir, "cuda" if device == "gpu" else "cpu")
+    model, cfg, _ = load_trained_model(run_dir, torch_device(device))
     parts = {k[len("test/"):]: v["part"] for k, v in json.loads((data / BOXES_FILE).read_text())["images"].items()
              if k.startswith("test/")}
     names = [name for name, _ in load_dataset(data / "test").samples]

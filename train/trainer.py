@@ -48,6 +48,7 @@ from tqdm import tqdm
 from pipelines import InputProfiler, make_loader
 from pipelines.files import class_names, dataset_labels, num_classes
 from pipelines.own_files import open_own, sole_writer
+from pipelines.profiler import DEFAULT_WARMUP
 from train import distributed
 from train.checkpoint import (
     BEST,
@@ -67,8 +68,6 @@ from train.models import check_crop_fits
 from train.wsol.evaluate import check_evaluation, evaluate_model
 
 EPOCH_SEED_STRIDE = 10_007  # seeds of loaders that cannot resume exactly: base + rank + stride * epoch
-# Batches the input profiler leaves out at the start of an epoch, at most a quarter of a short one.
-PROFILE_WARMUP = 10
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -329,7 +328,8 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
     loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
     correct = torch.zeros((), dtype=torch.int64, device=env.device)
     seen = 0
-    profiler = InputProfiler(warmup=min(PROFILE_WARMUP, steps // 4), timing="cuda" if on_gpu else "cpu")
+    # the profiler's warm-up, at most a quarter of a short epoch
+    profiler = InputProfiler(warmup=min(DEFAULT_WARMUP, steps // 4), timing="cuda" if on_gpu else "cpu")
     start = time.perf_counter()
     bar = tqdm(profiler.wrap(loader), total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                disable=not env.is_main, leave=False, dynamic_ncols=True)

@@ -58,6 +58,7 @@ from pipelines.settings import (
     MAX_CROP,
     TrainAugment,
     default_num_threads,
+    torch_device,
 )
 from train.bench.data import bench_jpegs, bench_prepared
 from train.bench.memory import loader_memory
@@ -507,7 +508,7 @@ class Timer:
     def model_step(self, steps: dict) -> dict[str, Measurement]:
         """name -> Measurement of each training step (eager, compiled) on the same synthetic batch, in alternation."""
         s = self.s
-        device = _torch_device(s.device)
+        device = torch_device(s.device)
         images = torch.randn(s.batch_size, 3, s.crop, s.crop, device=device, dtype=getattr(torch, s.dtype))
         labels = torch.randint(NUM_CLASSES, (s.batch_size,), device=device)
         streams = {name: (step(images, labels) for _ in itertools.repeat(None)) for name, step in steps.items()}
@@ -645,7 +646,7 @@ def _train_step(s: BenchSettings, compile: bool = False):
     would synchronize the GPU every batch. compile=True: the model under torch.compile, as `--compile` trains it
     (its compilation happens in the warm-up batches, which are not timed)."""
     gpu = s.device == "gpu"
-    model = build_model(s.arch, NUM_CLASSES, **s.model).to(_torch_device(s.device))
+    model = build_model(s.arch, NUM_CLASSES, **s.model).to(torch_device(s.device))
     if gpu:
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile else model
@@ -665,10 +666,6 @@ def _train_step(s: BenchSettings, compile: bool = False):
         return len(labels)
 
     return step
-
-
-def _torch_device(device: str) -> torch.device:
-    return torch.device("cuda" if device == "gpu" else "cpu")
 
 
 def _fused_unavailable_reason(device: str) -> Optional[str]:

@@ -22,7 +22,7 @@ from dali_has import validate
 from pipelines import make_loader
 from pipelines.files import PIXELS_SUFFIX, PREPARE_MANIFEST, class_names, load_dataset, num_classes
 from pipelines.orientation import exif_orientation, upright_boxes, upright_size
-from pipelines.settings import PASS_BATCH_SIZE
+from pipelines.settings import PASS_BATCH_SIZE, torch_device
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, crop_window, eval_resize
 from train.checkpoint import CHECKPOINT, load_trained_model
 from train.config import TrainConfig
@@ -160,7 +160,7 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, checkpoint: str = CH
         FileNotFoundError: a missing run folder, data or box file.
     """
     check_device(device)
-    model, cfg, classes = load_trained_model(run_dir, torch.device("cuda" if device == "gpu" else "cpu"), checkpoint)
+    model, cfg, classes = load_trained_model(run_dir, torch_device(device), checkpoint)
     return evaluate_model(model, cfg, data, boxes=boxes, split=split, ten_crop=ten_crop, cam_threshold=cam_threshold,
                           batch_size=batch_size, device=device, num_threads=num_threads, resize=resize,
                           examples=examples, progress=progress, model_class_names=classes)
@@ -222,9 +222,9 @@ def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | N
     The model is left in eval mode.
     """
     examples = validate.whole_number("examples", examples)
-    torch_device = torch.device("cuda" if device == "gpu" else "cpu")
+    model_device = torch_device(device)
     resize, matched, label_map = _checked_inputs(cfg, data, model.num_classes, model_class_names, boxes, split, resize)
-    to_model_label = None if label_map is None else torch.tensor(label_map, device=torch_device)
+    to_model_label = None if label_map is None else torch.tensor(label_map, device=model_device)
     threshold = CAM_THRESHOLDS[cfg.arch] if cam_threshold is None else cam_threshold
     loader = make_loader(data, train=False, batch_size=batch_size, crop=cfg.crop, device=device, ten_crop=ten_crop,
                          resize=resize, mean=cfg.mean, std=cfg.std, num_threads=num_threads, shard_id=shard_id,
@@ -237,9 +237,9 @@ def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | N
     kept: list[Example] = []
     index = 0
     model.eval()
-    with loader, torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch_device.type == "cuda"):
+    with loader, torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=model_device.type == "cuda"):
         for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):
-            images, labels = images.to(torch_device), labels.to(torch_device)
+            images, labels = images.to(model_device), labels.to(model_device)
             if to_model_label is not None:
                 labels = to_model_label[labels]
             center = images[:, CENTER_CROP] if ten_crop else images
