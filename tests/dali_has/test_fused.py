@@ -1,4 +1,4 @@
-"""The fused C++/CUDA Hide-and-Seek operator: what the shared oracle suite (test_hide_and_seek.py) does not cover.
+"""The fused C++/CUDA Hide-and-Seek operator: what the shared oracle suite (test_operator.py) does not cover.
 
 Masks are read back from the output: the images never contain the fill values, so a pixel is hidden iff it
 equals the fill. CPU tests use `device_id=None`; the CPU-vs-GPU test carries the `gpu` marker.

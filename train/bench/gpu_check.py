@@ -47,7 +47,7 @@ SUMMARY = "gpu_check.json"
 # A machine lent for a limited time can pass less: the steps run in order of importance.
 DEFAULT_BUDGET_S = 900
 MEMORY_THREADS = (1, 4, 8, 16)
-FUSED_RESIZE_TESTS = "test_fused_resize_gpu"  # the module of the fused resize operator's GPU tests
+FUSED_RESIZE_TESTS = "test_resize_mirror_normalize_gpu"  # the module of the fused resize operator's GPU tests
 
 
 class NoGPUError(RuntimeError):

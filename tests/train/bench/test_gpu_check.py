@@ -108,9 +108,10 @@ def test_junit_counts_and_summary(tmp_path):
     (tmp_path / "crashed.log").write_text(
         "tests/dali_has/test_a.py::test_one PASSED                 [ 10%]\n"
         "tests/dali_has/test_a.py::test_two[x] SKIPPED (needs it)  [ 20%]\n"
-        "tests/dali_has/test_fused_resize_gpu.py::test_kernel \nFatal Python error: Segmentation fault\n")
+        "tests/dali_has/test_resize_mirror_normalize_gpu.py::test_kernel \nFatal Python error: Segmentation fault\n")
     assert gpu_check.junit_counts(tmp_path / "crashed.xml") == {
-        "passed": 1, "failed": 1, "skipped": 1, "failures": ["tests/dali_has/test_fused_resize_gpu.py::test_kernel"]}
+        "passed": 1, "failed": 1, "skipped": 1,
+        "failures": ["tests/dali_has/test_resize_mirror_normalize_gpu.py::test_kernel"]}
     assert not gpu_check.fused_resize_kernel_passed(tmp_path / "crashed.xml")
     (tmp_path / "memory.json").write_text(json.dumps([{"threads": 1, "device_mb": 10.0}]))
     (tmp_path / "run_resnet50").mkdir()
@@ -128,11 +129,13 @@ def test_junit_counts_and_summary(tmp_path):
     assert summary["gpu_tests"]["failed"] == 2 and summary["passed"] is False
 
 
+KERNEL_CASE = '<testcase classname="tests.dali_has.test_resize_mirror_normalize_gpu" name="{}">{}</testcase>'
+
+
 @pytest.mark.parametrize("cases, skips_fused", [
-    ('<testcase classname="tests.dali_has.test_fused_resize_gpu" name="a"/>', False),
-    ('<testcase classname="tests.dali_has.test_fused_resize_gpu" name="a"/>'
-     '<testcase classname="tests.dali_has.test_fused_resize_gpu" name="b"><failure message="x"/></testcase>', True),
-    ('<testcase classname="tests.dali_has.test_fused_resize_gpu" name="a"><skipped/></testcase>', True),
+    (KERNEL_CASE.format("a", ""), False),
+    (KERNEL_CASE.format("a", "") + KERNEL_CASE.format("b", '<failure message="x"/>'), True),
+    (KERNEL_CASE.format("a", "<skipped/>"), True),
     ('<testcase classname="tests.dali_has.test_fused" name="a"/>', True),  # the kernel's tests did not run
     (None, True),  # pytest died before writing its report
 ])

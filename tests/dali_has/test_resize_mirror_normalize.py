@@ -1,5 +1,5 @@
 """The fused resize + flip + normalize + Hide-and-Seek operator (`resize_mirror_normalize_hide`) on the CPU
-(its GPU backend: test_fused_resize_gpu.py).
+(its GPU backend: test_resize_mirror_normalize_gpu.py).
 
 Reference: the chain it replaces, fn.resize (default: linear, antialiased when shrinking) ->
 fn.crop_mirror_normalize -> dali_has.hide_and_seek. Both round the resized image to uint8 and normalize

@@ -15,7 +15,7 @@ import pytest
 from nvidia.dali import fn, pipeline_def, types
 
 from dali_has import fused, plugin_build, reference
-from tests.dali_has.test_fused_resize import FILL, MEAN, SHAPES, SIZE, STD, mask_of, op, run, windows
+from tests.dali_has.test_resize_mirror_normalize import FILL, MEAN, SHAPES, SIZE, STD, mask_of, op, run, windows
 
 pytestmark = pytest.mark.fused
 
