@@ -17,8 +17,8 @@ import torch
 
 from dali_has import HaSConfig
 from pipelines import TrainAugment
-from pipelines.own_files import temporary
-from train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from train import checkpoint
+from train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, temporaries
 from train.cli import main
 from train.config import TrainConfig
 from train.trainer import fit
@@ -305,7 +305,8 @@ def test_what_is_in_the_place_of_a_checkpoint_is_dealt_with_before_any_epoch(tra
     run, victim = _copy(trained_run, tmp_path), tmp_path / "victim.txt"
     victim.write_text("precious")
     for name in (CHECKPOINT, "best.pt"):
-        temporary(run / name).symlink_to(victim)
+        for left in temporaries(run / name):
+            left.symlink_to(victim)
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
     assert victim.read_text() == "precious" and not (run / CHECKPOINT).is_symlink()
     assert load_checkpoint(run / CHECKPOINT)["epoch"] == 2
@@ -334,6 +335,27 @@ def test_checkpoints_carry_checksums_even_where_the_process_turned_them_off(tmp_
         assert archive.testzip() is None and all(record.CRC for record in archive.infolist())
 
 
+def test_a_checkpoint_written_without_checksums_loads_and_torch_without_the_option_saves(trained_run, tmp_path,
+                                                                                        monkeypatch):
+    """torch writes CRC 0 when told not to compute them: such a file is not damaged. torch before 2.6 has no
+    get_crc32_options (pyproject allows 2.4): saving failed with an AttributeError after the first epoch."""
+    state = load_checkpoint(trained_run / CHECKPOINT)
+    was = torch.serialization.get_crc32_options()
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save(state, tmp_path / CHECKPOINT)
+    finally:
+        torch.serialization.set_crc32_options(was)
+    with zipfile.ZipFile(tmp_path / CHECKPOINT) as archive:
+        assert not any(record.CRC for record in archive.infolist())
+    assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == state["epoch"]
+    monkeypatch.setattr(checkpoint, "_CRC32_OPTION", False)  # torch < 2.6: neither function, CRCs always written
+    monkeypatch.setattr(torch.serialization, "set_crc32_options", None)  # must not be called
+    monkeypatch.setattr(torch.serialization, "get_crc32_options", lambda: True)  # what torch.save then does
+    save_checkpoint(tmp_path / "old_torch.pt", state)
+    assert load_checkpoint(tmp_path / "old_torch.pt")["epoch"] == state["epoch"]
+
+
 def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_the_old_one(trained_run, tmp_path, monkeypatch):
     # On a full disk torch.save raised its zip writer's RuntimeError ("unexpected pos ..."), naming no file, and
     # left checkpoint.pt.tmp behind, after which the folder could neither start a run nor resume.
@@ -352,14 +374,16 @@ def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_the_old_one(tra
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "train.lock"]
 
 
-def test_a_run_killed_while_writing_its_first_checkpoint_can_start_over(tiny_synth, tmp_path):
+@pytest.mark.parametrize("left", [0, 1])  # this version's temporary name, or NAME.tmp of versions before it
+def test_a_run_killed_while_writing_its_first_checkpoint_can_start_over(tiny_synth, tmp_path, left):
     run = tmp_path / "run"
     fit(tiny_config(tiny_synth, run))
-    (run / CHECKPOINT).rename(temporary(run / CHECKPOINT))  # killed before the rename
+    (run / CHECKPOINT).rename(temporaries(run / CHECKPOINT)[left])  # killed before the rename
     (run / "metrics.jsonl").write_bytes(b"")  # its epoch line comes after the checkpoint
     assert main(["train", "--data", str(tiny_synth / "train"), "--out", str(run), "--epochs", "1",
                  "--batch-size", "8", "--crop", "64", "--num-threads", "1", "--max-steps-per-epoch", "1",
                  "--model-opt", "stem=small", "--model-opt", "width=0.125"]) == 0
+    assert not any(path.exists() for path in temporaries(run / CHECKPOINT))
 
 
 def test_a_run_stopped_in_its_first_epoch_starts_again_with_the_same_command(tiny_synth, tmp_path, monkeypatch,

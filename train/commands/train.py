@@ -90,8 +90,7 @@ def register(sub) -> None:
 def config_from_args(args) -> tuple[TrainConfig, bool]:
     """The run's config and whether it resumes; a bad combination of options is a ValueError."""
     # torch is imported only once a command runs
-    from pipelines.own_files import temporary
-    from train.checkpoint import BEST, CHECKPOINT, CONFIG, METRICS, RUN_LOCK, load_run_config
+    from train.checkpoint import BEST, CHECKPOINT, CONFIG, METRICS, RUN_LOCK, load_run_config, temporaries
 
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("func", "command", "resume", "model_opt")}
@@ -120,7 +119,7 @@ def config_from_args(args) -> tuple[TrainConfig, bool]:
         # over (and a file's temporary copy, when the process was killed while writing it).
         # best.pt is written before checkpoint.pt: a stop in between leaves it from the first epoch.
         own = {CONFIG, RUN_LOCK, "tensorboard", BEST,
-               *(temporary(Path(name)).name for name in (CHECKPOINT, CONFIG, BEST))}
+               *(left.name for name in (CHECKPOINT, CONFIG, BEST) for left in temporaries(Path(name)))}
         if os.path.isfile(metrics := os.path.join(args.out, METRICS)) and os.path.getsize(metrics) == 0:
             own.add(METRICS)  # made empty at the start (to refuse a link there early), no epoch written
         others = sorted(set(os.listdir(args.out)) - own)
