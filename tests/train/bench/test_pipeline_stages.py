@@ -1,9 +1,8 @@
-"""The micro-benchmarks' inputs (image sets, random-resized-crop windows) and tiny end-to-end runs of both
-scripts. Nothing here asserts a speed: the scripts report speeds, the tests check what they compute and write."""
+"""`python -m train.bench.pipeline_stages`: tiny runs of every stage, what a stopped run keeps, the GPU graphs
+defined without a GPU. Nothing here asserts a speed."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -13,85 +12,7 @@ from PIL import Image
 
 from dali_has import fused
 from pipelines.own_files import TEMPORARY_SUFFIX
-from train.bench import jpeg_scaled_decode, pipeline_stages, resize_normalize
-from train.bench import windows as inputs
-
-
-@pytest.fixture(scope="module")
-def tiny_sets(tmp_path_factory):
-    return inputs.image_sets(8, cache_dir=tmp_path_factory.mktemp("sets"))
-
-
-def test_the_small_set_is_the_same_images_at_a_longest_side_of_256(tiny_sets):
-    assert len(tiny_sets["originals"]) == len(tiny_sets["max256"]) == 8
-    for original, small in zip(tiny_sets["originals"], tiny_sets["max256"]):
-        assert original.name == small.name
-        with Image.open(original) as a, Image.open(small) as b:
-            assert max(a.size) > 256 and max(b.size) == 256
-            assert abs(a.width / a.height - b.width / b.height) < 0.01
-
-
-def test_windows_follow_the_random_resized_crop_rule():
-    rng = np.random.default_rng(0)
-    height, width = 300, 450
-    for _ in range(2000):
-        top, left, h, w = inputs.random_resized_crop_window(rng, height, width)
-        assert 0 <= top and top + h <= height and 0 <= left and left + w <= width
-        assert 0.08 * height * width * 0.95 <= h * w <= height * width
-        assert 3 / 4 * 0.95 <= w / h <= 4 / 3 * 1.05  # rounding to whole pixels
-
-
-def test_a_window_that_never_fits_falls_back_to_the_clamped_centre():
-    rng = np.random.default_rng(0)
-    w = round(10 * 4 / 3)  # the widest allowed ratio, full height
-    assert inputs.random_resized_crop_window(rng, 10, 1000) == (0, (1000 - w) // 2, 10, w)
-
-
-@pytest.mark.parametrize("window, scales, expected", [
-    ((500, 460), jpeg_scaled_decode.POWER_OF_TWO, 0.5),
-    ((447, 1000), jpeg_scaled_decode.POWER_OF_TWO, 1.0),
-    ((300, 300), [m / 8 for m in range(1, 8)], 0.75),  # 300 * 5/8 = 187.5 < 224 <= 300 * 6/8
-    ((224, 5000), [m / 8 for m in range(1, 8)], 1.0),
-])
-def test_the_reduced_scale_keeps_the_window_at_least_224(window, scales, expected):
-    assert jpeg_scaled_decode.reduced_scale(*window, scales) == expected
-
-
-def test_pil_draft_decodes_at_half_size(tiny_sets):
-    path = tiny_sets["originals"][0]
-    with Image.open(path) as img:
-        size = img.size
-    assert jpeg_scaled_decode.pil_decode(path.read_bytes(), 0.5) == tuple(math.ceil(s / 2) for s in size)
-
-
-def test_the_scaled_decode_research_writes_its_answer(tiny_sets, tmp_path, monkeypatch):
-    monkeypatch.setattr(jpeg_scaled_decode, "image_sets", lambda images: tiny_sets)
-    out = tmp_path / "r.json"
-    jpeg_scaled_decode.main(["--images", "8", "--windows-per-image", "3", "--repeats", "1", "--json", str(out)])
-    report = json.loads(out.read_text())
-    for entry in report["sets"].values():
-        assert entry["windows"] == 24 and 0 <= entry["share_half_or_less_applies"] <= 1
-    assert report["sets"]["max256"]["share_half_or_less_applies"] == 0  # a 256-px image has no 448-px window
-    assert report["dali_exposes_scaled_decoding"] is False
-
-
-@pytest.mark.fused
-def test_the_resize_benchmark_times_every_variant_and_checks_agreement(tiny_sets, tmp_path, monkeypatch):
-    if not fused.load():
-        pytest.skip(f"fused plugin cannot be built here: {fused.unavailable_reason()}")
-    monkeypatch.setattr(resize_normalize, "image_sets", lambda images: tiny_sets)
-    out = tmp_path / "b.json"
-    resize_normalize.main(["--images", "8", "--batch-size", "4", "--iters", "1", "--runs", "2", "--warmup", "1",
-                           "--json", str(out)])
-    report = json.loads(out.read_text())
-    for entry in report["results"].values():
-        assert entry["agreement_without_has_nchw"]["max_levels_apart"] <= 1
-        assert entry["agreement_without_has_nchw"]["values_compared"] == 8 * 3 * 224 * 224
-        for variants in entry["layouts"].values():
-            assert set(variants) == set(resize_normalize.VARIANTS)
-            for m in variants.values():
-                assert len(m["runs"]) == 2 and m["img_s"] > 0
-                assert m["ms_per_image"] == pytest.approx(1e3 / m["img_s"]) and m["cpu_ms_per_image"] > 0
+from train.bench import pipeline_stages
 
 
 @pytest.fixture
