@@ -44,12 +44,12 @@ def video_pipeline(paths: Sequence[str], options: PipelineOptions, *, frames: in
             what = ("is empty" if os.path.isfile(path) else "is a folder" if os.path.isdir(path) else
                     "is not a regular file" if os.path.exists(path) else "does not exist")
             raise ValueError(f"video {path!r} {what}; give the paths of video files")
-    return _graph(list(paths), options, frames, has if train else None, train,
+    return _video_graph(list(paths), options, frames, has if train else None, train,
                   **options.pipeline_kwargs(options.pipeline_seed))
 
 
 @pipeline_def
-def _graph(paths: list, options: PipelineOptions, frames: int, has: Optional[TemporalHaSConfig], train: bool):
+def _video_graph(paths: list, options: PipelineOptions, frames: int, has: Optional[TemporalHaSConfig], train: bool):
     encoded, rows = read_rows(paths, options, shuffle=train)
     video = fn.decoders.video(encoded, device="mixed" if options.device == "gpu" else "cpu")
     video = sample_uniformly(video, frames)

@@ -2,7 +2,6 @@
 (fill = the training set's mean feature), then 1-D CAM localization scored as THUMOS-style mAP, over seeds."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +11,7 @@ from dali_has import TemporalHaSConfig, validate
 from dali_has.spec import PAPER_P_HIDE
 from pipelines.feature_pipeline import FeatureIndex, mean_feature
 from pipelines.settings import MAX_THREADS
+from train.actions.synth import SPLITS, index_path
 from train.actions.training import ActionTrainConfig, check_scorable, evaluate_localization, train_action_model
 from train.tables import format_table
 
@@ -41,8 +41,7 @@ class ActionDemoSettings:
 
 def run_action_demo(settings: ActionDemoSettings, *, progress: bool = True) -> dict[str, list[dict]]:
     """Per variant, one result per seed: {"top1": ..., "mAP": {tIoU: AP}}."""
-    train_index = FeatureIndex.load(os.path.join(settings.data, "train.json"))
-    test_index = FeatureIndex.load(os.path.join(settings.data, "test.json"))
+    train_index, test_index = (FeatureIndex.load(index_path(settings.data, split)) for split in SPLITS)
     # The model's outputs follow train.json's classes and its input width D: a test set must use the same.
     if test_index.classes != train_index.classes:
         raise ValueError(f"{test_index.path} lists other classes (or another order) than {train_index.path}; "

@@ -70,6 +70,11 @@ class SynthActionsConfig:
         validate.whole_number("seed", self.seed)
 
 
+def index_path(folder: str, split: str) -> str:
+    """The feature index of `split` ("train" or "test") in a folder `dali-has synth-actions` writes."""
+    return os.path.join(folder, f"{split}.json")
+
+
 def generate(out_dir: str, cfg: SynthActionsConfig | None = None, *, progress: bool = True) -> dict[str, str]:
     """Write `features/*.npy` and one index per split (`train.json`, `test.json`); returns the index paths."""
     cfg = cfg or SynthActionsConfig()
@@ -87,7 +92,7 @@ def generate(out_dir: str, cfg: SynthActionsConfig | None = None, *, progress: b
             name = f"features/{split}_{i:05d}.npy"
             np.save(os.path.join(out_dir, name), features)
             videos.append({"features": name, "label": label, "frames": len(features), "segments": [segment]})
-        paths[split] = os.path.join(out_dir, f"{split}.json")
+        paths[split] = index_path(out_dir, split)
         with open(paths[split], "w") as f:
             json.dump({"classes": [f"action{c}" for c in range(cfg.classes)], "videos": videos}, f)
     with open(os.path.join(out_dir, "synth_config.json"), "w") as f:

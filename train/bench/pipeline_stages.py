@@ -124,7 +124,7 @@ def file_sets(images: int) -> dict[str, list[Path]]:
     sets = image_sets(images)
     prepared = sorted(bench_prepared(images).rglob("*.jpg"))
     pixels = sorted(bench_prepared(images, encoding="npy").rglob("*.npy"))
-    return {"prepared": prepared, "prepared npy": pixels, "originals": sets["originals"], "longer256": sets["max256"]}
+    return {"prepared": prepared, "prepared npy": pixels, **sets}
 
 
 def stages_of(paths: list[Path], device: str = "cpu") -> tuple[str, ...]:

@@ -18,12 +18,12 @@ from pipelines.settings import RANDOM_AREA, RANDOM_ASPECT_RATIO
 from train.bench.data import bench_jpegs, cached
 from train.bench.timing import SEED
 
-SMALL_SIDE = 256
+LONGER_SIDE = 256
 QUALITY = 90
 
 
 def image_sets(images: int, cache_dir: os.PathLike | str | None = None) -> dict[str, list[Path]]:
-    """{"originals": JPEG paths, "max256": the same images at a longest side of 256 px}, sorted alike.
+    """{"originals": JPEG paths, "longer256": the same images at a longer side of 256 px}, sorted alike.
 
     cache_dir: where the sets live (default: `dali-has bench`'s cache, see train.bench.data).
     """
@@ -35,12 +35,12 @@ def image_sets(images: int, cache_dir: os.PathLike | str | None = None) -> dict[
             target = folder / path.relative_to(root)
             target.parent.mkdir(parents=True, exist_ok=True)
             with Image.open(path) as img:
-                scale = SMALL_SIDE / max(img.size)
+                scale = LONGER_SIDE / max(img.size)
                 size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
                 img.convert("RGB").resize(size, Image.LANCZOS).save(target, quality=QUALITY)
 
-    small_root = cached(f"{root.name}-max{SMALL_SIDE}", write, cache_dir)
-    return {"originals": originals, "max256": [small_root / p.relative_to(root) for p in originals]}
+    small_root = cached(f"{root.name}-longer{LONGER_SIDE}", write, cache_dir)
+    return {"originals": originals, "longer256": [small_root / p.relative_to(root) for p in originals]}
 
 
 def random_resized_crop_window(rng: np.random.Generator, height: int, width: int, area=RANDOM_AREA,

@@ -33,5 +33,5 @@ def test_the_scaled_decode_research_writes_its_answer(tiny_sets, tmp_path, monke
     report = json.loads(out.read_text())
     for entry in report["sets"].values():
         assert entry["windows"] == 24 and 0 <= entry["share_half_or_less_applies"] <= 1
-    assert report["sets"]["max256"]["share_half_or_less_applies"] == 0  # a 256-px image has no 448-px window
+    assert report["sets"]["longer256"]["share_half_or_less_applies"] == 0  # a 256-px image has no 448-px window
     assert report["dali_exposes_scaled_decoding"] is False

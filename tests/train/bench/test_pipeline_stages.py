@@ -20,7 +20,7 @@ def stage_sets(tiny_sets, tmp_path, monkeypatch):
     """The tiny sets plus their max-256 copy as decoded pixels, as `pipeline_stages.file_sets` returns them."""
     pixels = tmp_path / "npy"
     pixels.mkdir()
-    for i, path in enumerate(tiny_sets["max256"]):  # decoded pixels, as `prepare --encoding npy` stores them
+    for i, path in enumerate(tiny_sets["longer256"]):  # decoded pixels, as `prepare --encoding npy` stores them
         np.save(pixels / f"{i}.npy", np.asarray(Image.open(path).convert("RGB")))
     sets = {**tiny_sets, "npy": sorted(pixels.glob("*.npy"))}
     monkeypatch.setattr(pipeline_stages, "file_sets", lambda images: sets)

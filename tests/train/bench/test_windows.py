@@ -6,8 +6,8 @@ from train.bench import windows as inputs
 
 
 def test_the_small_set_is_the_same_images_at_a_longest_side_of_256(tiny_sets):
-    assert len(tiny_sets["originals"]) == len(tiny_sets["max256"]) == 8
-    for original, small in zip(tiny_sets["originals"], tiny_sets["max256"]):
+    assert len(tiny_sets["originals"]) == len(tiny_sets["longer256"]) == 8
+    for original, small in zip(tiny_sets["originals"], tiny_sets["longer256"]):
         assert original.name == small.name
         with Image.open(original) as a, Image.open(small) as b:
             assert max(a.size) > 256 and max(b.size) == 256
