@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 
 from train.commands.arguments import add_device, output_folder, spaced
-from train.demo import RESULTS, run_demo
+from train.wsol.demo import RESULTS, run_demo
 from train.wsol.visualize import CAM_PICTURE
 
 

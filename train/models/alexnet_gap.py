@@ -24,7 +24,7 @@ default 2) sets how many 3×3/512 layers follow before the pooling. The pools af
 the CAM keeps its size; what shrinks is the receptive field of a CAM cell (`receptive_field`). On 64-pixel
 images with the small stem, the full network's last-layer cells see 59 pixels — nearly the whole image — so
 every cell near a strongly discriminative part answers to it and the CAM is one blob around that part;
-conv1, conv2 and one added layer see 27 pixels (why `dali-has demo` uses them, see train/demo.py).
+conv1, conv2 and one added layer see 27 pixels (why `dali-has demo` uses them, see train/wsol/demo.py).
 """
 from __future__ import annotations
 

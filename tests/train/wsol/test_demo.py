@@ -8,8 +8,8 @@ import torch
 
 from train.checkpoint import CHECKPOINT
 from train.cli import main
-from train.demo import DEMO_MODEL, METRICS
 from train.models import build_model
+from train.wsol.demo import DEMO_MODEL, METRICS
 
 TINY = ["--n-train", "40", "--n-test", "10", "--epochs", "2"]
 
@@ -101,7 +101,7 @@ def test_the_demo_runs_on_the_gpu(tmp_path):
 @pytest.mark.parametrize("content", ["[1]", '{"config": ', "\xff"])
 def test_a_damaged_dataset_json_makes_the_data_generated_again(tmp_path, content):
     """It raised AttributeError (a list) or "Expecting value" naming no file."""
-    from train.demo import _same_dataset
+    from train.wsol.demo import _same_dataset
     from train.wsol.synth import SynthConfig
 
     (tmp_path / "dataset.json").write_text(content, encoding="latin-1")
