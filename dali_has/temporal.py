@@ -30,7 +30,9 @@ def hide_and_seek_temporal(sequences, *, segment: int, p_hide: float = PAPER_P_H
     segment: frames per segment, anchored at frame 0; the last segment is clipped to the sequence.
     p_hide: probability that a segment is hidden.
     fill: value of hidden frames, a scalar or one per entry of the layout's `C` axis (channels of video,
-        features of FC / TC sequences): the dataset-mean frame / feature, applied at float32 precision.
+        features of FC / TC sequences): the dataset-mean frame / feature, applied at float32 precision. A fill
+        per channel needs that `C` axis: on data without a layout DALI fails the batch in its multiplication,
+        without naming the layout.
         Integer sequences get it rounded half-to-even, as the numpy oracle rounds it.
 
     Returns a node of the same shape, dtype and layout. Masks are new every iteration and reproducible for

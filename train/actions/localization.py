@@ -4,8 +4,10 @@ Predictions: for each class the video is likely to contain, the stretches where 
 (0.5) of the CAM's maximum, each one segment with a score. Evaluation: per class, all predictions of the data
 set sorted by score; a prediction is a true positive when its temporal IoU with a not yet matched ground-truth
 segment of the same video and class reaches θ (each ground truth matched at most once, best IoU first);
-AP is the area under the interpolated precision-recall curve (as in the THUMOS14 / ActivityNet evaluation
-code); mAP averages AP over the classes that have ground truth.
+AP is the area under the interpolated precision-recall curve, as ActivityNet's evaluation code
+(compute_average_precision_detection) computes it, matching included; mAP averages AP over the classes that have
+ground truth. THUMOS14's own Matlab toolkit was not compared: its AP may not interpolate, and can read otherwise,
+so compare these numbers with numbers computed the same way.
 """
 from __future__ import annotations
 
@@ -113,7 +115,7 @@ def mean_average_precision(predictions: Sequence[Segment], ground_truth: Sequenc
 
 
 def _interpolated_area(precision: np.ndarray, recall: np.ndarray) -> float:
-    """Area under the precision-recall curve with precision made non-increasing (VOC / THUMOS style)."""
+    """Area under the precision-recall curve with precision made non-increasing (VOC / ActivityNet style)."""
     p = np.concatenate([[0.0], precision, [0.0]])
     r = np.concatenate([[0.0], recall, [1.0]])
     p = np.maximum.accumulate(p[::-1])[::-1]
