@@ -113,13 +113,15 @@ def build(rebuild: bool = False) -> BuildResult:
 
 def _intact_build(key_dir: Path) -> BuildResult | None:
     """The cached build when its library is the one build.json describes (size, SHA-256), else None."""
-    lib = key_dir / LIB_NAME
+    lib, described = key_dir / LIB_NAME, key_dir / "build.json"
+    if not described.is_file():  # missing, or a FIFO (reading it waited for ever)
+        return None
     try:
-        info = json.loads((key_dir / "build.json").read_text())
+        info = json.loads(described.read_text())
         if lib.stat().st_size != info["size"] or _sha256(lib) != info["sha256"]:
             return None
         return BuildResult(lib, info["gpu"], info["gpu_reason"], info["cuda_version"], info["oldest_arch"])
-    except (OSError, ValueError, TypeError, KeyError):  # missing, unreadable, not JSON, of an older version
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):  # unreadable, not JSON, of an older version
         return None
 
 

@@ -61,8 +61,9 @@ class FeatureIndex:
         try:
             with open(path, encoding="utf-8") as f:
                 raw = json.load(f)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not a JSON feature index ({error})") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:  # ValueError: a 5,000-digit number too
+            raise ValueError(f"{path}: not a JSON feature index ({type(error).__name__}: "
+                             f"{str(error).splitlines()[0][:200]})") from None
         if not isinstance(raw, dict) or set(raw) != {"classes", "videos"}:
             raise ValueError(f"{path}: expected a JSON object with exactly the keys 'classes' and 'videos'")
         classes = raw["classes"]

@@ -378,6 +378,8 @@ _KINDS = frozenset({OK, "missing", "unreadable", "not-a-file", "empty", "too-lar
 def _load_cache(path: Path, source: str) -> _Cache:
     """The cached verdicts; empty when the file is missing, corrupt, of another version or another source."""
     try:
+        if not path.is_file():  # missing, or a FIFO (reading it waited for ever)
+            return _Cache.empty()
         doc = json.loads(path.read_text(encoding="utf-8"))
         if (doc.get("format"), doc.get("version"), doc.get("source")) != (_CACHE_FORMAT, _CACHE_VERSION, source):
             return _Cache.empty()
@@ -391,7 +393,7 @@ def _load_cache(path: Path, source: str) -> _Cache:
                 and all(k in _KINDS for k in cache.kinds) and all(type(d) is str for d in cache.details)
                 and all(0 <= v < len(cache.kinds) for v in cache.verdict)):
             return cache
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         pass
     return _Cache.empty()
 

@@ -328,7 +328,7 @@ def preparation(data: DataArg) -> dict | None:
         try:
             # a regular file only: reading a FIFO of that name would wait for ever
             manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        except (OSError, ValueError):  # a file of that name that is not ours
+        except (OSError, ValueError, RecursionError):  # a file of that name that is not ours
             manifest = None
         if not isinstance(manifest, dict):
             continue

@@ -328,7 +328,7 @@ def _check_claim(out: Path, manifest: dict) -> None:
     if path.is_file():
         try:
             earlier = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, UnicodeDecodeError, RecursionError) as error:
             earlier = error
         if not isinstance(earlier, dict) or not isinstance(earlier.get("settings", {}), dict):
             raise ValueError(f"{str(path)!r} is damaged (not the manifest `dali-has prepare` writes), so what "
@@ -530,14 +530,18 @@ def _read_record(out: Path, suffix: str) -> dict[str, tuple[str, int, int]]:
             unlinked[folder] = (out / folder).resolve() == real_out / folder
         return unlinked[folder]
 
+    record = out / RECORD
+    if record.exists() and not record.is_file():  # reading a FIFO waited for ever
+        raise ValueError(f"{str(record)!r} is not a regular file (a FIFO?); prepare keeps its record there: remove "
+                         "it and run again (it resumes)")
     try:
-        lines = (out / RECORD).read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = record.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return made
     for line in lines:
         try:
             name, source, size, mtime_ns = json.loads(line)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # a line that is not ours: that copy is made again
             continue
         if (isinstance(name, str) and isinstance(source, str) and type(size) is int and type(mtime_ns) is int
                 and prepared_file(name)):

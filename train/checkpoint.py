@@ -273,8 +273,8 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
         raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a run folder of `dali-has train`")
     try:
         saved = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested too deep
+        raise ValueError(f"{path} is not valid JSON ({type(error).__name__}: {_first_line(error)})") from None
     if not isinstance(saved, dict):
         raise ValueError(f"{path} must hold a JSON object of training settings")
     data = saved.get("data")

@@ -294,7 +294,7 @@ class EpochLog:
         lines = whole.decode(errors="replace").splitlines()
         try:
             last = int(json.loads(lines[-1])["epoch"]) if lines else 0
-        except (ValueError, KeyError, TypeError):  # a line that is not ours: leave the log as it is
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):  # not ours: leave the log as it is
             return
         if metrics is not None and metrics.get("epoch", 0) > last:
             self.write(metrics)

@@ -3,6 +3,7 @@ passing ones (a killed compiler, a full disk, a timeout) are not; the cache key 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -127,7 +128,8 @@ def test_build_plugin_command_reports_a_failure(fake_build, capsys):
 
 
 @pytest.mark.parametrize("damage", ["truncated library", "other library", "no build.json", "build.json not JSON",
-                                    "build.json of an older version"])
+                                    "build.json of an older version", "build.json nested too deep",
+                                    "build.json a FIFO"])
 def test_a_damaged_cached_build_is_built_again_not_loaded(fake_build, damage):
     """A truncated library (a cache copied in part) killed the process with SIGBUS inside dlopen; a damaged
     build.json raised a JSONDecodeError, a missing one failed every later use."""
@@ -143,6 +145,11 @@ def test_a_damaged_cached_build_is_built_again_not_loaded(fake_build, damage):
         meta.unlink()
     elif damage == "build.json not JSON":
         meta.write_text("{")
+    elif damage == "build.json nested too deep":
+        meta.write_text("[" * 100_000 + "]" * 100_000)
+    elif damage == "build.json a FIFO":  # reading it waited for ever
+        meta.unlink()
+        os.mkfifo(meta)
     else:
         meta.write_text(json.dumps({key: info[key] for key in ("gpu", "gpu_reason", "cuda_version")}))
     killed = plugin_build.cache_dir() / (plugin_build.BUILDING + "x")  # what a build killed midway leaves

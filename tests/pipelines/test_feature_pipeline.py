@@ -103,6 +103,12 @@ def test_mean_feature_and_index_checks(tmp_path):
         {"features": "v0.npy", "label": 0, "frames": 2, "segments": [[1, 3]]}]}))
     with pytest.raises(ValueError, match="segments"):
         FeatureIndex.load(str(bad))
+    bad.write_text("[" * 100_000 + "]" * 100_000)  # a RecursionError traceback
+    with pytest.raises(ValueError, match="bad.json: not a JSON feature index .RecursionError"):
+        FeatureIndex.load(str(bad))
+    bad.write_text('{"classes": ["a"], "videos": [{"frames": ' + "1" * 5000 + "}]}")  # int digit limit, unnamed
+    with pytest.raises(ValueError, match="bad.json: not a JSON feature index"):
+        FeatureIndex.load(str(bad))
     bad.unlink()
     os.mkfifo(bad)  # read, it waited for a writer for ever (action-demo with a FIFO at DATA/train.json)
     with pytest.raises(ValueError, match="bad.json: not a regular file"):

@@ -345,7 +345,8 @@ def test_the_file_list_is_written_whole_and_through_no_link(source, tmp_path):
     assert len(read_file_list(out / FILE_LIST).samples) == 7
 
 
-@pytest.mark.parametrize("manifest", ["[1]", '{"settings": 5}', '{"format_version": '])
+@pytest.mark.parametrize("manifest", ["[1]", '{"settings": 5}', '{"format_version": ',
+                                      "[" * 100_000 + "]" * 100_000])  # a RecursionError traceback
 def test_a_damaged_manifest_is_named(source, tmp_path, manifest):
     """They raised AttributeError, TypeError, or "Expecting value" naming no file."""
     (tmp_path / "out").mkdir()
@@ -353,6 +354,18 @@ def test_a_damaged_manifest_is_named(source, tmp_path, manifest):
     with pytest.raises(ValueError, match="prepare.json' is damaged .*delete that folder and prepare again"):
         prepare(source, tmp_path / "out", SETTINGS, progress=False)
     assert (tmp_path / "out" / PREPARE_MANIFEST).read_text() == manifest
+
+
+def test_a_damaged_record_costs_only_copies_again_and_a_fifo_in_its_place_is_named(source, tmp_path):
+    out = tmp_path / "out"
+    prepare(source, out, SETTINGS, num_threads=1, progress=False)
+    lines = (out / RECORD).read_text().splitlines()
+    (out / RECORD).write_text("\n".join(["[" * 100_000 + "]" * 100_000] + lines[1:]) + "\n")  # a traceback
+    assert prepare(source, out, SETTINGS, num_threads=1, progress=False)["converted"] == 1  # that copy only
+    (out / RECORD).unlink()
+    os.mkfifo(out / RECORD)  # read, it waited for a writer for ever
+    with pytest.raises(ValueError, match="prepared.jsonl' is not a regular file .*remove it and run again"):
+        prepare(source, out, SETTINGS, num_threads=1, progress=False)
 
 
 def test_a_full_disk_while_finishing_names_the_file(source, tmp_path, monkeypatch):

@@ -567,3 +567,17 @@ def test_a_run_folder_eval_cannot_write_in_is_refused_before_the_evaluation(trai
         assert main(argv) == 2 and "cams.png: it is not a regular file" in capsys.readouterr().err
     finally:
         (trained_run / "cams.png").unlink()
+
+
+def test_hostile_run_files_are_one_line_errors_or_left_alone(trained_run, tmp_path, capsys):
+    """A config.json nested 100,000 deep and a metrics.jsonl line {"epoch": Infinity} raised RecursionError and
+    OverflowError tracebacks."""
+    run = _copy(trained_run, tmp_path)
+    config = (run / "config.json").read_text()
+    (run / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    assert "config.json is not valid JSON (RecursionError" in capsys.readouterr().err
+    (run / "config.json").write_text(config)
+    (run / "metrics.jsonl").write_text('{"epoch": Infinity}\n')  # not a line the run wrote: left as it is
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+    assert load_checkpoint(run / CHECKPOINT)["epoch"] == 2

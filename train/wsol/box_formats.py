@@ -95,6 +95,8 @@ def read_ilsvrc_xml(files: str | Path | Iterable[str | Path], class_names: Seque
 
 
 def _read_one_xml(path: Path, index: dict[str, int] | None) -> tuple[str, str, Annotation]:
+    if not path.is_file():  # a FIFO named *.xml was waited on for ever
+        raise BoxFormatError(f"{path}: not a regular file; an ILSVRC annotation is an XML file")
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as e:

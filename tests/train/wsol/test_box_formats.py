@@ -1,5 +1,6 @@
 """Box annotation readers (train.wsol.box_formats) on small fixture files, well-formed and malformed."""
 import json
+import os
 
 import pytest
 
@@ -57,6 +58,9 @@ def test_ilsvrc_xml_missing_or_empty_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         read_ilsvrc_xml(tmp_path / "nowhere")
     with pytest.raises(BoxFormatError, match="no .xml annotation files"):
+        read_ilsvrc_xml(tmp_path)
+    os.mkfifo(tmp_path / "a.xml")  # parsed, it waited for a writer for ever
+    with pytest.raises(BoxFormatError, match="a.xml: not a regular file"):
         read_ilsvrc_xml(tmp_path)
 
 
