@@ -165,10 +165,15 @@ def _first_line(error: Exception) -> str:
 
 def check_finite(path: Path, tensors: dict, what: str) -> None:
     """Refuse a checkpoint whose `tensors` (its weights, or its optimizer's state) hold NaN or infinity: resumed,
-    a whole epoch trained before the loss said so, blaming the learning rate."""
-    for name, value in tensors.items():
+    a whole epoch trained before the loss said so, blaming the learning rate. Nested dicts are walked without
+    recursion, each once: unpickling allows a dict that holds itself, and recursing into it was a traceback."""
+    pending, seen = list(tensors.items()), {id(tensors)}
+    while pending:
+        name, value = pending.pop()
         if isinstance(value, dict):
-            check_finite(path, value, what)
+            if id(value) not in seen:
+                seen.add(id(value))
+                pending.extend(value.items())
         elif isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all()):
             raise ValueError(f"{path}: NaN or infinite values in its {what} ({name}); the run it comes from "
                              "diverged or the file is damaged: use another checkpoint (best.pt with --best, a backup)")

@@ -285,6 +285,8 @@ def _optimizer_state_of_another_shape(state):
      "NaN or infinite values in its optimizer state (momentum_buffer of parameter 0)"),
     (lambda state: state.update(num_classes=10**9), "num_classes=1000000000 is the size of none of its weights"),
     (lambda state: state.update(classes=["a", "b"]), "classes names 2 classes, num_classes is"),
+    # unpickling allows a dict that holds itself: checking its weights recursed into a RecursionError traceback
+    (lambda state: state["model"].update(loop=state["model"]), "Unexpected key(s) in state_dict: \"loop\""),
 ])
 def test_checkpoint_contents_that_would_fail_in_training_are_refused_before_any_epoch(trained_run, tmp_path, capsys,
                                                                                        edit, said):
@@ -581,3 +583,14 @@ def test_hostile_run_files_are_one_line_errors_or_left_alone(trained_run, tmp_pa
     (run / "metrics.jsonl").write_text('{"epoch": Infinity}\n')  # not a line the run wrote: left as it is
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
     assert load_checkpoint(run / CHECKPOINT)["epoch"] == 2
+
+
+def test_a_label_that_would_make_a_huge_classifier_is_refused_before_the_model_is_built(tiny_synth, tmp_path):
+    """One line "c01/x.jpg 5000000" in a file list (its classes are its largest label + 1) built a classifier that
+    grew past 24 GB before anything said why."""
+    first, second = sorted((tiny_synth / "train").iterdir())[:2]
+    lines = [f"{path} 0" for path in sorted(first.iterdir())[:4]] + [f"{sorted(second.iterdir())[0]} 5000000"]
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="largest label is 5,000,000, .*at most 100,000"):
+        fit(dataclasses.replace(tiny_config(tiny_synth, tmp_path / "r"), data=str(tmp_path / "list.txt")))
+    assert not (tmp_path / "r").exists()
