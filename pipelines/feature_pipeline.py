@@ -140,20 +140,33 @@ def _graph(index: FeatureIndex, options: PipelineOptions, frames: int, has: Opti
 
 
 def mean_feature(index: FeatureIndex) -> np.ndarray:
-    """The data set's mean feature vector [D] over all frames of all videos: the temporal HaS fill."""
+    """The data set's mean feature vector [D] over all frames of all videos: the temporal HaS fill. Features
+    that are not finite are refused (`check_finite_features`)."""
     total, count = 0.0, 0
     for video in index.videos:
-        features = np.load(video.features, mmap_mode="r")
-        sums = features.sum(axis=0, dtype=np.float64)
-        # NaN or infinite values (or float64 ones beyond float32, which the pipeline casts to) trained into NaN
-        # weights, or stopped action-demo with a fill of NaNs that named no file.
-        beyond_float32 = features.dtype == np.float64 and np.abs(features).max() > validate.FLOAT32_MAX
-        if not np.isfinite(sums).all() or beyond_float32:
-            raise ValueError(f"{video.features} holds NaN, infinite or (float64) values beyond float32's range; "
-                             "clean the features, or leave the video out of the index")
-        total = total + sums
-        count += len(features)
+        sums, frames = _finite_sums(video)
+        total, count = total + sums, count + frames
     return total / count
+
+
+def check_finite_features(index: FeatureIndex) -> None:
+    """Refuse an index with a feature file holding NaN, infinity or float64 values beyond float32, naming it (in
+    a test index they made the printed mAP silently wrong)."""
+    for video in index.videos:
+        _finite_sums(video)
+
+
+def _finite_sums(video: Video) -> tuple[np.ndarray, int]:
+    """The per-feature sums [D] over a video's frames, and its frame count, of finite features only."""
+    features = np.load(video.features, mmap_mode="r")
+    sums = features.sum(axis=0, dtype=np.float64)
+    # NaN or infinite values (or float64 ones beyond float32, which the pipeline casts to) trained into NaN
+    # weights, or stopped action-demo with a fill of NaNs that named no file.
+    beyond_float32 = features.dtype == np.float64 and np.abs(features).max() > validate.FLOAT32_MAX
+    if not np.isfinite(sums).all() or beyond_float32:
+        raise ValueError(f"{video.features} holds NaN, infinite or (float64) values beyond float32's range; "
+                         "clean the features, or leave the video out of the index")
+    return sums, len(features)
 
 
 def _video(entry, num_classes: int, base: str, where: str) -> tuple[Video, int, np.dtype]:
@@ -203,8 +216,9 @@ def _feature_shape(path: str, where: str) -> tuple[int, int, np.dtype]:
             data_bytes = os.fstat(f.fileno()).st_size - f.tell()
     except OSError as error:
         raise ValueError(f"{where}: {path}: {error.strerror or error}") from None
-    except ValueError as error:
-        raise ValueError(f"{where}: {path} is not a .npy file numpy writes with np.save ({error})") from None
+    except ValueError as error:  # first line only: numpy's text for a long header goes on to suggest allow_pickle
+        raise ValueError(f"{where}: {path} is not a .npy file numpy writes with np.save "
+                         f"({str(error).splitlines()[0]})") from None
     if dtype.newbyteorder("=") not in FEATURE_DTYPES or dtype.byteorder == ">":
         raise ValueError(f"{where}: {path} holds {dtype.str} values; save the features as little-endian bool, "
                          "integers or floats, e.g. np.save(path, features.astype(np.float32))")

@@ -318,8 +318,9 @@ def _check_pixels(fd: int, size: int) -> Verdict:
     stream = io.BytesIO(head[8:])
     try:
         shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
-    except (ValueError, SyntaxError, TypeError) as error:
-        return Verdict("bad-header", f"has a NumPy signature but its header cannot be parsed ({error})")
+    except (ValueError, SyntaxError, TypeError) as error:  # first line: numpy's text goes on to suggest allow_pickle
+        return Verdict("bad-header", f"has a NumPy signature but its header cannot be parsed "
+                                     f"({str(error).splitlines()[0]})")
     if dtype != np.uint8 or fortran_order or len(shape) != 3 or shape[2] != 3:
         return Verdict("bad-dimensions", f"holds a {'Fortran-order ' if fortran_order else ''}{dtype} array of "
                                          f"shape {shape}; decoded pixels are uint8, C order, height x width x 3 "

@@ -9,7 +9,7 @@ import torch
 
 from dali_has import TemporalHaSConfig, validate
 from dali_has.spec import PAPER_P_HIDE
-from pipelines.feature_pipeline import FeatureIndex, mean_feature
+from pipelines.feature_pipeline import FeatureIndex, check_finite_features, mean_feature
 from pipelines.settings import MAX_THREADS
 from train.actions.synth import SPLITS, index_path
 from train.actions.training import ActionTrainConfig, check_scorable, evaluate_localization, train_action_model
@@ -50,6 +50,7 @@ def run_action_demo(settings: ActionDemoSettings, *, progress: bool = True) -> d
         raise ValueError(f"{test_index.path}'s features have {test_index.dim} values per step, "
                          f"{train_index.path}'s {train_index.dim}; both must have the same")
     check_scorable(test_index)  # before any training
+    check_finite_features(test_index)
     has = TemporalHaSConfig(settings.segment, settings.p_hide, tuple(mean_feature(train_index)))
     threads = torch.get_num_threads()
     torch.set_num_threads(settings.torch_threads)

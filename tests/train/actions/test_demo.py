@@ -1,9 +1,11 @@
 """The action demo's table: mean ± sample standard deviation over seeds, as the image demo reports."""
 import statistics
 
+import numpy as np
 import pytest
 
 from train.actions.demo import ActionDemoSettings, map_table
+from train.cli import main
 
 
 def _runs(values: list[float]) -> list[dict]:
@@ -26,3 +28,16 @@ def test_torch_threads_beyond_any_machine_are_refused():
     """100,000 made ~32,000 threads (1.1 GB) and died in a traceback."""
     with pytest.raises(ValueError, match="torch_threads=100000 must be a whole number >= 1 and <= 1024"):
         ActionDemoSettings(data="d", torch_threads=100000)
+
+
+def test_a_test_feature_that_is_not_finite_is_named_before_any_training(tmp_path, capsys):
+    """NaN in a test video's features: action-demo exited 0 and printed a wrong mAP."""
+    data = tmp_path / "acts"
+    assert main(["synth-actions", "--out", str(data), "--train-videos", "12", "--test-videos", "6",
+                 "--classes", "3", "--no-progress"]) == 0
+    victim = sorted((data / "features").glob("test_*.npy"))[0]
+    features = np.load(victim)
+    features[0, 0] = np.nan
+    np.save(victim, features)
+    assert main(["action-demo", "--data", str(data), "--seeds", "0", "--no-progress"]) == 2
+    assert f"{victim.name} holds NaN" in capsys.readouterr().err
