@@ -307,6 +307,9 @@ def _check_shard_path(shard: Path) -> None:
         raise FileNotFoundError(f"WebDataset shard {str(shard)!r} is not an existing .tar file")
     if index.is_file():
         return
+    if index.exists():  # a FIFO or device there was told to "rename it" to the name it has
+        raise ValueError(f"shard {str(shard)!r}: its index {str(index)!r} is not a regular file (a FIFO or a "
+                         f"device?); write one with DALI's `wds2idx {shard}`")
     other_case = [name for name in os.listdir(shard.parent) if name.lower() == index.name.lower()]
     if other_case:
         raise ValueError(f"shard {str(shard)!r} has its index as {other_case[0]!r}: rename it {index.name!r} (DALI "

@@ -33,6 +33,7 @@ IMAGE_EXT = "jpg"
 LABEL_EXT = "cls"
 LABEL_DIGITS = 10
 INDEX_VERSION = "v1.2"
+MAX_DIGITS = 18  # of an index's counts, offsets and sizes: int64 holds every 18-digit number (5,000 were a traceback)
 SHARD_SUFFIX = ".tar"
 INDEX_SUFFIX = ".idx"
 
@@ -146,7 +147,7 @@ def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
         lines.pop()
     header = lines[0] if lines else []
     if len(header) != 2 or header[0] != INDEX_VERSION.encode() or not header[1].isdigit() \
-            or int(header[1]) != len(lines) - 1:
+            or len(header[1]) > MAX_DIGITS or int(header[1]) != len(lines) - 1:
         cr = "; its lines end in a carriage return only (old Mac): convert them to LF" if b"\r" in raw else ""
         raise ValueError(f"{str(path)!r} is not a DALI {INDEX_VERSION} index of {len(lines) - 1} samples (first line "
                          f"{b' '.join(header).decode()!r}){cr}; rewrite it with DALI's `wds2idx`" if lines else
@@ -158,10 +159,12 @@ def read_index(shard: str | os.PathLike) -> list[IndexEntry]:
     entries = []
     for number, fields in enumerate(lines[1:], start=2):
         # bytes.isdigit(): ASCII digits only, as DALI reads them (not `²`, `١٢` or `1_000`, which int() takes)
-        if len(fields) % 4 or not all(field.isdigit() for k in (1, 2) for field in fields[k::4]):
+        if len(fields) % 4 or not all(field.isdigit() and len(field) <= MAX_DIGITS
+                                      for k in (1, 2) for field in fields[k::4]):
             raise ValueError(f"{_line(path, number, fields)}: expected '<ext> <offset> <size> <name>' per "
-                             "component, whole numbers of bytes in ASCII digits; a member name holding ASCII "
-                             "whitespace splits the line: rewrite the shards with `dali-has prepare --webdataset`")
+                             f"component, whole numbers of bytes in at most {MAX_DIGITS} ASCII digits; a member name "
+                             "holding ASCII whitespace splits the line: rewrite the shards with `dali-has prepare "
+                             "--webdataset`")
         exts = fields[::4]
         if len(set(exts)) < len(exts):  # DALI reads the first and warns; a check of another would pass what it reads
             repeated = next(ext for ext in exts if exts.count(ext) > 1).decode()
@@ -285,14 +288,15 @@ def read_labels(shard: str | os.PathLike, entries: Sequence[IndexEntry]) -> list
     """The labels of a shard's samples, read at the offsets its index gives (no scan of the tar)."""
     labels = []
     with open(shard, "rb") as tar:
+        size = os.fstat(tar.fileno()).st_size
         for entry in entries:
+            end = max(entry.label_offset + entry.label_size, entry.image_offset + entry.image_size)
+            if end > size:  # far past it, seeking raised "[Errno 22] Invalid argument" or an OverflowError, unnamed
+                raise ValueError(f"{_sample(shard, entry)}: the index places it up to byte {end}, past the end of "
+                                 f"the shard ({size} bytes): the shard was cut short (copy it again) or the index "
+                                 f"is another's (rewrite it with DALI's `wds2idx {shard}`)")
             tar.seek(entry.label_offset)
-            wanted = min(entry.label_size, LABEL_DIGITS + 1)
-            text = tar.read(wanted)
-            if len(text) < wanted:
-                raise ValueError(f"{_sample(shard, entry)}: the shard ends inside the label (byte "
-                                 f"{entry.label_offset}): it was cut short; copy it again, or rewrite it with "
-                                 "`dali-has prepare --webdataset`")
+            text = tar.read(min(entry.label_size, LABEL_DIGITS + 1))
             # Exactly that many digits: the graph reads the member whole as a number of LABEL_DIGITS places.
             if len(text) != LABEL_DIGITS or not text.isdigit():
                 raise ValueError(f"{_sample(shard, entry)}: the label is {text!r}, expected {LABEL_DIGITS} ASCII "

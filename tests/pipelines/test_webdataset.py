@@ -389,7 +389,18 @@ def test_labels_over_int32_and_a_tar_cut_inside_a_label_are_named(tmp_path):
     entry = read_index(tmp_path / "cut.tar")[-1]
     (tmp_path / "cut.tar").write_bytes((tmp_path / "cut.tar").read_bytes()[:entry.label_offset + 4])
     assert "s1 (byte" in file_check.check_shard(tmp_path / "cut.tar").detail  # was "expected 10 ASCII digits"
-    with pytest.raises(ValueError, match="sample 's1': the shard ends inside the label"):
+    with pytest.raises(ValueError, match="sample 's1': the index places it up to byte .*, past the end of the "
+                                         "shard .*cut short"):
+        dataset_labels(tmp_path / "cut.tar")
+    index = index_path(tmp_path / "cut.tar")
+    for offset in ("9000000000000000000", "9" * 18, "9" * 5000):  # seek's EINVAL, an OverflowError, a digit limit
+        index.write_text(index.read_text().replace(f" {entry.label_offset} ", f" {offset} ", 1))
+        with pytest.raises(ValueError, match="cut.idx' line 3|past the end of the shard"):
+            dataset_labels(tmp_path / "cut.tar")
+        index.write_text(index.read_text().replace(f" {offset} ", f" {entry.label_offset} ", 1))
+    index.unlink()
+    os.mkfifo(index)  # told to "rename it 'cut.idx'", the name it had
+    with pytest.raises(ValueError, match="its index .*cut.idx' is not a regular file"):
         dataset_labels(tmp_path / "cut.tar")
 
 
