@@ -254,6 +254,7 @@ def read_synth(path: str | Path, split: str = "all") -> BoxTable:
     out: BoxTable = {}
     prefix = "" if split == "all" else f"{split}/"
     common_size = _json_size(doc.get("image_size"), f"{path}: 'image_size'")
+    classes = doc.get("classes")  # the class table `dali-has synth` writes: labels index it
     for key, entry in doc["images"].items():
         if not key.startswith(prefix):
             continue
@@ -261,6 +262,8 @@ def read_synth(path: str | Path, split: str = "all") -> BoxTable:
         label = entry.get("label") if isinstance(entry, dict) else None
         if not isinstance(label, int) or isinstance(label, bool) or label < 0:
             raise BoxFormatError(f"{where}: 'label' is {label!r}, expected a class index >= 0")
+        if isinstance(classes, list) and label >= len(classes):  # was blamed on --data and --boxes' splits
+            raise BoxFormatError(f"{where}: 'label' is {label}, but the file's 'classes' names {len(classes)}")
         boxes = entry.get("boxes")
         if not isinstance(boxes, list) or not boxes or not all(
                 isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b) for b in boxes):

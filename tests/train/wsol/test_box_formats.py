@@ -145,6 +145,9 @@ def test_synth_boxes_and_splits(tmp_path):
      r"image 'a\.jpg': box .* too large"),
     ("[" * 100_000 + "]" * 100_000, r"boxes\.json: JSON nested too deep"),
     (b'{"format": "caf\xe9"}', r"boxes\.json: not UTF-8"),
+    # a label past the class table was blamed on --data and --boxes being other splits
+    ('{"format": "dali-has-synth", "classes": ["a", "b"], "images": {"a.jpg": {"label": 2, "boxes": [[0, 0, 1, 1]]}}}',
+     r"image 'a\.jpg': 'label' is 2, but the file's 'classes' names 2"),
 ])
 def test_synth_errors_name_the_file_and_place(tmp_path, text, match):
     (tmp_path / "boxes.json").write_bytes(text if isinstance(text, bytes) else text.encode())
