@@ -307,15 +307,15 @@ def _check_shard_path(shard: Path) -> None:
         raise FileNotFoundError(f"WebDataset shard {str(shard)!r} is not an existing .tar file")
     if index.is_file():
         return
-    if index.exists():  # a FIFO or device there was told to "rename it" to the name it has
-        raise ValueError(f"shard {str(shard)!r}: its index {str(index)!r} is not a regular file (a FIFO or a "
-                         f"device?); write one with DALI's `wds2idx {shard}`")
+    if os.path.lexists(index):  # a FIFO, device or broken link there was told to "rename it" to its own name
+        raise ValueError(f"shard {str(shard)!r}: its index {str(index)!r} is not a regular file (a FIFO, a device, "
+                         f"a broken link?): remove it, then write one with DALI's `wds2idx {shard} {index}`")
     other_case = [name for name in os.listdir(shard.parent) if name.lower() == index.name.lower()]
     if other_case:
         raise ValueError(f"shard {str(shard)!r} has its index as {other_case[0]!r}: rename it {index.name!r} (DALI "
                          "and this project look for that)")
     raise FileNotFoundError(f"shard {str(shard)!r} has no index {str(index)!r}: write one with DALI's `wds2idx "
-                            f"{shard}`, or prepare the data with `dali-has prepare --webdataset`")
+                            f"{shard} {index}`, or prepare the data with `dali-has prepare --webdataset`")
 
 
 def preparation(data: DataArg) -> dict | None:

@@ -294,7 +294,7 @@ def read_labels(shard: str | os.PathLike, entries: Sequence[IndexEntry]) -> list
             if end > size:  # far past it, seeking raised "[Errno 22] Invalid argument" or an OverflowError, unnamed
                 raise ValueError(f"{_sample(shard, entry)}: the index places it up to byte {end}, past the end of "
                                  f"the shard ({size} bytes): the shard was cut short (copy it again) or the index "
-                                 f"is another's (rewrite it with DALI's `wds2idx {shard}`)")
+                                 f"is another's (rewrite it with DALI's `wds2idx {shard} {index_path(shard)}`)")
             tar.seek(entry.label_offset)
             text = tar.read(min(entry.label_size, LABEL_DIGITS + 1))
             # Exactly that many digits: the graph reads the member whole as a number of LABEL_DIGITS places.

@@ -38,10 +38,11 @@ OPTIMIZERS = ("sgd", "adamw")  # SGD with momentum; AdamW with betas (momentum, 
 LR_SCHEDULES = ("step", "onecycle")
 # Epochs of any training here, bounded: 10**30 failed in a traceback (a range that long has no len()).
 MAX_EPOCHS = 1_000_000
-# Classes of a classifier, at most: ImageNet-21k has 21,841. Data that does not name its classes (a file list,
-# shards without their manifest) has as many as its largest label + 1, and one label of 5,000,000 built a
-# classifier that took 24 GB before its first step.
-MAX_CLASSES = 100_000
+# Data that does not name its classes (a file list, shards without their manifest) has as many as its largest
+# label + 1: one label of 5,000,000 built a classifier that took 24 GB before its first step. Beyond this many
+# classes (ImageNet-21k has 21,841) such data must hold more samples than classes: Google Landmarks v2 (203,094
+# classes) and face sets of 360,000 identities do, a stray label does not.
+SPARSE_CLASSES = 100_000
 
 # Paper-style SGD schedules (lr for batch 256, scaled linearly with the batch): ResNet-50 as in the standard
 # ImageNet recipe (90 epochs, /10 at 30 and 60); AlexNet-GAP as trained from scratch in the HaS paper's code

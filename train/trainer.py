@@ -63,7 +63,7 @@ from train.checkpoint import (
     prepare_run_files,
     save_checkpoint,
 )
-from train.config import MAX_CLASSES, TrainConfig
+from train.config import SPARSE_CLASSES, TrainConfig
 from train.models import check_crop_fits
 from train.wsol.evaluate import check_evaluation, evaluate_model
 
@@ -124,11 +124,10 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
     classes = num_classes(cfg.data) if names is None else len(names)
     if classes < 2:  # a one-class "classifier" trained to loss 0 and 100 % top-1 on nothing
         raise ValueError(f"--data {cfg.data} holds {classes} class; a classifier needs at least 2")
-    if classes > MAX_CLASSES:
+    if names is None and classes > SPARSE_CLASSES and classes > (samples := len(dataset_labels(cfg.data))):
         raise ValueError(f"--data {cfg.data}: its largest label is {classes - 1:,}, which makes a classifier of "
-                         f"{classes:,} classes; dali-has trains at most {MAX_CLASSES:,} (labels "
-                         f"0..{MAX_CLASSES - 1:,}): check the labels (a file list's second column, a shard's "
-                         ".cls), which must number the classes from 0")
+                         f"{classes:,} classes for {samples:,} samples: check the labels (a file list's second "
+                         "column, a shard's .cls), which number the classes from 0")
     check_crop_fits(lambda: cfg.build_model(classes), cfg.crop, cfg.arch)  # and a crop the network cannot take
     if cfg.val is not None:  # and validation settings it would refuse only after the first epoch
         check_evaluation(cfg, cfg.val.data, model_classes=classes, model_class_names=names, boxes=cfg.val.boxes,

@@ -399,8 +399,13 @@ def test_labels_over_int32_and_a_tar_cut_inside_a_label_are_named(tmp_path):
             dataset_labels(tmp_path / "cut.tar")
         index.write_text(index.read_text().replace(f" {offset} ", f" {entry.label_offset} ", 1))
     index.unlink()
-    os.mkfifo(index)  # told to "rename it 'cut.idx'", the name it had
-    with pytest.raises(ValueError, match="its index .*cut.idx' is not a regular file"):
+    os.mkfifo(index)  # told to "rename it 'cut.idx'", the name it had, and to run wds2idx, which wrote into it
+    with pytest.raises(ValueError, match=f"its index .*cut.idx' is not a regular file .*remove it, then .*wds2idx "
+                                         f"{tmp_path / 'cut.tar'} {index}"):
+        dataset_labels(tmp_path / "cut.tar")
+    index.unlink()
+    index.symlink_to(tmp_path / "gone.idx")  # a broken link: the same
+    with pytest.raises(ValueError, match="cut.idx' is not a regular file"):
         dataset_labels(tmp_path / "cut.tar")
 
 

@@ -17,7 +17,7 @@ import torch
 
 from dali_has import HaSConfig
 from pipelines import TrainAugment
-from train import checkpoint
+from train import checkpoint, trainer
 from train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, temporaries
 from train.cli import main
 from train.config import TrainConfig
@@ -585,12 +585,22 @@ def test_hostile_run_files_are_one_line_errors_or_left_alone(trained_run, tmp_pa
     assert load_checkpoint(run / CHECKPOINT)["epoch"] == 2
 
 
-def test_a_label_that_would_make_a_huge_classifier_is_refused_before_the_model_is_built(tiny_synth, tmp_path):
+def test_a_label_that_would_make_a_huge_classifier_is_refused_before_the_model_is_built(tiny_synth, tmp_path,
+                                                                                        monkeypatch):
     """One line "c01/x.jpg 5000000" in a file list (its classes are its largest label + 1) built a classifier that
-    grew past 24 GB before anything said why."""
+    grew past 24 GB before anything said why. Many classes with more samples than classes train (a first bound
+    of 100,000 classes refused Google Landmarks v2)."""
     first, second = sorted((tiny_synth / "train").iterdir())[:2]
-    lines = [f"{path} 0" for path in sorted(first.iterdir())[:4]] + [f"{sorted(second.iterdir())[0]} 5000000"]
-    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match="largest label is 5,000,000, .*at most 100,000"):
-        fit(dataclasses.replace(tiny_config(tiny_synth, tmp_path / "r"), data=str(tmp_path / "list.txt")))
+    images = sorted(first.iterdir())[:4] + sorted(second.iterdir())[:1]
+
+    def train_on(labels):
+        (tmp_path / "list.txt").write_text("".join(f"{path} {label}\n" for path, label in zip(images, labels)))
+        return fit(dataclasses.replace(tiny_config(tiny_synth, tmp_path / "r"), data=str(tmp_path / "list.txt")))
+
+    with pytest.raises(ValueError, match="largest label is 5,000,000, .*of 5,000,001 classes for 5 samples"):
+        train_on([0, 0, 0, 0, 5_000_000])
     assert not (tmp_path / "r").exists()
+    monkeypatch.setattr(trainer, "SPARSE_CLASSES", 3)
+    with pytest.raises(ValueError, match="largest label is 5, which makes a classifier of 6 classes for 5 samples"):
+        train_on([0, 1, 2, 3, 5])
+    assert train_on([0, 1, 2, 3, 4])  # 5 classes, 5 samples

@@ -1,4 +1,4 @@
-"""Weakly supervised temporal action localization from a 1-D CAM, scored THUMOS-style (paper §4.2.3).
+"""Weakly supervised temporal action localization from a 1-D CAM, scored by mAP (paper §4.2.3).
 
 Predictions: for each class the video is likely to contain, the stretches where its CAM exceeds a fraction
 (0.5) of the CAM's maximum, each one segment with a score. Evaluation: per class, all predictions of the data

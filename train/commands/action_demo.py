@@ -16,7 +16,7 @@ def register(subparsers) -> None:
         description="Train the paper's §4.2.3 classifier (two 1x1 temporal convs with 500 kernels, global max "
                     "pooling, softmax) on DATA/train.json with and without temporal Hide-and-Seek (fill = the "
                     "training set's mean feature), then localize actions on DATA/test.json from the 1-D CAM "
-                    "(segments above 50% of its max) and print THUMOS-style mAP at temporal IoU 0.1..0.5, "
+                    "(segments above 50% of its max) and print mAP (ActivityNet's AP) at temporal IoU 0.1..0.5, "
                     "mean ± std over seeds. `dali-has synth-actions` makes a DATA folder.")
     add_data(p, "folder with train.json and test.json feature indexes")
     p.add_argument("--seeds", type=int, nargs="+", default=list(ActionDemoSettings.seeds), metavar="SEED",
