@@ -75,7 +75,7 @@ from train.bench.timing import (
     nvtx_range,
     write_json,
 )
-from train.config import ARCH_DEFAULTS, MOMENTUM
+from train.config import ARCH_DEFAULTS, MOMENTUM, scaled_lr
 from train.models import ARCHS, build_model, check_crop_fits
 from train.trainer import make_optimizer
 
@@ -652,7 +652,7 @@ def _train_step(s: BenchSettings, compile: bool = False):
     net = torch.compile(model) if compile else model
     # The trainer's default optimizer for this architecture (the paper's SGD), at this batch size.
     defaults = ARCH_DEFAULTS[s.arch]
-    opt = make_optimizer(model, "sgd", lr=defaults["lr"] * s.batch_size / 256, momentum=MOMENTUM,
+    opt = make_optimizer(model, "sgd", lr=scaled_lr(defaults["lr"], s.batch_size), momentum=MOMENTUM,
                          weight_decay=defaults["weight_decay"])
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> int:
