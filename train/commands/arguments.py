@@ -11,6 +11,7 @@ import tempfile
 from fnmatch import fnmatch
 from pathlib import Path
 
+from dali_has.spec import PAPER_P_HIDE, PAPER_PATCH_SIZES
 from pipelines.files import IMAGE_FILTERS
 from pipelines.settings import DEVICES
 from pipelines.webdataset import INDEX_SUFFIX, SHARD_SUFFIX
@@ -49,9 +50,11 @@ def add_num_threads(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
                        help="DALI CPU threads (default: usable cores / processes on this node)")
 
 
-def add_has(p: argparse.ArgumentParser, *, defaults: str = "") -> None:
+def add_has(p: argparse.ArgumentParser) -> None:
+    """--has-patch-sizes and --has-p-hide; not given, they are the paper's (HaSConfig's defaults)."""
     p.add_argument("--has-patch-sizes", type=int, nargs="+", metavar="S",
-                   help="Hide-and-Seek grid cell sizes in pixels of the network input, 0 = no hiding" + defaults)
+                   help="Hide-and-Seek grid cell sizes in pixels of the network input, 0 = no hiding (default "
+                        f"{spaced(PAPER_PATCH_SIZES)}, p {PAPER_P_HIDE})")
     p.add_argument("--has-p-hide", type=float, metavar="P", help="probability that a cell is hidden")
 
 

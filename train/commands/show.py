@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dali_has.spec import PAPER_P_HIDE, PAPER_PATCH_SIZES
 from pipelines.settings import CROP, RANDOM_AREA
-from train.commands.arguments import add_data, add_has, output_file
+from train.commands.arguments import add_data, add_has, output_file, spaced
 
 
 def register(sub) -> None:
@@ -17,10 +17,10 @@ def register(sub) -> None:
     p.add_argument("--columns", type=int, default=8, help="tiles per row (default %(default)s)")
     p.add_argument("--crop", type=int, default=CROP, help="network input side (default %(default)s)")
     p.add_argument("--scale", type=int, default=1, help="enlarge each tile this many times")
-    add_has(p, defaults=f" (default {' '.join(map(str, PAPER_PATCH_SIZES))}, p {PAPER_P_HIDE})")
+    add_has(p)
     p.set_defaults(has_patch_sizes=list(PAPER_PATCH_SIZES), has_p_hide=PAPER_P_HIDE)
     p.add_argument("--random-area", type=float, nargs=2, default=list(RANDOM_AREA), metavar=("MIN", "MAX"),
-                   help="random-resized-crop area range (default %(default)s)")
+                   help=f"random-resized-crop area range (default {spaced(RANDOM_AREA)})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
                    help="dataset mean RGB, 0..255 (from `dali-has mean`); hidden pixels show it")

@@ -5,7 +5,6 @@ import argparse
 import os
 from pathlib import Path
 
-from dali_has.spec import PAPER_P_HIDE, PAPER_PATCH_SIZES
 from pipelines.settings import CROP_RATIO, DTYPE_NAMES, FLIP_PROBABILITY, RANDOM_AREA, default_device
 from train.commands.arguments import (
     LOADER_DATA_HELP,
@@ -34,7 +33,7 @@ def register(sub) -> None:
     p.add_argument("--arch", choices=tuple(ARCHS))
     p.add_argument("--has", action=argparse.BooleanOptionalAction, default=None,
                    help="Hide-and-Seek on the training images (default on)")
-    add_has(p, defaults=f" (default {spaced(PAPER_PATCH_SIZES)}, p {PAPER_P_HIDE})")
+    add_has(p)
     p.add_argument("--has-fill", type=float, nargs="+", metavar="V",
                    help="fill after normalization (0 = the normalization mean)")
     for name, kind in (("epochs", int), ("batch-size", int), ("lr", float), ("momentum", float),
