@@ -45,6 +45,7 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 from dali_has import HaSConfig, validate
 from pipelines import webdataset
 from pipelines.bad_files import NO_FILES, SHARDS, explain, explain_shard_sample, read_dali_error
+from pipelines.dali_checkpoint import check_reader_state
 from pipelines.errors import UnreadableImageError
 from pipelines.file_check import usable_dataset
 from pipelines.files import WEBDATASET, Dataset, list_shards, stores_pixels
@@ -266,6 +267,12 @@ class EpochLoader:
 
     def _open(self, checkpoint: Optional[bytes] = None) -> None:
         options = replace(self._options, seed=rebuild_seed(self._options.seed, self._rebuilds), checkpoint=checkpoint)
+        if checkpoint is not None:
+            try:
+                check_reader_state(checkpoint, self._reader_name)
+            except ValueError as error:
+                raise ValueError(f"the DALI checkpoint is damaged or edited: {error}; resume from an intact state "
+                                 "(a loader's state_dict())") from None
         try:
             self._pipeline = self._define(options)
             self._pipeline.build()

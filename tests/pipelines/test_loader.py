@@ -273,6 +273,32 @@ def test_a_state_whose_checkpoint_is_not_at_an_epoch_start_is_refused(dataset):
     assert torch.equal(_by_label(*epoch(original)), _by_label(*epoch(resumed)))
 
 
+def test_a_reader_state_dali_would_wait_on_for_ever_is_refused(dataset):
+    """DALI restores a reader's generator from any text; one stuck at 0 ("abc", "0", 2^31 - 1) made the next
+    `for` wait for ever (a crafted checkpoint hung `train --resume`). The state is refused, the loader kept."""
+    make = lambda: small_loader(dataset / "list_11.txt", batch_size=2, seed=4, checkpointing=True)  # noqa: E731
+    original = make()
+    epoch(original)
+    state = original.state_dict()
+    # DALI 2.4's layout (see pipelines.dali_checkpoint): the reader's operator record, its state, the loader's
+    # state, the generator's text, each behind its one-byte length.
+    written = re.search(rb"\n(.)\n\x06Reader\x12(.)\n(.)\n(.)(\d+)\x10", state["pipeline"], re.S)
+    assert written is not None and len(written.group(5)) == written.group(4)[0]
+    for stuck in (b"0", b"2147483647", b"abc"):
+        grown = len(stuck) - len(written.group(5))
+        op, reader_state, loader_state, _ = (written.group(i)[0] + grown for i in range(1, 5))
+        record = b"\n%c\n\x06Reader\x12%c\n%c\n%c%s\x10" % (op, reader_state, loader_state, len(stuck), stuck)
+        edited = state["pipeline"].replace(written.group(0), record)
+        resumed = make()
+        with pytest.raises(ValueError, match=f"damaged or edited: the reader's generator state b'{stuck.decode()}'"
+                                             " is not one DALI writes"):
+            resumed.load_state_dict({**state, "pipeline": edited})
+        assert len(epoch(resumed)[1]) == len(resumed)  # left as it was
+    with pytest.raises(ValueError, match="damaged or edited: not a DALI checkpoint of this loader's pipeline: 0 "
+                                         "states of the reader 'Reader'"):
+        make().load_state_dict({**state, "pipeline": state["pipeline"].replace(b"\x06Reader", b"\x06Other_")})
+
+
 @pytest.mark.parametrize("num_shards", [2, 3])
 def test_every_shard_of_a_split_loader_resumes_exactly(dataset, num_shards):
     """DALI keeps the record of all shards in each one's checkpoint: a check that expected only its own refused every
@@ -304,8 +330,12 @@ def test_loader_states_are_checked(dataset):
         small_loader(dataset / "list_7.txt").load_state_dict(state)
     with pytest.raises(ValueError, match="checkpoint of type str"):
         small_loader(dataset, checkpoint="not bytes")
-    with pytest.raises(ValueError, match="DALI checkpoint cannot be restored"):
+    with pytest.raises(ValueError, match="damaged or edited: not a DALI checkpoint of this loader's pipeline"):
         small_loader(dataset, checkpoint=b"not a checkpoint")
+    evaluation = small_loader(dataset, train=False, checkpointing=True)
+    epoch(evaluation)
+    with pytest.raises(ValueError, match="cannot be restored by this loader.s pipeline.*another pipeline"):
+        small_loader(dataset, checkpoint=evaluation.state_dict()["pipeline"])
 
 
 def test_a_refused_state_leaves_the_loader_as_it_was(dataset):
@@ -319,8 +349,8 @@ def test_a_refused_state_leaves_the_loader_as_it_was(dataset):
     expected = _by_label(*epoch(resumed))
     for bad, message in ((dict(state, rebuilds=-1), "rebuilds=-1"),
                          (dict(state, pipeline="x"), "pipeline is a str"),
-                         (dict(state, pipeline=b"junk"), "DALI checkpoint cannot be restored"),
-                         (dict(state, pipeline=state["pipeline"][:20]), "DALI checkpoint cannot be restored")):
+                         (dict(state, pipeline=b"junk"), "damaged or edited: not a DALI checkpoint"),
+                         (dict(state, pipeline=state["pipeline"][:20]), "damaged or edited: not a DALI checkpoint")):
         with pytest.raises(ValueError, match=message):
             loader.load_state_dict(bad)
     assert torch.equal(_by_label(*epoch(loader)), expected)  # the epoch the loader was about to start
