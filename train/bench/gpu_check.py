@@ -172,7 +172,9 @@ def fused_resize_kernel_passed(junit: Path) -> bool:
 
 def _run_step(step: Step, out: Path, limit_s: float) -> dict:
     started = time.monotonic()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    # Unbuffered: a step killed at its time limit keeps in its log what it had printed.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               PYTHONUNBUFFERED="1")
     with open(out / f"{step.name}.log", "w") as log:
         # A session of its own: on a time-out the whole group is killed, the step's own subprocesses too (they
         # outlived it and overlapped the next steps' timings).

@@ -48,7 +48,8 @@ def test_the_test_steps_collect_the_gpu_tests_from_the_repository_the_untried_ke
     assert not any(gpu_check.FUSED_RESIZE_TESTS in test for test in other)
 
 
-def test_step_runner_reports_ok_failure_and_timeout(tmp_path):
+def test_step_runner_reports_ok_failure_and_timeout(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # as on a machine that does not set it
     def step(name, code):
         return gpu_check.Step(name, [sys.executable, "-c", code], 30)
 
@@ -56,7 +57,10 @@ def test_step_runner_reports_ok_failure_and_timeout(tmp_path):
     assert (tmp_path / "ok.log").read_text().strip() == "hi"
     failed = gpu_check._run_step(step("bad", "raise SystemExit(3)"), tmp_path, 30)
     assert (failed["status"], failed["returncode"]) == ("failed", 3)
-    assert gpu_check._run_step(step("slow", "import time; time.sleep(30)"), tmp_path, 1)["status"] == "timeout"
+    # What a step printed before its time ran out stays in its log (it was lost in Python's buffer).
+    slow = step("slow", "import time; print('started'); time.sleep(30)")
+    assert gpu_check._run_step(slow, tmp_path, 3)["status"] == "timeout"
+    assert (tmp_path / "slow.log").read_text().strip() == "started"
     # A time-out ends the step's subprocesses too: they outlived it, running into the next steps' timings.
     marker = tmp_path / "grandchild-alive"
     (tmp_path / "grandchild.py").write_text(f"import time\ntime.sleep(3)\nopen({str(marker)!r}, 'w').close()\n")
