@@ -18,7 +18,7 @@ plugin cannot be built, `impl="auto"` runs the chain of DALI built-ins (with `hi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
 from nvidia.dali import fn, types
@@ -38,8 +38,8 @@ Channels = Union[float, Sequence[float]]
 
 def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mirror=0, mean: Channels = 0.0,
                                  std: Channels = 1.0, dtype=types.FLOAT, layout: str = "CHW",
-                                 has: Optional[HaSConfig] = None, impl: str = "auto", has_impl: str = "auto",
-                                 window=None):
+                                 has: Union[None, HaSConfig, dict] = None, impl: str = "auto",
+                                 has_impl: str = "auto", window=None):
     """Resize, flip, normalize and (optionally) Hide-and-Seek a batch of decoded images in one operator.
 
     Args:
@@ -53,8 +53,8 @@ def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mir
         mean, std: normalization (x - mean) / std on the 0..255 scale, one value or one per channel.
         dtype: types.FLOAT or types.FLOAT16 (DALI 2.4 has no bfloat16).
         layout: "CHW" or "HWC", of each output sample.
-        has: Hide-and-Seek settings, applied on the output grid after the flip, fill in normalized units;
-            None hides nothing.
+        has: Hide-and-Seek settings (a HaSConfig or a dict of its settings), applied on the output grid after the
+            flip, fill in normalized units; None hides nothing.
         impl: "fused" (the plugin's operator; GPU images need `fused.gpu_available()`), "builtin" (fn.resize +
             fn.crop_mirror_normalize + `hide_and_seek(impl=has_impl)`), or "auto": the operator for CPU images
             when the plugin loads and `has_impl` is not "composed", else the built-ins.
@@ -80,8 +80,7 @@ def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mir
     std = _channels("std", std, positive=True)
     validate.one_of("dtype", dtype, OUTPUT_TYPES)
     validate.one_of("layout", layout, LAYOUTS)
-    if has is not None and not isinstance(has, HaSConfig):
-        raise ValueError(f"has={has!r}; expected None or a dali_has.HaSConfig")
+    has = HaSConfig.given(has)
     _check_output_range(mean, std, () if has is None else has.fill, dtype)
     validate.one_of("impl", impl, IMPLEMENTATIONS)
     validate.one_of("has_impl", has_impl, operator.IMPLEMENTATIONS)

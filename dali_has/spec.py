@@ -63,6 +63,16 @@ class HaSConfig:
     def to_dict(self) -> dict:
         return {"patch_sizes": list(self.patch_sizes), "p_hide": self.p_hide, "fill": list(self.fill)}
 
+    @classmethod
+    def given(cls, has: Union[None, HaSConfig, dict], name: str = "has") -> Union[None, HaSConfig]:
+        """What a `has=` argument may be: None (no Hide-and-Seek), a HaSConfig, or a dict of its settings
+        (unknown keys are errors)."""
+        if has is None or isinstance(has, HaSConfig):
+            return has
+        if isinstance(has, dict):
+            return cls.from_dict(has)
+        raise ValueError(f"{name}={has!r}; expected None, a dali_has.HaSConfig or a dict of its settings")
+
     def for_channels(self, channels: int) -> HaSConfig:
         """These settings with the fill given per channel (a scalar fill repeated)."""
         return HaSConfig(self.patch_sizes, self.p_hide, self.fill_for(channels))

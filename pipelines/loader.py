@@ -50,7 +50,7 @@ from pipelines.errors import UnreadableImageError
 from pipelines.file_check import usable_dataset
 from pipelines.files import WEBDATASET, Dataset, list_shards, stores_pixels
 from pipelines.reader import READER_NAME
-from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment, split_options
+from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment, as_train_augment, split_options
 from pipelines.train_pipeline import train_pipeline
 from pipelines.val_pipeline import eval_resize, val_pipeline
 
@@ -349,12 +349,7 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
     image = ImageOptions(data=data, **image)
     if has is not None and augment is not None:
         raise ValueError("give Hide-and-Seek settings either as has=... or inside augment=..., not both")
-    if augment is None:
-        augment = TrainAugment(has=has)
-    elif isinstance(augment, dict):
-        augment = TrainAugment.from_dict(augment)
-    elif not isinstance(augment, TrainAugment):
-        raise ValueError(f"augment={augment!r}; expected a pipelines.TrainAugment or a dict of its settings")
+    augment = TrainAugment(has=has) if augment is None else as_train_augment(augment)
     if train:
         if ten_crop or resize is not None:  # a training crop is resized from a random window: no resize to ignore
             raise ValueError(f"{'ten_crop=True' if ten_crop else f'resize={resize!r}'} is an evaluation setting; use "

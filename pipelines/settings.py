@@ -221,7 +221,7 @@ class TrainAugment:
     shuffle_buffer: int = SHUFFLE_BUFFER
 
     def __post_init__(self):
-        _set(self, "has", as_has_config(self.has))
+        _set(self, "has", HaSConfig.given(self.has))
         validate.one_of("has_impl", self.has_impl, HAS_IMPLEMENTATIONS)
         validate.one_of("resize_impl", self.resize_impl, RESIZE_IMPLEMENTATIONS)
         _set(self, "random_area", validate.number_range("random_area", self.random_area, high=1.0))
@@ -242,13 +242,16 @@ class TrainAugment:
                 "flip_probability": self.flip_probability, "shuffle_buffer": self.shuffle_buffer}
 
 
-def as_has_config(has: Union[None, HaSConfig, dict]) -> Optional[HaSConfig]:
-    """None (no Hide-and-Seek), a HaSConfig, or a dict of its settings (unknown keys are errors)."""
-    if has is None or isinstance(has, HaSConfig):
-        return has
-    if isinstance(has, dict):
-        return HaSConfig.from_dict(has)
-    raise ValueError(f"has={has!r}; expected None, a dali_has.HaSConfig or a dict of its settings")
+def as_train_augment(augment: Union[None, TrainAugment, dict]) -> TrainAugment:
+    """None (the defaults, no Hide-and-Seek), a TrainAugment, or a dict of its settings (unknown keys are
+    errors)."""
+    if augment is None:
+        return TrainAugment()
+    if isinstance(augment, dict):
+        return TrainAugment.from_dict(augment)
+    if not isinstance(augment, TrainAugment):
+        raise ValueError(f"augment={augment!r}; expected a pipelines.TrainAugment or a dict of its settings")
+    return augment
 
 
 def split_options(options: dict) -> tuple[dict, dict]:

@@ -8,7 +8,7 @@ otherwise the built-ins fn.resize + fn.crop_mirror_normalize followed by `dali_h
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 from nvidia.dali import Pipeline, fn, pipeline_def
 
@@ -16,19 +16,22 @@ from dali_has import resize_mirror_normalize_hide
 from pipelines.decoder import decode_random_crop
 from pipelines.files import Dataset
 from pipelines.reader import checked_files, holds_pixels, read_files
-from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment
+from pipelines.settings import ImageOptions, PipelineOptions, TrainAugment, as_train_augment
 
 
-def train_pipeline(options: PipelineOptions, image: ImageOptions, augment: TrainAugment = TrainAugment(), *,
-                   files: Optional[Dataset] = None) -> Pipeline:
+def train_pipeline(options: PipelineOptions, image: ImageOptions,
+                   augment: Union[None, TrainAugment, dict] = None, *, files: Optional[Dataset] = None) -> Pipeline:
     """A DALI pipeline (not built yet) whose outputs are (images [crop, crop] in image.layout, int64 labels).
 
+    augment: the training augmentation (a TrainAugment or a dict of its settings); None = the defaults, no
+        Hide-and-Seek.
     files: the checked files of image.data (`pipelines.file_check.usable_dataset`); None = check them now.
 
     Hide-and-Seek (`augment.has`) runs after normalization, so its `fill` is in normalized units
     (`pipelines.has_fill` converts a data set's mean colour).
     """
-    return _train_graph(options, image, augment, files, **options.pipeline_kwargs(options.pipeline_seed))
+    return _train_graph(options, image, as_train_augment(augment), files,
+                        **options.pipeline_kwargs(options.pipeline_seed))
 
 
 @pipeline_def

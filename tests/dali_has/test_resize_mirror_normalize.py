@@ -352,7 +352,8 @@ def test_fused_on_gpu_images_is_refused_saying_why_where_the_kernel_cannot_run(m
     ({"std": float("nan")}, "std="),
     ({"dtype": types.INT32}, "dtype="),
     ({"layout": "NCHW"}, "layout='NCHW'"),
-    ({"has": {"p_hide": 0.5}}, "has="),
+    ({"has": [0.5]}, r"has=\[0.5\]; expected None, a dali_has.HaSConfig or a dict"),
+    ({"has": {"p_hid": 0.5}}, "p_hid"),
     ({"impl": "gpu"}, "impl='gpu'"),
     ({"window": (1, 2, 3)}, "window="),
     # Each of these was accepted and then ignored, misread or written as infinities:
@@ -369,6 +370,17 @@ def test_fused_on_gpu_images_is_refused_saying_why_where_the_kernel_cannot_run(m
 def test_wrapper_rejects_bad_arguments_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         resize_mirror_normalize_hide(None, **{"size": 8, **kwargs})
+
+
+def test_has_settings_may_be_a_dict_as_everywhere_else():
+    def graph(has):
+        @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+        def pipe():
+            return resize_mirror_normalize_hide(fn.external_source(name="x", layout="HWC"), size=8, has=has)
+        return pipe().serialize()
+
+    settings = {"patch_sizes": [0, 4], "p_hide": 0.25, "fill": 0.5}
+    assert graph(settings) == graph(HaSConfig(**settings)) != graph(None)
 
 
 def test_has_settings_are_validated_by_hasconfig():

@@ -45,6 +45,14 @@ def test_numpy_and_torch_values_are_read_as_their_elements():
         HaSConfig(patch_sizes=np.array([[16, 32]]))  # a nested array is not a list of sizes
 
 
+def test_a_has_argument_is_none_a_config_or_a_dict_of_its_settings():
+    cfg = HaSConfig(patch_sizes=(0, 8), p_hide=0.25)
+    assert HaSConfig.given(None) is None and HaSConfig.given(cfg) is cfg
+    assert HaSConfig.given({"patch_sizes": [0, 8], "p_hide": 0.25}) == cfg
+    with pytest.raises(ValueError, match=r"augment.has=\(0, 8\); expected None, a dali_has.HaSConfig or a dict"):
+        HaSConfig.given((0, 8), "augment.has")
+
+
 def test_dict_round_trip_and_unknown_keys():
     cfg = HaSConfig(patch_sizes=(0, 8), p_hide=0.25, fill=(1, 2, 3))
     assert HaSConfig.from_dict(cfg.to_dict()) == cfg

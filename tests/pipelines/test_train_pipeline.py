@@ -136,6 +136,18 @@ def test_train_pipeline_is_a_dali_pipeline_with_chw_images_and_scalar_int64_labe
     assert np.array(labels.as_tensor()).dtype == np.int64 and labels.as_tensor().shape() == [2]
 
 
+def test_augment_may_be_a_dict_of_its_settings(constant):
+    """A dict failed deep inside the graph with AttributeError: 'dict' object has no attribute 'shuffle_buffer'."""
+    def graph(augment):
+        options = PipelineOptions(batch_size=2, num_threads=1, seed=0)
+        return train_pipeline(options, ImageOptions(data=constant, crop=8), augment).serialize()
+
+    settings = {"has": {"patch_sizes": [4], "p_hide": 0.5}, "flip_probability": 0.0}
+    assert graph(settings) == graph(TrainAugment.from_dict(settings)) != graph(None) == graph(TrainAugment())
+    with pytest.raises(ValueError, match="augment=0.5; expected a pipelines.TrainAugment or a dict"):
+        graph(0.5)
+
+
 @pytest.mark.parametrize("resize_impl, has_impl, plugin_op", [
     ("builtin", "composed", None), ("builtin", "fused", b"dali_has__HideAndSeek"),
     ("auto", "composed", None),  # asking for the composition keeps the built-in chain
