@@ -97,7 +97,7 @@ class EpochLoader:
         self._iterator: Optional[DALIGenericIterator] = None
         self._open(options.checkpoint)
         self.batch_size = options.batch_size
-        self.num_samples = shard_size(self.dataset_size, options.shard_id, options.num_shards)
+        self.num_samples = len(shard_range(self.dataset_size, options.shard_id, options.num_shards))
         _OPEN_LOADERS.add(self)
 
     def __len__(self) -> int:
@@ -191,7 +191,7 @@ class EpochLoader:
         # DALI's record at an epoch start (pad_last_batch, stick_to_shard): its size is the largest shard's, which
         # every shard is padded to; sizes and counters are kept for all shards, not only this loader's.
         expected = {"size": math.ceil(self.dataset_size / shards), "counter": 0, "shards": [self._options.shard_id],
-                    "shard sizes": [shard_size(self.dataset_size, i, shards) for i in range(shards)],
+                    "shard sizes": [len(shard_range(self.dataset_size, i, shards)) for i in range(shards)],
                     "counters": [0] * shards}
         if restored != expected:
             differ = "; ".join(f"{key} {restored[key]} (expected {expected[key]})" for key in expected
@@ -404,8 +404,8 @@ class DaliLoader(EpochLoader):
         # among all the files.
         o, samples = self._options, self._files.samples
         if not self._train:
-            first = o.shard_id * len(samples) // o.num_shards
-            samples = samples[first:first + shard_size(len(samples), o.shard_id, o.num_shards)]
+            shard = shard_range(len(samples), o.shard_id, o.num_shards)
+            samples = samples[shard.start:shard.stop]
         return explain(error, o, [str(self._files.root / name) for name, _ in samples], data=self._image.data,
                        root=str(self._files.root), image=self._image, pixels=stores_pixels(self._files))
 
@@ -425,9 +425,9 @@ def samples_digest(files: Dataset) -> str:
     return digest.hexdigest()
 
 
-def shard_size(dataset_size: int, shard_id: int, num_shards: int) -> int:
-    """DALI's split: shard i holds samples [floor(i*N/S), floor((i+1)*N/S))."""
-    return (shard_id + 1) * dataset_size // num_shards - shard_id * dataset_size // num_shards
+def shard_range(dataset_size: int, shard_id: int, num_shards: int) -> range:
+    """DALI's split: shard i holds samples [floor(i*N/S), floor((i+1)*N/S)) in reader order."""
+    return range(shard_id * dataset_size // num_shards, (shard_id + 1) * dataset_size // num_shards)
 
 
 def rebuild_seed(seed: Optional[int], rebuilds: int) -> Optional[int]:

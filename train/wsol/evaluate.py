@@ -21,6 +21,7 @@ from tqdm import tqdm
 from dali_has import validate
 from pipelines import make_loader
 from pipelines.files import PIXELS_SUFFIX, PREPARE_MANIFEST, class_names, load_dataset, num_classes
+from pipelines.loader import shard_range
 from pipelines.orientation import exif_orientation, upright_boxes, upright_size
 from pipelines.settings import PASS_BATCH_SIZE, torch_device
 from pipelines.val_pipeline import TEN_CROP_POSITIONS, crop_window, eval_resize
@@ -31,10 +32,10 @@ from train.models import CAMNet
 from train.tables import format_table
 from train.wsol.box_formats import HELD_OUT_SPLIT, Annotation, BoxTable, check_box, read_boxes
 from train.wsol.cam import class_activation_maps, fraction_of_max
-from train.wsol.localization import ClassificationMeter, LocalizationMeter, boxes_from_cam
+from train.wsol.localization import PAPER_CAM_THRESHOLD, ClassificationMeter, LocalizationMeter, boxes_from_cam
 
 CENTER_CROP = TEN_CROP_POSITIONS.index((0.5, 0.5))
-CAM_THRESHOLDS = {"alexnet_gap": 0.20, "resnet50": 0.20}  # paper §4.1.1: AlexNet-GAP 0.20
+CAM_THRESHOLDS = {"alexnet_gap": PAPER_CAM_THRESHOLD, "resnet50": PAPER_CAM_THRESHOLD}
 
 
 @dataclass
@@ -146,7 +147,7 @@ def evaluate(run_dir: str | Path, data: str, boxes: str, *, checkpoint: str = CH
         boxes: ILSVRC XML file/folder, CUB-200-2011 folder or the synthetic set's boxes.json (`read_boxes`).
         checkpoint: which weights of the run, the latest (checkpoint.pt) or the best validated (best.pt).
         ten_crop: class scores averaged over the paper's 10 crops (the CAM stays the centre crop's).
-        cam_threshold: fraction of the CAM max for the box; None = the architecture's (paper: 0.20).
+        cam_threshold: fraction of the CAM max for the box; None = the architecture's (CAM_THRESHOLDS).
         batch_size, device, num_threads: of the validation loader.
         resize: shorter side before the centre crop; None = crop / 0.875.
         split: the CUB / synthetic split `data` holds.
@@ -231,8 +232,8 @@ def evaluate_model(model: CAMNet, cfg: TrainConfig, data: str, *, boxes: str | N
                          num_shards=num_shards)
     annotations = None
     if matched is not None:
-        start = shard_id * loader.dataset_size // num_shards  # DALI's shard i: [i*N/S, (i+1)*N/S) in file order
-        annotations = matched[start:start + loader.num_samples]
+        shard = shard_range(loader.dataset_size, shard_id, num_shards)  # in file order: unshuffled
+        annotations = matched[shard.start:shard.stop]
     meter = ClassificationMeter() if annotations is None else LocalizationMeter(cam_threshold=threshold)
     kept: list[Example] = []
     index = 0

@@ -53,6 +53,8 @@ from torchvision.ops import box_iou as _torchvision_box_iou
 from dali_has import validate
 from train.wsol.cam import fraction_of_max, normalize_cams
 
+PAPER_CAM_THRESHOLD = 0.20  # of the CAM's max, for the box (paper §4.1.1, AlexNet-GAP)
+LOC_IOU = 0.5  # a box with this IoU or more localizes its object (GT-known Loc, Top-1 Loc)
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)  # MaxBoxAccV2's δ levels
 CAM_CURVE_INTERVAL = 0.001  # wsolevaluation's default --cam_curve_interval (config.py)
 # 8-connectivity inside each map of a stack [L, H, W], none across maps: one label call for all thresholds.
@@ -211,7 +213,7 @@ class LocalizationMeter(ClassificationMeter):
 
     Args:
         cam_threshold: fraction of the CAM max for GT-known / Top-1 Loc (AlexNet-GAP 0.20, GoogLeNet-GAP 0.30).
-        iou_threshold: IoU needed for GT-known / Top-1 Loc (0.5).
+        iou_threshold: IoU needed for GT-known / Top-1 Loc.
         iou_thresholds, cam_curve_interval: MaxBoxAccV2's IoU levels and threshold sweep step.
 
     Use: `update(logits, labels, cams, true_boxes)` per batch (see its docstring for shapes), then `compute()`;
@@ -221,7 +223,7 @@ class LocalizationMeter(ClassificationMeter):
         ValueError: an invalid setting (named); in update(), batch shapes that disagree; in compute(), no images.
     """
 
-    def __init__(self, *, cam_threshold: float = 0.20, iou_threshold: float = 0.5,
+    def __init__(self, *, cam_threshold: float = PAPER_CAM_THRESHOLD, iou_threshold: float = LOC_IOU,
                  iou_thresholds: Sequence[float] = IOU_THRESHOLDS, cam_curve_interval: float = CAM_CURVE_INTERVAL):
         super().__init__()
         self.cam_threshold = validate.probability("cam_threshold", cam_threshold)

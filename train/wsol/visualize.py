@@ -9,10 +9,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from dali_has import validate
 from pipelines.own_files import open_own
-from train.wsol.localization import box_iou
+from train.wsol.localization import LOC_IOU, box_iou
 
 GREEN, RED = (40, 220, 40), (235, 40, 40)
-IOU_HIT = 0.5  # the IoU GT-known Loc counts as localized
 MAX_PICTURE_PIXELS = 100_000_000  # 300 MB of RGB: far beyond a picture to look at
 CAPTION_SIZE, TITLE_SIZE = 14, 16  # font pixels
 COMPARISON_SCALE = 4  # cam_comparison enlarges each image this many times
@@ -103,7 +102,7 @@ def cam_comparison(examples_by_run: dict[str, list], path: str | Path, scale: in
             ious = box_iou(ex.predicted_box, ex.true_boxes)  # no true box: the object lies outside the crop
             iou = float(ious.max()) if ious.numel() else 0.0
             tiles.append(_caption(draw_boxes(overlay(ex.image, ex.cam), boxes, scale), f"IoU {iou:.2f}",
-                                  GREEN if iou >= IOU_HIT else RED))
+                                  GREEN if iou >= LOC_IOU else RED))
     sheet = grid(tiles, columns=1 + len(runs))
     return save_png(_with_header(sheet, ["input", *examples_by_run], tile_width=tiles[0].shape[1]), path)
 
