@@ -16,6 +16,7 @@ from torch import nn
 
 from dali_has import validate
 from dali_has.spec import PAPER_P_HIDE, HaSConfig, grid_shape
+from dali_has.torch_transform import fill_as
 
 FEATURE_FILLS = ("mean",)
 
@@ -35,15 +36,18 @@ class FeatureHideAndSeek(nn.Module):
     Forward: features [B, C, H, W] -> the same shape and dtype.
 
     Raises:
-        ValueError: an invalid setting (named), or features that are not [B, C, H, W].
-        RuntimeError: fill="mean" used before any training-mode forward has set the running mean.
+        ValueError: an invalid setting (named); features that are not [B, C, H, W]; in training, a numeric fill
+            that does not fit the features' float dtype (integer features get it rounded half to even and
+            clamped, as images do).
+        RuntimeError: `apply_mask` with fill="mean" before a training-mode forward has set the running mean.
     """
 
     def __init__(self, patch_sizes: Sequence[int] | int, p_hide: float = PAPER_P_HIDE,
                  fill: Union[str, float] = "mean", momentum: float = 0.1):
         super().__init__()
         self.cfg = HaSConfig(patch_sizes, p_hide)
-        if not (fill in FEATURE_FILLS if isinstance(fill, str) else isinstance(fill, Real)):
+        number = isinstance(fill, Real) and not isinstance(fill, bool)
+        if not (fill in FEATURE_FILLS if isinstance(fill, str) else number):
             raise ValueError(f"fill={fill!r}; expected 'mean' or a number")
         self.fill = fill if isinstance(fill, str) else validate.number("fill", fill)
         self.momentum = validate.number("momentum", momentum, low=0.0, high=1.0, low_open=True)
@@ -78,14 +82,14 @@ class FeatureHideAndSeek(nn.Module):
                 raise RuntimeError("fill='mean' has no running mean yet; run a training-mode forward first")
             fill = self.running_mean.to(features.dtype)[None, :, None, None]
         else:
-            fill = torch.tensor(self.fill, dtype=features.dtype, device=features.device)
+            fill = fill_as((self.fill,), features.dtype)[0].to(features.device)
         return torch.where(mask, fill, features)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if features.ndim != 4:  # in eval mode too: a model that only fails in training fails late
+            raise ValueError(f"FeatureHideAndSeek expects [B, C, H, W] features, got shape {tuple(features.shape)}")
         if not self.training:
             return features
-        if features.ndim != 4:
-            raise ValueError(f"FeatureHideAndSeek expects [B, C, H, W] features, got shape {tuple(features.shape)}")
         if features.numel() == 0:  # nothing to hide, and no mean (a NaN would stay in the running mean)
             return features
         if self.fill == "mean":
@@ -99,7 +103,8 @@ class FeatureHideAndSeek(nn.Module):
             self.running_mean = batch_mean
         elif self.running_mean.shape != batch_mean.shape:
             raise ValueError(f"features have {batch_mean.numel()} channels, the running mean has "
-                             f"{self.running_mean.numel()}")
+                             f"{self.running_mean.numel()}: one FeatureHideAndSeek serves one layer; give each layer "
+                             "its own")
         else:
             # In the buffer's dtype: model.half() makes it float16, and lerp_ takes no mixed types.
             self.running_mean.lerp_(batch_mean.to(self.running_mean.dtype), self.momentum)
@@ -123,7 +128,8 @@ def insert_after(model: nn.Module, layer_name: str, module: nn.Module) -> nn.Mod
     layers = dict(model.named_modules())
     if not layer_name or layer_name not in layers:
         names = [n for n in layers if n]
-        raise ValueError(f"model has no layer named {layer_name!r}; its layers are: {', '.join(names)}")
+        raise ValueError(f"model has no layer named {layer_name!r}; "
+                         + (f"its layers are: {', '.join(names)}" if names else "it has no submodules"))
     parent_name, _, child_name = layer_name.rpartition(".")
     setattr(layers[parent_name], child_name, nn.Sequential(layers[layer_name], module))
     return model

@@ -26,10 +26,11 @@ def hide_and_seek(images, *, patch_sizes: Sequence[int] | int = PAPER_PATCH_SIZE
         images: a DALI node of HWC or CHW images (uint8, float16 or float32; the layout is read at run time), on
             the CPU or the GPU.
         patch_sizes: cell sizes in pixels of `images`, one drawn per sample and iteration; 0 = leave the sample
-            whole. Default: the paper's (0, 16, 32, 44, 56) for 224-pixel inputs.
+            whole. Default: the paper's (`spec.PAPER_PATCH_SIZES`, for 224-pixel inputs).
         p_hide: probability that a cell is hidden.
         fill: value of hidden pixels, a scalar or one per channel. 0 is the dataset mean once images are
-            normalized with that mean; integer images get it rounded half-to-even.
+            normalized with that mean; integer images get it rounded half-to-even and clamped to their type's
+            range (300 is 255 on uint8).
         impl: "auto" (fused plugin if available, else the composition, with one warning saying why), "fused" or
             "composed".
 

@@ -78,7 +78,9 @@ def resize_mirror_normalize_hide(images, *, size: Union[int, Sequence[int]], mir
         mirror = int(validate.one_of("mirror", int(mirror) if isinstance(mirror, bool) else mirror, (0, 1)))
     mean = _channels("mean", mean)
     std = _channels("std", std, positive=True)
-    validate.one_of("dtype", dtype, OUTPUT_TYPES)
+    if dtype not in OUTPUT_TYPES:  # one_of would show DALI's enum reprs, <DALIDataType.FLOAT: 9>
+        raise ValueError(f"dtype={getattr(dtype, 'name', dtype)}; expected one of "
+                         f"{', '.join(f'types.{t.name}' for t in OUTPUT_TYPES)} (DALI 2.4 has no bfloat16)")
     validate.one_of("layout", layout, LAYOUTS)
     has = HaSConfig.given(has)
     _check_output_range(mean, std, () if has is None else has.fill, dtype)

@@ -7,13 +7,26 @@ from __future__ import annotations
 
 import torch
 
-from dali_has.spec import HaSConfig, grid_shape
+from dali_has.spec import PAPER_P_HIDE, PAPER_PATCH_SIZES, HaSConfig, grid_shape
 
 IMAGE_CHANNELS = (1, 3, 4)  # gray, RGB, RGBA: how a channel axis is told from a spatial one
 
 
+def fill_as(values: tuple[float, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A fill in `dtype`: for integers rounded half to even and clamped to the type's range in Python integers
+    (a float32 clamp turned int32's largest into its smallest), as the numpy oracle and the DALI operators write
+    it; for floats a ValueError when it does not fit (it would be inf)."""
+    if dtype.is_floating_point:
+        largest = torch.finfo(dtype).max
+        if any(abs(v) > largest for v in values):
+            raise ValueError(f"Hide-and-Seek fill={list(values)} does not fit {dtype} (largest {largest:.6g})")
+        return torch.tensor(values, dtype=dtype)
+    info = torch.iinfo(dtype)
+    return torch.tensor([min(max(round(v), info.min), info.max) for v in values], dtype=dtype)
+
+
 class HideAndSeek(torch.nn.Module):
-    def __init__(self, patch_sizes=HaSConfig().patch_sizes, p_hide: float = HaSConfig().p_hide, fill=0.0):
+    def __init__(self, patch_sizes=PAPER_PATCH_SIZES, p_hide: float = PAPER_P_HIDE, fill=0.0):
         super().__init__()
         self.cfg = HaSConfig(patch_sizes, p_hide, fill)
 
@@ -38,21 +51,8 @@ class HideAndSeek(torch.nn.Module):
         cells = cells.to(device)
         mask = cells[torch.arange(h, device=device)[:, None] // size, torch.arange(w, device=device)[None, :] // size]
         out = image.clone()
-        out[..., mask] = self._fill(image.shape[-3], image.dtype).to(device)[:, None]
+        out[..., mask] = fill_as(self.cfg.fill_for(image.shape[-3]), image.dtype).to(device)[:, None]
         return out
-
-    def _fill(self, channels: int, dtype: torch.dtype) -> torch.Tensor:
-        """The fill per channel in `dtype`: for integer images rounded half to even and clamped to the type's
-        range in Python integers (a float32 clamp turned int32's largest into its smallest), as the numpy oracle
-        and the DALI operators write it; for float images a ValueError when it does not fit (it would be inf)."""
-        values = self.cfg.fill_for(channels)
-        if dtype.is_floating_point:
-            largest = torch.finfo(dtype).max
-            if any(abs(v) > largest for v in values):
-                raise ValueError(f"Hide-and-Seek fill={list(values)} does not fit {dtype} (largest {largest:.6g})")
-            return torch.tensor(values, dtype=dtype)
-        info = torch.iinfo(dtype)
-        return torch.tensor([min(max(round(v), info.min), info.max) for v in values], dtype=dtype)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if not isinstance(image, torch.Tensor):

@@ -55,6 +55,28 @@ def test_eval_mode_is_identity_and_does_not_touch_the_running_mean():
     x = features()
     assert has(x) is x
     assert has.running_mean.numel() == 0
+    with pytest.raises(ValueError, match=r"expects \[B, C, H, W\] features, got shape \(3, 5, 5\)"):
+        has(torch.ones(3, 5, 5))  # as in training: eval mode returned it, so the model failed only in training
+
+
+def test_one_module_serves_one_layer():
+    has = FeatureHideAndSeek((2,))
+    has(torch.ones(1, 2, 4, 4))
+    with pytest.raises(ValueError, match="features have 3 channels, the running mean has 2: one FeatureHideAndSeek "
+                                         "serves one layer"):
+        has(torch.ones(1, 3, 4, 4))
+
+
+def test_a_numeric_fill_is_written_as_the_image_operators_write_it():
+    """It was truncated on integer features (3.5 -> 3) and became inf on float16 ones."""
+    def hidden(fill, dtype):
+        return FeatureHideAndSeek((2,), p_hide=1.0, fill=fill)(torch.zeros(1, 1, 2, 2, dtype=dtype)).unique()
+
+    assert hidden(3.5, torch.int32).tolist() == [4] and hidden(-1.5, torch.int32).tolist() == [-2]
+    assert hidden(300.0, torch.uint8).tolist() == [255]
+    assert hidden(0.1, torch.float16).tolist() == [torch.tensor(0.1, dtype=torch.float16).item()]
+    with pytest.raises(ValueError, match="fill=.100000.0. does not fit torch.float16"):
+        hidden(1e5, torch.float16)
 
 
 def test_gradient_reaches_kept_cells_only():
@@ -115,6 +137,7 @@ def test_the_running_mean_follows_the_model_to_half_precision_and_loads_from_any
     (dict(patch_sizes=(-1,)), "patch_sizes"), (dict(patch_sizes=(4,), p_hide=2), "p_hide=2"),
     (dict(patch_sizes=(4,), fill="median"), "fill='median'"), (dict(patch_sizes=(4,), momentum=0), "momentum=0"),
     (dict(patch_sizes=(4,), fill=np.array([1.0, 2.0])), "expected 'mean' or a number"),
+    (dict(patch_sizes=(4,), fill=True), "fill=True; expected 'mean' or a number"),
 ])
 def test_settings_are_validated(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -137,3 +160,5 @@ def test_insert_after_a_named_layer():
     assert (model(torch.rand(1, 3, 9, 9)) == 0).all()  # hidden (fill 0, then ReLU)
     with pytest.raises(ValueError, match="no layer named 'conv9'.*2.0"):
         insert_after(model, "conv9", has)
+    with pytest.raises(ValueError, match="no layer named ''; it has no submodules"):
+        insert_after(nn.Linear(2, 2), "", has)

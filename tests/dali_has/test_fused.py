@@ -3,6 +3,7 @@
 Masks are read back from the output: the images never contain the fill values, so a pixel is hidden iff it
 equals the fill. CPU tests use `device_id=None`; the CPU-vs-GPU test carries the `gpu` marker.
 """
+import ast
 import os
 import subprocess
 import sys
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali import backend, fn, pipeline_def, types
 
 from dali_has import HaSConfig, fused, plugin_build, reference
+from dali_has.spec import PAPER_P_HIDE, PAPER_PATCH_SIZES
 from tests.dali_has.has_harness import assert_checkpoint_resumes, run_graph
 
 SHAPES = [(50, 70), (64, 64), (33, 91), (91, 20)]  # H x W: non-square, different per sample
@@ -43,6 +45,13 @@ def mask_of(y, fill, layout):
     axis = 2 if layout == "HWC" else 0
     np.testing.assert_array_equal(eq.any(axis=axis), eq.all(axis=axis))
     return eq.all(axis=axis)
+
+
+def test_the_operators_own_defaults_are_the_papers(plugin):
+    """C++ cannot import spec.py: the schema's defaults (used by a direct fn.dali_has.HideAndSeek) repeat them."""
+    schema = backend.GetSchema("dali_has__HideAndSeek")
+    assert tuple(ast.literal_eval(schema.GetArgumentDefaultValueString("patch_sizes"))) == PAPER_PATCH_SIZES
+    assert float(schema.GetArgumentDefaultValueString("p_hide")) == PAPER_P_HIDE
 
 
 def test_scalar_fill_and_other_channel_counts(plugin):

@@ -350,7 +350,7 @@ def test_fused_on_gpu_images_is_refused_saying_why_where_the_kernel_cannot_run(m
     ({"mean": (1.0, 2.0, 3.0, 4.0, 5.0)}, "mean="),
     ({"std": (1.0, 0.0, 1.0)}, "std="),
     ({"std": float("nan")}, "std="),
-    ({"dtype": types.INT32}, "dtype="),
+    ({"dtype": types.INT32}, "dtype=INT32; expected one of types.FLOAT, types.FLOAT16"),
     ({"layout": "NCHW"}, "layout='NCHW'"),
     ({"has": [0.5]}, r"has=\[0.5\]; expected None, a dali_has.HaSConfig or a dict"),
     ({"has": {"p_hid": 0.5}}, "p_hid"),
