@@ -3,10 +3,12 @@
 Defining a DALI graph checks operator placement and arguments, e.g. that shape arguments live on the CPU: the
 errors a user with a GPU would otherwise meet first. Running them is what the `gpu`-marked tests do.
 """
+import warnings
+
 import pytest
 from nvidia.dali import fn, pipeline_def, types
 
-from dali_has import HaSConfig, fused, hide_and_seek, hide_and_seek_temporal, resize_mirror_normalize_hide
+from dali_has import HaSConfig, fused, hide_and_seek, hide_and_seek_temporal, operator, resize_mirror_normalize_hide
 from tests.graph_placement import assert_placed
 
 DTYPES = [types.UINT8, types.FLOAT16, types.FLOAT]
@@ -34,6 +36,35 @@ def test_composed_hide_and_seek_on_gpu_data(dtype, layout, fill):
 @pytest.mark.parametrize("layout", ["HWC", "CHW"])
 def test_fused_hide_and_seek_on_gpu_data(dtype, layout, fused_on_gpu_definable):
     define(lambda x: hide_and_seek(x, impl="fused", fill=(1.0, 2.5, -3.0)), 3, layout, dtype)
+
+
+@pytest.mark.parametrize("kernel_usable", [True, False])
+def test_auto_hide_and_seek_on_gpu_data_takes_the_kernel_where_it_can_run(kernel_usable, monkeypatch, request):
+    if kernel_usable:
+        request.getfixturevalue("fused_on_gpu_definable")
+    else:
+        monkeypatch.setitem(fused._state, "gpu", False)
+        monkeypatch.setattr(fused, "gpu_unavailable_reason", lambda: "no NVIDIA driver found")
+        monkeypatch.setattr(operator, "_warned", False)
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        defined = define(lambda x: hide_and_seek(x, impl="auto", fill=(1.0, 2.5, -3.0)), 3, "HWC", types.UINT8)
+    assert ["no NVIDIA driver found" in str(w.message) for w in warned] == ([] if kernel_usable else [True])
+    assert ("HideAndSeek" in defined._graph_out[0].name) == kernel_usable  # defined, not built: the output's node
+
+
+@pytest.mark.parametrize("impl", ["builtin", "fused"])
+@pytest.mark.parametrize("dtype", [types.FLOAT, types.FLOAT16])
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+def test_resize_mirror_normalize_hide_of_whole_images_on_gpu_data(impl, dtype, layout, request):
+    """The GPU training graph's tail: decoded crops, no window (the decoder cut them)."""
+    if impl == "fused":
+        request.getfixturevalue("fused_on_gpu_definable")
+    define(lambda x: resize_mirror_normalize_hide(x, size=8, mirror=fn.random.coin_flip(), mean=(1.0, 2.0, 3.0),
+                                                  std=(4.0, 5.0, 6.0), dtype=dtype, layout=layout,
+                                                  has=HaSConfig(fill=0.5), impl=impl,
+                                                  has_impl="composed" if impl == "builtin" else "auto"),
+           3, "HWC", types.UINT8)
 
 
 def test_fused_on_gpu_data_where_only_the_kernel_is_unusable_says_so():

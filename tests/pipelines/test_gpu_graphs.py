@@ -78,7 +78,7 @@ def test_the_operator_concurrency_policy_reaches_the_gpu_pipelines(folder, polic
         assert pipe.concurrency.name == policy.upper()
 
 
-@pytest.mark.parametrize("train, has_impl", [(True, "composed"), (True, "fused"), (False, None)])
+@pytest.mark.parametrize("train, has_impl", [(True, "composed"), (True, "fused"), (False, None), (False, "ten_crop")])
 def test_pipelines_reading_webdataset_shards(folder, tmp_path, train, has_impl, request):
     from pipelines.webdataset import ShardWriter
 
@@ -89,6 +89,17 @@ def test_pipelines_reading_webdataset_shards(folder, tmp_path, train, has_impl, 
     if has_impl == "fused":
         request.getfixturevalue("fused_on_gpu_definable")
     assert_placed(train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), has_impl=has_impl)) if train else
+                  val_pipeline(GPU, image, ten_crop=has_impl == "ten_crop"))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_pipelines_reading_a_file_list(folder, tmp_path, train, request):
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{folder / 'a' / '0.jpg'} 0\n")
+    image = ImageOptions(data=str(listed), crop=16)
+    if train:
+        request.getfixturevalue("fused_on_gpu_definable")
+    assert_placed(train_pipeline(GPU, image, TrainAugment(has=HaSConfig(), resize_impl="fused")) if train else
                   val_pipeline(GPU, image))
 
 
@@ -122,8 +133,10 @@ def test_pipelines_reading_decoded_pixels(pixels_folder, what, request):
 
 @pytest.mark.parametrize("ten_crop", [False, True])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_val_pipeline(folder, ten_crop, layout):
-    assert_placed(val_pipeline(GPU, image_options(folder, layout=layout), ten_crop=ten_crop))
+@pytest.mark.parametrize("dtype, resize", [(torch.float32, None), (torch.float16, 20)])
+def test_val_pipeline(folder, ten_crop, layout, dtype, resize):
+    assert_placed(val_pipeline(GPU, image_options(folder, layout=layout, dtype=dtype), resize=resize,
+                               ten_crop=ten_crop))
 
 
 @pytest.mark.parametrize("train", [False, True])
