@@ -228,10 +228,6 @@ class TrainConfig:
                          FeatureHideAndSeek(self.feature_has.patch_sizes, self.feature_has.p_hide, fill="mean"))
         return model
 
-    @property
-    def scaled_lr(self) -> float:
-        return scaled_lr(self.lr, self.batch_size)
-
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """Build from a mapping (config.json); unknown keys are errors, and so are values of the wrong type."""

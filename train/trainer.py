@@ -63,17 +63,23 @@ from train.checkpoint import (
     prepare_run_files,
     save_checkpoint,
 )
-from train.config import SPARSE_CLASSES, TrainConfig
+from train.config import SPARSE_CLASSES, TrainConfig, scaled_lr
 from train.models import check_crop_fits
 from train.wsol.evaluate import check_evaluation, evaluate_model
 
 EPOCH_SEED_STRIDE = 10_007  # seeds of loaders that cannot resume exactly: base + rank + stride * epoch
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The run's optimizer at its initial (batch-scaled) learning rate."""
-    return make_optimizer(model, cfg.optimizer, lr=cfg.scaled_lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
+def step_lr(cfg: TrainConfig, env: distributed.DistEnv, batch_size: int) -> float:
+    """The learning rate at schedule factor 1: `cfg.lr` per LR_REFERENCE_BATCH images, scaled to the images one
+    step trains on, every rank's batch together (DDP averages their gradients): 8 ranks of 32 train at the lr of
+    256 (they trained at that of 32, 8x too low)."""
+    return scaled_lr(cfg.lr, batch_size * env.world_size)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """The run's optimizer at learning rate `lr` (the loop sets each step's)."""
+    return make_optimizer(model, cfg.optimizer, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def make_optimizer(model: torch.nn.Module, name: str, *, lr: float, momentum: float,
@@ -163,7 +169,7 @@ def _train(cfg: TrainConfig, env: distributed.DistEnv, resume: bool, names: list
     on_gpu = env.device.type == "cuda"
     if cfg.channels_last and on_gpu:
         model = model.to(memory_format=torch.channels_last)
-    opt = build_optimizer(model, cfg)
+    opt = build_optimizer(model, cfg, step_lr(cfg, env, cfg.batch_size))
     start_epoch, best, loader_state, seed = 0, None, None, cfg.seed
     if resume:
         state = load_checkpoint(out / CHECKPOINT)  # on the CPU: the RNG state must stay a CPU tensor
@@ -212,9 +218,10 @@ def _train(cfg: TrainConfig, env: distributed.DistEnv, resume: bool, names: list
             distributed.broadcast_buffers(model)
             if not math.isfinite(last["train_loss"]):  # the same on every rank: the sums were all-reduced
                 kept = f"checkpoint.pt keeps epoch {epoch}" if epoch > 0 else "no epoch was saved"
+                lr = step_lr(cfg, env, loader.batch_size)
                 raise ValueError(f"epoch {epoch + 1}: the training loss is {last['train_loss']}, the run diverged "
-                                 f"({kept}); lower the learning rate (lr {cfg.scaled_lr:g} at this batch size) and "
-                                 "start a new run")
+                                 f"({kept}); lower the learning rate (lr {lr:g} for the "
+                                 f"{loader.batch_size * env.world_size} images of a step) and start a new run")
             improved = False
             if cfg.val is not None and ((epoch + 1) % cfg.val.every == 0 or epoch + 1 == cfg.epochs):
                 last["val"] = _validate(cfg, env, model, names)
@@ -328,6 +335,7 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
     net.train()
     shard_steps = math.ceil(loader.dataset_size // env.world_size / cfg.batch_size)  # the smallest shard's
     steps = shard_steps if cfg.max_steps_per_epoch is None else min(shard_steps, cfg.max_steps_per_epoch)
+    base_lr = step_lr(cfg, env, loader.batch_size)  # a batch larger than a shard is the shard
     # Sums stay on the device: a .item() per step would stall the GPU every batch.
     loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
     correct = torch.zeros((), dtype=torch.int64, device=env.device)
@@ -345,7 +353,7 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
         images, labels = images.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
         if cfg.channels_last and on_gpu:
             images = images.contiguous(memory_format=torch.channels_last)
-        lr = cfg.scaled_lr * lr_factor(cfg, epoch + step / steps)
+        lr = base_lr * lr_factor(cfg, epoch + step / steps)
         for group in opt.param_groups:
             group["lr"] = lr
         autocast = on_gpu and cfg.amp

@@ -180,7 +180,9 @@ def test_a_diverged_run_stops_naming_the_learning_rate(tiny_synth, tmp_path, cap
                  "--max-steps-per-epoch", "2", "--model-opt", "stem=small", "--crop", "64", "--lr", "1e30",
                  "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "the training loss is nan, the run diverged" in err and "lower the learning rate (lr 1e+30" in err
+    # 1e30 per 256 images, for the 37 a step trains on (the batch of 256 is the whole 37-image set)
+    assert "the training loss is nan, the run diverged" in err
+    assert "lower the learning rate (lr 1.44531e+29 for the 37 images of a step)" in err
     metrics = out / "metrics.jsonl"  # only finite epochs are logged
     assert not metrics.exists() or "NaN" not in metrics.read_text()
 

@@ -249,9 +249,29 @@ def test_a_larger_shard_takes_the_smallest_shards_steps_and_keeps_its_pipeline(t
     loader = make_loader(cfg.data, train=True, batch_size=6, crop=cfg.crop, seed=cfg.seed, shard_id=1, num_shards=2,
                          num_threads=1, checkpointing=True)
     with loader:
-        metrics = trainer._run_epoch(cfg, env, model, trainer.build_optimizer(model, cfg), 0, False, loader)
+        metrics = trainer._run_epoch(cfg, env, model, trainer.build_optimizer(model, cfg, cfg.lr), 0, False, loader)
         assert metrics["rank_samples"] == 6 * steps  # all-reduced over this one process only
         assert loader.state_dict()["rebuilds"] == rebuilds
+
+
+@pytest.mark.parametrize("world_size, batch_size, step_images", [
+    (1, 8, 8), (2, 6, 12),  # DDP averages the ranks' gradients: a step trains on every rank's batch
+    (2, 64, 38),  # a batch larger than the shard is the shard (19 of 37 samples); it scaled the lr by 64 x 2
+])
+def test_the_learning_rate_is_scaled_to_the_images_of_a_step_on_all_ranks(tiny_synth, tmp_path, world_size,
+                                                                          batch_size, step_images):
+    """Under torchrun the lr followed one rank's batch: 8 ranks of 32 trained at the lr of 32 images, not 256."""
+    from pipelines import make_loader
+    from train import distributed
+
+    cfg = tiny_config(tiny_synth, tmp_path / "run", batch_size=batch_size, max_steps_per_epoch=1)
+    env = distributed.DistEnv(rank=world_size - 1, world_size=world_size, local_rank=0, device=torch.device("cpu"))
+    model = cfg.build_model(3)
+    loader = make_loader(cfg.data, train=True, batch_size=batch_size, crop=cfg.crop, seed=cfg.seed,
+                         shard_id=world_size - 1, num_shards=world_size, num_threads=1, checkpointing=True)
+    with loader:
+        metrics = trainer._run_epoch(cfg, env, model, trainer.build_optimizer(model, cfg, cfg.lr), 0, False, loader)
+    assert metrics["lr"] == pytest.approx(cfg.lr * step_images / 256 * lr_factor(cfg, 0.0))
 
 
 def test_held_out_data_smaller_than_the_ranks_is_refused_before_training(tiny_synth, tmp_path):
