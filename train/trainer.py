@@ -113,16 +113,18 @@ def _cosine(start: float, end: float, t: float) -> float:
     return end + (start - end) * (1 + math.cos(math.pi * min(t, 1.0))) / 2
 
 
-def fit(cfg: TrainConfig, resume: bool = False) -> dict:
-    """Train (or continue) the run described by `cfg`; returns the last epoch's metrics on every rank."""
+def fit(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or continue) the run described by `cfg`; returns the last epoch's metrics on every rank.
+    progress=False: no progress bar (rank 0 draws one per epoch), e.g. for a log file."""
     env = distributed.init(cfg.device)
     try:
-        return run_training(cfg, env, resume)[0]
+        return run_training(cfg, env, resume, progress)[0]
     finally:
         distributed.cleanup()
 
 
-def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = False) -> tuple[dict, torch.nn.Module]:
+def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = False,
+                 progress: bool = True) -> tuple[dict, torch.nn.Module]:
     """The loop inside an initialized process group (or a single process): (last epoch's metrics, model)."""
     # Absolute paths in config.json: the run resumes from any working directory.
     cfg = dataclasses.replace(cfg, data=os.path.abspath(cfg.data), out=os.path.abspath(cfg.out))
@@ -146,16 +148,16 @@ def run_training(cfg: TrainConfig, env: distributed.DistEnv, resume: bool = Fals
         raise ValueError(f"--out {out} is an existing file; give a folder for the run (a new one, or an existing "
                          "run folder with --resume)")
     if not env.is_main:
-        return _train(cfg, env, resume, names, classes)
+        return _train(cfg, env, resume, names, classes, progress)
     out.mkdir(parents=True, exist_ok=True)
     # Two processes training one folder (two jobs given one --out) mixed their metrics lines and checkpoints.
     with sole_writer(out / RUN_LOCK, f"another `dali-has train` is writing {out}; let it finish (or stop it), "
                                      "then --resume it, or give another --out"):
-        return _train(cfg, env, resume, names, classes)
+        return _train(cfg, env, resume, names, classes, progress)
 
 
 def _train(cfg: TrainConfig, env: distributed.DistEnv, resume: bool, names: list[str] | None,
-           classes: int) -> tuple[dict, torch.nn.Module]:
+           classes: int, progress: bool) -> tuple[dict, torch.nn.Module]:
     """`run_training` once the settings are checked (and, on rank 0, the run folder is locked)."""
     out = Path(cfg.out)
     log = None
@@ -214,7 +216,7 @@ def _train(cfg: TrainConfig, env: distributed.DistEnv, resume: bool, names: list
             loader = make(_afresh_seed(cfg.seed, start_epoch, str(error)))
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            last = _run_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
+            last = _run_epoch(cfg, env, net, opt, epoch, on_gpu, loader, progress)
             distributed.broadcast_buffers(model)
             if not math.isfinite(last["train_loss"]):  # the same on every rank: the sums were all-reduced
                 kept = f"checkpoint.pt keeps epoch {epoch}" if epoch > 0 else "no epoch was saved"
@@ -331,7 +333,7 @@ def _scalars(metrics: dict, prefix: str = ""):
             yield prefix + key, value
 
 
-def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader) -> dict:
+def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader, progress: bool = True) -> dict:
     net.train()
     shard_steps = math.ceil(loader.dataset_size // env.world_size / cfg.batch_size)  # the smallest shard's
     steps = shard_steps if cfg.max_steps_per_epoch is None else min(shard_steps, cfg.max_steps_per_epoch)
@@ -344,7 +346,7 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
     profiler = InputProfiler(warmup=min(DEFAULT_WARMUP, steps // 4), timing="cuda" if on_gpu else "cpu")
     start = time.perf_counter()
     bar = tqdm(profiler.wrap(loader), total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-               disable=not env.is_main, leave=False, dynamic_ncols=True)
+               disable=not (env.is_main and progress), leave=False, dynamic_ncols=True)
     for step, (images, labels) in enumerate(bar):
         if step >= steps:
             if steps < shard_steps:  # cut short on purpose: the next epoch starts a fresh pipeline

@@ -1,4 +1,5 @@
 """The training loop: config validation, CLI errors, exact resume, and a 2-process torchrun run on the CPU."""
+import argparse
 import json
 import os
 import subprocess
@@ -70,7 +71,32 @@ def test_cli_rejects_unknown_and_invalid_options(tmp_path, capsys):
     assert "unknown option(s) ['depth']" in capsys.readouterr().err
     tiny_config(tmp_path, tmp_path / "run").save(tmp_path / "config.json")
     assert main(["train", "--resume", str(tmp_path), "--lr", "0.1"]) == 2
-    assert "only --epochs may be given" in capsys.readouterr().err
+    assert "of the options only [" in (err := capsys.readouterr().err) and "'--num-threads'" in err
+    assert "may be given, not ['--lr']" in err
+    assert main(["train", "--resume", str(tmp_path), "--model-opt", "width=0.5"]) == 2
+    assert "not ['--model-opt']" in capsys.readouterr().err  # it named a --model no command has
+
+
+def test_resume_takes_the_options_of_where_and_how_the_run_goes_on(tmp_path):
+    """--num-threads and --device were refused though an edited config.json may change them."""
+    from train.commands.train import config_from_args, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    tiny_config(tmp_path, tmp_path / "run", num_threads=1).save(tmp_path / "config.json")
+    args = parser.parse_args(["train", "--resume", str(tmp_path), "--num-threads", "2", "--device", "cpu",
+                              "--epochs", "5", "--no-progress"])
+    cfg, resume = config_from_args(args)
+    assert resume and (cfg.num_threads, cfg.device, cfg.epochs, cfg.lr) == (2, "cpu", 5, 0.4)
+
+
+@pytest.mark.parametrize("flag, bar", [([], True), (["--no-progress"], False)])
+def test_no_progress_leaves_the_bars_out_of_a_training_log(tiny_synth, tmp_path, capsys, flag, bar):
+    """train had no --no-progress (the README gives it to every command): torchrun logs filled with bar frames."""
+    assert main(["train", "--data", str(tiny_synth / "train"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--max-steps-per-epoch", "1", "--model-opt", "stem=small", "--crop", "64", "--device", "cpu",
+                 *flag]) == 0
+    assert ("epoch 1/1: " in capsys.readouterr().err) == bar
 
 
 def test_a_float16_loader_trains_a_float32_model_without_autocast(tiny_synth, tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import inspect
 
-from train.commands.arguments import add_device, output_folder, spaced
+from train.commands.arguments import add_device, add_no_progress, output_folder, spaced
 from train.wsol.demo import RESULTS, run_demo
 from train.wsol.visualize import CAM_PICTURE
 
@@ -25,9 +25,12 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, help="trainings at a time, each in its own process with an equal share "
                                             f"of the cores (default {defaults['jobs']})")
     add_device(p)
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    run_demo(args.out, **{k: v for k, v in vars(args).items() if v is not None and k not in ("func", "command", "out")})
+    run_demo(args.out, progress=not args.no_progress,
+             **{k: v for k, v in vars(args).items() if v is not None and k not in ("func", "command", "out",
+                                                                                   "no_progress")})
     return 0

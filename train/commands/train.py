@@ -12,6 +12,7 @@ from train.commands.arguments import (
     add_device,
     add_has,
     add_model_opts,
+    add_no_progress,
     add_num_threads,
     input_path,
     parse_model_opts,
@@ -29,7 +30,8 @@ def register(sub) -> None:
     add_data(p, "training " + LOADER_DATA_HELP, required=False)
     p.add_argument("--out", help="run folder: config.json, metrics.jsonl, checkpoint.pt")
     p.add_argument("--resume", metavar="RUN_DIR", type=input_path, help="continue RUN_DIR from its last checkpoint "
-                                                        "(its config; only --epochs may change)")
+                                                        "(its config; --epochs, --data, --device and the "
+                                                        "options of how it runs may change)")
     p.add_argument("--arch", choices=tuple(ARCHS))
     p.add_argument("--has", action=argparse.BooleanOptionalAction, default=None,
                    help="Hide-and-Seek on the training images (default on)")
@@ -83,27 +85,38 @@ def register(sub) -> None:
     p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
                    help="also log every epoch to RUN/tensorboard (pip install 'dali-has[tensorboard]')")
     add_model_opts(p)
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 
 def config_from_args(args) -> tuple[TrainConfig, bool]:
     """The run's config and whether it resumes; a bad combination of options is a ValueError."""
     # torch is imported only once a command runs
-    from train.checkpoint import BEST, CHECKPOINT, CONFIG, METRICS, RUN_LOCK, load_run_config, temporaries
+    from train.checkpoint import (
+        BEST,
+        CHECKPOINT,
+        CONFIG,
+        METRICS,
+        RESUME_MAY_CHANGE,
+        RUN_LOCK,
+        load_run_config,
+        temporaries,
+    )
 
     given = {k: v for k, v in vars(args).items()
-             if v is not None and k not in ("func", "command", "resume", "model_opt")}
+             if v is not None and k not in ("func", "command", "resume", "model_opt", "no_progress")}
     if args.model_opt:
         given["model"] = parse_model_opts(args.model_opt)
     if args.resume:
-        changed = sorted(set(given) - {"epochs"})
-        if changed:
-            raise ValueError(f"--resume continues a run with its saved config; only --epochs may be given, "
-                             f"not {['--' + c.replace('_', '-') for c in changed]}")
+        # Where and how the run goes on may change, not what it learns; the run is the folder given.
+        may_change = RESUME_MAY_CHANGE - {"out"}
+        if changed := sorted(set(given) - may_change):
+            flag = {"model": "model-opt"}
+            raise ValueError(f"--resume continues a run with its saved config; of the options only "
+                             f"{sorted('--' + k.replace('_', '-') for k in may_change)} may be given, not "
+                             f"{['--' + flag.get(c, c).replace('_', '-') for c in changed]}")
         cfg = load_run_config(args.resume)  # the folder given is the run, whatever its config.json says
-        if "epochs" in given:
-            cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": given["epochs"]})
-        return cfg, True
+        return TrainConfig.from_dict({**cfg.to_dict(), **given}), True
     if not args.data or not args.out:
         raise ValueError("--data and --out are required (or --resume RUN_DIR)")
     for option, data in (("--data", args.data), ("--val-data", args.val_data)):
@@ -163,7 +176,7 @@ def run(args) -> int:
     from train.trainer import fit  # heavy imports only when training
 
     cfg, resume = config_from_args(args)
-    last = fit(cfg, resume=resume)
+    last = fit(cfg, resume=resume, progress=not args.no_progress)
     if os.environ.get("RANK", "0") != "0":  # one summary line per torchrun job, not per rank
         return 0
     if last:
