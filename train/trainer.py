@@ -68,6 +68,7 @@ from train.models import check_crop_fits
 from train.wsol.evaluate import check_evaluation, evaluate_model
 
 EPOCH_SEED_STRIDE = 10_007  # seeds of loaders that cannot resume exactly: base + rank + stride * epoch
+LOSS_CHECK_STEPS = 20  # steps between the bar's loss and the divergence check (each waits for the device)
 
 
 def step_lr(cfg: TrainConfig, env: distributed.DistEnv, batch_size: int) -> float:
@@ -371,8 +372,13 @@ def _run_epoch(cfg: TrainConfig, env, net, opt, epoch: int, on_gpu: bool, loader
         loss_sum += loss.detach() * n
         correct += (logits.argmax(1) == labels).sum()
         seen += n
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}")
+        if step % LOSS_CHECK_STEPS == 0:
+            running = loss_sum.item()
+            bar.set_postfix(loss=f"{running / seen:.3f}")
+            # Every rank stops at the same step (the next would wait for the others' gradients); a diverged run
+            # stopped only at the end of its epoch, hours of NaN on ImageNet.
+            if distributed.all_reduce_sum([float(not math.isfinite(running))], env.device)[0] > 0:
+                break
     if on_gpu:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

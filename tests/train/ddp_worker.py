@@ -20,12 +20,12 @@ mode = sys.argv[3] if len(sys.argv) > 3 else None
 if mode == "stop-after-1":
     train_epoch = trainer._run_epoch
 
-    def stop_in_second_epoch(cfg, env, net, opt, epoch, on_gpu, loader):
+    def stop_in_second_epoch(cfg, env, net, opt, epoch, on_gpu, loader, *rest):
         if epoch == 1:
             next(iter(loader))  # a batch drawn: the saved state must not depend on it
             distributed.cleanup()
             sys.exit(0)
-        return train_epoch(cfg, env, net, opt, epoch, on_gpu, loader)
+        return train_epoch(cfg, env, net, opt, epoch, on_gpu, loader, *rest)
 
     trainer._run_epoch = stop_in_second_epoch
 last, model = run_training(cfg, env, resume=mode == "resume")

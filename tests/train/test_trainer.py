@@ -131,11 +131,11 @@ def test_run_folder_and_exact_resume(tiny_synth, tmp_path, monkeypatch, capsys, 
     # The same run, stopped after its first epoch's checkpoint, then resumed from the command line.
     original = trainer._run_epoch
 
-    def stop_in_second_epoch(cfg, env, net, opt, epoch, on_gpu, loader):
+    def stop_in_second_epoch(cfg, env, net, opt, epoch, on_gpu, loader, *rest):
         if epoch == 1:
             next(iter(loader))  # killed after drawing a batch: the checkpoint must not depend on it
             raise Interrupted
-        return original(cfg, env, net, opt, epoch, on_gpu, loader)
+        return original(cfg, env, net, opt, epoch, on_gpu, loader, *rest)
 
     with monkeypatch.context() as m, pytest.raises(Interrupted):
         m.setattr(trainer, "_run_epoch", stop_in_second_epoch)
@@ -298,6 +298,22 @@ def test_the_learning_rate_is_scaled_to_the_images_of_a_step_on_all_ranks(tiny_s
     with loader:
         metrics = trainer._run_epoch(cfg, env, model, trainer.build_optimizer(model, cfg, cfg.lr), 0, False, loader)
     assert metrics["lr"] == pytest.approx(cfg.lr * step_images / 256 * lr_factor(cfg, 0.0))
+
+
+def test_a_diverged_epoch_stops_at_the_next_loss_check(tiny_synth, tmp_path):
+    """A NaN loss was found only at the end of the epoch, after hours of training NaN weights on ImageNet."""
+    from pipelines import make_loader
+    from train import distributed
+
+    cfg = tiny_config(tiny_synth, tmp_path / "run", batch_size=1, lr=1e30)
+    env = distributed.DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    model = cfg.build_model(3)
+    loader = make_loader(cfg.data, train=True, batch_size=1, crop=cfg.crop, seed=cfg.seed, num_threads=1)
+    with loader:
+        metrics = trainer._run_epoch(cfg, env, model, trainer.build_optimizer(model, cfg, cfg.lr), 0, False, loader,
+                                     progress=False)
+    assert metrics["train_loss"] != metrics["train_loss"]  # NaN
+    assert metrics["samples"] == trainer.LOSS_CHECK_STEPS + 1 < len(loader)  # steps 0..20 of 37
 
 
 def test_held_out_data_smaller_than_the_ranks_is_refused_before_training(tiny_synth, tmp_path):
