@@ -28,7 +28,8 @@ def whole_number(name: str, value: Any, *, minimum: int = 0, maximum: Optional[i
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum or (
             maximum is not None and value > maximum):
         upper = f" and <= {maximum}" if maximum is not None else ""
-        raise ValueError(f"{name}={value!r} must be a whole number >= {minimum}{upper}")
+        why = " (an int, not a float)" if isinstance(value, float) and value.is_integer() else ""
+        raise ValueError(f"{name}={value!r} must be a whole number >= {minimum}{upper}{why}")
     return int(value)
 
 

@@ -339,7 +339,8 @@ def make_loader(data, *, train: bool, batch_size: int, has: Union[None, HaSConfi
 
     Raises:
         ValueError: a setting is invalid (the message names it), the data holds no images, or there are more
-            shards than samples. TypeError: an unknown option.
+            shards than samples. TypeError: an unknown option. FileNotFoundError: a WebDataset shard listed (or
+            named by an index beside it) that is not an existing .tar file.
         UnreadableImageError: files the listing check refuses (unless skip_bad_files=True); while iterating, a
             file DALI could not read or decode. It names the file(s).
     """

@@ -88,6 +88,9 @@ FFCV_STORAGE = ("jpg", "raw")  # RGBImageField write modes compared: JPEG like o
 # End-to-end below this share of min(loader, model): the two slow each other down (an H200 measured 59 %: AlexNet-GAP's
 # step and DALI's GPU stages sharing the card), which the loader-vs-model verdict alone would hide.
 CONTENTION_PCT = 80.0
+# End-to-end above this share of min(loader, model): training cannot outrun its slower part, so one of the two
+# measurements was disturbed (a probe's 3-batch model runs on a busy machine read 60 img/s against 680 end to end).
+IMPLAUSIBLE_PCT = 150.0
 # A 224-pixel AlexNet-GAP step on 64 images takes about 2 s on 2 CPU cores: few model batches keep the CPU bench
 # within 3 minutes, while the loader stages time 2,560 images per run. Batch 16 was tried first: DALI's per-batch
 # overhead then dominates and runs of ~1 s scattered by ±20 % on a quiet machine. CPU warm-up 3: oneDNN builds its
@@ -361,6 +364,10 @@ def verdict(loader_img_s: float, model_img_s: float, end_to_end_img_s: Optional[
     else:
         said = f"compute-bound: the model consumes {100 * model_img_s / loader_img_s:.1f} % of what the loader delivers"
     together = None if end_to_end_img_s is None else 100 * end_to_end_img_s / min(loader_img_s, model_img_s)
+    if together is not None and together > IMPLAUSIBLE_PCT:
+        return (f"no verdict: training ran at {together:.0f} % of the slower of loader and model alone, which it "
+                "cannot outrun, so a measurement was disturbed (a busy machine, or too few --iters, --model-iters "
+                "or --runs); measure again")
     if together is not None and together < CONTENTION_PCT:
         said += (f"; but together they reach only {together:.0f} % of the slower one alone: loading and the model "
                  "step compete for the same GPU or CPU")

@@ -133,6 +133,12 @@ def test_verdict_says_when_loader_and_model_slow_each_other_down():
     assert verdict(1000.0, 500.0, 490.0) == verdict(1000.0, 500.0)  # 98 %: nothing to add
 
 
+def test_no_verdict_when_training_outran_its_slower_part():
+    """A disturbed model run (60 img/s against 680 end to end) still gave "compute-bound: 0.4 %"."""
+    assert verdict(15000.0, 60.0, 680.0).startswith("no verdict: training ran at 1133 % of the slower")
+    assert verdict(1000.0, 500.0, 740.0) == verdict(1000.0, 500.0)  # 148 %: within the scatter of short runs
+
+
 def test_each_stream_can_time_its_own_number_of_batches():
     clock, log = FakeClock(), []
     streams = {"dali": FakeBatches(clock, [1.0], log=log, name="d"),
