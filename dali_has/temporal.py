@@ -32,7 +32,8 @@ def hide_and_seek_temporal(sequences, *, segment: int, p_hide: float = PAPER_P_H
     fill: value of hidden frames, a scalar or one per entry of the layout's `C` axis (channels of video,
         features of FC / TC sequences): the dataset-mean frame / feature, applied at float32 precision. A fill
         per channel needs that `C` axis: on data without a layout DALI fails the batch in its multiplication,
-        without naming the layout.
+        without naming the layout; with another count of values than the `C` axis has, in its reshape ("Input and
+        output samples must occupy the same size in bytes"), without naming `fill`.
         Integer sequences get it rounded half-to-even, as the numpy oracle rounds it.
 
     Returns a node of the same shape, dtype and layout. Masks are new every iteration and reproducible for
