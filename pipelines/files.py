@@ -175,10 +175,16 @@ def read_file_list(list_path: str | os.PathLike) -> Dataset:
         raise ValueError(f"file list {str(list_path)!r} lists no files")
     root = list_path.parent
     for number, (name, _) in enumerate(samples, start=1):
-        if not (root / name).exists():  # what exists but is not an image file is refused by `file_check`
+        try:
+            found = (root / name).exists()  # what exists but is not an image file is refused by `file_check`
+        except OSError as error:  # a name longer than the system takes: a bare "File name too long" before
+            found, why = False, f" ({error.strerror})"
+        else:
+            why = ""
+        if not found:
             raise FileNotFoundError(
-                f"{str(list_path)!r}: listed file {name!r} (entry {number}) not found at {str(root / name)!r}; "
-                "paths in a file list are relative to the list's folder"
+                f"{str(list_path)!r}: listed file {name!r} (entry {number}) not found at {str(root / name)!r}"
+                f"{why}; paths in a file list are relative to the list's folder"
             )
     return Dataset(root=root, samples=tuple(samples))
 

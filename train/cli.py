@@ -98,11 +98,20 @@ _OS_HINTS = {FileExistsError: "it already exists; choose another path or remove 
              FileNotFoundError: "check the path"}
 
 
+# Longer error messages are cut in the middle: they quote names from the data (a file list's 1 MB line came back
+# whole), and twice the longest path Linux takes (4,096) still fits.
+MESSAGE_LIMIT = 10_000
+
+
 def _user_error(command: str, error: Exception) -> int:
     message = str(error)
     if isinstance(error, OSError) and error.errno is not None and error.filename is not None:
         hint = next((h for kind, h in _OS_HINTS.items() if isinstance(error, kind)), None)
         message = f"{error.filename}: {error.strerror}" + (f"; {hint}" if hint else "")
+    if len(message) > MESSAGE_LIMIT:
+        half = MESSAGE_LIMIT // 2
+        message = (f"{message[:half]} [... {len(message) - 2 * half:,} characters left out ...] "
+                   f"{message[-half:]}")
     print(f"dali-has {command}: error: {message}", file=sys.stderr)
     return 2
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pipelines import UnreadableImageError, make_loader
 from pipelines.files import read_file_list
 from tests.pipelines.bad_images import jpeg_bytes
 from tests.train.test_trainer import tiny_config
-from train.cli import build_parser, main
+from train.cli import MESSAGE_LIMIT, build_parser, main
 from train.config import TrainConfig
 from train.trainer import fit
 
@@ -117,6 +118,16 @@ def test_bare_os_errors_say_what_to_do(tmp_path, capsys):
     assert main(["synth-actions", "--out", str(tmp_path / "a-file" / "x")]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'a-file' / 'x'}: Not a directory; a part of this path is a file, not a folder" in err
+
+
+def test_a_name_from_the_data_too_long_to_read_is_cut_in_the_middle(tmp_path, capsys):
+    """A file list's 1 MB line came back whole on stderr."""
+    listed = tmp_path / "list.txt"
+    listed.write_text("a" * 1_000_000 + "b.jpg 0\n")
+    assert main(["scan", "--data", str(listed), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err) < MESSAGE_LIMIT + 200 and str(listed) in err and "b.jpg" in err
+    assert re.search(r"a \[\.\.\. [\d,]+ characters left out \.\.\.\] a", err)
 
 
 @pytest.mark.parametrize("command, said", [("train", "continue with --resume RUN_DIR"),
