@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -38,7 +37,7 @@ from pathlib import Path
 from pipelines.own_files import written_whole
 from pipelines.settings import default_num_threads
 from train.bench.memory import device_free_mb, process_tree_mb
-from train.bench.timing import SEED
+from train.bench.timing import SEED, versions
 from train.checkpoint import METRICS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -272,10 +271,9 @@ def junit_counts(path: Path) -> dict | None:
 
 
 def environment() -> dict:
-    """Card, driver, versions and whether the fused plugin's CUDA kernel can run here."""
-    import nvidia.dali
+    """Card, driver, versions (those every bench records) and whether the fused plugin's CUDA kernel can run
+    here."""
     import torch
-    import torchvision
 
     from dali_has import fused, plugin_build
 
@@ -291,10 +289,7 @@ def environment() -> dict:
     return {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "nvidia_smi": card, "torch_device": torch.cuda.get_device_name(0),
             "compute_capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
-            "driver_cuda_version": fused.driver_cuda_version(), "torch": torch.__version__,
-            "torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-            "torchvision": torchvision.__version__, "nvidia_dali": nvidia.dali.__version__,
-            "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "driver_cuda_version": fused.driver_cuda_version(), "versions": versions(), "cpu_count": os.cpu_count(),
             "fused_plugin": {"loaded": loaded, "reason": fused.unavailable_reason(),
                              "gpu_kernel_usable": fused.gpu_available(),
                              "gpu_reason": fused.gpu_unavailable_reason(),

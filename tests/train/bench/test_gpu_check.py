@@ -178,6 +178,7 @@ def test_the_environment_records_the_date_the_card_and_the_kernels_build(monkeyp
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: (9, 0))
     found = gpu_check.environment()
     assert found["torch_device"] == "NVIDIA H200" and found["compute_capability"] == "9.0"
+    assert found["versions"]["torch"] == torch.__version__ and "nvidia_dali" in found["versions"]
     assert found["date_utc"].endswith("Z") and {"kernel_cuda_version", "kernel_oldest_arch"} <= set(
         found["fused_plugin"])
 
