@@ -55,7 +55,7 @@ from pipelines.train_pipeline import train_pipeline
 from pipelines.val_pipeline import eval_resize, val_pipeline
 
 _OPEN_LOADERS: weakref.WeakSet[EpochLoader] = weakref.WeakSet()
-STATE_VERSION = 2  # of EpochLoader.state_dict(); 2 added "settings" (version 1 states load without that check)
+STATE_VERSION = 2  # of EpochLoader.state_dict(); 2 added "settings"
 
 
 @atexit.register
@@ -140,11 +140,11 @@ class EpochLoader:
         """Continue from a `state_dict()` of a loader with the same settings and data (rebuilds the pipeline).
         A state refused (ValueError) leaves the loader as it was."""
         self._check_usable()
-        version = state.get("version") if isinstance(state, dict) else None
-        current = {"version", "dataset_size", "shard", "rebuilds", "pipeline", "settings"}
-        expected = current if version == STATE_VERSION else current - {"settings"}  # version 1 had no settings
-        if version not in (1, STATE_VERSION) or set(state) != expected:
-            raise ValueError(f"not a loader state of this version: expected a dict with keys {sorted(current)} "
+        keys = {"version", "dataset_size", "shard", "rebuilds", "pipeline", "settings"}
+        # Version 1 (no settings) is not read: relabelled 1, any state skipped the settings check.
+        if not isinstance(state, dict) or set(state) != keys or type(state["version"]) is not int or \
+                state["version"] != STATE_VERSION:
+            raise ValueError(f"not a loader state of this version: expected a dict with keys {sorted(keys)} "
                              f"and version {STATE_VERSION}, as state_dict() returns")
         if not self._options.checkpointing:  # it resumed, then failed in state_dict() after a whole epoch
             raise ValueError("load_state_dict() needs a loader made with checkpointing=True, as the one the state "
@@ -153,7 +153,7 @@ class EpochLoader:
         theirs = {key: state[key] for key in mine}
         if theirs != mine:
             raise ValueError(f"the loader state is of another data set or shard ({theirs}); this loader has {mine}")
-        if version == STATE_VERSION and state["settings"] != self._settings:
+        if state["settings"] != self._settings:
             saved, current = (state["settings"] if isinstance(state["settings"], dict) else {}), self._settings
             differ = [f"{key} {saved.get(key)!r} (this loader: {current.get(key)!r})"
                       for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
@@ -185,6 +185,11 @@ class EpochLoader:
         of an epoch of this shard. An edited one was restored as it said: 8 of 21 samples an epoch while len()
         said 6, epochs of repeated samples, an IndexError inside DALI."""
         it, shards = self._iterator, self._options.num_shards
+        for name in ("_consumer_iter", "_epoch_idx"):  # the pipeline's record: a null one failed the first batch
+            value = getattr(self._pipeline, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"the loader state's DALI checkpoint records the pipeline's {name.strip('_')} as "
+                                 f"{value!r}: it was damaged or edited; resume from an intact state")
         restored = {"size": it._size, "counter": int(it._counter), "shards": [int(i) for i in it._shards_id],
                     "shard sizes": [int(n) for n in it._shard_sizes_per_gpu],
                     "counters": [int(n) for n in it._counter_per_gpu]}

@@ -16,14 +16,23 @@ def operator(name: bytes, state: bytes) -> bytes:
     return field(1, field(1, name) + field(2, state))
 
 
-def reader(rng: bytes) -> bytes:
-    """ReaderStateSnapshot {loader_state {rng, current_epoch=1, age=0}} as DALI 2.4 writes it."""
-    return field(1, field(1, rng) + b"\x10\x01\x18\x00")
+def varint(number: int, value: int) -> bytes:
+    key, encoded = bytes([number << 3]), b""
+    while True:
+        encoded += bytes([value & 0x7F | (0x80 if value > 0x7F else 0)])
+        value >>= 7
+        if not value:
+            return key + encoded
 
 
-def checkpoint(rng: bytes = b"1058407991", name: bytes = b"Reader") -> bytes:
+def reader(rng: bytes, epoch: int = 1, age: int = 0) -> bytes:
+    """ReaderStateSnapshot {loader_state {rng, current_epoch, age}} as DALI 2.4 writes it."""
+    return field(1, field(1, rng) + varint(2, epoch) + varint(3, age))
+
+
+def checkpoint(rng: bytes = b"1058407991", name: bytes = b"Reader", **state) -> bytes:
     philox = b"Philox_00000000E5D882D5_00000000000000D0:0000000000000000_0"
-    return operator(name, reader(rng)) + operator(b"__ImageRandomCrop_2", philox) + field(2, b"{}")
+    return operator(name, reader(rng, **state)) + operator(b"__ImageRandomCrop_2", philox) + field(2, b"{}")
 
 
 @pytest.mark.parametrize("rng", [b"1", b"1058407991", b"2147483646"])
@@ -36,6 +45,27 @@ def test_states_the_generator_can_take_pass(rng):
 def test_states_a_reader_never_writes_are_refused(rng):
     with pytest.raises(ValueError, match="the reader's generator state .* is not one DALI writes"):
         check_reader_state(checkpoint(rng), "Reader")
+
+
+def test_the_hand_made_record_is_byte_for_byte_what_dali_wrote():
+    # The reader's record of a real checkpoint (a loader's state after its first epoch, DALI 2.4).
+    assert checkpoint().startswith(b"\n\x1c\n\x06Reader\x12\x12\n\x10\n\n1058407991\x10\x01\x18\x00")
+
+
+@pytest.mark.parametrize("state", [dict(epoch=0), dict(epoch=7), dict(epoch=2**31 - 1)])
+def test_states_taken_between_epochs_pass(state):
+    check_reader_state(checkpoint(**state), "Reader")
+
+
+@pytest.mark.parametrize("state, says", [
+    (dict(age=1), "epoch 1, 1 samples into it"),
+    (dict(age=2**31 - 1), "epoch 1, 2147483647 samples into it"),  # restoring it did not finish
+    (dict(epoch=2**64 - 1), "epoch 18446744073709551615, 0 samples"),  # int32 -1, as protobuf writes it
+    (dict(epoch=2**31), "epoch 2147483648, 0 samples"),
+])
+def test_states_not_between_epochs_are_refused(state, says):
+    with pytest.raises(ValueError, match=f"the reader's state says {says}.*taken between epochs"):
+        check_reader_state(checkpoint(**state), "Reader")
 
 
 def test_a_long_state_is_shown_cut_short():

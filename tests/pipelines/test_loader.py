@@ -249,6 +249,13 @@ def test_a_state_whose_checkpoint_is_not_at_an_epoch_start_is_refused(dataset):
         with pytest.raises(ValueError, match="does not stand at the start of an epoch.*damaged or edited"):
             resumed.load_state_dict({**state, "pipeline": state["pipeline"].replace(*edit)})
         assert len(epoch(resumed)[1]) == len(resumed)  # left as it was
+    batches = f'"iter": {len(original)}'.encode()  # the pipeline's record: a string failed the first batch
+    assert state["pipeline"].count(batches) == 1
+    resumed = make()
+    for edited, shown in ((b'"iter":""', "''"), (b'"iter":-6', "-6")):  # as long as the original
+        with pytest.raises(ValueError, match=f"records the pipeline's consumer_iter as {shown}: it was damaged"):
+            resumed.load_state_dict({**state, "pipeline": state["pipeline"].replace(batches, edited)})
+    assert len(epoch(resumed)[1]) == len(resumed)  # left as it was
     for damage, said in (((b'"_counter"', b'"_counteX"'), "damaged \\(KeyError"),  # left the loader closed
                          ((b'"_size"', b'"\xffsize"'), "damaged \\(UnicodeDecodeError")):  # said nothing of the state
         resumed = make()
@@ -358,9 +365,11 @@ def test_a_refused_state_leaves_the_loader_as_it_was(dataset):
     with pytest.raises(ValueError, match="other settings: .*train True"):
         evaluation.load_state_dict(state)
     assert sorted(torch.cat(epoch(evaluation)[1]).tolist()) == list(range(N_IMAGES))
-    no_settings = {key: value for key, value in state.items() if key not in ("settings", "version")}
-    with pytest.raises(ValueError, match="another pipeline"):  # DALI's words, for a version-1 state (no settings)
-        evaluation.load_state_dict(dict(no_settings, version=1))
+    # Version 1 had no settings; relabelled so, any state skipped the settings check and resumed other batches.
+    no_settings = {key: value for key, value in state.items() if key != "settings"}
+    for relabelled in (dict(no_settings, version=1), dict(state, version=2.0), dict(state, version=True)):
+        with pytest.raises(ValueError, match="not a loader state of this version"):
+            evaluation.load_state_dict(relabelled)
 
 
 @pytest.mark.parametrize("change, named", [(dict(seed=4), "seed 3 (this loader: 4)"),
