@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from numbers import Real
-from typing import Union
+from typing import ClassVar, Union
 
 from dali_has import validate
 
@@ -30,8 +30,37 @@ def grid_shape(height: int, width: int, size: int) -> tuple[int, int]:
     return (math.ceil(height / size), math.ceil(width / size))
 
 
-@dataclass(frozen=True)
-class HaSConfig:
+class SettingsRecord:
+    """What a frozen settings dataclass of this package shares: a dict form (JSON configs hold it), being given as
+    one, and a repr with a single fill shown as the number it is."""
+
+    WHAT: ClassVar[str]  # the settings' name in messages
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Build from a mapping (e.g. a JSON config); unknown keys are errors."""
+        return cls(**validate.known_fields(cls.WHAT, d, cls))
+
+    def to_dict(self) -> dict:
+        return {f.name: list(getattr(self, f.name)) if isinstance(getattr(self, f.name), tuple) else
+                getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def given(cls, value):
+        """What a `has=` argument may be: None (no hiding), one of these, or a dict of its settings."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls.from_dict(value)
+        raise ValueError(f"has={value!r}; expected None, a dali_has.{cls.__name__} or a dict of its settings")
+
+    def __repr__(self) -> str:
+        shown = {key: value[0] if key == "fill" and len(value) == 1 else value for key, value in self.to_dict().items()}
+        return f"{type(self).__name__}({', '.join(f'{key}={value}' for key, value in shown.items())})"
+
+
+@dataclass(frozen=True, repr=False)
+class HaSConfig(SettingsRecord):
     """Validated, immutable Hide-and-Seek parameters, shared by every implementation.
 
     Args:
@@ -45,6 +74,7 @@ class HaSConfig:
         ValueError: a value is invalid; the message names it (NaN and infinite fills are refused).
     """
 
+    WHAT: ClassVar[str] = "Hide-and-Seek"
     patch_sizes: tuple[int, ...] = PAPER_PATCH_SIZES
     p_hide: float = PAPER_P_HIDE
     fill: tuple[float, ...] = (0.0,)
@@ -54,24 +84,6 @@ class HaSConfig:
         object.__setattr__(self, "patch_sizes", _check_patch_sizes(patch_sizes))
         object.__setattr__(self, "p_hide", validate.probability("p_hide", p_hide))
         object.__setattr__(self, "fill", validate.numbers("fill", fill))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> HaSConfig:
-        """Build from a mapping (e.g. a JSON config); unknown keys are errors."""
-        return cls(**validate.known_fields("Hide-and-Seek", d, cls))
-
-    def to_dict(self) -> dict:
-        return {"patch_sizes": list(self.patch_sizes), "p_hide": self.p_hide, "fill": list(self.fill)}
-
-    @classmethod
-    def given(cls, has: Union[None, HaSConfig, dict], name: str = "has") -> Union[None, HaSConfig]:
-        """What a `has=` argument may be: None (no Hide-and-Seek), a HaSConfig, or a dict of its settings
-        (unknown keys are errors)."""
-        if has is None or isinstance(has, HaSConfig):
-            return has
-        if isinstance(has, dict):
-            return cls.from_dict(has)
-        raise ValueError(f"{name}={has!r}; expected None, a dali_has.HaSConfig or a dict of its settings")
 
     def for_channels(self, channels: int) -> HaSConfig:
         """These settings with the fill given per channel (a scalar fill repeated)."""
@@ -86,9 +98,6 @@ class HaSConfig:
                              "give a scalar or one value per channel")
         return self.fill
 
-    def __repr__(self) -> str:
-        fill = self.fill[0] if len(self.fill) == 1 else list(self.fill)
-        return f"HaSConfig(patch_sizes={list(self.patch_sizes)}, p_hide={self.p_hide}, fill={fill})"
 
 
 def _check_patch_sizes(patch_sizes) -> tuple[int, ...]:

@@ -7,9 +7,10 @@ u ~ U[0, 1), and give every value of a hidden frame the fill (the dataset-mean f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from dali_has import validate
-from dali_has.spec import PAPER_P_HIDE, Fill
+from dali_has.spec import PAPER_P_HIDE, Fill, SettingsRecord
 
 # The composition builds a [segments, segment] mask per sample, so its memory grows with `segment` (2**30 took
 # 22 GB and the process); a segment at least as long as the sequence hides it whole or not at all, and 65,536
@@ -17,8 +18,8 @@ from dali_has.spec import PAPER_P_HIDE, Fill
 MAX_SEGMENT = 1 << 16
 
 
-@dataclass(frozen=True)
-class TemporalHaSConfig:
+@dataclass(frozen=True, repr=False)
+class TemporalHaSConfig(SettingsRecord):
     """Validated temporal Hide-and-Seek parameters.
 
     segment: frames per segment (F_segment), a whole number from 1 to MAX_SEGMENT.
@@ -27,6 +28,7 @@ class TemporalHaSConfig:
         the dataset mean, or 0.0 for sequences normalized with that mean.
     """
 
+    WHAT: ClassVar[str] = "temporal Hide-and-Seek"
     segment: int
     p_hide: float = PAPER_P_HIDE
     fill: tuple[float, ...] = (0.0,)
@@ -36,8 +38,4 @@ class TemporalHaSConfig:
                                                                    maximum=MAX_SEGMENT))
         object.__setattr__(self, "p_hide", validate.probability("p_hide", p_hide))
         object.__setattr__(self, "fill", validate.numbers("fill", fill))
-
-    def __repr__(self) -> str:
-        fill = self.fill[0] if len(self.fill) == 1 else list(self.fill)
-        return f"TemporalHaSConfig(segment={self.segment}, p_hide={self.p_hide}, fill={fill})"
 

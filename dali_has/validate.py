@@ -28,7 +28,8 @@ def whole_number(name: str, value: Any, *, minimum: int = 0, maximum: Optional[i
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum or (
             maximum is not None and value > maximum):
         upper = f" and <= {maximum}" if maximum is not None else ""
-        why = " (an int, not a float)" if isinstance(value, float) and value.is_integer() else ""
+        integral = isinstance(value, Real) and not isinstance(value, (bool, Integral)) and float(value).is_integer()
+        why = " (an int, not a float)" if integral else ""
         raise ValueError(f"{name}={value!r} must be a whole number >= {minimum}{upper}{why}")
     return int(value)
 

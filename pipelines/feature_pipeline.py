@@ -16,7 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import nvidia.dali.fn as fn
@@ -93,13 +93,14 @@ class FeatureIndex:
 
 
 def feature_pipeline(index: FeatureIndex, options: PipelineOptions, *, frames: int, train: bool,
-                     has: Optional[TemporalHaSConfig] = None) -> Pipeline:
+                     has: Union[None, TemporalHaSConfig, dict] = None) -> Pipeline:
     """A DALI pipeline (not built yet) with outputs (features float32 [frames, D] "FC", row of the video in the
     index); `feature_loader` makes it a PyTorch iterable.
 
-    train=True shuffles and applies `has` (None = no hiding; its fill in feature units, e.g. `mean_feature`);
-    train=False reads in index order and never hides.
+    train=True shuffles and applies `has` (a TemporalHaSConfig or a dict of its settings; None = no hiding; its
+    fill in feature units, e.g. `mean_feature`); train=False reads in index order and never hides.
     """
+    has = TemporalHaSConfig.given(has)
     if has is not None and len(has.fill) not in (1, index.dim):  # it failed at the first batch, in DALI's words
         raise ValueError(f"the temporal Hide-and-Seek fill has {len(has.fill)} values; the features of "
                          f"{index.path} have {index.dim}: give one value, or one per feature (mean_feature(index))")
@@ -108,20 +109,16 @@ def feature_pipeline(index: FeatureIndex, options: PipelineOptions, *, frames: i
 
 
 def feature_loader(index: FeatureIndex, options: PipelineOptions, *, frames: int, train: bool,
-                   has: Optional[TemporalHaSConfig] = None) -> SequenceLoader:
+                   has: Union[None, TemporalHaSConfig, dict] = None) -> SequenceLoader:
     """`feature_pipeline` as a PyTorch iterable of `SequenceBatch`es; a saved state holds the index's files and
     labels, frames and HaS, and a state of other ones is refused."""
+    has = TemporalHaSConfig.given(has)
     base = os.path.dirname(index.path)
     videos = Dataset(Path(base), tuple((os.path.relpath(v.features, base), v.label) for v in index.videos))
-    settings = {"train": train, "frames": frames, "has": temporal_has_settings(has if train else None),
+    settings = {"train": train, "frames": frames, "has": has.to_dict() if train and has is not None else None,
                 "files": samples_digest(videos)}
     return SequenceLoader(lambda o: feature_pipeline(index, o, frames=frames, train=train, has=has), options,
                           index.labels, settings)
-
-
-def temporal_has_settings(has: Optional[TemporalHaSConfig]) -> Optional[dict]:
-    """`has` as JSON-like values, for a loader's settings."""
-    return None if has is None else {"segment": has.segment, "p_hide": has.p_hide, "fill": list(has.fill)}
 
 
 @pipeline_def

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Optional
+from typing import Optional, Union
 
 import nvidia.dali.fn as fn
 from nvidia.dali import Pipeline, pipeline_def
@@ -23,18 +23,18 @@ from pipelines.temporal_sampling import sample_uniformly
 
 
 def video_pipeline(paths: Sequence[str], options: PipelineOptions, *, frames: int, train: bool,
-                   has: Optional[TemporalHaSConfig] = None) -> Pipeline:
+                   has: Union[None, TemporalHaSConfig, dict] = None) -> Pipeline:
     """A DALI pipeline (not built yet) with outputs (uint8 video [frames, H, W, 3] "FHWC", row of the file in
     `paths`); `pipelines.SequenceLoader(define, options, labels)` makes it a PyTorch iterable (DALI's video
     decoder has no checkpoints, so such a loader has no `state_dict`).
 
-    has: temporal HaS settings with the fill on the 0..255 pixel scale (e.g. the data set's mean RGB);
-        applied when train=True, never when train=False. options.device="gpu" decodes with NVDEC.
+    has: temporal HaS settings (a TemporalHaSConfig or a dict of its settings) with the fill on the 0..255 pixel
+        scale (e.g. the data set's mean RGB); applied when train=True, never when train=False.
+    options.device="gpu" decodes with NVDEC.
     """
     if isinstance(paths, (str, bytes, os.PathLike)) or not paths:
         raise ValueError(f"paths={paths!r}; give a list of one or more video files")
-    if has is not None and not isinstance(has, TemporalHaSConfig):
-        raise ValueError(f"has={has!r}; expected None or a dali_has.TemporalHaSConfig")
+    has = TemporalHaSConfig.given(has)
     if options.checkpointing:  # DALI failed in the constructor with "not implemented"
         raise ValueError("checkpointing=True: DALI's video decoder has no checkpoints, so a video loader cannot "
                          "save its state; leave checkpointing off")

@@ -17,9 +17,10 @@ def test_whole_number_refuses_bools_floats_text_and_values_out_of_bounds(value):
         validate.whole_number("n", value, maximum=10)
 
 
-def test_whole_number_says_why_an_integral_float_is_refused():
-    with pytest.raises(ValueError, match=r"segment=4.0 must be a whole number >= 1 \(an int, not a float\)"):
-        validate.whole_number("segment", 4.0, minimum=1)
+@pytest.mark.parametrize("value", [4.0, np.float32(4.0), np.float64(4.0)])
+def test_whole_number_says_why_an_integral_float_is_refused(value):
+    with pytest.raises(ValueError, match=r"must be a whole number >= 1 \(an int, not a float\)"):
+        validate.whole_number("segment", value, minimum=1)
 
 
 def test_whole_number_takes_any_integral_type_and_returns_an_int():

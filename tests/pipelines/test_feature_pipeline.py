@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dali_has import TemporalHaSConfig, reference
 from pipelines.feature_pipeline import FeatureIndex, check_finite_features, feature_loader, mean_feature
@@ -89,6 +90,9 @@ def test_hide_and_seek_in_training_only_with_a_per_feature_fill(tmp_path):
     assert hidden_any
     for batch in loader(index, frames=10, batch_size=6, train=False, has=has):
         assert (batch.sequences.numpy() >= 0).all()  # never hidden at evaluation
+    as_dict = loader(index, frames=10, batch_size=6, train=True, has=has.to_dict(), seed=1)  # failed: no .segment
+    for a, b in zip(loader(index, frames=10, batch_size=6, train=True, has=has, seed=1), as_dict):
+        assert torch.equal(a.sequences, b.sequences)
 
 
 def test_mean_feature_and_index_checks(tmp_path):

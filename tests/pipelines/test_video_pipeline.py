@@ -71,7 +71,8 @@ def test_evaluation_never_hides(tmp_path):
 @pytest.mark.parametrize("paths, has, said", [
     ("v.mjpeg", None, "give a list"),  # a string was split into one-letter paths
     ([], None, "give a list"),
-    (["v.mjpeg"], {"segment": 2}, "TemporalHaSConfig"),
+    (["v.mjpeg"], [2], r"has=\[2\]; expected None, a dali_has.TemporalHaSConfig or a dict of its settings"),
+    (["v.mjpeg"], {"segments": 2}, r"unknown temporal Hide-and-Seek option\(s\) \['segments'\]"),
     ([b"caf\xe9.mjpeg".decode("utf-8", "surrogateescape")], None, "is not UTF-8"),
 ])
 def test_video_pipeline_refuses_a_path_string_and_settings_of_the_wrong_kind(paths, has, said):

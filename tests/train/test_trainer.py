@@ -85,9 +85,12 @@ def test_resume_takes_the_options_of_where_and_how_the_run_goes_on(tmp_path):
     register(parser.add_subparsers())
     tiny_config(tmp_path, tmp_path / "run", num_threads=1).save(tmp_path / "config.json")
     args = parser.parse_args(["train", "--resume", str(tmp_path), "--num-threads", "2", "--device", "cpu",
-                              "--epochs", "5", "--no-progress"])
+                              "--epochs", "5", "--no-progress", "--skip-bad-files"])
     cfg, resume = config_from_args(args)
-    assert resume and (cfg.num_threads, cfg.device, cfg.epochs, cfg.lr) == (2, "cpu", 5, 0.4)
+    assert resume and (cfg.num_threads, cfg.device, cfg.epochs, cfg.lr, cfg.skip_bad_files) == (2, "cpu", 5, 0.4, True)
+    cfg.save(tmp_path / "config.json")
+    cfg, _ = config_from_args(parser.parse_args(["train", "--resume", str(tmp_path), "--no-skip-bad-files"]))
+    assert not cfg.skip_bad_files and cfg.num_threads == 2  # switched off again; what is not given stays
 
 
 @pytest.mark.parametrize("flag, bar", [([], True), (["--no-progress"], False)])

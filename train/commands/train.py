@@ -43,7 +43,7 @@ def register(sub) -> None:
                        ("seed", int), ("max-steps-per-epoch", int)):
         p.add_argument(f"--{name}", type=kind)
     add_num_threads(p)
-    p.add_argument("--skip-bad-files", action="store_true", default=None,
+    p.add_argument("--skip-bad-files", action=argparse.BooleanOptionalAction, default=None,
                    help="leave out files DALI's decoder must not see (not an image, a header it cannot parse, not a "
                         "regular file), with a warning saying how many and where they are listed; by default "
                         "they stop the run with an error naming them")

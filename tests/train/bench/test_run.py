@@ -309,7 +309,10 @@ def test_bench_json_holds_every_figure_the_sweep_and_the_machine(tiny_run):
     figures = [*r["pipeline_img_s"].values(), *r["torchvision_img_s"].values(), r["model_step_img_s"],
                r["end_to_end_img_s"]]
     assert all(v is None or v > 0 for v in figures)  # fused is None only where the plugin cannot be built
-    assert r["verdict"].startswith(("input-bound: the loader delivers", "compute-bound: the model consumes"))
+    # 2 model batches on a shared machine can read far below end to end: then the bench gives no verdict.
+    plausible = r["end_to_end_pct_of_bound"] <= bench_run.IMPLAUSIBLE_PCT
+    assert r["verdict"].startswith(("input-bound: the loader delivers", "compute-bound: the model consumes")
+                                   if plausible else "no verdict: training ran at")
     assert set(r["has_overhead_pct"]) == {"composed", "fused"} and set(r["dali_vs_torchvision"]) == {"none", "has"}
     assert [(row["threads"], row["hw_decoder_load"]) for row in r["sweep"]] == [(1, None), (2, None)]
     best = max(r["sweep"], key=lambda row: max(row["img_s"]["composed"], row["img_s"]["fused"] or 0))
