@@ -99,7 +99,6 @@ class HaSConfig(SettingsRecord):
         return self.fill
 
 
-
 def _check_patch_sizes(patch_sizes) -> tuple[int, ...]:
     # Sizes may come as 16.0 from a JSON config or numpy: any whole number of pixels is accepted.
     sizes = validate.as_values(patch_sizes)

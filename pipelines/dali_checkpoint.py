@@ -33,7 +33,7 @@ def _fields(message: bytes) -> list[tuple[int, int, object]]:
         value, shift = 0, 0
         while True:
             if at >= len(message) or shift > 63:
-                raise ValueError("a varint runs past the end")
+                raise ValueError("a varint is cut short or longer than 64 bits")
             byte = message[at]
             at += 1
             value |= (byte & 0x7F) << shift

@@ -80,9 +80,9 @@ def test_a_long_state_is_shown_cut_short():
     (operator(b"Reader", field(1, b"")), "0 generator states"),
     (field(1, field(1, b"Reader")), "0 operator states"),
     (checkpoint()[:-1], "a field runs past the end"),
-    (b"\x0a\xff", "a varint runs past the end"),
+    (b"\x0a\xff", "a varint is cut short"),
     (b"\x0d\x00\x00\x00\x00", "wire type 5"),
-    (b"\x08" + b"\xff" * 10 + b"\x01", "a varint runs past the end"),  # longer than 64 bits
+    (b"\x08" + b"\xff" * 10 + b"\x01", "a varint is cut short or longer than 64 bits"),
 ])
 def test_a_checkpoint_of_another_shape_is_refused(data, says):
     with pytest.raises(ValueError, match=f"not a DALI checkpoint of this loader's pipeline: {says}"):
