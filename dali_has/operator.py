@@ -40,10 +40,11 @@ def hide_and_seek(images, *, patch_sizes: Sequence[int] | int = PAPER_PATCH_SIZE
 
     Raises:
         ValueError: a setting is invalid (the message names it).
-        RuntimeError: impl="fused" and the plugin cannot be used here (the message says why). When the pipeline
-            runs, a fill of several values for images of another channel count: the fused operator's error names
-            `fill`; the composition's is DALI's reshape error ("Input and output samples must occupy the same
-            size in bytes"), as the channel count is known only then.
+        RuntimeError: impl="fused" and the plugin cannot be used here (the message says why).
+        When the pipeline runs, a fill of several values for images of another channel count fails the batch:
+        the fused operator with a ValueError naming `fill`; the composition with DALI's reshape error (a
+        RuntimeError, "Input and output samples must occupy the same size in bytes"), as the channel count is
+        known only then.
     """
     cfg = HaSConfig(patch_sizes, p_hide, fill)
     if any(abs(value) > validate.FLOAT32_MAX for value in cfg.fill):  # float32 images took it as inf, on every path

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from numbers import Real
 from typing import ClassVar, Union
 
@@ -38,8 +38,12 @@ class SettingsRecord:
 
     @classmethod
     def from_dict(cls, d: dict):
-        """Build from a mapping (e.g. a JSON config); unknown keys are errors."""
-        return cls(**validate.known_fields(cls.WHAT, d, cls))
+        """Build from a mapping (e.g. a JSON config); unknown keys are errors, and so are missing required ones."""
+        given = validate.known_fields(cls.WHAT, d, cls)
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in given]
+        if missing:  # Python's TypeError ("missing 1 required positional argument") named no settings
+            raise ValueError(f"{cls.WHAT} settings {given!r} lack {missing}")
+        return cls(**given)
 
     def to_dict(self) -> dict:
         return {f.name: list(getattr(self, f.name)) if isinstance(getattr(self, f.name), tuple) else

@@ -28,8 +28,9 @@ def whole_number(name: str, value: Any, *, minimum: int = 0, maximum: Optional[i
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum or (
             maximum is not None and value > maximum):
         upper = f" and <= {maximum}" if maximum is not None else ""
-        integral = isinstance(value, Real) and not isinstance(value, (bool, Integral)) and float(value).is_integer()
-        why = " (an int, not a float)" if integral else ""
+        integral = isinstance(value, Real) and not isinstance(value, (bool, Integral)) and _finite(value) and \
+            float(value).is_integer()
+        why = f" (an int, not {type(value).__name__})" if integral else ""
         raise ValueError(f"{name}={value!r} must be a whole number >= {minimum}{upper}{why}")
     return int(value)
 

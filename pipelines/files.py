@@ -22,6 +22,7 @@ to the list's folder unless absolute.
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import os
@@ -178,12 +179,14 @@ def read_file_list(list_path: str | os.PathLike) -> Dataset:
         try:
             found = (root / name).exists()  # what exists but is not an image file is refused by `file_check`
         except OSError as error:  # a name longer than the system takes: a bare "File name too long" before
+            if error.errno != errno.ENAMETOOLONG:
+                raise
             found, why = False, f" ({error.strerror})"
         else:
             why = ""
-        if not found:
+        if not found:  # the entry before the name: a long name is cut in the middle of the CLI's line
             raise FileNotFoundError(
-                f"{str(list_path)!r}: listed file {name!r} (entry {number}) not found at {str(root / name)!r}"
+                f"{str(list_path)!r} entry {number}: listed file {name!r} not found at {str(root / name)!r}"
                 f"{why}; paths in a file list are relative to the list's folder"
             )
     return Dataset(root=root, samples=tuple(samples))

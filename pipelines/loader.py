@@ -171,7 +171,8 @@ class EpochLoader:
             self._open(state["pipeline"])
             if state["pipeline"] is not None:
                 self._check_restored_position()
-        except (ValueError, KeyError, TypeError, RuntimeError) as error:  # the others: DALI reading damaged bytes
+        except Exception as error:  # besides ours (ValueError): whatever DALI raises reading damaged bytes
+            # (KeyError, TypeError, RuntimeError, an OverflowError for a count beyond int64 that left it closed)
             self._close_pipeline()
             self._rebuilds = now["rebuilds"]
             self._open(now["pipeline"])

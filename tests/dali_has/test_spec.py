@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from dali_has import HaSConfig
+from dali_has import HaSConfig, TemporalHaSConfig
 from dali_has.spec import MAX_PATCH_SIZE
 
 
@@ -51,6 +51,13 @@ def test_a_has_argument_is_none_a_config_or_a_dict_of_its_settings():
     assert HaSConfig.given({"patch_sizes": [0, 8], "p_hide": 0.25}) == cfg
     with pytest.raises(ValueError, match=r"has=\(0, 8\); expected None, a dali_has.HaSConfig or a dict"):
         HaSConfig.given((0, 8))
+
+
+def test_a_dict_without_a_required_setting_is_named():
+    """It raised Python's TypeError ("missing 1 required positional argument"), which the CLI does not catch."""
+    with pytest.raises(ValueError, match=r"temporal Hide-and-Seek settings \{'p_hide': 0.5\} lack \['segment'\]"):
+        TemporalHaSConfig.given({"p_hide": 0.5})
+    assert TemporalHaSConfig.from_dict({"segment": 3}) == TemporalHaSConfig(3)
 
 
 def test_dict_round_trip_and_unknown_keys():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -17,10 +18,12 @@ def test_whole_number_refuses_bools_floats_text_and_values_out_of_bounds(value):
         validate.whole_number("n", value, maximum=10)
 
 
-@pytest.mark.parametrize("value", [4.0, np.float32(4.0), np.float64(4.0)])
-def test_whole_number_says_why_an_integral_float_is_refused(value):
-    with pytest.raises(ValueError, match=r"must be a whole number >= 1 \(an int, not a float\)"):
+@pytest.mark.parametrize("value, kind", [(4.0, "float"), (np.float32(4.0), "float32"), (Fraction(8, 2), "Fraction")])
+def test_whole_number_says_why_an_integral_non_int_is_refused(value, kind):
+    with pytest.raises(ValueError, match=rf"must be a whole number >= 1 \(an int, not {kind}\)"):
         validate.whole_number("segment", value, minimum=1)
+    with pytest.raises(ValueError, match=r"must be a whole number >= 1$"):  # no hint (it raised OverflowError)
+        validate.whole_number("segment", Fraction(10**400), minimum=1)
 
 
 def test_whole_number_takes_any_integral_type_and_returns_an_int():

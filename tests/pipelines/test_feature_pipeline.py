@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from dali_has import TemporalHaSConfig, reference
-from pipelines.feature_pipeline import FeatureIndex, check_finite_features, feature_loader, mean_feature
+from pipelines.feature_pipeline import (
+    FeatureIndex,
+    check_finite_features,
+    feature_loader,
+    feature_pipeline,
+    mean_feature,
+)
 from pipelines.settings import PipelineOptions
 from tests.pipelines.frame_sampling import uniform_frame_indices
 
@@ -90,6 +96,8 @@ def test_hide_and_seek_in_training_only_with_a_per_feature_fill(tmp_path):
     assert hidden_any
     for batch in loader(index, frames=10, batch_size=6, train=False, has=has):
         assert (batch.sequences.numpy() >= 0).all()  # never hidden at evaluation
+    with pytest.raises(ValueError, match="lack \\['segment'\\]"):
+        feature_pipeline(index, PipelineOptions(batch_size=6), frames=10, train=True, has={"p_hide": 0.5})
     as_dict = loader(index, frames=10, batch_size=6, train=True, has=has.to_dict(), seed=1)  # failed: no .segment
     for a, b in zip(loader(index, frames=10, batch_size=6, train=True, has=has, seed=1), as_dict):
         assert torch.equal(a.sequences, b.sequences)

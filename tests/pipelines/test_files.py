@@ -1,8 +1,10 @@
 """Dataset listing and DALI file lists, checked against DALI's own `fn.readers.file`."""
 import ast
+import errno
 import json
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,7 +195,24 @@ def test_old_mac_line_ends_are_named_not_read_as_one_name(tmp_path):
 def test_listed_file_missing(tmp_path):
     list_path = tmp_path / "list.txt"
     list_path.write_text("gone.jpg 0\n")
-    with pytest.raises(FileNotFoundError, match="listed file 'gone.jpg'"):
+    with pytest.raises(FileNotFoundError, match="list.txt' entry 1: listed file 'gone.jpg' not found"):
+        read_file_list(list_path)
+
+
+def test_a_stat_that_fails_otherwise_than_with_a_name_too_long_is_not_called_missing(tmp_path, monkeypatch):
+    """Every OSError of the lookup was reported as "not found", a permission denied too."""
+    list_path = tmp_path / "list.txt"
+    list_path.write_text("a.jpg 0\n")
+
+    stat = Path.stat
+
+    def denied(self, *args, **kwargs):  # this machine runs as root: no chmod is denied to it
+        if self.name == "a.jpg":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", denied)
+    with pytest.raises(PermissionError, match="Permission denied"):
         read_file_list(list_path)
 
 

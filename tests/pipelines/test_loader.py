@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import json
 import os
 import pickle
 import re
@@ -252,10 +253,18 @@ def test_a_state_whose_checkpoint_is_not_at_an_epoch_start_is_refused(dataset):
     batches = f'"iter": {len(original)}'.encode()  # the pipeline's record: a string failed the first batch
     assert state["pipeline"].count(batches) == 1
     resumed = make()
-    for edited, shown in ((b'"iter":""', "''"), (b'"iter":-6', "-6")):  # as long as the original
-        with pytest.raises(ValueError, match=f"records the pipeline's consumer_iter as {shown}: it was damaged"):
-            resumed.load_state_dict({**state, "pipeline": state["pipeline"].replace(batches, edited)})
+    for edited, shown in (((batches, b'"iter":""'), "consumer_iter as ''"),  # each as long as the original
+                          ((batches, b'"iter":-6'), "consumer_iter as -6"),
+                          ((b'"epoch_idx": 0', b'"epoch_idx":-1'), "epoch_idx as -1")):
+        assert state["pipeline"].count(edited[0]) == 1
+        with pytest.raises(ValueError, match=f"records the pipeline's {shown}: it was damaged"):
+            resumed.load_state_dict({**state, "pipeline": state["pipeline"].replace(*edited)})
     assert len(epoch(resumed)[1]) == len(resumed)  # left as it was
+    # A count beyond int64 in the iterator's record: DALI's OverflowError left the loader closed.
+    resumed = make()
+    with pytest.raises(ValueError, match="damaged \\(OverflowError"):
+        resumed.load_state_dict({**state, "pipeline": with_iterator_record(state["pipeline"], _counter=2**63)})
+    assert len(epoch(resumed)[1]) == len(resumed)
     for damage, said in (((b'"_counter"', b'"_counteX"'), "damaged \\(KeyError"),  # left the loader closed
                          ((b'"_size"', b'"\xffsize"'), "damaged \\(UnicodeDecodeError")):  # said nothing of the state
         resumed = make()
@@ -588,6 +597,28 @@ def test_bad_data_paths_are_explained(tmp_path, monkeypatch):
     (tmp_path / "c").mkdir()
     with pytest.raises(ValueError, match="no image files"):
         small_loader(tmp_path)
+
+
+def with_iterator_record(checkpoint: bytes, **changes) -> bytes:
+    """`checkpoint` (DALI 2.4) with entries of its last record, the iterator's JSON, changed; lengths re-encoded.
+    It ends in ExternalContextCheckpoint {1: pipeline_data, 2: iterator_data} (see pipelines.dali_checkpoint)."""
+    def varint(value: int) -> bytes:
+        out = b""
+        while True:
+            out += bytes([value & 0x7F | (0x80 if value > 0x7F else 0)])
+            value >>= 7
+            if not value:
+                return out
+
+    pipeline_data = re.search(rb'\{"iter": \d+, "epoch_idx": \d+\}', checkpoint).group(0)
+    iterator_data = checkpoint[checkpoint.index(b'{"_counter"'):]
+    def context(record: bytes) -> bytes:
+        inner = b"\n" + varint(len(pipeline_data)) + pipeline_data + b"\x12" + varint(len(record)) + record
+        return b"\x12" + varint(len(inner)) + inner
+
+    head = checkpoint[:len(checkpoint) - len(context(iterator_data))]
+    assert head + context(iterator_data) == checkpoint  # the layout this helper knows
+    return head + context(json.dumps({**json.loads(iterator_data), **changes}).encode())
 
 
 def _by_label(images: list[torch.Tensor], labels: list[torch.Tensor]) -> torch.Tensor:
