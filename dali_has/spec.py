@@ -46,8 +46,8 @@ class SettingsRecord:
         return cls(**given)
 
     def to_dict(self) -> dict:
-        return {f.name: list(getattr(self, f.name)) if isinstance(getattr(self, f.name), tuple) else
-                getattr(self, f.name) for f in fields(self)}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
 
     @classmethod
     def given(cls, value):

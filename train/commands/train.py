@@ -46,7 +46,7 @@ def register(sub) -> None:
     p.add_argument("--skip-bad-files", action=argparse.BooleanOptionalAction, default=None,
                    help="leave out files DALI's decoder must not see (not an image, a header it cannot parse, not a "
                         "regular file), with a warning saying how many and where they are listed; by default "
-                        "they stop the run with an error naming them")
+                        "they stop the run with an error naming them (--no-skip-bad-files: so again, at --resume)")
     p.add_argument("--random-area", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help=f"random-resized-crop area range (default {spaced(RANDOM_AREA)})")
     p.add_argument("--flip-probability", type=float, help=f"horizontal flips (default {FLIP_PROBABILITY})")
