@@ -26,7 +26,7 @@ import numpy as np
 import nvidia.dali.fn as fn
 import nvidia.dali.types as types
 
-_C = ord("C")
+C_AXIS = ord("C")  # the channel axis in a layout node, which DALI gives as character codes
 _SAME_WIDTH_INT = {types.FLOAT: types.INT32, types.FLOAT64: types.INT64}  # compute_dtype's bits, as an integer
 
 
@@ -39,7 +39,7 @@ def fill_node(values: Sequence[float], layout, shape):
     # The data's channel count on the channel axis, 1 on every other axis: [1, 1, C] for HWC, [C, 1, 1] for CHW,
     # [1, C] for FC. Data with another number of channels than values fails in this reshape; the values' own count
     # there let 3 values broadcast 1-channel images to 3 channels, silently.
-    shape = fn.cast(layout == _C, dtype=types.INT32) * (fn.cast(shape, dtype=types.INT32) - 1) + 1
+    shape = fn.cast(layout == C_AXIS, dtype=types.INT32) * (fn.cast(shape, dtype=types.INT32) - 1) + 1
     return fn.reshape(constant, shape=shape)
 
 

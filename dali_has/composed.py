@@ -16,7 +16,7 @@ import numpy as np
 import nvidia.dali.fn as fn
 import nvidia.dali.types as types
 
-from dali_has.blend import _C, blend
+from dali_has.blend import C_AXIS, blend
 from dali_has.spec import MAX_PATCH_SIZE, HaSConfig
 
 # Grid cell size standing in for S = 0: one cell covering any image, never hidden (its coin has p = 0).
@@ -32,11 +32,11 @@ def hide_and_seek_composed(images, cfg: HaSConfig):
     # CPU nodes, also for GPU images: they feed shape arguments, which must live on the CPU.
     shape = images.shape(dtype=types.INT32)
     layout = images.property("layout")
-    spatial = fn.cast(layout != _C, dtype=types.INT32)  # 1 on H and W, 0 on C
+    spatial = fn.cast(layout != C_AXIS, dtype=types.INT32)  # 1 on H and W, 0 on C
     grid_shape = ((shape + cell - 1) // cell) * spatial + (1 - spatial)
     coins = fn.random.coin_flip(probability=p_hide, shape=grid_shape, dtype=types.UINT8)
 
-    chw = fn.cast(layout[0] == _C, dtype=types.INT32)
+    chw = fn.cast(layout[0] == C_AXIS, dtype=types.INT32)
     height = shape[0] + chw * (shape[1] - shape[0])
     width = shape[1] + chw * (shape[2] - shape[1])
     out_size = fn.cast(fn.stack(height, width), dtype=types.FLOAT)
